@@ -1,0 +1,542 @@
+/*
+ * bitnet.h - the public interface of libbitnet.
+ *
+ * libbitnet is a C11 library for 1.58-bit ("ternary") neural networks. This header is
+ * its manual: every function says what it does, who owns what, and what it returns on
+ * error. Nothing else is public.
+ *
+ * A walk-through
+ * --------------
+ *
+ *     #include <bitnet.h>
+ *
+ *     bn_tensor *a = NULL, *b = NULL, *c = NULL;
+ *     int64_t sa[2] = {2, 3}, sb[1] = {3};
+ *     if (bn_tensor_new(BN_F32, 2, sa, &a) != BN_OK ||      // zero-filled 2x3 f32
+ *         bn_tensor_new(BN_F32, 1, sb, &b) != BN_OK) { ... }
+ *     bn_tensor_fill(b, 1.0);                               // b = [1, 1, 1]
+ *     if (bn_op_add(a, b, &c) != BN_OK)                     // broadcasts like NumPy
+ *         fprintf(stderr, "%s\n", bn_last_error());         // message with its causes
+ *     float x = bn_tensor_get_f32(c, (int64_t[]){1, 2});    // 1.0
+ *     bn_tensor_free(a); bn_tensor_free(b); bn_tensor_free(c);
+ *
+ * Conventions
+ * -----------
+ * - Functions that can fail return a bn_status. BN_OK is 0. On any other value the
+ *   calling thread's error message (bn_last_error) says what went wrong, outermost
+ *   context first: "loading m.gguf: tensor 'x': data runs past end of file".
+ * - Output parameters (`bn_tensor **out` etc.) are written only on success. On failure
+ *   nothing is allocated and nothing the caller owned is changed.
+ * - Every object returned through an output parameter is owned by the caller and
+ *   released with its `_free` function; `_free(NULL)` is a no-op.
+ * - Broken invariants (a NULL where the header says non-NULL, an index out of range in
+ *   an accessor) are programming errors and stop at an assert; bad data, I/O failures
+ *   and out-of-memory are statuses.
+ * - The library never writes to stdout and never exits. It logs through a callback
+ *   (bn_log_set), which by default writes warnings and errors to stderr.
+ */
+#ifndef BITNET_H
+#define BITNET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#  define BN_API
+#elif defined(__GNUC__)
+#  define BN_API __attribute__((visibility("default")))
+#else
+#  define BN_API
+#endif
+
+#if defined(__GNUC__)
+#  define BN_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#  define BN_PRINTF(fmt, args)
+#endif
+
+/* ===================================================================== version */
+
+#define BITNET_VERSION_MAJOR 0
+#define BITNET_VERSION_MINOR 1
+#define BITNET_VERSION_PATCH 0
+
+/* The library's version as "MAJOR.MINOR.PATCH". Static string. */
+BN_API const char *bn_version(void);
+
+/* ====================================================================== errors */
+
+typedef enum bn_status {
+    BN_OK = 0,
+    BN_ERR_INVALID_ARG,  /* an argument is out of its documented range */
+    BN_ERR_OOM,          /* an allocation failed (or was made to fail) */
+    BN_ERR_IO,           /* reading or writing a file failed */
+    BN_ERR_FORMAT,       /* a file or buffer is malformed */
+    BN_ERR_SHAPE,        /* tensor shapes do not fit the operation */
+    BN_ERR_DTYPE,        /* a dtype the operation does not support */
+    BN_ERR_NUMERIC,      /* singular, not positive definite, did not converge, NaN */
+    BN_ERR_UNSUPPORTED,  /* not available in this build or on this machine */
+    BN_ERR_DEVICE,       /* a device (GPU) call failed */
+    BN_ERR_INTERNAL,     /* a library bug; the message says where */
+    BN_STATUS_COUNT
+} bn_status;
+
+/* A short constant name for a status ("out of memory"). Never NULL. */
+BN_API const char *bn_status_str(bn_status status);
+
+/* The calling thread's last error message, the whole cause chain joined by ": ",
+ * outermost context first. "" when there is none. The string belongs to the library
+ * and stays valid until the thread's next failing call or bn_error_clear. */
+BN_API const char *bn_last_error(void);
+
+/* The status of the calling thread's last error (BN_OK when none). */
+BN_API bn_status bn_last_status(void);
+
+/* Number of frames in the cause chain (0 when no error). Frame 0 is the outermost
+ * context, the last frame the root cause. */
+BN_API int bn_error_depth(void);
+
+/* Frame i of the cause chain, 0 <= i < bn_error_depth(); NULL when out of range. */
+BN_API const char *bn_error_frame(int i);
+
+/* Forget the calling thread's error. */
+BN_API void bn_error_clear(void);
+
+/* Record a new error on the calling thread (replacing any earlier one) and return
+ * `status`, so that a function can `return bn_error_set(BN_ERR_IO, "...", ...)`. */
+BN_API bn_status bn_error_set(bn_status status, const char *fmt, ...) BN_PRINTF(2, 3);
+
+/* Add an outer context frame to the current error and return its status (or
+ * `status` when it is not BN_OK, to override it). With no current error this records
+ * the context as a new error of `status`. */
+BN_API bn_status bn_error_wrap(bn_status status, const char *fmt, ...) BN_PRINTF(2, 3);
+
+/* ========================================================================= log */
+
+typedef enum bn_log_level {
+    BN_LOG_DEBUG = 0,
+    BN_LOG_INFO,
+    BN_LOG_WARN,
+    BN_LOG_ERROR,
+    BN_LOG_NONE   /* as a threshold: log nothing */
+} bn_log_level;
+
+/* A log sink. `msg` has no trailing newline and is valid only during the call. */
+typedef void (*bn_log_fn)(bn_log_level level, const char *msg, void *user);
+
+/* Replace the log sink; NULL restores the default (stderr). Not thread-safe against
+ * concurrent logging: set it once at start-up. */
+BN_API void bn_log_set(bn_log_fn fn, void *user);
+
+/* Messages below `level` are dropped before they reach the sink. Default BN_LOG_WARN.*/
+BN_API void bn_log_set_level(bn_log_level level);
+BN_API bn_log_level bn_log_get_level(void);
+
+/* Log a message through the current sink. */
+BN_API void bn_log(bn_log_level level, const char *fmt, ...) BN_PRINTF(2, 3);
+
+/* ====================================================================== memory */
+
+/* Every buffer of the library comes from one tracking allocator: 64-byte aligned,
+ * counted per tag (a string literal naming the owner, e.g. "tensor"), with a
+ * failure-injection hook for tests and a leak report. */
+
+typedef struct bn_mem_stats {
+    size_t   live_bytes;    /* bytes currently allocated */
+    size_t   peak_bytes;    /* the largest live_bytes seen */
+    uint64_t live_blocks;   /* blocks currently allocated */
+    uint64_t n_allocs;      /* allocations made since start (or the last reset) */
+    uint64_t n_frees;       /* frees made since start */
+    uint64_t n_failed;      /* allocations that failed (real or injected) */
+} bn_mem_stats;
+
+/* Allocate `size` bytes aligned to 64, tagged `tag` (a string that must outlive the
+ * block; a literal). Returns NULL and sets BN_ERR_OOM on failure. size 0 allocates a
+ * minimal block. Release with bn_free. */
+BN_API void *bn_malloc(size_t size, const char *tag);
+
+/* As bn_malloc, zero-filled, with an overflow-checked n * size. */
+BN_API void *bn_calloc(size_t n, size_t size, const char *tag);
+
+/* Release a block from bn_malloc/bn_calloc. NULL is a no-op. */
+BN_API void bn_free(void *ptr);
+
+/* The size a block was allocated with. */
+BN_API size_t bn_mem_size(const void *ptr);
+
+/* Totals over all tags. */
+BN_API void bn_mem_get_stats(bn_mem_stats *out);
+
+/* Totals for one tag (matched by string contents); false when the tag was never used.*/
+BN_API bool bn_mem_get_tag_stats(const char *tag, bn_mem_stats *out);
+
+/* Reset the peak to the current live bytes and the counters to zero (all tags). */
+BN_API void bn_mem_reset_peak(void);
+
+/* Report every live block through the log sink at BN_LOG_WARN, one line each:
+ * "leak: 4096 bytes, tag 'tensor'", then a summary line per tag. Returns the number
+ * of live blocks (0 = no leaks). Call at teardown. */
+BN_API uint64_t bn_mem_leak_report(void);
+
+/* Make the n-th allocation from now fail (n >= 1) as if memory ran out; 0 disables.
+ * After it fires, injection is off again. For tests of error paths. */
+BN_API void bn_mem_fail_nth(uint64_t n);
+
+/* A pool of reusable buffers for tensors: requests are rounded up to a size class
+ * (powers of two from 64 bytes); a released buffer goes back to its class's free list
+ * and is handed out again before new memory is taken. */
+typedef struct bn_pool bn_pool;
+
+typedef struct bn_pool_stats {
+    size_t   live_bytes;     /* bytes handed out and not released (class sizes) */
+    size_t   peak_bytes;
+    size_t   cached_bytes;   /* released bytes kept for reuse */
+    uint64_t n_requests;     /* bn_pool_alloc calls that succeeded */
+    uint64_t n_reused;       /* of which served from a free list */
+} bn_pool_stats;
+
+/* Create a pool whose blocks carry `tag`. */
+BN_API bn_status bn_pool_create(const char *tag, bn_pool **out);
+
+/* A buffer of at least `size` bytes, 64-byte aligned; NULL (+ BN_ERR_OOM) on failure.*/
+BN_API void *bn_pool_alloc(bn_pool *pool, size_t size);
+
+/* Give a buffer back to the pool it came from (kept for reuse). NULL is a no-op. */
+BN_API void bn_pool_release(bn_pool *pool, void *ptr);
+
+/* Free every cached (released) buffer. */
+BN_API void bn_pool_trim(bn_pool *pool);
+
+BN_API void bn_pool_get_stats(const bn_pool *pool, bn_pool_stats *out);
+
+/* Destroy the pool, freeing cached buffers. Buffers still handed out are not freed:
+ * they show in bn_mem_leak_report under the pool's tag. */
+BN_API void bn_pool_free(bn_pool *pool);
+
+/* An arena for load-time structures: bump allocation from large chunks, everything
+ * freed at once. */
+typedef struct bn_arena bn_arena;
+
+/* `chunk_size` 0 means 1 MiB. */
+BN_API bn_status bn_arena_create(size_t chunk_size, const char *tag, bn_arena **out);
+
+/* `size` bytes aligned to `align` (a power of two up to 64; 0 means 16). Requests
+ * larger than the chunk size get a chunk of their own. NULL + BN_ERR_OOM on failure.*/
+BN_API void *bn_arena_alloc(bn_arena *arena, size_t size, size_t align);
+
+/* A copy of `s` in the arena. */
+BN_API char *bn_arena_strdup(bn_arena *arena, const char *s);
+
+/* Bytes handed out so far (not counting alignment padding or unused chunk space). */
+BN_API size_t bn_arena_used(const bn_arena *arena);
+
+/* Forget all allocations, keeping the first chunk. */
+BN_API void bn_arena_reset(bn_arena *arena);
+
+BN_API void bn_arena_free(bn_arena *arena);
+
+/* ======================================================================= dtypes */
+
+typedef enum bn_dtype {
+    BN_F32 = 0,
+    BN_F16,
+    BN_BF16,
+    BN_I8,
+    BN_I32,
+    BN_DTYPE_COUNT
+} bn_dtype;
+
+/* "f32", "f16", "bf16", "i8", "i32"; "?" for an invalid value. */
+BN_API const char *bn_dtype_name(bn_dtype dtype);
+
+/* Bytes per element; 0 for an invalid value. */
+BN_API size_t bn_dtype_size(bn_dtype dtype);
+
+/* IEEE binary16 and bfloat16 conversion, round to nearest even; NaN stays NaN (quiet),
+ * overflow to f16 gives infinity, f16 subnormals are kept. */
+BN_API uint16_t bn_f32_to_f16(float x);
+BN_API float    bn_f16_to_f32(uint16_t h);
+BN_API uint16_t bn_f32_to_bf16(float x);
+BN_API float    bn_bf16_to_f32(uint16_t h);
+
+/* Row conversions, using the fastest kernels this CPU has (F16C where present). */
+BN_API void bn_f32_to_f16_row(const float *src, uint16_t *dst, int64_t n);
+BN_API void bn_f16_to_f32_row(const uint16_t *src, float *dst, int64_t n);
+BN_API void bn_f32_to_bf16_row(const float *src, uint16_t *dst, int64_t n);
+BN_API void bn_bf16_to_f32_row(const uint16_t *src, float *dst, int64_t n);
+
+/* ====================================================================== tensors */
+
+#define BN_MAX_DIMS 4
+
+/* A shape: ndim in 0..BN_MAX_DIMS (0 is a scalar with one element), dim[i] >= 0. */
+typedef struct bn_shape {
+    int     ndim;
+    int64_t dim[BN_MAX_DIMS];
+} bn_shape;
+
+/* A tensor: a dtype, a shape, strides (in elements, >= 0) and an offset into a
+ * reference-counted buffer on some device. Views share their source's buffer; the
+ * buffer is freed when its last tensor is. A tensor handle is not thread-safe, but
+ * distinct handles sharing a buffer may be used and freed from different threads. */
+typedef struct bn_tensor bn_tensor;
+
+typedef struct bn_device bn_device;
+
+/* A new zero-filled contiguous tensor on the CPU. */
+BN_API bn_status bn_tensor_new(bn_dtype dtype, int ndim, const int64_t *shape,
+                               bn_tensor **out);
+
+/* A new contiguous CPU tensor holding a copy of `data` (numel elements, row-major). */
+BN_API bn_status bn_tensor_from_data(bn_dtype dtype, int ndim, const int64_t *shape,
+                                     const void *data, bn_tensor **out);
+
+/* A contiguous CPU tensor over memory the caller owns (e.g. a mapped file). The memory
+ * must outlive the tensor and every view of it; it is never freed by the library. */
+BN_API bn_status bn_tensor_wrap(bn_dtype dtype, int ndim, const int64_t *shape,
+                                void *data, bn_tensor **out);
+
+/* Release this handle; the buffer goes when its last handle does. NULL is a no-op. */
+BN_API void bn_tensor_free(bn_tensor *t);
+
+BN_API bn_dtype  bn_tensor_dtype(const bn_tensor *t);
+BN_API int       bn_tensor_ndim(const bn_tensor *t);
+BN_API bn_shape  bn_tensor_shape(const bn_tensor *t);
+BN_API int64_t   bn_tensor_dim(const bn_tensor *t, int axis);    /* axis < 0 counts back */
+BN_API int64_t   bn_tensor_stride(const bn_tensor *t, int axis); /* in elements */
+BN_API int64_t   bn_tensor_numel(const bn_tensor *t);
+BN_API size_t    bn_tensor_nbytes(const bn_tensor *t);  /* numel * element size */
+BN_API bool      bn_tensor_is_contiguous(const bn_tensor *t);
+BN_API bn_device *bn_tensor_device(const bn_tensor *t);
+
+/* Pointer to the tensor's first element (its offset applied) on its device. For a
+ * CPU tensor the caller may read and write through it within the strides. */
+BN_API void *bn_tensor_data(const bn_tensor *t);
+
+/* Read / write one element of a CPU tensor as double (converted from / to its dtype;
+ * writes to i8/i32 round to nearest and saturate). idx has ndim entries. */
+BN_API double bn_tensor_get(const bn_tensor *t, const int64_t *idx);
+BN_API float  bn_tensor_get_f32(const bn_tensor *t, const int64_t *idx);
+BN_API void   bn_tensor_set(bn_tensor *t, const int64_t *idx, double value);
+
+/* Set every element (of the view) to `value`. CPU only. */
+BN_API bn_status bn_tensor_fill(bn_tensor *t, double value);
+
+/* Copy the elements of `t` in row-major order into `dst` (capacity `dst_bytes`),
+ * converted to `dtype`. CPU only. */
+BN_API bn_status bn_tensor_read(const bn_tensor *t, bn_dtype dtype, void *dst,
+                                size_t dst_bytes);
+
+/* --- views: no data is copied; the result shares t's buffer --- */
+
+/* Elements start, start+step, ... < stop along `axis` (step >= 1, 0 <= start <= stop
+ * <= dim). */
+BN_API bn_status bn_tensor_slice(const bn_tensor *t, int axis, int64_t start,
+                                 int64_t stop, int64_t step, bn_tensor **out);
+
+/* Same elements, new shape (same numel). One dimension may be -1 (inferred). The
+ * tensor must be contiguous (else BN_ERR_SHAPE: make a contiguous copy first). */
+BN_API bn_status bn_tensor_reshape(const bn_tensor *t, int ndim, const int64_t *shape,
+                                   bn_tensor **out);
+
+/* Swap two axes. */
+BN_API bn_status bn_tensor_transpose(const bn_tensor *t, int axis0, int axis1,
+                                     bn_tensor **out);
+
+/* Reorder axes: result axis i is t's axis perm[i]; perm is a permutation of 0..ndim-1.*/
+BN_API bn_status bn_tensor_permute(const bn_tensor *t, const int *perm, bn_tensor **out);
+
+/* --- copies --- */
+
+/* A new contiguous CPU tensor with t's elements (always a copy). */
+BN_API bn_status bn_tensor_contiguous(const bn_tensor *t, bn_tensor **out);
+
+/* A new contiguous CPU tensor with t's elements converted to `dtype` (f32 to f16/bf16
+ * round to nearest even; float to integer rounds half away from zero and saturates).*/
+BN_API bn_status bn_tensor_convert(const bn_tensor *t, bn_dtype dtype, bn_tensor **out);
+
+/* Copy src's elements into dst (same shape; dtypes converted as bn_tensor_convert).
+ * Both on the CPU; dst may be a strided view. */
+BN_API bn_status bn_tensor_copy_into(bn_tensor *dst, const bn_tensor *src);
+
+/* Formats a shape as "[2, 3, 4]" into buf (always terminated); returns buf. */
+BN_API char *bn_shape_str(bn_shape shape, char *buf, size_t cap);
+
+/* ======================================================================= ops */
+
+/* Element-wise and reduction operations on CPU f32 tensors. Each returns a new
+ * contiguous tensor through `out`. Binary operations broadcast like NumPy: shapes
+ * are aligned at the right and each pair of dimensions must be equal or one of them
+ * 1; otherwise BN_ERR_SHAPE with a message naming both shapes. Other dtypes give
+ * BN_ERR_DTYPE. Large operations use the library's thread pool (bn_set_num_threads);
+ * the results do not depend on the number of threads. */
+
+typedef enum bn_binary_op { BN_ADD = 0, BN_SUB, BN_MUL, BN_DIV, BN_BINARY_COUNT } bn_binary_op;
+
+typedef enum bn_unary_op {
+    BN_NEG = 0, BN_ABS, BN_SQRT, BN_EXP, BN_LOG,
+    BN_RELU,
+    BN_RELU_SQR,   /* relu(x)^2, BitNet b1.58's FFN activation */
+    BN_SILU,       /* x * sigmoid(x) */
+    BN_GELU,       /* x * Phi(x), exact (erf) */
+    BN_GELU_TANH,  /* the tanh approximation of GELU */
+    BN_UNARY_COUNT
+} bn_unary_op;
+
+typedef enum bn_reduce_op { BN_SUM = 0, BN_MEAN, BN_MAX, BN_MIN, BN_ARGMAX, BN_REDUCE_COUNT } bn_reduce_op;
+
+BN_API bn_status bn_op_binary(bn_binary_op op, const bn_tensor *a, const bn_tensor *b,
+                              bn_tensor **out);
+BN_API bn_status bn_op_add(const bn_tensor *a, const bn_tensor *b, bn_tensor **out);
+BN_API bn_status bn_op_sub(const bn_tensor *a, const bn_tensor *b, bn_tensor **out);
+BN_API bn_status bn_op_mul(const bn_tensor *a, const bn_tensor *b, bn_tensor **out);
+BN_API bn_status bn_op_div(const bn_tensor *a, const bn_tensor *b, bn_tensor **out);
+
+/* a (op) scalar, element-wise; with `scalar_first`, scalar (op) a (for sub and div).*/
+BN_API bn_status bn_op_scalar(bn_binary_op op, const bn_tensor *a, float scalar,
+                              bool scalar_first, bn_tensor **out);
+
+BN_API bn_status bn_op_unary(bn_unary_op op, const bn_tensor *a, bn_tensor **out);
+
+/* Reduce along `axis` (negative counts from the end). The axis is removed, or kept
+ * with size 1 when keepdims. Sums accumulate in double. ARGMAX gives an i32 tensor
+ * with the first index of the maximum. MAX/MIN/ARGMAX of an empty axis are
+ * BN_ERR_SHAPE; a NaN propagates to max/min (and is the argmax). */
+BN_API bn_status bn_op_reduce(bn_reduce_op op, const bn_tensor *a, int axis,
+                              bool keepdims, bn_tensor **out);
+
+/* Matrix product as numpy.matmul for tensors of 2 to 4 dimensions: the last two axes
+ * are [M, K] x [K, N] -> [M, N]; leading (batch) axes broadcast. Accumulates in f32
+ * with a fixed order per output element. */
+BN_API bn_status bn_op_matmul(const bn_tensor *a, const bn_tensor *b, bn_tensor **out);
+
+/* Softmax along `axis`, computed stably (max subtracted first). */
+BN_API bn_status bn_op_softmax(const bn_tensor *a, int axis, bn_tensor **out);
+
+/* RMSNorm over the last axis: y = x / sqrt(mean(x^2) + eps) * weight. `weight` is a
+ * 1-D tensor of the last axis' size, or NULL for none. eps > 0. */
+BN_API bn_status bn_op_rmsnorm(const bn_tensor *x, const bn_tensor *weight, float eps,
+                               bn_tensor **out);
+
+/* ================================================================ linear algebra */
+
+/* Dense linear algebra on 2-D CPU f32 tensors through LAPACK (computed in double,
+ * results in f32). Non-square input where a square one is needed, singular and
+ * not-positive-definite matrices return BN_ERR_SHAPE / BN_ERR_NUMERIC with a message;
+ * NaN or Inf in the input is BN_ERR_NUMERIC. */
+
+/* Thin SVD of an [M, N] matrix, K = min(M, N): U [M, K], S [K] (descending), Vt [K, N],
+ * with A = U diag(S) Vt. */
+BN_API bn_status bn_linalg_svd(const bn_tensor *a, bn_tensor **u, bn_tensor **s,
+                               bn_tensor **vt);
+
+/* Thin QR of an [M, N] matrix, K = min(M, N): Q [M, K] with orthonormal columns,
+ * R [K, N] upper triangular, A = Q R. */
+BN_API bn_status bn_linalg_qr(const bn_tensor *a, bn_tensor **q, bn_tensor **r);
+
+/* Lower Cholesky factor L of a symmetric positive-definite matrix, A = L L^T. */
+BN_API bn_status bn_linalg_cholesky(const bn_tensor *a, bn_tensor **l);
+
+/* Determinant of a square matrix (0 for a singular one; not an error). */
+BN_API bn_status bn_linalg_det(const bn_tensor *a, double *det);
+
+/* X with A X = B; A [N, N], B [N] or [N, R]; X has B's shape. */
+BN_API bn_status bn_linalg_solve(const bn_tensor *a, const bn_tensor *b, bn_tensor **x);
+
+/* The inverse of a square non-singular matrix. */
+BN_API bn_status bn_linalg_inv(const bn_tensor *a, bn_tensor **inv);
+
+/* Eigendecomposition of a symmetric matrix: eigenvalues W [N] ascending, eigenvectors
+ * V [N, N] in columns (A V = V diag(W)). A matrix that is not symmetric (to a relative
+ * 1e-6) is BN_ERR_NUMERIC. */
+BN_API bn_status bn_linalg_eigh(const bn_tensor *a, bn_tensor **w, bn_tensor **v);
+
+/* ====================================================================== threads */
+
+/* A persistent pool of worker threads. The library keeps one default pool for its
+ * own operations (bn_set_num_threads); programs may create their own. */
+typedef struct bn_threadpool bn_threadpool;
+
+/* Work for bn_threadpool_run: called once on each of the pool's n_threads threads
+ * (ith = 0 .. nth-1; the calling thread is ith 0). */
+typedef void (*bn_task_fn)(void *ctx, int ith, int nth);
+
+/* Work for bn_parallel_for: process indices [begin, end). */
+typedef void (*bn_range_fn)(void *ctx, int64_t begin, int64_t end);
+
+/* A pool of n_threads threads in all (the caller counts as one; 1 means no worker
+ * threads). n_threads in 1..512. */
+BN_API bn_status bn_threadpool_create(int n_threads, bn_threadpool **out);
+BN_API void bn_threadpool_free(bn_threadpool *pool);
+BN_API int  bn_threadpool_size(const bn_threadpool *pool);
+
+/* Run fn on every thread of the pool and return when all have returned. Not
+ * re-entrant: a task must not call bn_threadpool_run on the same pool. */
+BN_API void bn_threadpool_run(bn_threadpool *pool, bn_task_fn fn, void *ctx);
+
+/* Inside a task run by bn_threadpool_run: wait until every thread of the pool has
+ * reached the barrier. Every thread must call it the same number of times. */
+BN_API void bn_threadpool_barrier(bn_threadpool *pool);
+
+/* Split [0, n) into contiguous chunks of at least `grain` indices (grain >= 1) and run
+ * them on the pool. Which thread gets which chunk may vary; fn must write only what
+ * its range owns, so the result is the same for any thread count. pool NULL means
+ * the library's default pool. */
+BN_API void bn_parallel_for(bn_threadpool *pool, int64_t n, int64_t grain,
+                            bn_range_fn fn, void *ctx);
+
+/* The default pool's thread count. Set it with bn_set_num_threads (n >= 1; 0 means
+ * the default: $BITNET_THREADS if set, else the number of online CPUs). */
+BN_API bn_status bn_set_num_threads(int n);
+BN_API int bn_get_num_threads(void);
+
+/* The library's default pool (created on first use). */
+BN_API bn_threadpool *bn_default_threadpool(void);
+
+/* ==================================================================== CPU info */
+
+typedef struct bn_cpu_info {
+    char arch[16];        /* "x86_64", "aarch64", ... */
+    char brand[64];       /* processor name, "" when unknown */
+    int  n_logical;       /* online logical CPUs */
+    bool sse3, ssse3, avx, avx2, fma, f16c;
+    bool avx512f, avx512bw, avx512vl, avx512vnni, avx512vbmi, avx512bf16, avx_vnni;
+    bool neon, dotprod;   /* ARM */
+} bn_cpu_info;
+
+/* The features of the CPU this runs on, detected once (CPUID and the OS's enabled
+ * register state on x86; hwcaps on ARM). */
+BN_API const bn_cpu_info *bn_cpu_get_info(void);
+
+/* Which kernel family the library dispatches to: "scalar", "avx2", ... It is the best
+ * the CPU has unless the build forces scalar (BITNET_FORCE_SCALAR) or $BITNET_KERNELS
+ * names one (scalar|avx2); naming one the CPU lacks falls back to scalar with a
+ * warning. */
+BN_API const char *bn_kernels_name(void);
+
+/* ====================================================================== devices */
+
+typedef enum bn_device_type { BN_DEVICE_CPU = 0, BN_DEVICE_CUDA } bn_device_type;
+
+/* The devices this build and machine have: the CPU is always device 0, then one per
+ * CUDA GPU when built with CUDA. */
+BN_API int bn_device_count(void);
+BN_API bn_device *bn_device_get(int index);     /* NULL when out of range */
+BN_API bn_device *bn_device_cpu(void);
+BN_API bn_device_type bn_device_type_of(const bn_device *dev);
+BN_API const char *bn_device_name(const bn_device *dev); /* "cpu", "cuda:0" */
+
+/* A copy of t on `dev` (contiguous, same dtype and shape). Copying to the same device
+ * gives a contiguous copy. The data is preserved bit for bit. */
+BN_API bn_status bn_tensor_to_device(const bn_tensor *t, bn_device *dev, bn_tensor **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BITNET_H */

@@ -1,0 +1,98 @@
+/*
+ * internal.h - what the core's files share and nothing outside libbitnet sees: the
+ * tensor and buffer structs, the device backend table, the kernel dispatch table and
+ * small helpers.
+ */
+#ifndef BN_CORE_INTERNAL_H
+#define BN_CORE_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include "bitnet.h"
+
+#define BN_ALIGN 64
+
+/* ------------------------------------------------------------------ devices */
+
+/* A device backend: how to allocate on it and move bytes to and from the host. */
+typedef struct bn_device_ops {
+    bn_status (*alloc)(bn_device *dev, size_t nbytes, void **out);
+    void      (*free)(bn_device *dev, void *ptr);
+    bn_status (*to_host)(bn_device *dev, void *host_dst, const void *dev_src, size_t n);
+    bn_status (*from_host)(bn_device *dev, void *dev_dst, const void *host_src, size_t n);
+} bn_device_ops;
+
+struct bn_device {
+    bn_device_type       type;
+    int                  ordinal;   /* index among devices of its type */
+    char                 name[24];
+    const bn_device_ops *ops;
+};
+
+#ifdef BITNET_CUDA
+/* CUDA backend (src/cuda): number of GPUs (0 when none or no driver) and the table. */
+int bn_cuda_device_count(void);
+const bn_device_ops *bn_cuda_device_ops(void);
+#endif
+
+/* ------------------------------------------------------------------ tensors */
+
+/* Reference-counted storage. `owned` buffers are freed through their device when the
+ * count drops to zero; wrapped (caller-owned) memory is not. */
+typedef struct bn_buffer {
+    void       *data;
+    size_t      nbytes;
+    bn_device  *device;
+    bool        owned;
+    atomic_int  refcount;
+} bn_buffer;
+
+struct bn_tensor {
+    bn_dtype   dtype;
+    int        ndim;
+    int64_t    shape[BN_MAX_DIMS];
+    int64_t    stride[BN_MAX_DIMS];   /* elements */
+    int64_t    offset;                /* elements from buf->data */
+    bn_buffer *buf;
+};
+
+/* A new contiguous, uninitialised (zeroed on the CPU) tensor on `dev`. */
+bn_status bn_tensor_new_on(bn_device *dev, bn_dtype dtype, int ndim,
+                           const int64_t *shape, bn_tensor **out);
+
+/* Validates ndim and dims and returns their product in *numel (overflow-checked). */
+bn_status bn_shape_check(int ndim, const int64_t *shape, int64_t *numel);
+
+/* Element pointer for a multi-index (CPU tensors). */
+void *bn_tensor_elem_ptr(const bn_tensor *t, const int64_t *idx);
+
+/* Errors for operand checks: "op: expected f32, got f16" etc. */
+bn_status bn_require_cpu_f32(const char *op, const bn_tensor *t);
+
+/* ------------------------------------------------------------------ kernels */
+
+/* The per-ISA kernel table, chosen once at run time (kernels.c). Every entry has a
+ * scalar reference; fast versions are tested against it. */
+typedef struct bn_kernel_table {
+    const char *name;
+    /* sum_i x[i] * y[i], f32; the order of accumulation is fixed per table */
+    float (*dot_f32)(const float *x, const float *y, int64_t n);
+    void  (*f16_to_f32)(const uint16_t *src, float *dst, int64_t n);
+    void  (*f32_to_f16)(const float *src, uint16_t *dst, int64_t n);
+} bn_kernel_table;
+
+const bn_kernel_table *bn_kernels(void);
+extern const bn_kernel_table bn_kernels_scalar;
+#if defined(__x86_64__) || defined(__i386__)
+extern const bn_kernel_table bn_kernels_avx2;
+#endif
+
+/* ------------------------------------------------------------------ helpers */
+
+/* a * b into *out; false on overflow. */
+static inline bool bn_mul_overflow_size(size_t a, size_t b, size_t *out)
+{
+    return __builtin_mul_overflow(a, b, out);
+}
+
+#endif

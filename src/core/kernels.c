@@ -1,0 +1,89 @@
+/*
+ * kernels.c - the scalar reference kernels and the run-time choice of kernel family.
+ *
+ * The table is chosen once, on first use, from the CPU's features. The build option
+ * BITNET_FORCE_SCALAR pins it to the scalar family; the environment variable
+ * BITNET_KERNELS=scalar|avx2 picks one for testing (a family the CPU lacks falls back
+ * to scalar with a warning).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+/* Serial sum in index order: the reference every faster dot product approximates. */
+static float bn_dot_f32_scalar(const float *x, const float *y, int64_t n)
+{
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        sum += x[i] * y[i];
+    return sum;
+}
+
+static void bn_f16_to_f32_scalar(const uint16_t *src, float *dst, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = bn_f16_to_f32(src[i]);
+}
+
+static void bn_f32_to_f16_scalar(const float *src, uint16_t *dst, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = bn_f32_to_f16(src[i]);
+}
+
+const bn_kernel_table bn_kernels_scalar = {
+    .name       = "scalar",
+    .dot_f32    = bn_dot_f32_scalar,
+    .f16_to_f32 = bn_f16_to_f32_scalar,
+    .f32_to_f16 = bn_f32_to_f16_scalar,
+};
+
+static const bn_kernel_table *bn_kernels_chosen;
+static pthread_once_t bn_kernels_once = PTHREAD_ONCE_INIT;
+
+/* True when this CPU can run the AVX2 family (AVX2 + FMA + F16C, OS-enabled). */
+static bool bn_cpu_has_avx2_family(void)
+{
+    const bn_cpu_info *cpu = bn_cpu_get_info();
+    return cpu->avx2 && cpu->fma && cpu->f16c;
+}
+
+/* The best family for this CPU, or the one $BITNET_KERNELS names. */
+static void bn_kernels_choose(void)
+{
+    const bn_kernel_table *best = &bn_kernels_scalar;
+#if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))
+    if (bn_cpu_has_avx2_family())
+        best = &bn_kernels_avx2;
+#endif
+    const char *want = getenv("BITNET_KERNELS");
+    if (want && *want) {
+        if (strcmp(want, "scalar") == 0) {
+            best = &bn_kernels_scalar;
+        }
+#if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))
+        else if (strcmp(want, "avx2") == 0 && bn_cpu_has_avx2_family()) {
+            best = &bn_kernels_avx2;
+        }
+#endif
+        else {
+            bn_log(BN_LOG_WARN, "BITNET_KERNELS=%s is not available on this CPU or build; "
+                   "using scalar kernels", want);
+            best = &bn_kernels_scalar;
+        }
+    }
+    bn_kernels_chosen = best;
+}
+
+const bn_kernel_table *bn_kernels(void)
+{
+    pthread_once(&bn_kernels_once, bn_kernels_choose);
+    return bn_kernels_chosen;
+}
+
+const char *bn_kernels_name(void)
+{
+    return bn_kernels()->name;
+}
