@@ -1,0 +1,46 @@
+# The front door: `make run` builds and runs the program, `make test` builds and runs
+# the test suite. Both install the Debian packages they need first.
+#
+#   make run | test | test-asan | test-valgrind | install | fixtures | clean
+#   variables: BUILD (build dir), WERROR=ON, CMAKE_FLAGS="...", PREFIX, DESTDIR
+BUILD ?= build
+WERROR ?= OFF
+PREFIX ?= /usr/local
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build run test test-asan test-valgrind install fixtures clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DBITNET_WERROR=$(WERROR) \
+	      -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	./$(BUILD)/bitnet info --system
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+test-asan:
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DBITNET_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+test-valgrind: build
+	./scripts/valgrind-tests.sh $(BUILD)
+
+install: build
+	cmake --install $(BUILD)
+
+fixtures:
+	./scripts/install-deps.sh --fixtures
+	/usr/bin/python3 scripts/fixtures/make_ops.py
+	/usr/bin/python3 scripts/fixtures/make_linalg.py
+	/usr/bin/python3 scripts/fixtures/make_dtype.py
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,39 @@
+#!/bin/sh
+# install-deps.sh - installs the Debian packages that building and testing bitnet
+# need. Idempotent: does nothing when everything is there already. Runs apt-get
+# through sudo when not root.
+#
+#   scripts/install-deps.sh             build + test dependencies
+#   scripts/install-deps.sh --fixtures  also NumPy and PyTorch, to regenerate the
+#                                       reference fixtures under tests/fixtures
+set -eu
+
+packages="build-essential cmake pkg-config liblapacke-dev libopenblas-dev valgrind"
+for arg in "$@"; do
+    case "$arg" in
+        --fixtures) packages="$packages python3-numpy python3-torch" ;;
+        --numpy) packages="$packages python3-numpy" ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
+    esac
+done
+
+missing=""
+for p in $packages; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-deps.sh: apt-get not found; install these packages by hand:$missing" >&2
+    exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo=sudo
+fi
+echo "install-deps.sh: installing$missing"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing

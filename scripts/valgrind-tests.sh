@@ -1,0 +1,29 @@
+#!/bin/sh
+# valgrind-tests.sh BUILD_DIR - runs every CPU test executable and the program under
+# valgrind memcheck; fails on any memory error or definite leak.
+set -u
+build=${1:?usage: valgrind-tests.sh BUILD_DIR}
+status=0
+export OPENBLAS_NUM_THREADS=1
+vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+for t in "$build"/tests/test_*; do
+    [ -x "$t" ] && [ -f "$t" ] || continue
+    name=$(basename "$t")
+    $vg "$t" > "$build/$name.valgrind.log" 2>&1
+    rc=$?
+    if [ $rc -eq 0 ] || [ $rc -eq 77 ]; then
+        echo "valgrind: $name: clean"
+    else
+        echo "valgrind: $name: FAILED (exit $rc)"
+        tail -n 40 "$build/$name.valgrind.log"
+        status=1
+    fi
+done
+if $vg "$build/bitnet" info --system > "$build/bitnet.valgrind.log" 2>&1; then
+    echo "valgrind: bitnet info --system: clean"
+else
+    echo "valgrind: bitnet info --system: FAILED"
+    tail -n 40 "$build/bitnet.valgrind.log"
+    status=1
+fi
+exit $status
