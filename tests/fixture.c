@@ -15,6 +15,7 @@ struct fx_file {
     int            count;
     fx_array      *arrays;
     char         **names;
+    void         **datas;   /* each array copied out so its elements are aligned */
 };
 
 static const size_t fx_type_size[] = {4, 8, 4, 2, 1, 8};
@@ -62,6 +63,7 @@ fx_file *fx_open(const char *name)
     }
     f->arrays = calloc(count ? count : 1, sizeof *f->arrays);
     f->names = calloc((size_t)count + 1, sizeof *f->names);
+    f->datas = calloc((size_t)count + 1, sizeof *f->datas);
     for (uint32_t i = 0; i < count; i++) {
         fx_array *a = &f->arrays[i];
         uint32_t namelen, type, ndim;
@@ -86,7 +88,9 @@ fx_file *fx_open(const char *name)
         size_t nbytes = (size_t)a->numel * fx_type_size[type];
         if (f->size - pos < nbytes)
             goto bad;
-        a->data = f->bytes + pos;
+        f->datas[i] = malloc(nbytes ? nbytes : 1);
+        memcpy(f->datas[i], f->bytes + pos, nbytes);
+        a->data = f->datas[i];
         pos += nbytes;
         f->count = (int)i + 1;
     }
@@ -101,11 +105,14 @@ void fx_close(fx_file *f)
 {
     if (!f)
         return;
-    for (int i = 0; i < f->count; i++)
+    for (int i = 0; i < f->count; i++) {
         free(f->names[i]);
+        free(f->datas[i]);
+    }
     if (f->names) /* the name of an entry that failed half way, if any */
         free(f->names[f->count]);
     free(f->names);
+    free(f->datas);
     free(f->arrays);
     free(f->bytes);
     free(f);
