@@ -486,12 +486,15 @@ BN_API void bn_threadpool_barrier(bn_threadpool *pool);
 /* Split [0, n) into contiguous chunks of at least `grain` indices (grain >= 1) and run
  * them on the pool. Which thread gets which chunk may vary; fn must write only what
  * its range owns, so the result is the same for any thread count. pool NULL means
- * the library's default pool. */
+ * the library's default pool. Called from inside a task of the same pool it runs
+ * inline on the calling thread; calls on one pool from several threads take turns. */
 BN_API void bn_parallel_for(bn_threadpool *pool, int64_t n, int64_t grain,
                             bn_range_fn fn, void *ctx);
 
 /* The default pool's thread count. Set it with bn_set_num_threads (n >= 1; 0 means
- * the default: $BITNET_THREADS if set, else the number of online CPUs). */
+ * the default: $BITNET_THREADS if set, else the number of online CPUs). Changing the
+ * count replaces the default pool: a pointer from bn_default_threadpool() is then no
+ * longer valid. bn_get_num_threads does not create the pool. */
 BN_API bn_status bn_set_num_threads(int n);
 BN_API int bn_get_num_threads(void);
 

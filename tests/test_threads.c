@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bitnet.h"
@@ -347,6 +348,42 @@ static void test_parallel_for_concurrent_callers(void)
           atomic_load(&failures));
 }
 
+/* The child of a fork() can use the default pool although its workers stayed in
+ * the parent. */
+static void test_fork_child(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    printf("test_threads: note: fork test skipped (ThreadSanitizer cannot follow "
+           "threads into a forked child)\n");
+    return;
+#endif
+    CHECK_OK(bn_set_num_threads(3));
+    check_cover(NULL, 3, 10007, 7);   /* the parent's pool is up and running */
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork failed");
+    if (pid == 0) {
+        alarm(30);   /* a hang in the child ends as a failure, not a stuck test */
+        const int64_t n = 10007;
+        atomic_int *hits = calloc(n, sizeof *hits);
+        nested_ctx c = {NULL, hits, n};
+        bn_parallel_for(NULL, n, 7, nested_mark, &c);
+        int wrong = 0;
+        for (int64_t i = 0; i < n; i++)
+            wrong += atomic_load(&hits[i]) != 1;
+        int ok = wrong == 0 && bn_get_num_threads() == 3;
+        ok = ok && bn_set_num_threads(1) == BN_OK;   /* no workers left at _exit */
+        free(hits);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    CHECK(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "parallel_for in a forked child failed (status 0x%x)", status);
+    check_cover(NULL, 3, 10007, 7);   /* and the parent's pool still works */
+}
+
 /* ------------------------------------------------------------------ default pool */
 
 static atomic_int warn_count;
@@ -518,6 +555,7 @@ int main(void)
     test_parallel_for_deterministic();
     test_parallel_for_nested();
     test_parallel_for_concurrent_callers();
+    test_fork_child();
     test_set_num_threads();
     test_invalid_sizes();
     test_oom_injection();

@@ -15,6 +15,9 @@
  * C library rather than bn_malloc: it lives as long as the process, and counting it
  * would make every leak report after an operation, and every failure-injection loop,
  * see a block that no caller owns. Pools made with bn_threadpool_create use bn_malloc.
+ * The default pool is stopped at exit (or when the library is unloaded) and forgotten
+ * in the child of a fork(), whose copy has no workers; a program's own pools do not
+ * survive a fork either.
  */
 #include <assert.h>
 #include <errno.h>
@@ -380,6 +383,36 @@ static void tp_parallel_for_on(bn_threadpool *pool, int64_t n, int64_t grain,
 static pthread_rwlock_t tp_default_lock = PTHREAD_RWLOCK_INITIALIZER;
 static bn_threadpool *tp_default;
 
+/* In a child of fork() the default pool's workers do not exist, and the lock may be
+ * copied in a held state: drop the pool's memory without joining or destroying
+ * anything, and start over with a fresh lock, so that the child can make its own. */
+static void tp_default_after_fork(void)
+{
+    pthread_rwlock_init(&tp_default_lock, NULL);
+    if (tp_default)
+        tp_release(tp_default);
+    tp_default = NULL;
+}
+
+/* Registers tp_default_after_fork (once). */
+static void tp_register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, tp_default_after_fork);
+}
+
+/* At exit or unload of the library, stops the default pool's workers and frees it:
+ * threads left running code of an unloaded library would crash, and leak checkers
+ * would report them. Skipped when the pool is in use (exit from inside a task, or
+ * while another thread is running on it). */
+__attribute__((destructor)) static void tp_default_release(void)
+{
+    if (tp_current || pthread_rwlock_trywrlock(&tp_default_lock) != 0)
+        return;
+    bn_threadpool_free(tp_default);
+    tp_default = NULL;
+    pthread_rwlock_unlock(&tp_default_lock);
+}
+
 /* The online CPU count, clamped to 1..512. */
 static int tp_cpu_count(void)
 {
@@ -410,6 +443,8 @@ static int tp_default_count(void)
  * Caller holds the write lock. */
 static bn_status tp_default_replace(int n)
 {
+    static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+    pthread_once(&atfork_once, tp_register_atfork);
     if (tp_default && tp_default->n_threads == n)
         return BN_OK;
     bn_threadpool *fresh = NULL;
