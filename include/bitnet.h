@@ -522,6 +522,219 @@ BN_API const bn_cpu_info *bn_cpu_get_info(void);
  * warning. */
 BN_API const char *bn_kernels_name(void);
 
+/* ============================================================ quantized types */
+
+/* Storage types of model tensors, numbered as ggml numbers them in GGUF files. Every
+ * type listed here is known by size (so files holding it can be read and described);
+ * bn_qtype_info says which ones can be converted to and from f32. */
+typedef enum bn_qtype {
+    BN_QT_F32 = 0,    BN_QT_F16 = 1,     BN_QT_Q4_0 = 2,    BN_QT_Q4_1 = 3,
+    BN_QT_Q5_0 = 6,   BN_QT_Q5_1 = 7,    BN_QT_Q8_0 = 8,    BN_QT_Q8_1 = 9,
+    BN_QT_Q2_K = 10,  BN_QT_Q3_K = 11,   BN_QT_Q4_K = 12,   BN_QT_Q5_K = 13,
+    BN_QT_Q6_K = 14,  BN_QT_Q8_K = 15,   BN_QT_IQ2_XXS = 16, BN_QT_IQ2_XS = 17,
+    BN_QT_IQ3_XXS = 18, BN_QT_IQ1_S = 19, BN_QT_IQ4_NL = 20, BN_QT_IQ3_S = 21,
+    BN_QT_IQ2_S = 22, BN_QT_IQ4_XS = 23, BN_QT_I8 = 24,     BN_QT_I16 = 25,
+    BN_QT_I32 = 26,   BN_QT_I64 = 27,    BN_QT_F64 = 28,    BN_QT_IQ1_M = 29,
+    BN_QT_BF16 = 30,  BN_QT_TQ1_0 = 34,  BN_QT_TQ2_0 = 35,
+    BN_QT_I2_S = 36,  /* bitnet.cpp: 2-bit ternary codes + one f32 scale per tensor */
+    BN_QT_MXFP4 = 39,
+    BN_QT_COUNT = 40  /* one past the largest id */
+} bn_qtype;
+
+typedef struct bn_qtype_info {
+    const char *name;        /* lower case, as ggml names it: "q8_0", "tq2_0", "i2_s" */
+    int64_t     block_size;  /* elements per block (1 for plain types) */
+    size_t      type_size;   /* bytes per block */
+    size_t      tensor_tail; /* bytes after the blocks, per tensor (32 for I2_S) */
+    bool        can_read;    /* bn_dequantize supports it */
+    bool        can_write;   /* bn_quantize supports it */
+    bool        is_ternary;  /* I2_S, TQ1_0, TQ2_0 */
+} bn_qtype_info;
+
+/* The facts of a type; NULL for an id that is not a known type. */
+BN_API const bn_qtype_info *bn_qtype_get(int type);
+
+/* The type called `name` (case-insensitive, as bn_qtype_info.name); false if none. */
+BN_API bool bn_qtype_from_name(const char *name, bn_qtype *out);
+
+/* Bytes of a tensor of n_rows rows of row_len elements. BN_ERR_SHAPE when row_len is
+ * not a multiple of the type's block size (I2_S: of 128 over the whole tensor) or the
+ * size overflows; BN_ERR_DTYPE for an unknown type. */
+BN_API bn_status bn_qtype_tensor_size(int type, int64_t row_len, int64_t n_rows,
+                                      size_t *out);
+
+/* Convert a whole tensor (n_rows x row_len, row-major, src_bytes from
+ * bn_qtype_tensor_size) to f32. */
+BN_API bn_status bn_dequantize(int type, const void *src, size_t src_bytes,
+                               int64_t row_len, int64_t n_rows, float *dst);
+
+/* Store an f32 tensor in `type` with that format's reference quantizer, the same
+ * algorithm as the engine that defined it (ggml for Q8_0/Q4_0/Q6_K/TQ1_0/TQ2_0,
+ * bitnet.cpp for I2_S), so the bytes match theirs. For the ternary types the input is
+ * expected to be ternary already (see bn_ternarize). dst_bytes must be at least
+ * bn_qtype_tensor_size. */
+BN_API bn_status bn_quantize(int type, const float *src, int64_t row_len, int64_t n_rows,
+                             void *dst, size_t dst_bytes);
+
+/* ================================================================= quantizers */
+
+/* How bn_ternarize groups weights under one scale. */
+typedef enum bn_ternary_granularity {
+    BN_TERNARY_PER_TENSOR = 0,  /* BitNet b1.58: one absmean scale for the matrix */
+    BN_TERNARY_PER_CHANNEL,     /* one scale per output row */
+    BN_TERNARY_PER_GROUP        /* one scale per group_size consecutive weights of a row */
+} bn_ternary_granularity;
+
+typedef struct bn_ternary_params {
+    bn_ternary_granularity granularity;
+    int64_t                group_size;   /* PER_GROUP only; must divide row_len */
+} bn_ternary_params;
+
+BN_API bn_ternary_params bn_ternary_default_params(void);
+
+/* Number of scales bn_ternarize writes for that shape and those params (1, n_rows,
+ * or n_rows * row_len / group_size); 0 when the params do not fit the shape. */
+BN_API int64_t bn_ternary_n_scales(const bn_ternary_params *params, int64_t row_len,
+                                   int64_t n_rows);
+
+/* The BitNet b1.58 weight quantizer: for each group of weights g = mean(|W|)
+ * (accumulated in double), g = max(g, 1e-5), q = clamp(round_half_even(W / g), -1, 1).
+ * Writes q (n_rows * row_len values in {-1, 0, 1}) and the scales g
+ * (bn_ternary_n_scales of them). NaN or Inf is BN_ERR_NUMERIC naming the first bad
+ * index. params NULL means the defaults (per tensor). */
+BN_API bn_status bn_ternarize(const float *w, int64_t row_len, int64_t n_rows,
+                              const bn_ternary_params *params, int8_t *q, float *scales);
+
+/* True when w (n values) is ternary already: every non-zero |w| equal (as in
+ * checkpoints that store sign * scale). Then *scale is that magnitude (0 when all are
+ * zero). Quantizing such a tensor keeps its scale instead of recomputing an absmean. */
+BN_API bool bn_ternary_detect(const float *w, int64_t n, float *scale);
+
+/* The BitNet b1.58 activation quantizer for one token (row) of n values:
+ * s = 127 / max(max|x|, 1e-5), q = clamp(round_half_even(x * s), -128, 127). Writes q
+ * and returns s through *scale (x = q / s). */
+BN_API void bn_quantize_act_i8(const float *x, int64_t n, int8_t *q, float *scale);
+
+/* Error of a quantized tensor against its source. */
+typedef struct bn_quant_error {
+    int64_t n;
+    double  mse;            /* mean squared error */
+    double  sqnr_db;        /* 10 log10(sum x^2 / sum (x - y)^2); +inf when exact */
+    double  zero_fraction;  /* fraction of quantized values that are exactly 0 */
+    double  max_abs_error;
+} bn_quant_error;
+
+BN_API void bn_quant_error_measure(const float *orig, const float *deq, int64_t n,
+                                   bn_quant_error *out);
+
+/* ======================================================================= GGUF */
+
+/* GGUF files (versions 2 and 3), read through a read-only memory map. Every count,
+ * length, offset and extent is validated against the file size before use; a bad
+ * file is BN_ERR_FORMAT with a message saying what and where. Strings are stored
+ * NUL-terminated copies; tensor data points into the map. */
+typedef struct bn_gguf bn_gguf;
+
+typedef enum bn_gguf_type {
+    BN_GGUF_UINT8 = 0, BN_GGUF_INT8 = 1, BN_GGUF_UINT16 = 2, BN_GGUF_INT16 = 3,
+    BN_GGUF_UINT32 = 4, BN_GGUF_INT32 = 5, BN_GGUF_FLOAT32 = 6, BN_GGUF_BOOL = 7,
+    BN_GGUF_STRING = 8, BN_GGUF_ARRAY = 9, BN_GGUF_UINT64 = 10, BN_GGUF_INT64 = 11,
+    BN_GGUF_FLOAT64 = 12, BN_GGUF_TYPE_COUNT
+} bn_gguf_type;
+
+/* A metadata value. Scalars are in the union; a string is ptr/len (NUL-terminated,
+ * may contain NULs); an array has an element type, a count and an opaque handle read
+ * with bn_gguf_array_get. */
+typedef struct bn_gguf_value {
+    bn_gguf_type type;
+    union {
+        uint64_t u64;     /* UINT8/16/32/64 and BOOL (0/1) */
+        int64_t  i64;     /* INT8/16/32/64 */
+        double   f64;     /* FLOAT32/64 */
+        struct { const char *ptr; uint64_t len; } str;
+        struct { bn_gguf_type elem_type; uint64_t n; const void *handle; } arr;
+    } v;
+} bn_gguf_value;
+
+typedef struct bn_gguf_tensor {
+    const char *name;
+    int         type;        /* bn_qtype id */
+    int         n_dims;      /* 1..4 */
+    int64_t     ne[4];       /* ggml order: ne[0] is the row length; unused dims = 1 */
+    uint64_t    offset;      /* from the start of the data section */
+    size_t      nbytes;
+    const void *data;        /* into the map */
+} bn_gguf_tensor;
+
+/* Open and validate a GGUF file. */
+BN_API bn_status bn_gguf_open(const char *path, bn_gguf **out);
+
+/* Parse a GGUF image in memory (not copied: it must outlive the handle). */
+BN_API bn_status bn_gguf_open_memory(const void *data, size_t size, bn_gguf **out);
+
+BN_API void bn_gguf_close(bn_gguf *g);
+
+BN_API uint32_t bn_gguf_version(const bn_gguf *g);
+BN_API size_t   bn_gguf_alignment(const bn_gguf *g);     /* general.alignment or 32 */
+BN_API size_t   bn_gguf_data_offset(const bn_gguf *g);   /* file offset of tensor data */
+BN_API size_t   bn_gguf_file_size(const bn_gguf *g);
+
+BN_API int64_t bn_gguf_n_kv(const bn_gguf *g);
+BN_API const char *bn_gguf_kv_key(const bn_gguf *g, int64_t i);
+BN_API bn_gguf_value bn_gguf_kv_value(const bn_gguf *g, int64_t i);
+BN_API int64_t bn_gguf_find_kv(const bn_gguf *g, const char *key);   /* -1 if absent */
+
+/* Element i of an array value (0 <= i < n). */
+BN_API bn_gguf_value bn_gguf_array_get(const bn_gguf *g, const bn_gguf_value *array,
+                                       uint64_t i);
+
+/* Typed lookups: BN_ERR_FORMAT naming the key when it is absent or of another type
+ * (any integer type is accepted for integers when the value fits). */
+BN_API bn_status bn_gguf_get_u64(const bn_gguf *g, const char *key, uint64_t *out);
+BN_API bn_status bn_gguf_get_f64(const bn_gguf *g, const char *key, double *out);
+BN_API bn_status bn_gguf_get_str(const bn_gguf *g, const char *key, const char **out);
+
+BN_API int64_t bn_gguf_n_tensors(const bn_gguf *g);
+BN_API const bn_gguf_tensor *bn_gguf_get_tensor(const bn_gguf *g, int64_t i);
+BN_API int64_t bn_gguf_find_tensor(const bn_gguf *g, const char *name); /* -1 if absent*/
+
+/* Building a GGUF file: metadata and tensors are added in order, then written in one
+ * pass to a temporary file next to the target, which is renamed over it only when
+ * everything was written. Tensor data is not copied: it must stay valid until
+ * bn_gguf_writer_write returns. */
+typedef struct bn_gguf_writer bn_gguf_writer;
+
+/* Called during writing with bytes done and bytes in all; return false to cancel. */
+typedef bool (*bn_progress_fn)(uint64_t done, uint64_t total, void *user);
+
+BN_API bn_status bn_gguf_writer_create(bn_gguf_writer **out);
+BN_API void bn_gguf_writer_free(bn_gguf_writer *w);
+
+/* Add a key (replacing an earlier value of the same key). */
+BN_API bn_status bn_gguf_writer_set_u32(bn_gguf_writer *w, const char *key, uint32_t v);
+BN_API bn_status bn_gguf_writer_set_i32(bn_gguf_writer *w, const char *key, int32_t v);
+BN_API bn_status bn_gguf_writer_set_u64(bn_gguf_writer *w, const char *key, uint64_t v);
+BN_API bn_status bn_gguf_writer_set_f32(bn_gguf_writer *w, const char *key, float v);
+BN_API bn_status bn_gguf_writer_set_bool(bn_gguf_writer *w, const char *key, bool v);
+BN_API bn_status bn_gguf_writer_set_str(bn_gguf_writer *w, const char *key, const char *v);
+/* An array of n scalars of elem_type (not STRING/ARRAY), copied from data. */
+BN_API bn_status bn_gguf_writer_set_array(bn_gguf_writer *w, const char *key,
+                                          bn_gguf_type elem_type, const void *data,
+                                          uint64_t n);
+BN_API bn_status bn_gguf_writer_set_str_array(bn_gguf_writer *w, const char *key,
+                                              const char *const *strs, uint64_t n);
+/* Copy key i of an open file, whatever its type (nested arrays included). */
+BN_API bn_status bn_gguf_writer_copy_kv(bn_gguf_writer *w, const bn_gguf *g, int64_t i);
+
+/* Add a tensor; nbytes must equal bn_qtype_tensor_size for its type and shape. */
+BN_API bn_status bn_gguf_writer_add_tensor(bn_gguf_writer *w, const char *name, int type,
+                                           int n_dims, const int64_t *ne,
+                                           const void *data, size_t nbytes);
+
+/* Write the file (GGUF v3, alignment from general.alignment or 32). */
+BN_API bn_status bn_gguf_writer_write(bn_gguf_writer *w, const char *path,
+                                      bn_progress_fn progress, void *user);
+
 /* ====================================================================== devices */
 
 typedef enum bn_device_type { BN_DEVICE_CPU = 0, BN_DEVICE_CUDA } bn_device_type;

@@ -8,7 +8,7 @@
 #                                       reference fixtures under tests/fixtures
 set -eu
 
-packages="build-essential cmake pkg-config liblapacke-dev libopenblas-dev valgrind"
+packages="build-essential cmake pkg-config liblapacke-dev libopenblas-dev libjansson-dev valgrind python3"
 for arg in "$@"; do
     case "$arg" in
         --fixtures) packages="$packages python3-numpy python3-torch" ;;

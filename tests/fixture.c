@@ -18,7 +18,7 @@ struct fx_file {
     void         **datas;   /* each array copied out so its elements are aligned */
 };
 
-static const size_t fx_type_size[] = {4, 8, 4, 2, 1, 8};
+static const size_t fx_type_size[] = {4, 8, 4, 2, 1, 8, 1};
 
 static int fx_read_u32(const fx_file *f, size_t *pos, uint32_t *v)
 {
@@ -74,7 +74,7 @@ fx_file *fx_open(const char *name)
         f->names[i][namelen] = 0;
         a->name = f->names[i];
         pos += namelen;
-        if (!fx_read_u32(f, &pos, &type) || !fx_read_u32(f, &pos, &ndim) || type > 5 ||
+        if (!fx_read_u32(f, &pos, &type) || !fx_read_u32(f, &pos, &ndim) || type > 6 ||
             ndim > 8 || f->size - pos < 8 * (size_t)ndim)
             goto bad;
         a->type = (int)type;
@@ -130,13 +130,14 @@ const fx_array *fx_get(const fx_file *f, const char *name)
 double fx_at(const fx_array *a, int64_t i)
 {
     const unsigned char *p = (const unsigned char *)a->data + (size_t)i * fx_type_size[a->type];
-    float f; double d; int32_t i32; uint16_t u16; int8_t i8; int64_t i64;
+    float f; double d; int32_t i32; uint16_t u16; int8_t i8; uint8_t u8; int64_t i64;
     switch (a->type) {
     case FX_F32: memcpy(&f, p, 4); return f;
     case FX_F64: memcpy(&d, p, 8); return d;
     case FX_I32: memcpy(&i32, p, 4); return i32;
     case FX_U16: memcpy(&u16, p, 2); return u16;
     case FX_I8:  memcpy(&i8, p, 1); return i8;
+    case FX_U8:  memcpy(&u8, p, 1); return u8;
     default:     memcpy(&i64, p, 8); return (double)i64;
     }
 }

@@ -9,7 +9,7 @@
 
 #include "bitnet.h"
 
-enum { FX_F32 = 0, FX_F64 = 1, FX_I32 = 2, FX_U16 = 3, FX_I8 = 4, FX_I64 = 5 };
+enum { FX_F32 = 0, FX_F64 = 1, FX_I32 = 2, FX_U16 = 3, FX_I8 = 4, FX_I64 = 5, FX_U8 = 6 };
 
 typedef struct fx_array {
     const char *name;

@@ -76,9 +76,72 @@ grep_in "$err" "invalid thread count 'zero'" "names the bad count"
 expect 2 "missing thread count" -- -t
 expect 2 "thread count too large" -- -t 100000 info --system
 expect 2 "info with nothing" -- info
+grep_in "$err" "GGUF file" "says what info wants"
 expect 2 "help for unknown command" -- help frobnicate
-expect 2 "info FILE not available" -- info model.gguf
-grep_in "$err" "model.gguf" "names the file"
+
+# --- model files: synthetic models, info, quantize round trips
+tmp=$(mktemp -d)
+trap 'rm -rf "$out" "$err" "$tmp"' EXIT
+expect 0 "synth tiny" -- synth "$tmp/m.gguf" --seed 7
+expect 0 "info on a file" -- info "$tmp/m.gguf"
+grep_in "$out" "^metadata: *24 keys" "24 metadata keys"
+grep_in "$out" "^tensors: *24 " "24 tensors"
+grep_in "$out" "general.architecture .*\"bitnet-b1.58\"" "architecture shown"
+grep_in "$out" "tokenizer.ggml.tokens .*(512) \[\"tok0\", .*504 more\]" "long arrays shortened"
+grep_in "$out" "blk.1.ffn_down.weight *i2_s *768 x 256 *49184 " "tensor row: type, shape, bytes"
+expect 0 "info --json" -- info --json "$tmp/m.gguf"
+if python3 - "$out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+kv = {m["key"]: m for m in d["metadata"]}
+assert d["version"] == 3 and len(d["metadata"]) == 24 and len(d["tensors"]) == 24
+assert kv["bitnet-b1.58.block_count"]["value"] == 2
+assert kv["bitnet-b1.58.block_count"]["type"] == "uint32"
+assert kv["tokenizer.ggml.tokens"]["n"] == 512 and kv["tokenizer.ggml.tokens"]["truncated"]
+t = {x["name"]: x for x in d["tensors"]}
+assert t["blk.0.attn_k.weight"]["shape"] == [256, 128]
+assert t["blk.0.attn_k.weight"]["type"] == "i2_s" and t["blk.0.attn_k.weight"]["type_id"] == 36
+assert t["token_embd.weight"]["bytes"] == 256 * 512 * 2
+PY
+then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: info --json content" >&2; fi
+
+# i2_s -> tq2_0 -> tq1_0 -> i2_s gives back the same file, byte for byte
+expect 0 "quantize to tq2_0" -- quantize -q "$tmp/m.gguf" "$tmp/tq2.gguf" --type tq2_0
+expect 0 "info tq2_0" -- info "$tmp/tq2.gguf"
+grep_in "$out" "blk.0.attn_q.weight *tq2_0 *256 x 256 *16896 " "projections now tq2_0"
+grep_in "$out" "token_embd.weight *f16 " "embedding kept f16"
+expect 0 "quantize to tq1_0" -- quantize -q "$tmp/tq2.gguf" "$tmp/tq1.gguf" --type tq1_0
+expect 0 "quantize back to i2_s" -- quantize -q "$tmp/tq1.gguf" "$tmp/back.gguf" --type i2_s
+if cmp -s "$tmp/m.gguf" "$tmp/back.gguf"; then passed=$((passed + 1)); else
+    failed=$((failed + 1)); echo "FAIL: i2_s -> tq2_0 -> tq1_0 -> i2_s changed the file" >&2; fi
+# float weights go through absmean ternarization; overrides and --stats
+expect 0 "quantize with overrides and stats" -- quantize -q "$tmp/m.gguf" "$tmp/o.gguf" \
+    --type tq2_0 --tensor-type 'token_embd.weight=i2_s' --tensor-type 'blk.1.*=keep' --stats
+grep_in "$out" "^token_embd.weight *i2_s .* [0-9.]* *[0-9.]*%" "stats row for the embedding"
+grep_in "$out" "^overall" "overall stats"
+expect 0 "info after overrides" -- info "$tmp/o.gguf"
+grep_in "$out" "token_embd.weight *i2_s " "override applied"
+grep_in "$out" "blk.1.attn_q.weight *i2_s " "keep applied"
+grep_in "$out" "blk.0.attn_q.weight *tq2_0 " "default applied"
+
+expect 2 "quantize without --type" -- quantize "$tmp/m.gguf" "$tmp/x.gguf"
+grep_in "$err" "--type" "asks for --type"
+expect 2 "quantize bad type" -- quantize "$tmp/m.gguf" "$tmp/x.gguf" --type q9_9
+expect 2 "quantize bad rule" -- quantize "$tmp/m.gguf" "$tmp/x.gguf" --tensor-type nope
+expect 2 "quantize onto its input" -- quantize "$tmp/m.gguf" "$tmp/m.gguf" --type tq2_0
+grep_in "$err" "overwrite the input" "refuses to overwrite the input"
+expect 1 "per-channel i2_s refused" -- quantize -q "$tmp/m.gguf" "$tmp/x.gguf" --type f32 \
+    --tensor-type 'token_embd.weight=i2_s' --per-channel
+grep_in "$err" "tensor 'token_embd.weight': i2_s holds one scale per tensor" "says why"
+expect 1 "quantize a missing file" -- quantize "$tmp/none.gguf" "$tmp/x.gguf" --type tq2_0
+grep_in "$err" "none.gguf" "names the missing file"
+expect 1 "quantize into a missing directory" -- quantize -q "$tmp/m.gguf" "$tmp/no/x.gguf" --type tq2_0
+if [ ! -e "$tmp/x.gguf" ] && [ -z "$(ls "$tmp" | grep tmp)" ]; then passed=$((passed + 1)); else
+    failed=$((failed + 1)); echo "FAIL: a failed quantize left files behind" >&2; fi
+expect 1 "info on a non-GGUF file" -- info "$0"
+grep_in "$err" "not a GGUF file" "says it is not GGUF"
+expect 1 "info on a missing file" -- info "$tmp/none.gguf"
+expect 2 "info with two files" -- info "$tmp/m.gguf" "$tmp/tq2.gguf"
 
 echo "test_cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -5,7 +5,9 @@
  * /proc/cpuinfo is missing those comparisons are skipped with a note; the
  * consistency rules between features are checked everywhere.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>

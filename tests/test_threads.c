@@ -5,7 +5,9 @@
  * default pool follows bn_set_num_threads and $BITNET_THREADS, and creation fails
  * cleanly (bad sizes, injected out-of-memory) without leaking.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>

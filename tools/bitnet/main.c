@@ -4,43 +4,25 @@
  * 1 failure, 2 bad usage). Everything it computes comes from libbitnet.
  */
 #include <errno.h>
-#include <limits.h>
-#include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "bitnet.h"
+#include "cli.h"
 
-#define EXIT_USAGE 2
-
-typedef struct command {
-    const char *name;
-    const char *summary;
-    const char *help;
-    int (*run)(int argc, char **argv);
-} command;
-
-static int cmd_info(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 
 static const command commands[] = {
-    {"info", "describe this machine and build (--system)",
-     "usage: bitnet info --system\n"
-     "\n"
-     "Print what libbitnet sees on this machine: the processor, its logical CPU count,\n"
-     "the SIMD features detected at run time, the kernel family chosen, the default\n"
-     "thread count and the available devices.\n"
-     "\n"
-     "options:\n"
-     "  --system       describe the machine (the only mode in this version)\n"
-     "  -h, --help     show this help\n",
-     cmd_info},
-    {"help", "show help for a command",
-     "usage: bitnet help [COMMAND]\n", cmd_help},
-    {"version", "print the version",
-     "usage: bitnet version\n", cmd_version},
+    {"info", "describe a GGUF file, or this machine (--system)", cmd_info_help, cmd_info,
+     false},
+    {"quantize", "convert a GGUF model's weights to ternary (or other) types",
+     cmd_quantize_help, cmd_quantize, false},
+    {"help", "show help for a command", "usage: bitnet help [COMMAND]\n", cmd_help, false},
+    {"version", "print the version", "usage: bitnet version\n", cmd_version, false},
+    {"synth", "write a synthetic BitNet model (for tests and benchmarks)", cmd_synth_help,
+     cmd_synth, true},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -54,7 +36,8 @@ static void print_usage(FILE *out)
             "\n"
             "commands:\n", bn_version());
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        if (!commands[i].hidden)
+            fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out,
             "\n"
             "global options:\n"
@@ -79,80 +62,54 @@ static const command *find_command(const char *name)
     return NULL;
 }
 
-static int usage_error(const char *cmd, const char *fmt, const char *arg)
+int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
+    va_list ap;
     fprintf(stderr, "bitnet%s%s: ", cmd ? " " : "", cmd ? cmd : "");
-    fprintf(stderr, fmt, arg);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fprintf(stderr, "\nRun 'bitnet %s%s' for usage.\n", cmd ? "help " : "--help",
             cmd ? cmd : "");
     return EXIT_USAGE;
 }
 
-/* ------------------------------------------------------------------ info */
-
-static void print_features(const bn_cpu_info *cpu)
+int cli_fail(const char *cmd)
 {
-    const struct {
-        const char *name;
-        bool        on;
-    } flags[] = {
-        {"sse3", cpu->sse3},         {"ssse3", cpu->ssse3},
-        {"avx", cpu->avx},           {"avx2", cpu->avx2},
-        {"fma", cpu->fma},           {"f16c", cpu->f16c},
-        {"avx512f", cpu->avx512f},   {"avx512bw", cpu->avx512bw},
-        {"avx512vl", cpu->avx512vl}, {"avx512vnni", cpu->avx512vnni},
-        {"avx512vbmi", cpu->avx512vbmi}, {"avx512bf16", cpu->avx512bf16},
-        {"avxvnni", cpu->avx_vnni},  {"neon", cpu->neon},
-        {"dotprod", cpu->dotprod},
-    };
-    int shown = 0;
-    printf("features:  ");
-    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
-        if (flags[i].on) {
-            printf("%s%s", shown ? " " : "", flags[i].name);
-            shown++;
-        }
-    }
-    printf("%s\n", shown ? "" : "(none beyond the baseline)");
+    fprintf(stderr, "bitnet %s: %s\n", cmd, bn_last_error());
+    return 1;
 }
 
-static int info_system(void)
+bool cli_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
 {
-    const bn_cpu_info *cpu = bn_cpu_get_info();
-    printf("bitnet:    %s\n", bn_version());
-    printf("cpu:       %s (%s)\n", cpu->brand[0] ? cpu->brand : "unknown processor",
-           cpu->arch);
-    printf("cores:     %d logical\n", cpu->n_logical);
-    print_features(cpu);
-    printf("kernels:   %s\n", bn_kernels_name());
-    printf("threads:   %d\n", bn_get_num_threads());
-    printf("devices:  ");
-    for (int i = 0; i < bn_device_count(); i++)
-        printf(" %s", bn_device_name(bn_device_get(i)));
-    printf("\n");
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0)
-        printf("memory:    %.1f GiB\n", (double)pages * (double)page / (1024.0 * 1024 * 1024));
-    return 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
 }
 
-static int cmd_info(int argc, char **argv)
+char *cli_bytes(uint64_t n, char *buf, size_t cap)
 {
-    bool system = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--system") == 0)
-            system = true;
-        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
-            return fputs(find_command("info")->help, stdout), 0;
-        else if (argv[i][0] == '-')
-            return usage_error("info", "unknown option '%s'", argv[i]);
-        else
-            return usage_error("info", "reading model files ('%s') is not available in "
-                               "this version; use --system", argv[i]);
+    const char *units[] = {"B", "kB", "MB", "GB", "TB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1000.0 && u < 4) {
+        v /= 1000.0;
+        u++;
     }
-    if (!system)
-        return usage_error("info", "%s", "nothing to describe: pass --system");
-    return info_system();
+    if (u == 0)
+        snprintf(buf, cap, "%llu B", (unsigned long long)n);
+    else
+        snprintf(buf, cap, "%.2f %s", v, units[u]);
+    return buf;
+}
+
+bool cli_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
 }
 
 /* ------------------------------------------------------------------ help, version */
@@ -165,7 +122,7 @@ static int cmd_help(int argc, char **argv)
     }
     const command *c = find_command(argv[1]);
     if (!c)
-        return usage_error("help", "unknown command '%s'", argv[1]);
+        return cli_usage_error("help", "unknown command '%s'", argv[1]);
     fputs(c->help, stdout);
     return 0;
 }
@@ -173,23 +130,12 @@ static int cmd_help(int argc, char **argv)
 static int cmd_version(int argc, char **argv)
 {
     if (argc > 1)
-        return usage_error("version", "unexpected argument '%s'", argv[1]);
+        return cli_usage_error("version", "unexpected argument '%s'", argv[1]);
     printf("bitnet %s\n", bn_version());
     return 0;
 }
 
 /* ------------------------------------------------------------------ main */
-
-/* Parses a thread count 1..512; -1 on anything else. */
-static int parse_threads(const char *s)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < 1 || v > 512)
-        return -1;
-    return (int)v;
-}
 
 int main(int argc, char **argv)
 {
@@ -206,12 +152,14 @@ int main(int argc, char **argv)
             bn_log_set_level(BN_LOG_INFO);
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
             if (i + 1 >= argc)
-                return usage_error(NULL, "%s needs a thread count", a);
-            if ((threads = parse_threads(argv[++i])) < 0)
-                return usage_error(NULL, "invalid thread count '%s' (expected 1 to 512)",
-                                   argv[i]);
+                return cli_usage_error(NULL, "%s needs a thread count", a);
+            int64_t n;
+            if (!cli_parse_int(argv[++i], 1, 512, &n))
+                return cli_usage_error(NULL, "invalid thread count '%s' (expected 1 to 512)",
+                                       argv[i]);
+            threads = (int)n;
         } else {
-            return usage_error(NULL, "unknown option '%s'", a);
+            return cli_usage_error(NULL, "unknown option '%s'", a);
         }
     }
     if (i >= argc) {
@@ -220,7 +168,7 @@ int main(int argc, char **argv)
     }
     const command *c = find_command(argv[i]);
     if (!c)
-        return usage_error(NULL, "unknown command '%s'", argv[i]);
+        return cli_usage_error(NULL, "unknown command '%s'", argv[i]);
     if (threads > 0 && bn_set_num_threads(threads) != BN_OK) {
         fprintf(stderr, "bitnet: %s\n", bn_last_error());
         return 1;

@@ -1,0 +1,48 @@
+/*
+ * cli.h - what the subcommands of the bitnet program share: the command table entry,
+ * usage errors, number parsing and human-readable sizes.
+ */
+#ifndef BN_CLI_H
+#define BN_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "bitnet.h"
+
+#define EXIT_USAGE 2
+
+typedef struct command {
+    const char *name;
+    const char *summary;
+    const char *help;      /* full help text, starting with "usage:" */
+    int (*run)(int argc, char **argv);
+    bool        hidden;    /* not listed by --help (tools for tests and benchmarks) */
+} command;
+
+/* Prints "bitnet CMD: <message>" and a pointer to the help; returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Prints "bitnet CMD: <library error>"; returns 1. */
+int cli_fail(const char *cmd);
+
+/* Parses a whole decimal integer in [lo, hi]; false on anything else. */
+bool cli_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out);
+
+/* "1.19 GB", "512 B": bytes in decimal units into buf; returns buf. */
+char *cli_bytes(uint64_t n, char *buf, size_t cap);
+
+/* True when argv[i] is -h or --help. */
+bool cli_is_help(const char *arg);
+
+int cmd_info(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+
+extern const char cmd_info_help[];
+extern const char cmd_quantize_help[];
+extern const char cmd_synth_help[];
+
+#endif
