@@ -49,7 +49,7 @@ static void test_weights(void)
     }
     /* the contract's details, stated directly */
     float ties[4] = {0.5f, -0.5f, 1.5f, 1.5f};
-    int8_t q[4];
+    int8_t q[8];
     float g;
     CHECK_OK(bn_ternarize(ties, 4, 1, NULL, q, &g));
     CHECK(g == 1.0f && q[0] == 0 && q[1] == 0 && q[2] == 1 && q[3] == 1,

@@ -40,9 +40,11 @@ bool cli_is_help(const char *arg);
 int cmd_info(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_membw(int argc, char **argv);
 
 extern const char cmd_info_help[];
 extern const char cmd_quantize_help[];
 extern const char cmd_synth_help[];
+extern const char cmd_membw_help[];
 
 #endif

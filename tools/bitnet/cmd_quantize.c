@@ -75,7 +75,16 @@ typedef struct qz_run {
     _Atomic uint64_t done_bytes;
     pthread_mutex_t  print_lock;
     time_t           started;
+    double           convert_seconds; /* wall time of the conversion, not the writing */
 } qz_run;
+
+/* Monotonic seconds. */
+static double qz_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* Whether a tensor is one of the projection weights converted by default. */
 static bool qz_is_projection(const bn_gguf_tensor *t)
@@ -296,7 +305,9 @@ static int qz_execute(const char *in, const char *out, int def, qz_rule *rules,
             n_convert++;
         }
     }
+    double t0 = qz_now();
     bn_parallel_for(NULL, run->n_jobs, 1, qz_task, run);
+    run->convert_seconds = qz_now() - t0;
     if (run->progress)
         fputc('\n', stderr);
     int rc = 0;
@@ -316,9 +327,13 @@ static int qz_execute(const char *in, const char *out, int def, qz_rule *rules,
     if (rc == 0) {
         if (run->stats)
             qz_print_stats(run);
-        fprintf(stderr, "bitnet quantize: %lld of %lld tensors converted, wrote %s in %.0f s\n",
-                (long long)n_convert, (long long)run->n_jobs, out,
-                difftime(time(NULL), run->started));
+        char b1[32];
+        fprintf(stderr, "bitnet quantize: %lld of %lld tensors converted (%s in %.2f s, "
+                "%.2f GB/s on %d threads), wrote %s in %.0f s\n", (long long)n_convert,
+                (long long)run->n_jobs, cli_bytes(run->total_bytes, b1, sizeof b1),
+                run->convert_seconds, run->convert_seconds > 0
+                    ? (double)run->total_bytes / run->convert_seconds / 1e9 : 0.0,
+                bn_get_num_threads(), out, difftime(time(NULL), run->started));
     }
     bn_gguf_writer_free(w);
     for (int64_t i = 0; i < run->n_jobs; i++)

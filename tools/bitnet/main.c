@@ -23,6 +23,8 @@ static const command commands[] = {
     {"version", "print the version", "usage: bitnet version\n", cmd_version, false},
     {"synth", "write a synthetic BitNet model (for tests and benchmarks)", cmd_synth_help,
      cmd_synth, true},
+    {"membw", "measure memory read bandwidth (for benchmarks)", cmd_membw_help, cmd_membw,
+     true},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
