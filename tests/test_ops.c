@@ -18,6 +18,7 @@
 
 #include "bitnet.h"
 #include "check.h"
+#include "fail_alloc.h"
 #include "fixture.h"
 
 static fx_file *fx;
@@ -362,33 +363,6 @@ static void test_thread_independence(void)
     CHECK_OK(bn_set_num_threads(0));
 }
 
-/* Makes the n-th allocation fail for n = 1, 2, ... until `op` succeeds; every failure
- * must be BN_ERR_OOM with no output and no leaked block. */
-#define FAIL_EACH_ALLOC(label, call, outp)                                           \
-    do {                                                                             \
-        int failures_ = 0;                                                           \
-        for (uint64_t n_ = 1; n_ < 100; n_++) {                                      \
-            bn_mem_stats before_, after_;                                            \
-            bn_mem_get_stats(&before_);                                              \
-            *(outp) = NULL;                                                          \
-            bn_mem_fail_nth(n_);                                                     \
-            bn_status st_ = (call);                                                  \
-            bn_mem_fail_nth(0);                                                      \
-            if (st_ == BN_OK) {                                                      \
-                bn_tensor_free(*(outp));                                             \
-                break;                                                               \
-            }                                                                        \
-            failures_++;                                                             \
-            bn_mem_get_stats(&after_);                                               \
-            CHECK(st_ == BN_ERR_OOM, "%s: fail #%llu gave %s", label,                \
-                  (unsigned long long)n_, bn_status_str(st_));                       \
-            CHECK(*(outp) == NULL, "%s: output set on failure", label);             \
-            CHECK(after_.live_blocks == before_.live_blocks,                         \
-                  "%s: fail #%llu leaked %lld blocks", label, (unsigned long long)n_, \
-                  (long long)(after_.live_blocks - before_.live_blocks));            \
-        }                                                                            \
-        CHECK(failures_ > 0, "%s: no allocation was covered", label);                \
-    } while (0)
 
 static void test_failure_injection(void)
 {

@@ -10,6 +10,7 @@
 #include "bitnet.h"
 #include "check.h"
 #include "core/internal.h"
+#include "fail_alloc.h"
 #include "fixture.h"
 
 static uint32_t f32_bits(float x)
@@ -304,29 +305,6 @@ static void test_kernels_match_scalar(void)
 #endif
 }
 
-#define FAIL_EACH_ALLOC(label, call, outp)                                           \
-    do {                                                                             \
-        int failures_ = 0;                                                           \
-        for (uint64_t n_ = 1; n_ < 50; n_++) {                                       \
-            bn_mem_stats before_, after_;                                            \
-            bn_mem_get_stats(&before_);                                              \
-            *(outp) = NULL;                                                          \
-            bn_mem_fail_nth(n_);                                                     \
-            bn_status st_ = (call);                                                  \
-            bn_mem_fail_nth(0);                                                      \
-            if (st_ == BN_OK) {                                                      \
-                bn_tensor_free(*(outp));                                             \
-                break;                                                               \
-            }                                                                        \
-            failures_++;                                                             \
-            bn_mem_get_stats(&after_);                                               \
-            CHECK(st_ == BN_ERR_OOM && *(outp) == NULL &&                            \
-                  after_.live_blocks == before_.live_blocks,                         \
-                  "%s: fail #%llu -> %s, leaked %lld", label, (unsigned long long)n_, \
-                  bn_status_str(st_), (long long)(after_.live_blocks - before_.live_blocks)); \
-        }                                                                            \
-        CHECK(failures_ > 0, "%s: no allocation covered", label);                    \
-    } while (0)
 
 static void test_failure_injection(void)
 {

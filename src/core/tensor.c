@@ -61,31 +61,22 @@ static void bn_contiguous_strides(int ndim, const int64_t *shape, int64_t *strid
 
 /* ------------------------------------------------------------------ lifetime */
 
-bn_status bn_tensor_new_on(bn_device *dev, bn_dtype dtype, int ndim,
-                           const int64_t *shape, bn_tensor **out)
+/* A handle and a buffer record around `data` (owned: freed through dev when the last
+ * handle goes). On failure nothing is kept; `data` stays the caller's. */
+static bn_status bn_tensor_make(bn_device *dev, bn_dtype dtype, int ndim,
+                                const int64_t *shape, void *data, size_t nbytes, bool owned,
+                                bn_tensor **out)
 {
-    if ((unsigned)dtype >= BN_DTYPE_COUNT)
-        return bn_error_set(BN_ERR_DTYPE, "invalid dtype %d", (int)dtype);
-    int64_t numel = 0;
-    bn_status st = bn_shape_check(ndim, shape, &numel);
-    if (st != BN_OK)
-        return st;
-    size_t nbytes = (size_t)numel * bn_dtype_size(dtype);
     bn_tensor *t = bn_calloc(1, sizeof *t, "tensor");
     bn_buffer *buf = t ? bn_calloc(1, sizeof *buf, "tensor") : NULL;
-    void *data = NULL;
-    if (buf)
-        st = dev->ops->alloc(dev, nbytes, &data);
-    if (!t || !buf || st != BN_OK) {
-        bn_free(buf);
+    if (!buf) {
         bn_free(t);
-        return bn_error_wrap(BN_OK, "creating a %s tensor of %zu bytes on %s",
-                             bn_dtype_name(dtype), nbytes, dev->name);
+        return bn_error_wrap(BN_OK, "creating a %s tensor", bn_dtype_name(dtype));
     }
     buf->data = data;
     buf->nbytes = nbytes;
     buf->device = dev;
-    buf->owned = true;
+    buf->owned = owned;
     atomic_init(&buf->refcount, 1);
     t->dtype = dtype;
     t->ndim = ndim;
@@ -95,6 +86,37 @@ bn_status bn_tensor_new_on(bn_device *dev, bn_dtype dtype, int ndim,
     t->buf = buf;
     *out = t;
     return BN_OK;
+}
+
+/* Validates dtype and shape; the byte size in *nbytes. */
+static bn_status bn_tensor_check(bn_dtype dtype, int ndim, const int64_t *shape,
+                                 size_t *nbytes)
+{
+    if ((unsigned)dtype >= BN_DTYPE_COUNT)
+        return bn_error_set(BN_ERR_DTYPE, "invalid dtype %d", (int)dtype);
+    int64_t numel = 0;
+    bn_status st = bn_shape_check(ndim, shape, &numel);
+    *nbytes = (size_t)numel * bn_dtype_size(dtype);
+    return st;
+}
+
+bn_status bn_tensor_new_on(bn_device *dev, bn_dtype dtype, int ndim,
+                           const int64_t *shape, bn_tensor **out)
+{
+    size_t nbytes = 0;
+    void *data = NULL;
+    bn_status st = bn_tensor_check(dtype, ndim, shape, &nbytes);
+    if (st == BN_OK)
+        st = dev->ops->alloc(dev, nbytes, &data);
+    if (st == BN_OK) {
+        st = bn_tensor_make(dev, dtype, ndim, shape, data, nbytes, true, out);
+        if (st != BN_OK)
+            dev->ops->free(dev, data);
+    }
+    if (st == BN_ERR_OOM || st == BN_ERR_DEVICE)
+        bn_error_wrap(BN_OK, "creating a %s tensor of %zu bytes on %s",
+                      bn_dtype_name(dtype), nbytes, dev->name);
+    return st;
 }
 
 bn_status bn_tensor_new(bn_dtype dtype, int ndim, const int64_t *shape, bn_tensor **out)
@@ -118,30 +140,11 @@ bn_status bn_tensor_from_data(bn_dtype dtype, int ndim, const int64_t *shape,
 bn_status bn_tensor_wrap(bn_dtype dtype, int ndim, const int64_t *shape, void *data,
                          bn_tensor **out)
 {
-    if ((unsigned)dtype >= BN_DTYPE_COUNT)
-        return bn_error_set(BN_ERR_DTYPE, "invalid dtype %d", (int)dtype);
-    int64_t numel = 0;
-    bn_status st = bn_shape_check(ndim, shape, &numel);
+    size_t nbytes = 0;
+    bn_status st = bn_tensor_check(dtype, ndim, shape, &nbytes);
     if (st != BN_OK)
         return st;
-    bn_tensor *t = bn_calloc(1, sizeof *t, "tensor");
-    bn_buffer *buf = t ? bn_calloc(1, sizeof *buf, "tensor") : NULL;
-    if (!buf) {
-        bn_free(t);
-        return bn_error_wrap(BN_ERR_OOM, "wrapping memory as a tensor");
-    }
-    buf->data = data;
-    buf->nbytes = (size_t)numel * bn_dtype_size(dtype);
-    buf->device = bn_device_cpu();
-    buf->owned = false;
-    atomic_init(&buf->refcount, 1);
-    t->dtype = dtype;
-    t->ndim = ndim;
-    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-    bn_contiguous_strides(ndim, shape, t->stride);
-    t->buf = buf;
-    *out = t;
-    return BN_OK;
+    return bn_tensor_make(bn_device_cpu(), dtype, ndim, shape, data, nbytes, false, out);
 }
 
 void bn_tensor_free(bn_tensor *t)
