@@ -6,6 +6,7 @@
 #   scripts/install-deps.sh             build + test dependencies
 #   scripts/install-deps.sh --fixtures  also NumPy and PyTorch, to regenerate the
 #                                       reference fixtures under tests/fixtures
+#   scripts/install-deps.sh --interop   also node and npm, for tests/interop
 set -eu
 
 packages="build-essential cmake pkg-config liblapacke-dev libopenblas-dev libjansson-dev valgrind python3"
@@ -13,7 +14,8 @@ for arg in "$@"; do
     case "$arg" in
         --fixtures) packages="$packages python3-numpy python3-torch" ;;
         --numpy) packages="$packages python3-numpy" ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --interop) command -v npm >/dev/null 2>&1 || packages="$packages nodejs npm" ;;
+        -h|--help) sed -n '2,/^set/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
     esac
 done
