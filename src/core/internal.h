@@ -87,6 +87,20 @@ extern const bn_kernel_table bn_kernels_scalar;
 extern const bn_kernel_table bn_kernels_avx2;
 #endif
 
+/* ------------------------------------------------------------------ string map */
+
+/* Byte-string keys (not copied: they must outlive the map) to int32 values. */
+typedef struct bn_strmap bn_strmap;
+
+bn_status bn_strmap_create(size_t expected, bn_strmap **out);
+void bn_strmap_free(bn_strmap *m);
+/* Insert or replace; *replaced (may be NULL) says whether the key was there. */
+bn_status bn_strmap_put(bn_strmap *m, const char *key, size_t len, int32_t value,
+                        bool *replaced);
+/* The value of key, or `missing`. */
+int32_t bn_strmap_get(const bn_strmap *m, const char *key, size_t len, int32_t missing);
+size_t bn_strmap_count(const bn_strmap *m);
+
 /* ------------------------------------------------------------------ helpers */
 
 /* a * b into *out; false on overflow. */

@@ -441,14 +441,15 @@ static bn_status bn_parse_tensors(bn_gguf *g, bn_cursor *c, uint64_t n_tensors)
         bn_gguf_tensor *t = &g->tensors[i];
         memset(t, 0, sizeof *t);
         bn_status st = bn_parse_tensor_info(g, c, t);
-        for (uint64_t j = 0; st == BN_OK && j < i; j++)
-            if (strcmp(g->tensors[j].name, t->name) == 0)
-                st = bn_error_set(BN_ERR_FORMAT, "duplicate tensor name");
         if (st != BN_OK)
             return bn_error_wrap(BN_OK, "tensor %llu ('%s')", (unsigned long long)i,
                                  t->name ? t->name : "?");
         g->n_tensors = (int64_t)i + 1;
     }
+    bn_status st = bn_check_unique(&g->tensors[0].name, sizeof *g->tensors, g->n_tensors,
+                                   "tensor name");
+    if (st != BN_OK)
+        return st;
     size_t pad = (g->alignment - c->pos % g->alignment) % g->alignment;
     g->data_offset = c->pos + pad;
     if (g->data_offset > g->size) {
@@ -465,7 +466,9 @@ static bn_status bn_gguf_parse(bn_gguf *g)
 {
     bn_cursor c = {.base = g->base, .size = g->size};
     uint64_t n_tensors = 0, n_kv = 0;
-    bn_status st = bn_arena_create(0, "gguf", &g->arena);
+    /* 256 KiB chunks: small files stay small, the vocabulary of a big one takes a
+     * few dozen chunks */
+    bn_status st = bn_arena_create((size_t)256 << 10, "gguf", &g->arena);
     if (st == BN_OK)
         st = bn_parse_header(g, &c, &n_tensors, &n_kv);
     if (st == BN_OK)
