@@ -735,6 +735,106 @@ BN_API bn_status bn_gguf_writer_add_tensor(bn_gguf_writer *w, const char *name, 
 BN_API bn_status bn_gguf_writer_write(bn_gguf_writer *w, const char *path,
                                       bn_progress_fn progress, void *user);
 
+/* =================================================================== tokenizers */
+
+/* Two tokenizer families: byte-level BPE as GPT-2 and LLaMA 3 use it (the tokenizer of
+ * bitnet-b1.58-2B-4T; GGUF tokenizer.ggml.model "gpt2") and SentencePiece BPE with
+ * byte fallback (LLaMA 1/2; "llama"). Both give the same ids as the reference
+ * implementations (Hugging Face tokenizers, sentencepiece). */
+typedef int32_t bn_token;
+typedef struct bn_tokenizer bn_tokenizer;
+
+typedef enum bn_tokenizer_kind {
+    BN_TOKENIZER_BPE = 0,   /* byte-level BPE with a pre-tokenizer regex */
+    BN_TOKENIZER_SPM        /* SentencePiece BPE: scores, "\xe2\x96\x81" for spaces, byte fallback */
+} bn_tokenizer_kind;
+
+/* Token types, as GGUF's tokenizer.ggml.token_type numbers them. */
+typedef enum bn_token_type {
+    BN_TOKEN_NORMAL = 1, BN_TOKEN_UNKNOWN = 2, BN_TOKEN_CONTROL = 3,
+    BN_TOKEN_USER_DEFINED = 4, BN_TOKEN_UNUSED = 5, BN_TOKEN_BYTE = 6
+} bn_token_type;
+
+/* The tokenizer of a GGUF model (tokenizer.ggml.* metadata). A "gpt2" model without
+ * tokenizer.ggml.pre, as in microsoft's bitnet files, gets the LLaMA 3 pre-tokenizer
+ * (with a warning through the log). */
+BN_API bn_status bn_tokenizer_load_gguf(const bn_gguf *g, bn_tokenizer **out);
+
+/* A tokenizer from a file: a .gguf model, a Hugging Face tokenizer.json (with the
+ * tokenizer_config.json next to it, when present, for the BOS and chat template), or a
+ * SentencePiece tokenizer.model. The kind of file is told from its contents. */
+BN_API bn_status bn_tokenizer_load_file(const char *path, bn_tokenizer **out);
+
+BN_API void bn_tokenizer_free(bn_tokenizer *t);
+
+BN_API bn_tokenizer_kind bn_tokenizer_kind_of(const bn_tokenizer *t);
+BN_API int32_t bn_tokenizer_n_vocab(const bn_tokenizer *t);
+BN_API bn_token bn_tokenizer_bos(const bn_tokenizer *t);   /* -1 when none */
+BN_API bn_token bn_tokenizer_eos(const bn_tokenizer *t);   /* -1 when none */
+BN_API bn_token bn_tokenizer_eot(const bn_tokenizer *t);   /* end of turn; -1 when none */
+BN_API bool bn_tokenizer_wants_bos(const bn_tokenizer *t); /* the model adds BOS */
+BN_API bool bn_tokenizer_is_eog(const bn_tokenizer *t, bn_token id); /* EOS, EOT... */
+
+/* The vocabulary entry of a token as stored (byte-level form for BPE, with U+2581 for
+ * spaces for SPM); NULL for an id out of range. *len gets its length. */
+BN_API const char *bn_tokenizer_piece(const bn_tokenizer *t, bn_token id, size_t *len);
+BN_API bn_token_type bn_tokenizer_token_type(const bn_tokenizer *t, bn_token id);
+
+/* The id of a vocabulary entry (as stored), or -1. */
+BN_API bn_token bn_tokenizer_find(const bn_tokenizer *t, const char *piece, size_t len);
+
+typedef struct bn_tokenize_params {
+    bool add_bos;        /* prepend BOS (default false) */
+    bool parse_special;  /* match special-token strings in the text (default true, as
+                            Hugging Face does); false treats them as plain text */
+} bn_tokenize_params;
+
+BN_API bn_tokenize_params bn_tokenize_default_params(void);
+
+/* Encode len bytes of text (any bytes: invalid UTF-8 and NUL are handled) into a new
+ * array *ids of *n_ids tokens, freed with bn_free. params NULL means the defaults. */
+BN_API bn_status bn_tokenize(const bn_tokenizer *t, const char *text, size_t len,
+                             const bn_tokenize_params *params, bn_token **ids,
+                             size_t *n_ids);
+
+/* Decode tokens back to the exact bytes (a new NUL-terminated *text of *len bytes,
+ * freed with bn_free). Special tokens are rendered as their text when render_special,
+ * else skipped. For SPM the leading space that encoding added is removed. An id out
+ * of range is BN_ERR_INVALID_ARG. */
+BN_API bn_status bn_detokenize(const bn_tokenizer *t, const bn_token *ids, size_t n_ids,
+                               bool render_special, char **text, size_t *len);
+
+/* Streaming decoding: tokens go in one at a time and bytes come out as soon as they
+ * form complete UTF-8 characters, so a multi-byte character split across tokens is
+ * never printed in halves. */
+typedef struct bn_detok_stream bn_detok_stream;
+
+BN_API bn_status bn_detok_stream_create(const bn_tokenizer *t, bool render_special,
+                                        bn_detok_stream **out);
+/* The bytes that became complete with this token (*text valid until the next call;
+ * *len may be 0). */
+BN_API bn_status bn_detok_stream_push(bn_detok_stream *s, bn_token id, const char **text,
+                                      size_t *len);
+/* The bytes still held (an incomplete or invalid sequence at the end), as they are. */
+BN_API void bn_detok_stream_flush(bn_detok_stream *s, const char **text, size_t *len);
+BN_API void bn_detok_stream_free(bn_detok_stream *s);
+
+/* One message of a conversation. */
+typedef struct bn_chat_message {
+    const char *role;      /* "system", "user", "assistant" */
+    const char *content;
+} bn_chat_message;
+
+/* Render a conversation with a chat template into text that contains the special
+ * tokens' strings (tokenize it with parse_special). template_name NULL chooses from
+ * the model's tokenizer.chat_template; "llama3" names the LLaMA 3 format
+ * (<|start_header_id|>role<|end_header_id|>\n\n content <|eot_id|>, BOS first).
+ * add_assistant appends the header that starts the assistant's reply. An unknown
+ * template is BN_ERR_UNSUPPORTED. *text is freed with bn_free. */
+BN_API bn_status bn_chat_format(const bn_tokenizer *t, const char *template_name,
+                                const bn_chat_message *msgs, size_t n_msgs,
+                                bool add_assistant, char **text, size_t *len);
+
 /* ====================================================================== devices */
 
 typedef enum bn_device_type { BN_DEVICE_CPU = 0, BN_DEVICE_CUDA } bn_device_type;

@@ -41,10 +41,14 @@ int cmd_info(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_membw(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
 
 extern const char cmd_info_help[];
 extern const char cmd_quantize_help[];
 extern const char cmd_synth_help[];
 extern const char cmd_membw_help[];
+extern const char cmd_tokenize_help[];
+extern const char cmd_detokenize_help[];
 
 #endif

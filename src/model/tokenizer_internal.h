@@ -1,0 +1,91 @@
+/*
+ * tokenizer_internal.h - the tokenizer object shared by tokenizer.c (common parts:
+ * vocabulary, special tokens, loading dispatch, decoding, chat templates) and the two
+ * families: tok_bpe.c (byte-level BPE, LLaMA 3) and tok_spm.c (SentencePiece BPE).
+ */
+#ifndef BN_MODEL_TOKENIZER_INTERNAL_H
+#define BN_MODEL_TOKENIZER_INTERNAL_H
+
+#include "core/internal.h"
+
+/* A growable array of token ids (bn_malloc'd). */
+typedef struct bn_tok_vec {
+    bn_token *v;
+    size_t    n, cap;
+} bn_tok_vec;
+
+/* A growable byte buffer (bn_malloc'd), kept NUL-terminated. */
+typedef struct bn_bytes {
+    char  *p;
+    size_t n, cap;
+} bn_bytes;
+
+bn_status bn_tok_vec_push(bn_tok_vec *v, bn_token id);
+bn_status bn_bytes_append(bn_bytes *b, const void *data, size_t n);
+
+/* One vocabulary entry, as stored in the model (text in the arena). */
+typedef struct bn_tok_entry {
+    const char *text;
+    uint32_t    len;
+    float       score;
+    int32_t     type;      /* bn_token_type */
+} bn_tok_entry;
+
+/* What a family provides. */
+typedef struct bn_tok_ops {
+    /* Encode a run of text that holds no special token, appending ids to out.
+     * at_start: the run begins the whole text (SPM puts its dummy prefix there). */
+    bn_status (*encode)(const bn_tokenizer *t, const char *text, size_t len, bool at_start,
+                        bn_tok_vec *out);
+    /* Append the bytes that token `id` stands for (BPE: the byte-level alphabet mapped
+     * back to bytes; SPM: U+2581 as a space, <0xNN> as that byte). Normal, byte and
+     * user-defined tokens only: tokenizer.c handles control tokens. */
+    bn_status (*piece_bytes)(const bn_tokenizer *t, bn_token id, bn_bytes *out);
+    /* Frees `impl`. */
+    void (*free_impl)(void *impl);
+} bn_tok_ops;
+
+struct bn_tokenizer {
+    bn_tokenizer_kind kind;
+    int32_t           n_vocab;
+    bn_tok_entry     *vocab;          /* n_vocab entries */
+    bn_strmap        *piece_to_id;    /* vocabulary text -> id */
+    bn_arena         *arena;          /* vocabulary texts and other load-time data */
+    bn_token          bos, eos, eot, pad, unk;   /* -1 when absent */
+    bool              add_bos;        /* the model wants BOS prepended */
+    bool              add_space_prefix; /* SPM: a leading U+2581 before the text */
+    bn_token         *specials;       /* control/user-defined ids, longest text first */
+    int32_t           n_specials;
+    const char       *chat_template;  /* tokenizer.chat_template, or NULL */
+    const bn_tok_ops *ops;
+    void             *impl;           /* the family's own state */
+};
+
+/* Allocates a tokenizer of n_vocab empty entries (ids/limits unset: -1). */
+bn_status bn_tok_create(bn_tokenizer_kind kind, int32_t n_vocab, bn_tokenizer **out);
+
+/* Sets entry id (text copied into the arena, indexed in piece_to_id). A text that is
+ * already another entry's keeps the first id in the index. */
+bn_status bn_tok_set_entry(bn_tokenizer *t, bn_token id, const char *text, size_t len,
+                           float score, int32_t type);
+
+/* Called once the vocabulary and the family's state are in place: builds the special
+ * token list, finds EOT ("<|eot_id|>", "<|im_end|>", "<end_of_turn>") when unset, and
+ * checks the ids. */
+bn_status bn_tok_finish(bn_tokenizer *t);
+
+/* The family initialisers. BPE: merges are "left right" strings in rank order; `pre`
+ * names the pre-tokenizer ("llama3" / "llama-bpe", "gpt2"; NULL = llama3);
+ * ignore_merges: a pre-token that is a whole vocabulary entry is emitted as is (LLaMA
+ * 3). SPM: uses the scores and byte tokens of the vocabulary. */
+bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
+                          const uint32_t *merge_lens, size_t n_merges, const char *pre,
+                          bool ignore_merges);
+bn_status bn_tok_spm_init(bn_tokenizer *t);
+
+/* Loaders of the file formats (tokenizer.c dispatches to them by content). */
+bn_status bn_tok_load_hf_json(const char *path, bn_tokenizer **out);   /* tok_bpe.c */
+bn_status bn_tok_load_spm_model(const void *data, size_t size,
+                                bn_tokenizer **out);                   /* tok_spm.c */
+
+#endif
