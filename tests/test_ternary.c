@@ -85,6 +85,19 @@ static void test_weight_errors(void)
     CHECK(bn_ternarize(w, 0, 3, NULL, q, s) == BN_ERR_SHAPE, "empty shape");
 }
 
+static void test_detect(void)
+{
+    float s = 0.7f, scale = -1;
+    float t1[6] = {0, s, -s, s, 0, -s}, t2[3] = {s, 2 * s, 0}, t3[3] = {0, 0, 0};
+    float t4[3] = {s, NAN, s}, t5[2] = {INFINITY, INFINITY}, t6[3] = {-0.0f, -s, 0};
+    CHECK(bn_ternary_detect(t1, 6, &scale) && scale == s, "sign * scale is ternary");
+    CHECK(!bn_ternary_detect(t2, 3, &scale), "two magnitudes are not");
+    CHECK(bn_ternary_detect(t3, 3, &scale) && scale == 0.0f, "all zero: scale 0");
+    CHECK(!bn_ternary_detect(t4, 3, &scale), "NaN is not");
+    CHECK(!bn_ternary_detect(t5, 2, &scale), "infinities are not");
+    CHECK(bn_ternary_detect(t6, 3, &scale) && scale == s, "-0 counts as zero");
+}
+
 static void test_activations(void)
 {
     for (int n = 0; n < 5; n++) {
@@ -124,6 +137,7 @@ int main(void)
         return 1;
     test_weights();
     test_weight_errors();
+    test_detect();
     test_activations();
     test_error_measure();
     fx_close(fx);

@@ -402,21 +402,50 @@ void bn_dequant_i2_s(const void *src, float *dst, int64_t n)
  * 1 (zero), any other weight code 2 if x * scale > 0, else code 0. Only the sign is
  * kept: the input is expected to be ternary already (w in {-s, 0, s}). The 28 tail
  * bytes after the scale are zeroed (bitnet.cpp leaves them as they were). */
+/* bitnet.cpp's code of one weight: 1 (zero) when |x| < 1e-6 (compared in double), else
+ * 2 for a positive and 0 for a negative weight. (It tests x * max > 0, which for the
+ * max > 0 that any |x| >= 1e-6 implies is the sign of x.) `zero_below` is the smallest
+ * float >= 1e-6, which makes the float comparison the same as the double one. */
+static inline unsigned bn_i2s_code(float x, float zero_below)
+{
+    return fabsf(x) < zero_below ? 1u : x > 0.0f ? 2u : 0u;
+}
+
 void bn_quant_i2_s(const float *src, void *dst, int64_t n)
 {
     uint8_t *codes = dst;
-    double max = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        max = fmax(max, fabs((double)src[i]));
-    memset(codes, 0, (size_t)(n / 4) + BN_I2S_TAIL);
-    for (int64_t i = 0; i < n; i++) {
-        unsigned code;
-        if (fabs((double)src[i]) < 1e-6)
-            code = 1;
-        else
-            code = (double)src[i] * max > 0.0 ? 2 : 0;
-        int64_t blk = i / BN_I2S_BLOCK, j = i % BN_I2S_BLOCK;
-        codes[blk * BN_I2S_BLOCK_BYTES + j % 32] |= (uint8_t)(code << (6 - 2 * (j / 32)));
+    float zero_below = (float)1e-6;
+    if ((double)zero_below < 1e-6)
+        zero_below = nextafterf(zero_below, 1.0f);
+    /* max |x| as bitnet.cpp takes it in double: the same value as the f32 maximum (the
+     * widening is exact), NaN skipped as fmax skips it; eight partial maxima so that
+     * the loop is not one long dependency chain */
+    float part[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) {
+            float a = fabsf(src[i + k]);
+            part[k] = a > part[k] ? a : part[k];
+        }
+    for (; i < n; i++) {
+        float a = fabsf(src[i]);
+        part[0] = a > part[0] ? a : part[0];
+    }
+    float maxf = 0.0f;
+    for (int k = 0; k < 8; k++)
+        maxf = part[k] > maxf ? part[k] : maxf;
+    double max = maxf;
+    memset(codes + n / 4, 0, BN_I2S_TAIL);
+    /* n is a multiple of the 128-weight block: byte j of a block holds weights j,
+     * 32 + j, 64 + j, 96 + j in bits 7-6, 5-4, 3-2, 1-0 */
+    for (int64_t blk = 0; blk < n / BN_I2S_BLOCK; blk++) {
+        const float *x = src + blk * BN_I2S_BLOCK;
+        uint8_t *out = codes + blk * BN_I2S_BLOCK_BYTES;
+        for (int j = 0; j < 32; j++)
+            out[j] = (uint8_t)(bn_i2s_code(x[j], zero_below) << 6 |
+                               bn_i2s_code(x[32 + j], zero_below) << 4 |
+                               bn_i2s_code(x[64 + j], zero_below) << 2 |
+                               bn_i2s_code(x[96 + j], zero_below));
     }
     float scale = (float)max;
     memcpy(codes + n / 4, &scale, sizeof scale);

@@ -8,6 +8,7 @@
  * rounding mode), as torch.round does.
  */
 #include <math.h>
+#include <string.h>
 
 #include "core/internal.h"
 
@@ -86,16 +87,26 @@ bn_status bn_ternarize(const float *w, int64_t row_len, int64_t n_rows,
 
 bool bn_ternary_detect(const float *w, int64_t n, float *scale)
 {
-    float mag = 0.0f;
-    for (int64_t i = 0; i < n; i++) {
-        float a = fabsf(w[i]);
-        if (a == 0.0f)
-            continue;
-        if (!isfinite(a) || (mag != 0.0f && a != mag))
-            return false;
-        mag = a;
+    /* compare magnitudes as bits: branch-free, so the scan runs at memory speed */
+    uint32_t mag = 0;
+    int64_t i = 0;
+    for (; i < n && mag == 0; i++) {
+        uint32_t u;
+        memcpy(&u, &w[i], 4);
+        mag = u & 0x7fffffffu;
     }
-    *scale = mag;
+    if (mag >= 0x7f800000u)          /* Inf or NaN */
+        return false;
+    uint32_t bad = 0;
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &w[i], 4);
+        u &= 0x7fffffffu;
+        bad |= (uint32_t)(u != 0 && u != mag);
+    }
+    if (bad)
+        return false;
+    memcpy(scale, &mag, 4);
     return true;
 }
 

@@ -149,8 +149,9 @@ static bn_status qz_ternarize(qz_job *job, bool per_channel, float *w, int64_t r
     return st;
 }
 
-/* Converts one tensor; the outcome goes into the job. */
-static bn_status qz_convert(qz_run *run, qz_job *job)
+/* Converts one tensor; the outcome goes into the job. `w` is scratch room for the
+ * tensor as f32, reused from tensor to tensor (fresh pages cost more than the work). */
+static bn_status qz_convert(qz_run *run, qz_job *job, float *w)
 {
     const bn_gguf_tensor *t = job->src;
     int64_t row_len = t->ne[0], n_rows = t->ne[1] * t->ne[2] * t->ne[3];
@@ -165,11 +166,9 @@ static bn_status qz_convert(qz_run *run, qz_job *job)
     bn_status st = bn_qtype_tensor_size(job->target, row_len, n_rows, &job->out_bytes);
     if (st != BN_OK)
         return st;
-    float *w = malloc((size_t)n * sizeof *w);
     float *orig = run->stats ? malloc((size_t)n * sizeof *orig) : NULL;
     job->out = bn_malloc(job->out_bytes, "quantize");
-    if (!w || (run->stats && !orig) || !job->out) {
-        free(w);
+    if ((run->stats && !orig) || !job->out) {
         free(orig);
         return bn_error_set(BN_ERR_OOM, "out of memory for %lld elements", (long long)n);
     }
@@ -186,7 +185,6 @@ static bn_status qz_convert(qz_run *run, qz_job *job)
         if (st == BN_OK)
             bn_quant_error_measure(orig, w, n, &job->err);
     }
-    free(w);
     free(orig);
     return st;
 }
@@ -195,16 +193,26 @@ static bn_status qz_convert(qz_run *run, qz_job *job)
 static void qz_task(void *ctx, int64_t begin, int64_t end)
 {
     qz_run *run = ctx;
+    int64_t most = 0;
+    for (int64_t i = begin; i < end; i++) {
+        const bn_gguf_tensor *t = run->jobs[i].src;
+        int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        most = run->jobs[i].target != QZ_KEEP && n > most ? n : most;
+    }
+    float *w = most ? malloc((size_t)most * sizeof *w) : NULL;
     for (int64_t i = begin; i < end; i++) {
         qz_job *job = &run->jobs[i];
         if (job->target == QZ_KEEP)
             continue;
-        job->status = qz_convert(run, job);
+        job->status = w ? qz_convert(run, job, w)
+                        : bn_error_set(BN_ERR_OOM, "out of memory for %lld elements",
+                                       (long long)most);
         if (job->status != BN_OK)
             snprintf(job->message, sizeof job->message, "%s", bn_last_error());
         atomic_fetch_add(&run->done_bytes, job->src->nbytes);
         qz_progress(run, job->src->name);
     }
+    free(w);
 }
 
 static void qz_print_stats(const qz_run *run)
