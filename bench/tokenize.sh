@@ -10,7 +10,7 @@
 # input) is subtracted.
 set -eu
 BITNET=${BITNET:-build/bitnet}
-data=${1:-../shared/data}
+data=$(cd "${1:-../shared/data}" && pwd)
 copies=${2:-3}
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
