@@ -132,12 +132,36 @@ expect 2 "quantize onto its input" -- quantize "$tmp/m.gguf" "$tmp/m.gguf" --typ
 grep_in "$err" "overwrite the input" "refuses to overwrite the input"
 expect 1 "per-channel i2_s refused" -- quantize -q "$tmp/m.gguf" "$tmp/x.gguf" --type f32 \
     --tensor-type 'token_embd.weight=i2_s' --per-channel
-grep_in "$err" "tensor 'token_embd.weight': i2_s holds one scale per tensor" "says why"
+grep_in "$err" "tensor 'token_embd.weight' (256 x 512, f16): i2_s holds one scale per tensor" "says why"
 expect 1 "quantize a missing file" -- quantize "$tmp/none.gguf" "$tmp/x.gguf" --type tq2_0
 grep_in "$err" "none.gguf" "names the missing file"
 expect 1 "quantize into a missing directory" -- quantize -q "$tmp/m.gguf" "$tmp/no/x.gguf" --type tq2_0
 if [ ! -e "$tmp/x.gguf" ] && [ -z "$(ls "$tmp" | grep tmp)" ]; then passed=$((passed + 1)); else
     failed=$((failed + 1)); echo "FAIL: a failed quantize left files behind" >&2; fi
+# a file with bad values and an odd row length: refused with the tensor named
+python3 - "$tmp/bad.gguf" <<'PY'
+import struct, sys
+def s(x): b = x.encode(); return struct.pack("<Q", len(b)) + b
+tensors = [("blk.0.attn_q.weight", [256, 2]), ("blk.0.attn_k.weight", [300, 2])]
+out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), 1)
+out += s("general.architecture") + struct.pack("<I", 8) + s("bitnet-b1.58")
+off = 0
+for name, ne in tensors:
+    out += s(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+    out += struct.pack("<IQ", 0, off)
+    off += (ne[0] * ne[1] * 4 + 31) // 32 * 32
+out += b"\0" * ((32 - len(out) % 32) % 32)
+vals = [0.5, -0.5, 0.0] * 200
+vals[300] = float("nan")
+out += struct.pack("<512f", *vals[:512])
+out += struct.pack("<600f", *([0.25] * 600)) + b"\0" * 32
+open(sys.argv[1], "wb").write(out)
+PY
+expect 1 "NaN refused" -- quantize -q "$tmp/bad.gguf" "$tmp/x.gguf" --type i2_s --tensor-type 'blk.0.attn_k.weight=keep'
+grep_in "$err" "tensor 'blk.0.attn_q.weight' (256 x 2, f32): NaN at index 300 (row 1, column 44)" "names the tensor and the first bad index"
+expect 1 "odd row length refused" -- quantize -q "$tmp/bad.gguf" "$tmp/x.gguf" --type tq2_0 --tensor-type 'blk.0.attn_q.weight=keep'
+grep_in "$err" "tensor 'blk.0.attn_k.weight' (300 x 2, f32): tq2_0: row length 300 is not a multiple of the block size 256" "names the tensor, its shape and the block size"
+if [ ! -e "$tmp/x.gguf" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: partial output" >&2; fi
 expect 1 "info on a non-GGUF file" -- info "$0"
 grep_in "$err" "not a GGUF file" "says it is not GGUF"
 expect 1 "info on a missing file" -- info "$tmp/none.gguf"

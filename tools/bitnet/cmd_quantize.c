@@ -173,6 +173,11 @@ static bn_status qz_convert(qz_run *run, qz_job *job, float *w)
         return bn_error_set(BN_ERR_OOM, "out of memory for %lld elements", (long long)n);
     }
     st = bn_dequantize(t->type, t->data, t->nbytes, row_len, n_rows, w);
+    for (int64_t i = 0; st == BN_OK && i < n; i++)
+        if (!isfinite(w[i]))
+            st = bn_error_set(BN_ERR_NUMERIC, "%s at index %lld (row %lld, column %lld)",
+                              isnan(w[i]) ? "NaN" : "infinity", (long long)i,
+                              (long long)(i / row_len), (long long)(i % row_len));
     if (st == BN_OK && orig)
         memcpy(orig, w, (size_t)n * sizeof *w);
     if (st == BN_OK && ti->is_ternary)
@@ -321,8 +326,13 @@ static int qz_execute(const char *in, const char *out, int def, qz_rule *rules,
     int rc = 0;
     for (int64_t i = 0; i < run->n_jobs && rc == 0; i++) {
         if (run->jobs[i].target != QZ_KEEP && run->jobs[i].status != BN_OK) {
-            fprintf(stderr, "bitnet quantize: %s: tensor '%s': %s\n", in,
-                    run->jobs[i].src->name, run->jobs[i].message);
+            const bn_gguf_tensor *t = run->jobs[i].src;
+            char shape[96] = "";
+            for (int d = 0, len = 0; d < t->n_dims && len < (int)sizeof shape; d++)
+                len += snprintf(shape + len, sizeof shape - (size_t)len, "%s%lld",
+                                d ? " x " : "", (long long)t->ne[d]);
+            fprintf(stderr, "bitnet quantize: %s: tensor '%s' (%s, %s): %s\n", in, t->name,
+                    shape, bn_qtype_get(t->type)->name, run->jobs[i].message);
             rc = 1;
         }
     }
