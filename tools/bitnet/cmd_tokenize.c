@@ -37,17 +37,19 @@ const char cmd_detokenize_help[] =
     "  --no-special       leave special tokens (BOS, EOS...) out of the text\n"
     "  -h, --help         show this help\n";
 
-/* Reads all of standard input; NULL on failure. */
+/* Reads all of standard input, NUL-terminated (*len excludes the NUL); NULL on
+ * failure. */
 static char *read_stdin(size_t *len)
 {
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     while (buf) {
-        size_t k = fread(buf + n, 1, cap - n, stdin);
+        size_t k = fread(buf + n, 1, cap - 1 - n, stdin);
         n += k;
+        buf[n] = '\0';
         if (k == 0)
             break;
-        if (n == cap) {
+        if (n == cap - 1) {
             char *grown = realloc(buf, cap *= 2);
             if (!grown)
                 free(buf);
