@@ -43,12 +43,14 @@ const bn_kernel_table bn_kernels_scalar = {
 static const bn_kernel_table *bn_kernels_chosen;
 static pthread_once_t bn_kernels_once = PTHREAD_ONCE_INIT;
 
+#if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))
 /* True when this CPU can run the AVX2 family (AVX2 + FMA + F16C, OS-enabled). */
 static bool bn_cpu_has_avx2_family(void)
 {
     const bn_cpu_info *cpu = bn_cpu_get_info();
     return cpu->avx2 && cpu->fma && cpu->f16c;
 }
+#endif
 
 /* The best family for this CPU, or the one $BITNET_KERNELS names. */
 static void bn_kernels_choose(void)
