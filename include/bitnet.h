@@ -83,6 +83,7 @@ typedef enum bn_status {
     BN_ERR_UNSUPPORTED,  /* not available in this build or on this machine */
     BN_ERR_DEVICE,       /* a device (GPU) call failed */
     BN_ERR_INTERNAL,     /* a library bug; the message says where */
+    BN_ERR_CONTEXT_FULL, /* the context (KV cache) has no room for more positions */
     BN_STATUS_COUNT
 } bn_status;
 
@@ -834,6 +835,168 @@ typedef struct bn_chat_message {
 BN_API bn_status bn_chat_format(const bn_tokenizer *t, const char *template_name,
                                 const bn_chat_message *msgs, size_t n_msgs,
                                 bool add_assistant, char **text, size_t *len);
+
+/* ==================================================================== inference */
+/* Running a BitNet b1.58 (or LLaMA-architecture ternary) GGUF model:
+ *
+ *     bn_model *m = NULL; bn_context *ctx = NULL; bn_sampler *smp = NULL;
+ *     bn_model_params mp = bn_model_default_params();
+ *     if (bn_model_load("model.gguf", &mp, &m) != BN_OK) { ... bn_last_error() ... }
+ *     bn_context_params cp = bn_context_default_params();
+ *     cp.n_ctx = 2048;
+ *     bn_context_create(m, &cp, &ctx);
+ *     bn_token *ids; size_t n;
+ *     bn_tokenize_params tp = bn_tokenize_default_params();
+ *     tp.add_bos = bn_tokenizer_wants_bos(bn_model_tokenizer(m));
+ *     bn_tokenize(bn_model_tokenizer(m), text, strlen(text), &tp, &ids, &n);
+ *     bn_eval(ctx, ids, (int)n, false);                   // prefill
+ *     bn_sampler_params sp = bn_sampler_default_params();
+ *     bn_sampler_create(&sp, bn_model_n_vocab(m), &smp);
+ *     for (;;) {
+ *         bn_token t = bn_sampler_sample(smp, bn_get_logits(ctx, -1));
+ *         if (bn_tokenizer_is_eog(bn_model_tokenizer(m), t)) break;
+ *         bn_sampler_accept(smp, t);
+ *         ... print bn_detok_stream_push(...) ...
+ *         if (bn_eval(ctx, &t, 1, false) != BN_OK) break;  // e.g. context full
+ *     }
+ *     bn_sampler_free(smp); bn_context_free(ctx); bn_model_free(m);
+ *
+ * A model is read-only once loaded and may be shared by several contexts; one context
+ * is used by one thread at a time (its evaluation uses the default thread pool). */
+typedef struct bn_model bn_model;
+typedef struct bn_context bn_context;
+typedef struct bn_sampler bn_sampler;
+
+/* The FFN activation: squared ReLU (BitNet b1.58 2B-4T) or SiLU (LLaMA, and what
+ * llama.cpp and bitnet.cpp use for the arch "bitnet"). AUTO decides from the file:
+ * arch bitnet-b1.58 and bitnet-25 -> RELU2; llama -> SILU; arch bitnet -> the
+ * metadata key bitnet.ffn_activation ("relu2" or "silu") when present, else SILU with
+ * a warning that says so. */
+typedef enum bn_ffn_act { BN_FFN_ACT_AUTO = 0, BN_FFN_ACT_RELU2, BN_FFN_ACT_SILU } bn_ffn_act;
+
+/* 8-bit activation quantization of the inputs of the ternary projections (per token
+ * absmax, as the BitNet b1.58 numerics contract says). AUTO: on when the projections
+ * are stored in a ternary type (I2_S, TQ1_0, TQ2_0) or the arch is a bitnet one; off
+ * for float-stored projections of other archs (llama). */
+typedef enum bn_act_quant { BN_ACT_QUANT_AUTO = 0, BN_ACT_QUANT_ON, BN_ACT_QUANT_OFF } bn_act_quant;
+
+typedef struct bn_model_params {
+    bn_ffn_act   ffn_act;    /* default AUTO */
+    bn_act_quant act_quant;  /* default AUTO */
+} bn_model_params;
+
+BN_API bn_model_params bn_model_default_params(void);
+
+/* Load a GGUF model: hyperparameters from its metadata, weights mmapped (validated
+ * first), the tokenizer from tokenizer.ggml.*. A missing key or tensor, a tensor of the
+ * wrong shape or an unsupported type is BN_ERR_FORMAT naming it; an unknown
+ * architecture is BN_ERR_UNSUPPORTED. params NULL means the defaults. */
+BN_API bn_status bn_model_load(const char *path, const bn_model_params *params,
+                               bn_model **out);
+BN_API void bn_model_free(bn_model *m);
+
+/* What a loaded model is. Strings are owned by the model. */
+typedef struct bn_model_info {
+    const char *arch;            /* general.architecture */
+    const char *name;            /* general.name, or "" */
+    int32_t  n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv, head_dim;
+    int32_t  n_ctx_train;        /* <arch>.context_length, 0 when absent */
+    float    rope_theta, rms_eps;
+    bn_ffn_act ffn_act;          /* the one in use: RELU2 or SILU */
+    bool     act_quant;          /* in use */
+    bool     sub_norms;          /* attn_sub_norm / ffn_sub_norm present (bitnet archs) */
+    int      proj_type;          /* bn_qtype of the projections (of blk.0.attn_q) */
+    int      output_type;        /* bn_qtype of the output layer (token_embd when tied) */
+    bool     tied_output;        /* logits from token_embd */
+    uint64_t n_params;           /* number of weights */
+    uint64_t weight_bytes;       /* bytes of all tensors */
+    uint64_t file_size;
+} bn_model_info;
+
+BN_API void bn_model_get_info(const bn_model *m, bn_model_info *out);
+BN_API int32_t bn_model_n_vocab(const bn_model *m);
+/* The model's tokenizer (owned by the model); NULL when the file has none (its
+ * tokenizer.ggml.* keys are absent): such a model takes token ids only. */
+BN_API const bn_tokenizer *bn_model_tokenizer(const bn_model *m);
+/* The GGUF file behind the model (owned by the model): for its other metadata. */
+BN_API const bn_gguf *bn_model_gguf(const bn_model *m);
+
+typedef struct bn_context_params {
+    int32_t  n_ctx;        /* positions the KV cache holds; 0 = the model's training
+                              context (2048 when unknown), lowered to what fits in half
+                              of the machine's available memory (with a warning) */
+    int32_t  n_batch;      /* most tokens one bn_eval takes (default 512, capped at n_ctx) */
+    bn_dtype kv_type;      /* BN_F16 (default) or BN_F32 */
+    bool     logits_all;   /* keep the logits of every token of a batch (default false:
+                              the last one only) */
+} bn_context_params;
+
+BN_API bn_context_params bn_context_default_params(void);
+
+/* A context: KV cache and every buffer one evaluation needs, allocated here once. */
+BN_API bn_status bn_context_create(const bn_model *m, const bn_context_params *params,
+                                   bn_context **out);
+BN_API void bn_context_free(bn_context *ctx);
+BN_API int32_t bn_context_n_ctx(const bn_context *ctx);
+BN_API int32_t bn_context_n_batch(const bn_context *ctx);
+/* Positions used in the KV cache so far. */
+BN_API int32_t bn_context_n_past(const bn_context *ctx);
+/* Bytes of the KV cache and of the other buffers of the context. */
+BN_API size_t bn_context_kv_bytes(const bn_context *ctx);
+BN_API size_t bn_context_buffer_bytes(const bn_context *ctx);
+/* Forget positions n_past.. (0 clears the context). n_past larger than the current
+ * count changes nothing. */
+BN_API void bn_context_truncate(bn_context *ctx, int32_t n_past);
+
+/* Evaluate n tokens at positions n_past .. n_past+n-1 (a prefill when n > 1, a decode
+ * step when n == 1), adding them to the KV cache. n may exceed n_batch (it is split).
+ * Logits: of the last token, or of all n when the context keeps them (logits_all and
+ * n <= n_batch). Errors: n < 1, a token id out of range (BN_ERR_INVALID_ARG), more
+ * positions than n_ctx (BN_ERR_RANGE, saying how many fit); the context is unchanged
+ * then. Uses the default thread pool (bn_set_num_threads); results do not depend on
+ * the thread count. */
+BN_API bn_status bn_eval(bn_context *ctx, const bn_token *tokens, int32_t n);
+
+/* The logits (n_vocab floats) of token i of the last bn_eval (i = -1: its last token).
+ * NULL when they were not kept (or nothing was evaluated). Valid until the next
+ * bn_eval. */
+BN_API const float *bn_get_logits(const bn_context *ctx, int32_t i);
+
+/* Sampling. The chain, as llama.cpp applies it: penalties over the last penalty_last_n
+ * accepted tokens (repeat: a positive logit is divided by repeat_penalty, a negative one
+ * multiplied; presence: minus presence_penalty once a token occurred; frequency: minus
+ * frequency_penalty times its count), then top-k, top-p (the smallest set whose
+ * probability reaches top_p), min-p (drop tokens below min_p times the top
+ * probability), then temperature and a draw from the softmax. temp <= 0 is greedy
+ * (the argmax after penalties; ties go to the lowest id). A value that disables a stage:
+ * top_k <= 0, top_p >= 1, min_p <= 0, penalties 1 / 0 / 0. */
+typedef struct bn_sampler_params {
+    float    temp;               /* default 0.8 */
+    int32_t  top_k;              /* default 40 */
+    float    top_p;              /* default 0.95 */
+    float    min_p;              /* default 0.05 */
+    float    repeat_penalty;     /* default 1.0 (off) */
+    float    presence_penalty;   /* default 0.0 */
+    float    frequency_penalty;  /* default 0.0 */
+    int32_t  penalty_last_n;     /* default 64; 0 = off, -1 = every accepted token */
+    uint64_t seed;               /* default 0xB17 (runs are reproducible) */
+} bn_sampler_params;
+
+BN_API bn_sampler_params bn_sampler_default_params(void);
+/* A sampler over n_vocab tokens; its buffers are allocated here once. A NaN or
+ * negative parameter where none makes sense is BN_ERR_INVALID_ARG. */
+BN_API bn_status bn_sampler_create(const bn_sampler_params *params, int32_t n_vocab,
+                                   bn_sampler **out);
+BN_API void bn_sampler_free(bn_sampler *s);
+/* Draw the next token from logits (n_vocab floats, not changed). */
+BN_API bn_token bn_sampler_sample(bn_sampler *s, const float *logits);
+/* The distribution the next draw uses: probs[n_vocab] with zeros for filtered tokens
+ * (greedy: 1 at the argmax). Does not advance the random state. */
+BN_API void bn_sampler_probs(bn_sampler *s, const float *logits, float *probs);
+/* Record a token as part of the text (for the penalties). */
+BN_API void bn_sampler_accept(bn_sampler *s, bn_token id);
+/* Forget accepted tokens and restart the random sequence from the seed. */
+BN_API void bn_sampler_reset(bn_sampler *s);
 
 /* ====================================================================== devices */
 

@@ -69,6 +69,12 @@ void *bn_tensor_elem_ptr(const bn_tensor *t, const int64_t *idx);
 /* Errors for operand checks: "op: expected f32, got f16" etc. */
 bn_status bn_require_cpu_f32(const char *op, const bn_tensor *t);
 
+/* ------------------------------------------------------------------ threads */
+
+/* Runs fn(ctx, ith, nth) on every thread of the default pool, the caller being thread
+ * 0 (inline, nth = 1, when the pool cannot be created). */
+void bn_run_on_default_pool(bn_task_fn fn, void *ctx);
+
 /* ------------------------------------------------------------------ kernels */
 
 /* The per-ISA kernel table, chosen once at run time (kernels.c). Every entry has a

@@ -37,6 +37,7 @@ static const char *const bn_status_names[BN_STATUS_COUNT] = {
     [BN_ERR_UNSUPPORTED] = "not supported",
     [BN_ERR_DEVICE]      = "device error",
     [BN_ERR_INTERNAL]    = "internal error",
+    [BN_ERR_CONTEXT_FULL] = "context full",
 };
 
 const char *bn_version(void)

@@ -521,3 +521,21 @@ void bn_parallel_for(bn_threadpool *pool, int64_t n, int64_t grain, bn_range_fn 
     tp_parallel_for_on(tp_default, n, grain, fn, ctx);
     pthread_rwlock_unlock(&tp_default_lock);
 }
+
+/* Runs fn on every thread of the default pool (inline on one thread when there is
+ * none), holding the pool for the whole run so that bn_set_num_threads waits. */
+void bn_run_on_default_pool(bn_task_fn fn, void *ctx)
+{
+    if (!bn_default_threadpool()) {
+        bn_log(BN_LOG_WARN, "no default thread pool (%s); running on one thread",
+               bn_last_error());
+        fn(ctx, 0, 1);
+        return;
+    }
+    pthread_rwlock_rdlock(&tp_default_lock);
+    if (tp_default)
+        bn_threadpool_run(tp_default, fn, ctx);
+    else
+        fn(ctx, 0, 1);
+    pthread_rwlock_unlock(&tp_default_lock);
+}

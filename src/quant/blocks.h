@@ -90,4 +90,9 @@ void bn_quant_row_tq2_0(const float *src, void *dst, int64_t n);
 void bn_dequant_i2_s(const void *src, float *dst, int64_t n);
 void bn_quant_i2_s(const float *src, void *dst, int64_t n);
 
+/* The converter of one row of n elements of `type` to f32 (n a multiple of its block
+ * size), or NULL when the type cannot be read or is only read whole (I2_S). */
+typedef void (*bn_row_to_f32_fn)(const void *src, float *dst, int64_t n);
+bn_row_to_f32_fn bn_qtype_row_to_f32(int type);
+
 #endif

@@ -111,6 +111,12 @@ static const bn_qtype_traits *bn_qtype_traits_get(int type)
 }
 
 /* The public facts of a type id (bitnet.h); NULL when unknown. */
+bn_row_to_f32_fn bn_qtype_row_to_f32(int type)
+{
+    const bn_qtype_traits *t = bn_qtype_traits_get(type);
+    return t && !t->per_tensor ? t->to_f32 : NULL;
+}
+
 const bn_qtype_info *bn_qtype_get(int type)
 {
     const bn_qtype_traits *t = bn_qtype_traits_get(type);

@@ -1,0 +1,517 @@
+/*
+ * context.c - the evaluation context (KV cache and buffers, all allocated once) and
+ * the forward pass of a batch of tokens.
+ *
+ * Per layer, with h the residual stream of the batch ([T, n_embd]):
+ *     x = rmsnorm(h) * attn_norm
+ *     q, k, v = Wq x, Wk x, Wv x              (one quantization of x for the three)
+ *     RoPE on q, k; k, v stored in the cache at their positions
+ *     a = softmax(q k^T / sqrt(head_dim), causal) v      (GQA: head h uses kv h / group)
+ *     a = rmsnorm(a) * attn_sub_norm          (bitnet archs)
+ *     h = h + Wo a
+ *     x = rmsnorm(h) * ffn_norm
+ *     f = act(Wgate x) * Wup x                (relu(g)^2 or silu(g))
+ *     f = rmsnorm(f) * ffn_sub_norm           (bitnet archs)
+ *     h = h + Wdown f
+ * logits = output(rmsnorm(h) * output_norm), only for the tokens that need them.
+ * RMSNorm: x / sqrt(mean(x^2) + eps) * w, the mean taken in double.
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/model_internal.h"
+
+struct bn_context {
+    const bn_model *m;
+    int32_t  n_ctx, n_batch, n_past;
+    bn_dtype kv_type;
+    bool     logits_all;
+    size_t   kv_elt;                /* bytes per cached value */
+    int64_t  kv_dim;                /* n_head_kv * head_dim */
+    uint8_t *k_cache, *v_cache;     /* [layer][n_ctx][kv_dim] */
+    size_t   kv_bytes, buf_bytes, scratch_bytes;
+    /* batch buffers */
+    float   *x, *h, *a, *o, *q, *k, *v, *g, *u, *xf;
+    int8_t  *aq;
+    float   *as;
+    float   *rope;                  /* [n_batch][n_rot / 2][2] cos, sin */
+    float   *logits;                /* [n_logits][n_vocab] */
+    int32_t  n_logits;              /* rows the buffer holds */
+    int32_t  logits_rows;           /* rows valid after the last eval */
+    int32_t  logits_first;          /* batch index of row 0 */
+    int32_t  last_n;                /* tokens of the last eval */
+    /* per-thread scratch */
+    int      n_scratch;
+    bn_linear_scratch *lsc;
+    float   *att;                   /* [n_scratch][n_ctx + 2 * head_dim] */
+    void    *scratch_mem;
+};
+
+bn_context_params bn_context_default_params(void)
+{
+    bn_context_params p = {0, 512, BN_F16, false};
+    return p;
+}
+
+/* Bytes of memory available to allocate (MemAvailable), 0 when unknown. */
+static uint64_t bn_mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    uint64_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", (unsigned long long *)&kb) == 1)
+            break;
+    fclose(f);
+    return kb * 1024;
+}
+
+/* Per-thread scratch for n threads. */
+static bn_status bn_context_scratch(bn_context *c, int n)
+{
+    if (n <= c->n_scratch)
+        return BN_OK;
+    const bn_model_info *in = &c->m->info;
+    int64_t max_in = in->n_embd > in->n_ff ? in->n_embd : in->n_ff;
+#define BN_AL(b) (((size_t)(b) + 63) & ~(size_t)63)
+    size_t per = BN_AL(max_in) + BN_AL((size_t)(max_in / BN_QK_K + 1) * sizeof(float)) +
+                 BN_AL((size_t)max_in * sizeof(float));
+#undef BN_AL
+    void *mem = bn_malloc((size_t)n * per, "context");
+    bn_linear_scratch *lsc = bn_malloc((size_t)n * sizeof *lsc, "context");
+    if (!mem || !lsc) {
+        bn_free(mem);
+        bn_free(lsc);
+        return bn_last_status();
+    }
+    uint8_t *p = mem;
+    for (int i = 0; i < n; i++) {
+        uint8_t *base = p + (size_t)i * per;
+        size_t off = 0;
+#define BN_TAKE(ptr, type, count)                                                   \
+        ptr = (type *)(base + off);                                                 \
+        off += ((size_t)(count) * sizeof(type) + 63) & ~(size_t)63;
+        BN_TAKE(lsc[i].w, int8_t, max_in)
+        BN_TAKE(lsc[i].d, float, max_in / BN_QK_K + 1)
+        BN_TAKE(lsc[i].wf, float, max_in)
+#undef BN_TAKE
+    }
+    /* attention scratch after the linear scratch of each thread */
+    float *att = bn_malloc((size_t)n * ((size_t)c->n_ctx + 2 * (size_t)in->head_dim) *
+                           sizeof(float), "context");
+    if (!att) {
+        bn_free(mem);
+        bn_free(lsc);
+        return bn_last_status();
+    }
+    bn_free(c->scratch_mem);
+    bn_free(c->lsc);
+    bn_free(c->att);
+    c->scratch_mem = mem;
+    c->lsc = lsc;
+    c->att = att;
+    c->n_scratch = n;
+    c->scratch_bytes = (size_t)n * (per + ((size_t)c->n_ctx + 2 * (size_t)in->head_dim) *
+                                    sizeof(float));
+    return BN_OK;
+}
+
+bn_status bn_context_create(const bn_model *m, const bn_context_params *params,
+                            bn_context **out)
+{
+    assert(m && out);
+    bn_context_params p = params ? *params : bn_context_default_params();
+    const bn_model_info *in = &m->info;
+    if (p.n_ctx < 0 || p.n_batch < 0 || (p.kv_type != BN_F16 && p.kv_type != BN_F32))
+        return bn_error_set(BN_ERR_INVALID_ARG, "context: n_ctx %d, n_batch %d and a KV "
+                            "type of %s are not valid (f16 or f32)", p.n_ctx, p.n_batch,
+                            bn_dtype_name(p.kv_type));
+    int64_t kv_dim = (int64_t)in->n_head_kv * in->head_dim;
+    size_t kv_elt = bn_dtype_size(p.kv_type);
+    size_t per_pos = 2 * (size_t)in->n_layer * (size_t)kv_dim * kv_elt;
+    int32_t n_ctx = p.n_ctx;
+    if (n_ctx == 0) {
+        n_ctx = in->n_ctx_train > 0 ? in->n_ctx_train : 2048;
+        uint64_t avail = bn_mem_available();
+        if (avail && (uint64_t)n_ctx * per_pos > avail / 2) {
+            int32_t fit = (int32_t)(avail / 2 / per_pos);
+            fit = fit < 256 ? 256 : fit;
+            if (fit < n_ctx) {
+                bn_log(BN_LOG_WARN, "context of %d positions (%.0f MiB of KV cache) does not "
+                       "fit in half of the available memory; using %d", n_ctx,
+                       (double)n_ctx * (double)per_pos / 1048576.0, fit);
+                n_ctx = fit;
+            }
+        }
+    }
+    if ((uint64_t)n_ctx > (uint64_t)1 << 24)
+        return bn_error_set(BN_ERR_INVALID_ARG, "context: %d positions is too many", n_ctx);
+    int32_t n_batch = p.n_batch ? p.n_batch : 512;
+    if (n_batch > n_ctx)
+        n_batch = n_ctx;
+
+    bn_context *c = bn_calloc(1, sizeof *c, "context");
+    if (!c)
+        return bn_error_wrap(BN_OK, "creating a context");
+    c->m = m;
+    c->n_ctx = n_ctx;
+    c->n_batch = n_batch;
+    c->kv_type = p.kv_type;
+    c->kv_elt = kv_elt;
+    c->kv_dim = kv_dim;
+    c->logits_all = p.logits_all;
+    c->n_logits = p.logits_all ? n_batch : 1;
+    c->kv_bytes = (size_t)n_ctx * per_pos;
+
+    int64_t T = n_batch, E = in->n_embd, F = in->n_ff, V = in->n_vocab;
+    int64_t max_in = E > F ? E : F;
+    bn_status st = BN_OK;
+    c->k_cache = bn_malloc(c->kv_bytes / 2, "kv-cache");
+    c->v_cache = bn_malloc(c->kv_bytes / 2, "kv-cache");
+    if (!c->k_cache || !c->v_cache)
+        st = bn_error_wrap(BN_OK, "a KV cache of %d positions (%.1f MiB)", n_ctx,
+                           (double)c->kv_bytes / 1048576.0);
+#define BN_BUF(ptr, type, count)                                                    \
+    if (st == BN_OK) {                                                              \
+        size_t nb_ = (size_t)(count) * sizeof(type);                                \
+        if (!(ptr = bn_malloc(nb_, "context")))                                     \
+            st = bn_last_status();                                                  \
+        c->buf_bytes += nb_;                                                        \
+    }
+    BN_BUF(c->x, float, T * E)
+    BN_BUF(c->h, float, T * E)
+    BN_BUF(c->a, float, T * E)
+    BN_BUF(c->o, float, T * E)
+    BN_BUF(c->q, float, T * E)
+    BN_BUF(c->k, float, T * kv_dim)
+    BN_BUF(c->v, float, T * kv_dim)
+    BN_BUF(c->g, float, T * F)
+    BN_BUF(c->u, float, T * F)
+    BN_BUF(c->xf, float, T * max_in)
+    BN_BUF(c->aq, int8_t, T * max_in)
+    BN_BUF(c->as, float, T)
+    BN_BUF(c->rope, float, T * (m->n_rot / 2) * 2 + 1)
+    BN_BUF(c->logits, float, (int64_t)c->n_logits * V)
+#undef BN_BUF
+    if (st == BN_OK)
+        st = bn_context_scratch(c, bn_get_num_threads());
+    if (st != BN_OK) {
+        bn_context_free(c);
+        return bn_error_wrap(BN_OK, "creating a context");
+    }
+    *out = c;
+    return BN_OK;
+}
+
+void bn_context_free(bn_context *c)
+{
+    if (!c)
+        return;
+    bn_free(c->k_cache);
+    bn_free(c->v_cache);
+    float *bufs[] = {c->x, c->h, c->a, c->o, c->q, c->k, c->v, c->g, c->u, c->xf, c->as,
+                     c->rope, c->logits, c->att};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        bn_free(bufs[i]);
+    bn_free(c->aq);
+    bn_free(c->scratch_mem);
+    bn_free(c->lsc);
+    bn_free(c);
+}
+
+int32_t bn_context_n_ctx(const bn_context *c) { assert(c); return c->n_ctx; }
+int32_t bn_context_n_batch(const bn_context *c) { assert(c); return c->n_batch; }
+int32_t bn_context_n_past(const bn_context *c) { assert(c); return c->n_past; }
+size_t bn_context_kv_bytes(const bn_context *c) { assert(c); return c->kv_bytes; }
+
+size_t bn_context_buffer_bytes(const bn_context *c)
+{
+    assert(c);
+    return c->buf_bytes + c->scratch_bytes;
+}
+
+void bn_context_truncate(bn_context *c, int32_t n_past)
+{
+    assert(c);
+    if (n_past < 0)
+        n_past = 0;
+    if (n_past < c->n_past) {
+        c->n_past = n_past;
+        c->logits_rows = 0;
+    }
+}
+
+/* ------------------------------------------------------------- forward pass */
+
+static void bn_rmsnorm_rows(const float *x, const float *w, float *y, int64_t T, int64_t n,
+                            float eps)
+{
+    for (int64_t t = 0; t < T; t++) {
+        const float *xr = x + t * n;
+        float *yr = y + t * n;
+        double ss = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            ss += (double)xr[i] * xr[i];
+        float den = sqrtf((float)(ss / (double)n) + eps);
+        for (int64_t i = 0; i < n; i++)
+            yr[i] = xr[i] / den * w[i];
+    }
+}
+
+/* The activations of T rows of n values, quantized when the model says so. */
+static bn_act bn_prepare_act(bn_context *c, const float *x, int64_t T, int64_t n, bool quant)
+{
+    bn_act act = {(int32_t)T, n, x, NULL, NULL, NULL};
+    if (!quant)
+        return act;
+    for (int64_t t = 0; t < T; t++) {
+        int8_t *q = c->aq + t * n;
+        float *qf = c->xf + t * n;
+        bn_quantize_act_i8(x + t * n, n, q, &c->as[t]);
+        for (int64_t i = 0; i < n; i++)
+            qf[i] = (float)q[i];
+    }
+    act.q = c->aq;
+    act.s = c->as;
+    act.qf = c->xf;
+    return act;
+}
+
+/* RoPE on T rows of n_heads heads: NeoX rotates pairs (i, i + n_rot/2), NORM the
+ * adjacent pairs (2i, 2i + 1), by the angle pos * theta^(-2i / n_rot). */
+static void bn_rope_rows(const bn_context *c, float *x, int64_t T, int64_t n_heads)
+{
+    const bn_model *m = c->m;
+    int64_t hd = m->info.head_dim, half = m->n_rot / 2;
+    for (int64_t t = 0; t < T; t++) {
+        const float *cs = c->rope + t * half * 2;
+        for (int64_t h = 0; h < n_heads; h++) {
+            float *v = x + t * n_heads * hd + h * hd;
+            for (int64_t i = 0; i < half; i++) {
+                int64_t i0 = m->rope == BN_ROPE_NEOX ? i : 2 * i;
+                int64_t i1 = m->rope == BN_ROPE_NEOX ? i + half : 2 * i + 1;
+                float x0 = v[i0], x1 = v[i1];
+                v[i0] = x0 * cs[2 * i] - x1 * cs[2 * i + 1];
+                v[i1] = x0 * cs[2 * i + 1] + x1 * cs[2 * i];
+            }
+        }
+    }
+}
+
+typedef struct bn_att_job {
+    bn_context *c;
+    int64_t layer, T, pos0;
+} bn_att_job;
+
+/* Attention of (token, head) items, split over threads. */
+static void bn_att_task(void *ctx, int ith, int nth)
+{
+    const bn_att_job *job = ctx;
+    bn_context *c = job->c;
+    const bn_model_info *in = &c->m->info;
+    const bn_kernel_table *k = bn_kernels();
+    int workers = nth < c->n_scratch ? nth : c->n_scratch;
+    if (ith >= workers)
+        return;
+    int64_t hd = in->head_dim, H = in->n_head, group = in->n_head / in->n_head_kv;
+    int64_t items = job->T * H;
+    int64_t i0 = items * ith / workers, i1 = items * (ith + 1) / workers;
+    float *scores = c->att + (size_t)ith * ((size_t)c->n_ctx + 2 * (size_t)hd);
+    float *row = scores + c->n_ctx;
+    float *acc = row + hd;
+    const float inv = 1.0f / sqrtf((float)hd);
+    size_t layer_off = (size_t)job->layer * (size_t)c->n_ctx * (size_t)c->kv_dim * c->kv_elt;
+    for (int64_t it = i0; it < i1; it++) {
+        int64_t t = it / H, h = it % H, kvh = h / group;
+        int64_t n_pos = job->pos0 + t + 1;
+        const float *qv = c->q + t * in->n_embd + h * hd;
+        float mx = -INFINITY;
+        for (int64_t s = 0; s < n_pos; s++) {
+            size_t off = layer_off + ((size_t)s * (size_t)c->kv_dim + (size_t)(kvh * hd)) * c->kv_elt;
+            const float *kr;
+            if (c->kv_type == BN_F16) {
+                k->f16_to_f32((const uint16_t *)(c->k_cache + off), row, hd);
+                kr = row;
+            } else {
+                kr = (const float *)(c->k_cache + off);
+            }
+            float sc = k->dot_f32(qv, kr, hd) * inv;
+            scores[s] = sc;
+            mx = sc > mx ? sc : mx;
+        }
+        double sum = 0.0;
+        for (int64_t s = 0; s < n_pos; s++) {
+            scores[s] = expf(scores[s] - mx);
+            sum += scores[s];
+        }
+        float norm = (float)(1.0 / sum);
+        for (int64_t d = 0; d < hd; d++)
+            acc[d] = 0.0f;
+        for (int64_t s = 0; s < n_pos; s++) {
+            size_t off = layer_off + ((size_t)s * (size_t)c->kv_dim + (size_t)(kvh * hd)) * c->kv_elt;
+            const float *vr;
+            if (c->kv_type == BN_F16) {
+                k->f16_to_f32((const uint16_t *)(c->v_cache + off), row, hd);
+                vr = row;
+            } else {
+                vr = (const float *)(c->v_cache + off);
+            }
+            float p = scores[s] * norm;
+            for (int64_t d = 0; d < hd; d++)
+                acc[d] += p * vr[d];
+        }
+        memcpy(c->a + t * in->n_embd + h * hd, acc, (size_t)hd * sizeof(float));
+    }
+}
+
+/* Store T rows of k and v at positions pos0.. of a layer. */
+static void bn_kv_store(bn_context *c, int64_t layer, int64_t T, int64_t pos0)
+{
+    const bn_kernel_table *k = bn_kernels();
+    for (int64_t t = 0; t < T; t++) {
+        size_t off = ((size_t)layer * (size_t)c->n_ctx + (size_t)(pos0 + t)) *
+                     (size_t)c->kv_dim * c->kv_elt;
+        if (c->kv_type == BN_F16) {
+            k->f32_to_f16(c->k + t * c->kv_dim, (uint16_t *)(c->k_cache + off), c->kv_dim);
+            k->f32_to_f16(c->v + t * c->kv_dim, (uint16_t *)(c->v_cache + off), c->kv_dim);
+        } else {
+            memcpy(c->k_cache + off, c->k + t * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+            memcpy(c->v_cache + off, c->v + t * c->kv_dim, (size_t)c->kv_dim * sizeof(float));
+        }
+    }
+}
+
+/* One batch of T tokens at positions n_past..; logits for the last `n_out` tokens. */
+static void bn_forward(bn_context *c, const bn_token *tokens, int64_t T, int64_t n_out)
+{
+    const bn_model *m = c->m;
+    const bn_model_info *in = &m->info;
+    const int64_t E = in->n_embd, F = in->n_ff, pos0 = c->n_past;
+    const float eps = in->rms_eps;
+    const bool aq = m->act_quant;
+
+    for (int64_t t = 0; t < T; t++)
+        m->embd_to_f32((const uint8_t *)m->embd->data + (size_t)tokens[t] * m->embd_row_bytes,
+                       c->h + t * E, E);
+    int64_t half = m->n_rot / 2;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < half; i++) {
+            double ang = (double)(pos0 + t) * pow((double)in->rope_theta,
+                                                  -2.0 * (double)i / (double)m->n_rot);
+            c->rope[(t * half + i) * 2] = (float)cos(ang);
+            c->rope[(t * half + i) * 2 + 1] = (float)sin(ang);
+        }
+
+    for (int64_t il = 0; il < in->n_layer; il++) {
+        const bn_layer *ly = &m->layers[il];
+        /* attention */
+        bn_rmsnorm_rows(c->h, ly->attn_norm, c->x, T, E, eps);
+        bn_act act = bn_prepare_act(c, c->x, T, E, aq);
+        const bn_linear *qkv[3] = {&ly->wq, &ly->wk, &ly->wv};
+        float *qkv_out[3] = {c->q, c->k, c->v};
+        bn_linear_eval(qkv, qkv_out, 3, &act, aq, c->lsc, c->n_scratch);
+        bn_rope_rows(c, c->q, T, in->n_head);
+        bn_rope_rows(c, c->k, T, in->n_head_kv);
+        bn_kv_store(c, il, T, pos0);
+        bn_att_job job = {c, il, T, pos0};
+        bn_run_on_default_pool(bn_att_task, &job);
+        const float *a = c->a;
+        if (ly->attn_sub_norm) {
+            bn_rmsnorm_rows(c->a, ly->attn_sub_norm, c->x, T, E, eps);
+            a = c->x;
+        }
+        act = bn_prepare_act(c, a, T, E, aq);
+        const bn_linear *wo[1] = {&ly->wo};
+        float *o_out[1] = {c->o};
+        bn_linear_eval(wo, o_out, 1, &act, aq, c->lsc, c->n_scratch);
+        for (int64_t i = 0; i < T * E; i++)
+            c->h[i] += c->o[i];
+
+        /* feed-forward */
+        bn_rmsnorm_rows(c->h, ly->ffn_norm, c->x, T, E, eps);
+        act = bn_prepare_act(c, c->x, T, E, aq);
+        const bn_linear *gu[2] = {&ly->gate, &ly->up};
+        float *gu_out[2] = {c->g, c->u};
+        bn_linear_eval(gu, gu_out, 2, &act, aq, c->lsc, c->n_scratch);
+        if (m->ffn_act == BN_FFN_ACT_RELU2) {
+            for (int64_t i = 0; i < T * F; i++) {
+                float g = c->g[i] > 0.0f ? c->g[i] : 0.0f;
+                c->g[i] = g * g * c->u[i];
+            }
+        } else {
+            for (int64_t i = 0; i < T * F; i++)
+                c->g[i] = c->g[i] / (1.0f + expf(-c->g[i])) * c->u[i];
+        }
+        const float *f = c->g;
+        if (ly->ffn_sub_norm) {
+            bn_rmsnorm_rows(c->g, ly->ffn_sub_norm, c->u, T, F, eps);
+            f = c->u;
+        }
+        act = bn_prepare_act(c, f, T, F, aq);
+        const bn_linear *dn[1] = {&ly->down};
+        float *d_out[1] = {c->o};
+        bn_linear_eval(dn, d_out, 1, &act, aq, c->lsc, c->n_scratch);
+        for (int64_t i = 0; i < T * E; i++)
+            c->h[i] += c->o[i];
+    }
+
+    if (n_out > 0) {
+        const float *last = c->h + (T - n_out) * E;
+        bn_rmsnorm_rows(last, m->output_norm, c->x, n_out, E, eps);
+        bool oq = m->output.ternary && aq;
+        bn_act act = bn_prepare_act(c, c->x, n_out, E, oq);
+        const bn_linear *outl[1] = {&m->output};
+        float *l_out[1] = {c->logits};
+        bn_linear_eval(outl, l_out, 1, &act, oq, c->lsc, c->n_scratch);
+    }
+    c->n_past += (int32_t)T;
+}
+
+bn_status bn_eval(bn_context *c, const bn_token *tokens, int32_t n)
+{
+    assert(c);
+    const bn_model_info *in = &c->m->info;
+    if (n < 1 || !tokens)
+        return bn_error_set(BN_ERR_INVALID_ARG, "evaluate: no tokens given");
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= in->n_vocab)
+            return bn_error_set(BN_ERR_INVALID_ARG, "evaluate: token %d (at %d) is not in "
+                                "the vocabulary of %d", tokens[i], i, in->n_vocab);
+    if ((int64_t)c->n_past + n > c->n_ctx)
+        return bn_error_set(BN_ERR_CONTEXT_FULL, "evaluate: %d tokens do not fit in the "
+                            "context: %d of its %d positions are used, %d are left", n,
+                            c->n_past, c->n_ctx, c->n_ctx - c->n_past);
+    bn_status st = bn_context_scratch(c, bn_get_num_threads());
+    if (st != BN_OK)
+        return bn_error_wrap(st, "evaluate");
+    bool all = c->logits_all && n <= c->n_batch;
+    for (int32_t done = 0; done < n;) {
+        int32_t T = n - done < c->n_batch ? n - done : c->n_batch;
+        bool last = done + T == n;
+        bn_forward(c, tokens + done, T, last ? (all ? T : 1) : 0);
+        done += T;
+    }
+    c->last_n = n;
+    c->logits_rows = all ? n : 1;
+    c->logits_first = all ? 0 : n - 1;
+    return BN_OK;
+}
+
+const float *bn_get_logits(const bn_context *c, int32_t i)
+{
+    assert(c);
+    if (c->logits_rows == 0)
+        return NULL;
+    if (i < 0)
+        i = c->last_n + i;
+    int32_t row = i - c->logits_first;
+    if (row < 0 || row >= c->logits_rows)
+        return NULL;
+    return c->logits + (size_t)row * (size_t)c->m->info.n_vocab;
+}

@@ -1,0 +1,177 @@
+/*
+ * linear.c - the projections of the forward pass, reference version.
+ *
+ * A ternary projection follows the numerics contract: the input row x is quantized per
+ * token (s = 127 / max|x|, q = round(x * s)), the sum over the weight codes is taken
+ * in integers, and y = isum / s * g for I2_S (one scale g per tensor), or
+ * y = (sum_b d_b * isum_b) / s for TQ1_0 / TQ2_0 (a scale d_b per block of 256, the
+ * block sums combined in double). Float-stored weights take x as it is, or the
+ * quantized codes (y = dot(W, q) / s) when activation quantization is on.
+ *
+ * Each thread takes a contiguous range of output rows over all projections of the
+ * call; a row is decoded once and applied to every token of the batch.
+ */
+#include <assert.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+
+bool bn_linear_decode_row(const bn_linear *lin, int64_t r, int8_t *w, float *d)
+{
+    const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
+    int64_t n = lin->n_in;
+    switch (lin->type) {
+    case BN_QT_I2_S:
+        /* 128 weights per 32 bytes; byte j: weights j, 32+j, 64+j, 96+j in bits
+         * 7-6, 5-4, 3-2, 1-0; code c means c - 1 (code 3 never written: 0) */
+        for (int64_t b = 0; b < n / BN_I2S_BLOCK; b++) {
+            const uint8_t *p = row + b * BN_I2S_BLOCK_BYTES;
+            int8_t *y = w + b * BN_I2S_BLOCK;
+            for (int j = 0; j < 32; j++) {
+                for (int k = 0; k < 4; k++) {
+                    int c = (p[j] >> (6 - 2 * k)) & 3;
+                    y[32 * k + j] = (int8_t)(c == 3 ? 0 : c - 1);
+                }
+            }
+        }
+        return false;
+    case BN_QT_TQ2_0: {
+        const bn_block_tq2_0 *blk = (const bn_block_tq2_0 *)row;
+        for (int64_t b = 0; b < n / BN_QK_K; b++) {
+            d[b] = bn_f16_to_f32(blk[b].d);
+            int8_t *y = w + b * BN_QK_K;
+            for (int half = 0; half < 2; half++)
+                for (int k = 0; k < 4; k++)
+                    for (int m = 0; m < 32; m++) {
+                        int c = (blk[b].qs[32 * half + m] >> (2 * k)) & 3;
+                        y[128 * half + 32 * k + m] = (int8_t)(c == 3 ? 0 : c - 1);
+                    }
+        }
+        return true;
+    }
+    case BN_QT_TQ1_0: {
+        static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+        const bn_block_tq1_0 *blk = (const bn_block_tq1_0 *)row;
+        for (int64_t b = 0; b < n / BN_QK_K; b++) {
+            d[b] = bn_f16_to_f32(blk[b].d);
+            int8_t *y = w + b * BN_QK_K;
+            /* trit k of a byte: multiply by 3^k (mod 256), the top trit is (v*3) >> 8 */
+            for (int k = 0; k < 5; k++)
+                for (int m = 0; m < 32; m++)
+                    y[32 * k + m] = (int8_t)((((uint8_t)(blk[b].qs[m] * pow3[k]) * 3) >> 8) - 1);
+            for (int k = 0; k < 5; k++)
+                for (int m = 0; m < 16; m++)
+                    y[160 + 16 * k + m] =
+                        (int8_t)((((uint8_t)(blk[b].qs[32 + m] * pow3[k]) * 3) >> 8) - 1);
+            for (int k = 0; k < 4; k++)
+                for (int j = 0; j < 4; j++)
+                    y[240 + 4 * k + j] =
+                        (int8_t)((((uint8_t)(blk[b].qh[j] * pow3[k]) * 3) >> 8) - 1);
+        }
+        return true;
+    }
+    default:
+        assert(!"not a ternary type");
+        return false;
+    }
+}
+
+/* sum_i a[i] * b[i] over int8 values, exact in int32 for n < 2^17. */
+static int32_t bn_dot_i8(const int8_t *a, const int8_t *b, int64_t n)
+{
+    int32_t sum = 0;
+    for (int64_t i = 0; i < n; i++)
+        sum += (int32_t)a[i] * (int32_t)b[i];
+    return sum;
+}
+
+/* Rows [r0, r1) of one projection for every token. */
+static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                           const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    const int64_t n = lin->n_in;
+    const bn_kernel_table *k = bn_kernels();
+    for (int64_t r = r0; r < r1; r++) {
+        if (lin->ternary && use_q) {
+            bool blocks = bn_linear_decode_row(lin, r, sc->w, sc->d);
+            for (int32_t t = 0; t < act->T; t++) {
+                const int8_t *q = act->q + (size_t)t * n;
+                float y;
+                if (blocks) {
+                    double acc = 0.0;
+                    for (int64_t b = 0; b < n / BN_QK_K; b++)
+                        acc += (double)bn_dot_i8(sc->w + b * BN_QK_K, q + b * BN_QK_K,
+                                                 BN_QK_K) * sc->d[b];
+                    y = (float)acc / act->s[t];
+                } else {
+                    y = (float)bn_dot_i8(sc->w, q, n) / act->s[t] * lin->scale;
+                }
+                out[(size_t)t * lin->n_out + r] = y * lin->out_scale;
+            }
+            continue;
+        }
+        /* a float row: converted here, or ternary codes times their scales */
+        const float *wf = sc->wf;
+        if (lin->type == BN_QT_F32) {
+            wf = (const float *)(lin->data + (size_t)r * lin->row_bytes);
+        } else if (lin->ternary) {
+            bool blocks = bn_linear_decode_row(lin, r, sc->w, sc->d);
+            for (int64_t i = 0; i < n; i++)
+                sc->wf[i] = (float)sc->w[i] * (blocks ? sc->d[i / BN_QK_K] : lin->scale);
+        } else {
+            lin->to_f32(lin->data + (size_t)r * lin->row_bytes, sc->wf, n);
+        }
+        for (int32_t t = 0; t < act->T; t++) {
+            float y;
+            if (use_q)
+                y = k->dot_f32(wf, act->qf + (size_t)t * n, n) / act->s[t];
+            else
+                y = k->dot_f32(wf, act->x + (size_t)t * n, n);
+            out[(size_t)t * lin->n_out + r] = y * lin->out_scale;
+        }
+    }
+}
+
+typedef struct bn_linear_job {
+    const bn_linear *const *lin;
+    float *const *out;
+    int count;
+    int64_t total_rows;
+    const bn_act *act;
+    bool use_q;
+    bn_linear_scratch *scratch;
+    int n_scratch;
+} bn_linear_job;
+
+static void bn_linear_task(void *ctx, int ith, int nth)
+{
+    const bn_linear_job *job = ctx;
+    int workers = nth < job->n_scratch ? nth : job->n_scratch;
+    if (ith >= workers)
+        return;
+    int64_t begin = job->total_rows * ith / workers;
+    int64_t end = job->total_rows * (ith + 1) / workers;
+    int64_t base = 0;
+    for (int i = 0; i < job->count && begin < end; i++) {
+        int64_t rows = job->lin[i]->n_out;
+        if (begin < base + rows) {
+            int64_t r0 = begin - base, r1 = (end < base + rows ? end : base + rows) - base;
+            bn_linear_rows(job->lin[i], job->out[i], r0, r1, job->act, job->use_q,
+                           &job->scratch[ith]);
+            begin = base + r1;
+        }
+        base += rows;
+    }
+}
+
+void bn_linear_eval(const bn_linear *const *lin, float *const *out, int count,
+                    const bn_act *act, bool use_q, bn_linear_scratch *scratch,
+                    int n_scratch)
+{
+    bn_linear_job job = {lin, out, count, 0, act, use_q, scratch, n_scratch};
+    for (int i = 0; i < count; i++) {
+        assert(lin[i]->n_in == act->n);
+        job.total_rows += lin[i]->n_out;
+    }
+    bn_run_on_default_pool(bn_linear_task, &job);
+}

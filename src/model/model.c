@@ -1,0 +1,449 @@
+/*
+ * model.c - loading a BitNet b1.58 (or LLaMA-architecture) model from a GGUF file.
+ *
+ * Every hyperparameter comes from the metadata under the architecture's prefix
+ * ("<arch>.embedding_length" ...), every tensor is checked for presence, shape and a
+ * type the forward pass can use before anything runs, and the weights stay in the
+ * read-only map. Norm vectors are copied to f32 (they are small).
+ *
+ * Architectures:
+ *   bitnet-b1.58, bitnet-25  microsoft's 2B-4T family: sub-norms, squared ReLU, NeoX RoPE
+ *   bitnet                   llama.cpp's name (older 1bitLLM models, upstream-converted
+ *                            2B-4T files): sub-norms, NeoX RoPE, activation from
+ *                            "bitnet.ffn_activation" or SiLU (with a warning)
+ *   llama                    no sub-norms, SiLU, RoPE on adjacent pairs, optional
+ *                            untied output.weight
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+
+typedef struct bn_arch_desc {
+    const char  *name;
+    bool         sub_norms;
+    bn_rope_kind rope;
+    bn_ffn_act   ffn_act;     /* AUTO: decided from the metadata */
+    bool         bitnet;      /* a BitNet arch: activations quantized by default */
+} bn_arch_desc;
+
+static const bn_arch_desc bn_archs[] = {
+    {"bitnet-b1.58", true,  BN_ROPE_NEOX, BN_FFN_ACT_RELU2, true},
+    {"bitnet-25",    true,  BN_ROPE_NEOX, BN_FFN_ACT_RELU2, true},
+    {"bitnet",       true,  BN_ROPE_NEOX, BN_FFN_ACT_AUTO,  true},
+    {"llama",        false, BN_ROPE_NORM, BN_FFN_ACT_SILU,  false},
+};
+
+bn_model_params bn_model_default_params(void)
+{
+    bn_model_params p = {BN_FFN_ACT_AUTO, BN_ACT_QUANT_AUTO};
+    return p;
+}
+
+/* An integer hyperparameter "<arch>.<key>"; `def` < 0 means required. */
+static bn_status bn_hp_int(const bn_gguf *g, const char *arch, const char *key,
+                           int64_t def, int32_t *out)
+{
+    char full[160];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    if (bn_gguf_find_kv(g, full) < 0) {
+        if (def < 0)
+            return bn_error_set(BN_ERR_FORMAT, "metadata key '%s' is missing", full);
+        *out = (int32_t)def;
+        return BN_OK;
+    }
+    uint64_t v = 0;
+    bn_status st = bn_gguf_get_u64(g, full, &v);
+    if (st != BN_OK)
+        return st;
+    if (v > (uint64_t)1 << 30)
+        return bn_error_set(BN_ERR_FORMAT, "metadata key '%s' = %llu is out of range", full,
+                            (unsigned long long)v);
+    *out = (int32_t)v;
+    return BN_OK;
+}
+
+static bn_status bn_hp_float(const bn_gguf *g, const char *arch, const char *key,
+                             double def, bool required, float *out)
+{
+    char full[160];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    if (bn_gguf_find_kv(g, full) < 0) {
+        if (required)
+            return bn_error_set(BN_ERR_FORMAT, "metadata key '%s' is missing", full);
+        *out = (float)def;
+        return BN_OK;
+    }
+    double v = 0;
+    bn_status st = bn_gguf_get_f64(g, full, &v);
+    if (st != BN_OK)
+        return st;
+    if (!(v > 0.0) || v > 1e30)
+        return bn_error_set(BN_ERR_FORMAT, "metadata key '%s' = %g is out of range", full, v);
+    *out = (float)v;
+    return BN_OK;
+}
+
+/* The tensor `name` with ne = {ne0, ne1} (ne1 0: a vector of ne0). */
+static bn_status bn_get_tensor(const bn_gguf *g, const char *name, int64_t ne0, int64_t ne1,
+                               const bn_gguf_tensor **out)
+{
+    int64_t i = bn_gguf_find_tensor(g, name);
+    if (i < 0)
+        return bn_error_set(BN_ERR_FORMAT, "tensor '%s' is missing", name);
+    const bn_gguf_tensor *t = bn_gguf_get_tensor(g, i);
+    int want_dims = ne1 ? 2 : 1;
+    bool ok = t->ne[0] == ne0 && t->ne[1] == (ne1 ? ne1 : 1) && t->ne[2] == 1 && t->ne[3] == 1;
+    if (!ok || t->n_dims > want_dims) {
+        return bn_error_set(BN_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], "
+                            "expected [%lld, %lld]", name, (long long)t->ne[0],
+                            (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                            (long long)ne0, (long long)(ne1 ? ne1 : 1));
+    }
+    *out = t;
+    return BN_OK;
+}
+
+/* A norm vector of n values, converted to f32 into dst. */
+static bn_status bn_load_norm(const bn_gguf *g, const char *name, int64_t n, float *dst)
+{
+    const bn_gguf_tensor *t = NULL;
+    bn_status st = bn_get_tensor(g, name, n, 0, &t);
+    if (st != BN_OK)
+        return st;
+    bn_row_to_f32_fn f = bn_qtype_row_to_f32(t->type);
+    if (t->type != BN_QT_F32 && t->type != BN_QT_F16 && t->type != BN_QT_BF16)
+        f = NULL;
+    if (!f) {
+        const bn_qtype_info *qi = bn_qtype_get(t->type);
+        return bn_error_set(BN_ERR_FORMAT, "tensor '%s' is %s; norms must be f32, f16 or bf16",
+                            name, qi ? qi->name : "of an unknown type");
+    }
+    f(t->data, dst, n);
+    for (int64_t i = 0; i < n; i++)
+        if (!(dst[i] - dst[i] == 0.0f))
+            return bn_error_set(BN_ERR_FORMAT, "tensor '%s' holds %g at index %lld", name,
+                                dst[i], (long long)i);
+    return BN_OK;
+}
+
+/* A projection with n_in inputs and n_out outputs. */
+static bn_status bn_load_linear(const bn_gguf *g, const char *name, int64_t n_in,
+                                int64_t n_out, bn_linear *lin)
+{
+    const bn_gguf_tensor *t = NULL;
+    bn_status st = bn_get_tensor(g, name, n_in, n_out, &t);
+    if (st != BN_OK)
+        return st;
+    const bn_qtype_info *qi = bn_qtype_get(t->type);
+    memset(lin, 0, sizeof *lin);
+    lin->name = t->name;
+    lin->type = t->type;
+    lin->data = t->data;
+    lin->n_in = n_in;
+    lin->n_out = n_out;
+    lin->scale = 1.0f;
+    lin->out_scale = 1.0f;
+    lin->ternary = qi && qi->is_ternary;
+    if (t->type == BN_QT_I2_S) {
+        if (n_in % BN_I2S_BLOCK != 0)
+            return bn_error_set(BN_ERR_FORMAT, "tensor '%s': i2_s rows of %lld weights are "
+                                "not a multiple of %d", name, (long long)n_in, BN_I2S_BLOCK);
+        lin->row_bytes = (size_t)n_in / 4;
+        memcpy(&lin->scale, lin->data + (size_t)(n_in * n_out / 4), sizeof lin->scale);
+        if (!(lin->scale - lin->scale == 0.0f))
+            return bn_error_set(BN_ERR_FORMAT, "tensor '%s': its i2_s scale is %g", name,
+                                lin->scale);
+    } else {
+        if (!qi || (!lin->ternary && !(lin->to_f32 = bn_qtype_row_to_f32(t->type))))
+            return bn_error_set(BN_ERR_UNSUPPORTED, "tensor '%s' has type %s, which the "
+                                "forward pass cannot use", name, qi ? qi->name : "unknown");
+        st = bn_qtype_tensor_size(t->type, n_in, 1, &lin->row_bytes);
+        if (st != BN_OK)
+            return bn_error_wrap(st, "tensor '%s'", name);
+    }
+    /* llama.cpp's bitnet files may carry a one-element "<proj>.scale" per projection */
+    char sname[160];
+    size_t len = strlen(name);
+    if (len > 7 && strcmp(name + len - 7, ".weight") == 0) {
+        snprintf(sname, sizeof sname, "%.*s.scale", (int)(len - 7), name);
+        int64_t si = bn_gguf_find_tensor(g, sname);
+        if (si >= 0) {
+            const bn_gguf_tensor *s = bn_gguf_get_tensor(g, si);
+            if (s->type != BN_QT_F32 || s->ne[0] * s->ne[1] * s->ne[2] * s->ne[3] != 1)
+                return bn_error_set(BN_ERR_FORMAT, "tensor '%s' must be one f32 value", sname);
+            memcpy(&lin->out_scale, s->data, sizeof(float));
+        }
+    }
+    return BN_OK;
+}
+
+/* The FFN activation in use, from the params, the arch and the metadata. */
+static bn_status bn_choose_ffn_act(const bn_gguf *g, const bn_arch_desc *a,
+                                   bn_ffn_act requested, bn_ffn_act *out)
+{
+    if (requested == BN_FFN_ACT_RELU2 || requested == BN_FFN_ACT_SILU) {
+        *out = requested;
+        return BN_OK;
+    }
+    char key[160];
+    snprintf(key, sizeof key, "%s.ffn_activation", a->name);
+    if (bn_gguf_find_kv(g, key) >= 0) {
+        const char *v = NULL;
+        bn_status st = bn_gguf_get_str(g, key, &v);
+        if (st != BN_OK)
+            return st;
+        if (strcmp(v, "relu2") == 0 || strcmp(v, "relu_squared") == 0)
+            *out = BN_FFN_ACT_RELU2;
+        else if (strcmp(v, "silu") == 0)
+            *out = BN_FFN_ACT_SILU;
+        else
+            return bn_error_set(BN_ERR_UNSUPPORTED, "metadata %s = '%s': the activations "
+                                "known are relu2 and silu", key, v);
+        return BN_OK;
+    }
+    if (a->ffn_act != BN_FFN_ACT_AUTO) {
+        *out = a->ffn_act;
+        return BN_OK;
+    }
+    bn_log(BN_LOG_WARN, "arch '%s' without '%s': using SiLU, as llama.cpp and bitnet.cpp "
+           "do for this arch; a bitnet-b1.58-2B-4T file converted to this arch needs squared "
+           "ReLU (choose it explicitly)", a->name, key);
+    *out = BN_FFN_ACT_SILU;
+    return BN_OK;
+}
+
+static bn_status bn_model_read(bn_model *m, const bn_model_params *params)
+{
+    const bn_gguf *g = m->gguf;
+    const char *arch = NULL;
+    bn_status st = bn_gguf_get_str(g, "general.architecture", &arch);
+    if (st != BN_OK)
+        return st;
+    const bn_arch_desc *a = NULL;
+    for (size_t i = 0; i < sizeof bn_archs / sizeof bn_archs[0]; i++)
+        if (strcmp(arch, bn_archs[i].name) == 0)
+            a = &bn_archs[i];
+    if (!a)
+        return bn_error_set(BN_ERR_UNSUPPORTED, "architecture '%s' is not supported (known: "
+                            "bitnet-b1.58, bitnet-25, bitnet, llama)", arch);
+    bn_model_info *in = &m->info;
+    in->arch = a->name;
+    in->name = "";
+    if (bn_gguf_find_kv(g, "general.name") >= 0)
+        bn_gguf_get_str(g, "general.name", &in->name);
+    in->sub_norms = a->sub_norms;
+    m->rope = a->rope;
+
+    int32_t head_dim = 0;
+    if ((st = bn_hp_int(g, arch, "embedding_length", -1, &in->n_embd)) != BN_OK ||
+        (st = bn_hp_int(g, arch, "feed_forward_length", -1, &in->n_ff)) != BN_OK ||
+        (st = bn_hp_int(g, arch, "block_count", -1, &in->n_layer)) != BN_OK ||
+        (st = bn_hp_int(g, arch, "attention.head_count", -1, &in->n_head)) != BN_OK)
+        return st;
+    if ((st = bn_hp_int(g, arch, "attention.head_count_kv", in->n_head, &in->n_head_kv)) != BN_OK ||
+        (st = bn_hp_int(g, arch, "context_length", 0, &in->n_ctx_train)) != BN_OK ||
+        (st = bn_hp_float(g, arch, "attention.layer_norm_rms_epsilon", 0, true, &in->rms_eps)) != BN_OK ||
+        (st = bn_hp_float(g, arch, "rope.freq_base", 10000.0, false, &in->rope_theta)) != BN_OK)
+        return st;
+    if (in->n_embd < 1 || in->n_ff < 1 || in->n_layer < 1 || in->n_head < 1 ||
+        in->n_head_kv < 1)
+        return bn_error_set(BN_ERR_FORMAT, "hyperparameters must be positive (embedding %d, "
+                            "FFN %d, layers %d, heads %d/%d)", in->n_embd, in->n_ff,
+                            in->n_layer, in->n_head, in->n_head_kv);
+    if (in->n_head % in->n_head_kv != 0)
+        return bn_error_set(BN_ERR_FORMAT, "%d attention heads cannot share %d key/value "
+                            "heads", in->n_head, in->n_head_kv);
+    if ((st = bn_hp_int(g, arch, "attention.key_length", in->n_embd / in->n_head,
+                        &head_dim)) != BN_OK)
+        return st;
+    if (in->n_embd % in->n_head != 0 || head_dim != in->n_embd / in->n_head || head_dim % 2)
+        return bn_error_set(BN_ERR_FORMAT, "embedding %d over %d heads (head size %d) is not "
+                            "supported", in->n_embd, in->n_head, head_dim);
+    in->head_dim = head_dim;
+    if ((st = bn_hp_int(g, arch, "rope.dimension_count", head_dim, &m->n_rot)) != BN_OK)
+        return st;
+    if (m->n_rot > head_dim || m->n_rot % 2)
+        return bn_error_set(BN_ERR_FORMAT, "rope.dimension_count %d does not fit head size %d",
+                            m->n_rot, head_dim);
+
+    /* embedding */
+    int64_t ie = bn_gguf_find_tensor(g, "token_embd.weight");
+    if (ie < 0)
+        return bn_error_set(BN_ERR_FORMAT, "tensor 'token_embd.weight' is missing");
+    m->embd = bn_gguf_get_tensor(g, ie);
+    if (m->embd->ne[0] != in->n_embd || m->embd->ne[1] < 1 || m->embd->ne[1] > INT32_MAX ||
+        m->embd->ne[2] != 1 || m->embd->ne[3] != 1)
+        return bn_error_set(BN_ERR_FORMAT, "tensor 'token_embd.weight' has shape [%lld, %lld], "
+                            "expected [%d, n_vocab]", (long long)m->embd->ne[0],
+                            (long long)m->embd->ne[1], in->n_embd);
+    in->n_vocab = (int32_t)m->embd->ne[1];
+    int32_t vocab_key = 0;
+    if ((st = bn_hp_int(g, arch, "vocab_size", in->n_vocab, &vocab_key)) != BN_OK)
+        return st;
+    if (vocab_key != in->n_vocab)
+        return bn_error_set(BN_ERR_FORMAT, "%s.vocab_size is %d but token_embd.weight has %d "
+                            "rows", arch, vocab_key, in->n_vocab);
+    m->embd_to_f32 = bn_qtype_row_to_f32(m->embd->type);
+    if (!m->embd_to_f32) {
+        const bn_qtype_info *qi = bn_qtype_get(m->embd->type);
+        return bn_error_set(BN_ERR_UNSUPPORTED, "token_embd.weight has type %s, which cannot "
+                            "be read by rows", qi ? qi->name : "unknown");
+    }
+    if ((st = bn_qtype_tensor_size(m->embd->type, in->n_embd, 1, &m->embd_row_bytes)) != BN_OK)
+        return bn_error_wrap(st, "token_embd.weight");
+
+    /* norms: attn, attn_sub, ffn, ffn_sub per layer + output */
+    int64_t E = in->n_embd, F = in->n_ff, L = in->n_layer;
+    int64_t kv = (int64_t)in->n_head_kv * head_dim;
+    size_t n_norm = (size_t)(L * (a->sub_norms ? 3 * E + F : 2 * E) + E);
+    m->norms = bn_malloc(n_norm * sizeof(float), "model");
+    m->layers = bn_calloc((size_t)L, sizeof *m->layers, "model");
+    if (!m->norms || !m->layers)
+        return bn_last_status();
+    float *nv = m->norms;
+    if ((st = bn_load_norm(g, "output_norm.weight", E, nv)) != BN_OK)
+        return st;
+    m->output_norm = nv;
+    nv += E;
+
+    char name[96];
+    uint64_t n_params = 0;
+    for (int64_t il = 0; il < L; il++) {
+        bn_layer *ly = &m->layers[il];
+#define BN_NORM(field, suffix, n)                                                   \
+        snprintf(name, sizeof name, "blk.%lld." suffix ".weight", (long long)il);   \
+        if ((st = bn_load_norm(g, name, n, nv)) != BN_OK) return st;               \
+        ly->field = nv; nv += n;
+#define BN_PROJ(field, suffix, nin, nout)                                           \
+        snprintf(name, sizeof name, "blk.%lld." suffix ".weight", (long long)il);   \
+        if ((st = bn_load_linear(g, name, nin, nout, &ly->field)) != BN_OK) return st; \
+        n_params += (uint64_t)(nin) * (uint64_t)(nout);
+        BN_NORM(attn_norm, "attn_norm", E)
+        BN_NORM(ffn_norm, "ffn_norm", E)
+        if (a->sub_norms) {
+            BN_NORM(attn_sub_norm, "attn_sub_norm", E)
+            BN_NORM(ffn_sub_norm, "ffn_sub_norm", F)
+        }
+        BN_PROJ(wq, "attn_q", E, E)
+        BN_PROJ(wk, "attn_k", E, kv)
+        BN_PROJ(wv, "attn_v", E, kv)
+        BN_PROJ(wo, "attn_output", E, E)
+        BN_PROJ(gate, "ffn_gate", E, F)
+        BN_PROJ(up, "ffn_up", E, F)
+        BN_PROJ(down, "ffn_down", F, E)
+#undef BN_NORM
+#undef BN_PROJ
+    }
+
+    /* output layer: output.weight, or the tied embedding */
+    if (bn_gguf_find_tensor(g, "output.weight") >= 0) {
+        if ((st = bn_load_linear(g, "output.weight", E, in->n_vocab, &m->output)) != BN_OK)
+            return st;
+        in->tied_output = false;
+        n_params += (uint64_t)E * (uint64_t)in->n_vocab;
+    } else {
+        if ((st = bn_load_linear(g, "token_embd.weight", E, in->n_vocab, &m->output)) != BN_OK)
+            return st;
+        in->tied_output = true;
+    }
+    n_params += (uint64_t)E * (uint64_t)in->n_vocab + (uint64_t)n_norm;
+    in->n_params = n_params;
+    in->proj_type = m->layers[0].wq.type;
+    in->output_type = m->output.type;
+
+    if ((st = bn_choose_ffn_act(g, a, params->ffn_act, &m->ffn_act)) != BN_OK)
+        return st;
+    in->ffn_act = m->ffn_act;
+    const bn_qtype_info *pq = bn_qtype_get(in->proj_type);
+    if (params->act_quant == BN_ACT_QUANT_ON)
+        m->act_quant = true;
+    else if (params->act_quant == BN_ACT_QUANT_OFF)
+        m->act_quant = false;
+    else
+        m->act_quant = (pq && pq->is_ternary) || a->bitnet;
+    in->act_quant = m->act_quant;
+
+    uint64_t bytes = 0;
+    for (int64_t i = 0; i < bn_gguf_n_tensors(g); i++)
+        bytes += bn_gguf_get_tensor(g, i)->nbytes;
+    in->weight_bytes = bytes;
+    in->file_size = bn_gguf_file_size(g);
+
+    /* the tokenizer, when the file has one */
+    if (bn_gguf_find_kv(g, "tokenizer.ggml.model") >= 0) {
+        if ((st = bn_tokenizer_load_gguf(g, &m->tok)) != BN_OK)
+            return st;
+        if (bn_tokenizer_n_vocab(m->tok) > in->n_vocab)
+            return bn_error_set(BN_ERR_FORMAT, "the tokenizer has %d tokens but the model only "
+                                "%d embeddings", bn_tokenizer_n_vocab(m->tok), in->n_vocab);
+    }
+    return BN_OK;
+}
+
+bn_status bn_model_load(const char *path, const bn_model_params *params, bn_model **out)
+{
+    assert(path && out);
+    bn_model_params def = bn_model_default_params();
+    if (!params)
+        params = &def;
+    if (params->ffn_act < BN_FFN_ACT_AUTO || params->ffn_act > BN_FFN_ACT_SILU ||
+        params->act_quant < BN_ACT_QUANT_AUTO || params->act_quant > BN_ACT_QUANT_OFF)
+        return bn_error_set(BN_ERR_INVALID_ARG, "bn_model_load: bad parameters");
+    bn_model *m = bn_calloc(1, sizeof *m, "model");
+    if (!m)
+        return bn_error_wrap(BN_OK, "loading %s", path);
+    size_t len = strlen(path);
+    m->path = bn_malloc(len + 1, "model");
+    bn_status st = m->path ? BN_OK : bn_last_status();
+    if (st == BN_OK) {
+        memcpy(m->path, path, len + 1);
+        st = bn_gguf_open(path, &m->gguf);
+    }
+    if (st == BN_OK)
+        st = bn_model_read(m, params);
+    if (st != BN_OK) {
+        bn_model_free(m);
+        return bn_error_wrap(BN_OK, "loading %s", path);
+    }
+    *out = m;
+    return BN_OK;
+}
+
+void bn_model_free(bn_model *m)
+{
+    if (!m)
+        return;
+    bn_tokenizer_free(m->tok);
+    bn_gguf_close(m->gguf);
+    bn_free(m->norms);
+    bn_free(m->layers);
+    bn_free(m->path);
+    bn_free(m);
+}
+
+void bn_model_get_info(const bn_model *m, bn_model_info *out)
+{
+    assert(m && out);
+    *out = m->info;
+}
+
+int32_t bn_model_n_vocab(const bn_model *m)
+{
+    assert(m);
+    return m->info.n_vocab;
+}
+
+const bn_tokenizer *bn_model_tokenizer(const bn_model *m)
+{
+    assert(m);
+    return m->tok;
+}
+
+const bn_gguf *bn_model_gguf(const bn_model *m)
+{
+    assert(m);
+    return m->gguf;
+}

@@ -1,0 +1,83 @@
+/*
+ * model_internal.h - the loaded model (weights pointing into the mapped GGUF file) and
+ * the pieces of the forward pass that model.c, linear.c and context.c share.
+ */
+#ifndef BN_MODEL_INTERNAL_H
+#define BN_MODEL_INTERNAL_H
+
+#include "core/internal.h"
+#include "quant/blocks.h"
+
+/* A projection y = W x with W [n_out, n_in] as stored in the file (ggml ne = {n_in,
+ * n_out}). Ternary types are evaluated on 8-bit activations with integer sums; other
+ * types are converted to f32 one row at a time. */
+typedef struct bn_linear {
+    const char    *name;       /* tensor name (owned by the GGUF file) */
+    int            type;       /* bn_qtype */
+    const uint8_t *data;       /* into the map */
+    int64_t        n_in, n_out;
+    size_t         row_bytes;  /* bytes of one row (I2_S: n_in / 4) */
+    bool           ternary;    /* I2_S, TQ1_0, TQ2_0 */
+    float          scale;      /* I2_S: the tensor's scale; 1 otherwise */
+    float          out_scale;  /* an optional "<name>.scale" tensor; 1 when absent */
+    bn_row_to_f32_fn to_f32;   /* the row converter of non-ternary types */
+} bn_linear;
+
+typedef struct bn_layer {
+    const float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm; /* sub NULL: none */
+    bn_linear wq, wk, wv, wo, gate, up, down;
+} bn_layer;
+
+typedef enum bn_rope_kind { BN_ROPE_NEOX = 0, BN_ROPE_NORM } bn_rope_kind;
+
+struct bn_model {
+    bn_gguf      *gguf;
+    bn_tokenizer *tok;          /* NULL when the file has no tokenizer */
+    char         *path;
+    bn_model_info info;
+    bn_rope_kind  rope;
+    int32_t       n_rot;        /* dimensions of each head that RoPE rotates */
+    bool          act_quant;
+    bn_ffn_act    ffn_act;
+    const bn_gguf_tensor *embd; /* token_embd */
+    bn_row_to_f32_fn embd_to_f32;
+    size_t        embd_row_bytes;
+    const float  *output_norm;
+    bn_linear     output;       /* token_embd when tied */
+    bn_layer     *layers;
+    float        *norms;        /* f32 copies of every norm vector */
+};
+
+/* Activations entering a group of projections: T rows of n values, their 8-bit codes
+ * and per-row scales s (q = round(x * s)) when quantized, and those codes as floats
+ * for float-stored weights. */
+typedef struct bn_act {
+    int32_t      T;
+    int64_t      n;
+    const float *x;        /* [T, n] */
+    const int8_t *q;       /* [T, n] or NULL (not quantized) */
+    const float *s;        /* [T] */
+    const float *qf;       /* [T, n] the codes as floats, or NULL */
+} bn_act;
+
+/* Per-thread scratch of the projections: a decoded row and its block scales. */
+typedef struct bn_linear_scratch {
+    int8_t *w;            /* [n_in_max] ternary codes -1, 0, 1 */
+    float  *d;            /* [n_in_max / 256] block scales */
+    float  *wf;           /* [n_in_max] a row as f32 */
+} bn_linear_scratch;
+
+/* Evaluate `count` projections on the same input: out[i] is [T, lin[i]->n_out]. The
+ * rows of all of them are split over the default pool's threads; every output value
+ * is computed by one thread in a fixed order, so the result does not depend on the
+ * thread count. scratch has n_scratch entries (threads beyond it idle). */
+void bn_linear_eval(const bn_linear *const *lin, float *const *out, int count,
+                    const bn_act *act, bool use_q, bn_linear_scratch *scratch,
+                    int n_scratch);
+
+/* Decode row r of a ternary projection into codes w[n_in] (-1, 0, 1) and, for the
+ * block-scaled types (TQ1_0, TQ2_0), its block scales d[n_in / 256]. Returns true
+ * when the row has block scales. */
+bool bn_linear_decode_row(const bn_linear *lin, int64_t r, int8_t *w, float *d);
+
+#endif
