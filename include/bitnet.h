@@ -849,7 +849,7 @@ BN_API bn_status bn_chat_format(const bn_tokenizer *t, const char *template_name
  *     bn_tokenize_params tp = bn_tokenize_default_params();
  *     tp.add_bos = bn_tokenizer_wants_bos(bn_model_tokenizer(m));
  *     bn_tokenize(bn_model_tokenizer(m), text, strlen(text), &tp, &ids, &n);
- *     bn_eval(ctx, ids, (int)n, false);                   // prefill
+ *     bn_eval(ctx, ids, (int32_t)n);                       // prefill
  *     bn_sampler_params sp = bn_sampler_default_params();
  *     bn_sampler_create(&sp, bn_model_n_vocab(m), &smp);
  *     for (;;) {
@@ -857,7 +857,7 @@ BN_API bn_status bn_chat_format(const bn_tokenizer *t, const char *template_name
  *         if (bn_tokenizer_is_eog(bn_model_tokenizer(m), t)) break;
  *         bn_sampler_accept(smp, t);
  *         ... print bn_detok_stream_push(...) ...
- *         if (bn_eval(ctx, &t, 1, false) != BN_OK) break;  // e.g. context full
+ *         if (bn_eval(ctx, &t, 1) != BN_OK) break;         // e.g. context full
  *     }
  *     bn_sampler_free(smp); bn_context_free(ctx); bn_model_free(m);
  *
@@ -969,7 +969,7 @@ BN_API const float *bn_get_logits(const bn_context *ctx, int32_t i);
  * probability reaches top_p), min-p (drop tokens below min_p times the top
  * probability), then temperature and a draw from the softmax. temp <= 0 is greedy
  * (the argmax after penalties; ties go to the lowest id). A value that disables a stage:
- * top_k <= 0, top_p >= 1, min_p <= 0, penalties 1 / 0 / 0. */
+ * top_k <= 0, top_p = 1, min_p = 0, penalties 1 / 0 / 0. */
 typedef struct bn_sampler_params {
     float    temp;               /* default 0.8 */
     int32_t  top_k;              /* default 40 */
@@ -983,8 +983,9 @@ typedef struct bn_sampler_params {
 } bn_sampler_params;
 
 BN_API bn_sampler_params bn_sampler_default_params(void);
-/* A sampler over n_vocab tokens; its buffers are allocated here once. A NaN or
- * negative parameter where none makes sense is BN_ERR_INVALID_ARG. */
+/* A sampler over n_vocab tokens; its buffers are allocated here once. A NaN or infinite
+ * parameter, top_p or min_p outside [0, 1], repeat_penalty <= 0, penalty_last_n < -1 or
+ * n_vocab < 1 is BN_ERR_INVALID_ARG. */
 BN_API bn_status bn_sampler_create(const bn_sampler_params *params, int32_t n_vocab,
                                    bn_sampler **out);
 BN_API void bn_sampler_free(bn_sampler *s);

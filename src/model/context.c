@@ -38,6 +38,7 @@ struct bn_context {
     float   *x, *h, *a, *o, *q, *k, *v, *g, *u, *xf;
     int8_t  *aq;
     float   *as;
+    int32_t *aqsum;
     float   *rope;                  /* [n_batch][n_rot / 2][2] cos, sin */
     float   *logits;                /* [n_logits][n_vocab] */
     int32_t  n_logits;              /* rows the buffer holds */
@@ -196,6 +197,7 @@ bn_status bn_context_create(const bn_model *m, const bn_context_params *params,
     BN_BUF(c->xf, float, T * max_in)
     BN_BUF(c->aq, int8_t, T * max_in)
     BN_BUF(c->as, float, T)
+    BN_BUF(c->aqsum, int32_t, T)
     BN_BUF(c->rope, float, T * (m->n_rot / 2) * 2 + 1)
     BN_BUF(c->logits, float, (int64_t)c->n_logits * V)
 #undef BN_BUF
@@ -220,6 +222,7 @@ void bn_context_free(bn_context *c)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         bn_free(bufs[i]);
     bn_free(c->aq);
+    bn_free(c->aqsum);
     bn_free(c->scratch_mem);
     bn_free(c->lsc);
     bn_free(c);
@@ -267,18 +270,23 @@ static void bn_rmsnorm_rows(const float *x, const float *w, float *y, int64_t T,
 /* The activations of T rows of n values, quantized when the model says so. */
 static bn_act bn_prepare_act(bn_context *c, const float *x, int64_t T, int64_t n, bool quant)
 {
-    bn_act act = {(int32_t)T, n, x, NULL, NULL, NULL};
+    bn_act act = {(int32_t)T, n, x, NULL, NULL, NULL, NULL};
     if (!quant)
         return act;
     for (int64_t t = 0; t < T; t++) {
         int8_t *q = c->aq + t * n;
         float *qf = c->xf + t * n;
         bn_quantize_act_i8(x + t * n, n, q, &c->as[t]);
-        for (int64_t i = 0; i < n; i++)
+        int32_t sum = 0;
+        for (int64_t i = 0; i < n; i++) {
             qf[i] = (float)q[i];
+            sum += q[i];
+        }
+        c->aqsum[t] = sum;
     }
     act.q = c->aq;
     act.s = c->as;
+    act.qsum = c->aqsum;
     act.qf = c->xf;
     return act;
 }

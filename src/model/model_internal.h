@@ -57,6 +57,7 @@ typedef struct bn_act {
     const float *x;        /* [T, n] */
     const int8_t *q;       /* [T, n] or NULL (not quantized) */
     const float *s;        /* [T] */
+    const int32_t *qsum;   /* [T] sum of each row's codes */
     const float *qf;       /* [T, n] the codes as floats, or NULL */
 } bn_act;
 

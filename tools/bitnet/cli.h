@@ -43,6 +43,9 @@ int cmd_synth(int argc, char **argv);
 int cmd_membw(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
 
 extern const char cmd_info_help[];
 extern const char cmd_quantize_help[];
@@ -50,5 +53,8 @@ extern const char cmd_synth_help[];
 extern const char cmd_membw_help[];
 extern const char cmd_tokenize_help[];
 extern const char cmd_detokenize_help[];
+extern const char cmd_generate_help[];
+extern const char cmd_perplexity_help[];
+extern const char cmd_logits_help[];
 
 #endif

@@ -15,6 +15,12 @@ static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 
 static const command commands[] = {
+    {"generate", "continue a prompt with a model, streaming the text", cmd_generate_help,
+     cmd_generate, false},
+    {"perplexity", "perplexity of a model on a text file", cmd_perplexity_help,
+     cmd_perplexity, false},
+    {"logits", "write a prompt's raw logits (for conformance checks)", cmd_logits_help,
+     cmd_logits, false},
     {"info", "describe a GGUF file, or this machine (--system)", cmd_info_help, cmd_info,
      false},
     {"quantize", "convert a GGUF model's weights to ternary (or other) types",

@@ -1,0 +1,494 @@
+/*
+ * test_forward.c - the forward pass's own consistency and its errors, on small models
+ * this test writes with the GGUF writer:
+ *   - a prefill of N tokens gives the same logits as N single-token decodes, as a
+ *     prompt split over several batches, and as 1, 2 or 3 threads (bit for bit: every
+ *     value is computed by one thread in a fixed order, and a token's computation does
+ *     not depend on the batch it is in);
+ *   - TQ1_0 and TQ2_0 files of the same weights give identical logits;
+ *   - truncating the context and evaluating again reproduces the logits;
+ *   - a full context, a bad token, a missing tensor or key, a wrong shape, an unknown
+ *     architecture and a truncated file are errors that name the problem;
+ *   - every allocation of loading and of context creation can fail cleanly.
+ * Agreement with independent references is test_model_ref's job.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bitnet.h"
+#include "check.h"
+
+typedef struct tm_opts {
+    const char *arch;
+    int   proj_type, embd_type;
+    int   E, F, H, HKV, L, V;
+    const char *skip_tensor;  /* leave this tensor out */
+    const char *skip_key;     /* leave this metadata key out */
+    const char *bad_shape;    /* write this tensor with one row too many */
+    const char *ffn_act;      /* "<arch>.ffn_activation" value, or NULL */
+    uint32_t seed;
+} tm_opts;
+
+static tm_opts tm_default(int proj_type)
+{
+    tm_opts o = {"bitnet-b1.58", proj_type, BN_QT_F16, 256, 512, 4, 2, 2, 300,
+                 NULL, NULL, NULL, NULL, 11};
+    return o;
+}
+
+static uint32_t rng_state;
+static uint32_t rng(void)
+{
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return rng_state >> 8;
+}
+static float rng_unit(void) { return (float)(rng() & 0xffff) / 65536.0f; }
+
+static char tmp_dir[] = "/tmp/bn_test_forward_XXXXXX";
+
+/* The writer keeps pointers to tensor data until the file is written. */
+static void *held[256];
+static int n_held;
+static void release_held(void)
+{
+    for (int i = 0; i < n_held; i++)
+        free(held[i]);
+    n_held = 0;
+}
+
+/* Adds one tensor of n_out rows of n_in (n_out 0: a vector) holding `kind` values:
+ * 0 ternary * a random f16-exact scale, 1 norm weights near 1, 2 small embeddings. */
+static bool add_tensor(bn_gguf_writer *w, const tm_opts *o, const char *name, int type,
+                       int64_t n_in, int64_t n_out, int kind)
+{
+    if (o->skip_tensor && strcmp(o->skip_tensor, name) == 0)
+        return true;
+    int64_t rows = n_out ? n_out : 1;
+    if (o->bad_shape && strcmp(o->bad_shape, name) == 0)
+        rows++;
+    float *x = malloc((size_t)(n_in * rows) * sizeof *x);
+    float scale = bn_f16_to_f32(bn_f32_to_f16(0.5f + rng_unit()));
+    for (int64_t i = 0; i < n_in * rows; i++) {
+        if (kind == 0)
+            x[i] = (float)((int)(rng() % 3) - 1) * scale;
+        else if (kind == 1)
+            x[i] = 0.9f + 0.2f * rng_unit();
+        else
+            x[i] = 0.2f * (rng_unit() - 0.5f);
+    }
+    size_t nb = 0;
+    bool ok = bn_qtype_tensor_size(type, n_in, rows, &nb) == BN_OK;
+    void *data = ok ? malloc(nb) : NULL;
+    ok = data && bn_quantize(type, x, n_in, rows, data, nb) == BN_OK;
+    int64_t ne[2] = {n_in, rows};
+    ok = ok && bn_gguf_writer_add_tensor(w, name, type, n_out ? 2 : 1, ne, data, nb) == BN_OK;
+    free(x);
+    if (data && n_held < 256)
+        held[n_held++] = data;
+    else
+        free(data);
+    return ok;
+}
+
+static bool set_u32(bn_gguf_writer *w, const tm_opts *o, const char *key, uint32_t v)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", o->arch, key);
+    if (o->skip_key && strcmp(o->skip_key, key) == 0)
+        return true;
+    return bn_gguf_writer_set_u32(w, full, v) == BN_OK;
+}
+
+/* Writes a model with random weights; true on success. */
+static bool write_model(const char *path, const tm_opts *o)
+{
+    rng_state = o->seed;
+    bn_gguf_writer *w = NULL;
+    if (bn_gguf_writer_create(&w) != BN_OK)
+        return false;
+    char key[128];
+    bool ok = bn_gguf_writer_set_str(w, "general.architecture", o->arch) == BN_OK;
+    ok = ok && set_u32(w, o, "embedding_length", (uint32_t)o->E);
+    ok = ok && set_u32(w, o, "feed_forward_length", (uint32_t)o->F);
+    ok = ok && set_u32(w, o, "block_count", (uint32_t)o->L);
+    ok = ok && set_u32(w, o, "attention.head_count", (uint32_t)o->H);
+    ok = ok && set_u32(w, o, "attention.head_count_kv", (uint32_t)o->HKV);
+    ok = ok && set_u32(w, o, "context_length", 64);
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", o->arch);
+    if (!o->skip_key || strcmp(o->skip_key, "attention.layer_norm_rms_epsilon") != 0)
+        ok = ok && bn_gguf_writer_set_f32(w, key, 1e-5f) == BN_OK;
+    snprintf(key, sizeof key, "%s.rope.freq_base", o->arch);
+    ok = ok && bn_gguf_writer_set_f32(w, key, 500000.0f) == BN_OK;
+    if (o->ffn_act) {
+        snprintf(key, sizeof key, "%s.ffn_activation", o->arch);
+        ok = ok && bn_gguf_writer_set_str(w, key, o->ffn_act) == BN_OK;
+    }
+    int64_t E = o->E, F = o->F, kv = (int64_t)o->E / o->H * o->HKV;
+    bool sub = strncmp(o->arch, "bitnet", 6) == 0;
+    ok = ok && add_tensor(w, o, "token_embd.weight", o->embd_type, E, o->V, 2);
+    char name[96];
+    for (int l = 0; ok && l < o->L; l++) {
+#define T(suffix, type, nin, nout, kind)                                            \
+        snprintf(name, sizeof name, "blk.%d." suffix ".weight", l);                 \
+        ok = ok && add_tensor(w, o, name, type, nin, nout, kind);
+        T("attn_norm", BN_QT_F32, E, 0, 1)
+        T("attn_q", o->proj_type, E, E, 0)
+        T("attn_k", o->proj_type, E, kv, 0)
+        T("attn_v", o->proj_type, E, kv, 0)
+        T("attn_output", o->proj_type, E, E, 0)
+        T("ffn_norm", BN_QT_F32, E, 0, 1)
+        T("ffn_gate", o->proj_type, E, F, 0)
+        T("ffn_up", o->proj_type, E, F, 0)
+        T("ffn_down", o->proj_type, F, E, 0)
+        if (sub) {
+            T("attn_sub_norm", BN_QT_F32, E, 0, 1)
+            T("ffn_sub_norm", BN_QT_F32, F, 0, 1)
+        }
+#undef T
+    }
+    ok = ok && add_tensor(w, o, "output_norm.weight", BN_QT_F32, E, 0, 1);
+    ok = ok && bn_gguf_writer_write(w, path, NULL, NULL) == BN_OK;
+    if (!ok)
+        fprintf(stderr, "write_model: %s\n", bn_last_error());
+    bn_gguf_writer_free(w);
+    release_held();
+    return ok;
+}
+
+static char *model_path(const char *name)
+{
+    static char buf[8][256];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, 256, "%s/%s", tmp_dir, name);
+    return p;
+}
+
+/* Logits of every position of `tokens`: in batches of `batch` (0: all at once) or one
+ * token at a time (`batch` 1), with `threads` threads. A new array of n * V floats. */
+static float *run_logits(const char *path, const bn_token *tokens, int n, int batch,
+                         int threads, bn_dtype kv, bn_act_quant aq)
+{
+    bn_set_num_threads(threads);
+    bn_model_params mp = bn_model_default_params();
+    mp.act_quant = aq;
+    bn_model *m = NULL;
+    bn_context *c = NULL;
+    CHECK_OK(bn_model_load(path, &mp, &m));
+    if (!m)
+        return NULL;
+    bn_context_params cp = bn_context_default_params();
+    cp.n_ctx = 64;
+    cp.kv_type = kv;
+    cp.logits_all = true;
+    cp.n_batch = batch > 0 ? batch : n;
+    CHECK_OK(bn_context_create(m, &cp, &c));
+    int V = bn_model_n_vocab(m);
+    float *out = calloc((size_t)n * (size_t)V, sizeof *out);
+    int step = batch > 0 ? batch : n;
+    for (int i = 0; c && i < n; i += step) {
+        int k = n - i < step ? n - i : step;
+        CHECK_OK(bn_eval(c, tokens + i, k));
+        for (int j = 0; j < k; j++) {
+            const float *l = bn_get_logits(c, j);
+            CHECK(l != NULL, "logits of token %d of the batch", j);
+            if (l)
+                memcpy(out + (size_t)(i + j) * V, l, (size_t)V * sizeof(float));
+        }
+    }
+    bn_context_free(c);
+    bn_model_free(m);
+    return out;
+}
+
+static int count_diff(const float *a, const float *b, size_t n)
+{
+    int d = 0;
+    for (size_t i = 0; i < n; i++)
+        d += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return d;
+}
+
+static void test_consistency(void)
+{
+    const int n = 24;
+    bn_token tokens[24];
+    for (int i = 0; i < n; i++)
+        tokens[i] = (bn_token)((i * 37 + 5) % 300);
+    struct { int type; bn_act_quant aq; bn_dtype kv; const char *file; } cases[] = {
+        {BN_QT_I2_S, BN_ACT_QUANT_AUTO, BN_F16, "c_i2s.gguf"},
+        {BN_QT_TQ2_0, BN_ACT_QUANT_AUTO, BN_F32, "c_tq2.gguf"},
+        {BN_QT_F16, BN_ACT_QUANT_OFF, BN_F16, "c_f16.gguf"},
+        {BN_QT_F32, BN_ACT_QUANT_ON, BN_F32, "c_f32.gguf"},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        tm_opts o = tm_default(cases[ci].type);
+        const char *path = model_path(cases[ci].file);
+        CHECK(write_model(path, &o), "writing %s", path);
+        size_t total = (size_t)n * 300;
+        float *prefill = run_logits(path, tokens, n, 0, 2, cases[ci].kv, cases[ci].aq);
+        float *decode = run_logits(path, tokens, n, 1, 2, cases[ci].kv, cases[ci].aq);
+        float *split = run_logits(path, tokens, n, 7, 2, cases[ci].kv, cases[ci].aq);
+        float *one = run_logits(path, tokens, n, 0, 1, cases[ci].kv, cases[ci].aq);
+        float *three = run_logits(path, tokens, n, 0, 3, cases[ci].kv, cases[ci].aq);
+        if (!prefill || !decode || !split || !one || !three)
+            continue;
+        CHECK(count_diff(prefill, decode, total) == 0,
+              "%s: prefill vs %d decodes: %d logits differ", cases[ci].file, n,
+              count_diff(prefill, decode, total));
+        CHECK(count_diff(prefill, split, total) == 0, "%s: batches of 7: %d differ",
+              cases[ci].file, count_diff(prefill, split, total));
+        CHECK(count_diff(prefill, one, total) == 0, "%s: 1 vs 2 threads: %d differ",
+              cases[ci].file, count_diff(prefill, one, total));
+        CHECK(count_diff(prefill, three, total) == 0, "%s: 3 vs 2 threads: %d differ",
+              cases[ci].file, count_diff(prefill, three, total));
+        double mx = 0;
+        for (size_t i = 0; i < total; i++)
+            mx = fabs(prefill[i]) > mx ? fabs(prefill[i]) : mx;
+        CHECK(mx > 1e-3 && mx < 1e3, "%s: logits are of a sane size (max |l| %g)",
+              cases[ci].file, mx);
+        free(prefill);
+        free(decode);
+        free(split);
+        free(one);
+        free(three);
+    }
+    bn_set_num_threads(0);
+}
+
+/* TQ1_0 and TQ2_0 hold the same codes and block scales: identical logits. */
+static void test_tq_same(void)
+{
+    bn_token tokens[10] = {1, 2, 3, 4, 5, 250, 7, 8, 9, 10};
+    tm_opts o1 = tm_default(BN_QT_TQ1_0), o2 = tm_default(BN_QT_TQ2_0);
+    const char *p1 = model_path("tq1.gguf"), *p2 = model_path("tq2.gguf");
+    CHECK(write_model(p1, &o1) && write_model(p2, &o2), "writing the TQ models");
+    float *a = run_logits(p1, tokens, 10, 0, 2, BN_F16, BN_ACT_QUANT_AUTO);
+    float *b = run_logits(p2, tokens, 10, 0, 2, BN_F16, BN_ACT_QUANT_AUTO);
+    if (a && b)
+        CHECK(count_diff(a, b, 10 * 300) == 0, "tq1_0 vs tq2_0: %d logits differ",
+              count_diff(a, b, 10 * 300));
+    free(a);
+    free(b);
+}
+
+static void test_context(void)
+{
+    tm_opts o = tm_default(BN_QT_I2_S);
+    const char *path = model_path("ctx.gguf");
+    CHECK(write_model(path, &o), "writing %s", path);
+    bn_model *m = NULL;
+    bn_context *c = NULL;
+    CHECK_OK(bn_model_load(path, NULL, &m));
+    if (!m)
+        return;
+    bn_model_info in;
+    bn_model_get_info(m, &in);
+    CHECK(in.n_embd == 256 && in.n_ff == 512 && in.n_layer == 2 && in.n_head == 4 &&
+          in.n_head_kv == 2 && in.head_dim == 64 && in.n_vocab == 300 &&
+          in.n_ctx_train == 64 && in.ffn_act == BN_FFN_ACT_RELU2 && in.act_quant &&
+          in.sub_norms && in.tied_output && in.proj_type == BN_QT_I2_S &&
+          in.output_type == BN_QT_F16, "model info");
+    CHECK(bn_model_tokenizer(m) == NULL, "no tokenizer in this file");
+    bn_context_params cp = bn_context_default_params();
+    cp.n_ctx = 16;
+    CHECK_OK(bn_context_create(m, &cp, &c));
+    if (!c) {
+        bn_model_free(m);
+        return;
+    }
+    CHECK(bn_context_n_ctx(c) == 16 && bn_context_n_past(c) == 0, "fresh context");
+    CHECK(bn_context_kv_bytes(c) == 2u * 2 * 16 * 128 * 2, "KV bytes %zu",
+          bn_context_kv_bytes(c));
+    CHECK(bn_get_logits(c, -1) == NULL, "no logits before an evaluation");
+    bn_token t[20];
+    for (int i = 0; i < 20; i++)
+        t[i] = (bn_token)(i * 13 % 300);
+    CHECK_OK(bn_eval(c, t, 10));
+    float first[300];
+    const float *l = bn_get_logits(c, -1);
+    CHECK(l && bn_get_logits(c, 9) == l && bn_get_logits(c, 8) == NULL,
+          "only the last token's logits are kept");
+    if (l)
+        memcpy(first, l, sizeof first);
+    /* too many tokens: an error, and the context is unchanged */
+    CHECK(bn_eval(c, t, 7) == BN_ERR_CONTEXT_FULL, "7 more tokens do not fit");
+    CHECK(strstr(bn_last_error(), "6 are left") != NULL, "message: %s", bn_last_error());
+    CHECK(bn_context_n_past(c) == 10, "n_past unchanged");
+    bn_token bad = 300;
+    CHECK(bn_eval(c, &bad, 1) == BN_ERR_INVALID_ARG, "token 300 of 300");
+    CHECK(strstr(bn_last_error(), "300") != NULL, "message: %s", bn_last_error());
+    CHECK(bn_eval(c, t, 0) == BN_ERR_INVALID_ARG, "no tokens");
+    /* go on, then truncate and redo: the same logits */
+    CHECK_OK(bn_eval(c, t + 10, 6));
+    CHECK(bn_context_n_past(c) == 16, "full");
+    bn_context_truncate(c, 9);
+    CHECK(bn_context_n_past(c) == 9, "truncated");
+    CHECK_OK(bn_eval(c, t + 9, 1));
+    l = bn_get_logits(c, -1);
+    CHECK(l && memcmp(l, first, sizeof first) == 0, "logits after truncate + redo");
+    bn_context_truncate(c, 0);
+    CHECK_OK(bn_eval(c, t, 10));
+    l = bn_get_logits(c, -1);
+    CHECK(l && memcmp(l, first, sizeof first) == 0, "logits after clearing");
+    bn_context_free(c);
+
+    /* every allocation of context creation can fail cleanly */
+    int failures = 0;
+    for (uint64_t k = 1; k < 200; k++) {
+        bn_mem_stats before, after;
+        bn_mem_get_stats(&before);
+        bn_context *cc = NULL;
+        bn_mem_fail_nth(k);
+        bn_status st = bn_context_create(m, &cp, &cc);
+        bn_mem_fail_nth(0);
+        if (st == BN_OK) {
+            bn_context_free(cc);
+            break;
+        }
+        failures++;
+        bn_mem_get_stats(&after);
+        CHECK(st == BN_ERR_OOM && cc == NULL && after.live_blocks == before.live_blocks,
+              "context alloc fail #%llu: %s, leaked %lld", (unsigned long long)k,
+              bn_status_str(st), (long long)(after.live_blocks - before.live_blocks));
+    }
+    CHECK(failures > 3, "context creation allocations covered: %d", failures);
+    bn_model_free(m);
+
+    failures = 0;
+    for (uint64_t k = 1; k < 400; k++) {
+        bn_mem_stats before, after;
+        bn_mem_get_stats(&before);
+        bn_model *mm = NULL;
+        bn_mem_fail_nth(k);
+        bn_status st = bn_model_load(path, NULL, &mm);
+        bn_mem_fail_nth(0);
+        if (st == BN_OK) {
+            bn_model_free(mm);
+            break;
+        }
+        failures++;
+        bn_mem_get_stats(&after);
+        CHECK(st == BN_ERR_OOM && mm == NULL && after.live_blocks == before.live_blocks,
+              "model alloc fail #%llu: %s, leaked %lld", (unsigned long long)k,
+              bn_status_str(st), (long long)(after.live_blocks - before.live_blocks));
+    }
+    CHECK(failures > 3, "model load allocations covered: %d", failures);
+}
+
+/* A model file with one thing wrong fails to load with `status` and a message that
+ * contains `needle`. */
+static void expect_load_error(const char *what, const tm_opts *o, bn_status status,
+                              const char *needle)
+{
+    const char *path = model_path("bad.gguf");
+    CHECK(write_model(path, o), "writing the model for '%s'", what);
+    bn_model *m = NULL;
+    bn_status st = bn_model_load(path, NULL, &m);
+    CHECK(st == status && m == NULL, "%s: %s (%s), expected %s", what, bn_status_str(st),
+          bn_last_error(), bn_status_str(status));
+    CHECK(strstr(bn_last_error(), needle) != NULL, "%s: message '%s' names '%s'", what,
+          bn_last_error(), needle);
+    bn_model_free(m);
+}
+
+static void test_bad_models(void)
+{
+    tm_opts o = tm_default(BN_QT_I2_S);
+    o.skip_tensor = "blk.1.ffn_down.weight";
+    expect_load_error("missing tensor", &o, BN_ERR_FORMAT, "blk.1.ffn_down.weight");
+    o = tm_default(BN_QT_I2_S);
+    o.skip_tensor = "blk.0.attn_sub_norm.weight";
+    expect_load_error("missing sub-norm", &o, BN_ERR_FORMAT, "blk.0.attn_sub_norm.weight");
+    o = tm_default(BN_QT_TQ2_0);
+    o.bad_shape = "blk.0.attn_k.weight";
+    expect_load_error("wrong shape", &o, BN_ERR_FORMAT, "blk.0.attn_k.weight");
+    o = tm_default(BN_QT_I2_S);
+    o.skip_key = "block_count";
+    expect_load_error("missing key", &o, BN_ERR_FORMAT, "bitnet-b1.58.block_count");
+    o = tm_default(BN_QT_I2_S);
+    o.skip_key = "attention.layer_norm_rms_epsilon";
+    expect_load_error("missing eps", &o, BN_ERR_FORMAT, "layer_norm_rms_epsilon");
+    o = tm_default(BN_QT_I2_S);
+    o.arch = "gpt-neox";
+    expect_load_error("unknown arch", &o, BN_ERR_UNSUPPORTED, "gpt-neox");
+    o = tm_default(BN_QT_I2_S);
+    o.HKV = 3;
+    o.H = 4;
+    o.F = 512;
+    /* 4 heads cannot share 3 kv heads (the kv tensors are written for 3 * 64) */
+    expect_load_error("heads", &o, BN_ERR_FORMAT, "key/value");
+    o = tm_default(BN_QT_I2_S);
+    o.arch = "bitnet";
+    o.ffn_act = "gelu";
+    expect_load_error("unknown activation", &o, BN_ERR_UNSUPPORTED, "gelu");
+
+    /* a truncated file */
+    o = tm_default(BN_QT_I2_S);
+    const char *path = model_path("trunc.gguf");
+    CHECK(write_model(path, &o), "writing");
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    CHECK(truncate(path, size - 1000) == 0, "truncate");
+    bn_model *m = NULL;
+    bn_status st = bn_model_load(path, NULL, &m);
+    CHECK(st == BN_ERR_FORMAT && m == NULL, "truncated: %s", bn_last_error());
+    CHECK(strstr(bn_last_error(), "trunc.gguf") != NULL, "names the file: %s",
+          bn_last_error());
+}
+
+/* The activation rule: bitnet-b1.58 -> relu2, bitnet -> the key or silu, llama -> silu;
+ * a relu2 and a silu model of the same weights differ. */
+static void test_activation_rule(void)
+{
+    struct { const char *arch, *key; bn_ffn_act want; } cases[] = {
+        {"bitnet-b1.58", NULL, BN_FFN_ACT_RELU2},
+        {"bitnet-25", NULL, BN_FFN_ACT_RELU2},
+        {"bitnet", NULL, BN_FFN_ACT_SILU},
+        {"bitnet", "relu2", BN_FFN_ACT_RELU2},
+        {"bitnet-b1.58", "silu", BN_FFN_ACT_SILU},
+        {"llama", NULL, BN_FFN_ACT_SILU},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tm_opts o = tm_default(BN_QT_I2_S);
+        o.arch = cases[i].arch;
+        o.ffn_act = cases[i].key;
+        const char *path = model_path("act.gguf");
+        CHECK(write_model(path, &o), "writing");
+        bn_model *m = NULL;
+        CHECK_OK(bn_model_load(path, NULL, &m));
+        if (!m)
+            continue;
+        bn_model_info in;
+        bn_model_get_info(m, &in);
+        CHECK(in.ffn_act == cases[i].want, "%s with key %s: activation %d, want %d",
+              cases[i].arch, cases[i].key ? cases[i].key : "(none)", in.ffn_act,
+              cases[i].want);
+        CHECK(in.sub_norms == (strncmp(cases[i].arch, "bitnet", 6) == 0), "sub-norms");
+        bn_model_free(m);
+    }
+}
+
+int main(void)
+{
+    if (!mkdtemp(tmp_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    bn_log_set_level(BN_LOG_ERROR);
+    test_consistency();
+    test_tq_same();
+    test_context();
+    test_bad_models();
+    test_activation_rule();
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmp_dir);
+    CHECK(bn_mem_leak_report() == 0, "no leaks");
+    return check_summary("test_forward");
+}

@@ -1,0 +1,203 @@
+/*
+ * cmd_generate.c - `bitnet generate`: continue a prompt, streaming the text as tokens
+ * arrive, then report speed and memory on stderr.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "run_common.h"
+#include "stop_text.h"
+
+const char cmd_generate_help[] =
+    "usage: bitnet generate -m MODEL (-p TEXT | -f FILE) [options]\n"
+    "\n"
+    "Continue TEXT with the model and print the prompt and the continuation as it is\n"
+    "produced. Stops after N tokens, at the model's end-of-text token, at a --stop text,\n"
+    "when the context is full, or on Ctrl-C. Prompt and generation speed (tokens/s) and\n"
+    "memory are printed to stderr at the end.\n"
+    "\n"
+    "options:\n"
+    "  -p, --prompt TEXT    the prompt (special tokens such as <|eot_id|> are parsed)\n"
+    "  -f, --file FILE      read the prompt from FILE\n"
+    "  -n, --n-predict N    tokens to generate (default 128; -1 = until the end of text or\n"
+    "                       a full context)\n"
+    "  --no-bos             do not start with BOS even if the model wants it\n"
+    "  --no-echo            print only the continuation, not the prompt\n"
+    "  --ignore-eos         keep going after an end-of-text token\n"
+    "  -h, --help           show this help\n"
+    "\n";
+
+int cmd_generate(int argc, char **argv)
+{
+    const char *cmd = "generate";
+    run_opts o;
+    run_opts_init(&o);
+    const char *prompt = NULL, *file = NULL;
+    int64_t n_predict = 128;
+    bool bos = true, echo = true, ignore_eos = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r = run_parse_opt(cmd, argc, argv, &i, &o, true);
+        if (r == 1)
+            continue;
+        if (r != 0)
+            return EXIT_USAGE;
+        if (cli_is_help(a)) {
+            fputs(cmd_generate_help, stdout);
+            fputs(run_model_help, stdout);
+            fputs("\n", stdout);
+            fputs(run_sampling_help, stdout);
+            return 0;
+        } else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && i + 1 < argc) {
+            prompt = argv[++i];
+        } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && i + 1 < argc) {
+            file = argv[++i];
+        } else if ((!strcmp(a, "-n") || !strcmp(a, "--n-predict")) && i + 1 < argc) {
+            if (!cli_parse_int(argv[++i], -1, INT32_MAX, &n_predict))
+                return cli_usage_error(cmd, "invalid token count '%s'", argv[i]);
+        } else if (!strcmp(a, "--no-bos")) {
+            bos = false;
+        } else if (!strcmp(a, "--no-echo")) {
+            echo = false;
+        } else if (!strcmp(a, "--ignore-eos")) {
+            ignore_eos = true;
+        } else if (a[0] == '-') {
+            return cli_usage_error(cmd, "unknown option '%s' (or it needs a value)", a);
+        } else {
+            return cli_usage_error(cmd, "unexpected argument '%s'", a);
+        }
+    }
+    if (!o.model)
+        return cli_usage_error(cmd, "no model given (-m FILE)");
+    if (!prompt && !file)
+        return cli_usage_error(cmd, "no prompt given (-p TEXT or -f FILE)");
+    if (prompt && file)
+        return cli_usage_error(cmd, "give -p or -f, not both");
+
+    char *text = NULL;
+    size_t text_len = 0;
+    if (file) {
+        if (!(text = run_read_file(cmd, file, &text_len)))
+            return 1;
+    } else {
+        text_len = strlen(prompt);
+    }
+    const char *ptext = file ? text : prompt;
+    if (text_len == 0) {
+        fprintf(stderr, "bitnet %s: the prompt is empty\n", cmd);
+        free(text);
+        return 1;
+    }
+
+    int rc = 1;
+    bn_model *m = NULL;
+    bn_context *c = NULL;
+    bn_sampler *smp = NULL;
+    bn_detok_stream *ds = NULL;
+    bn_token *ids = NULL;
+    size_t n_ids = 0;
+    stop_text st;
+    stop_text_init(&st, o.stops, o.n_stops);
+    double load_s = 0;
+    if (!run_load(cmd, &o, false, &m, &c, &load_s))
+        goto done;
+    const bn_tokenizer *tok = bn_model_tokenizer(m);
+    if (!run_tokenize(cmd, m, ptext, text_len, bos, &ids, &n_ids))
+        goto done;
+    if (n_ids == 0) {
+        fprintf(stderr, "bitnet %s: the prompt has no tokens\n", cmd);
+        goto done;
+    }
+    int32_t n_ctx = bn_context_n_ctx(c);
+    if ((int64_t)n_ids >= n_ctx) {
+        fprintf(stderr, "bitnet %s: the prompt is %zu tokens but the context holds %d "
+                "positions (leaving none to generate); use a larger -c or a shorter "
+                "prompt\n", cmd, n_ids, n_ctx);
+        goto done;
+    }
+    if (bn_sampler_create(&o.sp, bn_model_n_vocab(m), &smp) != BN_OK ||
+        bn_detok_stream_create(tok, false, &ds) != BN_OK) {
+        cli_fail(cmd);
+        goto done;
+    }
+    if (echo) {
+        fwrite(ptext, 1, text_len, stdout);
+        fflush(stdout);
+    }
+    for (size_t i = 0; i < n_ids; i++)
+        bn_sampler_accept(smp, ids[i]);
+
+    run_catch_sigint(true);
+    double t0 = run_now();
+    if (bn_eval(c, ids, (int32_t)n_ids) != BN_OK) {
+        run_catch_sigint(false);
+        fputc('\n', stdout);
+        cli_fail(cmd);
+        goto done;
+    }
+    double t_prompt = run_now() - t0, t1 = run_now();
+    int64_t n_gen = 0;
+    const char *why = "the token limit";
+    for (;;) {
+        if (n_predict >= 0 && n_gen >= n_predict)
+            break;
+        if (run_interrupted) {
+            why = "Ctrl-C";
+            break;
+        }
+        bn_token t = bn_sampler_sample(smp, bn_get_logits(c, -1));
+        n_gen++;
+        if (!ignore_eos && bn_tokenizer_is_eog(tok, t)) {
+            why = "the end-of-text token";
+            break;
+        }
+        bn_sampler_accept(smp, t);
+        const char *piece;
+        size_t plen;
+        if (bn_detok_stream_push(ds, t, &piece, &plen) != BN_OK) {
+            cli_fail(cmd);
+            goto done;
+        }
+        if (stop_text_push(&st, piece, plen, stdout)) {
+            why = "a stop text";
+            break;
+        }
+        fflush(stdout);
+        if (bn_context_n_past(c) >= n_ctx) {
+            why = "a full context";
+            break;
+        }
+        if (bn_eval(c, &t, 1) != BN_OK) {
+            cli_fail(cmd);
+            goto done;
+        }
+    }
+    if (strcmp(why, "a stop text") != 0) {
+        const char *piece;
+        size_t plen;
+        bn_detok_stream_flush(ds, &piece, &plen);
+        if (!stop_text_push(&st, piece, plen, stdout))
+            stop_text_flush(&st, stdout);
+    }
+    double t_gen = run_now() - t1;
+    run_catch_sigint(false);
+    fputc('\n', stdout);
+    fflush(stdout);
+    fprintf(stderr, "\nstopped at %s\n", why);
+    fprintf(stderr, "load: %.2f s\n", load_s);
+    fprintf(stderr, "prompt: %zu tokens in %.2f s (%.2f tokens/s)\n", n_ids, t_prompt,
+            t_prompt > 0 ? (double)n_ids / t_prompt : 0.0);
+    fprintf(stderr, "generation: %lld tokens in %.2f s (%.2f tokens/s)\n", (long long)n_gen,
+            t_gen, t_gen > 0 ? (double)n_gen / t_gen : 0.0);
+    run_print_memory(m, c);
+    rc = 0;
+done:
+    stop_text_free(&st);
+    bn_detok_stream_free(ds);
+    bn_sampler_free(smp);
+    bn_free(ids);
+    bn_context_free(c);
+    bn_model_free(m);
+    free(text);
+    return rc;
+}

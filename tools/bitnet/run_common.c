@@ -1,0 +1,319 @@
+/*
+ * run_common.c - options, loading and reports shared by the commands that run a model.
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "run_common.h"
+
+const char run_model_help[] =
+    "model options:\n"
+    "  -m, --model FILE     the GGUF model (required)\n"
+    "  -c, --ctx-size N     context positions (default: the model's training context,\n"
+    "                       lowered if its KV cache would not fit in half the free memory)\n"
+    "  -b, --batch-size N   most tokens evaluated at once (default 512)\n"
+    "  --kv TYPE            KV cache type: f16 (default) or f32\n"
+    "  --act-quant on|off   8-bit activations for the projections (default: on for\n"
+    "                       ternary weights and bitnet archs, off for float llama models)\n"
+    "  --ffn-act relu2|silu FFN activation (default: from the architecture; see docs)\n"
+    "  -t, --threads N      threads (default: $BITNET_THREADS, else every CPU)\n";
+
+const char run_sampling_help[] =
+    "sampling options (applied in this order; greedy when --temp is 0):\n"
+    "  --repeat-penalty X   divide positive / multiply negative logits of recent tokens\n"
+    "                       (default 1.0 = off)\n"
+    "  --presence-penalty X subtract X from recent tokens' logits (default 0)\n"
+    "  --frequency-penalty X subtract X times the count (default 0)\n"
+    "  --repeat-last-n N    tokens the penalties look back (default 64, -1 = all)\n"
+    "  --top-k N            keep the N most likely tokens (default 40, 0 = off)\n"
+    "  --top-p X            keep the most likely tokens up to probability X (0.95)\n"
+    "  --min-p X            drop tokens below X times the top probability (0.05)\n"
+    "  --temp X             temperature (default 0.8; 0 = greedy)\n"
+    "  --seed N             random seed: the same seed gives the same text (default 2839)\n"
+    "  --stop TEXT          stop when the text produces TEXT (repeatable)\n";
+
+void run_opts_init(run_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->kv_type = BN_F16;
+    o->mp = bn_model_default_params();
+    o->sp = bn_sampler_default_params();
+}
+
+static bool parse_float(const char *s, double lo, double hi, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        return false;
+    *out = (float)v;
+    return true;
+}
+
+#define RUN_USAGE (EXIT_USAGE + 100)
+
+int run_parse_opt(const char *cmd, int argc, char **argv, int *i, run_opts *o,
+                  bool sampling)
+{
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    int64_t n;
+#define NEED_VALUE()                                                                \
+    do {                                                                            \
+        if (!v) {                                                                   \
+            cli_usage_error(cmd, "%s needs a value", a);                           \
+            return RUN_USAGE;                                                       \
+        }                                                                           \
+        (*i)++;                                                                     \
+    } while (0)
+#define BAD_VALUE(what)                                                             \
+    do {                                                                            \
+        cli_usage_error(cmd, "invalid %s '%s' for %s", what, v, a);               \
+        return RUN_USAGE;                                                           \
+    } while (0)
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        NEED_VALUE();
+        o->model = v;
+    } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
+        NEED_VALUE();
+        if (!cli_parse_int(v, 0, 1 << 24, &n))
+            BAD_VALUE("context size");
+        o->n_ctx = (int32_t)n;
+    } else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) {
+        NEED_VALUE();
+        if (!cli_parse_int(v, 1, 1 << 16, &n))
+            BAD_VALUE("batch size");
+        o->n_batch = (int32_t)n;
+    } else if (!strcmp(a, "--kv")) {
+        NEED_VALUE();
+        if (!strcmp(v, "f16"))
+            o->kv_type = BN_F16;
+        else if (!strcmp(v, "f32"))
+            o->kv_type = BN_F32;
+        else
+            BAD_VALUE("KV cache type (f16 or f32)");
+    } else if (!strcmp(a, "--act-quant")) {
+        NEED_VALUE();
+        if (!strcmp(v, "on"))
+            o->mp.act_quant = BN_ACT_QUANT_ON;
+        else if (!strcmp(v, "off"))
+            o->mp.act_quant = BN_ACT_QUANT_OFF;
+        else
+            BAD_VALUE("setting (on or off)");
+    } else if (!strcmp(a, "--ffn-act")) {
+        NEED_VALUE();
+        if (!strcmp(v, "relu2"))
+            o->mp.ffn_act = BN_FFN_ACT_RELU2;
+        else if (!strcmp(v, "silu"))
+            o->mp.ffn_act = BN_FFN_ACT_SILU;
+        else
+            BAD_VALUE("activation (relu2 or silu)");
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+        NEED_VALUE();
+        if (!cli_parse_int(v, 1, 512, &n))
+            BAD_VALUE("thread count (1 to 512)");
+        if (bn_set_num_threads((int)n) != BN_OK) {
+            cli_fail(cmd);
+            return RUN_USAGE;
+        }
+    } else if (!sampling) {
+        return 0;
+    } else if (!strcmp(a, "--temp")) {
+        NEED_VALUE();
+        if (!parse_float(v, 0.0, 100.0, &o->sp.temp))
+            BAD_VALUE("temperature (0 to 100)");
+    } else if (!strcmp(a, "--top-k")) {
+        NEED_VALUE();
+        if (!cli_parse_int(v, 0, INT32_MAX, &n))
+            BAD_VALUE("count");
+        o->sp.top_k = (int32_t)n;
+    } else if (!strcmp(a, "--top-p")) {
+        NEED_VALUE();
+        if (!parse_float(v, 0.0, 1.0, &o->sp.top_p))
+            BAD_VALUE("probability (0 to 1)");
+    } else if (!strcmp(a, "--min-p")) {
+        NEED_VALUE();
+        if (!parse_float(v, 0.0, 1.0, &o->sp.min_p))
+            BAD_VALUE("probability (0 to 1)");
+    } else if (!strcmp(a, "--repeat-penalty")) {
+        NEED_VALUE();
+        if (!parse_float(v, 1e-3, 1e3, &o->sp.repeat_penalty))
+            BAD_VALUE("penalty (positive)");
+    } else if (!strcmp(a, "--presence-penalty")) {
+        NEED_VALUE();
+        if (!parse_float(v, -1e3, 1e3, &o->sp.presence_penalty))
+            BAD_VALUE("penalty");
+    } else if (!strcmp(a, "--frequency-penalty")) {
+        NEED_VALUE();
+        if (!parse_float(v, -1e3, 1e3, &o->sp.frequency_penalty))
+            BAD_VALUE("penalty");
+    } else if (!strcmp(a, "--repeat-last-n")) {
+        NEED_VALUE();
+        if (!cli_parse_int(v, -1, INT32_MAX, &n))
+            BAD_VALUE("count (-1 or more)");
+        o->sp.penalty_last_n = (int32_t)n;
+    } else if (!strcmp(a, "--seed")) {
+        NEED_VALUE();
+        char *end;
+        errno = 0;
+        unsigned long long s = strtoull(v, &end, 10);
+        if (errno || end == v || *end || *v == '-')
+            BAD_VALUE("seed");
+        o->sp.seed = s;
+    } else if (!strcmp(a, "--stop")) {
+        NEED_VALUE();
+        if (!*v)
+            BAD_VALUE("stop text");
+        if (o->n_stops == RUN_MAX_STOPS) {
+            cli_usage_error(cmd, "at most %d --stop texts", RUN_MAX_STOPS);
+            return RUN_USAGE;
+        }
+        o->stops[o->n_stops++] = v;
+    } else {
+        return 0;
+    }
+#undef NEED_VALUE
+#undef BAD_VALUE
+    return 1;
+}
+
+double run_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint64_t run_peak_rss(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)ru.ru_maxrss * 1024;
+}
+
+bool run_load(const char *cmd, const run_opts *o, bool logits_all, bn_model **m,
+              bn_context **c, double *load_seconds)
+{
+    *m = NULL;
+    *c = NULL;
+    double t0 = run_now();
+    if (bn_model_load(o->model, &o->mp, m) != BN_OK) {
+        cli_fail(cmd);
+        return false;
+    }
+    bn_context_params cp = bn_context_default_params();
+    cp.n_ctx = o->n_ctx;
+    if (o->n_batch)
+        cp.n_batch = o->n_batch;
+    cp.kv_type = o->kv_type;
+    cp.logits_all = logits_all;
+    if (bn_context_create(*m, &cp, c) != BN_OK) {
+        cli_fail(cmd);
+        bn_model_free(*m);
+        *m = NULL;
+        return false;
+    }
+    if (load_seconds)
+        *load_seconds = run_now() - t0;
+    bn_model_info in;
+    bn_model_get_info(*m, &in);
+    const bn_qtype_info *pq = bn_qtype_get(in.proj_type);
+    const bn_qtype_info *oq = bn_qtype_get(in.output_type);
+    char fs[32];
+    bn_log(BN_LOG_INFO, "%s: %s (%s), %d layers, %d wide, %s projections, %s output, %s, "
+           "FFN %s, activations %s, context %d, %d threads, %s kernels", o->model,
+           in.arch, in.name, in.n_layer, in.n_embd, pq ? pq->name : "?", oq ? oq->name : "?",
+           cli_bytes(in.file_size, fs, sizeof fs),
+           in.ffn_act == BN_FFN_ACT_RELU2 ? "relu^2" : "silu",
+           in.act_quant ? "int8" : "float", bn_context_n_ctx(*c), bn_get_num_threads(),
+           bn_kernels_name());
+    return true;
+}
+
+bool run_tokenize(const char *cmd, const bn_model *m, const char *text, size_t len,
+                  bool add_bos, bn_token **ids, size_t *n)
+{
+    const bn_tokenizer *tok = bn_model_tokenizer(m);
+    if (!tok) {
+        fprintf(stderr, "bitnet %s: the model has no tokenizer (no tokenizer.ggml.* "
+                "metadata); give token ids instead\n", cmd);
+        return false;
+    }
+    bn_tokenize_params tp = bn_tokenize_default_params();
+    tp.add_bos = add_bos && bn_tokenizer_wants_bos(tok) && bn_tokenizer_bos(tok) >= 0;
+    if (bn_tokenize(tok, text, len, &tp, ids, n) != BN_OK) {
+        cli_fail(cmd);
+        return false;
+    }
+    return true;
+}
+
+void run_print_memory(const bn_model *m, const bn_context *c)
+{
+    bn_model_info in;
+    bn_model_get_info(m, &in);
+    char a[32], b[32], d[32], e[32];
+    fprintf(stderr, "memory: peak RSS %s; model file %s (mapped), KV cache %s, buffers %s\n",
+            cli_bytes(run_peak_rss(), a, sizeof a), cli_bytes(in.file_size, b, sizeof b),
+            cli_bytes(c ? bn_context_kv_bytes(c) : 0, d, sizeof d),
+            cli_bytes(c ? bn_context_buffer_bytes(c) : 0, e, sizeof e));
+}
+
+char *run_read_file(const char *cmd, const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "bitnet %s: cannot open %s: %s\n", cmd, path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t k = fread(buf + n, 1, cap - 1 - n, f);
+        n += k;
+        if (k == 0)
+            break;
+        if (n == cap - 1) {
+            char *grown = realloc(buf, cap *= 2);
+            if (!grown)
+                free(buf);
+            buf = grown;
+        }
+    }
+    if (!buf || ferror(f)) {
+        fprintf(stderr, "bitnet %s: cannot read %s: %s\n", cmd, path,
+                buf ? strerror(errno) : "out of memory");
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+volatile int run_interrupted;
+
+static void run_on_sigint(int sig)
+{
+    (void)sig;
+    run_interrupted = 1;
+}
+
+void run_catch_sigint(bool on)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on ? run_on_sigint : SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    run_interrupted = 0;
+}
