@@ -9,7 +9,7 @@
 #   scripts/install-deps.sh --interop   also node and npm, for tests/interop
 set -eu
 
-packages="build-essential cmake pkg-config liblapacke-dev libopenblas-dev libjansson-dev libpcre2-dev valgrind python3 time clang-14 libclang-rt-14-dev"
+packages="build-essential cmake pkg-config liblapacke-dev libopenblas-dev libjansson-dev libpcre2-dev libedit-dev valgrind python3 time clang-14 libclang-rt-14-dev"
 for arg in "$@"; do
     case "$arg" in
         --fixtures) packages="$packages python3-numpy python3-torch" ;;

@@ -44,6 +44,7 @@ int cmd_membw(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 
@@ -54,6 +55,7 @@ extern const char cmd_membw_help[];
 extern const char cmd_tokenize_help[];
 extern const char cmd_detokenize_help[];
 extern const char cmd_generate_help[];
+extern const char cmd_chat_help[];
 extern const char cmd_perplexity_help[];
 extern const char cmd_logits_help[];
 

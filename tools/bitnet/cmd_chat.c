@@ -1,0 +1,872 @@
+/*
+ * cmd_chat.c - `bitnet chat`: an interactive conversation with a model through its chat
+ * template. The conversation is a list of messages; before each reply the whole list is
+ * rendered with bn_chat_format and tokenized, the part of it that the KV cache already
+ * holds is kept (the cache's token ids are tracked beside it), and only the rest is
+ * evaluated. When the conversation outgrows the context, its oldest exchanges are
+ * dropped (the system message stays) and what is left is evaluated again. Replies stream
+ * to stdout; notices and figures go to stderr. Lines come from libedit on a terminal and
+ * from plain reads otherwise, so that a session can be scripted.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <editline/readline.h>
+#include <jansson.h>
+
+#include "run_common.h"
+#include "stop_text.h"
+
+const char cmd_chat_help[] =
+    "usage: bitnet chat -m MODEL [options]\n"
+    "\n"
+    "Talk with the model. Each line you type is a message; the model's reply is\n"
+    "streamed to stdout. A line ending in \\ continues on the next line. Lines starting\n"
+    "with / are commands (/help lists them; // starts a message with /). Ctrl-C stops\n"
+    "a reply (what it said so far is kept); /exit or Ctrl-D ends the session.\n"
+    "\n"
+    "The whole conversation is kept while it fits in the context (-c). When it and room\n"
+    "for the next reply (-n tokens, or a quarter of the context without -n; at most\n"
+    "half of it) no longer fit, the oldest exchanges are dropped, the system message is\n"
+    "kept, and a notice is printed. A message that does not fit even alone (with the\n"
+    "system message) is refused with a message and the session goes on.\n"
+    "\n"
+    "Standard input need not be a terminal: then no prompt is shown and the session\n"
+    "reads lines until /exit or the end of the input.\n"
+    "\n"
+    "options:\n"
+    "  --system TEXT        the system message\n"
+    "  --template NAME      the chat template: llama3 (default: the model's own, and\n"
+    "                       llama3 with a notice when the model has none this version\n"
+    "                       knows)\n"
+    "  -n, --n-predict N    most tokens per reply (default -1: until the end of the\n"
+    "                       turn or a full context)\n"
+    "  -h, --help           show this help\n"
+    "\n"
+    "exit status: 0; 1 when the model cannot be loaded, or when standard input is not a\n"
+    "terminal and a message or command failed (the session still runs to its end);\n"
+    "2 for bad usage.\n"
+    "\n";
+
+static const char chat_commands_help[] =
+    "commands:\n"
+    "  /help         this list\n"
+    "  /clear        forget the conversation (the system message stays)\n"
+    "  /history      print the conversation\n"
+    "  /save FILE    write the conversation as JSON ([{\"role\": ..., \"content\": ...}])\n"
+    "  /load FILE    replace the conversation with one written by /save\n"
+    "  /stats        context use, the last reply's speed, memory\n"
+    "  /exit         end the session (also Ctrl-D)\n"
+    "A line ending in \\ continues on the next one; // starts a message with /.\n"
+    "Ctrl-C stops a reply; at the prompt it does nothing (use /exit or Ctrl-D).\n";
+
+static const char *const chat_cmd = "chat";
+
+/* ------------------------------------------------------------------ messages */
+
+/* The conversation. Roles and contents are owned (malloc'd) copies; msgs[0] is the
+ * system message when there is one. */
+typedef struct chat_log {
+    bn_chat_message *msgs;
+    size_t           n, cap;
+} chat_log;
+
+/* Appends a copy of a message; false when out of memory. */
+static bool log_add(chat_log *l, const char *role, const char *content)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        bn_chat_message *grown = realloc(l->msgs, cap * sizeof *grown);
+        if (!grown)
+            return false;
+        l->msgs = grown;
+        l->cap = cap;
+    }
+    char *r = strdup(role), *c = strdup(content);
+    if (!r || !c) {
+        free(r);
+        free(c);
+        return false;
+    }
+    l->msgs[l->n].role = r;
+    l->msgs[l->n].content = c;
+    l->n++;
+    return true;
+}
+
+/* Removes messages [i, i + count). */
+static void log_remove(chat_log *l, size_t i, size_t count)
+{
+    if (count == 0)
+        return;
+    for (size_t k = i; k < i + count; k++) {
+        free((void *)l->msgs[k].role);
+        free((void *)l->msgs[k].content);
+    }
+    memmove(l->msgs + i, l->msgs + i + count, (l->n - i - count) * sizeof *l->msgs);
+    l->n -= count;
+}
+
+static void log_free(chat_log *l)
+{
+    log_remove(l, 0, l->n);
+    free(l->msgs);
+    memset(l, 0, sizeof *l);
+}
+
+/* Index of the first message that may be dropped or cleared: 1 after a system
+ * message, else 0. */
+static size_t log_first_turn(const chat_log *l)
+{
+    return l->n > 0 && strcmp(l->msgs[0].role, "system") == 0 ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ session */
+
+typedef struct chat_session {
+    const run_opts *o;
+    bn_model       *m;
+    bn_context     *c;
+    const bn_tokenizer *tok;
+    bn_sampler     *smp;
+    const char     *tmpl;       /* the template's name; NULL: the model's */
+    int64_t         n_predict;  /* most tokens per reply; -1: no limit */
+    int32_t         n_ctx;
+    chat_log        log;
+    bn_token       *cached;     /* [n_ctx] the ids in the KV cache, n_cached of them */
+    int32_t         n_cached;   /* == bn_context_n_past(c) */
+    char           *reply;      /* the reply being generated */
+    size_t          reply_len, reply_cap;
+    bool            reply_oom;
+    bool            failed;     /* a message or command failed */
+    /* figures of the last reply, for /stats */
+    int64_t         last_tokens, last_prompt_eval, last_prompt_reused;
+    double          last_seconds;
+} chat_session;
+
+/* Evaluates n tokens after the cached ones and records them; prints the error. */
+static bool chat_eval(chat_session *s, const bn_token *ids, int32_t n)
+{
+    if (bn_eval(s->c, ids, n) != BN_OK) {
+        cli_fail(chat_cmd);
+        return false;
+    }
+    memcpy(s->cached + s->n_cached, ids, (size_t)n * sizeof *ids);
+    s->n_cached += n;
+    return true;
+}
+
+/* The conversation without messages [first, start) (first: the one after a system
+ * message), rendered with the assistant's header and tokenized (the template writes
+ * BOS itself). */
+static bool chat_render(chat_session *s, size_t start, bn_token **ids, size_t *n)
+{
+    size_t first = log_first_turn(&s->log), n_view = 0;
+    bn_chat_message *view = malloc(s->log.n * sizeof *view);
+    if (!view) {
+        fprintf(stderr, "bitnet chat: out of memory\n");
+        return false;
+    }
+    for (size_t i = 0; i < s->log.n; i++)
+        if (i < first || i >= start)
+            view[n_view++] = s->log.msgs[i];
+    char *text = NULL;
+    size_t len = 0;
+    bn_status st = bn_chat_format(s->tok, s->tmpl, view, n_view, true, &text, &len);
+    free(view);
+    if (st != BN_OK) {
+        cli_fail(chat_cmd);
+        return false;
+    }
+    bool ok = run_tokenize(chat_cmd, s->m, text, len, false, ids, n);
+    bn_free(text);
+    return ok;
+}
+
+/* Renders the conversation (its last message is the new user message) so that it
+ * fits in the context with room for the reply, dropping the oldest exchanges when it
+ * does not. False with a message, and the conversation as it was, when even the
+ * newest message alone does not fit. */
+static bool chat_fit(chat_session *s, bn_token **ids, size_t *n)
+{
+    int64_t reserve = s->n_predict >= 0 ? s->n_predict : s->n_ctx / 4;
+    if (reserve > s->n_ctx / 2)
+        reserve = s->n_ctx / 2;
+    size_t first = log_first_turn(&s->log), start = first;
+    for (;;) {
+        if (!chat_render(s, start, ids, n))
+            return false;
+        if ((int64_t)*n + reserve <= s->n_ctx || start + 1 >= s->log.n)
+            break;
+        /* leave out the oldest user message and the replies that followed it */
+        start++;
+        while (start < s->log.n - 1 && strcmp(s->log.msgs[start].role, "user") != 0)
+            start++;
+        bn_free(*ids);
+        *ids = NULL;
+    }
+    if ((int64_t)*n >= s->n_ctx) {
+        fprintf(stderr, "bitnet chat: the message does not fit: with the %s it is %zu "
+                "tokens, and the context holds %d (leaving none for a reply); use a "
+                "larger -c or a shorter message%s\n",
+                first ? "system message and the template" : "template", *n, s->n_ctx,
+                first ? " or system message" : "");
+        bn_free(*ids);
+        *ids = NULL;
+        return false;
+    }
+    if (start > first) {
+        log_remove(&s->log, first, start - first);
+        fprintf(stderr, "bitnet chat: the conversation outgrew the context (%d positions, "
+                "%lld kept for the reply): dropped the oldest %zu message%s\n", s->n_ctx,
+                (long long)reserve, start - first, start - first == 1 ? "" : "s");
+    }
+    return true;
+}
+
+/* Brings the KV cache to the rendered conversation: keeps the common prefix, evaluates
+ * the rest (at least the last token, whose logits the reply starts from). */
+static bool chat_prefill(chat_session *s, const bn_token *ids, size_t n)
+{
+    if (n == 0) {
+        fprintf(stderr, "bitnet chat: the conversation rendered to no tokens\n");
+        return false;
+    }
+    int32_t keep = 0;
+    while (keep < s->n_cached && (size_t)keep < n && s->cached[keep] == ids[keep])
+        keep++;
+    if ((size_t)keep == n)
+        keep--;
+    bn_context_truncate(s->c, keep);
+    s->n_cached = keep;
+    s->last_prompt_reused = keep;
+    s->last_prompt_eval = (int64_t)n - keep;
+    return chat_eval(s, ids + keep, (int32_t)(n - (size_t)keep));
+}
+
+/* stop_text's output: to the terminal at once, and into the reply. */
+static void chat_emit(const char *text, size_t len, void *user)
+{
+    chat_session *s = user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    if (s->reply_len + len + 1 > s->reply_cap) {
+        size_t cap = (s->reply_len + len + 1) * 2;
+        char *grown = realloc(s->reply, cap);
+        if (!grown) {
+            s->reply_oom = true;
+            return;
+        }
+        s->reply = grown;
+        s->reply_cap = cap;
+    }
+    memcpy(s->reply + s->reply_len, text, len);
+    s->reply_len += len;
+    s->reply[s->reply_len] = '\0';
+}
+
+/* Generates the reply after a prefill, streaming it; adds it to the conversation even
+ * when it was cut short. False when evaluation failed. */
+static bool chat_reply(chat_session *s)
+{
+    bn_detok_stream *ds = NULL;
+    if (bn_detok_stream_create(s->tok, false, &ds) != BN_OK) {
+        cli_fail(chat_cmd);
+        return false;
+    }
+    stop_text st;
+    stop_text_init(&st, s->o->stops, s->o->n_stops);
+    st.emit = chat_emit;
+    st.user = s;
+    s->reply_len = 0;
+    s->reply_oom = false;
+    if (s->reply)
+        s->reply[0] = '\0';
+    bool ok = true, stopped = false;
+    const char *why = NULL;   /* why a reply was cut short */
+    int64_t n_gen = 0;
+    double t0 = run_now();
+    for (;;) {
+        if (run_interrupted) {
+            why = "interrupted (Ctrl-C)";
+            break;
+        }
+        if (s->n_predict >= 0 && n_gen >= s->n_predict) {
+            why = "cut at the -n token limit";
+            break;
+        }
+        bn_token t = bn_sampler_sample(s->smp, bn_get_logits(s->c, -1));
+        if (bn_tokenizer_is_eog(s->tok, t))
+            break;
+        n_gen++;
+        bn_sampler_accept(s->smp, t);
+        const char *piece;
+        size_t len;
+        if (bn_detok_stream_push(ds, t, &piece, &len) != BN_OK) {
+            cli_fail(chat_cmd);
+            ok = false;
+            break;
+        }
+        if (stop_text_push(&st, piece, len, NULL)) {
+            stopped = true;
+            break;
+        }
+        if (s->n_cached >= s->n_ctx) {
+            why = "cut: the context is full (the next message drops the oldest ones)";
+            break;
+        }
+        if (!chat_eval(s, &t, 1)) {
+            ok = false;
+            break;
+        }
+    }
+    if (!stopped) {
+        const char *piece;
+        size_t len;
+        bn_detok_stream_flush(ds, &piece, &len);
+        if (!stop_text_push(&st, piece, len, NULL))
+            stop_text_flush(&st, NULL);
+    }
+    s->last_seconds = run_now() - t0;
+    s->last_tokens = n_gen;
+    fputc('\n', stdout);
+    fflush(stdout);
+    if (why)
+        fprintf(stderr, "[reply %s]\n", why);
+    if (s->reply_oom)
+        fprintf(stderr, "bitnet chat: out of memory: the reply is kept incomplete\n");
+    if (!log_add(&s->log, "assistant", s->reply ? s->reply : "")) {
+        fprintf(stderr, "bitnet chat: out of memory: the reply is not kept\n");
+        ok = false;
+    }
+    stop_text_free(&st);
+    bn_detok_stream_free(ds);
+    return ok;
+}
+
+/* One exchange: the user's message, then the model's reply. A message that cannot be
+ * evaluated is taken back out of the conversation. */
+static bool chat_turn(chat_session *s, const char *text)
+{
+    if (!log_add(&s->log, "user", text)) {
+        fprintf(stderr, "bitnet chat: out of memory\n");
+        return false;
+    }
+    bn_token *ids = NULL;
+    size_t n = 0;
+    if (!chat_fit(s, &ids, &n) || !chat_prefill(s, ids, n)) {
+        bn_free(ids);
+        log_remove(&s->log, s->log.n - 1, 1);
+        return false;
+    }
+    /* the penalties see the conversation; each reply restarts the seed's sequence, so
+     * that one conversation and one seed give one reply */
+    bn_sampler_reset(s->smp);
+    for (size_t i = 0; i < n; i++)
+        bn_sampler_accept(s->smp, ids[i]);
+    bn_free(ids);
+    return chat_reply(s);
+}
+
+/* ------------------------------------------------------------------ commands */
+
+static void chat_history(const chat_session *s)
+{
+    if (s->log.n == 0)
+        printf("(the conversation is empty)\n");
+    for (size_t i = 0; i < s->log.n; i++)
+        printf("%s: %s\n", s->log.msgs[i].role, s->log.msgs[i].content);
+    fflush(stdout);
+}
+
+static void chat_stats(const chat_session *s)
+{
+    fprintf(stderr, "context: %d / %d tokens (%zu messages)\n", bn_context_n_past(s->c),
+            s->n_ctx, s->log.n);
+    fprintf(stderr, "last reply: %lld tokens in %.2f s (%.2f tokens/s); its prompt: %lld "
+            "tokens evaluated, %lld reused from the cache\n", (long long)s->last_tokens,
+            s->last_seconds,
+            s->last_seconds > 0 ? (double)s->last_tokens / s->last_seconds : 0.0,
+            (long long)s->last_prompt_eval, (long long)s->last_prompt_reused);
+    run_print_memory(s->m, s->c);
+}
+
+/* A copy of text with each byte that is not part of valid UTF-8 replaced by U+FFFD
+ * (replies may end inside a character); NULL when out of memory. */
+static char *utf8_repair(const char *text)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    size_t n = strlen(text);
+    char *out = malloc(n * 3 + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = p[i];
+        size_t need = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                      : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        bool valid = need > 0 && i + need <= n;
+        for (size_t k = 1; valid && k < need; k++)
+            valid = (p[i + k] & 0xc0) == 0x80;
+        /* overlong forms, surrogates and code points past U+10FFFF */
+        if (valid && need == 3)
+            valid = !(c == 0xe0 && p[i + 1] < 0xa0) && !(c == 0xed && p[i + 1] >= 0xa0);
+        if (valid && need == 4)
+            valid = !(c == 0xf0 && p[i + 1] < 0x90) && !(c == 0xf4 && p[i + 1] >= 0x90);
+        if (valid) {
+            memcpy(o, p + i, need);
+            o += need;
+            i += need;
+        } else {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The conversation as a JSON array of {"role", "content"} objects; NULL when out of
+ * memory. *repaired counts messages whose invalid UTF-8 was replaced. */
+static json_t *chat_to_json(const chat_log *l, int *repaired)
+{
+    json_t *arr = json_array();
+    *repaired = 0;
+    for (size_t i = 0; arr && i < l->n; i++) {
+        json_t *content = json_string(l->msgs[i].content);
+        if (!content) {
+            char *fixed = utf8_repair(l->msgs[i].content);
+            content = fixed ? json_string(fixed) : NULL;
+            free(fixed);
+            (*repaired)++;
+        }
+        json_t *msg = json_object();
+        if (!content || !msg || json_object_set_new(msg, "role",
+                                                    json_string(l->msgs[i].role)) != 0 ||
+            json_object_set_new(msg, "content", content) != 0 ||
+            json_array_append_new(arr, msg) != 0) {
+            if (!msg)
+                json_decref(content);
+            json_decref(msg);
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+/* /save: the conversation to a temporary file next to path, renamed onto path when it
+ * is complete. */
+static bool chat_save(const chat_session *s, const char *path)
+{
+    int repaired = 0;
+    json_t *arr = chat_to_json(&s->log, &repaired);
+    char *text = arr ? json_dumps(arr, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(arr);
+    size_t tlen = strlen(path) + 16;
+    char *tmp = malloc(tlen);
+    if (!text || !tmp) {
+        fprintf(stderr, "bitnet chat: /save: out of memory\n");
+        free(text);
+        free(tmp);
+        return false;
+    }
+    snprintf(tmp, tlen, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    bool ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF && fflush(f) == 0 &&
+              fsync(fd) == 0;
+    int err = errno;
+    if (f) {
+        if (fclose(f) != 0 && ok) {
+            ok = false;
+            err = errno;
+        }
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = false;
+        err = errno;
+    }
+    if (!ok) {
+        fprintf(stderr, "bitnet chat: /save: cannot write %s: %s\n", path, strerror(err));
+        if (fd >= 0)
+            unlink(tmp);
+    } else {
+        fprintf(stderr, "saved %zu messages to %s\n", s->log.n, path);
+        if (repaired)
+            fprintf(stderr, "bitnet chat: /save: %d message%s had bytes that are not "
+                    "UTF-8; they were saved as U+FFFD\n", repaired,
+                    repaired == 1 ? "" : "s");
+    }
+    free(text);
+    free(tmp);
+    return ok;
+}
+
+/* Reads a file written by /save into *out; false with a message on anything else: not
+ * JSON, not an array of objects with a known "role" and a string "content", a system
+ * message that is not the first. */
+static bool chat_read_log(const char *path, chat_log *out)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root && jerr.line < 0) {   /* not read at all: jansson's text says why */
+        fprintf(stderr, "bitnet chat: /load: %s\n", jerr.text);
+        return false;
+    }
+    if (!root) {
+        fprintf(stderr, "bitnet chat: /load: %s: line %d, column %d: %s\n", path,
+                jerr.line, jerr.column, jerr.text);
+        return false;
+    }
+    memset(out, 0, sizeof *out);
+    const char *bad = json_is_array(root) ? NULL : "not a JSON array of messages";
+    size_t i = 0;
+    for (; !bad && i < json_array_size(root); i++) {
+        json_t *msg = json_array_get(root, i);
+        const char *role = json_string_value(json_object_get(msg, "role"));
+        const char *content = json_string_value(json_object_get(msg, "content"));
+        if (!json_is_object(msg))
+            bad = "is not an object";
+        else if (!role || !content)
+            bad = "needs the strings \"role\" and \"content\"";
+        else if (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0 &&
+                 strcmp(role, "system") != 0)
+            bad = "has a role that is not system, user or assistant";
+        else if (strcmp(role, "system") == 0 && i > 0)
+            bad = "is a system message after the first message";
+        else if (!log_add(out, role, content))
+            bad = "could not be stored (out of memory)";
+    }
+    if (bad) {
+        /* i counts from 1 here: the loop stepped past the bad message */
+        if (json_is_array(root))
+            fprintf(stderr, "bitnet chat: /load: %s: message %zu %s\n", path, i, bad);
+        else
+            fprintf(stderr, "bitnet chat: /load: %s: %s\n", path, bad);
+        log_free(out);
+    }
+    json_decref(root);
+    return !bad;
+}
+
+/* /load: replaces the conversation with the file's; the current system message stays
+ * when the file has none. The old conversation stays when the file is bad. */
+static bool chat_load(chat_session *s, const char *path)
+{
+    chat_log loaded;
+    if (!chat_read_log(path, &loaded))
+        return false;
+    if (!log_first_turn(&loaded) && log_first_turn(&s->log)) {
+        /* keep our system message: move it in front of the loaded ones */
+        if (!log_add(&loaded, "system", s->log.msgs[0].content)) {
+            fprintf(stderr, "bitnet chat: /load: out of memory\n");
+            log_free(&loaded);
+            return false;
+        }
+        bn_chat_message sys = loaded.msgs[loaded.n - 1];
+        memmove(loaded.msgs + 1, loaded.msgs, (loaded.n - 1) * sizeof *loaded.msgs);
+        loaded.msgs[0] = sys;
+    }
+    log_free(&s->log);
+    s->log = loaded;
+    fprintf(stderr, "loaded %zu messages from %s\n", s->log.n, path);
+    return true;
+}
+
+/* Runs a /command line; false when it failed. *quit is set by /exit. */
+static bool chat_command(chat_session *s, char *line, bool *quit)
+{
+    const char *name = line + 1;
+    size_t name_len = strcspn(name, " \t");
+    const char *arg = name + name_len;
+    arg += strspn(arg, " \t");
+    char *end = line + strlen(line);
+    while (end > arg && (end[-1] == ' ' || end[-1] == '\t'))
+        *--end = '\0';
+#define IS(cmd) (name_len == strlen(cmd) && strncmp(name, cmd, name_len) == 0)
+    bool takes_file = IS("save") || IS("load");
+    if (takes_file && !*arg) {
+        fprintf(stderr, "bitnet chat: /%.*s needs a file name\n", (int)name_len, name);
+        return false;
+    }
+    if (!takes_file && *arg) {
+        fprintf(stderr, "bitnet chat: /%.*s takes no argument\n", (int)name_len, name);
+        return false;
+    }
+    if (IS("help")) {
+        fputs(chat_commands_help, stdout);
+        fflush(stdout);
+    } else if (IS("exit") || IS("quit")) {
+        *quit = true;
+    } else if (IS("clear")) {
+        size_t first = log_first_turn(&s->log);
+        log_remove(&s->log, first, s->log.n - first);
+        fprintf(stderr, "the conversation is cleared%s\n",
+                first ? " (the system message stays)" : "");
+    } else if (IS("history")) {
+        chat_history(s);
+    } else if (IS("stats")) {
+        chat_stats(s);
+    } else if (IS("save")) {
+        return chat_save(s, arg);
+    } else if (IS("load")) {
+        return chat_load(s, arg);
+    } else {
+        fprintf(stderr, "bitnet chat: unknown command '/%.*s'; /help lists the commands\n",
+                (int)name_len, name);
+        return false;
+    }
+#undef IS
+    return true;
+}
+
+/* ------------------------------------------------------------------ input */
+
+typedef enum chat_read { CHAT_READ_LINE, CHAT_READ_EOF, CHAT_READ_INTERRUPT } chat_read;
+
+typedef struct chat_input {
+    bool   tty;        /* stdin is a terminal: libedit */
+    char  *buf;        /* the message being read */
+    size_t len, cap;
+    char  *line;       /* getline's buffer */
+    size_t line_cap;
+} chat_input;
+
+/* libedit's character reader: a plain read that gives up (EOF) on Ctrl-C, so that
+ * readline returns and the prompt starts over. */
+static int chat_getc(FILE *in)
+{
+    unsigned char ch;
+    for (;;) {
+        ssize_t n = read(fileno(in), &ch, 1);
+        if (n == 1)
+            return ch;
+        if (n == 0 || errno != EINTR || run_interrupted)
+            return EOF;
+    }
+}
+
+/* One line without its newline into a malloc'd *line (NULL at EOF). */
+static chat_read input_line(chat_input *in, const char *prompt, char **line)
+{
+    *line = NULL;
+    if (in->tty) {
+        *line = readline(prompt);
+        if (run_interrupted) {
+            free(*line);
+            *line = NULL;
+            return CHAT_READ_INTERRUPT;
+        }
+        return *line ? CHAT_READ_LINE : CHAT_READ_EOF;
+    }
+    errno = 0;
+    ssize_t n = getline(&in->line, &in->line_cap, stdin);
+    if (n < 0) {
+        if (run_interrupted || errno == EINTR) {
+            clearerr(stdin);
+            return CHAT_READ_INTERRUPT;
+        }
+        return CHAT_READ_EOF;
+    }
+    while (n > 0 && (in->line[n - 1] == '\n' || in->line[n - 1] == '\r'))
+        in->line[--n] = '\0';
+    *line = strdup(in->line);
+    return *line ? CHAT_READ_LINE : CHAT_READ_EOF;
+}
+
+/* Appends n bytes to the message being read. */
+static bool input_append(chat_input *in, const char *text, size_t n)
+{
+    if (in->len + n + 1 > in->cap) {
+        size_t cap = (in->len + n + 1) * 2;
+        char *grown = realloc(in->buf, cap);
+        if (!grown)
+            return false;
+        in->buf = grown;
+        in->cap = cap;
+    }
+    memcpy(in->buf + in->len, text, n);
+    in->len += n;
+    in->buf[in->len] = '\0';
+    return true;
+}
+
+/* One message into in->buf: lines joined while they end in a backslash. */
+static chat_read input_message(chat_input *in)
+{
+    in->len = 0;
+    bool more = false;
+    for (;;) {
+        char *line;
+        chat_read r = input_line(in, more ? "... " : "> ", &line);
+        if (r == CHAT_READ_INTERRUPT)
+            return r;
+        if (r == CHAT_READ_EOF)
+            return more && in->len ? CHAT_READ_LINE : CHAT_READ_EOF;
+        size_t n = strlen(line);
+        more = n > 0 && line[n - 1] == '\\';
+        bool ok = input_append(in, line, more ? n - 1 : n) &&
+                  (!more || input_append(in, "\n", 1));
+        free(line);
+        if (!ok) {
+            fprintf(stderr, "bitnet chat: out of memory for the message\n");
+            return CHAT_READ_EOF;
+        }
+        if (!more)
+            break;
+    }
+    if (in->tty && in->len)
+        add_history(in->buf);
+    return CHAT_READ_LINE;
+}
+
+/* ------------------------------------------------------------------ the command */
+
+/* The template to use in *tmpl: the one named, else the model's (NULL), else llama3
+ * with a notice. False with a message when the named one is unknown. */
+static bool chat_pick_template(const bn_tokenizer *tok, const char *name, const char **tmpl)
+{
+    char *text = NULL;
+    size_t len;
+    *tmpl = name;
+    if (bn_chat_format(tok, name, NULL, 0, false, &text, &len) == BN_OK) {
+        bn_free(text);
+        return true;
+    }
+    if (name) {
+        fprintf(stderr, "bitnet chat: %s\n", bn_last_error());
+        return false;
+    }
+    fprintf(stderr, "bitnet chat: %s; using the llama3 template (choose one with "
+            "--template)\n", bn_last_error());
+    *tmpl = "llama3";
+    return true;
+}
+
+/* Reads and answers messages until /exit or the end of the input. */
+static void chat_loop(chat_session *s, chat_input *in)
+{
+    if (in->tty)
+        fprintf(stderr, "chatting with %s (template %s, context %d); /help for commands, "
+                "/exit or Ctrl-D to quit\n", s->o->model, s->tmpl ? s->tmpl : "the model's",
+                s->n_ctx);
+    bool quit = false;
+    while (!quit) {
+        run_interrupted = 0;
+        chat_read r = input_message(in);
+        if (r == CHAT_READ_EOF)
+            break;
+        if (r == CHAT_READ_INTERRUPT) {
+            fprintf(stderr, "\n(use /exit or Ctrl-D to quit)\n");
+            continue;
+        }
+        char *text = in->buf;
+        if (text[strspn(text, " \t\n")] == '\0')
+            continue;
+        bool ok;
+        if (text[0] == '/' && text[1] != '/')
+            ok = chat_command(s, text, &quit);
+        else
+            ok = chat_turn(s, text[0] == '/' ? text + 1 : text);
+        if (!ok)
+            s->failed = true;
+    }
+    if (in->tty && !quit)
+        fputc('\n', stderr);
+}
+
+int cmd_chat(int argc, char **argv)
+{
+    run_opts o;
+    run_opts_init(&o);
+    const char *system_msg = NULL, *tmpl_name = NULL;
+    int64_t n_predict = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r = run_parse_opt(chat_cmd, argc, argv, &i, &o, true);
+        if (r == 1)
+            continue;
+        if (r != 0)
+            return EXIT_USAGE;
+        if (cli_is_help(a)) {
+            fputs(cmd_chat_help, stdout);
+            fputs(chat_commands_help, stdout);
+            fputs("\n", stdout);
+            fputs(run_model_help, stdout);
+            fputs("\n", stdout);
+            fputs(run_sampling_help, stdout);
+            return 0;
+        } else if (!strcmp(a, "--system") && i + 1 < argc) {
+            system_msg = argv[++i];
+        } else if (!strcmp(a, "--template") && i + 1 < argc) {
+            tmpl_name = argv[++i];
+        } else if ((!strcmp(a, "-n") || !strcmp(a, "--n-predict")) && i + 1 < argc) {
+            if (!cli_parse_int(argv[++i], -1, INT32_MAX, &n_predict) || n_predict == 0)
+                return cli_usage_error(chat_cmd, "invalid token count '%s' (-1, or 1 or "
+                                       "more)", argv[i]);
+        } else if (a[0] == '-') {
+            return cli_usage_error(chat_cmd, "unknown option '%s' (or it needs a value)",
+                                   a);
+        } else {
+            return cli_usage_error(chat_cmd, "unexpected argument '%s'", a);
+        }
+    }
+    if (!o.model)
+        return cli_usage_error(chat_cmd, "no model given (-m FILE)");
+
+    int rc = 1;
+    chat_session s;
+    memset(&s, 0, sizeof s);
+    s.o = &o;
+    s.n_predict = n_predict;
+    chat_input in;
+    memset(&in, 0, sizeof in);
+    in.tty = isatty(STDIN_FILENO);
+    if (!run_load(chat_cmd, &o, false, &s.m, &s.c, NULL))
+        goto done;
+    if (!(s.tok = bn_model_tokenizer(s.m))) {
+        fprintf(stderr, "bitnet chat: the model has no tokenizer (no tokenizer.ggml.* "
+                "metadata)\n");
+        goto done;
+    }
+    if (!chat_pick_template(s.tok, tmpl_name, &s.tmpl)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    s.n_ctx = bn_context_n_ctx(s.c);
+    s.cached = malloc((size_t)s.n_ctx * sizeof *s.cached);
+    if (!s.cached || (system_msg && !log_add(&s.log, "system", system_msg))) {
+        fprintf(stderr, "bitnet chat: out of memory\n");
+        goto done;
+    }
+    if (bn_sampler_create(&o.sp, bn_model_n_vocab(s.m), &s.smp) != BN_OK) {
+        cli_fail(chat_cmd);
+        goto done;
+    }
+    if (in.tty) {
+        rl_readline_name = "bitnet";
+        rl_getc_function = chat_getc;
+        if (!isatty(STDOUT_FILENO))
+            rl_outstream = stderr;   /* the prompt is not part of the output */
+    }
+    run_catch_sigint(true);
+    chat_loop(&s, &in);
+    run_catch_sigint(false);
+    rc = s.failed && !in.tty ? 1 : 0;
+done:
+    free(in.buf);
+    free(in.line);
+    log_free(&s.log);
+    free(s.reply);
+    free(s.cached);
+    bn_sampler_free(s.smp);
+    bn_context_free(s.c);
+    bn_model_free(s.m);
+    return rc;
+}
