@@ -36,11 +36,13 @@ test-valgrind: build
 install: build
 	cmake --install $(BUILD)
 
-fixtures:
+fixtures: build
 	./scripts/install-deps.sh --fixtures
 	/usr/bin/python3 scripts/fixtures/make_ops.py
 	/usr/bin/python3 scripts/fixtures/make_linalg.py
 	/usr/bin/python3 scripts/fixtures/make_dtype.py
+	/usr/bin/python3 scripts/fixtures/make_sampler.py
+	BITNET=$(BUILD)/bitnet /usr/bin/python3 scripts/fixtures/make_model_ref.py
 
 clean:
 	rm -rf build build-asan

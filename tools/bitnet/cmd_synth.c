@@ -6,8 +6,16 @@
  * around 1, a normal embedding. The metadata has the real keys, types and order (24
  * keys; the tokenizer arrays with their real sizes and made-up contents). The tensor
  * order of microsoft's file is not known; ours is embedding, blocks, output norm.
- * Hidden from `bitnet --help`.
+ * --arch writes the same weights under llama.cpp's arch name `bitnet` (same tensors,
+ * `bitnet.` keys) or as `llama` (no sub-norm tensors; still tied embeddings, no
+ * output.weight); every other tensor keeps its values whatever the arch, so that one
+ * seed gives one model in every arch and type. --ffn-act adds the key
+ * <arch>.ffn_activation. --proj-scale shrinks the projections: at the default scale
+ * attention scores are in the hundreds and the forward pass amplifies rounding ~1e4
+ * times, too much for golden logits (scripts/reference/README.md). Hidden from
+ * `bitnet --help`.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +32,21 @@ const char cmd_synth_help[] =
     "  --preset NAME      2b-4t (the shapes of microsoft/bitnet-b1.58-2B-4T: 30 layers,\n"
     "                     2560 wide, FFN 6912, 20/5 heads, vocab 128256) or tiny\n"
     "                     (2 layers, 256 wide, FFN 768, 4/2 heads, vocab 512); default tiny\n"
+    "  --arch NAME        bitnet-b1.58 (default; microsoft's 2B-4T file), bitnet (the same\n"
+    "                     tensors under llama.cpp's arch name) or llama (no\n"
+    "                     attn_sub_norm/ffn_sub_norm tensors); all tied, no output.weight;\n"
+    "                     the other tensors are the same for one seed in every arch\n"
+    "  --ffn-act NAME     relu2 or silu: write the key <arch>.ffn_activation (none by\n"
+    "                     default)\n"
     "  --layers N         override the layer count\n"
     "  --vocab N          override the vocabulary size\n"
+    "  --embd N, --ff N   override the embedding / FFN width (multiples of 256)\n"
+    "  --heads N          override the query head count (divides --embd)\n"
+    "  --heads-kv N       override the KV head count (divides --heads)\n"
+    "  --ctx N            override <arch>.context_length\n"
+    "  --proj-scale X     multiply each projection's random scale (0.5 to 2) by X\n"
+    "                     (default 1; 0.0625 gives attention scores of a real model's\n"
+    "                     size, which keeps the forward pass well conditioned)\n"
     "  --type TYPE        projection type: i2_s (default), tq2_0, tq1_0, f16, f32\n"
     "  --embd-type TYPE   token embedding type: f16 (default), f32, q8_0, q6_k\n"
     "  --seed N           random seed (default 1)\n"
@@ -34,6 +55,16 @@ const char cmd_synth_help[] =
 typedef struct synth_shape {
     int64_t n_embd, n_ff, n_head, n_head_kv, n_layer, n_vocab, n_ctx;
 } synth_shape;
+
+/* What --arch, --ffn-act and the types choose, besides the shape. */
+typedef struct synth_opts {
+    const char *arch;      /* general.architecture and the prefix of its keys */
+    bool        sub_norms; /* attn_sub_norm / ffn_sub_norm tensors (not in llama) */
+    const char *ffn_act;   /* value of <arch>.ffn_activation, or NULL for no key */
+    float       proj_scale;/* factor on the projections' random scales */
+    int         proj, embd;
+    uint64_t    seed;
+} synth_opts;
 
 static const synth_shape preset_2b4t = {2560, 6912, 20, 5, 30, 128256, 4096};
 static const synth_shape preset_tiny = {256, 768, 4, 2, 2, 512, 1024};
@@ -68,6 +99,7 @@ typedef struct synth_tensor {
     int      n_dims;
     int64_t  ne[2];
     int      kind;       /* 0 ternary projection, 1 norm, 2 embedding */
+    float    scale_mul;  /* kind 0: factor on the random scale */
     uint64_t seed;
     void    *data;
     size_t   nbytes;
@@ -87,7 +119,8 @@ static bn_status synth_fill(synth_tensor *t)
     if (t->kind == 0) {
         /* a scale that f16 holds exactly, so that formats with f16 block scales
          * (tq1_0, tq2_0) store the same tensor as i2_s's f32 scale */
-        float scale = bn_f16_to_f32(bn_f32_to_f16(0.5f + 1.5f * rng_uniform(&s)));
+        float scale = bn_f16_to_f32(
+            bn_f32_to_f16(t->scale_mul * (0.5f + 1.5f * rng_uniform(&s))));
         for (int64_t i = 0; i < n; i++)
             w[i] = (float)((int)(rng_next(&s) % 3) - 1) * scale;
     } else if (t->kind == 1) {
@@ -116,28 +149,29 @@ static void synth_task(void *ctx, int64_t begin, int64_t end)
     }
 }
 
-/* Appends a tensor description. */
+/* Appends a tensor description; `slot` (1-based, its place in the bitnet-b1.58 layout)
+ * picks its random stream, so that leaving the sub-norms out changes no other tensor. */
 static void synth_add(synth_tensor *ts, int *n, const char *name, int type, int n_dims,
-                      int64_t ne0, int64_t ne1, int kind, uint64_t seed)
+                      int64_t ne0, int64_t ne1, int kind, const synth_opts *o, int slot)
 {
     synth_tensor *t = &ts[(*n)++];
     memset(t, 0, sizeof *t);
+    t->scale_mul = o->proj_scale;
     snprintf(t->name, sizeof t->name, "%s", name);
     t->type = type;
     t->n_dims = n_dims;
     t->ne[0] = ne0;
     t->ne[1] = ne1;
     t->kind = kind;
-    t->seed = seed * 1000003ULL + (uint64_t)*n;
+    t->seed = o->seed * 1000003ULL + (uint64_t)slot;
 }
 
 /* The tensor list of the model, in the order of microsoft's file. */
-static int synth_layout(const synth_shape *sh, int proj, int embd, uint64_t seed,
-                        synth_tensor *ts)
+static int synth_layout(const synth_shape *sh, const synth_opts *o, synth_tensor *ts)
 {
-    int n = 0;
+    int n = 0, slot = 0;
     int64_t e = sh->n_embd, kv = sh->n_embd / sh->n_head * sh->n_head_kv;
-    synth_add(ts, &n, "token_embd.weight", embd, 2, e, sh->n_vocab, 2, seed);
+    synth_add(ts, &n, "token_embd.weight", o->embd, 2, e, sh->n_vocab, 2, o, ++slot);
     for (int64_t l = 0; l < sh->n_layer; l++) {
         const struct {
             const char *name;
@@ -153,13 +187,16 @@ static int synth_layout(const synth_shape *sh, int proj, int embd, uint64_t seed
         };
         for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
             char name[64];
+            ++slot;
+            if (!o->sub_norms && strstr(parts[p].name, "_sub_norm"))
+                continue;
             snprintf(name, sizeof name, "blk.%lld.%s.weight", (long long)l, parts[p].name);
-            synth_add(ts, &n, name, parts[p].is_norm ? BN_QT_F32 : proj,
+            synth_add(ts, &n, name, parts[p].is_norm ? BN_QT_F32 : o->proj,
                       parts[p].is_norm ? 1 : 2, parts[p].ne0, parts[p].ne1,
-                      parts[p].is_norm, seed);
+                      parts[p].is_norm, o, slot);
         }
     }
-    synth_add(ts, &n, "output_norm.weight", BN_QT_F32, 1, e, 1, 1, seed);
+    synth_add(ts, &n, "output_norm.weight", BN_QT_F32, 1, e, 1, 1, o, ++slot);
     return n;
 }
 
@@ -215,10 +252,12 @@ static bn_status synth_tokenizer(bn_gguf_writer *w, int64_t nv, int64_t nm)
 }
 
 /* Metadata with the keys, types and order of microsoft's 2B-4T file (there is no
- * tokenizer.ggml.pre in it); values are the model's shape or made up. */
-static bn_status synth_metadata(bn_gguf_writer *w, const synth_shape *sh, int proj)
+ * tokenizer.ggml.pre in it); values are the model's shape or made up. The arch keys
+ * take the prefix of --arch; --ffn-act adds <arch>.ffn_activation after them. */
+static bn_status synth_metadata(bn_gguf_writer *w, const synth_shape *sh,
+                                const synth_opts *o)
 {
-    const char *a = "bitnet-b1.58";
+    const char *a = o->arch;
     char key[96];
     bn_status st = bn_gguf_writer_set_str(w, "general.architecture", a);
 #define SET_U32(suffix, v)                                                             \
@@ -243,9 +282,14 @@ static bn_status synth_metadata(bn_gguf_writer *w, const synth_shape *sh, int pr
     if (st == BN_OK) st = bn_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true);
     SET_F32("attention.layer_norm_rms_epsilon", 1e-5);
     SET_F32("rope.freq_base", 500000.0);
+    if (o->ffn_act) {
+        snprintf(key, sizeof key, "%s.ffn_activation", a);
+        if (st == BN_OK) st = bn_gguf_writer_set_str(w, key, o->ffn_act);
+    }
 #undef SET_U32
 #undef SET_F32
-    if (st == BN_OK) st = bn_gguf_writer_set_u32(w, "general.file_type", synth_file_type(proj));
+    if (st == BN_OK) st = bn_gguf_writer_set_u32(w, "general.file_type",
+                                                 synth_file_type(o->proj));
     if (st == BN_OK) st = bn_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
     /* the real file has 280,147 merges for its 128,256 tokens */
     int64_t n_merges = sh->n_vocab == 128256 ? 280147 : sh->n_vocab * 2;
@@ -264,10 +308,41 @@ static bn_status synth_metadata(bn_gguf_writer *w, const synth_shape *sh, int pr
     return st;
 }
 
-/* Parses the options; returns -1 to go on, else an exit code. */
-static int synth_args(int argc, char **argv, const char **out, synth_shape *sh, int *proj,
-                      int *embd, uint64_t *seed)
+/* Parses a size option's value into *dst; false (after the usage error) when bad. */
+static bool synth_size_arg(const char *opt, const char *val, int64_t lo, int64_t hi,
+                           int64_t *dst, int *rc)
 {
+    int64_t n;
+    if (!cli_parse_int(val, lo, hi, &n)) {
+        *rc = cli_usage_error("synth", "%s: invalid value '%s' (%lld to %lld)", opt, val,
+                              (long long)lo, (long long)hi);
+        return false;
+    }
+    *dst = n;
+    return true;
+}
+
+/* Checks that the shape makes a model: heads divide the width, KV heads the heads,
+ * an even head size for RoPE. Returns -1 when it does, else the usage exit code. */
+static int synth_check_shape(const synth_shape *sh)
+{
+    if (sh->n_embd % sh->n_head != 0 || (sh->n_embd / sh->n_head) % 2 != 0)
+        return cli_usage_error("synth", "%lld heads do not split width %lld into even "
+                               "head sizes", (long long)sh->n_head,
+                               (long long)sh->n_embd);
+    if (sh->n_head % sh->n_head_kv != 0)
+        return cli_usage_error("synth", "%lld KV heads do not divide %lld heads",
+                               (long long)sh->n_head_kv, (long long)sh->n_head);
+    return -1;
+}
+
+/* Parses the options; returns -1 to go on, else an exit code. */
+static int synth_args(int argc, char **argv, const char **out, synth_shape *sh,
+                      synth_opts *o)
+{
+    /* the shape overrides apply after --preset, wherever they stand */
+    int64_t over[5] = {0, 0, 0, 0, 0};    /* embd, ff, heads, heads-kv, ctx; 0 = none */
+    int rc = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool v = i + 1 < argc;
@@ -280,6 +355,22 @@ static int synth_args(int argc, char **argv, const char **out, synth_shape *sh, 
             if (strcmp(p, "2b-4t") == 0) *sh = preset_2b4t;
             else if (strcmp(p, "tiny") == 0) *sh = preset_tiny;
             else return cli_usage_error("synth", "unknown preset '%s' (2b-4t, tiny)", p);
+        } else if (strcmp(a, "--arch") == 0 && v) {
+            const char *p = argv[++i];
+            if (strcmp(p, "bitnet-b1.58") == 0 || strcmp(p, "bitnet") == 0 ||
+                strcmp(p, "llama") == 0) {
+                o->arch = p;
+                o->sub_norms = strcmp(p, "llama") != 0;
+            } else {
+                return cli_usage_error("synth", "unknown arch '%s' (bitnet-b1.58, "
+                                       "bitnet, llama)", p);
+            }
+        } else if (strcmp(a, "--ffn-act") == 0 && v) {
+            const char *p = argv[++i];
+            if (strcmp(p, "relu2") != 0 && strcmp(p, "silu") != 0)
+                return cli_usage_error("synth", "unknown FFN activation '%s' (relu2, "
+                                       "silu)", p);
+            o->ffn_act = p;
         } else if (strcmp(a, "--layers") == 0 && v) {
             if (!cli_parse_int(argv[++i], 1, 1000, &n))
                 return cli_usage_error("synth", "invalid layer count '%s'", argv[i]);
@@ -289,14 +380,37 @@ static int synth_args(int argc, char **argv, const char **out, synth_shape *sh, 
                 return cli_usage_error("synth", "invalid vocabulary size '%s' (257 or "
                                        "more)", argv[i]);
             sh->n_vocab = n;
+        } else if (strcmp(a, "--embd") == 0 && v) {
+            if (!synth_size_arg(a, argv[++i], 256, 1 << 16, &over[0], &rc))
+                return rc;
+        } else if (strcmp(a, "--ff") == 0 && v) {
+            if (!synth_size_arg(a, argv[++i], 256, 1 << 18, &over[1], &rc))
+                return rc;
+        } else if (strcmp(a, "--heads") == 0 && v) {
+            if (!synth_size_arg(a, argv[++i], 1, 1024, &over[2], &rc))
+                return rc;
+        } else if (strcmp(a, "--heads-kv") == 0 && v) {
+            if (!synth_size_arg(a, argv[++i], 1, 1024, &over[3], &rc))
+                return rc;
+        } else if (strcmp(a, "--ctx") == 0 && v) {
+            if (!synth_size_arg(a, argv[++i], 1, 1 << 24, &over[4], &rc))
+                return rc;
+        } else if (strcmp(a, "--proj-scale") == 0 && v) {
+            char *end;
+            errno = 0;
+            double x = strtod(argv[++i], &end);
+            if (errno || end == argv[i] || *end || !(x >= 1e-3 && x <= 1e3))
+                return cli_usage_error("synth", "invalid projection scale '%s' (1e-3 to "
+                                       "1e3)", argv[i]);
+            o->proj_scale = (float)x;
         } else if ((strcmp(a, "--type") == 0 || strcmp(a, "--embd-type") == 0) && v) {
             if (!bn_qtype_from_name(argv[++i], &t) || !bn_qtype_get(t)->can_write)
                 return cli_usage_error("synth", "%s: cannot write type '%s'", a, argv[i]);
-            *(strcmp(a, "--type") == 0 ? proj : embd) = (int)t;
+            *(strcmp(a, "--type") == 0 ? &o->proj : &o->embd) = (int)t;
         } else if (strcmp(a, "--seed") == 0 && v) {
             if (!cli_parse_int(argv[++i], 0, INT64_MAX, &n))
                 return cli_usage_error("synth", "invalid seed '%s'", argv[i]);
-            *seed = (uint64_t)n;
+            o->seed = (uint64_t)n;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error("synth", "unknown option or missing value '%s'", a);
         } else if (*out) {
@@ -307,26 +421,39 @@ static int synth_args(int argc, char **argv, const char **out, synth_shape *sh, 
     }
     if (!*out)
         return cli_usage_error("synth", "name the output file");
-    return -1;
+    if (over[0] && over[0] % 256 != 0)
+        return cli_usage_error("synth", "--embd %lld is not a multiple of 256",
+                               (long long)over[0]);
+    if (over[1] && over[1] % 256 != 0)
+        return cli_usage_error("synth", "--ff %lld is not a multiple of 256",
+                               (long long)over[1]);
+    int64_t *dst[5] = {&sh->n_embd, &sh->n_ff, &sh->n_head, &sh->n_head_kv, &sh->n_ctx};
+    for (int k = 0; k < 5; k++)
+        if (over[k])
+            *dst[k] = over[k];
+    return synth_check_shape(sh);
 }
 
 int cmd_synth(int argc, char **argv)
 {
     const char *out = NULL;
     synth_shape sh = preset_tiny;
-    int proj = BN_QT_I2_S, embd = BN_QT_F16;
-    uint64_t seed = 1;
-    int rc = synth_args(argc, argv, &out, &sh, &proj, &embd, &seed);
+    synth_opts o = {"bitnet-b1.58", true, NULL, 1.0f, BN_QT_I2_S, BN_QT_F16, 1};
+    int rc = synth_args(argc, argv, &out, &sh, &o);
     if (rc >= 0)
         return rc;
     int max_tensors = (int)(sh.n_layer * 11 + 2);
     synth_tensor *ts = calloc((size_t)max_tensors, sizeof *ts);
-    int n = synth_layout(&sh, proj, embd, seed, ts);
+    if (!ts) {
+        bn_error_set(BN_ERR_OOM, "out of memory for %d tensors", max_tensors);
+        return cli_fail("synth");
+    }
+    int n = synth_layout(&sh, &o, ts);
     bn_parallel_for(NULL, n, 1, synth_task, ts);
     bn_gguf_writer *w = NULL;
     bn_status st = bn_gguf_writer_create(&w);
     if (st == BN_OK)
-        st = synth_metadata(w, &sh, proj);
+        st = synth_metadata(w, &sh, &o);
     for (int i = 0; i < n && st == BN_OK; i++) {
         if (ts[i].status != BN_OK)
             st = bn_error_set(ts[i].status, "tensor '%s': %s", ts[i].name, ts[i].message);
