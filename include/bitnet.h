@@ -829,8 +829,11 @@ typedef struct bn_chat_message {
 /* Render a conversation with a chat template into text that contains the special
  * tokens' strings (tokenize it with parse_special). template_name NULL chooses from
  * the model's tokenizer.chat_template; "llama3" names the LLaMA 3 format
- * (<|start_header_id|>role<|end_header_id|>\n\n content <|eot_id|>, BOS first).
- * add_assistant appends the header that starts the assistant's reply. An unknown
+ * (<|start_header_id|>role<|end_header_id|>\n\n content <|eot_id|>, BOS first);
+ * "bitnet" the bitnet-b1.58-2B-4T format (BOS, then "System: ", "User: " or
+ * "Assistant: " + content + <|eot_id|> per message, and "Assistant:" to start a reply;
+ * chosen for a model template that writes "User: " and <|eot_id|>).
+ * add_assistant appends what starts the assistant's reply. An unknown
  * template is BN_ERR_UNSUPPORTED. *text is freed with bn_free. */
 BN_API bn_status bn_chat_format(const bn_tokenizer *t, const char *template_name,
                                 const bn_chat_message *msgs, size_t n_msgs,

@@ -91,6 +91,26 @@ static void test_chat(const bn_tokenizer *t)
     CHECK(text && strcmp(text, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>"
                                "\n\nhi<|eot_id|>") == 0, "no assistant header: %s", text);
     bn_free(text);
+    /* bitnet-b1.58-2B-4T's format, as its model card's example prompt shows it:
+     * "<|begin_of_text|>User: Hey, are you conscious? Can you talk to me?<|eot_id|>
+     * Assistant:" (one line) */
+    bn_chat_message conv[3] = {{"system", " Be brief. "}, {"user", "Hey, are you conscious? "
+                               "Can you talk to me?"}, {"assistant", "Yes.\n"}};
+    text = NULL;
+    CHECK_OK(bn_chat_format(t, "bitnet", conv + 1, 1, true, &text, &len));
+    CHECK(text && strcmp(text, "<|begin_of_text|>User: Hey, are you conscious? Can you talk "
+                               "to me?<|eot_id|>Assistant:") == 0, "bitnet: %s", text);
+    bn_free(text);
+    text = NULL;
+    CHECK_OK(bn_chat_format(t, "bitnet", conv, 3, false, &text, &len));
+    CHECK(text && strcmp(text, "<|begin_of_text|>System: Be brief.<|eot_id|>User: Hey, are "
+                               "you conscious? Can you talk to me?<|eot_id|>Assistant: "
+                               "Yes.<|eot_id|>") == 0, "bitnet, 3 messages: %s", text);
+    bn_free(text);
+    bn_chat_message tool = {"tool", "x"};
+    text = NULL;
+    CHECK(bn_chat_format(t, "bitnet", &tool, 1, true, &text, &len) == BN_ERR_INVALID_ARG &&
+          text == NULL, "bitnet: unknown role refused");
 }
 
 /* Writes a GGUF holding the tokenizer.json's vocabulary and merges (read with jansson),

@@ -437,6 +437,11 @@ static mode_t bn_current_umask(void)
 bn_status bn_gguf_writer_write(bn_gguf_writer *w, const char *path,
                                bn_progress_fn progress, void *user)
 {
+    /* the rename would replace a device, a pipe or a directory entry of another kind */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return bn_error_set(BN_ERR_IO, "writing %s: it exists and is not a regular file; "
+                            "not replacing it", path);
     size_t plen = strlen(path);
     char *tmp = bn_malloc(plen + 16, "gguf_writer");
     if (!tmp)

@@ -699,6 +699,27 @@ static bn_status bn_chat_llama3(const bn_tokenizer *t, const bn_chat_message *ms
     return st;
 }
 
+/* The bitnet-b1.58-2B-4T format: BOS, then per message "System: ", "User: " or
+ * "Assistant: ", the trimmed content and <|eot_id|>; optionally "Assistant:" (as the
+ * model's published example prompt ends). */
+static bn_status bn_chat_bitnet(const bn_tokenizer *t, const bn_chat_message *msgs,
+                                size_t n, bool add_assistant, bn_bytes *out)
+{
+    bn_status st = bn_bytes_append(out, "", 0);
+    if (st == BN_OK && t->bos >= 0)
+        st = bn_bytes_append(out, t->vocab[t->bos].text, t->vocab[t->bos].len);
+    for (size_t i = 0; st == BN_OK && i < n; i++) {
+        const char *r = msgs[i].role;
+        st = bn_append_str(out, !strcmp(r, "system") ? "System: "
+                                : !strcmp(r, "user") ? "User: " : "Assistant: ");
+        if (st == BN_OK) st = bn_append_trimmed(out, msgs[i].content);
+        if (st == BN_OK) st = bn_append_str(out, "<|eot_id|>");
+    }
+    if (st == BN_OK && add_assistant)
+        st = bn_append_str(out, "Assistant:");
+    return st;
+}
+
 bn_status bn_chat_format(const bn_tokenizer *t, const char *template_name,
                          const bn_chat_message *msgs, size_t n_msgs, bool add_assistant,
                          char **text, size_t *len)
@@ -710,20 +731,32 @@ bn_status bn_chat_format(const bn_tokenizer *t, const char *template_name,
                                 "one (llama3)");
         if (strstr(t->chat_template, "<|start_header_id|>"))
             name = "llama3";
+        else if (strstr(t->chat_template, "User: ") &&
+                 strstr(t->chat_template, "Assistant: ") &&
+                 strstr(t->chat_template, "<|eot_id|>"))
+            name = "bitnet";
         else
             return bn_error_set(BN_ERR_UNSUPPORTED, "the model's chat template (\"%.40s...\") "
-                                "is not one this version knows; name one (llama3)",
+                                "is not one this version knows; name one (llama3, bitnet)",
                                 t->chat_template);
     }
-    if (strcmp(name, "llama3") != 0)
-        return bn_error_set(BN_ERR_UNSUPPORTED, "unknown chat template '%s' (llama3 is known)",
-                            name);
+    if (strcmp(name, "llama3") != 0 && strcmp(name, "bitnet") != 0)
+        return bn_error_set(BN_ERR_UNSUPPORTED, "unknown chat template '%s' (llama3 and "
+                            "bitnet are known)", name);
+    for (size_t i = 0; i < n_msgs; i++)
+        if (msgs[i].role && strcmp(msgs[i].role, "system") && strcmp(msgs[i].role, "user") &&
+            strcmp(msgs[i].role, "assistant") && strcmp(name, "bitnet") == 0)
+            return bn_error_set(BN_ERR_INVALID_ARG, "chat message %zu: the bitnet template "
+                                "knows the roles system, user and assistant, not '%s'", i,
+                                msgs[i].role);
     for (size_t i = 0; i < n_msgs; i++)
         if (!msgs[i].role || !msgs[i].content)
             return bn_error_set(BN_ERR_INVALID_ARG, "chat message %zu has no role or content",
                                 i);
     bn_bytes out = {0};
-    bn_status st = bn_chat_llama3(t, msgs, n_msgs, add_assistant, &out);
+    bn_status st = strcmp(name, "bitnet") == 0
+                   ? bn_chat_bitnet(t, msgs, n_msgs, add_assistant, &out)
+                   : bn_chat_llama3(t, msgs, n_msgs, add_assistant, &out);
     if (st != BN_OK) {
         bn_free(out.p);
         return bn_error_wrap(BN_OK, "formatting a chat");

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <editline/readline.h>
@@ -466,6 +467,13 @@ static bool chat_save(const chat_session *s, const char *path)
     json_t *arr = chat_to_json(&s->log, &repaired);
     char *text = arr ? json_dumps(arr, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(arr);
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "bitnet chat: /save: %s exists and is not a regular file; not "
+                "replacing it\n", path);
+        free(text);
+        return false;
+    }
     size_t tlen = strlen(path) + 16;
     char *tmp = malloc(tlen);
     if (!text || !tmp) {

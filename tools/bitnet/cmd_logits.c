@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "run_common.h"
@@ -65,6 +66,12 @@ static bool parse_ids(const char *s, bn_token **out, size_t *n)
 static bool write_floats(const char *cmd, const char *path, const float *const *rows,
                          size_t n_rows, size_t row_len)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "bitnet %s: %s exists and is not a regular file; not replacing it\n",
+                cmd, path);
+        return false;
+    }
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 16);
     if (!tmp)

@@ -213,20 +213,100 @@ static uint32_t synth_file_type(int proj)
     }
 }
 
-/* A made-up vocabulary (tokens, scores, types) and merges of the given sizes. */
+/* The special tokens at the end of the vocabulary, at LLaMA 3's offsets from the first
+ * (<|begin_of_text|> is 128000 in a 128,256-token vocabulary); the rest are reserved. */
+static const char *const synth_specials[] = {
+    "<|begin_of_text|>", "<|end_of_text|>", NULL, NULL, "<|finetune_right_pad_id|>",
+    NULL, "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>",
+    "<|python_tag|>",
+};
+
+/* Special tokens of a vocabulary of nv: 256 for a LLaMA 3-sized one, else 16. */
+static int64_t synth_n_special(int64_t nv)
+{
+    return nv >= 4096 ? 256 : 16;
+}
+
+/* The UTF-8 form of byte b in the byte-level alphabet of GPT-2 and LLaMA 3: printable
+ * bytes stand for themselves, the others for U+0100 upwards in byte order. */
+static void synth_byte_char(int b, char out[3])
+{
+    int cp = b, k = 0;
+    if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)) {
+        for (int i = 0; i < b; i++)
+            k += !((i >= 33 && i <= 126) || (i >= 161 && i <= 172) || i >= 174);
+        cp = 256 + k;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        out[1] = 0;
+    } else {
+        out[0] = (char)(0xc0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        out[2] = 0;
+    }
+}
+
+/* A working byte-level BPE vocabulary of nv tokens with nm merges (fewer when the
+ * vocabulary cannot hold that many): the 256 byte tokens, then every string of two,
+ * three, four... lower-case letters in order, each built by the merge of its first
+ * letters and its last one (then its other splits, as extra merges, until nm), then
+ * the special tokens. Text of lower-case words and anything else (as single bytes)
+ * tokenizes; the ids mean nothing. */
 static bn_status synth_tokenizer(bn_gguf_writer *w, int64_t nv, int64_t nm)
 {
+    int64_t n_special = synth_n_special(nv);
+    int64_t n_words = nv - 256 - n_special;   /* merged tokens */
+    if (n_words < 0)
+        return bn_error_set(BN_ERR_INVALID_ARG, "a vocabulary of %lld is too small",
+                            (long long)nv);
     int64_t most = nm > nv ? nm : nv;
     char **strs = malloc((size_t)most * sizeof *strs);
-    char *pool = malloc((size_t)most * 24);
+    char *pool = malloc((size_t)nv * 32 + (size_t)most * 24);
     int32_t *types = malloc((size_t)nv * sizeof *types);
     float *scores = calloc((size_t)nv, sizeof *scores);
-    bn_status st = strs && pool && types && scores ? BN_OK
+    int *len = malloc((size_t)(n_words + 1) * sizeof *len);
+    bn_status st = strs && pool && types && scores && len ? BN_OK
                    : bn_error_set(BN_ERR_OOM, "out of memory for the vocabulary");
-    for (int64_t i = 0; st == BN_OK && i < nv; i++) {
-        strs[i] = pool + i * 24;
-        snprintf(strs[i], 24, "tok%lld", (long long)i);
-        types[i] = i >= nv - 256 ? 3 : 1;  /* the last 256 are control tokens */
+    char *next = pool;
+    /* tokens */
+    for (int64_t i = 0; st == BN_OK && i < 256; i++) {
+        strs[i] = next;
+        synth_byte_char((int)i, next);
+        next += strlen(next) + 1;
+        types[i] = 1;
+    }
+    int64_t made = 0;
+    for (int L = 2; st == BN_OK && made < n_words && L <= 6; L++) {
+        int64_t count = 1;
+        for (int k = 0; k < L; k++)
+            count *= 26;
+        for (int64_t v = 0; v < count && made < n_words; v++, made++) {
+            char *t = next;
+            int64_t x = v;
+            for (int k = L - 1; k >= 0; k--) {
+                t[k] = (char)('a' + x % 26);
+                x /= 26;
+            }
+            t[L] = 0;
+            strs[256 + made] = t;
+            len[made] = L;
+            types[256 + made] = 1;
+            next += L + 1;
+        }
+    }
+    for (int64_t i = 0; st == BN_OK && i < n_special; i++) {
+        int64_t id = nv - n_special + i;
+        const char *name = i < (int64_t)(sizeof synth_specials / sizeof synth_specials[0])
+                           ? synth_specials[i] : NULL;
+        strs[id] = next;
+        if (name)
+            snprintf(next, 32, "%s", name);
+        else   /* LLaMA 3 numbers the reserved ones 0, 1 (ids 2, 3), 2 (5), 3.. (11..) */
+            snprintf(next, 32, "<|reserved_special_token_%lld|>",
+                     (long long)(i == 5 ? 2 : i < 5 ? i - 2 : i - 8));
+        next += strlen(next) + 1;
+        types[id] = 3;
     }
     if (st == BN_OK)
         st = bn_gguf_writer_set_str_array(w, "tokenizer.ggml.tokens",
@@ -237,17 +317,50 @@ static bn_status synth_tokenizer(bn_gguf_writer *w, int64_t nv, int64_t nm)
     if (st == BN_OK)
         st = bn_gguf_writer_set_array(w, "tokenizer.ggml.token_type", BN_GGUF_INT32, types,
                                       (uint64_t)nv);
-    for (int64_t i = 0; st == BN_OK && i < nm; i++) {
-        strs[i] = pool + i * 24;
-        snprintf(strs[i], 24, "t%lld t%lld", (long long)(i % 997), (long long)(i / 997));
+    /* merges: "prefix last" for every word, then the other splits "head tail" */
+    char **merges = strs;   /* reuse the pointer array (the tokens are written) */
+    int64_t k = 0;
+    for (int64_t i = 0; st == BN_OK && i < made && k < nm; i++, k++) {
+        const char *t = pool + (strs[256 + i] - pool);
+        int L = len[i];
+        char *m = next;
+        snprintf(m, 24, "%.*s %s", L - 1, t, t + L - 1);
+        merges[k] = m;
+        next += strlen(m) + 1;
     }
+    for (int split = 1; st == BN_OK && k < nm && split < 6; split++)
+        for (int64_t i = 0; i < made && k < nm; i++) {
+            int L = len[i];
+            if (split >= L - 1)
+                continue;
+            /* the word's text is the base-26 digits of its index within its length */
+            char word[8];
+            int64_t first = 0, cnt = 1;
+            for (int l = 2; l < L; l++) {
+                cnt = 1;
+                for (int q = 0; q < l; q++)
+                    cnt *= 26;
+                first += cnt;
+            }
+            int64_t x = i - first;
+            for (int q = L - 1; q >= 0; q--) {
+                word[q] = (char)('a' + x % 26);
+                x /= 26;
+            }
+            word[L] = 0;
+            char *m = next;
+            snprintf(m, 24, "%.*s %s", split, word, word + split);
+            merges[k++] = m;
+            next += strlen(m) + 1;
+        }
     if (st == BN_OK)
         st = bn_gguf_writer_set_str_array(w, "tokenizer.ggml.merges",
-                                          (const char *const *)strs, (uint64_t)nm);
+                                          (const char *const *)merges, (uint64_t)k);
     free(strs);
     free(pool);
     free(types);
     free(scores);
+    free(len);
     return st;
 }
 
@@ -294,16 +407,25 @@ static bn_status synth_metadata(bn_gguf_writer *w, const synth_shape *sh,
     /* the real file has 280,147 merges for its 128,256 tokens */
     int64_t n_merges = sh->n_vocab == 128256 ? 280147 : sh->n_vocab * 2;
     if (st == BN_OK) st = synth_tokenizer(w, sh->n_vocab, n_merges);
+    int64_t bos = sh->n_vocab - synth_n_special(sh->n_vocab);
     if (st == BN_OK) st = bn_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id",
-                                                 (uint32_t)(sh->n_vocab - 256));
+                                                 (uint32_t)bos);
     if (st == BN_OK) st = bn_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id",
-                                                 (uint32_t)(sh->n_vocab - 255));
+                                                 (uint32_t)(bos + 1));
     if (st == BN_OK) st = bn_gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id",
-                                                 (uint32_t)(sh->n_vocab - 255));
+                                                 (uint32_t)(bos + 1));
+    /* the 2B-4T model's turn format: "User: ...<|eot_id|>Assistant: ..." */
     if (st == BN_OK)
         st = bn_gguf_writer_set_str(w, "tokenizer.chat_template",
-                                    "{% for m in messages %}{{ m['role'] }}: "
-                                    "{{ m['content'] }}\n{% endfor %}");
+                                    "{% for message in messages %}{% if loop.first %}"
+                                    "{{ bos_token }}{% endif %}{% if message['role'] == "
+                                    "'system' %}{{ 'System: ' + message['content'] + "
+                                    "'<|eot_id|>' }}{% elif message['role'] == 'user' %}"
+                                    "{{ 'User: ' + message['content'] + '<|eot_id|>' }}"
+                                    "{% else %}{{ 'Assistant: ' + message['content'] + "
+                                    "'<|eot_id|>' }}{% endif %}{% endfor %}"
+                                    "{% if add_generation_prompt %}{{ 'Assistant:' }}"
+                                    "{% endif %}");
     if (st == BN_OK) st = bn_gguf_writer_set_u32(w, "general.quantization_version", 2);
     return st;
 }

@@ -1,0 +1,132 @@
+#!/bin/sh
+# test_cli_run.sh - generate, perplexity and logits driven as a user would, on small
+# synthetic models: what they print, reproducibility, stop texts, and every kind of bad
+# input (a clear message and a non-zero exit, no partial output file).
+set -u
+BITNET=${BITNET:?set BITNET to the program}
+passed=0
+failed=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+out=$tmp/out
+err=$tmp/err
+
+ok() { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+
+# expect CODE DESCRIPTION -- ARGS...: runs the program, checks the exit code
+expect() {
+    code=$1; what=$2; shift 3
+    "$BITNET" "$@" >"$out" 2>"$err" </dev/null
+    rc=$?
+    if [ "$rc" -eq "$code" ]; then ok; else
+        fail "$what: 'bitnet $*' exited $rc, expected $code"
+        sed 's/^/  stderr: /' "$err" >&2
+    fi
+}
+
+# grep_in FILE PATTERN DESCRIPTION (the text of a random model is not text: -a)
+grep_in() {
+    if grep -a -q -- "$2" "$1"; then ok; else
+        fail "$3: no '$2' in:"
+        sed 's/^/  | /' "$1" >&2
+    fi
+}
+
+same_files() {
+    if cmp -s "$1" "$2"; then ok; else fail "$3: $1 and $2 differ"; fi
+}
+
+m=$tmp/m.gguf
+"$BITNET" synth "$m" --layers 2 --seed 5 --proj-scale 0.0625 >/dev/null 2>&1 ||
+    { echo "synth failed" >&2; exit 1; }
+
+# --- generate
+expect 0 "generate greedy" -- generate -m "$m" -p "hello world" -n 24 --temp 0
+cp "$out" "$tmp/g1"
+grep_in "$out" "^hello world" "the prompt is echoed"
+grep_in "$err" "prompt: [0-9]* tokens in .* tokens/s" "prompt speed reported"
+grep_in "$err" "generation: 24 tokens in .* tokens/s" "generation speed reported"
+grep_in "$err" "memory: peak RSS .*KV cache" "memory reported"
+expect 0 "generate greedy again, 2 threads" -- generate -m "$m" -p "hello world" -n 24 --temp 0 -t 2
+same_files "$tmp/g1" "$out" "greedy text is the same for 1 and 2 threads and across runs"
+expect 0 "generate with a seed" -- generate -m "$m" -p "hello world" -n 24 --temp 1.0 --seed 42 --top-k 0 --top-p 1 --min-p 0
+cp "$out" "$tmp/s1"
+expect 0 "the same seed" -- generate -m "$m" -p "hello world" -n 24 --temp 1.0 --seed 42 --top-k 0 --top-p 1 --min-p 0
+same_files "$tmp/s1" "$out" "a seed makes sampling reproducible"
+expect 0 "another seed" -- generate -m "$m" -p "hello world" -n 24 --temp 1.0 --seed 43 --top-k 0 --top-p 1 --min-p 0
+if cmp -s "$tmp/s1" "$out"; then fail "another seed gives another text"; else ok; fi
+expect 0 "--no-echo" -- generate -m "$m" -p "hello world" -n 24 --temp 0 --no-echo
+if grep -a -q "^hello world" "$out"; then fail "--no-echo prints the prompt"; else ok; fi
+
+# a stop text taken from the middle of the greedy continuation: the output ends right
+# before its first occurrence, and the stop text itself is not printed
+cont=$(tail -c +12 "$tmp/g1" | head -c 40 | tr -d '\n')
+stop=$(printf '%s' "$cont" | cut -c 9-11)
+if [ -n "$stop" ]; then
+    expect 0 "--stop" -- generate -m "$m" -p "hello world" -n 24 --temp 0 --stop "$stop"
+    grep_in "$err" "stopped at a stop text" "stops at the stop text"
+    full=$(tail -c +12 "$tmp/g1")
+    got=$(tail -c +12 "$out" | head -c -1)
+    want=${full%%"$stop"*}
+    if [ "$got" = "$want" ]; then ok; else fail "--stop: got '$got', want '$want'"; fi
+fi
+
+# errors
+expect 1 "empty prompt" -- generate -m "$m" -p ""
+grep_in "$err" "the prompt is empty" "empty prompt message"
+long=$(yes "hello world" | head -n 40 | tr '\n' ' ')
+expect 1 "prompt longer than the context" -- generate -m "$m" -p "$long" -c 32
+grep_in "$err" "tokens but the context holds 32 positions" "context message"
+expect 2 "no model" -- generate -p hi
+expect 2 "no prompt" -- generate -m "$m"
+expect 2 "bad temperature" -- generate -m "$m" -p hi --temp -1
+expect 2 "bad top-p" -- generate -m "$m" -p hi --top-p 2
+expect 2 "bad kv type" -- generate -m "$m" -p hi --kv q8
+expect 2 "unknown option" -- generate -m "$m" -p hi --frobnicate
+expect 1 "missing model file" -- generate -m "$tmp/none.gguf" -p hi
+grep_in "$err" "none.gguf" "names the missing file"
+head -c 100000 "$m" > "$tmp/trunc.gguf"
+expect 1 "truncated model" -- generate -m "$tmp/trunc.gguf" -p hi
+grep_in "$err" "trunc.gguf" "names the truncated file"
+"$BITNET" synth "$tmp/llama.gguf" --layers 1 --arch llama >/dev/null 2>&1
+sed 's/llama\.embedding_length/llama.embedding_lengtX/' "$tmp/llama.gguf" > "$tmp/nokey.gguf"
+expect 1 "missing hyperparameter" -- generate -m "$tmp/nokey.gguf" -p hi
+grep_in "$err" "metadata key 'llama.embedding_length' is missing" "names the missing key"
+sed 's/general\.architecture\(.\{12\}\)llama/general.architecture\1gpt-j/' "$tmp/llama.gguf" > "$tmp/arch.gguf"
+expect 1 "unknown architecture" -- generate -m "$tmp/arch.gguf" -p hi
+grep_in "$err" "architecture 'gpt-j' is not supported" "names the architecture"
+sed 's/blk\.0\.ffn_up\.weight/blk.0.ffn_uq.weight/' "$tmp/llama.gguf" > "$tmp/notensor.gguf"
+expect 1 "missing tensor" -- generate -m "$tmp/notensor.gguf" -p hi
+grep_in "$err" "tensor 'blk.0.ffn_up.weight' is missing" "names the missing tensor"
+
+# --- logits
+expect 0 "logits --all" -- logits -m "$m" --tokens 1,2,3,300,4 --all -o "$tmp/l.f32"
+size=$(wc -c < "$tmp/l.f32")
+if [ "$size" -eq $((5 * 512 * 4)) ]; then ok; else fail "logits --all: $size bytes, want 10240"; fi
+expect 0 "logits last" -- logits -m "$m" --tokens 1,2,3,300,4 -o "$tmp/l1.f32"
+tail -c 2048 "$tmp/l.f32" > "$tmp/l_last.f32"
+same_files "$tmp/l_last.f32" "$tmp/l1.f32" "the last row of --all is the last-position logits"
+expect 0 "logits of text" -- logits -m "$m" -p "hello world" -o "$tmp/lt.f32" --greedy 4
+grep_in "$out" "^argmax_last [0-9]*$" "argmax printed"
+grep_in "$out" "^greedy [0-9]*,[0-9]*,[0-9]*,[0-9]*$" "greedy ids printed"
+expect 1 "token out of range" -- logits -m "$m" --tokens 1,512 -o "$tmp/bad.f32"
+grep_in "$err" "token 512 (at 1) is not in the vocabulary of 512" "names the token"
+if [ ! -e "$tmp/bad.f32" ]; then ok; else fail "no output after an error"; fi
+expect 2 "bad token list" -- logits -m "$m" --tokens 1,x -o "$tmp/bad.f32"
+expect 1 "logits onto a device" -- logits -m "$m" --tokens 1 -o /dev/null
+if [ -c /dev/null ]; then ok; else fail "/dev/null is no longer a device"; fi
+expect 1 "synth onto a device" -- synth /dev/null
+if [ -c /dev/null ]; then ok; else fail "/dev/null is no longer a device"; fi
+
+# --- perplexity
+yes "the cat sat on the mat and the dog ate the hat" | head -n 60 > "$tmp/text.txt"
+expect 0 "perplexity" -- perplexity -m "$m" -f "$tmp/text.txt" -c 64
+grep_in "$out" "^\[1\][0-9.]*,\[2\][0-9.]*," "running estimates per window"
+grep_in "$out" "^Final estimate: PPL = [0-9.]* +/- [0-9.]*$" "final estimate with its error"
+expect 1 "text too short" -- perplexity -m "$m" -f "$tmp/text.txt" -c 4096
+grep_in "$err" "needs at least 8192" "says how many tokens are needed"
+expect 1 "missing text" -- perplexity -m "$m" -f "$tmp/none.txt"
+
+echo "test_cli_run: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
