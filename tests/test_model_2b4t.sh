@@ -80,5 +80,28 @@ check $? "layout of the 2B-4T file"
 check $? "quantize to i2_s"
 cmp -s "$tmp/a.gguf" "$tmp/b.gguf"
 check $? "read + write round trip is byte-identical"
+rm -f "$tmp/b.gguf"
+
+# it runs: load, a short prompt and 8 greedy tokens; the figures go to the log, and the
+# peak memory must stay within the mapped file + KV cache + buffers + 64 MB
+/usr/bin/time -v "$BITNET" generate -m "$tmp/a.gguf" -p "the quick brown fox jumps over" \
+    -n 8 --temp 0 --ignore-eos -c 512 -t 2 > "$tmp/gen.out" 2> "$tmp/gen.err"
+check $? "generate with the 2B-4T layout"
+sed 's/^/  /' "$tmp/gen.err" | grep -E "load:|prompt:|generation:|memory:|Maximum resident|Elapsed" 
+grep -q "generation: 8 tokens" "$tmp/gen.err"
+check $? "8 tokens generated"
+python3 - "$tmp/gen.err" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+unit = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+def size(label):
+    m = re.search(label + r" ([0-9.]+) (B|kB|MB|GB)", t)
+    return float(m.group(1)) * unit[m.group(2)]
+rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)) * 1024
+budget = size("model file") + size("KV cache") + size("buffers") + 64e6
+print("  peak RSS %.0f MB; file + KV + buffers + 64 MB = %.0f MB" % (rss / 1e6, budget / 1e6))
+assert rss <= budget, (rss, budget)
+PY
+check $? "peak memory within file + KV cache + buffers + 64 MB"
 echo "test_model_2b4t: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
