@@ -21,8 +21,12 @@ build: deps
 	      -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j$(JOBS)
 
+# The main job on a model anyone has: a small synthetic BitNet model (random weights, so
+# the text means nothing) written, loaded and run, after what the library sees here.
 run: build
 	./$(BUILD)/bitnet info --system
+	./$(BUILD)/bitnet synth $(BUILD)/demo.gguf --layers 4 --seed 1
+	./$(BUILD)/bitnet generate -m $(BUILD)/demo.gguf -p "The capital of France is" -n 32 --temp 0.7 --seed 1
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
