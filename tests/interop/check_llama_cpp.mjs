@@ -159,7 +159,8 @@ for (const [type, path] of Object.entries(files)) {
           hbad.length === 0, hbad.map(([k, v]) => `${k}: expected ${v}`).join(", "));
     check(`${what}: context ${sh.n_ctx}, width ${sh.n_embd}, BOS/EOS ids`,
           m.trainContextSize === sh.n_ctx && m.embeddingVectorSize === sh.n_embd &&
-          m.tokens.bos === sh.n_vocab - 256 && m.tokens.eos === sh.n_vocab - 255,
+          m.tokens.bos === sh.n_vocab - (sh.n_vocab >= 4096 ? 256 : 16) &&
+          m.tokens.eos === m.tokens.bos + 1,
           `${m.trainContextSize} ${m.embeddingVectorSize} ${m.tokens.bos} ${m.tokens.eos}`);
     await m.dispose();
     const v = await load(out, { vocabOnly: true });

@@ -71,7 +71,12 @@ const FILE_TYPE = { f32: 0, f16: 1, tq1_0: 36, tq2_0: 37, i2_s: 40 };
 export const ARCH = "bitnet-b1.58";
 export const ALIGNMENT = 32;
 export const CHAT_TEMPLATE =
-    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}";
+    "{% for message in messages %}{% if loop.first %}{{ bos_token }}{% endif %}" +
+    "{% if message['role'] == 'system' %}{{ 'System: ' + message['content'] + " +
+    "'<|eot_id|>' }}{% elif message['role'] == 'user' %}" +
+    "{{ 'User: ' + message['content'] + '<|eot_id|>' }}" +
+    "{% else %}{{ 'Assistant: ' + message['content'] + '<|eot_id|>' }}{% endif %}" +
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
 
 function tensorBytes(type, ne0, ne1) {
     const q = QTYPES[type], n = ne0 * ne1;
@@ -83,13 +88,41 @@ const align = (n) => Math.ceil(n / ALIGNMENT) * ALIGNMENT;
 
 // The 24 keys in the order cmd_synth.c writes them: [{key, type, subType, value}].
 export function expectedMetadata(sh, proj, arch = ARCH) {
-    const tokens = [], types = [], merges = [];
-    for (let i = 0; i < sh.n_vocab; i++) {
-        tokens.push(`tok${i}`);
-        types.push(i >= sh.n_vocab - 256 ? 3 : 1);   // the last 256 are control tokens
+    // a byte-level BPE vocabulary: the 256 byte tokens (GPT-2's alphabet), strings of
+    // 2, 3, 4... lower-case letters, then the special tokens (LLaMA 3's offsets)
+    const nSpecial = sh.n_vocab >= 4096 ? 256 : 16, nWords = sh.n_vocab - 256 - nSpecial;
+    const tokens = [], types = [], merges = [], words = [];
+    let k = 0;
+    for (let b = 0; b < 256; b++) {
+        const printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+        tokens.push(String.fromCodePoint(printable ? b : 256 + k++));
     }
+    for (let L = 2; words.length < nWords; L++) {
+        for (let v = 0; v < 26 ** L && words.length < nWords; v++) {
+            let w = "";
+            for (let x = v, q = 0; q < L; q++, x = Math.floor(x / 26))
+                w = String.fromCharCode(97 + x % 26) + w;
+            words.push(w);
+        }
+    }
+    tokens.push(...words);
+    const named = { 0: "<|begin_of_text|>", 1: "<|end_of_text|>", 4: "<|finetune_right_pad_id|>",
+                    6: "<|start_header_id|>", 7: "<|end_header_id|>", 8: "<|eom_id|>",
+                    9: "<|eot_id|>", 10: "<|python_tag|>" };
+    for (let i = 0; i < nSpecial; i++)
+        tokens.push(named[i] ?? `<|reserved_special_token_${i === 5 ? 2 : i < 5 ? i - 2 : i - 8}|>`);
+    for (let i = 0; i < sh.n_vocab; i++) types.push(i >= sh.n_vocab - nSpecial ? 3 : 1);
     const nMerges = sh.n_vocab === 128256 ? 280147 : 2 * sh.n_vocab;
-    for (let i = 0; i < nMerges; i++) merges.push(`t${i % 997} t${Math.floor(i / 997)}`);
+    for (const w of words) {
+        if (merges.length === nMerges) break;
+        merges.push(w.slice(0, -1) + " " + w.slice(-1));
+    }
+    for (let split = 1; split < 6 && merges.length < nMerges; split++)
+        for (const w of words) {
+            if (merges.length === nMerges) break;
+            if (split < w.length - 1) merges.push(w.slice(0, split) + " " + w.slice(split));
+        }
+    const bos = sh.n_vocab - nSpecial;
     const u32 = (key, value) => ({ key, type: GGUF.U32, value });
     const f32 = (key, value) => ({ key, type: GGUF.F32, value: Math.fround(value) });
     const str = (key, value) => ({ key, type: GGUF.STRING, value });
@@ -114,9 +147,9 @@ export function expectedMetadata(sh, proj, arch = ARCH) {
         arr("tokenizer.ggml.scores", GGUF.F32, new Array(sh.n_vocab).fill(0)),
         arr("tokenizer.ggml.token_type", GGUF.I32, types),
         arr("tokenizer.ggml.merges", GGUF.STRING, merges),
-        u32("tokenizer.ggml.bos_token_id", sh.n_vocab - 256),
-        u32("tokenizer.ggml.eos_token_id", sh.n_vocab - 255),
-        u32("tokenizer.ggml.padding_token_id", sh.n_vocab - 255),
+        u32("tokenizer.ggml.bos_token_id", bos),
+        u32("tokenizer.ggml.eos_token_id", bos + 1),
+        u32("tokenizer.ggml.padding_token_id", bos + 1),
         str("tokenizer.chat_template", CHAT_TEMPLATE),
         u32("general.quantization_version", 2),
     ];

@@ -2,9 +2,10 @@
 # run.sh - checks that GGUF files written by `bitnet synth` are read correctly by two
 # independent implementations installed from the npm registry, as a user gets them:
 # Hugging Face's parser (@huggingface/gguf) and llama.cpp (node-llama-cpp's prebuilt
-# CPU binaries). Installs the pinned packages into tests/interop/node_modules when
-# missing (npm ci without the optional GPU builds, then the CPU build for this
-# machine; no install scripts, so nothing but the registry is fetched).
+# CPU binaries), and that our forward pass agrees with llama.cpp's (llama_compare.sh).
+# Installs the pinned packages into tests/interop/node_modules when missing (npm ci
+# without the optional GPU builds, then the CPU build for this machine; no install
+# scripts, so nothing but the registry is fetched).
 #
 #   BITNET=build/bitnet tests/interop/run.sh       (BITNET_SLOW=1: also the 2b-4t
 #                                                   preset, a 1.2 GB file)
@@ -144,6 +145,9 @@ elif [ -n "$pkg" ]; then
     run_check check_llama_cpp.mjs --preset tiny --embd-type f16 \
         f32="$work/tiny_f32.gguf" f16="$work/tiny_f16.gguf" tq1_0="$work/tiny_tq1_0.gguf" \
         tq2_0="$work/tiny_tq2_0.gguf" i2_s="$work/tiny_i2_s.gguf"
+    # (c) the forward pass against llama.cpp's (llama_compare.sh; exit 77: skipped)
+    BITNET=$BITNET sh llama_compare.sh >"$work/out" 2>&1
+    if [ $? -eq 77 ]; then cat "$work/out"; else tally "$work/out"; fi
 else
     echo "interop: node-llama-cpp has no prebuilt CPU build for this machine: llama.cpp skipped"
 fi
