@@ -7,6 +7,9 @@ status=0
 export OPENBLAS_NUM_THREADS=1
 # valgrind reports a CPUID of its own, so test_cpu skips its comparison with /proc/cpuinfo
 export BITNET_TEST_UNDER_VALGRIND=1
+# tests that write models with the program
+BITNET=$(cd "$build" && pwd)/bitnet
+export BITNET
 vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] && [ -f "$t" ] || continue
@@ -28,4 +31,16 @@ else
     tail -n 40 "$build/bitnet.valgrind.log"
     status=1
 fi
+# the program running a model: load, prefill, sampling, streaming, the report
+model=$(mktemp /tmp/bn_vg_XXXXXX.gguf)
+if "$build/bitnet" synth "$model" --layers 2 > /dev/null 2>&1 &&
+   $vg "$build/bitnet" generate -m "$model" -p "hello world" -n 8 -t 2 \
+       > "$build/bitnet-generate.valgrind.log" 2>&1; then
+    echo "valgrind: bitnet generate: clean"
+else
+    echo "valgrind: bitnet generate: FAILED"
+    tail -n 40 "$build/bitnet-generate.valgrind.log"
+    status=1
+fi
+rm -f "$model"
 exit $status
