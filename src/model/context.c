@@ -150,6 +150,9 @@ bn_status bn_context_create(const bn_model *m, const bn_context_params *params,
                 n_ctx = fit;
             }
         }
+    } else if (in->n_ctx_train > 0 && n_ctx > in->n_ctx_train) {
+        bn_log(BN_LOG_WARN, "a context of %d positions is longer than the %d the model was "
+               "trained on; text beyond that may degrade", n_ctx, in->n_ctx_train);
     }
     if ((uint64_t)n_ctx > (uint64_t)1 << 24)
         return bn_error_set(BN_ERR_INVALID_ARG, "context: %d positions is too many", n_ctx);
