@@ -85,6 +85,15 @@ typedef struct bn_kernel_table {
     float (*dot_f32)(const float *x, const float *y, int64_t n);
     void  (*f16_to_f32)(const uint16_t *src, float *dst, int64_t n);
     void  (*f32_to_f16)(const float *src, uint16_t *dst, int64_t n);
+    /* sum_i c_i * q_i over the n 2-bit codes c_i of an I2_S row (32-byte blocks of 128:
+     * byte j holds weights j, 32+j, 64+j, 96+j in bits 7-6, 5-4, 3-2, 1-0) and n int8
+     * activations; n a multiple of 128. Exact: every table returns the same integer. */
+    int32_t (*dot_i2s_q8)(const uint8_t *codes, const int8_t *q, int64_t n);
+    /* The same per block of a TQ2_0 row (n / 256 blocks of `stride` bytes whose first
+     * 64 hold the codes: in each 32-byte half, byte m holds weights m, 32+m, 64+m, 96+m
+     * of that half in bits 1-0, 3-2, 5-4, 7-6): sums[b] for block b. Exact. */
+    void (*dot_tq2_q8)(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
+                       int32_t *sums);
 } bn_kernel_table;
 
 const bn_kernel_table *bn_kernels(void);

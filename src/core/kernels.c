@@ -33,11 +33,48 @@ static void bn_f32_to_f16_scalar(const float *src, uint16_t *dst, int64_t n)
         dst[i] = bn_f32_to_f16(src[i]);
 }
 
+static int32_t bn_dot_i2s_q8_scalar(const uint8_t *codes, const int8_t *q, int64_t n)
+{
+    int32_t sum = 0;
+    for (int64_t b = 0; b < n / 128; b++) {
+        const uint8_t *p = codes + b * 32;
+        const int8_t *qb = q + b * 128;
+        for (int j = 0; j < 32; j++) {
+            unsigned v = p[j];
+            sum += (int32_t)(v >> 6) * qb[j] + (int32_t)((v >> 4) & 3) * qb[32 + j] +
+                   (int32_t)((v >> 2) & 3) * qb[64 + j] + (int32_t)(v & 3) * qb[96 + j];
+        }
+    }
+    return sum;
+}
+
+static void bn_dot_tq2_q8_scalar(const uint8_t *blocks, size_t stride, const int8_t *q,
+                                 int64_t n, int32_t *sums)
+{
+    for (int64_t b = 0; b < n / 256; b++) {
+        const uint8_t *qs = blocks + (size_t)b * stride;
+        const int8_t *qb = q + b * 256;
+        int32_t s = 0;
+        for (int half = 0; half < 2; half++) {
+            const uint8_t *p = qs + 32 * half;
+            const int8_t *qh = qb + 128 * half;
+            for (int m = 0; m < 32; m++) {
+                unsigned v = p[m];
+                s += (int32_t)(v & 3) * qh[m] + (int32_t)((v >> 2) & 3) * qh[32 + m] +
+                     (int32_t)((v >> 4) & 3) * qh[64 + m] + (int32_t)(v >> 6) * qh[96 + m];
+            }
+        }
+        sums[b] = s;
+    }
+}
+
 const bn_kernel_table bn_kernels_scalar = {
     .name       = "scalar",
     .dot_f32    = bn_dot_f32_scalar,
     .f16_to_f32 = bn_f16_to_f32_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
+    .dot_i2s_q8 = bn_dot_i2s_q8_scalar,
+    .dot_tq2_q8 = bn_dot_tq2_q8_scalar,
 };
 
 static const bn_kernel_table *bn_kernels_chosen;

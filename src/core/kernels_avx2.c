@@ -56,11 +56,71 @@ BN_AVX2 static void bn_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t 
         dst[i] = bn_f32_to_f16(src[i]);
 }
 
+/* Sum of the eight int32 lanes. */
+BN_AVX2 static inline int32_t bn_hsum_i32_avx2(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* Codes times activations for 128 weights whose four 2-bit fields of 32 bytes are c0..c3
+ * (unsigned 0..3) against q[0..127]: maddubs gives pairs of products in int16 (at most
+ * 2 * 3 * 128), four of them summed stay below 3072, madd widens to int32. */
+BN_AVX2 static inline __m256i bn_block128_avx2(__m256i c0, __m256i c1, __m256i c2,
+                                               __m256i c3, const int8_t *q)
+{
+    __m256i s0 = _mm256_maddubs_epi16(c0, _mm256_loadu_si256((const __m256i *)q));
+    __m256i s1 = _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i *)(q + 32)));
+    __m256i s2 = _mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i *)(q + 64)));
+    __m256i s3 = _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i *)(q + 96)));
+    __m256i s = _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3));
+    return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+}
+
+BN_AVX2 static int32_t bn_dot_i2s_q8_avx2(const uint8_t *codes, const int8_t *q, int64_t n)
+{
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i acc = _mm256_setzero_si256();
+    for (int64_t b = 0; b < n / 128; b++) {
+        __m256i p = _mm256_loadu_si256((const __m256i *)(codes + b * 32));
+        __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
+        __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
+        __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
+        __m256i c3 = _mm256_and_si256(p, m3);
+        acc = _mm256_add_epi32(acc, bn_block128_avx2(c0, c1, c2, c3, q + b * 128));
+    }
+    return bn_hsum_i32_avx2(acc);
+}
+
+BN_AVX2 static void bn_dot_tq2_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q,
+                                       int64_t n, int32_t *sums)
+{
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int64_t b = 0; b < n / 256; b++) {
+        const uint8_t *qs = blocks + (size_t)b * stride;
+        __m256i acc = _mm256_setzero_si256();
+        for (int half = 0; half < 2; half++) {
+            __m256i p = _mm256_loadu_si256((const __m256i *)(qs + 32 * half));
+            __m256i c0 = _mm256_and_si256(p, m3);
+            __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
+            __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
+            __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
+            acc = _mm256_add_epi32(acc, bn_block128_avx2(c0, c1, c2, c3,
+                                                         q + b * 256 + 128 * half));
+        }
+        sums[b] = bn_hsum_i32_avx2(acc);
+    }
+}
+
 const bn_kernel_table bn_kernels_avx2 = {
     .name       = "avx2",
     .dot_f32    = bn_dot_f32_avx2,
     .f16_to_f32 = bn_f16_to_f32_avx2,
     .f32_to_f16 = bn_f32_to_f16_avx2,
+    .dot_i2s_q8 = bn_dot_i2s_q8_avx2,
+    .dot_tq2_q8 = bn_dot_tq2_q8_avx2,
 };
 
 #endif

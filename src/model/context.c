@@ -38,7 +38,7 @@ struct bn_context {
     float   *x, *h, *a, *o, *q, *k, *v, *g, *u, *xf;
     int8_t  *aq;
     float   *as;
-    int32_t *aqsum;
+    int32_t *aqsum, *aqbsum;
     float   *rope;                  /* [n_batch][n_rot / 2][2] cos, sin */
     float   *logits;                /* [n_logits][n_vocab] */
     int32_t  n_logits;              /* rows the buffer holds */
@@ -82,7 +82,8 @@ static bn_status bn_context_scratch(bn_context *c, int n)
     int64_t max_in = in->n_embd > in->n_ff ? in->n_embd : in->n_ff;
 #define BN_AL(b) (((size_t)(b) + 63) & ~(size_t)63)
     size_t per = BN_AL(max_in) + BN_AL((size_t)(max_in / BN_QK_K + 1) * sizeof(float)) +
-                 BN_AL((size_t)max_in * sizeof(float));
+                 BN_AL((size_t)max_in * sizeof(float)) +
+                 BN_AL((size_t)(max_in / BN_QK_K + 1) * sizeof(int32_t));
 #undef BN_AL
     void *mem = bn_malloc((size_t)n * per, "context");
     bn_linear_scratch *lsc = bn_malloc((size_t)n * sizeof *lsc, "context");
@@ -101,6 +102,7 @@ static bn_status bn_context_scratch(bn_context *c, int n)
         BN_TAKE(lsc[i].w, int8_t, max_in)
         BN_TAKE(lsc[i].d, float, max_in / BN_QK_K + 1)
         BN_TAKE(lsc[i].wf, float, max_in)
+        BN_TAKE(lsc[i].bs, int32_t, max_in / BN_QK_K + 1)
 #undef BN_TAKE
     }
     /* attention scratch after the linear scratch of each thread */
@@ -201,6 +203,7 @@ bn_status bn_context_create(const bn_model *m, const bn_context_params *params,
     BN_BUF(c->aq, int8_t, T * max_in)
     BN_BUF(c->as, float, T)
     BN_BUF(c->aqsum, int32_t, T)
+    BN_BUF(c->aqbsum, int32_t, T * (max_in / BN_QK_K + 1))
     BN_BUF(c->rope, float, T * (m->n_rot / 2) * 2 + 1)
     BN_BUF(c->logits, float, (int64_t)c->n_logits * V)
 #undef BN_BUF
@@ -226,6 +229,7 @@ void bn_context_free(bn_context *c)
         bn_free(bufs[i]);
     bn_free(c->aq);
     bn_free(c->aqsum);
+    bn_free(c->aqbsum);
     bn_free(c->scratch_mem);
     bn_free(c->lsc);
     bn_free(c);
@@ -273,7 +277,7 @@ static void bn_rmsnorm_rows(const float *x, const float *w, float *y, int64_t T,
 /* The activations of T rows of n values, quantized when the model says so. */
 static bn_act bn_prepare_act(bn_context *c, const float *x, int64_t T, int64_t n, bool quant)
 {
-    bn_act act = {(int32_t)T, n, x, NULL, NULL, NULL, NULL};
+    bn_act act = {(int32_t)T, n, x, NULL, NULL, NULL, NULL, NULL};
     if (!quant)
         return act;
     for (int64_t t = 0; t < T; t++) {
@@ -281,15 +285,23 @@ static bn_act bn_prepare_act(bn_context *c, const float *x, int64_t T, int64_t n
         float *qf = c->xf + t * n;
         bn_quantize_act_i8(x + t * n, n, q, &c->as[t]);
         int32_t sum = 0;
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = 0; i < n; i++)
             qf[i] = (float)q[i];
-            sum += q[i];
+        for (int64_t b = 0; b < n / BN_QK_K; b++) {
+            int32_t bs = 0;
+            for (int64_t i = b * BN_QK_K; i < (b + 1) * BN_QK_K; i++)
+                bs += q[i];
+            c->aqbsum[t * (n / BN_QK_K) + b] = bs;
+            sum += bs;
         }
+        for (int64_t i = n / BN_QK_K * BN_QK_K; i < n; i++)
+            sum += q[i];
         c->aqsum[t] = sum;
     }
     act.q = c->aq;
     act.s = c->as;
     act.qsum = c->aqsum;
+    act.qbsum = c->aqbsum;
     act.qf = c->xf;
     return act;
 }

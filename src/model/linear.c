@@ -85,45 +85,6 @@ static int32_t bn_dot_i8(const int8_t *a, const int8_t *b, int64_t n)
     return sum;
 }
 
-/* sum_i (c_i - 1) * q_i over one I2_S row of n weights (codes c_i in 0..2), taken as
- * sum_i c_i * q_i - sum_i q_i with qsum = sum_i q_i given. (A code 3, which no writer
- * produces, counts as +2 here.) */
-static int32_t bn_dot_i2s_q8(const uint8_t *p, const int8_t *q, int64_t n, int32_t qsum)
-{
-    int32_t sum = 0;
-    for (int64_t b = 0; b < n / BN_I2S_BLOCK; b++) {
-        const uint8_t *pb = p + b * BN_I2S_BLOCK_BYTES;
-        const int8_t *qb = q + b * BN_I2S_BLOCK;
-        int32_t s = 0;
-        for (int j = 0; j < 32; j++) {
-            unsigned v = pb[j];
-            s += (int32_t)(v >> 6) * qb[j] + (int32_t)((v >> 4) & 3) * qb[32 + j] +
-                 (int32_t)((v >> 2) & 3) * qb[64 + j] + (int32_t)(v & 3) * qb[96 + j];
-        }
-        sum += s;
-    }
-    return sum - qsum;
-}
-
-/* The same for one TQ2_0 block of 256 (bits 1-0, 3-2, 5-4, 7-6 of byte m of each half
- * hold weights m, 32+m, 64+m, 96+m of the half), minus the block's sum of q. */
-static int32_t bn_dot_tq2_block_q8(const uint8_t *qs, const int8_t *q)
-{
-    int32_t s = 0, qsum = 0;
-    for (int half = 0; half < 2; half++) {
-        const uint8_t *p = qs + 32 * half;
-        const int8_t *qh = q + 128 * half;
-        for (int m = 0; m < 32; m++) {
-            unsigned v = p[m];
-            s += (int32_t)(v & 3) * qh[m] + (int32_t)((v >> 2) & 3) * qh[32 + m] +
-                 (int32_t)((v >> 4) & 3) * qh[64 + m] + (int32_t)(v >> 6) * qh[96 + m];
-        }
-    }
-    for (int i = 0; i < BN_QK_K; i++)
-        qsum += q[i];
-    return s - qsum;
-}
-
 /* Rows [r0, r1) of one projection for every token. */
 static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
                            const bn_act *act, bool use_q, bn_linear_scratch *sc)
@@ -133,8 +94,9 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
         if (lin->type == BN_QT_I2_S && use_q) {
+            /* sum (c - 1) q = sum c q - sum q */
             for (int32_t t = 0; t < act->T; t++) {
-                int32_t isum = bn_dot_i2s_q8(row, act->q + (size_t)t * n, n, act->qsum[t]);
+                int32_t isum = k->dot_i2s_q8(row, act->q + (size_t)t * n, n) - act->qsum[t];
                 out[(size_t)t * lin->n_out + r] =
                     (float)isum / act->s[t] * lin->scale * lin->out_scale;
             }
@@ -142,12 +104,15 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
         }
         if (lin->type == BN_QT_TQ2_0 && use_q) {
             const bn_block_tq2_0 *blk = (const bn_block_tq2_0 *)row;
+            const int64_t nb = n / BN_QK_K;
+            for (int64_t b = 0; b < nb; b++)
+                sc->d[b] = bn_f16_to_f32(blk[b].d);
             for (int32_t t = 0; t < act->T; t++) {
-                const int8_t *q = act->q + (size_t)t * n;
+                const int32_t *qb = act->qbsum + (size_t)t * (size_t)nb;
+                k->dot_tq2_q8(row, sizeof(bn_block_tq2_0), act->q + (size_t)t * n, n, sc->bs);
                 double acc = 0.0;
-                for (int64_t b = 0; b < n / BN_QK_K; b++)
-                    acc += (double)bn_dot_tq2_block_q8(blk[b].qs, q + b * BN_QK_K) *
-                           bn_f16_to_f32(blk[b].d);
+                for (int64_t b = 0; b < nb; b++)
+                    acc += (double)(sc->bs[b] - qb[b]) * sc->d[b];
                 out[(size_t)t * lin->n_out + r] = (float)acc / act->s[t] * lin->out_scale;
             }
             continue;

@@ -58,6 +58,7 @@ typedef struct bn_act {
     const int8_t *q;       /* [T, n] or NULL (not quantized) */
     const float *s;        /* [T] */
     const int32_t *qsum;   /* [T] sum of each row's codes */
+    const int32_t *qbsum;  /* [T][n / 256] sums of each block of 256 codes (n % 256 == 0) */
     const float *qf;       /* [T, n] the codes as floats, or NULL */
 } bn_act;
 
@@ -66,6 +67,7 @@ typedef struct bn_linear_scratch {
     int8_t *w;            /* [n_in_max] ternary codes -1, 0, 1 */
     float  *d;            /* [n_in_max / 256] block scales */
     float  *wf;           /* [n_in_max] a row as f32 */
+    int32_t *bs;          /* [n_in_max / 256] block sums */
 } bn_linear_scratch;
 
 /* Evaluate `count` projections on the same input: out[i] is [T, lin[i]->n_out]. The

@@ -1,0 +1,106 @@
+/*
+ * test_kernels.c - the ternary x int8 dot products of every kernel family give exactly
+ * the integer sums of the weights as the format defines them.
+ *
+ * The reference sum is computed here from the weights that bn_dequantize reads out of
+ * the packed row (the dequantizers are byte-checked against llama.cpp and bitnet.cpp in
+ * test_qformats): code = w / scale + 1, sum = sum_i code_i * q_i. Every family the CPU
+ * can run must return that integer, for random codes (0, 1, 2) and activations across
+ * the whole int8 range (-128 included), for many row lengths.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "core/internal.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static uint32_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+/* Random ternary weights w in {-1, 0, 1} (scale 1), quantized into `type`; q random
+ * int8 with the extremes often. Returns the reference sum of (w + 1) * q per block of
+ * `block` weights in sums[]. */
+static bool make_case(int type, int64_t n, int pattern, uint8_t *packed, size_t nbytes,
+                      int8_t *q, int64_t block, int64_t *sums)
+{
+    float *w = malloc((size_t)n * sizeof *w);
+    float *back = malloc((size_t)n * sizeof *back);
+    for (int64_t i = 0; i < n; i++) {
+        int c = pattern == 0 ? (int)(rng() % 3) : pattern == 1 ? 2 : 0;   /* code 0..2 */
+        w[i] = (float)(c - 1);
+        int r = (int)(rng() % 8);
+        q[i] = (int8_t)(r == 0 ? -128 : r == 1 ? 127 : (int)(rng() % 256) - 128);
+    }
+    bool ok = bn_quantize(type, w, n, 1, packed, nbytes) == BN_OK &&
+              bn_dequantize(type, packed, nbytes, n, 1, back) == BN_OK;
+    for (int64_t b = 0; ok && b < n / block; b++) {
+        int64_t s = 0;
+        for (int64_t i = b * block; i < (b + 1) * block; i++) {
+            ok = ok && back[i] == w[i];
+            s += (int64_t)(back[i] + 1.0f) * q[i];
+        }
+        sums[b] = s;
+    }
+    free(w);
+    free(back);
+    return ok;
+}
+
+static void test_family(const bn_kernel_table *k)
+{
+    static const int64_t lengths[] = {128, 256, 384, 512, 640, 1024, 2560, 6912, 8192};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        int64_t n = lengths[li];
+        for (int pattern = 0; pattern < 3; pattern++) {
+            int8_t *q = malloc((size_t)n);
+            int64_t ref[64] = {0};
+            /* I2_S: one sum over the row */
+            size_t nb = 0;
+            bn_qtype_tensor_size(BN_QT_I2_S, n, 1, &nb);
+            uint8_t *p = malloc(nb);
+            CHECK(make_case(BN_QT_I2_S, n, pattern, p, nb, q, n, ref), "i2_s case %lld",
+                  (long long)n);
+            int32_t got = k->dot_i2s_q8(p, q, n);
+            CHECK(got == ref[0], "%s i2_s n=%lld pattern %d: %d, reference %lld", k->name,
+                  (long long)n, pattern, got, (long long)ref[0]);
+            free(p);
+            /* TQ2_0: one sum per block of 256 */
+            if (n % 256 == 0) {
+                bn_qtype_tensor_size(BN_QT_TQ2_0, n, 1, &nb);
+                p = malloc(nb);
+                CHECK(make_case(BN_QT_TQ2_0, n, pattern, p, nb, q, 256, ref), "tq2_0 case");
+                int32_t sums[64];
+                k->dot_tq2_q8(p, 66, q, n, sums);
+                for (int64_t b = 0; b < n / 256; b++)
+                    CHECK(sums[b] == ref[b], "%s tq2_0 n=%lld block %lld: %d, reference "
+                          "%lld", k->name, (long long)n, (long long)b, sums[b],
+                          (long long)ref[b]);
+                free(p);
+            }
+            free(q);
+        }
+    }
+}
+
+int main(void)
+{
+    test_family(&bn_kernels_scalar);
+    printf("scalar kernels checked\n");
+#if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))
+    const bn_cpu_info *cpu = bn_cpu_get_info();
+    if (cpu->avx2 && cpu->fma && cpu->f16c) {
+        test_family(&bn_kernels_avx2);
+        printf("avx2 kernels checked\n");
+    } else {
+        printf("avx2 kernels: not on this CPU\n");
+    }
+#endif
+    printf("kernels in use: %s\n", bn_kernels_name());
+    return check_summary("test_kernels");
+}
