@@ -6,7 +6,8 @@
  * the packed row (the dequantizers are byte-checked against llama.cpp and bitnet.cpp in
  * test_qformats): code = w / scale + 1, sum = sum_i code_i * q_i. Every family the CPU
  * can run must return that integer, for random codes (0, 1, 2) and activations across
- * the whole int8 range (-128 included), for many row lengths.
+ * the whole int8 range (-128 included), for many row lengths. The fused f16 x f32 dot
+ * must equal the conversion followed by the f32 dot of the same family, bit for bit.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +53,31 @@ static bool make_case(int type, int64_t n, int pattern, uint8_t *packed, size_t 
     return ok;
 }
 
+/* dot_f16_f32 is f16_to_f32 followed by dot_f32 of the same table, bit for bit. */
+static void test_f16_dot(const bn_kernel_table *k)
+{
+    static const int64_t lengths[] = {1, 7, 8, 31, 32, 33, 100, 2560, 2567};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        int64_t n = lengths[li];
+        uint16_t *h = malloc((size_t)n * sizeof *h);
+        float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+        for (int64_t i = 0; i < n; i++) {
+            h[i] = bn_f32_to_f16(((float)(rng() % 20001) - 10000.0f) / 5000.0f);
+            y[i] = ((float)(rng() % 20001) - 10000.0f) / 3000.0f;
+        }
+        k->f16_to_f32(h, x, n);
+        float a = k->dot_f16_f32(h, y, n), b = k->dot_f32(x, y, n);
+        CHECK(memcmp(&a, &b, sizeof a) == 0, "%s dot_f16_f32 n=%lld: %.9g vs %.9g", k->name,
+              (long long)n, a, b);
+        free(h);
+        free(x);
+        free(y);
+    }
+}
+
 static void test_family(const bn_kernel_table *k)
 {
+    test_f16_dot(k);
     static const int64_t lengths[] = {128, 256, 384, 512, 640, 1024, 2560, 6912, 8192};
     for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
         int64_t n = lengths[li];

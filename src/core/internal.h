@@ -84,6 +84,9 @@ typedef struct bn_kernel_table {
     /* sum_i x[i] * y[i], f32; the order of accumulation is fixed per table */
     float (*dot_f32)(const float *x, const float *y, int64_t n);
     void  (*f16_to_f32)(const uint16_t *src, float *dst, int64_t n);
+    /* dot_f32 of the f16 values x (converted) with y: the same result, bit for bit, as
+     * f16_to_f32 followed by dot_f32 of the same table */
+    float (*dot_f16_f32)(const uint16_t *x, const float *y, int64_t n);
     void  (*f32_to_f16)(const float *src, uint16_t *dst, int64_t n);
     /* sum_i c_i * q_i over the n 2-bit codes c_i of an I2_S row (32-byte blocks of 128:
      * byte j holds weights j, 32+j, 64+j, 96+j in bits 7-6, 5-4, 3-2, 1-0) and n int8

@@ -27,6 +27,14 @@ static void bn_f16_to_f32_scalar(const uint16_t *src, float *dst, int64_t n)
         dst[i] = bn_f16_to_f32(src[i]);
 }
 
+static float bn_dot_f16_f32_scalar(const uint16_t *x, const float *y, int64_t n)
+{
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        sum += bn_f16_to_f32(x[i]) * y[i];
+    return sum;
+}
+
 static void bn_f32_to_f16_scalar(const float *src, uint16_t *dst, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -72,6 +80,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .name       = "scalar",
     .dot_f32    = bn_dot_f32_scalar,
     .f16_to_f32 = bn_f16_to_f32_scalar,
+    .dot_f16_f32 = bn_dot_f16_f32_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_scalar,
     .dot_tq2_q8 = bn_dot_tq2_q8_scalar,

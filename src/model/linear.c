@@ -135,6 +135,15 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
             }
             continue;
         }
+        if (lin->type == BN_QT_F16) {   /* f16 rows (the tied output layer) in place */
+            const uint16_t *h = (const uint16_t *)row;
+            for (int32_t t = 0; t < act->T; t++) {
+                float y = use_q ? k->dot_f16_f32(h, act->qf + (size_t)t * n, n) / act->s[t]
+                                : k->dot_f16_f32(h, act->x + (size_t)t * n, n);
+                out[(size_t)t * lin->n_out + r] = y * lin->out_scale;
+            }
+            continue;
+        }
         /* a float row: converted here, or ternary codes times their scales */
         const float *wf = sc->wf;
         if (lin->type == BN_QT_F32) {
