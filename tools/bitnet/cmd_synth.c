@@ -262,7 +262,7 @@ static bn_status synth_tokenizer(bn_gguf_writer *w, int64_t nv, int64_t nm)
                             (long long)nv);
     int64_t most = nm > nv ? nm : nv;
     char **strs = malloc((size_t)most * sizeof *strs);
-    char *pool = malloc((size_t)nv * 32 + (size_t)most * 24);
+    char *pool = malloc((size_t)nv * 48 + (size_t)most * 24);
     int32_t *types = malloc((size_t)nv * sizeof *types);
     float *scores = calloc((size_t)nv, sizeof *scores);
     int *len = malloc((size_t)(n_words + 1) * sizeof *len);
@@ -301,10 +301,10 @@ static bn_status synth_tokenizer(bn_gguf_writer *w, int64_t nv, int64_t nm)
                            ? synth_specials[i] : NULL;
         strs[id] = next;
         if (name)
-            snprintf(next, 32, "%s", name);
+            snprintf(next, 48, "%s", name);
         else   /* LLaMA 3 numbers the reserved ones 0, 1 (ids 2, 3), 2 (5), 3.. (11..) */
-            snprintf(next, 32, "<|reserved_special_token_%lld|>",
-                     (long long)(i == 5 ? 2 : i < 5 ? i - 2 : i - 8));
+            snprintf(next, 48, "<|reserved_special_token_%d|>",
+                     (int)(i == 5 ? 2 : i < 5 ? i - 2 : i - 8));
         next += strlen(next) + 1;
         types[id] = 3;
     }
