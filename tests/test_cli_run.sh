@@ -72,6 +72,13 @@ if [ -n "$stop" ]; then
     if [ "$got" = "$want" ]; then ok; else fail "--stop: got '$got', want '$want'"; fi
 fi
 
+# the embedding example (examples/generate.c) prints the same greedy text
+if [ -n "${EXAMPLE:-}" ]; then
+    expect 0 "--no-echo, 16 tokens" -- generate -m "$m" -p "hello world" -n 16 --temp 0 --no-echo
+    if "$EXAMPLE" "$m" "hello world" 16 > "$tmp/ex" 2> "$err"; then ok; else fail "example failed"; fi
+    same_files "$out" "$tmp/ex" "examples/generate.c prints what bitnet generate prints"
+fi
+
 # errors
 expect 1 "empty prompt" -- generate -m "$m" -p ""
 grep_in "$err" "the prompt is empty" "empty prompt message"
