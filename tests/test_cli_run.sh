@@ -135,5 +135,22 @@ expect 1 "text too short" -- perplexity -m "$m" -f "$tmp/text.txt" -c 4096
 grep_in "$err" "needs at least 8192" "says how many tokens are needed"
 expect 1 "missing text" -- perplexity -m "$m" -f "$tmp/none.txt"
 
+# --- bench
+expect 0 "bench table" -- bench -m "$m" -p 16 -n 8 -t 1,2 -r 2
+grep_in "$out" "| 1 | pp16 | [0-9.]* ± [0-9.]* |" "pp row at 1 thread"
+grep_in "$out" "| 2 | tg8 | [0-9.]* ± [0-9.]* |" "tg row at 2 threads"
+expect 0 "bench --json" -- bench -m "$m" -p 0 -n 8 -t 2 -r 2 --json
+if python3 - "$out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert len(d) == 1, d
+r = d[0]
+assert r["test"] == "tg8" and r["n_prompt"] == 0 and r["n_gen"] == 8 and r["threads"] == 2
+assert r["tokens_per_second"] > 0 and r["stddev"] >= 0 and len(r["samples_ts"]) == 2
+PY
+then ok; else fail "bench --json: fields"; fi
+expect 2 "bench with nothing to do" -- bench -m "$m" -p 0 -n 0
+expect 2 "bench bad thread list" -- bench -m "$m" -t 1,x
+
 echo "test_cli_run: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

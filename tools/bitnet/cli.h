@@ -47,6 +47,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 extern const char cmd_info_help[];
 extern const char cmd_quantize_help[];
@@ -58,5 +59,6 @@ extern const char cmd_generate_help[];
 extern const char cmd_chat_help[];
 extern const char cmd_perplexity_help[];
 extern const char cmd_logits_help[];
+extern const char cmd_bench_help[];
 
 #endif

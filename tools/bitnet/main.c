@@ -23,6 +23,8 @@ static const command commands[] = {
      cmd_perplexity, false},
     {"logits", "write a prompt's raw logits (for conformance checks)", cmd_logits_help,
      cmd_logits, false},
+    {"bench", "prompt and generation speed, as llama-bench measures it", cmd_bench_help,
+     cmd_bench, false},
     {"info", "describe a GGUF file, or this machine (--system)", cmd_info_help, cmd_info,
      false},
     {"quantize", "convert a GGUF model's weights to ternary (or other) types",

@@ -1,0 +1,226 @@
+/*
+ * cmd_bench.c - `bitnet bench`: prompt processing and text generation speed with the
+ * definitions of llama.cpp's llama-bench, so figures compare: ppN = one batch of N
+ * prompt tokens evaluated from an empty context; tgN = N tokens evaluated one at a time
+ * from an empty context. Tokens are random ids (a fixed seed). Each test runs once to
+ * warm up, then -r times; the mean and standard deviation of tokens/s are reported.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "run_common.h"
+
+const char cmd_bench_help[] =
+    "usage: bitnet bench -m MODEL [-p N] [-n N] [-t LIST] [-r N] [--json] [options]\n"
+    "\n"
+    "Measure prompt processing (ppN: one batch of N tokens) and text generation (tgN:\n"
+    "N single-token steps) in tokens/s, as llama.cpp's llama-bench defines them, for\n"
+    "each thread count. Prints a markdown table, or a JSON array with --json.\n"
+    "\n"
+    "options:\n"
+    "  -m, --model FILE     the GGUF model\n"
+    "  -p, --n-prompt N     prompt tokens (default 128; 0 skips the pp test)\n"
+    "  -n, --n-gen N        generated tokens (default 64; 0 skips the tg test)\n"
+    "  -t, --threads LIST   thread counts, separated by commas (default: the pool's)\n"
+    "  -r, --repetitions N  measured runs per test (default 3)\n"
+    "  --kv TYPE            KV cache type: f16 (default) or f32\n"
+    "  --act-quant on|off, --ffn-act relu2|silu   as for generate\n"
+    "  --json               a JSON array of results instead of the table\n"
+    "  -h, --help           show this help\n";
+
+typedef struct bench_result {
+    char   test[32];
+    int    n_prompt, n_gen, threads;
+    double mean, stddev;
+    double samples[64];
+    int    n_samples;
+} bench_result;
+
+static bool parse_list(const char *s, int *out, int *n, int cap)
+{
+    *n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 512 || (*end && *end != ',') || *n == cap)
+            return false;
+        out[(*n)++] = (int)v;
+        s = *end ? end + 1 : end;
+    }
+    return *n > 0;
+}
+
+/* One test: r timed runs after a warm-up; false on an evaluation error. */
+static bool bench_run(bn_context *c, const bn_token *toks, int n_prompt, int n_gen, int reps,
+                      bench_result *res)
+{
+    res->n_samples = 0;
+    for (int rep = -1; rep < reps; rep++) {     /* rep -1: the warm-up */
+        bn_context_truncate(c, 0);
+        double t0 = run_now();
+        if (n_prompt > 0) {
+            if (bn_eval(c, toks, n_prompt) != BN_OK)
+                return false;
+        } else {
+            for (int i = 0; i < n_gen; i++)
+                if (bn_eval(c, toks + i, 1) != BN_OK)
+                    return false;
+        }
+        double dt = run_now() - t0;
+        if (rep >= 0 && res->n_samples < 64)
+            res->samples[res->n_samples++] = (double)(n_prompt + n_gen) / dt;
+    }
+    double sum = 0, sq = 0;
+    for (int i = 0; i < res->n_samples; i++)
+        sum += res->samples[i];
+    res->mean = sum / res->n_samples;
+    for (int i = 0; i < res->n_samples; i++)
+        sq += (res->samples[i] - res->mean) * (res->samples[i] - res->mean);
+    res->stddev = res->n_samples > 1 ? sqrt(sq / (res->n_samples - 1)) : 0.0;
+    return true;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    const char *cmd = "bench";
+    run_opts o;
+    run_opts_init(&o);
+    int64_t n_prompt = 128, n_gen = 64, reps = 3;
+    int threads[16], n_threads = 0;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool v = i + 1 < argc;
+        if (cli_is_help(a)) {
+            fputs(cmd_bench_help, stdout);
+            return 0;
+        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && v) {
+            if (!parse_list(argv[++i], threads, &n_threads, 16))
+                return cli_usage_error(cmd, "invalid thread list '%s' (e.g. 1,2)", argv[i]);
+        } else if ((!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) && v) {
+            if (!cli_parse_int(argv[++i], 0, 1 << 16, &n_prompt))
+                return cli_usage_error(cmd, "invalid prompt size '%s'", argv[i]);
+        } else if ((!strcmp(a, "-n") || !strcmp(a, "--n-gen")) && v) {
+            if (!cli_parse_int(argv[++i], 0, 1 << 16, &n_gen))
+                return cli_usage_error(cmd, "invalid generation size '%s'", argv[i]);
+        } else if ((!strcmp(a, "-r") || !strcmp(a, "--repetitions")) && v) {
+            if (!cli_parse_int(argv[++i], 1, 64, &reps))
+                return cli_usage_error(cmd, "invalid repetition count '%s' (1 to 64)",
+                                       argv[i]);
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else {
+            int r = run_parse_opt(cmd, argc, argv, &i, &o, false);
+            if (r == 1)
+                continue;
+            if (r != 0)
+                return EXIT_USAGE;
+            return cli_usage_error(cmd, a[0] == '-' ? "unknown option '%s' (or it needs a "
+                                   "value)" : "unexpected argument '%s'", a);
+        }
+    }
+    if (!o.model)
+        return cli_usage_error(cmd, "no model given (-m FILE)");
+    if (n_prompt == 0 && n_gen == 0)
+        return cli_usage_error(cmd, "nothing to measure (-p 0 and -n 0)");
+    if (n_threads == 0)
+        threads[n_threads++] = bn_get_num_threads();
+
+    int rc = 1;
+    bn_model *m = NULL;
+    bn_context *c = NULL;
+    bn_token *toks = NULL;
+    json_t *arr = json ? json_array() : NULL;
+    if (bn_model_load(o.model, &o.mp, &m) != BN_OK) {
+        cli_fail(cmd);
+        goto done;
+    }
+    bn_model_info in;
+    bn_model_get_info(m, &in);
+    int32_t n_tok = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen);
+    toks = malloc((size_t)n_tok * sizeof *toks);
+    if (!toks)
+        goto done;
+    uint64_t s = 1234;
+    for (int32_t i = 0; i < n_tok; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        toks[i] = (bn_token)((s >> 33) % (uint64_t)in.n_vocab);
+    }
+    bn_context_params cp = bn_context_default_params();
+    cp.n_ctx = n_tok + 8;
+    cp.n_batch = n_prompt > 0 ? (int32_t)n_prompt : 1;
+    cp.kv_type = o.kv_type;
+    if (bn_context_create(m, &cp, &c) != BN_OK) {
+        cli_fail(cmd);
+        goto done;
+    }
+    const bn_qtype_info *pq = bn_qtype_get(in.proj_type);
+    const bn_qtype_info *oq = bn_qtype_get(in.output_type);
+    char size[32];
+    cli_bytes(in.weight_bytes, size, sizeof size);
+    if (!json) {
+        printf("| model | size | params | types | kernels | threads | test | t/s |\n");
+        printf("| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |\n");
+    }
+    for (int ti = 0; ti < n_threads; ti++) {
+        if (bn_set_num_threads(threads[ti]) != BN_OK) {
+            cli_fail(cmd);
+            goto done;
+        }
+        for (int kind = 0; kind < 2; kind++) {
+            int np = kind == 0 ? (int)n_prompt : 0, ng = kind == 1 ? (int)n_gen : 0;
+            if (np + ng == 0)
+                continue;
+            bench_result r;
+            memset(&r, 0, sizeof r);
+            snprintf(r.test, sizeof r.test, "%s%d", np ? "pp" : "tg", np ? np : ng);
+            r.n_prompt = np;
+            r.n_gen = ng;
+            r.threads = threads[ti];
+            if (!bench_run(c, toks, np, ng, (int)reps, &r)) {
+                cli_fail(cmd);
+                goto done;
+            }
+            if (json) {
+                json_t *samples = json_array();
+                for (int k = 0; k < r.n_samples; k++)
+                    json_array_append_new(samples, json_real(r.samples[k]));
+                json_array_append_new(arr, json_pack(
+                    "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:i, s:s, s:i, s:i, s:f, s:f, "
+                    "s:f, s:f, s:o}",
+                    "model", o.model, "model_type", in.arch, "model_name", in.name,
+                    "model_size", (json_int_t)in.weight_bytes,
+                    "model_n_params", (json_int_t)in.n_params,
+                    "proj_type", pq ? pq->name : "?", "output_type", oq ? oq->name : "?",
+                    "kernels", bn_kernels_name(), "threads", r.threads, "test", r.test,
+                    "n_prompt", r.n_prompt, "n_gen", r.n_gen,
+                    "tokens_per_second", r.mean, "stddev", r.stddev,
+                    "avg_ts", r.mean, "stddev_ts", r.stddev, "samples_ts", samples));
+            } else {
+                double np_ = (double)in.n_params;
+                printf("| %s | %s | %.2f %s | %s / %s | %s | %d | %s | %.2f ± %.2f |\n",
+                       *in.name ? in.name : in.arch, size,
+                       np_ >= 1e9 ? np_ / 1e9 : np_ / 1e6, np_ >= 1e9 ? "B" : "M",
+                       pq ? pq->name : "?", oq ? oq->name : "?", bn_kernels_name(),
+                       r.threads, r.test, r.mean, r.stddev);
+                fflush(stdout);
+            }
+        }
+    }
+    if (json) {
+        char *text = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        if (!text)
+            goto done;
+        puts(text);
+        free(text);
+    }
+    rc = 0;
+done:
+    json_decref(arr);
+    free(toks);
+    bn_context_free(c);
+    bn_model_free(m);
+    return rc;
+}
