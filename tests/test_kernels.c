@@ -93,6 +93,24 @@ static void test_family(const bn_kernel_table *k)
             int32_t got = k->dot_i2s_q8(p, q, n);
             CHECK(got == ref[0], "%s i2_s n=%lld pattern %d: %d, reference %lld", k->name,
                   (long long)n, pattern, got, (long long)ref[0]);
+            /* tiles of 2..4 token rows: rows j > 0 are q reversed and negated, checked
+             * against the single-row kernel */
+            int8_t *q4 = malloc((size_t)(4 * n));
+            for (int j = 0; j < 4; j++)
+                for (int64_t i = 0; i < n; i++)
+                    q4[j * n + i] = j == 0 ? q[i] : (int8_t)(q[n - 1 - i] == -128 ? 127
+                                                    : -q[n - 1 - i] + j - 1);
+            for (int nt = 1; nt <= 4; nt++) {
+                int32_t tile[4];
+                k->dot_i2s_q8_tile(p, q4, n, nt, tile);
+                for (int j = 0; j < nt; j++) {
+                    int32_t one = k->dot_i2s_q8(p, q4 + j * n, n);
+                    CHECK(tile[j] == one && (j > 0 || one == ref[0]), "%s i2_s tile of %d, "
+                          "row %d, n=%lld: %d vs %d", k->name, nt, j, (long long)n, tile[j],
+                          one);
+                }
+            }
+            free(q4);
             free(p);
             /* TQ2_0: one sum per block of 256 */
             if (n % 256 == 0) {

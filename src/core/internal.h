@@ -92,6 +92,10 @@ typedef struct bn_kernel_table {
      * byte j holds weights j, 32+j, 64+j, 96+j in bits 7-6, 5-4, 3-2, 1-0) and n int8
      * activations; n a multiple of 128. Exact: every table returns the same integer. */
     int32_t (*dot_i2s_q8)(const uint8_t *codes, const int8_t *q, int64_t n);
+    /* dot_i2s_q8 of one row against nt <= 4 activation rows q + j * n (a prefill
+     * tile: the codes are read once); out[j] for row j */
+    void (*dot_i2s_q8_tile)(const uint8_t *codes, const int8_t *q, int64_t n, int nt,
+                            int32_t *out);
     /* The same per block of a TQ2_0 row (n / 256 blocks of `stride` bytes whose first
      * 64 hold the codes: in each 32-byte half, byte m holds weights m, 32+m, 64+m, 96+m
      * of that half in bits 1-0, 3-2, 5-4, 7-6): sums[b] for block b. Exact. */

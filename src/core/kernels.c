@@ -56,6 +56,13 @@ static int32_t bn_dot_i2s_q8_scalar(const uint8_t *codes, const int8_t *q, int64
     return sum;
 }
 
+static void bn_dot_i2s_q8_tile_scalar(const uint8_t *codes, const int8_t *q, int64_t n,
+                                      int nt, int32_t *out)
+{
+    for (int j = 0; j < nt; j++)
+        out[j] = bn_dot_i2s_q8_scalar(codes, q + (size_t)j * (size_t)n, n);
+}
+
 static void bn_dot_tq2_q8_scalar(const uint8_t *blocks, size_t stride, const int8_t *q,
                                  int64_t n, int32_t *sums)
 {
@@ -83,6 +90,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_f16_f32 = bn_dot_f16_f32_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_scalar,
+    .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
     .dot_tq2_q8 = bn_dot_tq2_q8_scalar,
 };
 

@@ -120,6 +120,27 @@ BN_AVX2 static int32_t bn_dot_i2s_q8_avx2(const uint8_t *codes, const int8_t *q,
     return bn_hsum_i32_avx2(acc);
 }
 
+BN_AVX2 static void bn_dot_i2s_q8_tile_avx2(const uint8_t *codes, const int8_t *q,
+                                            int64_t n, int nt, int32_t *out)
+{
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                      _mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int64_t b = 0; b < n / 128; b++) {
+        __m256i p = _mm256_loadu_si256((const __m256i *)(codes + b * 32));
+        __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
+        __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
+        __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
+        __m256i c3 = _mm256_and_si256(p, m3);
+        for (int j = 0; j < nt; j++)
+            acc[j] = _mm256_add_epi32(acc[j], bn_block128_avx2(c0, c1, c2, c3,
+                                                               q + (size_t)j * (size_t)n +
+                                                               b * 128));
+    }
+    for (int j = 0; j < nt; j++)
+        out[j] = bn_hsum_i32_avx2(acc[j]);
+}
+
 BN_AVX2 static void bn_dot_tq2_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q,
                                        int64_t n, int32_t *sums)
 {
@@ -147,6 +168,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_f16_f32 = bn_dot_f16_f32_avx2,
     .f32_to_f16 = bn_f32_to_f16_avx2,
     .dot_i2s_q8 = bn_dot_i2s_q8_avx2,
+    .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,
     .dot_tq2_q8 = bn_dot_tq2_q8_avx2,
 };
 

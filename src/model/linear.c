@@ -94,11 +94,19 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
         if (lin->type == BN_QT_I2_S && use_q) {
-            /* sum (c - 1) q = sum c q - sum q */
-            for (int32_t t = 0; t < act->T; t++) {
-                int32_t isum = k->dot_i2s_q8(row, act->q + (size_t)t * n, n) - act->qsum[t];
-                out[(size_t)t * lin->n_out + r] =
-                    (float)isum / act->s[t] * lin->scale * lin->out_scale;
+            /* sum (c - 1) q = sum c q - sum q, in tiles of up to 4 tokens */
+            for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
+                int nt = act->T - t0 < 4 ? act->T - t0 : 4;
+                int32_t sums[4];
+                if (nt == 1)
+                    sums[0] = k->dot_i2s_q8(row, act->q + (size_t)t0 * n, n);
+                else
+                    k->dot_i2s_q8_tile(row, act->q + (size_t)t0 * n, n, nt, sums);
+                for (int j = 0; j < nt; j++) {
+                    int32_t t = t0 + j, isum = sums[j] - act->qsum[t];
+                    out[(size_t)t * lin->n_out + r] =
+                        (float)isum / act->s[t] * lin->scale * lin->out_scale;
+                }
             }
             continue;
         }
