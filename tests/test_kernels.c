@@ -143,6 +143,10 @@ int main(void)
         printf("avx2 kernels: not on this CPU\n");
     }
 #endif
+#if defined(__aarch64__)
+    test_family(&bn_kernels_neon);
+    printf("neon kernels checked\n");
+#endif
     printf("kernels in use: %s\n", bn_kernels_name());
     return check_summary("test_kernels");
 }

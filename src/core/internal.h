@@ -108,6 +108,16 @@ extern const bn_kernel_table bn_kernels_scalar;
 #if defined(__x86_64__) || defined(__i386__)
 extern const bn_kernel_table bn_kernels_avx2;
 #endif
+#if defined(__aarch64__)
+/* AdvSIMD integer kernels (kernels_neon.c); the "neon" family uses them with the
+ * scalar float kernels */
+extern const bn_kernel_table bn_kernels_neon;
+int32_t bn_dot_i2s_q8_neon(const uint8_t *codes, const int8_t *q, int64_t n);
+void bn_dot_i2s_q8_tile_neon(const uint8_t *codes, const int8_t *q, int64_t n, int nt,
+                             int32_t *out);
+void bn_dot_tq2_q8_neon(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
+                        int32_t *sums);
+#endif
 
 /* ------------------------------------------------------------------ string map */
 

@@ -3,7 +3,7 @@
  *
  * The table is chosen once, on first use, from the CPU's features. The build option
  * BITNET_FORCE_SCALAR pins it to the scalar family; the environment variable
- * BITNET_KERNELS=scalar|avx2 picks one for testing (a family the CPU lacks falls back
+ * BITNET_KERNELS=scalar|avx2|neon picks one for testing (a family the CPU lacks falls back
  * to scalar with a warning).
  */
 #include <pthread.h>
@@ -94,6 +94,21 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_tq2_q8 = bn_dot_tq2_q8_scalar,
 };
 
+#if defined(__aarch64__)
+/* The float kernels stay the scalar ones, so a "neon" run gives the scalar run's
+ * results bit for bit. */
+const bn_kernel_table bn_kernels_neon = {
+    .name       = "neon",
+    .dot_f32    = bn_dot_f32_scalar,
+    .f16_to_f32 = bn_f16_to_f32_scalar,
+    .dot_f16_f32 = bn_dot_f16_f32_scalar,
+    .f32_to_f16 = bn_f32_to_f16_scalar,
+    .dot_i2s_q8 = bn_dot_i2s_q8_neon,
+    .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
+    .dot_tq2_q8 = bn_dot_tq2_q8_neon,
+};
+#endif
+
 static const bn_kernel_table *bn_kernels_chosen;
 static pthread_once_t bn_kernels_once = PTHREAD_ONCE_INIT;
 
@@ -114,6 +129,9 @@ static void bn_kernels_choose(void)
     if (bn_cpu_has_avx2_family())
         best = &bn_kernels_avx2;
 #endif
+#if defined(__aarch64__) && !defined(BITNET_FORCE_SCALAR)
+    best = &bn_kernels_neon;    /* AdvSIMD is part of every aarch64 CPU */
+#endif
     const char *want = getenv("BITNET_KERNELS");
     if (want && *want) {
         if (strcmp(want, "scalar") == 0) {
@@ -122,6 +140,11 @@ static void bn_kernels_choose(void)
 #if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))
         else if (strcmp(want, "avx2") == 0 && bn_cpu_has_avx2_family()) {
             best = &bn_kernels_avx2;
+        }
+#endif
+#if defined(__aarch64__) && !defined(BITNET_FORCE_SCALAR)
+        else if (strcmp(want, "neon") == 0) {
+            best = &bn_kernels_neon;
         }
 #endif
         else {

@@ -1,0 +1,21 @@
+#!/bin/sh
+# cross-test-aarch64.sh [OUT_DIR] - builds the kernel test for aarch64 with Debian's
+# cross compiler (gcc-aarch64-linux-gnu) and runs it under qemu-aarch64 (qemu-user):
+# the NEON kernels must give the scalar reference's exact integer sums there. The test
+# links only the part of the library it needs (errors, memory, dtypes, CPU features,
+# kernels, quantized formats), statically, so no aarch64 libraries are needed.
+#   scripts/install-deps.sh --cross && scripts/cross-test-aarch64.sh
+set -eu
+out=${1:-build-aarch64}
+cc=${CC_AARCH64:-aarch64-linux-gnu-gcc}
+mkdir -p "$out"
+version=$(sed -n 's/^project(bitnet VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
+$cc -std=c11 -O2 -static -D_GNU_SOURCE "-DBITNET_VERSION_STRING=\"$version\"" \
+    -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+    -Werror -Iinclude -Isrc -Itests \
+    src/core/status.c src/core/log.c src/core/mem.c src/core/dtype.c src/core/cpu.c \
+    src/core/kernels.c src/core/kernels_avx2.c src/core/kernels_neon.c \
+    src/quant/qtype.c src/quant/formats.c tests/test_kernels.c \
+    -o "$out/test_kernels" -lm -lpthread
+qemu-aarch64 "$out/test_kernels"
+BITNET_KERNELS=scalar qemu-aarch64 "$out/test_kernels" | tail -1

@@ -1,0 +1,89 @@
+/*
+ * kernels_neon.c - the ternary x int8 kernels for ARM NEON (AdvSIMD, present on every
+ * aarch64 CPU). kernels.c combines them with the scalar float kernels into the "neon"
+ * family. The codes (0..3) and the activations are multiplied with widening int8
+ * multiplies (products of at most 3 * 128 = 384), summed in int16 lanes (at most 16
+ * products per lane per 128 weights: below 6,144) and widened into int32 lanes, so
+ * every sum is the exact integer the scalar kernels give.
+ */
+#include "core/internal.h"
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+/* sum over 16 lanes of c (0..3, as int8) times q, added to an int16 accumulator */
+static inline int16x8_t bn_mac16(int16x8_t acc, uint8x16_t c, const int8_t *q)
+{
+    int8x16_t qv = vld1q_s8(q);
+    int8x16_t cv = vreinterpretq_s8_u8(c);
+    acc = vmlal_s8(acc, vget_low_s8(cv), vget_low_s8(qv));
+    return vmlal_s8(acc, vget_high_s8(cv), vget_high_s8(qv));
+}
+
+/* One I2_S block of 128 weights (32 bytes: byte j holds weights j, 32+j, 64+j, 96+j in
+ * bits 7-6, 5-4, 3-2, 1-0) against q[0..127]. */
+static inline int32x4_t bn_i2s_block(int32x4_t acc, uint8x16_t p0, uint8x16_t p1,
+                                     const int8_t *q)
+{
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    int16x8_t s = vdupq_n_s16(0);
+    s = bn_mac16(s, vshrq_n_u8(p0, 6), q);
+    s = bn_mac16(s, vshrq_n_u8(p1, 6), q + 16);
+    s = bn_mac16(s, vandq_u8(vshrq_n_u8(p0, 4), m3), q + 32);
+    s = bn_mac16(s, vandq_u8(vshrq_n_u8(p1, 4), m3), q + 48);
+    s = bn_mac16(s, vandq_u8(vshrq_n_u8(p0, 2), m3), q + 64);
+    s = bn_mac16(s, vandq_u8(vshrq_n_u8(p1, 2), m3), q + 80);
+    s = bn_mac16(s, vandq_u8(p0, m3), q + 96);
+    s = bn_mac16(s, vandq_u8(p1, m3), q + 112);
+    return vpadalq_s16(acc, s);
+}
+
+int32_t bn_dot_i2s_q8_neon(const uint8_t *codes, const int8_t *q, int64_t n)
+{
+    int32x4_t acc = vdupq_n_s32(0);
+    for (int64_t b = 0; b < n / 128; b++)
+        acc = bn_i2s_block(acc, vld1q_u8(codes + b * 32), vld1q_u8(codes + b * 32 + 16),
+                           q + b * 128);
+    return vaddvq_s32(acc);
+}
+
+void bn_dot_i2s_q8_tile_neon(const uint8_t *codes, const int8_t *q, int64_t n, int nt,
+                             int32_t *out)
+{
+    int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+    for (int64_t b = 0; b < n / 128; b++) {
+        uint8x16_t p0 = vld1q_u8(codes + b * 32), p1 = vld1q_u8(codes + b * 32 + 16);
+        for (int j = 0; j < nt; j++)
+            acc[j] = bn_i2s_block(acc[j], p0, p1, q + (size_t)j * (size_t)n + b * 128);
+    }
+    for (int j = 0; j < nt; j++)
+        out[j] = vaddvq_s32(acc[j]);
+}
+
+void bn_dot_tq2_q8_neon(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
+                        int32_t *sums)
+{
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    for (int64_t b = 0; b < n / 256; b++) {
+        const uint8_t *qs = blocks + (size_t)b * stride;
+        int32x4_t acc = vdupq_n_s32(0);
+        for (int half = 0; half < 2; half++) {
+            /* byte m of the half: weights m, 32+m, 64+m, 96+m in bits 1-0 .. 7-6 */
+            uint8x16_t p0 = vld1q_u8(qs + 32 * half), p1 = vld1q_u8(qs + 32 * half + 16);
+            const int8_t *qh = q + b * 256 + 128 * half;
+            int16x8_t s = vdupq_n_s16(0);
+            s = bn_mac16(s, vandq_u8(p0, m3), qh);
+            s = bn_mac16(s, vandq_u8(p1, m3), qh + 16);
+            s = bn_mac16(s, vandq_u8(vshrq_n_u8(p0, 2), m3), qh + 32);
+            s = bn_mac16(s, vandq_u8(vshrq_n_u8(p1, 2), m3), qh + 48);
+            s = bn_mac16(s, vandq_u8(vshrq_n_u8(p0, 4), m3), qh + 64);
+            s = bn_mac16(s, vandq_u8(vshrq_n_u8(p1, 4), m3), qh + 80);
+            s = bn_mac16(s, vshrq_n_u8(p0, 6), qh + 96);
+            s = bn_mac16(s, vshrq_n_u8(p1, 6), qh + 112);
+            acc = vpadalq_s16(acc, s);
+        }
+        sums[b] = vaddvq_s32(acc);
+    }
+}
+
+#endif
