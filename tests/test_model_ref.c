@@ -145,7 +145,12 @@ int main(void)
         tokens[i] = (bn_token)fx_at(prompt_a, i);
     int relu_silu_checked = 0, silu_relu_checked = 0;
 
+    /* under valgrind (50 times slower) three cases cover every code path: int8 and
+     * float activations, relu2 and silu */
+    bool light = getenv("BITNET_TEST_UNDER_VALGRIND") != NULL;
     for (int k = 0; k < n_cases; k++) {
+        if (light && k != 0 && k != 5 && k != 8)
+            continue;
         const fx_array *name = get(f, "case.%d.name", k);
         const fx_array *args = get(f, "case.%d.synth_args", k);
         const fx_array *run = get(f, "case.%d.run", k);
