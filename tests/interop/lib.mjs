@@ -105,7 +105,7 @@ export function expectedMetadata(sh, proj, arch = ARCH) {
             words.push(w);
         }
     }
-    tokens.push(...words);
+    for (const w of words) tokens.push(w);
     const named = { 0: "<|begin_of_text|>", 1: "<|end_of_text|>", 4: "<|finetune_right_pad_id|>",
                     6: "<|start_header_id|>", 7: "<|end_header_id|>", 8: "<|eom_id|>",
                     9: "<|eot_id|>", 10: "<|python_tag|>" };
