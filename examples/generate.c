@@ -55,7 +55,10 @@ int main(int argc, char **argv)
     }
     bn_sampler_params sp = bn_sampler_default_params();
     sp.temp = 0.0f;                                          /* greedy */
-    if (bn_sampler_create(&sp, bn_model_n_vocab(model), &sampler) != BN_OK ||
+    int32_t n_vocab = bn_tokenizer_n_vocab(tok);              /* not padding rows */
+    if (n_vocab > bn_model_n_vocab(model))
+        n_vocab = bn_model_n_vocab(model);
+    if (bn_sampler_create(&sp, n_vocab, &sampler) != BN_OK ||
         bn_detok_stream_create(tok, false, &stream) != BN_OK) {
         rc = fail("setting up");
         goto done;

@@ -871,10 +871,10 @@ typedef struct bn_context bn_context;
 typedef struct bn_sampler bn_sampler;
 
 /* The FFN activation: squared ReLU (BitNet b1.58 2B-4T) or SiLU (LLaMA, and what
- * llama.cpp and bitnet.cpp use for the arch "bitnet"). AUTO decides from the file:
- * arch bitnet-b1.58 and bitnet-25 -> RELU2; llama -> SILU; arch bitnet -> the
- * metadata key bitnet.ffn_activation ("relu2" or "silu") when present, else SILU with
- * a warning that says so. */
+ * llama.cpp and bitnet.cpp use for the arch "bitnet"). AUTO decides from the file: the
+ * metadata key <arch>.ffn_activation ("relu2" or "silu") when present; else arch
+ * bitnet-b1.58 and bitnet-25 -> RELU2, llama -> SILU, and bitnet -> SILU with a warning
+ * that says so. */
 typedef enum bn_ffn_act { BN_FFN_ACT_AUTO = 0, BN_FFN_ACT_RELU2, BN_FFN_ACT_SILU } bn_ffn_act;
 
 /* 8-bit activation quantization of the inputs of the ternary projections (per token
@@ -926,9 +926,11 @@ BN_API const bn_gguf *bn_model_gguf(const bn_model *m);
 
 typedef struct bn_context_params {
     int32_t  n_ctx;        /* positions the KV cache holds; 0 = the model's training
-                              context (2048 when unknown), lowered to what fits in half
-                              of the machine's available memory (with a warning) */
-    int32_t  n_batch;      /* most tokens one bn_eval takes (default 512, capped at n_ctx) */
+                              context (2048 when unknown, at most 2^24), lowered to what
+                              fits in half of the machine's available memory (with a
+                              warning, never below 256) */
+    int32_t  n_batch;      /* most tokens evaluated in one pass (default 512, capped at
+                              n_ctx); bn_eval splits longer inputs */
     bn_dtype kv_type;      /* BN_F16 (default) or BN_F32 */
     bool     logits_all;   /* keep the logits of every token of a batch (default false:
                               the last one only) */
@@ -955,14 +957,14 @@ BN_API void bn_context_truncate(bn_context *ctx, int32_t n_past);
  * step when n == 1), adding them to the KV cache. n may exceed n_batch (it is split).
  * Logits: of the last token, or of all n when the context keeps them (logits_all and
  * n <= n_batch). Errors: n < 1, a token id out of range (BN_ERR_INVALID_ARG), more
- * positions than n_ctx (BN_ERR_RANGE, saying how many fit); the context is unchanged
+ * positions than n_ctx (BN_ERR_CONTEXT_FULL, saying how many fit); the context is unchanged
  * then. Uses the default thread pool (bn_set_num_threads); results do not depend on
  * the thread count. */
 BN_API bn_status bn_eval(bn_context *ctx, const bn_token *tokens, int32_t n);
 
 /* The logits (n_vocab floats) of token i of the last bn_eval (i = -1: its last token).
- * NULL when they were not kept (or nothing was evaluated). Valid until the next
- * bn_eval. */
+ * NULL when they were not kept, when nothing was evaluated, or after
+ * bn_context_truncate. Valid until the next bn_eval. */
 BN_API const float *bn_get_logits(const bn_context *ctx, int32_t i);
 
 /* Sampling. The chain, as llama.cpp applies it: penalties over the last penalty_last_n

@@ -527,8 +527,10 @@ void bn_parallel_for(bn_threadpool *pool, int64_t n, int64_t grain, bn_range_fn 
 void bn_run_on_default_pool(bn_task_fn fn, void *ctx)
 {
     if (!bn_default_threadpool()) {
-        bn_log(BN_LOG_WARN, "no default thread pool (%s); running on one thread",
-               bn_last_error());
+        static atomic_int warned;
+        if (atomic_exchange(&warned, 1) == 0)
+            bn_log(BN_LOG_WARN, "no default thread pool (%s); running on one thread",
+                   bn_last_error());
         fn(ctx, 0, 1);
         return;
     }

@@ -141,6 +141,8 @@ bn_status bn_context_create(const bn_model *m, const bn_context_params *params,
     int32_t n_ctx = p.n_ctx;
     if (n_ctx == 0) {
         n_ctx = in->n_ctx_train > 0 ? in->n_ctx_train : 2048;
+        if (n_ctx > 1 << 24)
+            n_ctx = 1 << 24;
         uint64_t avail = bn_mem_available();
         if (avail && (uint64_t)n_ctx * per_pos > avail / 2) {
             int32_t fit = (int32_t)(avail / 2 / per_pos);

@@ -23,14 +23,15 @@ bool bn_linear_decode_row(const bn_linear *lin, int64_t r, int8_t *w, float *d)
     switch (lin->type) {
     case BN_QT_I2_S:
         /* 128 weights per 32 bytes; byte j: weights j, 32+j, 64+j, 96+j in bits
-         * 7-6, 5-4, 3-2, 1-0; code c means c - 1 (code 3 never written: 0) */
+         * 7-6, 5-4, 3-2, 1-0; code c means c - 1 (code 3, never written, means +2, as
+         * in the integer kernels and in ggml's TQ2_0) */
         for (int64_t b = 0; b < n / BN_I2S_BLOCK; b++) {
             const uint8_t *p = row + b * BN_I2S_BLOCK_BYTES;
             int8_t *y = w + b * BN_I2S_BLOCK;
             for (int j = 0; j < 32; j++) {
                 for (int k = 0; k < 4; k++) {
                     int c = (p[j] >> (6 - 2 * k)) & 3;
-                    y[32 * k + j] = (int8_t)(c == 3 ? 0 : c - 1);
+                    y[32 * k + j] = (int8_t)(c - 1);
                 }
             }
         }
@@ -44,7 +45,7 @@ bool bn_linear_decode_row(const bn_linear *lin, int64_t r, int8_t *w, float *d)
                 for (int k = 0; k < 4; k++)
                     for (int m = 0; m < 32; m++) {
                         int c = (blk[b].qs[32 * half + m] >> (2 * k)) & 3;
-                        y[128 * half + 32 * k + m] = (int8_t)(c == 3 ? 0 : c - 1);
+                        y[128 * half + 32 * k + m] = (int8_t)(c - 1);
                     }
         }
         return true;

@@ -253,6 +253,14 @@ static bn_status bn_model_read(bn_model *m, const bn_model_params *params)
         return bn_error_set(BN_ERR_FORMAT, "hyperparameters must be positive (embedding %d, "
                             "FFN %d, layers %d, heads %d/%d)", in->n_embd, in->n_ff,
                             in->n_layer, in->n_head, in->n_head_kv);
+    /* every layer has at least nine tensors, and no real width reaches 2^20: this also
+     * keeps every size computed from these below 2^63 */
+    if ((int64_t)in->n_layer * 9 > bn_gguf_n_tensors(g) || in->n_embd > (1 << 20) ||
+        in->n_ff > (1 << 20) || in->n_head > in->n_embd)
+        return bn_error_set(BN_ERR_FORMAT, "hyperparameters do not fit the file (%d layers "
+                            "for %lld tensors, embedding %d, FFN %d, %d heads)", in->n_layer,
+                            (long long)bn_gguf_n_tensors(g), in->n_embd, in->n_ff,
+                            in->n_head);
     if (in->n_head % in->n_head_kv != 0)
         return bn_error_set(BN_ERR_FORMAT, "%d attention heads cannot share %d key/value "
                             "heads", in->n_head, in->n_head_kv);

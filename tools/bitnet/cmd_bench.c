@@ -123,6 +123,9 @@ int cmd_bench(int argc, char **argv)
     }
     if (!o.model)
         return cli_usage_error(cmd, "no model given (-m FILE)");
+    if (o.n_ctx || o.n_batch)
+        return cli_usage_error(cmd, "-c and -b do not apply: the context holds -p or -n "
+                               "tokens and the prompt is one batch");
     if (n_prompt == 0 && n_gen == 0)
         return cli_usage_error(cmd, "nothing to measure (-p 0 and -n 0)");
     if (n_threads == 0)

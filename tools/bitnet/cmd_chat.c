@@ -40,9 +40,9 @@ const char cmd_chat_help[] =
     "\n"
     "options:\n"
     "  --system TEXT        the system message\n"
-    "  --template NAME      the chat template: llama3 (default: the model's own, and\n"
-    "                       llama3 with a notice when the model has none this version\n"
-    "                       knows)\n"
+    "  --template NAME      the chat template: llama3 or bitnet (the 2B-4T format);\n"
+    "                       default: the model's own, and llama3 with a notice when\n"
+    "                       the model has none this version knows\n"
     "  -n, --n-predict N    most tokens per reply (default -1: until the end of the\n"
     "                       turn or a full context)\n"
     "  -h, --help           show this help\n"
@@ -853,7 +853,10 @@ int cmd_chat(int argc, char **argv)
         fprintf(stderr, "bitnet chat: out of memory\n");
         goto done;
     }
-    if (bn_sampler_create(&o.sp, bn_model_n_vocab(s.m), &s.smp) != BN_OK) {
+    /* padding embedding rows beyond the tokenizer's tokens are never drawn */
+    int32_t n_vocab = bn_model_n_vocab(s.m) < bn_tokenizer_n_vocab(s.tok)
+                      ? bn_model_n_vocab(s.m) : bn_tokenizer_n_vocab(s.tok);
+    if (bn_sampler_create(&o.sp, n_vocab, &s.smp) != BN_OK) {
         cli_fail(chat_cmd);
         goto done;
     }

@@ -115,7 +115,10 @@ int cmd_generate(int argc, char **argv)
                 "prompt\n", cmd, n_ids, n_ctx);
         goto done;
     }
-    if (bn_sampler_create(&o.sp, bn_model_n_vocab(m), &smp) != BN_OK ||
+    /* a model may have more embedding rows than tokens (padding): never draw those */
+    int32_t n_vocab = bn_model_n_vocab(m) < bn_tokenizer_n_vocab(tok)
+                      ? bn_model_n_vocab(m) : bn_tokenizer_n_vocab(tok);
+    if (bn_sampler_create(&o.sp, n_vocab, &smp) != BN_OK ||
         bn_detok_stream_create(tok, false, &ds) != BN_OK) {
         cli_fail(cmd);
         goto done;
@@ -146,11 +149,11 @@ int cmd_generate(int argc, char **argv)
             break;
         }
         bn_token t = bn_sampler_sample(smp, bn_get_logits(c, -1));
-        n_gen++;
         if (!ignore_eos && bn_tokenizer_is_eog(tok, t)) {
             why = "the end-of-text token";
             break;
         }
+        n_gen++;
         bn_sampler_accept(smp, t);
         const char *piece;
         size_t plen;
@@ -163,6 +166,8 @@ int cmd_generate(int argc, char **argv)
             break;
         }
         fflush(stdout);
+        if (n_predict >= 0 && n_gen >= n_predict)
+            break;
         if (bn_context_n_past(c) >= n_ctx) {
             why = "a full context";
             break;

@@ -64,6 +64,8 @@ int cmd_perplexity(int argc, char **argv)
         return cli_usage_error(cmd, "no text given (-f FILE)");
     if (o.n_ctx < 8)
         return cli_usage_error(cmd, "the window (-c) must be at least 8 tokens");
+    if (o.n_batch)
+        return cli_usage_error(cmd, "-b does not apply: each window is one batch");
     o.n_batch = o.n_ctx;
 
     size_t len = 0;
