@@ -64,7 +64,7 @@ static void print_usage(FILE *out)
             "\n"
             "environment:\n"
             "  BITNET_THREADS    default thread count\n"
-            "  BITNET_KERNELS    force a kernel family: scalar or avx2\n"
+            "  BITNET_KERNELS    force a kernel family: scalar, avx2 or neon\n"
             "\n"
             "Run 'bitnet help COMMAND' for a command's options.\n");
 }
