@@ -28,13 +28,14 @@ typedef struct tm_opts {
     const char *skip_key;     /* leave this metadata key out */
     const char *bad_shape;    /* write this tensor with one row too many */
     const char *ffn_act;      /* "<arch>.ffn_activation" value, or NULL */
+    const char *rope_scaling; /* "<arch>.rope.scaling.type" value, or NULL */
     uint32_t seed;
 } tm_opts;
 
 static tm_opts tm_default(int proj_type)
 {
     tm_opts o = {"bitnet-b1.58", proj_type, BN_QT_F16, 256, 512, 4, 2, 2, 300,
-                 NULL, NULL, NULL, NULL, 11};
+                 NULL, NULL, NULL, NULL, NULL, 11};
     return o;
 }
 
@@ -124,6 +125,10 @@ static bool write_model(const char *path, const tm_opts *o)
     if (o->ffn_act) {
         snprintf(key, sizeof key, "%s.ffn_activation", o->arch);
         ok = ok && bn_gguf_writer_set_str(w, key, o->ffn_act) == BN_OK;
+    }
+    if (o->rope_scaling) {
+        snprintf(key, sizeof key, "%s.rope.scaling.type", o->arch);
+        ok = ok && bn_gguf_writer_set_str(w, key, o->rope_scaling) == BN_OK;
     }
     int64_t E = o->E, F = o->F, kv = (int64_t)o->E / o->H * o->HKV;
     bool sub = strncmp(o->arch, "bitnet", 6) == 0;
@@ -424,6 +429,11 @@ static void test_bad_models(void)
     o.arch = "bitnet";
     o.ffn_act = "gelu";
     expect_load_error("unknown activation", &o, BN_ERR_UNSUPPORTED, "gelu");
+
+    o = tm_default(BN_QT_I2_S);
+    o.arch = "llama";
+    o.rope_scaling = "yarn";
+    expect_load_error("RoPE scaling", &o, BN_ERR_UNSUPPORTED, "rope.scaling.type");
 
     /* a truncated file */
     o = tm_default(BN_QT_I2_S);

@@ -276,6 +276,18 @@ static bn_status bn_model_read(bn_model *m, const bn_model_params *params)
     if (m->n_rot > head_dim || m->n_rot % 2)
         return bn_error_set(BN_ERR_FORMAT, "rope.dimension_count %d does not fit head size %d",
                             m->n_rot, head_dim);
+    /* RoPE scaling (LLaMA 3.1 style frequency factors, YaRN, linear) is not implemented:
+     * refuse rather than compute other logits than the model means */
+    char skey[160];
+    snprintf(skey, sizeof skey, "%s.rope.scaling.type", arch);
+    const char *stype = NULL;
+    if (bn_gguf_find_kv(g, skey) >= 0 && bn_gguf_get_str(g, skey, &stype) == BN_OK &&
+        strcmp(stype, "none") != 0)
+        return bn_error_set(BN_ERR_UNSUPPORTED, "RoPE scaling ('%s' = '%s') is not "
+                            "supported", skey, stype);
+    if (bn_gguf_find_tensor(g, "rope_freqs.weight") >= 0)
+        return bn_error_set(BN_ERR_UNSUPPORTED, "RoPE frequency factors (tensor "
+                            "'rope_freqs.weight') are not supported");
 
     /* embedding */
     int64_t ie = bn_gguf_find_tensor(g, "token_embd.weight");
