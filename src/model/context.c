@@ -276,9 +276,11 @@ static void bn_rmsnorm_rows(const float *x, const float *w, float *y, int64_t T,
     }
 }
 
-/* The activations of T rows of n values, quantized when the model says so. */
+/* The activations of T rows of n values, quantized when the model says so; the codes
+ * as floats too only when a float-stored projection will read them. */
 static bn_act bn_prepare_act(bn_context *c, const float *x, int64_t T, int64_t n, bool quant)
 {
+    const bool want_qf = c->m->float_proj;
     bn_act act = {(int32_t)T, n, x, NULL, NULL, NULL, NULL, NULL};
     if (!quant)
         return act;
@@ -287,7 +289,7 @@ static bn_act bn_prepare_act(bn_context *c, const float *x, int64_t T, int64_t n
         float *qf = c->xf + t * n;
         bn_quantize_act_i8(x + t * n, n, q, &c->as[t]);
         int32_t sum = 0;
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = 0; want_qf && i < n; i++)
             qf[i] = (float)q[i];
         for (int64_t b = 0; b < n / BN_QK_K; b++) {
             int32_t bs = 0;
@@ -304,7 +306,7 @@ static bn_act bn_prepare_act(bn_context *c, const float *x, int64_t T, int64_t n
     act.s = c->as;
     act.qsum = c->aqsum;
     act.qbsum = c->aqbsum;
-    act.qf = c->xf;
+    act.qf = want_qf ? c->xf : NULL;
     return act;
 }
 

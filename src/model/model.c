@@ -372,6 +372,14 @@ static bn_status bn_model_read(bn_model *m, const bn_model_params *params)
     n_params += (uint64_t)E * (uint64_t)in->n_vocab + (uint64_t)n_norm;
     in->n_params = n_params;
     in->proj_type = m->layers[0].wq.type;
+    m->float_proj = false;   /* the output layer reads codes only when it is ternary */
+    for (int64_t il = 0; il < L; il++) {
+        const bn_layer *ly = &m->layers[il];
+        const bn_linear *all[7] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->gate, &ly->up,
+                                   &ly->down};
+        for (int j = 0; j < 7; j++)
+            m->float_proj |= !all[j]->ternary;
+    }
     in->output_type = m->output.type;
 
     if ((st = bn_choose_ffn_act(g, a, params->ffn_act, &m->ffn_act)) != BN_OK)

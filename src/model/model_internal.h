@@ -38,6 +38,7 @@ struct bn_model {
     bn_rope_kind  rope;
     int32_t       n_rot;        /* dimensions of each head that RoPE rotates */
     bool          act_quant;
+    bool          float_proj;   /* a block projection is not ternary-stored */
     bn_ffn_act    ffn_act;
     const bn_gguf_tensor *embd; /* token_embd */
     bn_row_to_f32_fn embd_to_f32;
