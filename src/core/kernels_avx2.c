@@ -10,55 +10,49 @@
 
 #define BN_AVX2 __attribute__((target("avx2,fma,f16c")))
 
-/* Four 8-lane accumulators, combined in a fixed order, then a serial tail. */
-BN_AVX2 static float bn_dot_f32_avx2(const float *x, const float *y, int64_t n)
+/* Four 8-lane accumulators, combined in a fixed order, then a serial tail; x is f32,
+ * or f16 (xh) converted on load, with the same operations in the same order. */
+BN_AVX2 static inline __attribute__((always_inline)) __m256 bn_ld8(const float *x,
+                                                                 const uint16_t *xh,
+                                                                 int64_t i)
+{
+    return xh ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xh + i)))
+              : _mm256_loadu_ps(x + i);
+}
+
+BN_AVX2 static inline __attribute__((always_inline)) float
+bn_dot_avx2(const float *x, const uint16_t *xh, const float *y, int64_t n)
 {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
-        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), acc2);
-        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), acc3);
+        acc0 = _mm256_fmadd_ps(bn_ld8(x, xh, i), _mm256_loadu_ps(y + i), acc0);
+        acc1 = _mm256_fmadd_ps(bn_ld8(x, xh, i + 8), _mm256_loadu_ps(y + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(bn_ld8(x, xh, i + 16), _mm256_loadu_ps(y + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(bn_ld8(x, xh, i + 24), _mm256_loadu_ps(y + i + 24), acc3);
     }
     for (; i + 8 <= n; i += 8)
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+        acc0 = _mm256_fmadd_ps(bn_ld8(x, xh, i), _mm256_loadu_ps(y + i), acc0);
     __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
     __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     half = _mm_add_ps(half, _mm_movehl_ps(half, half));
     half = _mm_add_ss(half, _mm_movehdup_ps(half));
     float sum = _mm_cvtss_f32(half);
     for (; i < n; i++)
-        sum += x[i] * y[i];
+        sum += (xh ? bn_f16_to_f32(xh[i]) : x[i]) * y[i];
     return sum;
 }
 
-/* bn_dot_f32_avx2 with x loaded from f16: the same operations in the same order. */
-#define BN_LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+BN_AVX2 static float bn_dot_f32_avx2(const float *x, const float *y, int64_t n)
+{
+    return bn_dot_avx2(x, NULL, y, n);
+}
+
 BN_AVX2 static float bn_dot_f16_f32_avx2(const uint16_t *x, const float *y, int64_t n)
 {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        acc0 = _mm256_fmadd_ps(BN_LDH(x + i), _mm256_loadu_ps(y + i), acc0);
-        acc1 = _mm256_fmadd_ps(BN_LDH(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
-        acc2 = _mm256_fmadd_ps(BN_LDH(x + i + 16), _mm256_loadu_ps(y + i + 16), acc2);
-        acc3 = _mm256_fmadd_ps(BN_LDH(x + i + 24), _mm256_loadu_ps(y + i + 24), acc3);
-    }
-    for (; i + 8 <= n; i += 8)
-        acc0 = _mm256_fmadd_ps(BN_LDH(x + i), _mm256_loadu_ps(y + i), acc0);
-    __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
-    __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    half = _mm_add_ss(half, _mm_movehdup_ps(half));
-    float sum = _mm_cvtss_f32(half);
-    for (; i < n; i++)
-        sum += bn_f16_to_f32(x[i]) * y[i];
-    return sum;
+    return bn_dot_avx2(NULL, x, y, n);
 }
-#undef BN_LDH
 
 BN_AVX2 static void bn_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n)
 {
