@@ -523,6 +523,24 @@ BN_API const bn_cpu_info *bn_cpu_get_info(void);
  * warning. */
 BN_API const char *bn_kernels_name(void);
 
+/* ================================================================= benchmarks */
+
+/* The memory read bandwidth: `bytes` (at least 1 MiB) of memory, written first, then
+ * summed `repeat` times on the default pool with the widest loads the chosen kernel
+ * family has; the best pass, in GB/s (10^9 bytes per second). The reference figure
+ * beside which benchmarks report their own throughput. */
+BN_API bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s);
+
+/* One projection: a rows x cols matrix of weights of `type` (bn_qtype; random values
+ * valid for the type) applied to n_tokens random activation rows, on the default pool
+ * by the forward pass's own code (act_quant: int8 activations, as bn_model_params
+ * says), `repeat` timed passes after one untimed one. *seconds: the best pass;
+ * *weight_bytes (may be NULL): the weight bytes one pass reads. Make rows x cols
+ * larger than the caches to measure a kernel fed from memory. */
+BN_API bn_status bn_bench_projection(int type, int64_t rows, int64_t cols, int32_t n_tokens,
+                                     bool act_quant, int repeat, double *seconds,
+                                     size_t *weight_bytes);
+
 /* ============================================================ quantized types */
 
 /* Storage types of model tensors, numbered as ggml numbers them in GGUF files. Every

@@ -75,9 +75,61 @@ static void test_f16_dot(const bn_kernel_table *k)
     }
 }
 
+/* The largest sums a row can hold: every code 3 (never written by a quantizer, read as
+ * +2 like ggml's TQ2_0) or 2 against every activation -128 or 127, over long rows, so
+ * no intermediate int16 sum of a kernel may overflow. */
+static void test_extremes(const bn_kernel_table *k)
+{
+    const int64_t n = 16384;
+    uint8_t *p = malloc((size_t)n / 4);
+    int8_t *q = malloc((size_t)(4 * n));
+    for (int code = 2; code <= 3; code++) {
+        for (int qv = -128; qv <= 127; qv += 255) {
+            memset(p, code == 3 ? 0xFF : 0xAA, (size_t)n / 4);
+            memset(q, qv, (size_t)(4 * n));
+            int64_t want = (int64_t)code * qv * n;
+            int32_t got = k->dot_i2s_q8(p, q, n), tile[4];
+            CHECK(got == want, "%s i2_s extreme code %d q %d: %d, want %lld", k->name, code,
+                  qv, got, (long long)want);
+            k->dot_i2s_q8_tile(p, q, n, 4, tile);
+            for (int j = 0; j < 4; j++)
+                CHECK(tile[j] == want, "%s i2_s tile extreme code %d q %d: %d", k->name,
+                      code, qv, tile[j]);
+            /* TQ2_0 blocks: 64 code bytes and an f16 scale */
+            uint8_t blk[66 * 4];
+            memset(blk, code == 3 ? 0xFF : 0xAA, sizeof blk);
+            int32_t sums[4];
+            k->dot_tq2_q8(blk, 66, q, 1024, sums);
+            for (int b = 0; b < 4; b++)
+                CHECK(sums[b] == code * qv * 256, "%s tq2_0 extreme code %d q %d: %d",
+                      k->name, code, qv, sums[b]);
+        }
+    }
+    free(p);
+    free(q);
+}
+
+/* sum_u64 is the wrapping sum of the words. */
+static void test_sum_u64(const bn_kernel_table *k)
+{
+    const int64_t n = 4096;
+    uint64_t *x = bn_malloc((size_t)n * sizeof *x, "test");
+    for (int64_t len = 16; len <= n; len *= 4) {
+        uint64_t want = 0;
+        for (int64_t i = 0; i < len; i++) {
+            x[i] = ((uint64_t)rng() << 40) ^ ((uint64_t)rng() << 20) ^ rng();
+            want += x[i];
+        }
+        CHECK(k->sum_u64(x, len) == want, "%s sum_u64 n=%lld", k->name, (long long)len);
+    }
+    bn_free(x);
+}
+
 static void test_family(const bn_kernel_table *k)
 {
     test_f16_dot(k);
+    test_extremes(k);
+    test_sum_u64(k);
     static const int64_t lengths[] = {128, 256, 384, 512, 640, 1024, 2560, 6912, 8192};
     for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
         int64_t n = lengths[li];

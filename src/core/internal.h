@@ -101,6 +101,9 @@ typedef struct bn_kernel_table {
      * of that half in bits 1-0, 3-2, 5-4, 7-6): sums[b] for block b. Exact. */
     void (*dot_tq2_q8)(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
                        int32_t *sums);
+    /* sum of n 64-bit words (wrapping), read as fast as the ISA can: the memory
+     * read-bandwidth probe; x 32-byte aligned, n a multiple of 16 */
+    uint64_t (*sum_u64)(const uint64_t *x, int64_t n);
 } bn_kernel_table;
 
 const bn_kernel_table *bn_kernels(void);
@@ -117,6 +120,7 @@ void bn_dot_i2s_q8_tile_neon(const uint8_t *codes, const int8_t *q, int64_t n, i
                              int32_t *out);
 void bn_dot_tq2_q8_neon(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
                         int32_t *sums);
+uint64_t bn_sum_u64_neon(const uint64_t *x, int64_t n);
 #endif
 
 /* ------------------------------------------------------------------ string map */

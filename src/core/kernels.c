@@ -83,6 +83,19 @@ static void bn_dot_tq2_q8_scalar(const uint8_t *blocks, size_t stride, const int
     }
 }
 
+/* Four independent sums, so that the loads, not one chain of adds, set the pace. */
+static uint64_t bn_sum_u64_scalar(const uint64_t *x, int64_t n)
+{
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int64_t i = 0; i + 4 <= n; i += 4) {
+        s0 += x[i];
+        s1 += x[i + 1];
+        s2 += x[i + 2];
+        s3 += x[i + 3];
+    }
+    return s0 + s1 + s2 + s3;
+}
+
 const bn_kernel_table bn_kernels_scalar = {
     .name       = "scalar",
     .dot_f32    = bn_dot_f32_scalar,
@@ -92,6 +105,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_i2s_q8 = bn_dot_i2s_q8_scalar,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
     .dot_tq2_q8 = bn_dot_tq2_q8_scalar,
+    .sum_u64    = bn_sum_u64_scalar,
 };
 
 #if defined(__aarch64__)
@@ -106,6 +120,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_i2s_q8 = bn_dot_i2s_q8_neon,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
     .dot_tq2_q8 = bn_dot_tq2_q8_neon,
+    .sum_u64    = bn_sum_u64_neon,
 };
 #endif
 

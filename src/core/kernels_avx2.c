@@ -86,8 +86,10 @@ BN_AVX2 static inline int32_t bn_hsum_i32_avx2(__m256i v)
 }
 
 /* Codes times activations for 128 weights whose four 2-bit fields of 32 bytes are c0..c3
- * (unsigned 0..3) against q[0..127]: maddubs gives pairs of products in int16 (at most
- * 2 * 3 * 128), four of them summed stay below 3072, madd widens to int32. */
+ * (unsigned 0..3) against q[0..127], in int16 lanes: maddubs gives pairs of products
+ * (at most 2 * 3 * 128 = 768 in size), the four of a block stay below 3,072, so up to
+ * BN_I16_BLOCKS blocks can be summed in int16 before madd widens them to int32. */
+#define BN_I16_BLOCKS 8
 BN_AVX2 static inline __m256i bn_block128_avx2(__m256i c0, __m256i c1, __m256i c2,
                                                __m256i c3, const int8_t *q)
 {
@@ -95,21 +97,33 @@ BN_AVX2 static inline __m256i bn_block128_avx2(__m256i c0, __m256i c1, __m256i c
     __m256i s1 = _mm256_maddubs_epi16(c1, _mm256_loadu_si256((const __m256i *)(q + 32)));
     __m256i s2 = _mm256_maddubs_epi16(c2, _mm256_loadu_si256((const __m256i *)(q + 64)));
     __m256i s3 = _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i *)(q + 96)));
-    __m256i s = _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3));
-    return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+    return _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3));
 }
+
+/* How far ahead of the codes being read the decode kernel asks for cache lines: the
+ * hardware prefetcher alone leaves the core waiting on memory between rows. */
+#define BN_PREFETCH_AHEAD 2048
 
 BN_AVX2 static int32_t bn_dot_i2s_q8_avx2(const uint8_t *codes, const int8_t *q, int64_t n)
 {
-    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    const int64_t nb = n / 128;
     __m256i acc = _mm256_setzero_si256();
-    for (int64_t b = 0; b < n / 128; b++) {
-        __m256i p = _mm256_loadu_si256((const __m256i *)(codes + b * 32));
-        __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
-        __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
-        __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
-        __m256i c3 = _mm256_and_si256(p, m3);
-        acc = _mm256_add_epi32(acc, bn_block128_avx2(c0, c1, c2, c3, q + b * 128));
+    for (int64_t b0 = 0; b0 < nb; b0 += BN_I16_BLOCKS) {
+        int64_t b1 = b0 + BN_I16_BLOCKS < nb ? b0 + BN_I16_BLOCKS : nb;
+        __m256i a16 = _mm256_setzero_si256();
+        for (int64_t b = b0; b < b1; b++) {
+            const uint8_t *pb = codes + b * 32;
+            if (b & 1)
+                _mm_prefetch((const char *)pb + BN_PREFETCH_AHEAD, _MM_HINT_T0);
+            __m256i p = _mm256_loadu_si256((const __m256i *)pb);
+            __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
+            __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
+            __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
+            __m256i c3 = _mm256_and_si256(p, m3);
+            a16 = _mm256_add_epi16(a16, bn_block128_avx2(c0, c1, c2, c3, q + b * 128));
+        }
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(a16, ones));
     }
     return bn_hsum_i32_avx2(acc);
 }
@@ -117,19 +131,26 @@ BN_AVX2 static int32_t bn_dot_i2s_q8_avx2(const uint8_t *codes, const int8_t *q,
 BN_AVX2 static void bn_dot_i2s_q8_tile_avx2(const uint8_t *codes, const int8_t *q,
                                             int64_t n, int nt, int32_t *out)
 {
-    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    const int64_t nb = n / 128;
     __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
                       _mm256_setzero_si256(), _mm256_setzero_si256()};
-    for (int64_t b = 0; b < n / 128; b++) {
-        __m256i p = _mm256_loadu_si256((const __m256i *)(codes + b * 32));
-        __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
-        __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
-        __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
-        __m256i c3 = _mm256_and_si256(p, m3);
+    for (int64_t b0 = 0; b0 < nb; b0 += BN_I16_BLOCKS) {
+        int64_t b1 = b0 + BN_I16_BLOCKS < nb ? b0 + BN_I16_BLOCKS : nb;
+        __m256i a16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                          _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int64_t b = b0; b < b1; b++) {
+            __m256i p = _mm256_loadu_si256((const __m256i *)(codes + b * 32));
+            __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
+            __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
+            __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
+            __m256i c3 = _mm256_and_si256(p, m3);
+            for (int j = 0; j < nt; j++)
+                a16[j] = _mm256_add_epi16(a16[j], bn_block128_avx2(
+                    c0, c1, c2, c3, q + (size_t)j * (size_t)n + b * 128));
+        }
         for (int j = 0; j < nt; j++)
-            acc[j] = _mm256_add_epi32(acc[j], bn_block128_avx2(c0, c1, c2, c3,
-                                                               q + (size_t)j * (size_t)n +
-                                                               b * 128));
+            acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(a16[j], ones));
     }
     for (int j = 0; j < nt; j++)
         out[j] = bn_hsum_i32_avx2(acc[j]);
@@ -148,11 +169,26 @@ BN_AVX2 static void bn_dot_tq2_q8_avx2(const uint8_t *blocks, size_t stride, con
             __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
             __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
             __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
-            acc = _mm256_add_epi32(acc, bn_block128_avx2(c0, c1, c2, c3,
-                                                         q + b * 256 + 128 * half));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(
+                bn_block128_avx2(c0, c1, c2, c3, q + b * 256 + 128 * half),
+                _mm256_set1_epi16(1)));
         }
         sums[b] = bn_hsum_i32_avx2(acc);
     }
+}
+
+BN_AVX2 static uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n)
+{
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i + 16 <= n; i += 16) {
+        a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)(x + i)));
+        a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(x + i + 4)));
+        a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i *)(x + i + 8)));
+        a3 = _mm256_add_epi64(a3, _mm256_load_si256((const __m256i *)(x + i + 12)));
+    }
+    a0 = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1));
+    return (uint64_t)_mm_cvtsi128_si64(s) + (uint64_t)_mm_extract_epi64(s, 1);
 }
 
 const bn_kernel_table bn_kernels_avx2 = {
@@ -164,6 +200,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_i2s_q8 = bn_dot_i2s_q8_avx2,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,
     .dot_tq2_q8 = bn_dot_tq2_q8_avx2,
+    .sum_u64    = bn_sum_u64_avx2,
 };
 
 #endif

@@ -28,6 +28,14 @@ const char cmd_bench_help[] =
     "  --kv TYPE            KV cache type: f16 (default) or f32\n"
     "  --act-quant on|off, --ffn-act relu2|silu   as for generate\n"
     "  --json               a JSON array of results instead of the table\n"
+    "  --kernels            measure the kernels instead (no -m needed): the memory read\n"
+    "                       bandwidth, each projection kernel's decode rate in GB/s of\n"
+    "                       weights read (one token, weights far larger than the caches)\n"
+    "                       and prefill rate in GMAC/s (128 tokens), and the decode\n"
+    "                       limit in tokens/s for the model given with -m (default: the\n"
+    "                       2B-4T shapes, i2_s projections, f16 output layer)\n"
+    "  --mib N              weights per decode kernel run and read-bandwidth buffer, in\n"
+    "                       MiB (default 512; --kernels only)\n"
     "  -h, --help           show this help\n";
 
 typedef struct bench_result {
@@ -82,6 +90,101 @@ static bool bench_run(bn_context *c, const bn_token *toks, int n_prompt, int n_g
     return true;
 }
 
+/* Bytes of each type read per decoded token: every 2-D weight once (the embedding only
+ * through a tied output layer). From the file when there is one, else the 2B-4T shapes
+ * with i2_s projections and an f16 output layer. */
+#define KB_MAX_TYPES 48
+typedef struct kb_model {
+    double bytes[KB_MAX_TYPES];
+    char   desc[160];
+} kb_model;
+
+static bool kb_model_bytes(const char *path, kb_model *km)
+{
+    memset(km, 0, sizeof *km);
+    if (!path) {
+        const int64_t E = 2560, F = 6912, KV = 640, V = 128256, L = 30;
+        int64_t per_layer[7] = {E * E, E * KV, E * KV, E * E, E * F, E * F, F * E};
+        for (int i = 0; i < 7; i++)
+            km->bytes[BN_QT_I2_S] += (double)L * (double)(per_layer[i] / 4 + 32);
+        km->bytes[BN_QT_F16] = (double)V * (double)E * 2;
+        snprintf(km->desc, sizeof km->desc, "2B-4T shapes, i2_s projections, f16 output");
+        return true;
+    }
+    bn_gguf *g;
+    if (bn_gguf_open(path, &g) != BN_OK)
+        return false;
+    bool tied = bn_gguf_find_tensor(g, "output.weight") < 0;
+    for (int64_t i = 0; i < bn_gguf_n_tensors(g); i++) {
+        const bn_gguf_tensor *t = bn_gguf_get_tensor(g, i);
+        if (t->n_dims < 2 || t->type < 0 || t->type >= KB_MAX_TYPES)
+            continue;
+        if (!tied && !strcmp(t->name, "token_embd.weight"))
+            continue;
+        km->bytes[t->type] += (double)t->nbytes;
+    }
+    snprintf(km->desc, sizeof km->desc, "%s", path);
+    bn_gguf_close(g);
+    return true;
+}
+
+static int bench_kernels(const char *model, const int *threads, int n_threads, int64_t mib,
+                         int reps)
+{
+    static const int types[] = {BN_QT_I2_S, BN_QT_TQ2_0, BN_QT_TQ1_0, BN_QT_F16,
+                                BN_QT_Q8_0, BN_QT_Q6_K};
+    const int n_types = (int)(sizeof types / sizeof types[0]);
+    kb_model km;
+    if (!kb_model_bytes(model, &km))
+        return cli_fail("bench");
+    double total = 0;
+    for (int t = 0; t < KB_MAX_TYPES; t++)
+        total += km.bytes[t];
+    printf("kernels: %s; model: %s, %.1f MB read per token\n", bn_kernels_name(), km.desc,
+           total / 1e6);
+    printf("| threads | kernel | decode GB/s | of read bandwidth | prefill GMAC/s |\n");
+    printf("| ---: | --- | ---: | ---: | ---: |\n");
+    fflush(stdout);
+    for (int ti = 0; ti < n_threads; ti++) {
+        if (bn_set_num_threads(threads[ti]) != BN_OK)
+            return cli_fail("bench");
+        double bw;
+        if (bn_bench_read_bandwidth((size_t)mib << 20, 5, &bw) != BN_OK)
+            return cli_fail("bench");
+        printf("| %d | (memory read) | %.2f | 1.00 | |\n", threads[ti], bw);
+        double gbps[KB_MAX_TYPES] = {0};
+        for (int k = 0; k < n_types; k++) {
+            const bn_qtype_info *qi = bn_qtype_get(types[k]);
+            size_t row_bytes = 0;
+            const int64_t cols = 2560;
+            if (bn_qtype_tensor_size(types[k], cols, 1, &row_bytes) != BN_OK)
+                return cli_fail("bench");
+            int64_t rows = ((int64_t)mib << 20) / (int64_t)row_bytes;
+            double dec_s, pre_s;
+            size_t wb;
+            if (bn_bench_projection(types[k], rows, cols, 1, true, reps, &dec_s, &wb) != BN_OK ||
+                bn_bench_projection(types[k], 4096, cols, 128, true, 1, &pre_s, NULL) != BN_OK)
+                return cli_fail("bench");
+            gbps[types[k]] = (double)wb / dec_s / 1e9;
+            printf("| %d | %s | %.2f | %.2f | %.1f |\n", threads[ti], qi->name,
+                   gbps[types[k]], gbps[types[k]] / bw, 4096.0 * cols * 128 / pre_s / 1e9);
+            fflush(stdout);
+        }
+        /* the decode limit, and what the kernels alone allow: each type's bytes at its
+         * own rate (types without a kernel here at the read bandwidth) */
+        double t_kern = 0;
+        for (int t = 0; t < KB_MAX_TYPES; t++)
+            if (km.bytes[t] > 0)
+                t_kern += km.bytes[t] / ((gbps[t] > 0 ? gbps[t] : bw) * 1e9);
+        double limit = bw * 1e9 / total;
+        printf("| %d | decode limit of the model | %.2f tok/s | kernels alone: %.2f tok/s "
+               "| (%.2f of the limit) |\n", threads[ti], limit, 1.0 / t_kern,
+               1.0 / t_kern / limit);
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *cmd = "bench";
@@ -89,7 +192,8 @@ int cmd_bench(int argc, char **argv)
     run_opts_init(&o);
     int64_t n_prompt = 128, n_gen = 64, reps = 3;
     int threads[16], n_threads = 0;
-    bool json = false;
+    bool json = false, kernels = false;
+    int64_t mib = 512;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool v = i + 1 < argc;
@@ -111,6 +215,11 @@ int cmd_bench(int argc, char **argv)
                                        argv[i]);
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if (!strcmp(a, "--kernels")) {
+            kernels = true;
+        } else if (!strcmp(a, "--mib") && v) {
+            if (!cli_parse_int(argv[++i], 16, 1 << 16, &mib))
+                return cli_usage_error(cmd, "invalid size '%s' (16 to 65536 MiB)", argv[i]);
         } else {
             int r = run_parse_opt(cmd, argc, argv, &i, &o, false);
             if (r == 1)
@@ -120,6 +229,13 @@ int cmd_bench(int argc, char **argv)
             return cli_usage_error(cmd, a[0] == '-' ? "unknown option '%s' (or it needs a "
                                    "value)" : "unexpected argument '%s'", a);
         }
+    }
+    if (kernels) {
+        if (json)
+            return cli_usage_error(cmd, "--kernels prints a table only (no --json)");
+        if (n_threads == 0)
+            threads[n_threads++] = bn_get_num_threads();
+        return bench_kernels(o.model, threads, n_threads, mib, (int)reps);
     }
     if (!o.model)
         return cli_usage_error(cmd, "no model given (-m FILE)");

@@ -1,0 +1,198 @@
+/*
+ * bench.c - measurements behind `bitnet bench --kernels` and `bitnet membw`: the
+ * machine's memory read bandwidth, and each projection kernel run on weights far larger
+ * than the caches, through the same code path (bn_linear_eval, the default pool) as the
+ * forward pass.
+ */
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "model/model_internal.h"
+
+static double bn_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct bn_bw_job {
+    const uint64_t *words;
+    int64_t n;              /* words, a multiple of 16 * threads */
+    uint64_t sums[512];
+} bn_bw_job;
+
+static void bn_bw_task(void *ctx, int ith, int nth)
+{
+    bn_bw_job *j = ctx;
+    int64_t per = j->n / nth / 16 * 16;
+    int64_t begin = per * ith, len = ith == nth - 1 ? j->n - begin : per;
+    j->sums[ith & 511] += bn_kernels()->sum_u64(j->words + begin, len);
+}
+
+bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s)
+{
+    if (!gb_per_s || bytes < (1u << 20) || repeat < 1)
+        return bn_error_set(BN_ERR_INVALID_ARG, "read bandwidth: at least 1 MiB, once");
+    bytes &= ~(size_t)4095;
+    uint64_t *words = bn_malloc(bytes, "bench");
+    if (!words)
+        return bn_last_status();
+    memset(words, 1, bytes);    /* every page touched before the timing */
+    bn_bw_job *job = bn_calloc(1, sizeof *job, "bench");
+    if (!job) {
+        bn_free(words);
+        return bn_last_status();
+    }
+    job->words = words;
+    job->n = (int64_t)(bytes / 8) / 16 * 16;
+    double best = INFINITY;
+    for (int r = 0; r < repeat; r++) {
+        double t0 = bn_now();
+        bn_run_on_default_pool(bn_bw_task, job);
+        double dt = bn_now() - t0;
+        best = dt < best ? dt : best;
+    }
+    uint64_t check = 0;
+    for (int i = 0; i < 512; i++)
+        check += job->sums[i];
+    bn_free(job);
+    bn_free(words);
+    /* every word is 0x0101010101010101: the sums prove the loads happened */
+    if (check != (uint64_t)repeat * (uint64_t)(bytes / 8 / 16 * 16) * 0x0101010101010101ull)
+        return bn_error_set(BN_ERR_INTERNAL, "read bandwidth: wrong sum");
+    *gb_per_s = (double)(job->n * 8) / best / 1e9;
+    return BN_OK;
+}
+
+/* xorshift64*: fast filler, the values do not matter, only that they are valid */
+static uint64_t bn_bench_rand(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1Dull;
+}
+
+bn_status bn_bench_projection(int type, int64_t rows, int64_t cols, int32_t n_tokens,
+                              bool act_quant, int repeat, double *seconds,
+                              size_t *weight_bytes)
+{
+    const bn_qtype_info *qi = bn_qtype_get(type);
+    if (!qi || !seconds || rows < 1 || cols < 1 || n_tokens < 1 || repeat < 1 ||
+        cols % qi->block_size != 0 || cols % BN_QK_K != 0 || cols > (1 << 20))
+        return bn_error_set(BN_ERR_INVALID_ARG, "bench projection: bad type or shape");
+    bn_linear lin = {.name = "bench", .type = type, .n_in = cols, .n_out = rows,
+                     .scale = 1.0f, .out_scale = 1.0f, .ternary = qi->is_ternary};
+    if (type == BN_QT_I2_S)
+        lin.row_bytes = (size_t)cols / 4;
+    else if (bn_qtype_tensor_size(type, cols, 1, &lin.row_bytes) != BN_OK)
+        return bn_last_status();
+    if (!lin.ternary && !(lin.to_f32 = bn_qtype_row_to_f32(type)))
+        return bn_error_set(BN_ERR_UNSUPPORTED, "bench projection: type %s", qi->name);
+
+    /* 16 distinct rows quantized from random floats, repeated over the matrix */
+    const int64_t distinct = 16;
+    size_t wbytes = lin.row_bytes * (size_t)rows;
+    uint8_t *w = bn_malloc(wbytes + 64, "bench");
+    float *xf = bn_malloc((size_t)cols * (size_t)(distinct > n_tokens ? distinct : n_tokens) *
+                          sizeof(float), "bench");
+    int8_t *q = bn_malloc((size_t)cols * (size_t)n_tokens, "bench");
+    float *s = bn_malloc((size_t)n_tokens * sizeof(float), "bench");
+    int32_t *qsum = bn_calloc((size_t)n_tokens, sizeof(int32_t), "bench");
+    int32_t *qbsum = bn_calloc((size_t)n_tokens * (size_t)(cols / BN_QK_K), sizeof(int32_t),
+                               "bench");
+    float *qf = bn_malloc((size_t)cols * (size_t)n_tokens * sizeof(float), "bench");
+    float *out = bn_malloc((size_t)rows * (size_t)n_tokens * sizeof(float), "bench");
+    bn_linear_scratch *sc = bn_calloc(512, sizeof *sc, "bench");
+    void *scmem = NULL;
+    bn_status st = BN_OK;
+    int nth = bn_get_num_threads();
+    if (nth > 512)
+        nth = 512;
+    size_t per = ((size_t)cols + 64) * (sizeof(int8_t) + 2 * sizeof(float)) +
+                 2 * ((size_t)cols / BN_QK_K + 1) * sizeof(float) + 256;
+    if (w && xf && q && s && qsum && qbsum && qf && out && sc)
+        scmem = bn_malloc(per * (size_t)nth, "bench");
+    if (!scmem) {
+        st = bn_last_status();
+        goto done;
+    }
+    uint64_t seed = 0x9E3779B97F4A7C15ull;
+    int64_t nx = distinct > n_tokens ? distinct : n_tokens;
+    for (int64_t i = 0; i < cols * nx; i++)
+        xf[i] = (float)((double)(bn_bench_rand(&seed) >> 11) / 9007199254740992.0 - 0.5);
+    if (lin.ternary && type == BN_QT_I2_S) {
+        for (size_t i = 0; i < wbytes; i += 8) {
+            uint64_t r = bn_bench_rand(&seed);
+            /* codes 0..2 only: clear the low bit of every field whose high bit is set */
+            r &= ~((r >> 1) & 0x5555555555555555ull);
+            memcpy(w + i, &r, wbytes - i < 8 ? wbytes - i : 8);
+        }
+    } else {
+        /* the ternary formats take values that are ternary already */
+        float *src = bn_malloc((size_t)(cols * distinct) * sizeof(float), "bench");
+        if (!src) {
+            st = bn_last_status();
+            goto done;
+        }
+        for (int64_t i = 0; i < cols * distinct; i++)
+            src[i] = lin.ternary ? 0.05f * (float)(int)(bn_bench_rand(&seed) % 3 - 1) : xf[i];
+        st = bn_quantize(type, src, cols, distinct, w, lin.row_bytes * (size_t)distinct);
+        bn_free(src);
+        if (st != BN_OK)
+            goto done;
+        for (int64_t r = distinct; r < rows; r++)
+            memcpy(w + (size_t)r * lin.row_bytes, w + (size_t)(r % distinct) * lin.row_bytes,
+                   lin.row_bytes);
+    }
+    lin.data = w;
+    for (int32_t t = 0; t < n_tokens; t++) {
+        float *x = xf + (size_t)(t % distinct) * (size_t)cols;
+        bn_quantize_act_i8(x, cols, q + (size_t)t * (size_t)cols, &s[t]);
+        for (int64_t i = 0; i < cols; i++) {
+            int8_t v = q[(size_t)t * (size_t)cols + (size_t)i];
+            qf[(size_t)t * (size_t)cols + (size_t)i] = v;
+            qsum[t] += v;
+            qbsum[(size_t)t * (size_t)(cols / BN_QK_K) + (size_t)(i / BN_QK_K)] += v;
+        }
+    }
+    for (int i = 0; i < nth; i++) {
+        uint8_t *b = (uint8_t *)scmem + per * (size_t)i;
+        b = (uint8_t *)(((uintptr_t)b + 63) & ~(uintptr_t)63);
+        sc[i].wf = (float *)b;
+        b += ((size_t)cols * sizeof(float) + 63) & ~(size_t)63;
+        sc[i].d = (float *)b;
+        b += (((size_t)cols / BN_QK_K + 1) * sizeof(float) + 63) & ~(size_t)63;
+        sc[i].bs = (int32_t *)b;
+        b += (((size_t)cols / BN_QK_K + 1) * sizeof(int32_t) + 63) & ~(size_t)63;
+        sc[i].w = (int8_t *)b;
+    }
+    bn_act act = {n_tokens, cols, xf, act_quant ? q : NULL, s, qsum, qbsum, qf};
+    const bn_linear *lp[1] = {&lin};
+    float *op[1] = {out};
+    double best = INFINITY;
+    for (int r = 0; r < repeat + 1; r++) {   /* the first pass warms up, untimed */
+        double t0 = bn_now();
+        bn_linear_eval(lp, op, 1, &act, act_quant, sc, nth);
+        double dt = bn_now() - t0;
+        if (r > 0)
+            best = dt < best ? dt : best;
+    }
+    *seconds = best;
+    if (weight_bytes)
+        *weight_bytes = wbytes;
+done:
+    bn_free(scmem);
+    bn_free(sc);
+    bn_free(out);
+    bn_free(qf);
+    bn_free(qbsum);
+    bn_free(qsum);
+    bn_free(s);
+    bn_free(q);
+    bn_free(xf);
+    bn_free(w);
+    return st;
+}
