@@ -904,6 +904,13 @@ typedef enum bn_act_quant { BN_ACT_QUANT_AUTO = 0, BN_ACT_QUANT_ON, BN_ACT_QUANT
 typedef struct bn_model_params {
     bn_ffn_act   ffn_act;    /* default AUTO */
     bn_act_quant act_quant;  /* default AUTO */
+    /* The type to keep the output layer in, converted at load time from the file's
+     * float (F32/F16/BF16) output weights: BN_QT_Q8_0, or -1 (the default) for the type
+     * the file stores. A Q8_0 output layer (converted or stored) reads its input
+     * quantized to Q8_0 blocks, as llama.cpp does: the logits change slightly (about
+     * 1e-3 relative) and the layer reads about half the bytes of F16. A tied
+     * embedding keeps its file type for the token lookups. */
+    int          output_type;
 } bn_model_params;
 
 BN_API bn_model_params bn_model_default_params(void);
@@ -927,10 +934,13 @@ typedef struct bn_model_info {
     bool     act_quant;          /* in use */
     bool     sub_norms;          /* attn_sub_norm / ffn_sub_norm present (bitnet archs) */
     int      proj_type;          /* bn_qtype of the projections (of blk.0.attn_q) */
-    int      output_type;        /* bn_qtype of the output layer (token_embd when tied) */
+    int      output_type;        /* bn_qtype of the output layer in use (token_embd when
+                                  * tied), after any conversion at load */
+    int      output_file_type;   /* the output layer's type in the file */
     bool     tied_output;        /* logits from token_embd */
     uint64_t n_params;           /* number of weights */
-    uint64_t weight_bytes;       /* bytes of all tensors */
+    uint64_t weight_bytes;       /* bytes of all tensors in the file */
+    uint64_t converted_bytes;    /* memory held by weights converted at load (0: none) */
     uint64_t file_size;
 } bn_model_info;
 

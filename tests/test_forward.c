@@ -171,6 +171,9 @@ static char *model_path(const char *name)
     return p;
 }
 
+/* The output layer type run_logits asks for (bn_model_params.output_type). */
+static int g_output_type = -1;
+
 /* Logits of every position of `tokens`: in batches of `batch` (0: all at once) or one
  * token at a time (`batch` 1), with `threads` threads. A new array of n * V floats. */
 static float *run_logits(const char *path, const bn_token *tokens, int n, int batch,
@@ -179,6 +182,7 @@ static float *run_logits(const char *path, const bn_token *tokens, int n, int ba
     bn_set_num_threads(threads);
     bn_model_params mp = bn_model_default_params();
     mp.act_quant = aq;
+    mp.output_type = g_output_type;
     bn_model *m = NULL;
     bn_context *c = NULL;
     CHECK_OK(bn_model_load(path, &mp, &m));
@@ -277,6 +281,54 @@ static void test_tq_same(void)
               count_diff(a, b, 10 * 300));
     free(a);
     free(b);
+}
+
+/* The output layer kept in Q8_0 (converted at load from F16): the logits stay close to
+ * the F16 layer's (which test_model_ref checks against the reference), differ from
+ * them (the conversion happened), and do not depend on batching or threads. */
+static void test_output_q8_0(void)
+{
+    const int n = 12;
+    bn_token tokens[12];
+    for (int i = 0; i < n; i++)
+        tokens[i] = (bn_token)((i * 53 + 3) % 300);
+    tm_opts o = tm_default(BN_QT_I2_S);
+    const char *path = model_path("q8out.gguf");
+    CHECK(write_model(path, &o), "writing %s", path);
+    size_t total = (size_t)n * 300;
+    float *ref = run_logits(path, tokens, n, 0, 2, BN_F32, BN_ACT_QUANT_AUTO);
+    g_output_type = BN_QT_Q8_0;
+    float *q8 = run_logits(path, tokens, n, 0, 2, BN_F32, BN_ACT_QUANT_AUTO);
+    float *q8d = run_logits(path, tokens, n, 1, 1, BN_F32, BN_ACT_QUANT_AUTO);
+    g_output_type = -1;
+    if (ref && q8 && q8d) {
+        double mx = 0, dmax = 0;
+        for (size_t i = 0; i < total; i++) {
+            mx = fabs(ref[i]) > mx ? fabs(ref[i]) : mx;
+            dmax = fabs(ref[i] - q8[i]) > dmax ? fabs(ref[i] - q8[i]) : dmax;
+        }
+        CHECK(dmax > 0 && dmax <= 1e-2 * mx, "q8_0 output layer: max |dlogit| %g of max "
+              "|logit| %g", dmax, mx);
+        CHECK(count_diff(q8, q8d, total) == 0, "q8_0 output layer: prefill on 2 threads "
+              "vs decode on 1: %d differ", count_diff(q8, q8d, total));
+    }
+    free(ref);
+    free(q8);
+    free(q8d);
+    /* what cannot be converted: a type other than q8_0, an output layer not in float */
+    bn_model_params mp = bn_model_default_params();
+    bn_model *m = NULL;
+    mp.output_type = BN_QT_Q4_0;
+    CHECK(bn_model_load(path, &mp, &m) == BN_ERR_UNSUPPORTED && !m, "output type q4_0");
+    tm_opts o6 = tm_default(BN_QT_I2_S);
+    o6.embd_type = BN_QT_Q6_K;
+    const char *p6 = model_path("q6out.gguf");
+    CHECK(write_model(p6, &o6), "writing %s", p6);
+    mp.output_type = BN_QT_Q8_0;
+    bn_status st = bn_model_load(p6, &mp, &m);
+    CHECK(st == BN_ERR_UNSUPPORTED && !m && strstr(bn_last_error(), "q6_K"),
+          "converting a q6_K output layer: %s", bn_last_error());
+    bn_model_free(m);
 }
 
 static void test_context(void)
@@ -492,6 +544,7 @@ int main(void)
     bn_log_set_level(BN_LOG_ERROR);
     test_consistency();
     test_tq_same();
+    test_output_q8_0();
     test_context();
     test_bad_models();
     test_activation_rule();

@@ -9,11 +9,13 @@
  * the whole int8 range (-128 included), for many row lengths. The fused f16 x f32 dot
  * must equal the conversion followed by the f32 dot of the same family, bit for bit.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "core/internal.h"
+#include "quant/blocks.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 static uint32_t rng(void)
@@ -125,8 +127,53 @@ static void test_sum_u64(const bn_kernel_table *k)
     bn_free(x);
 }
 
+/* Q8_0 x Q8_0: the lane order the table promises, computed here from the spec, bit for
+ * bit; and within float rounding of the exact sum (in double). */
+static void test_q8_0(const bn_kernel_table *k)
+{
+    static const int64_t lengths[] = {32, 64, 96, 256, 2560, 6912};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        int64_t n = lengths[li], nb = n / 32;
+        bn_block_q8_0 *w = malloc((size_t)nb * sizeof *w), *x = malloc((size_t)nb * sizeof *x);
+        for (int64_t b = 0; b < nb; b++) {
+            w[b].d = bn_f32_to_f16((float)(rng() % 1000 + 1) / 65536.0f);
+            x[b].d = bn_f32_to_f16((float)(rng() % 1000 + 1) / 4096.0f);
+            for (int i = 0; i < 32; i++) {
+                int r = (int)(rng() % 8);
+                w[b].qs[i] = (int8_t)(r == 0 ? -128 : r == 1 ? 127 : (int)(rng() % 256) - 128);
+                x[b].qs[i] = (int8_t)(r == 2 ? -127 : r == 3 ? 127 : (int)(rng() % 255) - 127);
+            }
+        }
+        float lane[8] = {0};
+        double exact = 0.0;
+        for (int64_t b = 0; b < nb; b++) {
+            float d = bn_f16_to_f32(w[b].d) * bn_f16_to_f32(x[b].d);
+            for (int j = 0; j < 8; j++) {
+                int32_t s = 0;
+                for (int i = 4 * j; i < 4 * j + 4; i++) {
+                    s += w[b].qs[i] * x[b].qs[i];
+                    exact += (double)bn_f16_to_f32(w[b].d) * bn_f16_to_f32(x[b].d) *
+                             w[b].qs[i] * x[b].qs[i];
+                }
+                float p = (float)s * d;
+                lane[j] = lane[j] + p;
+            }
+        }
+        float want = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
+                     ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+        float got = k->dot_q8_0_q8_0(w, x, n);
+        CHECK(memcmp(&got, &want, sizeof got) == 0, "%s q8_0 n=%lld: %.9g, want %.9g",
+              k->name, (long long)n, got, want);
+        CHECK(fabs(got - exact) <= 1e-5 * (fabs(exact) + 1.0), "%s q8_0 n=%lld: %.9g vs "
+              "exact %.9g", k->name, (long long)n, got, exact);
+        free(w);
+        free(x);
+    }
+}
+
 static void test_family(const bn_kernel_table *k)
 {
+    test_q8_0(k);
     test_f16_dot(k);
     test_extremes(k);
     test_sum_u64(k);

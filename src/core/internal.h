@@ -104,6 +104,15 @@ typedef struct bn_kernel_table {
     /* sum of n 64-bit words (wrapping), read as fast as the ISA can: the memory
      * read-bandwidth probe; x 32-byte aligned, n a multiple of 16 */
     uint64_t (*sum_u64)(const uint64_t *x, int64_t n);
+    /* Q8_0 weights w against Q8_0 activations x (n / 32 blocks of an f16 scale and 32
+     * int8 values each): per block, the eight exact int32 sums of four consecutive
+     * products, each converted to float and multiplied by d_w * d_x (a float product),
+     * are added into eight float lanes (lane j takes products 4j..4j+3 of every block, in
+     * block order; a multiply then an add, never fused); the lanes are combined as
+     * ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). Every table follows this order, so every
+     * ISA gives the same float. x must not hold -128 (ggml's Q8_0 quantizer, which
+     * makes the activations, never writes it). */
+    float (*dot_q8_0_q8_0)(const void *w, const void *x, int64_t n);
 } bn_kernel_table;
 
 const bn_kernel_table *bn_kernels(void);
@@ -144,5 +153,12 @@ static inline bool bn_mul_overflow_size(size_t a, size_t b, size_t *out)
 {
     return __builtin_mul_overflow(a, b, out);
 }
+
+/* ------------------------------------------------------------------------ gguf */
+
+/* Drop the pages of a read-only file mapping that hold [data, data + size) from memory
+ * (whole pages inside the range only); they are read again from the file if touched.
+ * Does nothing for a file read into memory. */
+void bn_gguf_release_pages(const bn_gguf *g, const void *data, size_t size);
 
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "quant/blocks.h"
 
 /* Serial sum in index order: the reference every faster dot product approximates. */
 static float bn_dot_f32_scalar(const float *x, const float *y, int64_t n)
@@ -96,6 +97,24 @@ static uint64_t bn_sum_u64_scalar(const uint64_t *x, int64_t n)
     return s0 + s1 + s2 + s3;
 }
 
+static float bn_dot_q8_0_q8_0_scalar(const void *w, const void *x, int64_t n)
+{
+    const bn_block_q8_0 *a = w, *b = x;
+    float lane[8] = {0};
+    for (int64_t k = 0; k < n / 32; k++) {
+        float d = bn_f16_to_f32(a[k].d) * bn_f16_to_f32(b[k].d);
+        for (int j = 0; j < 8; j++) {
+            int32_t s = 0;
+            for (int i = 4 * j; i < 4 * j + 4; i++)
+                s += (int32_t)a[k].qs[i] * (int32_t)b[k].qs[i];
+            float p = (float)s * d;
+            lane[j] = lane[j] + p;
+        }
+    }
+    return ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
+           ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+}
+
 const bn_kernel_table bn_kernels_scalar = {
     .name       = "scalar",
     .dot_f32    = bn_dot_f32_scalar,
@@ -106,6 +125,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
     .dot_tq2_q8 = bn_dot_tq2_q8_scalar,
     .sum_u64    = bn_sum_u64_scalar,
+    .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
 };
 
 #if defined(__aarch64__)
@@ -121,6 +141,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
     .dot_tq2_q8 = bn_dot_tq2_q8_neon,
     .sum_u64    = bn_sum_u64_neon,
+    .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
 };
 #endif
 

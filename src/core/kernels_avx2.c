@@ -4,6 +4,7 @@
  * these features; the rest of the library stays baseline x86-64.
  */
 #include "core/internal.h"
+#include "quant/blocks.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -191,6 +192,30 @@ BN_AVX2 static uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n)
     return (uint64_t)_mm_cvtsi128_si64(s) + (uint64_t)_mm_extract_epi64(s, 1);
 }
 
+BN_AVX2 static float bn_dot_q8_0_q8_0_avx2(const void *w, const void *x, int64_t n)
+{
+    const bn_block_q8_0 *a = w, *b = x;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t k = 0; k < n / 32; k++) {
+        if (k & 1)
+            _mm_prefetch((const char *)(a + k) + BN_PREFETCH_AHEAD, _MM_HINT_T0);
+        float d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(a[k].d))) *
+                  _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(b[k].d)));
+        __m256i wq = _mm256_loadu_si256((const __m256i *)a[k].qs);
+        __m256i xq = _mm256_loadu_si256((const __m256i *)b[k].qs);
+        /* |w| * (x with w's sign): pairs of products, at most 2 * 128 * 127 */
+        __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq),
+                                           _mm256_sign_epi8(xq, wq));
+        __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(p, _mm256_set1_ps(d)));
+    }
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
 const bn_kernel_table bn_kernels_avx2 = {
     .name       = "avx2",
     .dot_f32    = bn_dot_f32_avx2,
@@ -201,6 +226,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,
     .dot_tq2_q8 = bn_dot_tq2_q8_avx2,
     .sum_u64    = bn_sum_u64_avx2,
+    .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_avx2,
 };
 
 #endif

@@ -671,3 +671,14 @@ bn_status bn_gguf_get_str(const bn_gguf *g, const char *key, const char **out)
     *out = v.v.str.ptr;
     return BN_OK;
 }
+
+void bn_gguf_release_pages(const bn_gguf *g, const void *data, size_t size)
+{
+    if (!g->mapped || size == 0)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)data + page - 1) & ~(page - 1);
+    uintptr_t b = ((uintptr_t)data + size) & ~(page - 1);
+    if (a < b && a >= (uintptr_t)g->base && b <= (uintptr_t)g->base + g->size)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}

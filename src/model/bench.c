@@ -107,6 +107,7 @@ bn_status bn_bench_projection(int type, int64_t rows, int64_t cols, int32_t n_to
     float *out = bn_malloc((size_t)rows * (size_t)n_tokens * sizeof(float), "bench");
     bn_linear_scratch *sc = bn_calloc(512, sizeof *sc, "bench");
     void *scmem = NULL;
+    uint8_t *q8 = NULL;
     bn_status st = BN_OK;
     int nth = bn_get_num_threads();
     if (nth > 512)
@@ -169,7 +170,18 @@ bn_status bn_bench_projection(int type, int64_t rows, int64_t cols, int32_t n_to
         b += (((size_t)cols / BN_QK_K + 1) * sizeof(int32_t) + 63) & ~(size_t)63;
         sc[i].w = (int8_t *)b;
     }
-    bn_act act = {n_tokens, cols, xf, act_quant ? q : NULL, s, qsum, qbsum, qf};
+    bn_act act = {n_tokens, cols, xf, act_quant ? q : NULL, s, qsum, qbsum, qf, NULL};
+    if (type == BN_QT_Q8_0) {   /* as the forward pass gives a Q8_0 output layer */
+        q8 = bn_malloc(lin.row_bytes * (size_t)n_tokens, "bench");
+        if (!q8) {
+            st = bn_last_status();
+            goto done;
+        }
+        for (int32_t t = 0; t < n_tokens; t++)
+            bn_quantize(BN_QT_Q8_0, xf + (size_t)t * (size_t)cols, cols, 1,
+                        q8 + (size_t)t * lin.row_bytes, lin.row_bytes);
+        act.q8 = q8;
+    }
     const bn_linear *lp[1] = {&lin};
     float *op[1] = {out};
     double best = INFINITY;
@@ -184,6 +196,7 @@ bn_status bn_bench_projection(int type, int64_t rows, int64_t cols, int32_t n_to
     if (weight_bytes)
         *weight_bytes = wbytes;
 done:
+    bn_free(q8);
     bn_free(scmem);
     bn_free(sc);
     bn_free(out);

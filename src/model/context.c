@@ -39,6 +39,7 @@ struct bn_context {
     int8_t  *aq;
     float   *as;
     int32_t *aqsum, *aqbsum;
+    uint8_t *aq8;                   /* [n_logits] Q8_0 rows for a Q8_0 output layer */
     float   *rope;                  /* [n_batch][n_rot / 2][2] cos, sin */
     float   *logits;                /* [n_logits][n_vocab] */
     int32_t  n_logits;              /* rows the buffer holds */
@@ -208,6 +209,8 @@ bn_status bn_context_create(const bn_model *m, const bn_context_params *params,
     BN_BUF(c->aqbsum, int32_t, T * (max_in / BN_QK_K + 1))
     BN_BUF(c->rope, float, T * (m->n_rot / 2) * 2 + 1)
     BN_BUF(c->logits, float, (int64_t)c->n_logits * V)
+    if (m->output.type == BN_QT_Q8_0)
+        BN_BUF(c->aq8, uint8_t, (int64_t)c->n_logits * (int64_t)m->output.row_bytes)
 #undef BN_BUF
     if (st == BN_OK)
         st = bn_context_scratch(c, bn_get_num_threads());
@@ -232,6 +235,7 @@ void bn_context_free(bn_context *c)
     bn_free(c->aq);
     bn_free(c->aqsum);
     bn_free(c->aqbsum);
+    bn_free(c->aq8);
     bn_free(c->scratch_mem);
     bn_free(c->lsc);
     bn_free(c);
@@ -281,7 +285,7 @@ static void bn_rmsnorm_rows(const float *x, const float *w, float *y, int64_t T,
 static bn_act bn_prepare_act(bn_context *c, const float *x, int64_t T, int64_t n, bool quant)
 {
     const bool want_qf = c->m->float_proj;
-    bn_act act = {(int32_t)T, n, x, NULL, NULL, NULL, NULL, NULL};
+    bn_act act = {(int32_t)T, n, x, NULL, NULL, NULL, NULL, NULL, NULL};
     if (!quant)
         return act;
     for (int64_t t = 0; t < T; t++) {
@@ -493,6 +497,12 @@ static void bn_forward(bn_context *c, const bn_token *tokens, int64_t T, int64_t
         bn_rmsnorm_rows(last, m->output_norm, c->x, n_out, E, eps);
         bool oq = m->output.ternary && aq;
         bn_act act = bn_prepare_act(c, c->x, n_out, E, oq);
+        if (c->aq8) {   /* a Q8_0 output layer reads Q8_0 blocks of its input */
+            size_t rb = m->output.row_bytes;
+            for (int64_t t = 0; t < n_out; t++)
+                bn_quantize(BN_QT_Q8_0, c->x + t * E, E, 1, c->aq8 + (size_t)t * rb, rb);
+            act.q8 = c->aq8;
+        }
         const bn_linear *outl[1] = {&m->output};
         float *l_out[1] = {c->logits};
         bn_linear_eval(outl, l_out, 1, &act, oq, c->lsc, c->n_scratch);

@@ -144,6 +144,13 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
             }
             continue;
         }
+        if (lin->type == BN_QT_Q8_0 && act->q8) {
+            for (int32_t t = 0; t < act->T; t++)
+                out[(size_t)t * lin->n_out + r] =
+                    k->dot_q8_0_q8_0(row, act->q8 + (size_t)t * lin->row_bytes, n) *
+                    lin->out_scale;
+            continue;
+        }
         if (lin->type == BN_QT_F16) {   /* f16 rows (the tied output layer) in place */
             const uint16_t *h = (const uint16_t *)row;
             for (int32_t t = 0; t < act->T; t++) {

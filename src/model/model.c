@@ -38,7 +38,7 @@ static const bn_arch_desc bn_archs[] = {
 
 bn_model_params bn_model_default_params(void)
 {
-    bn_model_params p = {BN_FFN_ACT_AUTO, BN_ACT_QUANT_AUTO};
+    bn_model_params p = {BN_FFN_ACT_AUTO, BN_ACT_QUANT_AUTO, -1};
     return p;
 }
 
@@ -381,6 +381,7 @@ static bn_status bn_model_read(bn_model *m, const bn_model_params *params)
             m->float_proj |= !all[j]->ternary;
     }
     in->output_type = m->output.type;
+    in->output_file_type = m->output.type;
 
     if ((st = bn_choose_ffn_act(g, a, params->ffn_act, &m->ffn_act)) != BN_OK)
         return st;
@@ -411,6 +412,70 @@ static bn_status bn_model_read(bn_model *m, const bn_model_params *params)
     return BN_OK;
 }
 
+typedef struct bn_convert_job {
+    const bn_linear *src;
+    uint8_t *dst;
+    size_t dst_row;
+    int type;
+    float *tmp;          /* [threads][n_in] */
+    _Atomic int failed;
+} bn_convert_job;
+
+static void bn_convert_task(void *ctx, int ith, int nth)
+{
+    bn_convert_job *j = ctx;
+    const bn_linear *l = j->src;
+    float *row = j->tmp + (size_t)ith * (size_t)l->n_in;
+    for (int64_t r = l->n_out * ith / nth; r < l->n_out * (ith + 1) / nth; r++) {
+        l->to_f32(l->data + (size_t)r * l->row_bytes, row, l->n_in);
+        if (bn_quantize(j->type, row, l->n_in, 1, j->dst + (size_t)r * j->dst_row,
+                        j->dst_row) != BN_OK)
+            j->failed = 1;
+    }
+}
+
+/* Convert the output layer to `type` in memory (bn_model_params.output_type). When it
+ * is the tied embedding of a mapped file, the pages of the file's copy are dropped
+ * from memory afterwards (only the few rows of the token lookups come back). */
+static bn_status bn_model_convert_output(bn_model *m, int type)
+{
+    bn_linear *l = &m->output;
+    const bn_qtype_info *from = bn_qtype_get(l->type), *to = bn_qtype_get(type);
+    if (l->ternary || !l->to_f32 || (l->type != BN_QT_F32 && l->type != BN_QT_F16 &&
+                                     l->type != BN_QT_BF16))
+        return bn_error_set(BN_ERR_UNSUPPORTED, "the output layer is %s: only a float "
+                            "(f32/f16/bf16) one can be converted to %s",
+                            from ? from->name : "?", to ? to->name : "?");
+    size_t row = 0;
+    bn_status st = bn_qtype_tensor_size(type, l->n_in, 1, &row);
+    if (st != BN_OK)
+        return bn_error_wrap(st, "converting the output layer");
+    int nth = bn_get_num_threads();
+    bn_convert_job job = {l, bn_malloc(row * (size_t)l->n_out, "output-layer"), row, type,
+                          bn_malloc((size_t)nth * (size_t)l->n_in * sizeof(float), "model"),
+                          0};
+    if (!job.dst || !job.tmp) {
+        bn_free(job.dst);
+        bn_free(job.tmp);
+        return bn_error_wrap(BN_OK, "converting the output layer to %s", to->name);
+    }
+    bn_run_on_default_pool(bn_convert_task, &job);
+    bn_free(job.tmp);
+    if (job.failed) {
+        bn_free(job.dst);
+        return bn_error_wrap(BN_OK, "converting the output layer to %s", to->name);
+    }
+    bn_gguf_release_pages(m->gguf, l->data, l->row_bytes * (size_t)l->n_out);
+    m->output_mem = job.dst;
+    l->data = job.dst;
+    l->type = type;
+    l->row_bytes = row;
+    l->to_f32 = bn_qtype_row_to_f32(type);
+    m->info.output_type = type;
+    m->info.converted_bytes = row * (size_t)l->n_out;
+    return BN_OK;
+}
+
 bn_status bn_model_load(const char *path, const bn_model_params *params, bn_model **out)
 {
     assert(path && out);
@@ -420,6 +485,9 @@ bn_status bn_model_load(const char *path, const bn_model_params *params, bn_mode
     if (params->ffn_act < BN_FFN_ACT_AUTO || params->ffn_act > BN_FFN_ACT_SILU ||
         params->act_quant < BN_ACT_QUANT_AUTO || params->act_quant > BN_ACT_QUANT_OFF)
         return bn_error_set(BN_ERR_INVALID_ARG, "bn_model_load: bad parameters");
+    if (params->output_type != -1 && params->output_type != BN_QT_Q8_0)
+        return bn_error_set(BN_ERR_UNSUPPORTED, "bn_model_load: the output layer can be "
+                            "kept in q8_0 only (asked for type %d)", params->output_type);
     bn_model *m = bn_calloc(1, sizeof *m, "model");
     if (!m)
         return bn_error_wrap(BN_OK, "loading %s", path);
@@ -432,6 +500,8 @@ bn_status bn_model_load(const char *path, const bn_model_params *params, bn_mode
     }
     if (st == BN_OK)
         st = bn_model_read(m, params);
+    if (st == BN_OK && params->output_type >= 0 && params->output_type != m->output.type)
+        st = bn_model_convert_output(m, params->output_type);
     if (st != BN_OK) {
         bn_model_free(m);
         return bn_error_wrap(BN_OK, "loading %s", path);
@@ -446,6 +516,7 @@ void bn_model_free(bn_model *m)
         return;
     bn_tokenizer_free(m->tok);
     bn_gguf_close(m->gguf);
+    bn_free(m->output_mem);
     bn_free(m->norms);
     bn_free(m->layers);
     bn_free(m->path);

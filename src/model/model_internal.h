@@ -45,6 +45,7 @@ struct bn_model {
     size_t        embd_row_bytes;
     const float  *output_norm;
     bn_linear     output;       /* token_embd when tied */
+    uint8_t      *output_mem;   /* the output layer converted at load, or NULL */
     bn_layer     *layers;
     float        *norms;        /* f32 copies of every norm vector */
 };
@@ -61,6 +62,7 @@ typedef struct bn_act {
     const int32_t *qsum;   /* [T] sum of each row's codes */
     const int32_t *qbsum;  /* [T][n / 256] sums of each block of 256 codes (n % 256 == 0) */
     const float *qf;       /* [T, n] the codes as floats, or NULL */
+    const uint8_t *q8;     /* [T][n / 32] Q8_0 blocks of x, for Q8_0 weights, or NULL */
 } bn_act;
 
 /* Per-thread scratch of the projections: a decoded row and its block scales. */

@@ -21,6 +21,9 @@ const char run_model_help[] =
     "  --act-quant on|off   8-bit activations for the projections (default: on for\n"
     "                       ternary weights and bitnet archs, off for float llama models)\n"
     "  --ffn-act relu2|silu FFN activation (default: from the architecture; see docs)\n"
+    "  --lm-head q8_0       keep a float (f16/f32/bf16) output layer in q8_0, converted\n"
+    "                       at load: about half the bytes per token of f16, logits within\n"
+    "                       about 1e-3 (default: the file's type)\n"
     "  -t, --threads N      threads (default: $BITNET_THREADS, else every CPU)\n";
 
 const char run_sampling_help[] =
@@ -106,6 +109,14 @@ int run_parse_opt(const char *cmd, int argc, char **argv, int *i, run_opts *o,
             o->mp.act_quant = BN_ACT_QUANT_OFF;
         else
             BAD_VALUE("setting (on or off)");
+    } else if (!strcmp(a, "--lm-head")) {
+        NEED_VALUE();
+        if (!strcmp(v, "q8_0"))
+            o->mp.output_type = BN_QT_Q8_0;
+        else if (!strcmp(v, "keep"))
+            o->mp.output_type = -1;
+        else
+            BAD_VALUE("output layer type (q8_0, or keep for the file's)");
     } else if (!strcmp(a, "--ffn-act")) {
         NEED_VALUE();
         if (!strcmp(v, "relu2"))
@@ -226,11 +237,17 @@ bool run_load(const char *cmd, const run_opts *o, bool logits_all, bn_model **m,
     bn_model_get_info(*m, &in);
     const bn_qtype_info *pq = bn_qtype_get(in.proj_type);
     const bn_qtype_info *oq = bn_qtype_get(in.output_type);
-    char fs[32];
-    bn_log(BN_LOG_INFO, "%s: %s (%s), %d layers, %d wide, %s projections, %s output, %s, "
+    char fs[32], conv[96] = "";
+    if (in.output_type != in.output_file_type) {
+        const bn_qtype_info *fq = bn_qtype_get(in.output_file_type);
+        char cb[32];
+        snprintf(conv, sizeof conv, " (converted from %s at load: %s)", fq ? fq->name : "?",
+                 cli_bytes(in.converted_bytes, cb, sizeof cb));
+    }
+    bn_log(BN_LOG_INFO, "%s: %s (%s), %d layers, %d wide, %s projections, %s output%s, %s, "
            "FFN %s, activations %s, context %d, %d threads, %s kernels", o->model,
            in.arch, in.name, in.n_layer, in.n_embd, pq ? pq->name : "?", oq ? oq->name : "?",
-           cli_bytes(in.file_size, fs, sizeof fs),
+           conv, cli_bytes(in.file_size, fs, sizeof fs),
            in.ffn_act == BN_FFN_ACT_RELU2 ? "relu^2" : "silu",
            in.act_quant ? "int8" : "float", bn_context_n_ctx(*c), bn_get_num_threads(),
            bn_kernels_name());
@@ -259,11 +276,14 @@ void run_print_memory(const bn_model *m, const bn_context *c)
 {
     bn_model_info in;
     bn_model_get_info(m, &in);
-    char a[32], b[32], d[32], e[32];
-    fprintf(stderr, "memory: peak RSS %s; model file %s (mapped), KV cache %s, buffers %s\n",
+    char a[32], b[32], d[32], e[32], f[32], conv[64] = "";
+    if (in.converted_bytes)
+        snprintf(conv, sizeof conv, ", converted at load %s",
+                 cli_bytes(in.converted_bytes, f, sizeof f));
+    fprintf(stderr, "memory: peak RSS %s; model file %s (mapped), KV cache %s, buffers %s%s\n",
             cli_bytes(run_peak_rss(), a, sizeof a), cli_bytes(in.file_size, b, sizeof b),
             cli_bytes(c ? bn_context_kv_bytes(c) : 0, d, sizeof d),
-            cli_bytes(c ? bn_context_buffer_bytes(c) : 0, e, sizeof e));
+            cli_bytes(c ? bn_context_buffer_bytes(c) : 0, e, sizeof e), conv);
 }
 
 char *run_read_file(const char *cmd, const char *path, size_t *len)
