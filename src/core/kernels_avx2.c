@@ -129,32 +129,55 @@ BN_AVX2 static int32_t bn_dot_i2s_q8_avx2(const uint8_t *codes, const int8_t *q,
     return bn_hsum_i32_avx2(acc);
 }
 
-BN_AVX2 static void bn_dot_i2s_q8_tile_avx2(const uint8_t *codes, const int8_t *q,
-                                            int64_t n, int nt, int32_t *out)
+/* The tile body for a constant number of token rows NT: inlined into one function per
+ * NT so that the accumulators stay in registers. */
+BN_AVX2 static inline __attribute__((always_inline)) void
+bn_i2s_tile_body(const uint8_t *codes, const int8_t *q, int64_t n, const int NT, int32_t *out)
 {
     const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
     const int64_t nb = n / 128;
-    __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                      _mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b0 = 0; b0 < nb; b0 += BN_I16_BLOCKS) {
         int64_t b1 = b0 + BN_I16_BLOCKS < nb ? b0 + BN_I16_BLOCKS : nb;
-        __m256i a16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                          _mm256_setzero_si256(), _mm256_setzero_si256()};
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
         for (int64_t b = b0; b < b1; b++) {
             __m256i p = _mm256_loadu_si256((const __m256i *)(codes + b * 32));
             __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
             __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
             __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
             __m256i c3 = _mm256_and_si256(p, m3);
-            for (int j = 0; j < nt; j++)
-                a16[j] = _mm256_add_epi16(a16[j], bn_block128_avx2(
-                    c0, c1, c2, c3, q + (size_t)j * (size_t)n + b * 128));
+            const int8_t *qb = q + b * 128;
+            a0 = _mm256_add_epi16(a0, bn_block128_avx2(c0, c1, c2, c3, qb));
+            if (NT > 1)
+                a1 = _mm256_add_epi16(a1, bn_block128_avx2(c0, c1, c2, c3, qb + n));
+            if (NT > 2)
+                a2 = _mm256_add_epi16(a2, bn_block128_avx2(c0, c1, c2, c3, qb + 2 * n));
+            if (NT > 3)
+                a3 = _mm256_add_epi16(a3, bn_block128_avx2(c0, c1, c2, c3, qb + 3 * n));
         }
-        for (int j = 0; j < nt; j++)
-            acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(a16[j], ones));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, ones));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, ones));
+        acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(a2, ones));
+        acc3 = _mm256_add_epi32(acc3, _mm256_madd_epi16(a3, ones));
     }
-    for (int j = 0; j < nt; j++)
-        out[j] = bn_hsum_i32_avx2(acc[j]);
+    out[0] = bn_hsum_i32_avx2(acc0);
+    if (NT > 1)
+        out[1] = bn_hsum_i32_avx2(acc1);
+    if (NT > 2)
+        out[2] = bn_hsum_i32_avx2(acc2);
+    if (NT > 3)
+        out[3] = bn_hsum_i32_avx2(acc3);
+}
+
+BN_AVX2 static void bn_dot_i2s_q8_tile_avx2(const uint8_t *codes, const int8_t *q,
+                                            int64_t n, int nt, int32_t *out)
+{
+    switch (nt) {
+    case 4: bn_i2s_tile_body(codes, q, n, 4, out); break;
+    case 3: bn_i2s_tile_body(codes, q, n, 3, out); break;
+    case 2: bn_i2s_tile_body(codes, q, n, 2, out); break;
+    default: bn_i2s_tile_body(codes, q, n, 1, out); break;
+    }
 }
 
 BN_AVX2 static void bn_dot_tq2_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q,
