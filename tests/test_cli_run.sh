@@ -152,5 +152,31 @@ then ok; else fail "bench --json: fields"; fi
 expect 2 "bench with nothing to do" -- bench -m "$m" -p 0 -n 0
 expect 2 "bench bad thread list" -- bench -m "$m" -t 1,x
 
+# --- bench --kernels: the rows, and the bytes per token worked out here from the shapes
+# (2B-4T: 30 layers of 2560x2560 q/o, 2560x640 k/v, three 2560x6912 FFN matrices, each
+# i2_s: n/4 bytes + a 32-byte tail; a 128256 x 2560 f16 output layer)
+expect 0 "bench --kernels" -- bench --kernels --mib 16 -r 1 -t 1
+mb=$(python3 -c "print('%.1f' % ((30 * (((2560*2560*2 + 2560*640*2 + 3*2560*6912) // 4) + 7*32) + 128256*2560*2) / 1e6))")
+grep_in "$out" "2B-4T shapes, i2_s projections, f16 output, $mb MB read per token" "kernels: bytes"
+for k in i2_s tq2_0 tq1_0 f16 q8_0 q6_K; do
+    grep_in "$out" "^| 1 | $k | [0-9][0-9.]* | [0-9][0-9.]* | [0-9][0-9.]* |" "kernels: $k row"
+done
+grep_in "$out" "^| 1 | (memory read) | [0-9][0-9.]* | 1.00 |" "kernels: read bandwidth row"
+grep_in "$out" "^| 1 | decode limit of the model | [0-9][0-9.]* tok/s | kernels alone" "kernels: limit"
+expect 0 "bench --kernels -m" -- bench --kernels -m "$m" --mib 16 -r 1 -t 1
+"$BITNET" info --json "$m" > "$tmp/info.json"
+mb=$(python3 -c "import json,sys; print('%.1f' % (sum(t['bytes'] for t in json.load(open(sys.argv[1]))['tensors'] if len(t['shape']) > 1) / 1e6))" "$tmp/info.json")
+grep_in "$out" "$m, $mb MB read per token" "kernels: the model's bytes"
+expect 2 "bench --kernels --json" -- bench --kernels --json
+
+# --- the output layer kept in q8_0
+expect 0 "generate --lm-head q8_0" -- -v generate -m "$m" -p "hello" -n 4 --temp 0 --lm-head q8_0
+grep_in "$err" "q8_0 output (converted from f16 at load" "lm-head: reported at load"
+grep_in "$err" "converted at load" "lm-head: in the memory line"
+expect 2 "generate --lm-head q4_0" -- generate -m "$m" -p "hello" --lm-head q4_0
+"$BITNET" synth "$tmp/q6.gguf" --embd-type q6_k > /dev/null
+expect 1 "--lm-head q8_0 of a q6_K layer" -- generate -m "$tmp/q6.gguf" -p "hello" --lm-head q8_0
+grep_in "$err" "only a float" "lm-head: why not"
+
 echo "test_cli_run: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

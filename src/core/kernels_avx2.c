@@ -180,25 +180,44 @@ BN_AVX2 static void bn_dot_i2s_q8_tile_avx2(const uint8_t *codes, const int8_t *
     }
 }
 
+/* One TQ2_0 block (two 32-byte halves of codes: byte m holds weights m, 32+m, 64+m, 96+m
+ * of the half in bits 1-0, 3-2, 5-4, 7-6) against q[0..255]: eight int32 lanes. */
+BN_AVX2 static inline __m256i bn_tq2_block_avx2(const uint8_t *qs, const int8_t *q)
+{
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i a16 = _mm256_setzero_si256();
+    for (int half = 0; half < 2; half++) {
+        __m256i p = _mm256_loadu_si256((const __m256i *)(qs + 32 * half));
+        __m256i c0 = _mm256_and_si256(p, m3);
+        __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
+        __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
+        __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
+        a16 = _mm256_add_epi16(a16, bn_block128_avx2(c0, c1, c2, c3, q + 128 * half));
+    }
+    return _mm256_madd_epi16(a16, _mm256_set1_epi16(1));
+}
+
 BN_AVX2 static void bn_dot_tq2_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q,
                                        int64_t n, int32_t *sums)
 {
-    const __m256i m3 = _mm256_set1_epi8(3);
-    for (int64_t b = 0; b < n / 256; b++) {
-        const uint8_t *qs = blocks + (size_t)b * stride;
-        __m256i acc = _mm256_setzero_si256();
-        for (int half = 0; half < 2; half++) {
-            __m256i p = _mm256_loadu_si256((const __m256i *)(qs + 32 * half));
-            __m256i c0 = _mm256_and_si256(p, m3);
-            __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
-            __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
-            __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(
-                bn_block128_avx2(c0, c1, c2, c3, q + b * 256 + 128 * half),
-                _mm256_set1_epi16(1)));
-        }
-        sums[b] = bn_hsum_i32_avx2(acc);
+    const int64_t nb = n / 256;
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {   /* four blocks, reduced together */
+        const uint8_t *p = blocks + (size_t)b * stride;
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 192, _MM_HINT_T0);
+        __m256i v0 = bn_tq2_block_avx2(p, q + b * 256);
+        __m256i v1 = bn_tq2_block_avx2(p + stride, q + b * 256 + 256);
+        __m256i v2 = bn_tq2_block_avx2(p + 2 * stride, q + b * 256 + 512);
+        __m256i v3 = bn_tq2_block_avx2(p + 3 * stride, q + b * 256 + 768);
+        __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        _mm_storeu_si128((__m128i *)(sums + b), s4);
     }
+    for (; b < nb; b++)
+        sums[b] = bn_hsum_i32_avx2(bn_tq2_block_avx2(blocks + (size_t)b * stride, q + b * 256));
 }
 
 BN_AVX2 static uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n)
