@@ -11,6 +11,10 @@
 
 #define BN_AVX2 __attribute__((target("avx2,fma,f16c")))
 
+/* How far ahead of the weights being read the decode kernels ask for cache lines: the
+ * hardware prefetcher alone leaves the core waiting on memory between rows. */
+#define BN_PREFETCH_AHEAD 2048
+
 /* Four 8-lane accumulators, combined in a fixed order, then a serial tail; x is f32,
  * or f16 (xh) converted on load, with the same operations in the same order. */
 BN_AVX2 static inline __attribute__((always_inline)) __m256 bn_ld8(const float *x,
@@ -28,6 +32,11 @@ bn_dot_avx2(const float *x, const uint16_t *xh, const float *y, int64_t n)
     __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        /* weights stream from memory: ask for them ahead (the same lines twice for f16) */
+        if (xh)
+            _mm_prefetch((const char *)(xh + i) + BN_PREFETCH_AHEAD, _MM_HINT_T0);
+        else
+            _mm_prefetch((const char *)(x + i) + BN_PREFETCH_AHEAD, _MM_HINT_T0);
         acc0 = _mm256_fmadd_ps(bn_ld8(x, xh, i), _mm256_loadu_ps(y + i), acc0);
         acc1 = _mm256_fmadd_ps(bn_ld8(x, xh, i + 8), _mm256_loadu_ps(y + i + 8), acc1);
         acc2 = _mm256_fmadd_ps(bn_ld8(x, xh, i + 16), _mm256_loadu_ps(y + i + 16), acc2);
@@ -100,10 +109,6 @@ BN_AVX2 static inline __m256i bn_block128_avx2(__m256i c0, __m256i c1, __m256i c
     __m256i s3 = _mm256_maddubs_epi16(c3, _mm256_loadu_si256((const __m256i *)(q + 96)));
     return _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3));
 }
-
-/* How far ahead of the codes being read the decode kernel asks for cache lines: the
- * hardware prefetcher alone leaves the core waiting on memory between rows. */
-#define BN_PREFETCH_AHEAD 2048
 
 BN_AVX2 static int32_t bn_dot_i2s_q8_avx2(const uint8_t *codes, const int8_t *q, int64_t n)
 {
