@@ -171,8 +171,46 @@ static void test_q8_0(const bn_kernel_table *k)
     }
 }
 
+/* quantize_act_i8 follows the rule as written here: the same scale and codes, ties
+ * (x * s exactly halfway) to even. */
+static void test_quantize_act(const bn_kernel_table *k)
+{
+    static const int64_t lengths[] = {1, 7, 8, 31, 32, 33, 100, 2560, 6913};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        int64_t n = lengths[li];
+        float *x = malloc((size_t)n * sizeof *x);
+        int8_t *q = malloc((size_t)n), *want = malloc((size_t)n);
+        for (int64_t i = 0; i < n; i++)
+            x[i] = ((float)(rng() % 20001) - 10000.0f) / 777.0f;
+        if (n > 4) {            /* a maximum of 127 makes s = 1: halves are ties */
+            x[n / 2] = -127.0f;
+            x[1] = 2.5f;
+            x[2] = -3.5f;
+            x[3] = 0.5f;
+        }
+        float amax = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f), got_s = 0.0f;
+        for (int64_t i = 0; i < n; i++) {
+            float r = rintf(x[i] * s);
+            want[i] = (int8_t)(r > 127.0f ? 127 : r < -128.0f ? -128 : r);
+        }
+        k->quantize_act_i8(x, n, q, &got_s);
+        CHECK(got_s == s && memcmp(q, want, (size_t)n) == 0, "%s quantize_act_i8 n=%lld",
+              k->name, (long long)n);
+        if (n > 4 && s == 1.0f)
+            CHECK(q[1] == 2 && q[2] == -4 && q[3] == 0, "%s quantize_act_i8: ties to even",
+                  k->name);
+        free(x);
+        free(q);
+        free(want);
+    }
+}
+
 static void test_family(const bn_kernel_table *k)
 {
+    test_quantize_act(k);
     test_q8_0(k);
     test_f16_dot(k);
     test_extremes(k);

@@ -113,10 +113,15 @@ typedef struct bn_kernel_table {
      * ISA gives the same float. x must not hold -128 (ggml's Q8_0 quantizer, which
      * makes the activations, never writes it). */
     float (*dot_q8_0_q8_0)(const void *w, const void *x, int64_t n);
+    /* bn_quantize_act_i8: s = 127 / max(max|x|, 1e-5), q = clamp(rint(x * s)) with the
+     * product rounded to float first; the same bytes and scale on every table */
+    void (*quantize_act_i8)(const float *x, int64_t n, int8_t *q, float *scale);
 } bn_kernel_table;
 
 const bn_kernel_table *bn_kernels(void);
 extern const bn_kernel_table bn_kernels_scalar;
+/* the scalar activation quantizer (quant/ternary.c) */
+void bn_quantize_act_i8_scalar(const float *x, int64_t n, int8_t *q, float *scale);
 #if defined(__x86_64__) || defined(__i386__)
 extern const bn_kernel_table bn_kernels_avx2;
 #endif

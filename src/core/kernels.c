@@ -126,6 +126,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_tq2_q8 = bn_dot_tq2_q8_scalar,
     .sum_u64    = bn_sum_u64_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
+    .quantize_act_i8 = bn_quantize_act_i8_scalar,
 };
 
 #if defined(__aarch64__)
@@ -142,6 +143,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_tq2_q8 = bn_dot_tq2_q8_neon,
     .sum_u64    = bn_sum_u64_neon,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
+    .quantize_act_i8 = bn_quantize_act_i8_scalar,
 };
 #endif
 

@@ -3,6 +3,8 @@
  * with per-function target attributes, and only called after the CPU was seen to have
  * these features; the rest of the library stays baseline x86-64.
  */
+#include <math.h>
+
 #include "core/internal.h"
 #include "quant/blocks.h"
 
@@ -263,6 +265,47 @@ BN_AVX2 static float bn_dot_q8_0_q8_0_avx2(const void *w, const void *x, int64_t
     return _mm_cvtss_f32(h);
 }
 
+/* The scalar rule in 8 lanes: the maximum is order-free, x * s is one float product,
+ * and cvtps rounds half to even under the default rounding mode, as rintf does. */
+BN_AVX2 static void bn_quantize_act_i8_avx2(const float *x, int64_t n, int8_t *q, float *scale)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + i), absmask));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float amax = _mm_cvtss_f32(h);
+    for (; i < n; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+    const __m256 vs = _mm256_set1_ps(s), hi = _mm256_set1_ps(127.0f),
+                 lo = _mm256_set1_ps(-128.0f);
+    for (i = 0; i + 32 <= n; i += 32) {
+        __m256i v[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 y = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vs);
+            y = _mm256_min_ps(_mm256_max_ps(_mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT |
+                                                               _MM_FROUND_NO_EXC), lo), hi);
+            v[k] = _mm256_cvtps_epi32(y);
+        }
+        /* packs work within 128-bit lanes: put the 32 bytes back in order */
+        __m256i w01 = _mm256_packs_epi32(v[0], v[1]), w23 = _mm256_packs_epi32(v[2], v[3]);
+        __m256i b = _mm256_packs_epi16(w01, w23);
+        b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + i), b);
+    }
+    for (; i < n; i++) {
+        float r = rintf(x[i] * s);
+        q[i] = (int8_t)(r > 127.0f ? 127 : r < -128.0f ? -128 : r);
+    }
+    *scale = s;
+}
+
 const bn_kernel_table bn_kernels_avx2 = {
     .name       = "avx2",
     .dot_f32    = bn_dot_f32_avx2,
@@ -274,6 +317,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_tq2_q8 = bn_dot_tq2_q8_avx2,
     .sum_u64    = bn_sum_u64_avx2,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_avx2,
+    .quantize_act_i8 = bn_quantize_act_i8_avx2,
 };
 
 #endif

@@ -112,6 +112,11 @@ bool bn_ternary_detect(const float *w, int64_t n, float *scale)
 
 void bn_quantize_act_i8(const float *x, int64_t n, int8_t *q, float *scale)
 {
+    bn_kernels()->quantize_act_i8(x, n, q, scale);
+}
+
+void bn_quantize_act_i8_scalar(const float *x, int64_t n, int8_t *q, float *scale)
+{
     float amax = 0.0f;
     for (int64_t i = 0; i < n; i++) {
         float a = fabsf(x[i]);
