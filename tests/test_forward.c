@@ -324,6 +324,15 @@ static void test_output_q8_0(void)
     o6.embd_type = BN_QT_Q6_K;
     const char *p6 = model_path("q6out.gguf");
     CHECK(write_model(p6, &o6), "writing %s", p6);
+    /* a Q6_K output layer (read on Q8_0 blocks of its input; its kernel is checked
+     * against the dequantizer in test_kernels): batching and threads change nothing */
+    float *q6a = run_logits(p6, tokens, n, 0, 2, BN_F32, BN_ACT_QUANT_AUTO);
+    float *q6b = run_logits(p6, tokens, n, 1, 1, BN_F32, BN_ACT_QUANT_AUTO);
+    if (q6a && q6b)
+        CHECK(count_diff(q6a, q6b, total) == 0, "q6_K output layer: prefill on 2 threads "
+              "vs decode on 1: %d differ", count_diff(q6a, q6b, total));
+    free(q6a);
+    free(q6b);
     mp.output_type = BN_QT_Q8_0;
     bn_status st = bn_model_load(p6, &mp, &m);
     CHECK(st == BN_ERR_UNSUPPORTED && !m && strstr(bn_last_error(), "q6_K"),

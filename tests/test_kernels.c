@@ -208,8 +208,69 @@ static void test_quantize_act(const bn_kernel_table *k)
     }
 }
 
+/* Q6_K x Q8_0: the weights read back by bn_dequantize (byte-checked against ggml in
+ * test_qformats) give the codes and scales; the lane order the table promises is then
+ * computed here, bit for bit, and the result is within float rounding of the exact
+ * sum. */
+static void test_q6_k(const bn_kernel_table *k)
+{
+    static const int64_t lengths[] = {256, 512, 2560, 6912};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        int64_t n = lengths[li], nb = n / 32;
+        float *src = malloc((size_t)n * sizeof *src), *deq = malloc((size_t)n * sizeof *deq);
+        for (int64_t i = 0; i < n; i++)
+            src[i] = ((float)(rng() % 20001) - 10000.0f) / 10000.0f * (float)(1 + i % 7);
+        size_t wb = 0;
+        bn_qtype_tensor_size(BN_QT_Q6_K, n, 1, &wb);
+        uint8_t *w = malloc(wb);
+        CHECK(bn_quantize(BN_QT_Q6_K, src, n, 1, w, wb) == BN_OK &&
+              bn_dequantize(BN_QT_Q6_K, w, wb, n, 1, deq) == BN_OK, "q6_K round trip");
+        bn_block_q8_0 *x = malloc((size_t)nb * sizeof *x);
+        for (int64_t b = 0; b < nb; b++) {
+            x[b].d = bn_f32_to_f16((float)(rng() % 1000 + 1) / 4096.0f);
+            for (int i = 0; i < 32; i++)
+                x[b].qs[i] = (int8_t)((int)(rng() % 255) - 127);
+        }
+        /* code - 32 and the group scale of every weight, from deq = d * sc * (code - 32):
+         * the block's d and scales are at the end of each 210-byte block */
+        float lane[8] = {0};
+        double exact = 0.0;
+        for (int64_t b = 0; b < nb; b++) {
+            const bn_block_q6_k *blk = (const bn_block_q6_k *)w + b / 8;
+            float dw = bn_f16_to_f32(blk->d);
+            float d = dw * bn_f16_to_f32(x[b].d);
+            for (int j = 0; j < 8; j++) {
+                int e0 = (int)(b % 8) * 32 + 4 * j;
+                int sc = blk->scales[e0 / 16];
+                int32_t s = 0;
+                for (int i = 0; i < 4; i++) {
+                    float v = deq[b * 32 + 4 * j + i];
+                    int c = sc ? (int)lrintf(v / (dw * (float)sc)) : 0;
+                    s += c * x[b].qs[4 * j + i];
+                    exact += (double)v * bn_f16_to_f32(x[b].d) * x[b].qs[4 * j + i];
+                }
+                s *= sc;
+                float p = (float)s * d;
+                lane[j] = lane[j] + p;
+            }
+        }
+        float want = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
+                     ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+        float got = k->dot_q6_k_q8_0(w, x, n);
+        CHECK(memcmp(&got, &want, sizeof got) == 0, "%s q6_K n=%lld: %.9g, want %.9g",
+              k->name, (long long)n, got, want);
+        CHECK(fabs(got - exact) <= 1e-4 * (fabs(exact) + 1.0), "%s q6_K n=%lld: %.9g vs "
+              "exact %.9g", k->name, (long long)n, got, exact);
+        free(src);
+        free(deq);
+        free(w);
+        free(x);
+    }
+}
+
 static void test_family(const bn_kernel_table *k)
 {
+    test_q6_k(k);
     test_quantize_act(k);
     test_q8_0(k);
     test_f16_dot(k);

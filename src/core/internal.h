@@ -113,6 +113,11 @@ typedef struct bn_kernel_table {
      * ISA gives the same float. x must not hold -128 (ggml's Q8_0 quantizer, which
      * makes the activations, never writes it). */
     float (*dot_q8_0_q8_0)(const void *w, const void *x, int64_t n);
+    /* Q6_K weights w (n / 256 blocks) against Q8_0 activations x: the same lanes and
+     * order as dot_q8_0_q8_0, per block of 32 activations, with the int32 lane sum
+     * being scale * sum of four (code - 32) * x (the four share a group of 16, so one
+     * scale) and the float factor d_w * d_x of the 256-block and the 32-block. */
+    float (*dot_q6_k_q8_0)(const void *w, const void *x, int64_t n);
     /* bn_quantize_act_i8: s = 127 / max(max|x|, 1e-5), q = clamp(rint(x * s)) with the
      * product rounded to float first; the same bytes and scale on every table */
     void (*quantize_act_i8)(const float *x, int64_t n, int8_t *q, float *scale);

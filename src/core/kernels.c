@@ -115,6 +115,40 @@ static float bn_dot_q8_0_q8_0_scalar(const void *w, const void *x, int64_t n)
            ((lane[1] + lane[5]) + (lane[3] + lane[7]));
 }
 
+/* The 6-bit code of weight e (0..255) of a Q6_K block, as ggml lays them out: in each
+ * half of 128, weights l, 32+l, 64+l, 96+l (l < 32) take the low or high nibble of
+ * ql[l] or ql[32+l] and bit pairs 1-0, 3-2, 5-4, 7-6 of qh[l]. */
+static int bn_q6_k_code(const bn_block_q6_k *b, int e)
+{
+    int h = e / 128, g = (e % 128) / 32, l = e % 32;
+    const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+    int lo = (g & 1) ? ql[32 + l] : ql[l];
+    lo = g >= 2 ? lo >> 4 : lo & 15;
+    return lo | (((qh[l] >> (2 * g)) & 3) << 4);
+}
+
+static float bn_dot_q6_k_q8_0_scalar(const void *w, const void *x, int64_t n)
+{
+    const bn_block_q6_k *a = w;
+    const bn_block_q8_0 *b = x;
+    float lane[8] = {0};
+    for (int64_t k = 0; k < n / 32; k++) {
+        const bn_block_q6_k *blk = a + k / 8;
+        int base = (int)(k % 8) * 32;
+        float d = bn_f16_to_f32(blk->d) * bn_f16_to_f32(b[k].d);
+        for (int j = 0; j < 8; j++) {
+            int32_t s = 0;
+            for (int i = 4 * j; i < 4 * j + 4; i++)
+                s += (bn_q6_k_code(blk, base + i) - 32) * (int32_t)b[k].qs[i];
+            s *= blk->scales[(base + 4 * j) / 16];
+            float p = (float)s * d;
+            lane[j] = lane[j] + p;
+        }
+    }
+    return ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
+           ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+}
+
 const bn_kernel_table bn_kernels_scalar = {
     .name       = "scalar",
     .dot_f32    = bn_dot_f32_scalar,
@@ -126,6 +160,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_tq2_q8 = bn_dot_tq2_q8_scalar,
     .sum_u64    = bn_sum_u64_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
+    .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
 };
 
@@ -143,6 +178,8 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_tq2_q8 = bn_dot_tq2_q8_neon,
     .sum_u64    = bn_sum_u64_neon,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
+    .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
+    .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
 };
 #endif

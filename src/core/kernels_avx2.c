@@ -265,6 +265,59 @@ BN_AVX2 static float bn_dot_q8_0_q8_0_avx2(const void *w, const void *x, int64_t
     return _mm_cvtss_f32(h);
 }
 
+/* 32 codes times 32 activations with the group scales of their two halves: eight
+ * int32 lanes of scale * sum of four (code - 32) * x. */
+BN_AVX2 static inline __m256i bn_q6_group_avx2(__m256i codes, const int8_t *xq, int sa, int sb)
+{
+    __m256i xv = _mm256_loadu_si256((const __m256i *)xq);
+    __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(codes, xv),
+                                 _mm256_maddubs_epi16(_mm256_set1_epi8(32), xv));
+    __m256i sc = _mm256_setr_m128i(_mm_set1_epi16((short)sa), _mm_set1_epi16((short)sb));
+    return _mm256_madd_epi16(p, sc);
+}
+
+BN_AVX2 static float bn_dot_q6_k_q8_0_avx2(const void *w, const void *x, int64_t n)
+{
+    const bn_block_q6_k *a = w;
+    const bn_block_q8_0 *b = x;
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t k = 0; k < n / 256; k++) {
+        const bn_block_q6_k *blk = a + k;
+        _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 192, _MM_HINT_T0);
+        float dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk->d)));
+        for (int h = 0; h < 2; h++) {
+            __m256i qla = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h));
+            __m256i qlb = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h));
+            __m256i c[4];
+            c[0] = _mm256_or_si256(_mm256_and_si256(qla, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            c[1] = _mm256_or_si256(_mm256_and_si256(qlb, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qla, 4), m4),
+                                   _mm256_and_si256(qh, m30));
+            c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlb, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            const int8_t *sc = blk->scales + 8 * h;
+            for (int g = 0; g < 4; g++) {
+                const bn_block_q8_0 *xb = b + k * 8 + h * 4 + g;
+                float d = dw * _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(xb->d)));
+                __m256i s = bn_q6_group_avx2(c[g], xb->qs, sc[2 * g], sc[2 * g + 1]);
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(s),
+                                                       _mm256_set1_ps(d)));
+            }
+        }
+    }
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
 /* The scalar rule in 8 lanes: the maximum is order-free, x * s is one float product,
  * and cvtps rounds half to even under the default rounding mode, as rintf does. */
 BN_AVX2 static void bn_quantize_act_i8_avx2(const float *x, int64_t n, int8_t *q, float *scale)
@@ -317,6 +370,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_tq2_q8 = bn_dot_tq2_q8_avx2,
     .sum_u64    = bn_sum_u64_avx2,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_avx2,
+    .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_avx2,
     .quantize_act_i8 = bn_quantize_act_i8_avx2,
 };
 

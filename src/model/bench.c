@@ -171,15 +171,16 @@ bn_status bn_bench_projection(int type, int64_t rows, int64_t cols, int32_t n_to
         sc[i].w = (int8_t *)b;
     }
     bn_act act = {n_tokens, cols, xf, act_quant ? q : NULL, s, qsum, qbsum, qf, NULL};
-    if (type == BN_QT_Q8_0) {   /* as the forward pass gives a Q8_0 output layer */
-        q8 = bn_malloc(lin.row_bytes * (size_t)n_tokens, "bench");
+    const size_t q8row = (size_t)(cols / 32) * sizeof(bn_block_q8_0);
+    if (type == BN_QT_Q8_0 || type == BN_QT_Q6_K) {   /* as a Q8_0/Q6_K output layer */
+        q8 = bn_malloc(q8row * (size_t)n_tokens, "bench");
         if (!q8) {
             st = bn_last_status();
             goto done;
         }
         for (int32_t t = 0; t < n_tokens; t++)
             bn_quantize(BN_QT_Q8_0, xf + (size_t)t * (size_t)cols, cols, 1,
-                        q8 + (size_t)t * lin.row_bytes, lin.row_bytes);
+                        q8 + (size_t)t * q8row, q8row);
         act.q8 = q8;
     }
     const bn_linear *lp[1] = {&lin};

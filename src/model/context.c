@@ -39,7 +39,7 @@ struct bn_context {
     int8_t  *aq;
     float   *as;
     int32_t *aqsum, *aqbsum;
-    uint8_t *aq8;                   /* [n_logits] Q8_0 rows for a Q8_0 output layer */
+    uint8_t *aq8;                   /* [n_logits] Q8_0 rows for a Q8_0/Q6_K output layer */
     float   *rope;                  /* [n_batch][n_rot / 2][2] cos, sin */
     float   *logits;                /* [n_logits][n_vocab] */
     int32_t  n_logits;              /* rows the buffer holds */
@@ -209,8 +209,9 @@ bn_status bn_context_create(const bn_model *m, const bn_context_params *params,
     BN_BUF(c->aqbsum, int32_t, T * (max_in / BN_QK_K + 1))
     BN_BUF(c->rope, float, T * (m->n_rot / 2) * 2 + 1)
     BN_BUF(c->logits, float, (int64_t)c->n_logits * V)
-    if (m->output.type == BN_QT_Q8_0)
-        BN_BUF(c->aq8, uint8_t, (int64_t)c->n_logits * (int64_t)m->output.row_bytes)
+    const size_t q8row = (size_t)(E / 32) * sizeof(bn_block_q8_0);
+    if (m->output.type == BN_QT_Q8_0 || m->output.type == BN_QT_Q6_K)
+        BN_BUF(c->aq8, uint8_t, (int64_t)c->n_logits * (int64_t)q8row)
 #undef BN_BUF
     if (st == BN_OK)
         st = bn_context_scratch(c, bn_get_num_threads());
@@ -497,8 +498,8 @@ static void bn_forward(bn_context *c, const bn_token *tokens, int64_t T, int64_t
         bn_rmsnorm_rows(last, m->output_norm, c->x, n_out, E, eps);
         bool oq = m->output.ternary && aq;
         bn_act act = bn_prepare_act(c, c->x, n_out, E, oq);
-        if (c->aq8) {   /* a Q8_0 output layer reads Q8_0 blocks of its input */
-            size_t rb = m->output.row_bytes;
+        if (c->aq8) {   /* a Q8_0 or Q6_K output layer reads Q8_0 blocks of its input */
+            size_t rb = (size_t)(E / 32) * sizeof(bn_block_q8_0);
             for (int64_t t = 0; t < n_out; t++)
                 bn_quantize(BN_QT_Q8_0, c->x + t * E, E, 1, c->aq8 + (size_t)t * rb, rb);
             act.q8 = c->aq8;

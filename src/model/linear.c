@@ -154,11 +154,14 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
             }
             continue;
         }
-        if (lin->type == BN_QT_Q8_0 && act->q8) {
-            for (int32_t t = 0; t < act->T; t++)
-                out[(size_t)t * lin->n_out + r] =
-                    k->dot_q8_0_q8_0(row, act->q8 + (size_t)t * lin->row_bytes, n) *
-                    lin->out_scale;
+        if ((lin->type == BN_QT_Q8_0 || lin->type == BN_QT_Q6_K) && act->q8) {
+            const size_t xrow = (size_t)(n / 32) * sizeof(bn_block_q8_0);
+            for (int32_t t = 0; t < act->T; t++) {
+                const uint8_t *xq = act->q8 + (size_t)t * xrow;
+                float y = lin->type == BN_QT_Q8_0 ? k->dot_q8_0_q8_0(row, xq, n)
+                                                  : k->dot_q6_k_q8_0(row, xq, n);
+                out[(size_t)t * lin->n_out + r] = y * lin->out_scale;
+            }
             continue;
         }
         if (lin->type == BN_QT_F16) {   /* f16 rows (the tied output layer) in place */
