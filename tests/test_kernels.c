@@ -310,6 +310,19 @@ static void test_family(const bn_kernel_table *k)
             }
             free(q4);
             free(p);
+            /* TQ1_0: one sum per block of 256 */
+            if (n % 256 == 0) {
+                bn_qtype_tensor_size(BN_QT_TQ1_0, n, 1, &nb);
+                p = malloc(nb);
+                CHECK(make_case(BN_QT_TQ1_0, n, pattern, p, nb, q, 256, ref), "tq1_0 case");
+                int32_t sums[64];
+                k->dot_tq1_q8(p, 54, q, n, sums);
+                for (int64_t b = 0; b < n / 256; b++)
+                    CHECK(sums[b] == ref[b], "%s tq1_0 n=%lld block %lld: %d, reference "
+                          "%lld", k->name, (long long)n, (long long)b, sums[b],
+                          (long long)ref[b]);
+                free(p);
+            }
             /* TQ2_0: one sum per block of 256 */
             if (n % 256 == 0) {
                 bn_qtype_tensor_size(BN_QT_TQ2_0, n, 1, &nb);

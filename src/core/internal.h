@@ -104,6 +104,11 @@ typedef struct bn_kernel_table {
     /* sum of n 64-bit words (wrapping), read as fast as the ISA can: the memory
      * read-bandwidth probe; x 32-byte aligned, n a multiple of 16 */
     uint64_t (*sum_u64)(const uint64_t *x, int64_t n);
+    /* The same for TQ1_0 blocks (54 bytes: 48 bytes of five trits each, 4 of four, an
+     * f16 scale; trit k of byte v is ((v * 3^k mod 256) * 3) >> 8): sums[b] is the
+     * exact sum of trit * q over block b, at `stride` bytes per block. */
+    void (*dot_tq1_q8)(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
+                       int32_t *sums);
     /* Q8_0 weights w against Q8_0 activations x (n / 32 blocks of an f16 scale and 32
      * int8 values each): per block, the eight exact int32 sums of four consecutive
      * products, each converted to float and multiplied by d_w * d_x (a float product),

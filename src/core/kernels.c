@@ -84,6 +84,33 @@ static void bn_dot_tq2_q8_scalar(const uint8_t *blocks, size_t stride, const int
     }
 }
 
+/* Trit k (0..4) of a TQ1_0 byte. */
+static inline int bn_trit(uint8_t v, int k)
+{
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    return (((uint8_t)(v * pow3[k])) * 3) >> 8;
+}
+
+static void bn_dot_tq1_q8_scalar(const uint8_t *blocks, size_t stride, const int8_t *q,
+                                 int64_t n, int32_t *sums)
+{
+    for (int64_t b = 0; b < n / 256; b++) {
+        const bn_block_tq1_0 *blk = (const bn_block_tq1_0 *)(blocks + (size_t)b * stride);
+        const int8_t *qb = q + b * 256;
+        int32_t s = 0;
+        for (int k = 0; k < 5; k++)
+            for (int m = 0; m < 32; m++)
+                s += bn_trit(blk->qs[m], k) * qb[32 * k + m];
+        for (int k = 0; k < 5; k++)
+            for (int m = 0; m < 16; m++)
+                s += bn_trit(blk->qs[32 + m], k) * qb[160 + 16 * k + m];
+        for (int k = 0; k < 4; k++)
+            for (int j = 0; j < 4; j++)
+                s += bn_trit(blk->qh[j], k) * qb[240 + 4 * k + j];
+        sums[b] = s;
+    }
+}
+
 /* Four independent sums, so that the loads, not one chain of adds, set the pace. */
 static uint64_t bn_sum_u64_scalar(const uint64_t *x, int64_t n)
 {
@@ -159,6 +186,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
     .dot_tq2_q8 = bn_dot_tq2_q8_scalar,
     .sum_u64    = bn_sum_u64_scalar,
+    .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
@@ -177,6 +205,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
     .dot_tq2_q8 = bn_dot_tq2_q8_neon,
     .sum_u64    = bn_sum_u64_neon,
+    .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,

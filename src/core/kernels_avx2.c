@@ -4,6 +4,7 @@
  * these features; the rest of the library stays baseline x86-64.
  */
 #include <math.h>
+#include <string.h>
 
 #include "core/internal.h"
 #include "quant/blocks.h"
@@ -227,6 +228,73 @@ BN_AVX2 static void bn_dot_tq2_q8_avx2(const uint8_t *blocks, size_t stride, con
         sums[b] = bn_hsum_i32_avx2(bn_tq2_block_avx2(blocks + (size_t)b * stride, q + b * 256));
 }
 
+/* Trits of 16 bytes held in the high byte of 16-bit lanes (v << 8): multiplying by
+ * 3^k keeps (v * 3^k mod 256) << 8, and the high half of that times 3 is the trit. */
+BN_AVX2 static inline __m256i bn_trits16(__m256i v8, int16_t pow3)
+{
+    return _mm256_mulhi_epu16(_mm256_mullo_epi16(v8, _mm256_set1_epi16(pow3)),
+                              _mm256_set1_epi16(3));
+}
+
+/* One TQ1_0 block against q[0..255]: eight int32 lanes. */
+BN_AVX2 static inline __m256i bn_tq1_block_avx2(const bn_block_tq1_0 *blk, const int8_t *q)
+{
+    static const int16_t pow3[5] = {1, 3, 9, 27, 81};
+    const __m256i zero = _mm256_setzero_si256(), ones = _mm256_set1_epi16(1);
+    /* bytes 0..31, trit k: weights 32k + m, in order after packus */
+    __m256i x = _mm256_loadu_si256((const __m256i *)blk->qs);
+    __m256i lo = _mm256_unpacklo_epi8(zero, x), hi = _mm256_unpackhi_epi8(zero, x);
+    __m256i a16 = _mm256_setzero_si256();
+    for (int k = 0; k < 5; k++) {
+        __m256i t = _mm256_packus_epi16(bn_trits16(lo, pow3[k]), bn_trits16(hi, pow3[k]));
+        a16 = _mm256_add_epi16(a16, _mm256_maddubs_epi16(
+            t, _mm256_loadu_si256((const __m256i *)(q + 32 * k))));
+    }
+    __m256i acc = _mm256_madd_epi16(a16, ones);
+    /* bytes 32..47, trit k: weights 160 + 16k + m */
+    __m256i y = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(
+        (const __m128i *)(blk->qs + 32))), 8);
+    for (int k = 0; k < 5; k++)
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(bn_trits16(y, pow3[k]),
+            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 160 + 16 * k)))));
+    /* qh[0..3], trit k: weights 240 + 4k + j; lane 4k + j holds qh[j], times 3^k */
+    uint32_t h4;
+    memcpy(&h4, blk->qh, 4);
+    __m256i h = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_set1_epi32((int)h4)), 8);
+    h = _mm256_mullo_epi16(h, _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9,
+                                                27, 27, 27, 27));
+    h = _mm256_mulhi_epu16(h, _mm256_set1_epi16(3));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(h, _mm256_cvtepi8_epi16(
+        _mm_loadu_si128((const __m128i *)(q + 240)))));
+    return acc;
+}
+
+BN_AVX2 static void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q,
+                                       int64_t n, int32_t *sums)
+{
+    const int64_t nb = n / 256;
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        const uint8_t *p = blocks + (size_t)b * stride;
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 192, _MM_HINT_T0);
+        __m256i v0 = bn_tq1_block_avx2((const bn_block_tq1_0 *)p, q + b * 256);
+        __m256i v1 = bn_tq1_block_avx2((const bn_block_tq1_0 *)(p + stride), q + b * 256 + 256);
+        __m256i v2 = bn_tq1_block_avx2((const bn_block_tq1_0 *)(p + 2 * stride),
+                                       q + b * 256 + 512);
+        __m256i v3 = bn_tq1_block_avx2((const bn_block_tq1_0 *)(p + 3 * stride),
+                                       q + b * 256 + 768);
+        __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        _mm_storeu_si128((__m128i *)(sums + b), s4);
+    }
+    for (; b < nb; b++)
+        sums[b] = bn_hsum_i32_avx2(bn_tq1_block_avx2(
+            (const bn_block_tq1_0 *)(blocks + (size_t)b * stride), q + b * 256));
+}
+
 BN_AVX2 static uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n)
 {
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
@@ -369,6 +437,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,
     .dot_tq2_q8 = bn_dot_tq2_q8_avx2,
     .sum_u64    = bn_sum_u64_avx2,
+    .dot_tq1_q8 = bn_dot_tq1_q8_avx2,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_avx2,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_avx2,
     .quantize_act_i8 = bn_quantize_act_i8_avx2,

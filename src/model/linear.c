@@ -121,14 +121,21 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
     }
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
-        if (lin->type == BN_QT_TQ2_0 && use_q) {
-            const bn_block_tq2_0 *blk = (const bn_block_tq2_0 *)row;
+        if ((lin->type == BN_QT_TQ2_0 || lin->type == BN_QT_TQ1_0) && use_q) {
+            /* per-block integer sums, combined with the block scales in double */
+            const bool tq2 = lin->type == BN_QT_TQ2_0;
+            const size_t stride = tq2 ? sizeof(bn_block_tq2_0) : sizeof(bn_block_tq1_0);
             const int64_t nb = n / BN_QK_K;
             for (int64_t b = 0; b < nb; b++)
-                sc->d[b] = bn_f16_to_f32(blk[b].d);
+                sc->d[b] = bn_f16_to_f32(tq2 ? ((const bn_block_tq2_0 *)row)[b].d
+                                             : ((const bn_block_tq1_0 *)row)[b].d);
             for (int32_t t = 0; t < act->T; t++) {
                 const int32_t *qb = act->qbsum + (size_t)t * (size_t)nb;
-                k->dot_tq2_q8(row, sizeof(bn_block_tq2_0), act->q + (size_t)t * n, n, sc->bs);
+                const int8_t *qt = act->q + (size_t)t * n;
+                if (tq2)
+                    k->dot_tq2_q8(row, stride, qt, n, sc->bs);
+                else
+                    k->dot_tq1_q8(row, stride, qt, n, sc->bs);
                 double acc = 0.0;
                 for (int64_t b = 0; b < nb; b++)
                     acc += (double)(sc->bs[b] - qb[b]) * sc->d[b];
