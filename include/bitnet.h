@@ -519,8 +519,8 @@ BN_API const bn_cpu_info *bn_cpu_get_info(void);
 
 /* Which kernel family the library dispatches to: "scalar", "avx2", ... It is the best
  * the CPU has unless the build forces scalar (BITNET_FORCE_SCALAR) or $BITNET_KERNELS
- * names one (scalar|avx2); naming one the CPU lacks falls back to scalar with a
- * warning. */
+ * names one (scalar|avx2|neon|neon-dotprod); naming one the CPU lacks falls back to
+ * scalar with a warning. */
 BN_API const char *bn_kernels_name(void);
 
 /* ================================================================= benchmarks */

@@ -1,7 +1,8 @@
 #!/bin/sh
 # cross-test-aarch64.sh [OUT_DIR] - builds the kernel test for aarch64 with Debian's
 # cross compiler (gcc-aarch64-linux-gnu) and runs it under qemu-aarch64 (qemu-user):
-# the NEON kernels must give the scalar reference's exact integer sums there. The test
+# the NEON kernels (with and without dotprod) must give the scalar reference's exact
+# integer sums there. The test
 # links only the part of the library it needs (errors, memory, dtypes, CPU features,
 # kernels, quantized formats), statically, so no aarch64 libraries are needed.
 #   scripts/install-deps.sh --cross && scripts/cross-test-aarch64.sh
@@ -15,7 +16,11 @@ $cc -std=c11 -O2 -static -D_GNU_SOURCE "-DBITNET_VERSION_STRING=\"$version\"" \
     -Werror -Iinclude -Isrc -Itests \
     src/core/status.c src/core/log.c src/core/mem.c src/core/dtype.c src/core/cpu.c \
     src/core/kernels.c src/core/kernels_avx2.c src/core/kernels_neon.c \
-    src/quant/qtype.c src/quant/formats.c tests/test_kernels.c \
+    src/quant/qtype.c src/quant/formats.c src/quant/ternary.c tests/test_kernels.c \
     -o "$out/test_kernels" -lm -lpthread
-qemu-aarch64 "$out/test_kernels"
+# -cpu max has the dotprod extension (both NEON families are checked), cortex-a57 has
+# not (the plain NEON family is chosen)
+qemu-aarch64 -cpu max "$out/test_kernels"
+qemu-aarch64 -cpu max "$out/test_kernels" | grep -q "neon-dotprod kernels checked"
+qemu-aarch64 -cpu cortex-a57 "$out/test_kernels" | grep -q "kernels in use: neon$"
 BITNET_KERNELS=scalar qemu-aarch64 "$out/test_kernels" | tail -1

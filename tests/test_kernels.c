@@ -357,6 +357,12 @@ int main(void)
 #if defined(__aarch64__)
     test_family(&bn_kernels_neon);
     printf("neon kernels checked\n");
+    if (bn_cpu_get_info()->dotprod) {
+        test_family(&bn_kernels_neon_dotprod);
+        printf("neon-dotprod kernels checked\n");
+    } else {
+        printf("neon-dotprod kernels not checked: this CPU has no dotprod\n");
+    }
 #endif
     printf("kernels in use: %s\n", bn_kernels_name());
     return check_summary("test_kernels");

@@ -145,6 +145,13 @@ void bn_dot_i2s_q8_tile_neon(const uint8_t *codes, const int8_t *q, int64_t n, i
 void bn_dot_tq2_q8_neon(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
                         int32_t *sums);
 uint64_t bn_sum_u64_neon(const uint64_t *x, int64_t n);
+/* the same with the dotprod extension (SDOT), for CPUs that report it */
+extern const bn_kernel_table bn_kernels_neon_dotprod;
+int32_t bn_dot_i2s_q8_neon_dot(const uint8_t *codes, const int8_t *q, int64_t n);
+void bn_dot_i2s_q8_tile_neon_dot(const uint8_t *codes, const int8_t *q, int64_t n, int nt,
+                                 int32_t *out);
+void bn_dot_tq2_q8_neon_dot(const uint8_t *blocks, size_t stride, const int8_t *q,
+                            int64_t n, int32_t *sums);
 #endif
 
 /* ------------------------------------------------------------------ string map */

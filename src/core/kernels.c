@@ -3,8 +3,8 @@
  *
  * The table is chosen once, on first use, from the CPU's features. The build option
  * BITNET_FORCE_SCALAR pins it to the scalar family; the environment variable
- * BITNET_KERNELS=scalar|avx2|neon picks one for testing (a family the CPU lacks falls back
- * to scalar with a warning).
+ * BITNET_KERNELS=scalar|avx2|neon|neon-dotprod picks one for testing (a family the CPU
+ * lacks falls back to scalar with a warning).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -208,6 +208,22 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
+    .quantize_act_i8 = bn_quantize_act_i8_scalar,
+};
+
+/* The same with the dotprod integer kernels (Armv8.2 SDOT), where the CPU has them. */
+const bn_kernel_table bn_kernels_neon_dotprod = {
+    .name       = "neon-dotprod",
+    .dot_f32    = bn_dot_f32_scalar,
+    .f16_to_f32 = bn_f16_to_f32_scalar,
+    .dot_f16_f32 = bn_dot_f16_f32_scalar,
+    .f32_to_f16 = bn_f32_to_f16_scalar,
+    .dot_i2s_q8 = bn_dot_i2s_q8_neon_dot,
+    .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon_dot,
+    .dot_tq2_q8 = bn_dot_tq2_q8_neon_dot,
+    .sum_u64    = bn_sum_u64_neon,
+    .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
+    .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
 };
@@ -234,7 +250,8 @@ static void bn_kernels_choose(void)
         best = &bn_kernels_avx2;
 #endif
 #if defined(__aarch64__) && !defined(BITNET_FORCE_SCALAR)
-    best = &bn_kernels_neon;    /* AdvSIMD is part of every aarch64 CPU */
+    best = bn_cpu_get_info()->dotprod ? &bn_kernels_neon_dotprod
+                                      : &bn_kernels_neon;  /* AdvSIMD: every aarch64 CPU */
 #endif
     const char *want = getenv("BITNET_KERNELS");
     if (want && *want) {
@@ -249,6 +266,8 @@ static void bn_kernels_choose(void)
 #if defined(__aarch64__) && !defined(BITNET_FORCE_SCALAR)
         else if (strcmp(want, "neon") == 0) {
             best = &bn_kernels_neon;
+        } else if (strcmp(want, "neon-dotprod") == 0 && bn_cpu_get_info()->dotprod) {
+            best = &bn_kernels_neon_dotprod;
         }
 #endif
         else {

@@ -99,4 +99,69 @@ uint64_t bn_sum_u64_neon(const uint64_t *x, int64_t n)
     return vgetq_lane_u64(a0, 0) + vgetq_lane_u64(a0, 1);
 }
 
+/* ------------------------------------------------------------ with dotprod (SDOT)
+ * Armv8.2's dot product sums four int8 products into each int32 lane; the codes (0..3)
+ * and activations go in as int8 and the sums stay exact. Compiled for that extension
+ * only here, and called only when the CPU reports it (HWCAP_ASIMDDP). */
+#define BN_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+
+/* One I2_S block of 128 weights into acc. */
+BN_DOTPROD static inline int32x4_t bn_i2s_block_dot(int32x4_t acc, uint8x16_t p0,
+                                                    uint8x16_t p1, const int8_t *q)
+{
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    acc = vdotq_s32(acc, vreinterpretq_s8_u8(vshrq_n_u8(p0, 6)), vld1q_s8(q));
+    acc = vdotq_s32(acc, vreinterpretq_s8_u8(vshrq_n_u8(p1, 6)), vld1q_s8(q + 16));
+    acc = vdotq_s32(acc, vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(p0, 4), m3)), vld1q_s8(q + 32));
+    acc = vdotq_s32(acc, vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(p1, 4), m3)), vld1q_s8(q + 48));
+    acc = vdotq_s32(acc, vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(p0, 2), m3)), vld1q_s8(q + 64));
+    acc = vdotq_s32(acc, vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(p1, 2), m3)), vld1q_s8(q + 80));
+    acc = vdotq_s32(acc, vreinterpretq_s8_u8(vandq_u8(p0, m3)), vld1q_s8(q + 96));
+    acc = vdotq_s32(acc, vreinterpretq_s8_u8(vandq_u8(p1, m3)), vld1q_s8(q + 112));
+    return acc;
+}
+
+BN_DOTPROD int32_t bn_dot_i2s_q8_neon_dot(const uint8_t *codes, const int8_t *q, int64_t n)
+{
+    int32x4_t acc = vdupq_n_s32(0);
+    for (int64_t b = 0; b < n / 128; b++)
+        acc = bn_i2s_block_dot(acc, vld1q_u8(codes + b * 32), vld1q_u8(codes + b * 32 + 16),
+                               q + b * 128);
+    return vaddvq_s32(acc);
+}
+
+BN_DOTPROD void bn_dot_i2s_q8_tile_neon_dot(const uint8_t *codes, const int8_t *q, int64_t n,
+                                            int nt, int32_t *out)
+{
+    int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+    for (int64_t b = 0; b < n / 128; b++) {
+        uint8x16_t p0 = vld1q_u8(codes + b * 32), p1 = vld1q_u8(codes + b * 32 + 16);
+        for (int j = 0; j < nt; j++)
+            acc[j] = bn_i2s_block_dot(acc[j], p0, p1, q + (size_t)j * (size_t)n + b * 128);
+    }
+    for (int j = 0; j < nt; j++)
+        out[j] = vaddvq_s32(acc[j]);
+}
+
+BN_DOTPROD void bn_dot_tq2_q8_neon_dot(const uint8_t *blocks, size_t stride, const int8_t *q,
+                                       int64_t n, int32_t *sums)
+{
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    for (int64_t b = 0; b < n / 256; b++) {
+        const uint8_t *qs = blocks + (size_t)b * stride;
+        int32x4_t acc = vdupq_n_s32(0);
+        for (int half = 0; half < 2; half++) {
+            uint8x16_t p0 = vld1q_u8(qs + 32 * half), p1 = vld1q_u8(qs + 32 * half + 16);
+            const int8_t *qh = q + b * 256 + 128 * half;
+            for (int k = 0; k < 4; k++) {
+                uint8x16_t c0 = vandq_u8(vshlq_u8(p0, vdupq_n_s8((int8_t)(-2 * k))), m3);
+                uint8x16_t c1 = vandq_u8(vshlq_u8(p1, vdupq_n_s8((int8_t)(-2 * k))), m3);
+                acc = vdotq_s32(acc, vreinterpretq_s8_u8(c0), vld1q_s8(qh + 32 * k));
+                acc = vdotq_s32(acc, vreinterpretq_s8_u8(c1), vld1q_s8(qh + 32 * k + 16));
+            }
+        }
+        sums[b] = vaddvq_s32(acc);
+    }
+}
+
 #endif
