@@ -1,15 +1,18 @@
 /*
- * linear.c - the projections of the forward pass, reference version.
+ * linear.c - the projections of the forward pass, on the kernels of the chosen family.
  *
  * A ternary projection follows the numerics contract: the input row x is quantized per
  * token (s = 127 / max|x|, q = round(x * s)), the sum over the weight codes is taken
  * in integers, and y = isum / s * g for I2_S (one scale g per tensor), or
  * y = (sum_b d_b * isum_b) / s for TQ1_0 / TQ2_0 (a scale d_b per block of 256, the
  * block sums combined in double). Float-stored weights take x as it is, or the
- * quantized codes (y = dot(W, q) / s) when activation quantization is on.
+ * quantized codes (y = dot(W, q) / s) when activation quantization is on; Q8_0 and
+ * Q6_K weights given Q8_0 blocks of x (the output layer) use the Q8_0 x Q8_0 and Q6_K x
+ * Q8_0 kernels.
  *
  * Each thread takes a contiguous range of output rows over all projections of the
- * call; a row is decoded once and applied to every token of the batch.
+ * call; a row is read once for a tile of up to 4 tokens (I2_S) or for every token of
+ * the batch.
  */
 #include <assert.h>
 #include <string.h>
