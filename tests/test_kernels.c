@@ -309,6 +309,26 @@ static void test_family(const bn_kernel_table *k)
                 }
             }
             free(q4);
+            /* several rows in one call: each row's own sum (rows are p with its bytes
+             * rotated, so that they differ) */
+            int8_t *qq = q;
+            uint8_t *rowsbuf = malloc(nb * 9);
+            for (int r = 0; r < 9; r++)
+                for (size_t i = 0; i < nb - 32; i++)
+                    rowsbuf[(size_t)r * (nb - 32) + i] = p[(i + (size_t)r * 7) % (nb - 32)];
+            for (int nr = 1; nr <= 9; nr++) {
+                int32_t got9[9];
+                k->dot_i2s_q8_rows(rowsbuf, nb - 32, nr, qq, n, got9);
+                for (int r = 0; r < nr; r++) {
+                    int32_t one = k->dot_i2s_q8(rowsbuf + (size_t)r * (nb - 32), qq, n);
+                    int32_t ref1 = bn_kernels_scalar.dot_i2s_q8(rowsbuf + (size_t)r * (nb - 32),
+                                                                 qq, n);
+                    CHECK(got9[r] == one && one == ref1, "%s i2_s rows: %d rows, row %d, "
+                          "n=%lld: %d vs %d (scalar %d)", k->name, nr, r, (long long)n,
+                          got9[r], one, ref1);
+                }
+            }
+            free(rowsbuf);
             free(p);
             /* TQ1_0: one sum per block of 256 */
             if (n % 256 == 0) {

@@ -96,6 +96,10 @@ typedef struct bn_kernel_table {
      * tile: the codes are read once); out[j] for row j */
     void (*dot_i2s_q8_tile)(const uint8_t *codes, const int8_t *q, int64_t n, int nt,
                             int32_t *out);
+    /* dot_i2s_q8 of nrows consecutive rows (row_bytes apart) against one token: the
+     * decode step, which streams the rows in order; out[r] for row r */
+    void (*dot_i2s_q8_rows)(const uint8_t *codes, size_t row_bytes, int64_t nrows,
+                            const int8_t *q, int64_t n, int32_t *out);
     /* The same per block of a TQ2_0 row (n / 256 blocks of `stride` bytes whose first
      * 64 hold the codes: in each 32-byte half, byte m holds weights m, 32+m, 64+m, 96+m
      * of that half in bits 1-0, 3-2, 5-4, 7-6): sums[b] for block b. Exact. */

@@ -84,6 +84,21 @@ static void bn_dot_tq2_q8_scalar(const uint8_t *blocks, size_t stride, const int
     }
 }
 
+/* Row after row with the table's own single-row kernel (for the families that have no
+ * faster way). */
+#define BN_ROWS_FROM_DOT(name, dot)                                                  \
+    static void name(const uint8_t *codes, size_t row_bytes, int64_t nrows,          \
+                     const int8_t *q, int64_t n, int32_t *out)                      \
+    {                                                                               \
+        for (int64_t r = 0; r < nrows; r++)                                         \
+            out[r] = dot(codes + (size_t)r * row_bytes, q, n);                      \
+    }
+BN_ROWS_FROM_DOT(bn_dot_i2s_q8_rows_scalar, bn_dot_i2s_q8_scalar)
+#if defined(__aarch64__)
+BN_ROWS_FROM_DOT(bn_dot_i2s_q8_rows_neon, bn_dot_i2s_q8_neon)
+BN_ROWS_FROM_DOT(bn_dot_i2s_q8_rows_neon_dot, bn_dot_i2s_q8_neon_dot)
+#endif
+
 /* Trit k (0..4) of a TQ1_0 byte. */
 static inline int bn_trit(uint8_t v, int k)
 {
@@ -184,6 +199,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_scalar,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
+    .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_scalar,
     .dot_tq2_q8 = bn_dot_tq2_q8_scalar,
     .sum_u64    = bn_sum_u64_scalar,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
@@ -203,6 +219,7 @@ const bn_kernel_table bn_kernels_neon = {
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
+    .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon,
     .dot_tq2_q8 = bn_dot_tq2_q8_neon,
     .sum_u64    = bn_sum_u64_neon,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
@@ -220,6 +237,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon_dot,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon_dot,
+    .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon_dot,
     .dot_tq2_q8 = bn_dot_tq2_q8_neon_dot,
     .sum_u64    = bn_sum_u64_neon,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,

@@ -16,7 +16,9 @@
 
 /* How far ahead of the weights being read the decode kernels ask for cache lines: the
  * hardware prefetcher alone leaves the core waiting on memory between rows. */
-#define BN_PREFETCH_AHEAD 2048
+#ifndef BN_PREFETCH_AHEAD
+#define BN_PREFETCH_AHEAD 4096
+#endif
 
 /* Four 8-lane accumulators, combined in a fixed order, then a serial tail; x is f32,
  * or f16 (xh) converted on load, with the same operations in the same order. */
@@ -113,28 +115,61 @@ BN_AVX2 static inline __m256i bn_block128_avx2(__m256i c0, __m256i c1, __m256i c
     return _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3));
 }
 
-BN_AVX2 static int32_t bn_dot_i2s_q8_avx2(const uint8_t *codes, const int8_t *q, int64_t n)
+/* The 128 codes of one I2_S block (32 bytes at p) against q[0..127], in int16 lanes. */
+BN_AVX2 static inline __m256i bn_i2s_block_avx2(const uint8_t *p, const int8_t *q)
 {
-    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    return bn_block128_avx2(_mm256_and_si256(_mm256_srli_epi16(v, 6), m3),
+                            _mm256_and_si256(_mm256_srli_epi16(v, 4), m3),
+                            _mm256_and_si256(_mm256_srli_epi16(v, 2), m3),
+                            _mm256_and_si256(v, m3), q);
+}
+
+/* The eight lanes of one row's sum. Decode: two blocks (one 64-byte line) per step,
+ * summed in int16, one prefetch per line BN_PREFETCH_AHEAD bytes ahead. */
+BN_AVX2 static inline __m256i bn_i2s_row_avx2(const uint8_t *codes, const int8_t *q, int64_t n)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
     const int64_t nb = n / 128;
     __m256i acc = _mm256_setzero_si256();
-    for (int64_t b0 = 0; b0 < nb; b0 += BN_I16_BLOCKS) {
-        int64_t b1 = b0 + BN_I16_BLOCKS < nb ? b0 + BN_I16_BLOCKS : nb;
-        __m256i a16 = _mm256_setzero_si256();
-        for (int64_t b = b0; b < b1; b++) {
-            const uint8_t *pb = codes + b * 32;
-            if (b & 1)
-                _mm_prefetch((const char *)pb + BN_PREFETCH_AHEAD, _MM_HINT_T0);
-            __m256i p = _mm256_loadu_si256((const __m256i *)pb);
-            __m256i c0 = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
-            __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
-            __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
-            __m256i c3 = _mm256_and_si256(p, m3);
-            a16 = _mm256_add_epi16(a16, bn_block128_avx2(c0, c1, c2, c3, q + b * 128));
-        }
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(a16, ones));
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *p = codes + b * 32;
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD, _MM_HINT_T0);
+        __m256i s = _mm256_add_epi16(bn_i2s_block_avx2(p, q + b * 128),
+                                     bn_i2s_block_avx2(p + 32, q + b * 128 + 128));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s, ones));
     }
-    return bn_hsum_i32_avx2(acc);
+    if (b < nb)
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(
+            bn_i2s_block_avx2(codes + b * 32, q + b * 128), ones));
+    return acc;
+}
+
+BN_AVX2 static int32_t bn_dot_i2s_q8_avx2(const uint8_t *codes, const int8_t *q, int64_t n)
+{
+    return bn_hsum_i32_avx2(bn_i2s_row_avx2(codes, q, n));
+}
+
+/* Rows in order, four at a time reduced together. */
+BN_AVX2 static void bn_dot_i2s_q8_rows_avx2(const uint8_t *codes, size_t row_bytes,
+                                            int64_t nrows, const int8_t *q, int64_t n,
+                                            int32_t *out)
+{
+    int64_t r = 0;
+    for (; r + 4 <= nrows; r += 4) {
+        const uint8_t *p = codes + (size_t)r * row_bytes;
+        __m256i v0 = bn_i2s_row_avx2(p, q, n);
+        __m256i v1 = bn_i2s_row_avx2(p + row_bytes, q, n);
+        __m256i v2 = bn_i2s_row_avx2(p + 2 * row_bytes, q, n);
+        __m256i v3 = bn_i2s_row_avx2(p + 3 * row_bytes, q, n);
+        __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        _mm_storeu_si128((__m128i *)(out + r), s4);
+    }
+    for (; r < nrows; r++)
+        out[r] = bn_hsum_i32_avx2(bn_i2s_row_avx2(codes + (size_t)r * row_bytes, q, n));
 }
 
 /* The tile body for a constant number of token rows NT: inlined into one function per
@@ -435,6 +470,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .f32_to_f16 = bn_f32_to_f16_avx2,
     .dot_i2s_q8 = bn_dot_i2s_q8_avx2,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,
+    .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_avx2,
     .dot_tq2_q8 = bn_dot_tq2_q8_avx2,
     .sum_u64    = bn_sum_u64_avx2,
     .dot_tq1_q8 = bn_dot_tq1_q8_avx2,

@@ -113,7 +113,7 @@ bn_status bn_bench_projection(int type, int64_t rows, int64_t cols, int32_t n_to
     if (nth > 512)
         nth = 512;
     size_t per = ((size_t)cols + 64) * (sizeof(int8_t) + 2 * sizeof(float)) +
-                 2 * ((size_t)cols / BN_QK_K + 1) * sizeof(float) + 256;
+                 2 * ((size_t)cols / BN_QK_K + 1 + BN_LINEAR_ROWS) * sizeof(float) + 256;
     if (w && xf && q && s && qsum && qbsum && qf && out && sc)
         scmem = bn_malloc(per * (size_t)nth, "bench");
     if (!scmem) {
@@ -167,7 +167,8 @@ bn_status bn_bench_projection(int type, int64_t rows, int64_t cols, int32_t n_to
         sc[i].d = (float *)b;
         b += (((size_t)cols / BN_QK_K + 1) * sizeof(float) + 63) & ~(size_t)63;
         sc[i].bs = (int32_t *)b;
-        b += (((size_t)cols / BN_QK_K + 1) * sizeof(int32_t) + 63) & ~(size_t)63;
+        b += (((size_t)cols / BN_QK_K + 1 + BN_LINEAR_ROWS) * sizeof(int32_t) + 63) &
+             ~(size_t)63;
         sc[i].w = (int8_t *)b;
     }
     bn_act act = {n_tokens, cols, xf, act_quant ? q : NULL, s, qsum, qbsum, qf, NULL};

@@ -84,7 +84,7 @@ static bn_status bn_context_scratch(bn_context *c, int n)
 #define BN_AL(b) (((size_t)(b) + 63) & ~(size_t)63)
     size_t per = BN_AL(max_in) + BN_AL((size_t)(max_in / BN_QK_K + 1) * sizeof(float)) +
                  BN_AL((size_t)max_in * sizeof(float)) +
-                 BN_AL((size_t)(max_in / BN_QK_K + 1) * sizeof(int32_t));
+                 BN_AL((size_t)(max_in / BN_QK_K + 1 + BN_LINEAR_ROWS) * sizeof(int32_t));
 #undef BN_AL
     void *mem = bn_malloc((size_t)n * per, "context");
     bn_linear_scratch *lsc = bn_malloc((size_t)n * sizeof *lsc, "context");
@@ -103,7 +103,7 @@ static bn_status bn_context_scratch(bn_context *c, int n)
         BN_TAKE(lsc[i].w, int8_t, max_in)
         BN_TAKE(lsc[i].d, float, max_in / BN_QK_K + 1)
         BN_TAKE(lsc[i].wf, float, max_in)
-        BN_TAKE(lsc[i].bs, int32_t, max_in / BN_QK_K + 1)
+        BN_TAKE(lsc[i].bs, int32_t, max_in / BN_QK_K + 1 + BN_LINEAR_ROWS)
 #undef BN_TAKE
     }
     /* attention scratch after the linear scratch of each thread */

@@ -95,6 +95,19 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
 {
     const int64_t n = lin->n_in;
     const bn_kernel_table *k = bn_kernels();
+    if (lin->type == BN_QT_I2_S && use_q && act->T == 1) {
+        /* decode: the rows streamed in order by one kernel call, sums scaled after */
+        for (int64_t g0 = r0; g0 < r1; g0 += BN_LINEAR_ROWS) {
+            int64_t g1 = g0 + BN_LINEAR_ROWS < r1 ? g0 + BN_LINEAR_ROWS : r1;
+            int32_t *sums = sc->bs;
+            k->dot_i2s_q8_rows(lin->data + (size_t)g0 * lin->row_bytes, lin->row_bytes,
+                               g1 - g0, act->q, n, sums);
+            for (int64_t r = g0; r < g1; r++)
+                out[r] = (float)(sums[r - g0] - act->qsum[0]) / act->s[0] * lin->scale *
+                         lin->out_scale;
+        }
+        return;
+    }
     if (lin->type == BN_QT_I2_S && use_q) {
         /* sum (c - 1) q = sum c q - sum q, in tiles of up to 4 tokens; a group of rows
          * meets one tile after the other, so that the tile's activations and the rows'

@@ -65,12 +65,15 @@ typedef struct bn_act {
     const uint8_t *q8;     /* [T][n / 32] Q8_0 blocks of x, for Q8_0 weights, or NULL */
 } bn_act;
 
+/* Rows a decode step hands to one kernel call (the scratch holds their sums). */
+#define BN_LINEAR_ROWS 256
+
 /* Per-thread scratch of the projections: a decoded row and its block scales. */
 typedef struct bn_linear_scratch {
     int8_t *w;            /* [n_in_max] ternary codes -1, 0, 1 */
     float  *d;            /* [n_in_max / 256] block scales */
     float  *wf;           /* [n_in_max] a row as f32 */
-    int32_t *bs;          /* [n_in_max / 256] block sums */
+    int32_t *bs;          /* [max(n_in_max / 256 + 1, BN_LINEAR_ROWS)] block or row sums */
 } bn_linear_scratch;
 
 /* Evaluate `count` projections on the same input: out[i] is [T, lin[i]->n_out]. The
