@@ -266,8 +266,8 @@ void bn_context_truncate(bn_context *c, int32_t n_past)
 
 /* ------------------------------------------------------------- forward pass */
 
-static void bn_rmsnorm_rows(const float *x, const float *w, float *y, int64_t T, int64_t n,
-                            float eps)
+static void bn_rmsnorm_rows(const float *restrict x, const float *restrict w, float *restrict y,
+                            int64_t T, int64_t n, float eps)
 {
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * n;
@@ -283,6 +283,22 @@ static void bn_rmsnorm_rows(const float *x, const float *w, float *y, int64_t T,
 
 /* The activations of T rows of n values, quantized when the model says so; the codes
  * as floats too only when a float-stored projection will read them. */
+/* h += o (the residual); local restrict pointers, so the loop is a vector loop. */
+static void bn_add_rows(float *restrict h, const float *restrict o, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        h[i] += o[i];
+}
+
+/* g = relu(g)^2 * u */
+static void bn_relu2_mul(float *restrict g, const float *restrict u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = g[i] > 0.0f ? g[i] : 0.0f;
+        g[i] = v * v * u[i];
+    }
+}
+
 static bn_act bn_prepare_act(bn_context *c, const float *x, int64_t T, int64_t n, bool quant)
 {
     const bool want_qf = c->m->float_proj;
@@ -462,8 +478,7 @@ static void bn_forward(bn_context *c, const bn_token *tokens, int64_t T, int64_t
         const bn_linear *wo[1] = {&ly->wo};
         float *o_out[1] = {c->o};
         bn_linear_eval(wo, o_out, 1, &act, aq, c->lsc, c->n_scratch);
-        for (int64_t i = 0; i < T * E; i++)
-            c->h[i] += c->o[i];
+        bn_add_rows(c->h, c->o, T * E);
 
         /* feed-forward */
         bn_rmsnorm_rows(c->h, ly->ffn_norm, c->x, T, E, eps);
@@ -472,13 +487,12 @@ static void bn_forward(bn_context *c, const bn_token *tokens, int64_t T, int64_t
         float *gu_out[2] = {c->g, c->u};
         bn_linear_eval(gu, gu_out, 2, &act, aq, c->lsc, c->n_scratch);
         if (m->ffn_act == BN_FFN_ACT_RELU2) {
-            for (int64_t i = 0; i < T * F; i++) {
-                float g = c->g[i] > 0.0f ? c->g[i] : 0.0f;
-                c->g[i] = g * g * c->u[i];
-            }
+            bn_relu2_mul(c->g, c->u, T * F);
         } else {
+            float *restrict g = c->g;
+            const float *restrict u = c->u;
             for (int64_t i = 0; i < T * F; i++)
-                c->g[i] = c->g[i] / (1.0f + expf(-c->g[i])) * c->u[i];
+                g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
         }
         const float *f = c->g;
         if (ly->ffn_sub_norm) {
@@ -489,8 +503,7 @@ static void bn_forward(bn_context *c, const bn_token *tokens, int64_t T, int64_t
         const bn_linear *dn[1] = {&ly->down};
         float *d_out[1] = {c->o};
         bn_linear_eval(dn, d_out, 1, &act, aq, c->lsc, c->n_scratch);
-        for (int64_t i = 0; i < T * E; i++)
-            c->h[i] += c->o[i];
+        bn_add_rows(c->h, c->o, T * E);
     }
 
     if (n_out > 0) {

@@ -112,24 +112,31 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
         /* sum (c - 1) q = sum c q - sum q, in tiles of up to 4 tokens; a group of rows
          * meets one tile after the other, so that the tile's activations and the rows'
          * codes stay in the first-level cache */
-        const int64_t group = 16;
+        enum { group = 16 };
         for (int64_t g0 = r0; g0 < r1; g0 += group) {
             int64_t g1 = g0 + group < r1 ? g0 + group : r1;
             for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
                 int nt = act->T - t0 < 4 ? act->T - t0 : 4;
                 const int8_t *qt = act->q + (size_t)t0 * n;
+                int32_t sums[4][group];
                 for (int64_t r = g0; r < g1; r++) {
                     const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
-                    int32_t sums[4];
+                    int32_t s4[4];
                     if (nt == 1)
-                        sums[0] = k->dot_i2s_q8(row, qt, n);
+                        s4[0] = k->dot_i2s_q8(row, qt, n);
                     else
-                        k->dot_i2s_q8_tile(row, qt, n, nt, sums);
-                    for (int j = 0; j < nt; j++) {
-                        int32_t t = t0 + j, isum = sums[j] - act->qsum[t];
-                        out[(size_t)t * lin->n_out + r] =
-                            (float)isum / act->s[t] * lin->scale * lin->out_scale;
-                    }
+                        k->dot_i2s_q8_tile(row, qt, n, nt, s4);
+                    for (int j = 0; j < nt; j++)
+                        sums[j][r - g0] = s4[j];
+                }
+                /* scaled a token at a time: contiguous outputs, a vector loop */
+                for (int j = 0; j < nt; j++) {
+                    const int32_t t = t0 + j, qs = act->qsum[t];
+                    const float st = act->s[t];
+                    float *o = out + (size_t)t * lin->n_out;
+                    for (int64_t r = g0; r < g1; r++)
+                        o[r] = (float)(sums[j][r - g0] - qs) / st * lin->scale *
+                               lin->out_scale;
                 }
             }
         }
