@@ -268,8 +268,33 @@ static void test_q6_k(const bn_kernel_table *k)
     }
 }
 
+/* axpy_f16_f32: y + a * x per element, a multiply then an add, bit for bit. */
+static void test_axpy(const bn_kernel_table *k)
+{
+    static const int64_t lengths[] = {1, 7, 8, 9, 64, 128, 131};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        int64_t n = lengths[li];
+        uint16_t *x = malloc((size_t)n * sizeof *x);
+        float *y = malloc((size_t)n * sizeof *y), *want = malloc((size_t)n * sizeof *want);
+        float a = 0.3712f;
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = bn_f32_to_f16(((float)(rng() % 20001) - 10000.0f) / 3000.0f);
+            y[i] = ((float)(rng() % 20001) - 10000.0f) / 7000.0f;
+            volatile float p = a * bn_f16_to_f32(x[i]);
+            want[i] = y[i] + p;
+        }
+        k->axpy_f16_f32(a, x, y, n);
+        CHECK(memcmp(y, want, (size_t)n * sizeof *y) == 0, "%s axpy_f16_f32 n=%lld", k->name,
+              (long long)n);
+        free(x);
+        free(y);
+        free(want);
+    }
+}
+
 static void test_family(const bn_kernel_table *k)
 {
+    test_axpy(k);
     test_q6_k(k);
     test_quantize_act(k);
     test_q8_0(k);

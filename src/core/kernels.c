@@ -42,6 +42,14 @@ static void bn_f32_to_f16_scalar(const float *src, uint16_t *dst, int64_t n)
         dst[i] = bn_f32_to_f16(src[i]);
 }
 
+static void bn_axpy_f16_f32_scalar(float a, const uint16_t *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float p = a * bn_f16_to_f32(x[i]);
+        y[i] = y[i] + p;
+    }
+}
+
 static int32_t bn_dot_i2s_q8_scalar(const uint8_t *codes, const int8_t *q, int64_t n)
 {
     int32_t sum = 0;
@@ -197,6 +205,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .f16_to_f32 = bn_f16_to_f32_scalar,
     .dot_f16_f32 = bn_dot_f16_f32_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
+    .axpy_f16_f32 = bn_axpy_f16_f32_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_scalar,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_scalar,
@@ -217,6 +226,7 @@ const bn_kernel_table bn_kernels_neon = {
     .f16_to_f32 = bn_f16_to_f32_scalar,
     .dot_f16_f32 = bn_dot_f16_f32_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
+    .axpy_f16_f32 = bn_axpy_f16_f32_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon,
@@ -235,6 +245,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .f16_to_f32 = bn_f16_to_f32_scalar,
     .dot_f16_f32 = bn_dot_f16_f32_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
+    .axpy_f16_f32 = bn_axpy_f16_f32_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon_dot,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon_dot,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon_dot,

@@ -91,6 +91,20 @@ BN_AVX2 static void bn_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t 
         dst[i] = bn_f32_to_f16(src[i]);
 }
 
+BN_AVX2 static void bn_axpy_f16_f32_avx2(float a, const uint16_t *x, float *y, int64_t n)
+{
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 p = _mm256_mul_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), p));
+    }
+    for (; i < n; i++) {
+        float p = a * bn_f16_to_f32(x[i]);
+        y[i] = y[i] + p;
+    }
+}
+
 /* Sum of the eight int32 lanes. */
 BN_AVX2 static inline int32_t bn_hsum_i32_avx2(__m256i v)
 {
@@ -468,6 +482,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .f16_to_f32 = bn_f16_to_f32_avx2,
     .dot_f16_f32 = bn_dot_f16_f32_avx2,
     .f32_to_f16 = bn_f32_to_f16_avx2,
+    .axpy_f16_f32 = bn_axpy_f16_f32_avx2,
     .dot_i2s_q8 = bn_dot_i2s_q8_avx2,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_avx2,

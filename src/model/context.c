@@ -358,6 +358,15 @@ typedef struct bn_att_job {
 } bn_att_job;
 
 /* Attention of (token, head) items, split over threads. */
+/* y += a * x, a multiply then an add per element (as axpy_f16_f32 does). */
+static void bn_axpy_f32(float a, const float *restrict x, float *restrict y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float p = a * x[i];
+        y[i] = y[i] + p;
+    }
+}
+
 static void bn_att_task(void *ctx, int ith, int nth)
 {
     const bn_att_job *job = ctx;
@@ -382,14 +391,10 @@ static void bn_att_task(void *ctx, int ith, int nth)
         float mx = -INFINITY;
         for (int64_t s = 0; s < n_pos; s++) {
             size_t off = layer_off + ((size_t)s * (size_t)c->kv_dim + (size_t)(kvh * hd)) * c->kv_elt;
-            const float *kr;
-            if (c->kv_type == BN_F16) {
-                k->f16_to_f32((const uint16_t *)(c->k_cache + off), row, hd);
-                kr = row;
-            } else {
-                kr = (const float *)(c->k_cache + off);
-            }
-            float sc = k->dot_f32(qv, kr, hd) * inv;
+            /* f16 keys: the fused dot, the same float as converting then dot_f32 */
+            float sc = (c->kv_type == BN_F16
+                            ? k->dot_f16_f32((const uint16_t *)(c->k_cache + off), qv, hd)
+                            : k->dot_f32(qv, (const float *)(c->k_cache + off), hd)) * inv;
             scores[s] = sc;
             mx = sc > mx ? sc : mx;
         }
@@ -403,16 +408,11 @@ static void bn_att_task(void *ctx, int ith, int nth)
             acc[d] = 0.0f;
         for (int64_t s = 0; s < n_pos; s++) {
             size_t off = layer_off + ((size_t)s * (size_t)c->kv_dim + (size_t)(kvh * hd)) * c->kv_elt;
-            const float *vr;
-            if (c->kv_type == BN_F16) {
-                k->f16_to_f32((const uint16_t *)(c->v_cache + off), row, hd);
-                vr = row;
-            } else {
-                vr = (const float *)(c->v_cache + off);
-            }
             float p = scores[s] * norm;
-            for (int64_t d = 0; d < hd; d++)
-                acc[d] += p * vr[d];
+            if (c->kv_type == BN_F16)
+                k->axpy_f16_f32(p, (const uint16_t *)(c->v_cache + off), acc, hd);
+            else
+                bn_axpy_f32(p, (const float *)(c->v_cache + off), acc, hd);
         }
         memcpy(c->a + t * in->n_embd + h * hd, acc, (size_t)hd * sizeof(float));
     }
