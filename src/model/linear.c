@@ -19,6 +19,10 @@
 
 #include "model/model_internal.h"
 
+/* TQ rows of up to this many 256-weight blocks take the grouped path (their block
+ * scales are kept on the stack); longer ones are decoded row by row. */
+#define BN_TQ_MAX_BLOCKS 64
+
 bool bn_linear_decode_row(const bn_linear *lin, int64_t r, int8_t *w, float *d)
 {
     const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
@@ -142,30 +146,43 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
         }
         return;
     }
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
-        if ((lin->type == BN_QT_TQ2_0 || lin->type == BN_QT_TQ1_0) && use_q) {
-            /* per-block integer sums, combined with the block scales in double */
-            const bool tq2 = lin->type == BN_QT_TQ2_0;
-            const size_t stride = tq2 ? sizeof(bn_block_tq2_0) : sizeof(bn_block_tq1_0);
-            const int64_t nb = n / BN_QK_K;
-            for (int64_t b = 0; b < nb; b++)
-                sc->d[b] = bn_f16_to_f32(tq2 ? ((const bn_block_tq2_0 *)row)[b].d
-                                             : ((const bn_block_tq1_0 *)row)[b].d);
+    if ((lin->type == BN_QT_TQ2_0 || lin->type == BN_QT_TQ1_0) && use_q &&
+        n / BN_QK_K <= BN_TQ_MAX_BLOCKS) {
+        /* per-block integer sums, combined with the block scales in double; a group of
+         * rows meets each token in turn (codes and activations stay in L1) */
+        enum { group = 16 };
+        const bool tq2 = lin->type == BN_QT_TQ2_0;
+        const size_t stride = tq2 ? sizeof(bn_block_tq2_0) : sizeof(bn_block_tq1_0);
+        const int64_t nb = n / BN_QK_K;
+        float d[group][BN_TQ_MAX_BLOCKS];
+        for (int64_t g0 = r0; g0 < r1; g0 += group) {
+            int64_t g1 = g0 + group < r1 ? g0 + group : r1;
+            for (int64_t r = g0; r < g1; r++) {
+                const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
+                for (int64_t b = 0; b < nb; b++)
+                    d[r - g0][b] = bn_f16_to_f32(tq2 ? ((const bn_block_tq2_0 *)row)[b].d
+                                                     : ((const bn_block_tq1_0 *)row)[b].d);
+            }
             for (int32_t t = 0; t < act->T; t++) {
                 const int32_t *qb = act->qbsum + (size_t)t * (size_t)nb;
                 const int8_t *qt = act->q + (size_t)t * n;
-                if (tq2)
-                    k->dot_tq2_q8(row, stride, qt, n, sc->bs);
-                else
-                    k->dot_tq1_q8(row, stride, qt, n, sc->bs);
-                double acc = 0.0;
-                for (int64_t b = 0; b < nb; b++)
-                    acc += (double)(sc->bs[b] - qb[b]) * sc->d[b];
-                out[(size_t)t * lin->n_out + r] = (float)acc / act->s[t] * lin->out_scale;
+                for (int64_t r = g0; r < g1; r++) {
+                    const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
+                    if (tq2)
+                        k->dot_tq2_q8(row, stride, qt, n, sc->bs);
+                    else
+                        k->dot_tq1_q8(row, stride, qt, n, sc->bs);
+                    double acc = 0.0;
+                    for (int64_t b = 0; b < nb; b++)
+                        acc += (double)(sc->bs[b] - qb[b]) * d[r - g0][b];
+                    out[(size_t)t * lin->n_out + r] = (float)acc / act->s[t] * lin->out_scale;
+                }
             }
-            continue;
         }
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
         if (lin->ternary && use_q) {
             bool blocks = bn_linear_decode_row(lin, r, sc->w, sc->d);
             for (int32_t t = 0; t < act->T; t++) {
