@@ -292,8 +292,31 @@ static void test_axpy(const bn_kernel_table *k)
     }
 }
 
+/* relu2_mul: v * v * u with v = g > 0 ? g : 0, bit for bit, zeros of both signs and
+ * NaN included. */
+static void test_relu2(const bn_kernel_table *k)
+{
+    const int64_t n = 37;
+    float g[37], u[37], want[37];
+    for (int64_t i = 0; i < n; i++) {
+        g[i] = ((float)(rng() % 20001) - 10000.0f) / 999.0f;
+        u[i] = ((float)(rng() % 20001) - 10000.0f) / 777.0f;
+    }
+    g[3] = -0.0f;
+    g[4] = 0.0f;
+    g[5] = NAN;
+    g[30] = -NAN;
+    for (int64_t i = 0; i < n; i++) {
+        float v = g[i] > 0.0f ? g[i] : 0.0f;
+        want[i] = v * v * u[i];
+    }
+    k->relu2_mul(g, u, n);
+    CHECK(memcmp(g, want, sizeof g) == 0, "%s relu2_mul", k->name);
+}
+
 static void test_family(const bn_kernel_table *k)
 {
+    test_relu2(k);
     test_axpy(k);
     test_q6_k(k);
     test_quantize_act(k);

@@ -91,6 +91,9 @@ typedef struct bn_kernel_table {
     /* y[i] = y[i] + a * x[i] with x in f16 (attention over an f16 V cache): a multiply
      * then an add per element, never fused, so every table gives the same floats */
     void  (*axpy_f16_f32)(float a, const uint16_t *x, float *y, int64_t n);
+    /* g[i] = v * v * u[i] with v = g[i] > 0 ? g[i] : 0 (the squared-ReLU FFN gate), the
+     * same floats on every table */
+    void  (*relu2_mul)(float *g, const float *u, int64_t n);
     /* sum_i c_i * q_i over the n 2-bit codes c_i of an I2_S row (32-byte blocks of 128:
      * byte j holds weights j, 32+j, 64+j, 96+j in bits 7-6, 5-4, 3-2, 1-0) and n int8
      * activations; n a multiple of 128. Exact: every table returns the same integer. */

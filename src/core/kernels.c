@@ -50,6 +50,14 @@ static void bn_axpy_f16_f32_scalar(float a, const uint16_t *x, float *y, int64_t
     }
 }
 
+static void bn_relu2_mul_scalar(float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = g[i] > 0.0f ? g[i] : 0.0f;
+        g[i] = v * v * u[i];
+    }
+}
+
 static int32_t bn_dot_i2s_q8_scalar(const uint8_t *codes, const int8_t *q, int64_t n)
 {
     int32_t sum = 0;
@@ -206,6 +214,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_f16_f32 = bn_dot_f16_f32_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .axpy_f16_f32 = bn_axpy_f16_f32_scalar,
+    .relu2_mul  = bn_relu2_mul_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_scalar,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_scalar,
@@ -227,6 +236,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_f16_f32 = bn_dot_f16_f32_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .axpy_f16_f32 = bn_axpy_f16_f32_scalar,
+    .relu2_mul  = bn_relu2_mul_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon,
@@ -246,6 +256,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .dot_f16_f32 = bn_dot_f16_f32_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .axpy_f16_f32 = bn_axpy_f16_f32_scalar,
+    .relu2_mul  = bn_relu2_mul_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon_dot,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon_dot,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon_dot,

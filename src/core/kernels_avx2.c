@@ -105,6 +105,22 @@ BN_AVX2 static void bn_axpy_f16_f32_avx2(float a, const uint16_t *x, float *y, i
     }
 }
 
+/* max(g, +0) returns the second operand for a NaN or a zero g: exactly the scalar
+ * g > 0 ? g : 0 */
+BN_AVX2 static void bn_relu2_mul_avx2(float *g, const float *u, int64_t n)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_max_ps(_mm256_loadu_ps(g + i), zero);
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_mul_ps(v, v), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) {
+        float v = g[i] > 0.0f ? g[i] : 0.0f;
+        g[i] = v * v * u[i];
+    }
+}
+
 /* Sum of the eight int32 lanes. */
 BN_AVX2 static inline int32_t bn_hsum_i32_avx2(__m256i v)
 {
@@ -483,6 +499,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_f16_f32 = bn_dot_f16_f32_avx2,
     .f32_to_f16 = bn_f32_to_f16_avx2,
     .axpy_f16_f32 = bn_axpy_f16_f32_avx2,
+    .relu2_mul  = bn_relu2_mul_avx2,
     .dot_i2s_q8 = bn_dot_i2s_q8_avx2,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_avx2,

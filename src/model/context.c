@@ -284,20 +284,13 @@ static void bn_rmsnorm_rows(const float *restrict x, const float *restrict w, fl
 /* The activations of T rows of n values, quantized when the model says so; the codes
  * as floats too only when a float-stored projection will read them. */
 /* h += o (the residual); local restrict pointers, so the loop is a vector loop. */
-static void bn_add_rows(float *restrict h, const float *restrict o, int64_t n)
+__attribute__((noinline)) static void bn_add_rows(float *restrict h, const float *restrict o,
+                                                 int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         h[i] += o[i];
 }
 
-/* g = relu(g)^2 * u */
-static void bn_relu2_mul(float *restrict g, const float *restrict u, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) {
-        float v = g[i] > 0.0f ? g[i] : 0.0f;
-        g[i] = v * v * u[i];
-    }
-}
 
 static bn_act bn_prepare_act(bn_context *c, const float *x, int64_t T, int64_t n, bool quant)
 {
@@ -487,7 +480,7 @@ static void bn_forward(bn_context *c, const bn_token *tokens, int64_t T, int64_t
         float *gu_out[2] = {c->g, c->u};
         bn_linear_eval(gu, gu_out, 2, &act, aq, c->lsc, c->n_scratch);
         if (m->ffn_act == BN_FFN_ACT_RELU2) {
-            bn_relu2_mul(c->g, c->u, T * F);
+            bn_kernels()->relu2_mul(c->g, c->u, T * F);
         } else {
             float *restrict g = c->g;
             const float *restrict u = c->u;
