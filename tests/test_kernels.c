@@ -398,6 +398,28 @@ static void test_family(const bn_kernel_table *k)
                 CHECK(make_case(BN_QT_TQ2_0, n, pattern, p, nb, q, 256, ref), "tq2_0 case");
                 int32_t sums[64];
                 k->dot_tq2_q8(p, 66, q, n, sums);
+                /* the decode rows kernel: 3 copies of the row, each combined in
+                 * double in block order from the reference sums and the f16 scales */
+                int32_t qbs[64];
+                for (int64_t b = 0; b < n / 256; b++) {
+                    qbs[b] = 0;
+                    for (int i = 0; i < 256; i++)
+                        qbs[b] += q[b * 256 + i];
+                }
+                uint8_t *p3 = malloc(nb * 3);
+                for (int r = 0; r < 3; r++)
+                    memcpy(p3 + (size_t)r * nb, p, nb);
+                double acc3[3], want = 0.0;
+                for (int64_t b = 0; b < n / 256; b++) {
+                    uint16_t d16;
+                    memcpy(&d16, p + b * 66 + 64, 2);
+                    want += (double)(ref[b] - qbs[b]) * (double)bn_f16_to_f32(d16);
+                }
+                k->dot_tq2_q8_rows(p3, nb, 3, q, qbs, n, acc3);
+                for (int r = 0; r < 3; r++)
+                    CHECK(acc3[r] == want, "%s tq2_0 rows n=%lld row %d: %.17g, want %.17g",
+                          k->name, (long long)n, r, acc3[r], want);
+                free(p3);
                 for (int64_t b = 0; b < n / 256; b++)
                     CHECK(sums[b] == ref[b], "%s tq2_0 n=%lld block %lld: %d, reference "
                           "%lld", k->name, (long long)n, (long long)b, sums[b],

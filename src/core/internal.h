@@ -114,6 +114,12 @@ typedef struct bn_kernel_table {
     /* sum of n 64-bit words (wrapping), read as fast as the ISA can: the memory
      * read-bandwidth probe; x 32-byte aligned, n a multiple of 16 */
     uint64_t (*sum_u64)(const uint64_t *x, int64_t n);
+    /* Decode of nrows TQ2_0 rows (row_bytes apart) against one token: for each row,
+     * acc = sum over blocks b, in block order, of (double)(sums[b] - qbsum[b]) * d_b in
+     * double, with sums[b] as dot_tq2_q8 gives them and d_b the block's f16 scale;
+     * out[r] = acc. Every product is exact in double, so every table agrees. */
+    void (*dot_tq2_q8_rows)(const uint8_t *rows, size_t row_bytes, int64_t nrows,
+                            const int8_t *q, const int32_t *qbsum, int64_t n, double *out);
     /* The same for TQ1_0 blocks (54 bytes: 48 bytes of five trits each, 4 of four, an
      * f16 scale; trit k of byte v is ((v * 3^k mod 256) * 3) >> 8): sums[b] is the
      * exact sum of trit * q over block b, at `stride` bytes per block. */

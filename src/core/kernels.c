@@ -115,6 +115,33 @@ BN_ROWS_FROM_DOT(bn_dot_i2s_q8_rows_neon, bn_dot_i2s_q8_neon)
 BN_ROWS_FROM_DOT(bn_dot_i2s_q8_rows_neon_dot, bn_dot_i2s_q8_neon_dot)
 #endif
 
+/* TQ2_0 decode rows from the table's block kernel: the reference order. */
+#define BN_TQ2_ROWS_FROM_DOT(name, dot)                                              \
+    static void name(const uint8_t *rows, size_t row_bytes, int64_t nrows,           \
+                     const int8_t *q, const int32_t *qbsum, int64_t n, double *out)  \
+    {                                                                               \
+        int32_t sums[64];                                                           \
+        for (int64_t r = 0; r < nrows; r++) {                                       \
+            const bn_block_tq2_0 *blk = (const bn_block_tq2_0 *)(rows +             \
+                                                                 (size_t)r * row_bytes); \
+            double acc = 0.0;                                                       \
+            for (int64_t b0 = 0; b0 < n / 256; b0 += 64) {                          \
+                int64_t nb = n / 256 - b0 < 64 ? n / 256 - b0 : 64;                 \
+                dot((const uint8_t *)(blk + b0), sizeof *blk, q + b0 * 256, nb * 256,\
+                    sums);                                                          \
+                for (int64_t b = 0; b < nb; b++)                                    \
+                    acc += (double)(sums[b] - qbsum[b0 + b]) *                      \
+                           (double)bn_f16_to_f32(blk[b0 + b].d);                    \
+            }                                                                       \
+            out[r] = acc;                                                           \
+        }                                                                           \
+    }
+BN_TQ2_ROWS_FROM_DOT(bn_dot_tq2_q8_rows_scalar, bn_dot_tq2_q8_scalar)
+#if defined(__aarch64__)
+BN_TQ2_ROWS_FROM_DOT(bn_dot_tq2_q8_rows_neon, bn_dot_tq2_q8_neon)
+BN_TQ2_ROWS_FROM_DOT(bn_dot_tq2_q8_rows_neon_dot, bn_dot_tq2_q8_neon_dot)
+#endif
+
 /* Trit k (0..4) of a TQ1_0 byte. */
 static inline int bn_trit(uint8_t v, int k)
 {
@@ -219,6 +246,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_scalar,
     .dot_tq2_q8 = bn_dot_tq2_q8_scalar,
+    .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_scalar,
     .sum_u64    = bn_sum_u64_scalar,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
@@ -241,6 +269,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon,
     .dot_tq2_q8 = bn_dot_tq2_q8_neon,
+    .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_neon,
     .sum_u64    = bn_sum_u64_neon,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
@@ -261,6 +290,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon_dot,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon_dot,
     .dot_tq2_q8 = bn_dot_tq2_q8_neon_dot,
+    .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_neon_dot,
     .sum_u64    = bn_sum_u64_neon,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,

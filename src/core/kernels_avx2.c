@@ -4,6 +4,7 @@
  * these features; the rest of the library stays baseline x86-64.
  */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "core/internal.h"
@@ -334,6 +335,62 @@ BN_AVX2 static inline __m256i bn_tq1_block_avx2(const bn_block_tq1_0 *blk, const
     return acc;
 }
 
+/* Four block sums minus their activation sums, times the blocks' scales, in double,
+ * added to acc in block order. */
+BN_AVX2 static inline double bn_tq_combine4(double acc, __m128i s4, const int32_t *qbsum,
+                                            const uint8_t *p, size_t stride, size_t doff)
+{
+    s4 = _mm_sub_epi32(s4, _mm_loadu_si128((const __m128i *)qbsum));
+    uint16_t h[4];
+    for (int j = 0; j < 4; j++)
+        memcpy(&h[j], p + (size_t)j * stride + doff, 2);
+    uint64_t h64;
+    memcpy(&h64, h, 8);
+    __m256d d = _mm256_cvtps_pd(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)h64)));
+    __m256d t = _mm256_mul_pd(_mm256_cvtepi32_pd(s4), d);
+    double v[4];
+    _mm256_storeu_pd(v, t);
+    acc += v[0];
+    acc += v[1];
+    acc += v[2];
+    acc += v[3];
+    return acc;
+}
+
+BN_AVX2 static void bn_dot_tq2_q8_rows_avx2(const uint8_t *rows, size_t row_bytes,
+                                            int64_t nrows, const int8_t *q,
+                                            const int32_t *qbsum, int64_t n, double *out)
+{
+    const size_t stride = sizeof(bn_block_tq2_0);
+    const size_t doff = offsetof(bn_block_tq2_0, d);
+    const int64_t nb = n / 256;
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t *row = rows + (size_t)r * row_bytes;
+        double acc = 0.0;
+        int64_t b = 0;
+        for (; b + 4 <= nb; b += 4) {
+            const uint8_t *p = row + (size_t)b * stride;
+            _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 192, _MM_HINT_T0);
+            __m256i v0 = bn_tq2_block_avx2(p, q + b * 256);
+            __m256i v1 = bn_tq2_block_avx2(p + stride, q + b * 256 + 256);
+            __m256i v2 = bn_tq2_block_avx2(p + 2 * stride, q + b * 256 + 512);
+            __m256i v3 = bn_tq2_block_avx2(p + 3 * stride, q + b * 256 + 768);
+            __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+            acc = bn_tq_combine4(acc, s4, qbsum + b, p, stride, doff);
+        }
+        for (; b < nb; b++) {
+            const bn_block_tq2_0 *blk = (const bn_block_tq2_0 *)(row + (size_t)b * stride);
+            int32_t s = bn_hsum_i32_avx2(bn_tq2_block_avx2(blk->qs, q + b * 256));
+            acc += (double)(s - qbsum[b]) * (double)bn_f16_to_f32(blk->d);
+        }
+        out[r] = acc;
+    }
+}
+
 BN_AVX2 static void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q,
                                        int64_t n, int32_t *sums)
 {
@@ -504,6 +561,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_avx2,
     .dot_tq2_q8 = bn_dot_tq2_q8_avx2,
+    .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_avx2,
     .sum_u64    = bn_sum_u64_avx2,
     .dot_tq1_q8 = bn_dot_tq1_q8_avx2,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_avx2,

@@ -146,6 +146,18 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
         }
         return;
     }
+    if (lin->type == BN_QT_TQ2_0 && use_q && act->T == 1) {
+        /* decode: rows streamed in order, each combined in double by the kernel */
+        double acc[64];
+        for (int64_t g0 = r0; g0 < r1; g0 += 64) {
+            int64_t g1 = g0 + 64 < r1 ? g0 + 64 : r1;
+            k->dot_tq2_q8_rows(lin->data + (size_t)g0 * lin->row_bytes, lin->row_bytes,
+                               g1 - g0, act->q, act->qbsum, n, acc);
+            for (int64_t r = g0; r < g1; r++)
+                out[r] = (float)acc[r - g0] / act->s[0] * lin->out_scale;
+        }
+        return;
+    }
     if ((lin->type == BN_QT_TQ2_0 || lin->type == BN_QT_TQ1_0) && use_q &&
         n / BN_QK_K <= BN_TQ_MAX_BLOCKS) {
         /* per-block integer sums, combined with the block scales in double; a group of
