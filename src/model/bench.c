@@ -57,12 +57,13 @@ bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s)
     uint64_t check = 0;
     for (int i = 0; i < 512; i++)
         check += job->sums[i];
+    const int64_t n_words = job->n;
     bn_free(job);
     bn_free(words);
     /* every word is 0x0101010101010101: the sums prove the loads happened */
-    if (check != (uint64_t)repeat * (uint64_t)(bytes / 8 / 16 * 16) * 0x0101010101010101ull)
+    if (check != (uint64_t)repeat * (uint64_t)n_words * 0x0101010101010101ull)
         return bn_error_set(BN_ERR_INTERNAL, "read bandwidth: wrong sum");
-    *gb_per_s = (double)(job->n * 8) / best / 1e9;
+    *gb_per_s = (double)(n_words * 8) / best / 1e9;
     return BN_OK;
 }
 
