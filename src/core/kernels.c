@@ -182,6 +182,14 @@ static uint64_t bn_sum_u64_scalar(const uint64_t *x, int64_t n)
     return s0 + s1 + s2 + s3;
 }
 
+/* The reduction the Q8_0 and Q6_K dots promise: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)),
+ * the order of the AVX2 horizontal sum. */
+static float bn_lanes8_sum(const float lane[8])
+{
+    return ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
+           ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+}
+
 static float bn_dot_q8_0_q8_0_scalar(const void *w, const void *x, int64_t n)
 {
     const bn_block_q8_0 *a = w, *b = x;
@@ -196,8 +204,7 @@ static float bn_dot_q8_0_q8_0_scalar(const void *w, const void *x, int64_t n)
             lane[j] = lane[j] + p;
         }
     }
-    return ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
-           ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+    return bn_lanes8_sum(lane);
 }
 
 /* The 6-bit code of weight e (0..255) of a Q6_K block, as ggml lays them out: in each
@@ -230,8 +237,7 @@ static float bn_dot_q6_k_q8_0_scalar(const void *w, const void *x, int64_t n)
             lane[j] = lane[j] + p;
         }
     }
-    return ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
-           ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+    return bn_lanes8_sum(lane);
 }
 
 const bn_kernel_table bn_kernels_scalar = {

@@ -131,6 +131,14 @@ BN_AVX2 static inline int32_t bn_hsum_i32_avx2(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
+/* The lane sums of four vectors at once: element j of the result is the sum of v_j. */
+BN_AVX2 static inline __m128i bn_hsum4_i32_avx2(__m256i v0, __m256i v1, __m256i v2,
+                                                __m256i v3)
+{
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
 /* Codes times activations for 128 weights whose four 2-bit fields of 32 bytes are c0..c3
  * (unsigned 0..3) against q[0..127], in int16 lanes: maddubs gives pairs of products
  * (at most 2 * 3 * 128 = 768 in size), the four of a block stay below 3,072, so up to
@@ -195,8 +203,7 @@ BN_AVX2 static void bn_dot_i2s_q8_rows_avx2(const uint8_t *codes, size_t row_byt
         __m256i v1 = bn_i2s_row_avx2(p + row_bytes, q, n);
         __m256i v2 = bn_i2s_row_avx2(p + 2 * row_bytes, q, n);
         __m256i v3 = bn_i2s_row_avx2(p + 3 * row_bytes, q, n);
-        __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        __m128i s4 = bn_hsum4_i32_avx2(v0, v1, v2, v3);
         _mm_storeu_si128((__m128i *)(out + r), s4);
     }
     for (; r < nrows; r++)
@@ -271,6 +278,18 @@ BN_AVX2 static inline __m256i bn_tq2_block_avx2(const uint8_t *qs, const int8_t 
     return _mm256_madd_epi16(a16, _mm256_set1_epi16(1));
 }
 
+/* Four consecutive TQ2_0 blocks (`stride` bytes apart) against q[0..1023]: their four
+ * sums; the lines 4 KiB ahead are requested first. */
+BN_AVX2 static inline __m128i bn_tq2_blocks4_avx2(const uint8_t *p, size_t stride,
+                                                  const int8_t *q)
+{
+    for (int l = 0; l < 4; l++)
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 64 * l, _MM_HINT_T0);
+    return bn_hsum4_i32_avx2(bn_tq2_block_avx2(p, q), bn_tq2_block_avx2(p + stride, q + 256),
+                             bn_tq2_block_avx2(p + 2 * stride, q + 512),
+                             bn_tq2_block_avx2(p + 3 * stride, q + 768));
+}
+
 BN_AVX2 static void bn_dot_tq2_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q,
                                        int64_t n, int32_t *sums)
 {
@@ -278,16 +297,7 @@ BN_AVX2 static void bn_dot_tq2_q8_avx2(const uint8_t *blocks, size_t stride, con
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {   /* four blocks, reduced together */
         const uint8_t *p = blocks + (size_t)b * stride;
-        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 128, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 192, _MM_HINT_T0);
-        __m256i v0 = bn_tq2_block_avx2(p, q + b * 256);
-        __m256i v1 = bn_tq2_block_avx2(p + stride, q + b * 256 + 256);
-        __m256i v2 = bn_tq2_block_avx2(p + 2 * stride, q + b * 256 + 512);
-        __m256i v3 = bn_tq2_block_avx2(p + 3 * stride, q + b * 256 + 768);
-        __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        __m128i s4 = bn_tq2_blocks4_avx2(p, stride, q + b * 256);
         _mm_storeu_si128((__m128i *)(sums + b), s4);
     }
     for (; b < nb; b++)
@@ -370,16 +380,7 @@ BN_AVX2 static void bn_dot_tq2_q8_rows_avx2(const uint8_t *rows, size_t row_byte
         int64_t b = 0;
         for (; b + 4 <= nb; b += 4) {
             const uint8_t *p = row + (size_t)b * stride;
-            _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD, _MM_HINT_T0);
-            _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 128, _MM_HINT_T0);
-            _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 192, _MM_HINT_T0);
-            __m256i v0 = bn_tq2_block_avx2(p, q + b * 256);
-            __m256i v1 = bn_tq2_block_avx2(p + stride, q + b * 256 + 256);
-            __m256i v2 = bn_tq2_block_avx2(p + 2 * stride, q + b * 256 + 512);
-            __m256i v3 = bn_tq2_block_avx2(p + 3 * stride, q + b * 256 + 768);
-            __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
-            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+            __m128i s4 = bn_tq2_blocks4_avx2(p, stride, q + b * 256);
             acc = bn_tq_combine4(acc, s4, qbsum + b, p, stride, doff);
         }
         for (; b < nb; b++) {
@@ -408,8 +409,7 @@ BN_AVX2 static void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, con
                                        q + b * 256 + 512);
         __m256i v3 = bn_tq1_block_avx2((const bn_block_tq1_0 *)(p + 3 * stride),
                                        q + b * 256 + 768);
-        __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        __m128i s4 = bn_hsum4_i32_avx2(v0, v1, v2, v3);
         _mm_storeu_si128((__m128i *)(sums + b), s4);
     }
     for (; b < nb; b++)
