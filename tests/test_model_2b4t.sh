@@ -82,6 +82,27 @@ cmp -s "$tmp/a.gguf" "$tmp/b.gguf"
 check $? "read + write round trip is byte-identical"
 rm -f "$tmp/b.gguf"
 
+# memory_check LOG CONVERTED: the peak RSS that /usr/bin/time -v wrote to LOG stays
+# within the mapped file + KV cache + buffers + 64 MB that generate reported there; and
+# when CONVERTED > 0, generate reported that many bytes converted at load (within 0.1 MB)
+memory_check() {
+    python3 - "$1" "$2" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+converted = int(sys.argv[2])
+unit = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+def size(label):
+    m = re.search(label + r" ([0-9.]+) (B|kB|MB|GB)", t)
+    return float(m.group(1)) * unit[m.group(2)]
+rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)) * 1024
+if converted:
+    assert abs(size("converted at load") - converted) < 1e5, size("converted at load")
+budget = size("model file") + size("KV cache") + size("buffers") + 64e6
+print("  peak RSS %.0f MB; file + KV + buffers + 64 MB = %.0f MB" % (rss / 1e6, budget / 1e6))
+assert rss <= budget, (rss, budget)
+PY
+}
+
 # it runs: load, a short prompt and 8 greedy tokens; the figures go to the log, and the
 # peak memory must stay within the mapped file + KV cache + buffers + 64 MB
 /usr/bin/time -v "$BITNET" generate -m "$tmp/a.gguf" -p "the quick brown fox jumps over" \
@@ -90,18 +111,7 @@ check $? "generate with the 2B-4T layout"
 sed 's/^/  /' "$tmp/gen.err" | grep -E "load:|prompt:|generation:|memory:|Maximum resident|Elapsed" 
 grep -q "generation: 8 tokens" "$tmp/gen.err"
 check $? "8 tokens generated"
-python3 - "$tmp/gen.err" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-unit = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
-def size(label):
-    m = re.search(label + r" ([0-9.]+) (B|kB|MB|GB)", t)
-    return float(m.group(1)) * unit[m.group(2)]
-rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)) * 1024
-budget = size("model file") + size("KV cache") + size("buffers") + 64e6
-print("  peak RSS %.0f MB; file + KV + buffers + 64 MB = %.0f MB" % (rss / 1e6, budget / 1e6))
-assert rss <= budget, (rss, budget)
-PY
+memory_check "$tmp/gen.err" 0
 check $? "peak memory within file + KV cache + buffers + 64 MB"
 
 # the output layer kept in q8_0: converted at load (349 MB), the f16 embedding's pages
@@ -110,19 +120,7 @@ check $? "peak memory within file + KV cache + buffers + 64 MB"
     -n 8 --temp 0 --ignore-eos -c 512 -t 2 --lm-head q8_0 > "$tmp/gen.out" 2> "$tmp/gen.err"
 check $? "generate with --lm-head q8_0"
 sed 's/^/  /' "$tmp/gen.err" | grep -E "load:|generation:|memory:|Maximum resident"
-python3 - "$tmp/gen.err" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-unit = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
-def size(label):
-    m = re.search(label + r" ([0-9.]+) (B|kB|MB|GB)", t)
-    return float(m.group(1)) * unit[m.group(2)]
-rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)) * 1024
-assert abs(size("converted at load") - 128256 * 2560 / 32 * 34) < 1e5, size("converted at load")
-budget = size("model file") + size("KV cache") + size("buffers") + 64e6
-print("  peak RSS %.0f MB; file + KV + buffers + 64 MB = %.0f MB" % (rss / 1e6, budget / 1e6))
-assert rss <= budget, (rss, budget)
-PY
+memory_check "$tmp/gen.err" $((128256 * 2560 / 32 * 34))
 check $? "--lm-head q8_0: 349 MB converted, peak memory within the same budget"
 echo "test_model_2b4t: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -49,7 +49,7 @@ struct bn_context {
     /* per-thread scratch */
     int      n_scratch;
     bn_linear_scratch *lsc;
-    float   *att;                   /* [n_scratch][n_ctx + 2 * head_dim] */
+    float   *att;                   /* [n_scratch][n_ctx + head_dim]: scores, then values */
     void    *scratch_mem;
 };
 
@@ -107,7 +107,7 @@ static bn_status bn_context_scratch(bn_context *c, int n)
 #undef BN_TAKE
     }
     /* attention scratch after the linear scratch of each thread */
-    float *att = bn_malloc((size_t)n * ((size_t)c->n_ctx + 2 * (size_t)in->head_dim) *
+    float *att = bn_malloc((size_t)n * ((size_t)c->n_ctx + (size_t)in->head_dim) *
                            sizeof(float), "context");
     if (!att) {
         bn_free(mem);
@@ -121,7 +121,7 @@ static bn_status bn_context_scratch(bn_context *c, int n)
     c->lsc = lsc;
     c->att = att;
     c->n_scratch = n;
-    c->scratch_bytes = (size_t)n * (per + ((size_t)c->n_ctx + 2 * (size_t)in->head_dim) *
+    c->scratch_bytes = (size_t)n * (per + ((size_t)c->n_ctx + (size_t)in->head_dim) *
                                     sizeof(float));
     return BN_OK;
 }
@@ -372,9 +372,8 @@ static void bn_att_task(void *ctx, int ith, int nth)
     int64_t hd = in->head_dim, H = in->n_head, group = in->n_head / in->n_head_kv;
     int64_t items = job->T * H;
     int64_t i0 = items * ith / workers, i1 = items * (ith + 1) / workers;
-    float *scores = c->att + (size_t)ith * ((size_t)c->n_ctx + 2 * (size_t)hd);
-    float *row = scores + c->n_ctx;
-    float *acc = row + hd;
+    float *scores = c->att + (size_t)ith * ((size_t)c->n_ctx + (size_t)hd);
+    float *acc = scores + c->n_ctx;     /* [hd]: the weighted sum of values */
     const float inv = 1.0f / sqrtf((float)hd);
     size_t layer_off = (size_t)job->layer * (size_t)c->n_ctx * (size_t)c->kv_dim * c->kv_elt;
     for (int64_t it = i0; it < i1; it++) {

@@ -5,9 +5,7 @@
  * beside this figure, measured in the same run. Hidden from --help.
  */
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 
