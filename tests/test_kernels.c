@@ -77,6 +77,44 @@ static void test_f16_dot(const bn_kernel_table *k)
     }
 }
 
+/* The rows kernel gives each row exactly the one-row dot of the same table (and of the
+ * scalar reference's serial sum within float rounding), for row counts that are and are
+ * not multiples of the kernel's streams, and rows that are not multiples of its width. */
+static void test_f16_rows(const bn_kernel_table *k)
+{
+    static const int64_t lengths[] = {7, 32, 100, 2560, 2567};
+    static const int64_t counts[] = {1, 3, 4, 5, 8, 11, 64};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        const int64_t n = lengths[li], stride = n + 9;
+        uint16_t *h = malloc((size_t)(stride * 64) * sizeof *h);
+        float *y = malloc((size_t)n * sizeof *y), out[64];
+        for (int64_t i = 0; i < stride * 64; i++)
+            h[i] = bn_f32_to_f16(((float)(rng() % 20001) - 10000.0f) / 5000.0f);
+        for (int64_t i = 0; i < n; i++)
+            y[i] = ((float)(rng() % 20001) - 10000.0f) / 3000.0f;
+        for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+            const int64_t nr = counts[ci];
+            for (int64_t r = 0; r < nr; r++)
+                out[r] = NAN;
+            k->dot_f16_f32_rows(h, (size_t)stride, nr, y, n, out);
+            for (int64_t r = 0; r < nr; r++) {
+                const uint16_t *row = h + r * stride;
+                float one = k->dot_f16_f32(row, y, n);
+                double exact = 0.0;
+                for (int64_t i = 0; i < n; i++)
+                    exact += (double)bn_f16_to_f32(row[i]) * y[i];
+                CHECK(memcmp(&out[r], &one, sizeof one) == 0, "%s f16 rows n=%lld, %lld "
+                      "rows, row %lld: %.9g vs %.9g", k->name, (long long)n, (long long)nr,
+                      (long long)r, out[r], one);
+                CHECK(fabs(out[r] - exact) <= 1e-5 * (double)n, "%s f16 rows n=%lld: %.9g "
+                      "vs exact %.9g", k->name, (long long)n, out[r], exact);
+            }
+        }
+        free(h);
+        free(y);
+    }
+}
+
 /* The largest sums a row can hold: every code 3 (never written by a quantizer, read as
  * +2 like ggml's TQ2_0) or 2 against every activation -128 or 127, over long rows, so
  * no intermediate int16 sum of a kernel may overflow. */
@@ -111,12 +149,12 @@ static void test_extremes(const bn_kernel_table *k)
     free(q);
 }
 
-/* sum_u64 is the wrapping sum of the words. */
+/* sum_u64 is the wrapping sum of the words (read as eight streams: every word once). */
 static void test_sum_u64(const bn_kernel_table *k)
 {
     const int64_t n = 4096;
     uint64_t *x = bn_malloc((size_t)n * sizeof *x, "test");
-    for (int64_t len = 16; len <= n; len *= 4) {
+    for (int64_t len = 64; len <= n; len *= 4) {
         uint64_t want = 0;
         for (int64_t i = 0; i < len; i++) {
             x[i] = ((uint64_t)rng() << 40) ^ ((uint64_t)rng() << 20) ^ rng();
@@ -166,6 +204,45 @@ static void test_q8_0(const bn_kernel_table *k)
               k->name, (long long)n, got, want);
         CHECK(fabs(got - exact) <= 1e-5 * (fabs(exact) + 1.0), "%s q8_0 n=%lld: %.9g vs "
               "exact %.9g", k->name, (long long)n, got, exact);
+        free(w);
+        free(x);
+    }
+}
+
+/* The Q8_0 rows kernel gives each row the one-row dot of the same table, which is the
+ * scalar reference's float (the order is part of the contract). */
+static void test_q8_0_rows(const bn_kernel_table *k)
+{
+    static const int64_t lengths[] = {32, 96, 2560};
+    static const int64_t counts[] = {1, 3, 4, 6, 9, 33};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        const int64_t n = lengths[li], nb = n / 32;
+        const size_t row_bytes = (size_t)nb * sizeof(bn_block_q8_0);
+        bn_block_q8_0 *w = malloc(row_bytes * 33), *x = malloc(row_bytes);
+        for (int64_t b = 0; b < nb * 33; b++) {
+            w[b].d = bn_f32_to_f16((float)(rng() % 1000 + 1) / 65536.0f);
+            for (int i = 0; i < 32; i++)
+                w[b].qs[i] = (int8_t)((int)(rng() % 256) - 128);
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            x[b].d = bn_f32_to_f16((float)(rng() % 1000 + 1) / 4096.0f);
+            for (int i = 0; i < 32; i++)
+                x[b].qs[i] = (int8_t)((int)(rng() % 255) - 127);
+        }
+        for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+            const int64_t nr = counts[ci];
+            float out[33];
+            k->dot_q8_0_q8_0_rows((const uint8_t *)w, row_bytes, nr, x, n, out);
+            for (int64_t r = 0; r < nr; r++) {
+                const void *row = (const uint8_t *)w + (size_t)r * row_bytes;
+                float one = k->dot_q8_0_q8_0(row, x, n);
+                float ref = bn_kernels_scalar.dot_q8_0_q8_0(row, x, n);
+                CHECK(memcmp(&out[r], &one, sizeof one) == 0 &&
+                      memcmp(&one, &ref, sizeof one) == 0, "%s q8_0 rows n=%lld, %lld rows, "
+                      "row %lld: %.9g, one row %.9g, scalar %.9g", k->name, (long long)n,
+                      (long long)nr, (long long)r, out[r], one, ref);
+            }
+        }
         free(w);
         free(x);
     }
@@ -321,7 +398,9 @@ static void test_family(const bn_kernel_table *k)
     test_q6_k(k);
     test_quantize_act(k);
     test_q8_0(k);
+    test_q8_0_rows(k);
     test_f16_dot(k);
+    test_f16_rows(k);
     test_extremes(k);
     test_sum_u64(k);
     static const int64_t lengths[] = {128, 256, 384, 512, 640, 1024, 2560, 6912, 8192};

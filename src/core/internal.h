@@ -87,6 +87,10 @@ typedef struct bn_kernel_table {
     /* dot_f32 of the f16 values x (converted) with y: the same result, bit for bit, as
      * f16_to_f32 followed by dot_f32 of the same table */
     float (*dot_f16_f32)(const uint16_t *x, const float *y, int64_t n);
+    /* out[r] = dot_f16_f32(x + r * stride, y, n) for nrows rows, bit for bit (the
+     * decode of an f16 output layer: the rows may be read in any order) */
+    void  (*dot_f16_f32_rows)(const uint16_t *x, size_t stride, int64_t nrows,
+                              const float *y, int64_t n, float *out);
     void  (*f32_to_f16)(const float *src, uint16_t *dst, int64_t n);
     /* y[i] = y[i] + a * x[i] with x in f16 (attention over an f16 V cache): a multiply
      * then an add per element, never fused, so every table gives the same floats */
@@ -112,7 +116,9 @@ typedef struct bn_kernel_table {
     void (*dot_tq2_q8)(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
                        int32_t *sums);
     /* sum of n 64-bit words (wrapping), read as fast as the ISA can: the memory
-     * read-bandwidth probe; x 32-byte aligned, n a multiple of 16 */
+     * read-bandwidth probe. The eight eighths of x are read side by side, a 64-byte line
+     * of each in turn, because one core reads several streams faster than one (and 1 KiB
+     * ahead of each is asked for); x 32-byte aligned, n a multiple of 64 */
     uint64_t (*sum_u64)(const uint64_t *x, int64_t n);
     /* Decode of nrows TQ2_0 rows (row_bytes apart) against one token: for each row,
      * acc = sum over blocks b, in block order, of (double)(sums[b] - qbsum[b]) * d_b in
@@ -134,6 +140,9 @@ typedef struct bn_kernel_table {
      * ISA gives the same float. x must not hold -128 (ggml's Q8_0 quantizer, which
      * makes the activations, never writes it). */
     float (*dot_q8_0_q8_0)(const void *w, const void *x, int64_t n);
+    /* out[r] = dot_q8_0_q8_0(w + r * row_bytes, x, n) for nrows rows, bit for bit */
+    void  (*dot_q8_0_q8_0_rows)(const uint8_t *w, size_t row_bytes, int64_t nrows,
+                                const void *x, int64_t n, float *out);
     /* Q6_K weights w (n / 256 blocks) against Q8_0 activations x: the same lanes and
      * order as dot_q8_0_q8_0, per block of 32 activations, with the int32 lane sum
      * being scale * sum of four (code - 32) * x (the four share a group of 16, so one

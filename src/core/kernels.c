@@ -36,6 +36,13 @@ static float bn_dot_f16_f32_scalar(const uint16_t *x, const float *y, int64_t n)
     return sum;
 }
 
+static void bn_dot_f16_f32_rows_scalar(const uint16_t *x, size_t stride, int64_t nrows,
+                                       const float *y, int64_t n, float *out)
+{
+    for (int64_t r = 0; r < nrows; r++)
+        out[r] = bn_dot_f16_f32_scalar(x + (size_t)r * stride, y, n);
+}
+
 static void bn_f32_to_f16_scalar(const float *src, uint16_t *dst, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -172,12 +179,16 @@ static void bn_dot_tq1_q8_scalar(const uint8_t *blocks, size_t stride, const int
 /* Four independent sums, so that the loads, not one chain of adds, set the pace. */
 static uint64_t bn_sum_u64_scalar(const uint64_t *x, int64_t n)
 {
+    const int64_t seg = n / 8;
     uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (int64_t i = 0; i + 4 <= n; i += 4) {
-        s0 += x[i];
-        s1 += x[i + 1];
-        s2 += x[i + 2];
-        s3 += x[i + 3];
+    for (int64_t i = 0; i + 8 <= seg; i += 8) {
+        for (int k = 0; k < 8; k++) {   /* a line of each eighth in turn */
+            const uint64_t *p = x + k * seg + i;
+            s0 += p[0] + p[4];
+            s1 += p[1] + p[5];
+            s2 += p[2] + p[6];
+            s3 += p[3] + p[7];
+        }
     }
     return s0 + s1 + s2 + s3;
 }
@@ -205,6 +216,13 @@ static float bn_dot_q8_0_q8_0_scalar(const void *w, const void *x, int64_t n)
         }
     }
     return bn_lanes8_sum(lane);
+}
+
+static void bn_dot_q8_0_q8_0_rows_scalar(const uint8_t *w, size_t row_bytes, int64_t nrows,
+                                         const void *x, int64_t n, float *out)
+{
+    for (int64_t r = 0; r < nrows; r++)
+        out[r] = bn_dot_q8_0_q8_0_scalar(w + (size_t)r * row_bytes, x, n);
 }
 
 /* The 6-bit code of weight e (0..255) of a Q6_K block, as ggml lays them out: in each
@@ -245,6 +263,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_f32    = bn_dot_f32_scalar,
     .f16_to_f32 = bn_f16_to_f32_scalar,
     .dot_f16_f32 = bn_dot_f16_f32_scalar,
+    .dot_f16_f32_rows = bn_dot_f16_f32_rows_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .axpy_f16_f32 = bn_axpy_f16_f32_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
@@ -256,6 +275,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .sum_u64    = bn_sum_u64_scalar,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
+    .dot_q8_0_q8_0_rows = bn_dot_q8_0_q8_0_rows_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
 };
@@ -268,6 +288,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_f32    = bn_dot_f32_scalar,
     .f16_to_f32 = bn_f16_to_f32_scalar,
     .dot_f16_f32 = bn_dot_f16_f32_scalar,
+    .dot_f16_f32_rows = bn_dot_f16_f32_rows_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .axpy_f16_f32 = bn_axpy_f16_f32_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
@@ -279,6 +300,7 @@ const bn_kernel_table bn_kernels_neon = {
     .sum_u64    = bn_sum_u64_neon,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
+    .dot_q8_0_q8_0_rows = bn_dot_q8_0_q8_0_rows_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
 };
@@ -289,6 +311,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .dot_f32    = bn_dot_f32_scalar,
     .f16_to_f32 = bn_f16_to_f32_scalar,
     .dot_f16_f32 = bn_dot_f16_f32_scalar,
+    .dot_f16_f32_rows = bn_dot_f16_f32_rows_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .axpy_f16_f32 = bn_axpy_f16_f32_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
@@ -300,6 +323,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .sum_u64    = bn_sum_u64_neon,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
+    .dot_q8_0_q8_0_rows = bn_dot_q8_0_q8_0_rows_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
 };

@@ -21,6 +21,13 @@
 #define BN_PREFETCH_AHEAD 4096
 #endif
 
+/* The decode streams: one core reads several far-apart streams faster than one, so the
+ * rows kernels split their rows into BN_STREAMS runs and read a turn of each in turn,
+ * each row keeping its own accumulators, so every row's sum is the one-row kernel's.
+ * (The I2_S decode, heavier in arithmetic per byte, reads one row after the other:
+ * streams made it slower on the machines measured.) */
+#define BN_STREAMS 4
+
 /* Four 8-lane accumulators, combined in a fixed order, then a serial tail; x is f32,
  * or f16 (xh) converted on load, with the same operations in the same order. */
 BN_AVX2 static inline __attribute__((always_inline)) __m256 bn_ld8(const float *x,
@@ -31,13 +38,13 @@ BN_AVX2 static inline __attribute__((always_inline)) __m256 bn_ld8(const float *
               : _mm256_loadu_ps(x + i);
 }
 
-BN_AVX2 static inline __attribute__((always_inline)) float
-bn_dot_avx2(const float *x, const uint16_t *xh, const float *y, int64_t n)
+/* Elements [i0, i1) (a multiple of 32 apart) into the four accumulators. */
+BN_AVX2 static inline __attribute__((always_inline)) void
+bn_dot_avx2_span(const float *x, const uint16_t *xh, const float *y, int64_t i0, int64_t i1,
+                 __m256 acc[4])
 {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
+    __m256 acc0 = acc[0], acc1 = acc[1], acc2 = acc[2], acc3 = acc[3];
+    for (int64_t i = i0; i < i1; i += 32) {
         /* weights stream from memory: ask for them ahead (the same lines twice for f16) */
         if (xh)
             _mm_prefetch((const char *)(xh + i) + BN_PREFETCH_AHEAD, _MM_HINT_T0);
@@ -48,9 +55,22 @@ bn_dot_avx2(const float *x, const uint16_t *xh, const float *y, int64_t n)
         acc2 = _mm256_fmadd_ps(bn_ld8(x, xh, i + 16), _mm256_loadu_ps(y + i + 16), acc2);
         acc3 = _mm256_fmadd_ps(bn_ld8(x, xh, i + 24), _mm256_loadu_ps(y + i + 24), acc3);
     }
+    acc[0] = acc0;
+    acc[1] = acc1;
+    acc[2] = acc2;
+    acc[3] = acc3;
+}
+
+/* The rest after the multiple of 32: eights into the first accumulator, the fixed
+ * reduction, a serial tail. */
+BN_AVX2 static inline __attribute__((always_inline)) float
+bn_dot_avx2_finish(const float *x, const uint16_t *xh, const float *y, int64_t n, __m256 a[4])
+{
+    int64_t i = n / 32 * 32;
+    __m256 acc0 = a[0];
     for (; i + 8 <= n; i += 8)
         acc0 = _mm256_fmadd_ps(bn_ld8(x, xh, i), _mm256_loadu_ps(y + i), acc0);
-    __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
+    __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, a[1]), _mm256_add_ps(a[2], a[3]));
     __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     half = _mm_add_ps(half, _mm_movehl_ps(half, half));
     half = _mm_add_ss(half, _mm_movehdup_ps(half));
@@ -58,6 +78,15 @@ bn_dot_avx2(const float *x, const uint16_t *xh, const float *y, int64_t n)
     for (; i < n; i++)
         sum += (xh ? bn_f16_to_f32(xh[i]) : x[i]) * y[i];
     return sum;
+}
+
+BN_AVX2 static inline __attribute__((always_inline)) float
+bn_dot_avx2(const float *x, const uint16_t *xh, const float *y, int64_t n)
+{
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    bn_dot_avx2_span(x, xh, y, 0, n / 32 * 32, acc);
+    return bn_dot_avx2_finish(x, xh, y, n, acc);
 }
 
 BN_AVX2 static float bn_dot_f32_avx2(const float *x, const float *y, int64_t n)
@@ -68,6 +97,32 @@ BN_AVX2 static float bn_dot_f32_avx2(const float *x, const float *y, int64_t n)
 BN_AVX2 static float bn_dot_f16_f32_avx2(const uint16_t *x, const float *y, int64_t n)
 {
     return bn_dot_avx2(NULL, x, y, n);
+}
+
+#define BN_F16_TURN 128     /* elements of a row per turn: 256 bytes */
+
+BN_AVX2 static void bn_dot_f16_f32_rows_avx2(const uint16_t *x, size_t stride, int64_t nrows,
+                                             const float *y, int64_t n, float *out)
+{
+    const int64_t per = nrows / BN_STREAMS, n32 = n / 32 * 32;
+    for (int64_t k = 0; k < per; k++) {
+        const uint16_t *row[BN_STREAMS];
+        __m256 acc[BN_STREAMS][4];
+        for (int s = 0; s < BN_STREAMS; s++) {
+            row[s] = x + (size_t)(s * per + k) * stride;
+            for (int j = 0; j < 4; j++)
+                acc[s][j] = _mm256_setzero_ps();
+        }
+        for (int64_t c = 0; c < n32; c += BN_F16_TURN) {
+            int64_t ce = c + BN_F16_TURN < n32 ? c + BN_F16_TURN : n32;
+            for (int s = 0; s < BN_STREAMS; s++)
+                bn_dot_avx2_span(NULL, row[s], y, c, ce, acc[s]);
+        }
+        for (int s = 0; s < BN_STREAMS; s++)
+            out[s * per + k] = bn_dot_avx2_finish(NULL, row[s], y, n, acc[s]);
+    }
+    for (int64_t r = per * BN_STREAMS; r < nrows; r++)
+        out[r] = bn_dot_avx2(NULL, x + (size_t)r * stride, y, n);
 }
 
 BN_AVX2 static void bn_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n)
@@ -419,24 +474,28 @@ BN_AVX2 static void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, con
 
 BN_AVX2 static uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n)
 {
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t i = 0; i + 16 <= n; i += 16) {
-        a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)(x + i)));
-        a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(x + i + 4)));
-        a2 = _mm256_add_epi64(a2, _mm256_load_si256((const __m256i *)(x + i + 8)));
-        a3 = _mm256_add_epi64(a3, _mm256_load_si256((const __m256i *)(x + i + 12)));
+    const int64_t seg = n / 8;
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+    for (int64_t i = 0; i + 8 <= seg; i += 8) {
+        for (int k = 0; k < 8; k++) {   /* a line of each eighth in turn, 1 KiB asked ahead */
+            const uint64_t *p = x + k * seg + i;
+            _mm_prefetch((const char *)p + 1024, _MM_HINT_T0);
+            a0 = _mm256_add_epi64(a0, _mm256_load_si256((const __m256i *)p));
+            a1 = _mm256_add_epi64(a1, _mm256_load_si256((const __m256i *)(p + 4)));
+        }
     }
-    a0 = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    a0 = _mm256_add_epi64(a0, a1);
     __m128i s = _mm_add_epi64(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1));
     return (uint64_t)_mm_cvtsi128_si64(s) + (uint64_t)_mm_extract_epi64(s, 1);
 }
 
-BN_AVX2 static float bn_dot_q8_0_q8_0_avx2(const void *w, const void *x, int64_t n)
+/* Blocks [k0, k1) of a Q8_0 row against x into the float lanes acc. */
+BN_AVX2 static inline __attribute__((always_inline)) __m256
+bn_q8_0_span_avx2(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64_t k0, int64_t k1,
+                  __m256 acc)
 {
-    const bn_block_q8_0 *a = w, *b = x;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t k = 0; k < n / 32; k++) {
+    for (int64_t k = k0; k < k1; k++) {
         if (k & 1)
             _mm_prefetch((const char *)(a + k) + BN_PREFETCH_AHEAD, _MM_HINT_T0);
         float d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(a[k].d))) *
@@ -449,10 +508,46 @@ BN_AVX2 static float bn_dot_q8_0_q8_0_avx2(const void *w, const void *x, int64_t
         __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
         acc = _mm256_add_ps(acc, _mm256_mul_ps(p, _mm256_set1_ps(d)));
     }
+    return acc;
+}
+
+BN_AVX2 static inline float bn_lanes8_sum_avx2(__m256 acc)
+{
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     h = _mm_add_ss(h, _mm_movehdup_ps(h));
     return _mm_cvtss_f32(h);
+}
+
+BN_AVX2 static float bn_dot_q8_0_q8_0_avx2(const void *w, const void *x, int64_t n)
+{
+    return bn_lanes8_sum_avx2(bn_q8_0_span_avx2(w, x, 0, n / 32, _mm256_setzero_ps()));
+}
+
+#define BN_Q8_TURN 8        /* blocks of a row per turn: 272 bytes */
+
+BN_AVX2 static void bn_dot_q8_0_q8_0_rows_avx2(const uint8_t *w, size_t row_bytes,
+                                               int64_t nrows, const void *x, int64_t n,
+                                               float *out)
+{
+    const int64_t per = nrows / BN_STREAMS, nb = n / 32;
+    for (int64_t k = 0; k < per; k++) {
+        const bn_block_q8_0 *row[BN_STREAMS];
+        __m256 acc[BN_STREAMS];
+        for (int s = 0; s < BN_STREAMS; s++) {
+            row[s] = (const bn_block_q8_0 *)(w + (size_t)(s * per + k) * row_bytes);
+            acc[s] = _mm256_setzero_ps();
+        }
+        for (int64_t c = 0; c < nb; c += BN_Q8_TURN) {
+            int64_t ce = c + BN_Q8_TURN < nb ? c + BN_Q8_TURN : nb;
+            for (int s = 0; s < BN_STREAMS; s++)
+                acc[s] = bn_q8_0_span_avx2(row[s], x, c, ce, acc[s]);
+        }
+        for (int s = 0; s < BN_STREAMS; s++)
+            out[s * per + k] = bn_lanes8_sum_avx2(acc[s]);
+    }
+    for (int64_t r = per * BN_STREAMS; r < nrows; r++)
+        out[r] = bn_dot_q8_0_q8_0_avx2(w + (size_t)r * row_bytes, x, n);
 }
 
 /* 32 codes times 32 activations with the group scales of their two halves: eight
@@ -502,10 +597,7 @@ BN_AVX2 static float bn_dot_q6_k_q8_0_avx2(const void *w, const void *x, int64_t
             }
         }
     }
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
+    return bn_lanes8_sum_avx2(acc);
 }
 
 /* The scalar rule in 8 lanes: the maximum is order-free, x * s is one float product,
@@ -554,6 +646,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_f32    = bn_dot_f32_avx2,
     .f16_to_f32 = bn_f16_to_f32_avx2,
     .dot_f16_f32 = bn_dot_f16_f32_avx2,
+    .dot_f16_f32_rows = bn_dot_f16_f32_rows_avx2,
     .f32_to_f16 = bn_f32_to_f16_avx2,
     .axpy_f16_f32 = bn_axpy_f16_f32_avx2,
     .relu2_mul  = bn_relu2_mul_avx2,
@@ -565,6 +658,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .sum_u64    = bn_sum_u64_avx2,
     .dot_tq1_q8 = bn_dot_tq1_q8_avx2,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_avx2,
+    .dot_q8_0_q8_0_rows = bn_dot_q8_0_q8_0_rows_avx2,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_avx2,
     .quantize_act_i8 = bn_quantize_act_i8_avx2,
 };

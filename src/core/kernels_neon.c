@@ -88,12 +88,17 @@ void bn_dot_tq2_q8_neon(const uint8_t *blocks, size_t stride, const int8_t *q, i
 
 uint64_t bn_sum_u64_neon(const uint64_t *x, int64_t n)
 {
+    const int64_t seg = n / 8;
     uint64x2_t a0 = vdupq_n_u64(0), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t i = 0; i + 8 <= n; i += 8) {
-        a0 = vaddq_u64(a0, vld1q_u64(x + i));
-        a1 = vaddq_u64(a1, vld1q_u64(x + i + 2));
-        a2 = vaddq_u64(a2, vld1q_u64(x + i + 4));
-        a3 = vaddq_u64(a3, vld1q_u64(x + i + 6));
+    for (int64_t i = 0; i + 8 <= seg; i += 8) {
+        for (int k = 0; k < 8; k++) {   /* a line of each eighth in turn, 1 KiB asked ahead */
+            const uint64_t *p = x + k * seg + i;
+            __builtin_prefetch((const char *)p + 1024);
+            a0 = vaddq_u64(a0, vld1q_u64(p));
+            a1 = vaddq_u64(a1, vld1q_u64(p + 2));
+            a2 = vaddq_u64(a2, vld1q_u64(p + 4));
+            a3 = vaddq_u64(a3, vld1q_u64(p + 6));
+        }
     }
     a0 = vaddq_u64(vaddq_u64(a0, a1), vaddq_u64(a2, a3));
     return vgetq_lane_u64(a0, 0) + vgetq_lane_u64(a0, 1);

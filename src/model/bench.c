@@ -19,14 +19,14 @@ static double bn_now(void)
 
 typedef struct bn_bw_job {
     const uint64_t *words;
-    int64_t n;              /* words, a multiple of 16 * threads */
+    int64_t n;              /* words, a multiple of 64 * threads */
     uint64_t sums[512];
 } bn_bw_job;
 
 static void bn_bw_task(void *ctx, int ith, int nth)
 {
     bn_bw_job *j = ctx;
-    int64_t per = j->n / nth / 16 * 16;
+    int64_t per = j->n / nth / 64 * 64;
     int64_t begin = per * ith, len = ith == nth - 1 ? j->n - begin : per;
     j->sums[ith & 511] += bn_kernels()->sum_u64(j->words + begin, len);
 }
@@ -46,7 +46,7 @@ bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s)
         return bn_last_status();
     }
     job->words = words;
-    job->n = (int64_t)(bytes / 8) / 16 * 16;
+    job->n = (int64_t)(bytes / 8) / 4096 * 4096;
     double best = INFINITY;
     for (int r = 0; r < repeat; r++) {
         double t0 = bn_now();
