@@ -503,6 +503,44 @@ static void test_family(const bn_kernel_table *k)
                     CHECK(sums[b] == ref[b], "%s tq2_0 n=%lld block %lld: %d, reference "
                           "%lld", k->name, (long long)n, (long long)b, sums[b],
                           (long long)ref[b]);
+                /* prefill tiles of 1..4 token rows (rows j > 0 q reversed and negated):
+                 * each combined in double in block order from block sums against the
+                 * weights read back by the dequantizer */
+                float *wb = malloc((size_t)n * sizeof *wb);
+                int8_t *qt4 = malloc((size_t)(4 * n));
+                int32_t qbs4[4 * 32];
+                CHECK(bn_dequantize(BN_QT_TQ2_0, p, nb, n, 1, wb) == BN_OK, "tq2_0 back");
+                for (int j = 0; j < 4; j++) {
+                    for (int64_t i = 0; i < n; i++)
+                        qt4[j * n + i] = j == 0 ? q[i] : (int8_t)(q[n - 1 - i] == -128 ? 127
+                                                        : -q[n - 1 - i] + j - 1);
+                    for (int64_t b = 0; b < n / 256; b++) {
+                        qbs4[j * (n / 256) + b] = 0;
+                        for (int i = 0; i < 256; i++)
+                            qbs4[j * (n / 256) + b] += qt4[j * n + b * 256 + i];
+                    }
+                }
+                for (int nt = 1; nt <= 4; nt++) {
+                    double tile[4];
+                    k->dot_tq2_q8_tile(p, qt4, qbs4, n, nt, tile);
+                    for (int j = 0; j < nt; j++) {
+                        double want4 = 0.0;
+                        for (int64_t b = 0; b < n / 256; b++) {
+                            int64_t s4 = 0;
+                            for (int64_t i = b * 256; i < (b + 1) * 256; i++)
+                                s4 += (int64_t)(wb[i] + 1.0f) * qt4[j * n + i];
+                            uint16_t d16;
+                            memcpy(&d16, p + b * 66 + 64, 2);
+                            want4 += (double)(s4 - qbs4[j * (n / 256) + b]) *
+                                     (double)bn_f16_to_f32(d16);
+                        }
+                        CHECK(tile[j] == want4, "%s tq2_0 tile of %d, row %d, n=%lld: "
+                              "%.17g, want %.17g", k->name, nt, j, (long long)n, tile[j],
+                              want4);
+                    }
+                }
+                free(qt4);
+                free(wb);
                 free(p);
             }
             free(q);

@@ -126,6 +126,11 @@ typedef struct bn_kernel_table {
      * out[r] = acc. Every product is exact in double, so every table agrees. */
     void (*dot_tq2_q8_rows)(const uint8_t *rows, size_t row_bytes, int64_t nrows,
                             const int8_t *q, const int32_t *qbsum, int64_t n, double *out);
+    /* The same for one TQ2_0 row against nt <= 4 activation rows q + j * n with their
+     * block sums qbsum + j * (n / 256) (a prefill tile: the codes are read once):
+     * out[j] for activation row j */
+    void (*dot_tq2_q8_tile)(const uint8_t *row, const int8_t *q, const int32_t *qbsum,
+                            int64_t n, int nt, double *out);
     /* The same for TQ1_0 blocks (54 bytes: 48 bytes of five trits each, 4 of four, an
      * f16 scale; trit k of byte v is ((v * 3^k mod 256) * 3) >> 8): sums[b] is the
      * exact sum of trit * q over block b, at `stride` bytes per block. */

@@ -149,6 +149,22 @@ BN_TQ2_ROWS_FROM_DOT(bn_dot_tq2_q8_rows_neon, bn_dot_tq2_q8_neon)
 BN_TQ2_ROWS_FROM_DOT(bn_dot_tq2_q8_rows_neon_dot, bn_dot_tq2_q8_neon_dot)
 #endif
 
+/* A TQ2_0 prefill tile from the table's decode rows kernel, one token after the other
+ * (the same row, nt activation rows). */
+#define BN_TQ2_TILE_FROM_ROWS(name, rows)                                            \
+    static void name(const uint8_t *row, const int8_t *q, const int32_t *qbsum,      \
+                     int64_t n, int nt, double *out)                                \
+    {                                                                               \
+        for (int j = 0; j < nt; j++)                                                \
+            rows(row, 0, 1, q + (size_t)j * (size_t)n, qbsum + j * (n / 256), n,    \
+                 out + j);                                                          \
+    }
+BN_TQ2_TILE_FROM_ROWS(bn_dot_tq2_q8_tile_scalar, bn_dot_tq2_q8_rows_scalar)
+#if defined(__aarch64__)
+BN_TQ2_TILE_FROM_ROWS(bn_dot_tq2_q8_tile_neon, bn_dot_tq2_q8_rows_neon)
+BN_TQ2_TILE_FROM_ROWS(bn_dot_tq2_q8_tile_neon_dot, bn_dot_tq2_q8_rows_neon_dot)
+#endif
+
 /* Trit k (0..4) of a TQ1_0 byte. */
 static inline int bn_trit(uint8_t v, int k)
 {
@@ -271,6 +287,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_scalar,
     .dot_tq2_q8 = bn_dot_tq2_q8_scalar,
+    .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_scalar,
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_scalar,
     .sum_u64    = bn_sum_u64_scalar,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
@@ -296,6 +313,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon,
     .dot_tq2_q8 = bn_dot_tq2_q8_neon,
+    .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_neon,
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_neon,
     .sum_u64    = bn_sum_u64_neon,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
@@ -319,6 +337,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon_dot,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon_dot,
     .dot_tq2_q8 = bn_dot_tq2_q8_neon_dot,
+    .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_neon_dot,
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_neon_dot,
     .sum_u64    = bn_sum_u64_neon,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,

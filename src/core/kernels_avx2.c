@@ -447,6 +447,92 @@ BN_AVX2 static void bn_dot_tq2_q8_rows_avx2(const uint8_t *rows, size_t row_byte
     }
 }
 
+/* The TQ2_0 tile body for a constant number of token rows NT: each block's codes are
+ * extracted once for all NT tokens. The block sums minus the activation sums are
+ * transposed to one vector per block (a lane per token), so that a vector of four double
+ * accumulators adds every token's blocks in block order, as the decode rows kernel does,
+ * without a chain of scalar adds. */
+BN_AVX2 static inline __attribute__((always_inline)) void
+bn_tq2_tile_body(const uint8_t *row, const int8_t *q, const int32_t *qbsum, int64_t n,
+                 const int NT, double *out)
+{
+    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    const size_t stride = sizeof(bn_block_tq2_0);
+    const int64_t nb = n / 256;
+    __m256d acc = _mm256_setzero_pd();
+    /* the lanes of four blocks per token (of the first NT tokens) */
+    __attribute__((aligned(32))) int32_t lanes[4][4][8];
+    for (int64_t b0 = 0; b0 < nb; b0 += 4) {
+        const int nj = nb - b0 < 4 ? (int)(nb - b0) : 4;
+        const uint8_t *p = row + (size_t)b0 * stride;
+        for (int j = 0; j < nj; j++) {
+            const uint8_t *qs = p + (size_t)j * stride;
+            __m256i p0 = _mm256_loadu_si256((const __m256i *)qs);
+            __m256i p1 = _mm256_loadu_si256((const __m256i *)(qs + 32));
+            __m256i c00 = _mm256_and_si256(p0, m3);
+            __m256i c01 = _mm256_and_si256(_mm256_srli_epi16(p0, 2), m3);
+            __m256i c02 = _mm256_and_si256(_mm256_srli_epi16(p0, 4), m3);
+            __m256i c03 = _mm256_and_si256(_mm256_srli_epi16(p0, 6), m3);
+            __m256i c10 = _mm256_and_si256(p1, m3);
+            __m256i c11 = _mm256_and_si256(_mm256_srli_epi16(p1, 2), m3);
+            __m256i c12 = _mm256_and_si256(_mm256_srli_epi16(p1, 4), m3);
+            __m256i c13 = _mm256_and_si256(_mm256_srli_epi16(p1, 6), m3);
+            for (int t = 0; t < NT; t++) {
+                const int8_t *qt = q + (size_t)t * (size_t)n + (b0 + j) * 256;
+                __m256i a16 = _mm256_add_epi16(bn_block128_avx2(c00, c01, c02, c03, qt),
+                                               bn_block128_avx2(c10, c11, c12, c13, qt + 128));
+                _mm256_store_si256((__m256i *)lanes[t][j], _mm256_madd_epi16(a16, ones));
+            }
+        }
+        /* per token: its four block sums minus the activation sums of those blocks */
+        __m128i st[4];
+        for (int t = 0; t < 4; t++) {
+            if (t >= NT) {
+                st[t] = _mm_setzero_si128();
+                continue;
+            }
+            __m256i l[4];   /* the blocks past the row's end add nothing */
+            for (int j = 0; j < 4; j++)
+                l[j] = j < nj ? _mm256_load_si256((const __m256i *)lanes[t][j])
+                              : _mm256_setzero_si256();
+            __m128i s4 = bn_hsum4_i32_avx2(l[0], l[1], l[2], l[3]);
+            const int32_t *qb = qbsum + t * nb + b0;
+            __m128i q4 = nj == 4 ? _mm_loadu_si128((const __m128i *)qb)
+                                 : _mm_setr_epi32(qb[0], nj > 1 ? qb[1] : 0,
+                                                  nj > 2 ? qb[2] : 0, 0);
+            st[t] = _mm_sub_epi32(s4, q4);
+        }
+        /* transposed: col[j] holds block j of every token */
+        __m128i lo01 = _mm_unpacklo_epi32(st[0], st[1]), hi01 = _mm_unpackhi_epi32(st[0], st[1]);
+        __m128i lo23 = _mm_unpacklo_epi32(st[2], st[3]), hi23 = _mm_unpackhi_epi32(st[2], st[3]);
+        __m128i col[4] = {_mm_unpacklo_epi64(lo01, lo23), _mm_unpackhi_epi64(lo01, lo23),
+                          _mm_unpacklo_epi64(hi01, hi23), _mm_unpackhi_epi64(hi01, hi23)};
+        for (int j = 0; j < nj; j++) {
+            uint16_t h;
+            memcpy(&h, p + (size_t)j * stride + offsetof(bn_block_tq2_0, d), 2);
+            double d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+            acc = _mm256_add_pd(acc, _mm256_mul_pd(_mm256_cvtepi32_pd(col[j]),
+                                                   _mm256_set1_pd(d)));
+        }
+    }
+    double v[4];
+    _mm256_storeu_pd(v, acc);
+    for (int t = 0; t < NT; t++)
+        out[t] = v[t];
+}
+
+BN_AVX2 static void bn_dot_tq2_q8_tile_avx2(const uint8_t *row, const int8_t *q,
+                                            const int32_t *qbsum, int64_t n, int nt,
+                                            double *out)
+{
+    switch (nt) {
+    case 4: bn_tq2_tile_body(row, q, qbsum, n, 4, out); break;
+    case 3: bn_tq2_tile_body(row, q, qbsum, n, 3, out); break;
+    case 2: bn_tq2_tile_body(row, q, qbsum, n, 2, out); break;
+    default: bn_tq2_tile_body(row, q, qbsum, n, 1, out); break;
+    }
+}
+
 BN_AVX2 static void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q,
                                        int64_t n, int32_t *sums)
 {
@@ -654,6 +740,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_avx2,
     .dot_tq2_q8 = bn_dot_tq2_q8_avx2,
+    .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_avx2,
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_avx2,
     .sum_u64    = bn_sum_u64_avx2,
     .dot_tq1_q8 = bn_dot_tq1_q8_avx2,

@@ -173,32 +173,50 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
         }
         return;
     }
-    if ((lin->type == BN_QT_TQ2_0 || lin->type == BN_QT_TQ1_0) && use_q &&
-        n / BN_QK_K <= BN_TQ_MAX_BLOCKS) {
+    if (lin->type == BN_QT_TQ2_0 && use_q) {
+        /* prefill: tiles of up to 4 tokens (the codes extracted once per tile), each
+         * combined in double by the kernel; a group of rows meets one tile after the
+         * other, so that codes and activations stay in the first-level cache */
+        enum { group = 16 };
+        const int64_t nb = n / BN_QK_K;
+        for (int64_t g0 = r0; g0 < r1; g0 += group) {
+            int64_t g1 = g0 + group < r1 ? g0 + group : r1;
+            for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
+                const int nt = act->T - t0 < 4 ? act->T - t0 : 4;
+                double acc[4];
+                for (int64_t r = g0; r < g1; r++) {
+                    k->dot_tq2_q8_tile(lin->data + (size_t)r * lin->row_bytes,
+                                       act->q + (size_t)t0 * n,
+                                       act->qbsum + (size_t)t0 * (size_t)nb, n, nt, acc);
+                    for (int j = 0; j < nt; j++)
+                        out[(size_t)(t0 + j) * lin->n_out + r] =
+                            (float)acc[j] / act->s[t0 + j] * lin->out_scale;
+                }
+            }
+        }
+        return;
+    }
+    if (lin->type == BN_QT_TQ1_0 && use_q && n / BN_QK_K <= BN_TQ_MAX_BLOCKS) {
         /* per-block integer sums, combined with the block scales in double; a group of
          * rows meets each token in turn (codes and activations stay in L1) */
         enum { group = 16 };
-        const bool tq2 = lin->type == BN_QT_TQ2_0;
-        const size_t stride = tq2 ? sizeof(bn_block_tq2_0) : sizeof(bn_block_tq1_0);
+        const size_t stride = sizeof(bn_block_tq1_0);
         const int64_t nb = n / BN_QK_K;
         float d[group][BN_TQ_MAX_BLOCKS];
         for (int64_t g0 = r0; g0 < r1; g0 += group) {
             int64_t g1 = g0 + group < r1 ? g0 + group : r1;
             for (int64_t r = g0; r < g1; r++) {
-                const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
+                const bn_block_tq1_0 *row =
+                    (const bn_block_tq1_0 *)(lin->data + (size_t)r * lin->row_bytes);
                 for (int64_t b = 0; b < nb; b++)
-                    d[r - g0][b] = bn_f16_to_f32(tq2 ? ((const bn_block_tq2_0 *)row)[b].d
-                                                     : ((const bn_block_tq1_0 *)row)[b].d);
+                    d[r - g0][b] = bn_f16_to_f32(row[b].d);
             }
             for (int32_t t = 0; t < act->T; t++) {
                 const int32_t *qb = act->qbsum + (size_t)t * (size_t)nb;
                 const int8_t *qt = act->q + (size_t)t * n;
                 for (int64_t r = g0; r < g1; r++) {
                     const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
-                    if (tq2)
-                        k->dot_tq2_q8(row, stride, qt, n, sc->bs);
-                    else
-                        k->dot_tq1_q8(row, stride, qt, n, sc->bs);
+                    k->dot_tq1_q8(row, stride, qt, n, sc->bs);
                     double acc = 0.0;
                     for (int64_t b = 0; b < nb; b++)
                         acc += (double)(sc->bs[b] - qb[b]) * d[r - g0][b];
