@@ -77,6 +77,38 @@ static void test_f16_dot(const bn_kernel_table *k)
     }
 }
 
+/* TQ1_0 blocks of arbitrary bytes (every byte value in every position over the rounds,
+ * not only the encodings a quantizer writes): the block sums of the trits that the
+ * dequantizer (byte-checked against llama.cpp) reads out. */
+static void test_tq1_all_bytes(const bn_kernel_table *k)
+{
+    enum { nb = 4, n = nb * 256 };
+    bn_block_tq1_0 blk[nb];
+    int8_t q[n];
+    float w[n];
+    for (int round = 0; round < 256; round++) {
+        uint8_t *raw = (uint8_t *)blk;
+        for (size_t i = 0; i < sizeof blk; i++)
+            raw[i] = (uint8_t)(i * 7 + (size_t)round * 13);
+        for (int b = 0; b < nb; b++)
+            blk[b].d = 0x3c00;   /* 1.0 */
+        for (int i = 0; i < n; i++) {
+            int r = (int)(rng() % 8);
+            q[i] = (int8_t)(r == 0 ? -128 : r == 1 ? 127 : (int)(rng() % 256) - 128);
+        }
+        CHECK(bn_dequantize(BN_QT_TQ1_0, blk, sizeof blk, n, 1, w) == BN_OK, "tq1_0 back");
+        int32_t sums[nb];
+        k->dot_tq1_q8((const uint8_t *)blk, sizeof(bn_block_tq1_0), q, n, sums);
+        for (int b = 0; b < nb; b++) {
+            int64_t want = 0;
+            for (int i = b * 256; i < (b + 1) * 256; i++)
+                want += (int64_t)(w[i] + 1.0f) * q[i];
+            CHECK(sums[b] == want, "%s tq1_0 raw bytes, round %d, block %d: %d, reference "
+                  "%lld", k->name, round, b, sums[b], (long long)want);
+        }
+    }
+}
+
 /* The rows kernel gives each row exactly the one-row dot of the same table (and of the
  * scalar reference's serial sum within float rounding), for row counts that are and are
  * not multiples of the kernel's streams, and rows that are not multiples of its width. */
@@ -401,6 +433,7 @@ static void test_family(const bn_kernel_table *k)
     test_q8_0_rows(k);
     test_f16_dot(k);
     test_f16_rows(k);
+    test_tq1_all_bytes(k);
     test_extremes(k);
     test_sum_u64(k);
     static const int64_t lengths[] = {128, 256, 384, 512, 640, 1024, 2560, 6912, 8192};
