@@ -77,6 +77,9 @@ static void test_f16_dot(const bn_kernel_table *k)
     }
 }
 
+static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, size_t nb,
+                          const int8_t *q, int64_t n);
+
 /* TQ1_0 blocks of arbitrary bytes (every byte value in every position over the rounds,
  * not only the encodings a quantizer writes): the block sums of the trits that the
  * dequantizer (byte-checked against llama.cpp) reads out. */
@@ -106,6 +109,7 @@ static void test_tq1_all_bytes(const bn_kernel_table *k)
             CHECK(sums[b] == want, "%s tq1_0 raw bytes, round %d, block %d: %d, reference "
                   "%lld", k->name, round, b, sums[b], (long long)want);
         }
+        check_tq_tile(k, BN_QT_TQ1_0, (const uint8_t *)blk, sizeof blk, q, n);  /* prefill */
     }
 }
 
@@ -423,6 +427,53 @@ static void test_relu2(const bn_kernel_table *k)
     CHECK(memcmp(g, want, sizeof g) == 0, "%s relu2_mul", k->name);
 }
 
+/* The TQ2_0 / TQ1_0 prefill tile of one row p (nb bytes) against 1..4 token rows (rows
+ * j > 0 are q reversed and negated): each token's value is its block sums against the
+ * weights the dequantizer reads back, minus the activation sums, times the block scales,
+ * added in block order in double. */
+static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, size_t nb,
+                          const int8_t *q, int64_t n)
+{
+    const size_t stride = type == BN_QT_TQ2_0 ? 66 : 54, doff = stride - 2;
+    float *wb = malloc((size_t)n * sizeof *wb);
+    int8_t *qt4 = malloc((size_t)(4 * n));
+    int32_t qbs4[4 * 32];
+    CHECK(bn_dequantize(type, p, nb, n, 1, wb) == BN_OK, "tile: weights back");
+    for (int j = 0; j < 4; j++) {
+        for (int64_t i = 0; i < n; i++)
+            qt4[j * n + i] = j == 0 ? q[i] : (int8_t)(q[n - 1 - i] == -128 ? 127
+                                                                      : -q[n - 1 - i] + j - 1);
+        for (int64_t b = 0; b < n / 256; b++) {
+            qbs4[j * (n / 256) + b] = 0;
+            for (int i = 0; i < 256; i++)
+                qbs4[j * (n / 256) + b] += qt4[j * n + b * 256 + i];
+        }
+    }
+    for (int nt = 1; nt <= 4; nt++) {
+        double tile[4];
+        if (type == BN_QT_TQ2_0)
+            k->dot_tq2_q8_tile(p, qt4, qbs4, n, nt, tile);
+        else
+            k->dot_tq1_q8_tile(p, qt4, qbs4, n, nt, tile);
+        for (int j = 0; j < nt; j++) {
+            double want = 0.0;
+            for (int64_t b = 0; b < n / 256; b++) {
+                int64_t s4 = 0;
+                for (int64_t i = b * 256; i < (b + 1) * 256; i++)
+                    s4 += (int64_t)(wb[i] + 1.0f) * qt4[j * n + i];
+                uint16_t d16;
+                memcpy(&d16, p + b * stride + doff, 2);
+                want += (double)(s4 - qbs4[j * (n / 256) + b]) * (double)bn_f16_to_f32(d16);
+            }
+            CHECK(tile[j] == want, "%s %s tile of %d, row %d, n=%lld: %.17g, want %.17g",
+                  k->name, type == BN_QT_TQ2_0 ? "tq2_0" : "tq1_0", nt, j, (long long)n,
+                  tile[j], want);
+        }
+    }
+    free(qt4);
+    free(wb);
+}
+
 static void test_family(const bn_kernel_table *k)
 {
     test_relu2(k);
@@ -501,6 +552,7 @@ static void test_family(const bn_kernel_table *k)
                     CHECK(sums[b] == ref[b], "%s tq1_0 n=%lld block %lld: %d, reference "
                           "%lld", k->name, (long long)n, (long long)b, sums[b],
                           (long long)ref[b]);
+                check_tq_tile(k, BN_QT_TQ1_0, p, nb, q, n);
                 free(p);
             }
             /* TQ2_0: one sum per block of 256 */
@@ -536,44 +588,7 @@ static void test_family(const bn_kernel_table *k)
                     CHECK(sums[b] == ref[b], "%s tq2_0 n=%lld block %lld: %d, reference "
                           "%lld", k->name, (long long)n, (long long)b, sums[b],
                           (long long)ref[b]);
-                /* prefill tiles of 1..4 token rows (rows j > 0 q reversed and negated):
-                 * each combined in double in block order from block sums against the
-                 * weights read back by the dequantizer */
-                float *wb = malloc((size_t)n * sizeof *wb);
-                int8_t *qt4 = malloc((size_t)(4 * n));
-                int32_t qbs4[4 * 32];
-                CHECK(bn_dequantize(BN_QT_TQ2_0, p, nb, n, 1, wb) == BN_OK, "tq2_0 back");
-                for (int j = 0; j < 4; j++) {
-                    for (int64_t i = 0; i < n; i++)
-                        qt4[j * n + i] = j == 0 ? q[i] : (int8_t)(q[n - 1 - i] == -128 ? 127
-                                                        : -q[n - 1 - i] + j - 1);
-                    for (int64_t b = 0; b < n / 256; b++) {
-                        qbs4[j * (n / 256) + b] = 0;
-                        for (int i = 0; i < 256; i++)
-                            qbs4[j * (n / 256) + b] += qt4[j * n + b * 256 + i];
-                    }
-                }
-                for (int nt = 1; nt <= 4; nt++) {
-                    double tile[4];
-                    k->dot_tq2_q8_tile(p, qt4, qbs4, n, nt, tile);
-                    for (int j = 0; j < nt; j++) {
-                        double want4 = 0.0;
-                        for (int64_t b = 0; b < n / 256; b++) {
-                            int64_t s4 = 0;
-                            for (int64_t i = b * 256; i < (b + 1) * 256; i++)
-                                s4 += (int64_t)(wb[i] + 1.0f) * qt4[j * n + i];
-                            uint16_t d16;
-                            memcpy(&d16, p + b * 66 + 64, 2);
-                            want4 += (double)(s4 - qbs4[j * (n / 256) + b]) *
-                                     (double)bn_f16_to_f32(d16);
-                        }
-                        CHECK(tile[j] == want4, "%s tq2_0 tile of %d, row %d, n=%lld: "
-                              "%.17g, want %.17g", k->name, nt, j, (long long)n, tile[j],
-                              want4);
-                    }
-                }
-                free(qt4);
-                free(wb);
+                check_tq_tile(k, BN_QT_TQ2_0, p, nb, q, n);
                 free(p);
             }
             free(q);

@@ -136,6 +136,11 @@ typedef struct bn_kernel_table {
      * exact sum of trit * q over block b, at `stride` bytes per block. */
     void (*dot_tq1_q8)(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
                        int32_t *sums);
+    /* dot_tq2_q8_tile for a TQ1_0 row: out[j] = sum over blocks b, in block order, of
+     * (double)(sums[b] - qbsum[j * (n / 256) + b]) * d_b in double, with sums[b] as
+     * dot_tq1_q8 gives them for activation row q + j * n (j < nt <= 4) */
+    void (*dot_tq1_q8_tile)(const uint8_t *row, const int8_t *q, const int32_t *qbsum,
+                            int64_t n, int nt, double *out);
     /* Q8_0 weights w against Q8_0 activations x (n / 32 blocks of an f16 scale and 32
      * int8 values each): per block, the eight exact int32 sums of four consecutive
      * products, each converted to float and multiplied by d_w * d_x (a float product),

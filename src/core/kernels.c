@@ -192,6 +192,29 @@ static void bn_dot_tq1_q8_scalar(const uint8_t *blocks, size_t stride, const int
     }
 }
 
+
+/* A TQ1_0 tile from the scalar block kernel (every family's): per token, the block
+ * sums combined in double in block order. */
+static void bn_dot_tq1_q8_tile_scalar(const uint8_t *row, const int8_t *q,
+                                      const int32_t *qbsum, int64_t n, int nt, double *out)
+{
+    const bn_block_tq1_0 *blk = (const bn_block_tq1_0 *)row;
+    const int64_t nb = n / 256;
+    for (int j = 0; j < nt; j++) {
+        double acc = 0.0;
+        for (int64_t b0 = 0; b0 < nb; b0 += 64) {
+            int32_t sums[64];
+            int64_t cnt = nb - b0 < 64 ? nb - b0 : 64;
+            bn_dot_tq1_q8_scalar(row + (size_t)b0 * sizeof *blk, sizeof *blk,
+                                 q + (size_t)j * (size_t)n + b0 * 256, cnt * 256, sums);
+            for (int64_t b = 0; b < cnt; b++)
+                acc += (double)(sums[b] - qbsum[j * nb + b0 + b]) *
+                       (double)bn_f16_to_f32(blk[b0 + b].d);
+        }
+        out[j] = acc;
+    }
+}
+
 /* Four independent sums, so that the loads, not one chain of adds, set the pace. */
 static uint64_t bn_sum_u64_scalar(const uint64_t *x, int64_t n)
 {
@@ -291,6 +314,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_scalar,
     .sum_u64    = bn_sum_u64_scalar,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
+    .dot_tq1_q8_tile = bn_dot_tq1_q8_tile_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
     .dot_q8_0_q8_0_rows = bn_dot_q8_0_q8_0_rows_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
@@ -317,6 +341,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_neon,
     .sum_u64    = bn_sum_u64_neon,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
+    .dot_tq1_q8_tile = bn_dot_tq1_q8_tile_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
     .dot_q8_0_q8_0_rows = bn_dot_q8_0_q8_0_rows_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
@@ -341,6 +366,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_neon_dot,
     .sum_u64    = bn_sum_u64_neon,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
+    .dot_tq1_q8_tile = bn_dot_tq1_q8_tile_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
     .dot_q8_0_q8_0_rows = bn_dot_q8_0_q8_0_rows_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,

@@ -447,17 +447,61 @@ BN_AVX2 static void bn_dot_tq2_q8_rows_avx2(const uint8_t *rows, size_t row_byte
     }
 }
 
-/* The TQ2_0 tile body for a constant number of token rows NT: each block's codes are
- * extracted once for all NT tokens. The block sums minus the activation sums are
- * transposed to one vector per block (a lane per token), so that a vector of four double
- * accumulators adds every token's blocks in block order, as the decode rows kernel does,
- * without a chain of scalar adds. */
+/* The codes of one TQ2_0 block as bytes, c[i] holding weights 32i..32i+31. */
 BN_AVX2 static inline __attribute__((always_inline)) void
-bn_tq2_tile_body(const uint8_t *row, const int8_t *q, const int32_t *qbsum, int64_t n,
-                 const int NT, double *out)
+bn_tq2_codes_avx2(const uint8_t *qs, __m256i c[8])
 {
-    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
-    const size_t stride = sizeof(bn_block_tq2_0);
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int half = 0; half < 2; half++) {
+        __m256i p = _mm256_loadu_si256((const __m256i *)(qs + 32 * half));
+        c[4 * half] = _mm256_and_si256(p, m3);
+        c[4 * half + 1] = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
+        c[4 * half + 2] = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
+        c[4 * half + 3] = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
+    }
+}
+
+/* The trits of one TQ1_0 block as bytes, c[i] holding weights 32i..32i+31: the five
+ * trits of bytes 0..31 are weights 32k + m; those of bytes 32..47 weights 160 + 16k + m;
+ * the four of qh[j] weights 240 + 4k + j. */
+BN_AVX2 static inline __attribute__((always_inline)) void
+bn_tq1_codes_avx2(const bn_block_tq1_0 *blk, __m256i c[8])
+{
+    static const int16_t pow3[5] = {1, 3, 9, 27, 81};
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i x = _mm256_loadu_si256((const __m256i *)blk->qs);
+    __m256i lo = _mm256_unpacklo_epi8(zero, x), hi = _mm256_unpackhi_epi8(zero, x);
+    for (int k = 0; k < 5; k++)
+        c[k] = _mm256_packus_epi16(bn_trits16(lo, pow3[k]), bn_trits16(hi, pow3[k]));
+    __m256i y = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(
+        (const __m128i *)(blk->qs + 32))), 8);
+    __m256i u[5];
+    for (int k = 0; k < 5; k++)
+        u[k] = bn_trits16(y, pow3[k]);
+    uint32_t h4;
+    memcpy(&h4, blk->qh, 4);
+    __m256i h = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_set1_epi32((int)h4)), 8);
+    h = _mm256_mullo_epi16(h, _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9,
+                                                27, 27, 27, 27));
+    h = _mm256_mulhi_epu16(h, _mm256_set1_epi16(3));
+    /* packus interleaves the two operands by 64-bit quarters; 0xd8 puts them in order */
+    c[5] = _mm256_permute4x64_epi64(_mm256_packus_epi16(u[0], u[1]), 0xd8);
+    c[6] = _mm256_permute4x64_epi64(_mm256_packus_epi16(u[2], u[3]), 0xd8);
+    c[7] = _mm256_permute4x64_epi64(_mm256_packus_epi16(u[4], h), 0xd8);
+}
+
+/* The TQ2_0 / TQ1_0 tile body for a constant number of token rows NT: each block's codes
+ * are extracted once for all NT tokens. The block sums minus the activation sums are
+ * transposed to one vector per block (a lane per token), so that a vector of four double
+ * accumulators adds every token's blocks in block order, as the decode does, without a
+ * chain of scalar adds. */
+BN_AVX2 static inline __attribute__((always_inline)) void
+bn_tq_tile_body(const uint8_t *row, const int8_t *q, const int32_t *qbsum, int64_t n,
+                const int NT, const bool tq1, double *out)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const size_t stride = tq1 ? sizeof(bn_block_tq1_0) : sizeof(bn_block_tq2_0);
+    const size_t doff = tq1 ? offsetof(bn_block_tq1_0, d) : offsetof(bn_block_tq2_0, d);
     const int64_t nb = n / 256;
     __m256d acc = _mm256_setzero_pd();
     /* the lanes of four blocks per token (of the first NT tokens) */
@@ -466,21 +510,16 @@ bn_tq2_tile_body(const uint8_t *row, const int8_t *q, const int32_t *qbsum, int6
         const int nj = nb - b0 < 4 ? (int)(nb - b0) : 4;
         const uint8_t *p = row + (size_t)b0 * stride;
         for (int j = 0; j < nj; j++) {
-            const uint8_t *qs = p + (size_t)j * stride;
-            __m256i p0 = _mm256_loadu_si256((const __m256i *)qs);
-            __m256i p1 = _mm256_loadu_si256((const __m256i *)(qs + 32));
-            __m256i c00 = _mm256_and_si256(p0, m3);
-            __m256i c01 = _mm256_and_si256(_mm256_srli_epi16(p0, 2), m3);
-            __m256i c02 = _mm256_and_si256(_mm256_srli_epi16(p0, 4), m3);
-            __m256i c03 = _mm256_and_si256(_mm256_srli_epi16(p0, 6), m3);
-            __m256i c10 = _mm256_and_si256(p1, m3);
-            __m256i c11 = _mm256_and_si256(_mm256_srli_epi16(p1, 2), m3);
-            __m256i c12 = _mm256_and_si256(_mm256_srli_epi16(p1, 4), m3);
-            __m256i c13 = _mm256_and_si256(_mm256_srli_epi16(p1, 6), m3);
+            __m256i c[8];
+            if (tq1)
+                bn_tq1_codes_avx2((const bn_block_tq1_0 *)(p + (size_t)j * stride), c);
+            else
+                bn_tq2_codes_avx2(p + (size_t)j * stride, c);
             for (int t = 0; t < NT; t++) {
                 const int8_t *qt = q + (size_t)t * (size_t)n + (b0 + j) * 256;
-                __m256i a16 = _mm256_add_epi16(bn_block128_avx2(c00, c01, c02, c03, qt),
-                                               bn_block128_avx2(c10, c11, c12, c13, qt + 128));
+                __m256i a16 = _mm256_add_epi16(bn_block128_avx2(c[0], c[1], c[2], c[3], qt),
+                                               bn_block128_avx2(c[4], c[5], c[6], c[7],
+                                                                qt + 128));
                 _mm256_store_si256((__m256i *)lanes[t][j], _mm256_madd_epi16(a16, ones));
             }
         }
@@ -509,7 +548,7 @@ bn_tq2_tile_body(const uint8_t *row, const int8_t *q, const int32_t *qbsum, int6
                           _mm_unpacklo_epi64(hi01, hi23), _mm_unpackhi_epi64(hi01, hi23)};
         for (int j = 0; j < nj; j++) {
             uint16_t h;
-            memcpy(&h, p + (size_t)j * stride + offsetof(bn_block_tq2_0, d), 2);
+            memcpy(&h, p + (size_t)j * stride + doff, 2);
             double d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
             acc = _mm256_add_pd(acc, _mm256_mul_pd(_mm256_cvtepi32_pd(col[j]),
                                                    _mm256_set1_pd(d)));
@@ -526,10 +565,22 @@ BN_AVX2 static void bn_dot_tq2_q8_tile_avx2(const uint8_t *row, const int8_t *q,
                                             double *out)
 {
     switch (nt) {
-    case 4: bn_tq2_tile_body(row, q, qbsum, n, 4, out); break;
-    case 3: bn_tq2_tile_body(row, q, qbsum, n, 3, out); break;
-    case 2: bn_tq2_tile_body(row, q, qbsum, n, 2, out); break;
-    default: bn_tq2_tile_body(row, q, qbsum, n, 1, out); break;
+    case 4: bn_tq_tile_body(row, q, qbsum, n, 4, false, out); break;
+    case 3: bn_tq_tile_body(row, q, qbsum, n, 3, false, out); break;
+    case 2: bn_tq_tile_body(row, q, qbsum, n, 2, false, out); break;
+    default: bn_tq_tile_body(row, q, qbsum, n, 1, false, out); break;
+    }
+}
+
+BN_AVX2 static void bn_dot_tq1_q8_tile_avx2(const uint8_t *row, const int8_t *q,
+                                            const int32_t *qbsum, int64_t n, int nt,
+                                            double *out)
+{
+    switch (nt) {
+    case 4: bn_tq_tile_body(row, q, qbsum, n, 4, true, out); break;
+    case 3: bn_tq_tile_body(row, q, qbsum, n, 3, true, out); break;
+    case 2: bn_tq_tile_body(row, q, qbsum, n, 2, true, out); break;
+    default: bn_tq_tile_body(row, q, qbsum, n, 1, true, out); break;
     }
 }
 
@@ -744,6 +795,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_avx2,
     .sum_u64    = bn_sum_u64_avx2,
     .dot_tq1_q8 = bn_dot_tq1_q8_avx2,
+    .dot_tq1_q8_tile = bn_dot_tq1_q8_tile_avx2,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_avx2,
     .dot_q8_0_q8_0_rows = bn_dot_q8_0_q8_0_rows_avx2,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_avx2,

@@ -19,10 +19,6 @@
 
 #include "model/model_internal.h"
 
-/* TQ rows of up to this many 256-weight blocks take the grouped path (their block
- * scales are kept on the stack); longer ones are decoded row by row. */
-#define BN_TQ_MAX_BLOCKS 64
-
 bool bn_linear_decode_row(const bn_linear *lin, int64_t r, int8_t *w, float *d)
 {
     const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
@@ -82,15 +78,6 @@ bool bn_linear_decode_row(const bn_linear *lin, int64_t r, int8_t *w, float *d)
         assert(!"not a ternary type");
         return false;
     }
-}
-
-/* sum_i a[i] * b[i] over int8 values, exact in int32 for n < 2^17. */
-static int32_t bn_dot_i8(const int8_t *a, const int8_t *b, int64_t n)
-{
-    int32_t sum = 0;
-    for (int64_t i = 0; i < n; i++)
-        sum += (int32_t)a[i] * (int32_t)b[i];
-    return sum;
 }
 
 /* Rows [r0, r1) of one projection for every token. */
@@ -173,21 +160,24 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
         }
         return;
     }
-    if (lin->type == BN_QT_TQ2_0 && use_q) {
-        /* prefill: tiles of up to 4 tokens (the codes extracted once per tile), each
-         * combined in double by the kernel; a group of rows meets one tile after the
-         * other, so that codes and activations stay in the first-level cache */
+    if ((lin->type == BN_QT_TQ2_0 || lin->type == BN_QT_TQ1_0) && use_q) {
+        /* tiles of up to 4 tokens (the codes extracted once per tile), each combined in
+         * double by the kernel; a group of rows meets one tile after the other, so that
+         * codes and activations stay in the first-level cache. (A TQ2_0 decode took
+         * the rows kernel above.) */
         enum { group = 16 };
         const int64_t nb = n / BN_QK_K;
+        void (*tile)(const uint8_t *, const int8_t *, const int32_t *, int64_t, int,
+                     double *) = lin->type == BN_QT_TQ2_0 ? k->dot_tq2_q8_tile
+                                                          : k->dot_tq1_q8_tile;
         for (int64_t g0 = r0; g0 < r1; g0 += group) {
             int64_t g1 = g0 + group < r1 ? g0 + group : r1;
             for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
                 const int nt = act->T - t0 < 4 ? act->T - t0 : 4;
                 double acc[4];
                 for (int64_t r = g0; r < g1; r++) {
-                    k->dot_tq2_q8_tile(lin->data + (size_t)r * lin->row_bytes,
-                                       act->q + (size_t)t0 * n,
-                                       act->qbsum + (size_t)t0 * (size_t)nb, n, nt, acc);
+                    tile(lin->data + (size_t)r * lin->row_bytes, act->q + (size_t)t0 * n,
+                         act->qbsum + (size_t)t0 * (size_t)nb, n, nt, acc);
                     for (int j = 0; j < nt; j++)
                         out[(size_t)(t0 + j) * lin->n_out + r] =
                             (float)acc[j] / act->s[t0 + j] * lin->out_scale;
@@ -196,56 +186,8 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
         }
         return;
     }
-    if (lin->type == BN_QT_TQ1_0 && use_q && n / BN_QK_K <= BN_TQ_MAX_BLOCKS) {
-        /* per-block integer sums, combined with the block scales in double; a group of
-         * rows meets each token in turn (codes and activations stay in L1) */
-        enum { group = 16 };
-        const size_t stride = sizeof(bn_block_tq1_0);
-        const int64_t nb = n / BN_QK_K;
-        float d[group][BN_TQ_MAX_BLOCKS];
-        for (int64_t g0 = r0; g0 < r1; g0 += group) {
-            int64_t g1 = g0 + group < r1 ? g0 + group : r1;
-            for (int64_t r = g0; r < g1; r++) {
-                const bn_block_tq1_0 *row =
-                    (const bn_block_tq1_0 *)(lin->data + (size_t)r * lin->row_bytes);
-                for (int64_t b = 0; b < nb; b++)
-                    d[r - g0][b] = bn_f16_to_f32(row[b].d);
-            }
-            for (int32_t t = 0; t < act->T; t++) {
-                const int32_t *qb = act->qbsum + (size_t)t * (size_t)nb;
-                const int8_t *qt = act->q + (size_t)t * n;
-                for (int64_t r = g0; r < g1; r++) {
-                    const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
-                    k->dot_tq1_q8(row, stride, qt, n, sc->bs);
-                    double acc = 0.0;
-                    for (int64_t b = 0; b < nb; b++)
-                        acc += (double)(sc->bs[b] - qb[b]) * d[r - g0][b];
-                    out[(size_t)t * lin->n_out + r] = (float)acc / act->s[t] * lin->out_scale;
-                }
-            }
-        }
-        return;
-    }
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
-        if (lin->ternary && use_q) {
-            bool blocks = bn_linear_decode_row(lin, r, sc->w, sc->d);
-            for (int32_t t = 0; t < act->T; t++) {
-                const int8_t *q = act->q + (size_t)t * n;
-                float y;
-                if (blocks) {
-                    double acc = 0.0;
-                    for (int64_t b = 0; b < n / BN_QK_K; b++)
-                        acc += (double)bn_dot_i8(sc->w + b * BN_QK_K, q + b * BN_QK_K,
-                                                 BN_QK_K) * sc->d[b];
-                    y = (float)acc / act->s[t];
-                } else {
-                    y = (float)bn_dot_i8(sc->w, q, n) / act->s[t] * lin->scale;
-                }
-                out[(size_t)t * lin->n_out + r] = y * lin->out_scale;
-            }
-            continue;
-        }
         if ((lin->type == BN_QT_Q8_0 || lin->type == BN_QT_Q6_K) && act->q8) {
             const size_t xrow = (size_t)(n / 32) * sizeof(bn_block_q8_0);
             for (int32_t t = 0; t < act->T; t++) {
