@@ -179,6 +179,17 @@ static void test_extremes(const bn_kernel_table *k)
             for (int b = 0; b < 4; b++)
                 CHECK(sums[b] == code * qv * 256, "%s tq2_0 extreme code %d q %d: %d",
                       k->name, code, qv, sums[b]);
+            /* and the prefill tile, with scales of 1: four tokens of four blocks */
+            int32_t qbs[16];
+            double acc[4];
+            for (int b = 0; b < 4; b++)
+                memcpy(blk + 66 * b + 64, &(uint16_t){0x3c00}, 2);
+            for (int b = 0; b < 16; b++)
+                qbs[b] = qv * 256;
+            k->dot_tq2_q8_tile(blk, q, qbs, 1024, 4, acc);
+            for (int j = 0; j < 4; j++)
+                CHECK(acc[j] == 4.0 * (code - 1) * qv * 256, "%s tq2_0 tile extreme code %d "
+                      "q %d: %g", k->name, code, qv, acc[j]);
         }
     }
     free(p);

@@ -73,7 +73,7 @@ typedef struct bn_linear_scratch {
     int8_t *w;            /* [n_in_max] ternary codes -1, 0, 1 */
     float  *d;            /* [n_in_max / 256] block scales */
     float  *wf;           /* [n_in_max] a row as f32 */
-    int32_t *bs;          /* [max(n_in_max / 256 + 1, BN_LINEAR_ROWS)] block or row sums */
+    int32_t *bs;          /* [n_in_max / 256 + 1 + BN_LINEAR_ROWS] I2_S decode row sums */
 } bn_linear_scratch;
 
 /* Evaluate `count` projections on the same input: out[i] is [T, lin[i]->n_out]. The
