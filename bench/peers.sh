@@ -11,7 +11,7 @@
 # Tests as llama-bench defines them: pp128 = one batch of 128 prompt tokens, tg64 = 64
 # single-token decodes; the median of REPEAT samples (default 3) in tokens/s. Thread
 # counts (THREADS, default "1 2") are interleaved: for each count, every engine and
-# model in turn, each after a read-bandwidth measurement (`bitnet membw -t T --mib 2048
+# model in turn, each after a read-bandwidth measurement (`bitnet membw -t T --mib 512
 # --repeat 3`); the count's bandwidth is the highest of these, so that a slow moment of
 # a shared machine cannot lower the limit.
 # "MB per token" is the sum of all tensor bytes (`bitnet info --json`): every weight is
@@ -166,7 +166,7 @@ for t in $THREADS; do
             llama.cpp) [ -n "$llama_bench" ] || continue ;;
             bitnet.cpp) [ -n "$bitnet_bench" ] || continue ;;
         esac
-        bw=$("$BITNET" membw -t "$t" --mib 2048 --repeat 3 |
+        bw=$("$BITNET" membw -t "$t" --mib 512 --repeat 3 |
              sed -n 's/read bandwidth: \([0-9.]*\) GB\/s.*/\1/p')
         echo "$t $bw" >> "$tmp/bw"
         echo "  $engine $model.gguf, $t threads (read bandwidth $bw GB/s)" >&2
