@@ -122,15 +122,15 @@ BN_ROWS_FROM_DOT(bn_dot_i2s_q8_rows_neon, bn_dot_i2s_q8_neon)
 BN_ROWS_FROM_DOT(bn_dot_i2s_q8_rows_neon_dot, bn_dot_i2s_q8_neon_dot)
 #endif
 
-/* TQ2_0 decode rows from the table's block kernel: the reference order. */
-#define BN_TQ2_ROWS_FROM_DOT(name, dot)                                              \
+/* TQ2_0 (or TQ1_0, block type blk_t) decode rows from the table's block kernel: the
+ * reference order. */
+#define BN_TQ_ROWS_FROM_DOT(name, dot, blk_t)                                        \
     static void name(const uint8_t *rows, size_t row_bytes, int64_t nrows,           \
                      const int8_t *q, const int32_t *qbsum, int64_t n, double *out)  \
     {                                                                               \
         int32_t sums[64];                                                           \
         for (int64_t r = 0; r < nrows; r++) {                                       \
-            const bn_block_tq2_0 *blk = (const bn_block_tq2_0 *)(rows +             \
-                                                                 (size_t)r * row_bytes); \
+            const blk_t *blk = (const blk_t *)(rows + (size_t)r * row_bytes);       \
             double acc = 0.0;                                                       \
             for (int64_t b0 = 0; b0 < n / 256; b0 += 64) {                          \
                 int64_t nb = n / 256 - b0 < 64 ? n / 256 - b0 : 64;                 \
@@ -143,15 +143,15 @@ BN_ROWS_FROM_DOT(bn_dot_i2s_q8_rows_neon_dot, bn_dot_i2s_q8_neon_dot)
             out[r] = acc;                                                           \
         }                                                                           \
     }
-BN_TQ2_ROWS_FROM_DOT(bn_dot_tq2_q8_rows_scalar, bn_dot_tq2_q8_scalar)
+BN_TQ_ROWS_FROM_DOT(bn_dot_tq2_q8_rows_scalar, bn_dot_tq2_q8_scalar, bn_block_tq2_0)
 #if defined(__aarch64__)
-BN_TQ2_ROWS_FROM_DOT(bn_dot_tq2_q8_rows_neon, bn_dot_tq2_q8_neon)
-BN_TQ2_ROWS_FROM_DOT(bn_dot_tq2_q8_rows_neon_dot, bn_dot_tq2_q8_neon_dot)
+BN_TQ_ROWS_FROM_DOT(bn_dot_tq2_q8_rows_neon, bn_dot_tq2_q8_neon, bn_block_tq2_0)
+BN_TQ_ROWS_FROM_DOT(bn_dot_tq2_q8_rows_neon_dot, bn_dot_tq2_q8_neon_dot, bn_block_tq2_0)
 #endif
 
-/* A TQ2_0 prefill tile from the table's decode rows kernel, one token after the other
- * (the same row, nt activation rows). */
-#define BN_TQ2_TILE_FROM_ROWS(name, rows)                                            \
+/* A TQ2_0 / TQ1_0 prefill tile from decode rows, one token after the other (the same
+ * row, nt activation rows). */
+#define BN_TQ_TILE_FROM_ROWS(name, rows)                                            \
     static void name(const uint8_t *row, const int8_t *q, const int32_t *qbsum,      \
                      int64_t n, int nt, double *out)                                \
     {                                                                               \
@@ -159,10 +159,10 @@ BN_TQ2_ROWS_FROM_DOT(bn_dot_tq2_q8_rows_neon_dot, bn_dot_tq2_q8_neon_dot)
             rows(row, 0, 1, q + (size_t)j * (size_t)n, qbsum + j * (n / 256), n,    \
                  out + j);                                                          \
     }
-BN_TQ2_TILE_FROM_ROWS(bn_dot_tq2_q8_tile_scalar, bn_dot_tq2_q8_rows_scalar)
+BN_TQ_TILE_FROM_ROWS(bn_dot_tq2_q8_tile_scalar, bn_dot_tq2_q8_rows_scalar)
 #if defined(__aarch64__)
-BN_TQ2_TILE_FROM_ROWS(bn_dot_tq2_q8_tile_neon, bn_dot_tq2_q8_rows_neon)
-BN_TQ2_TILE_FROM_ROWS(bn_dot_tq2_q8_tile_neon_dot, bn_dot_tq2_q8_rows_neon_dot)
+BN_TQ_TILE_FROM_ROWS(bn_dot_tq2_q8_tile_neon, bn_dot_tq2_q8_rows_neon)
+BN_TQ_TILE_FROM_ROWS(bn_dot_tq2_q8_tile_neon_dot, bn_dot_tq2_q8_rows_neon_dot)
 #endif
 
 /* Trit k (0..4) of a TQ1_0 byte. */
@@ -193,27 +193,9 @@ static void bn_dot_tq1_q8_scalar(const uint8_t *blocks, size_t stride, const int
 }
 
 
-/* A TQ1_0 tile from the scalar block kernel (every family's): per token, the block
- * sums combined in double in block order. */
-static void bn_dot_tq1_q8_tile_scalar(const uint8_t *row, const int8_t *q,
-                                      const int32_t *qbsum, int64_t n, int nt, double *out)
-{
-    const bn_block_tq1_0 *blk = (const bn_block_tq1_0 *)row;
-    const int64_t nb = n / 256;
-    for (int j = 0; j < nt; j++) {
-        double acc = 0.0;
-        for (int64_t b0 = 0; b0 < nb; b0 += 64) {
-            int32_t sums[64];
-            int64_t cnt = nb - b0 < 64 ? nb - b0 : 64;
-            bn_dot_tq1_q8_scalar(row + (size_t)b0 * sizeof *blk, sizeof *blk,
-                                 q + (size_t)j * (size_t)n + b0 * 256, cnt * 256, sums);
-            for (int64_t b = 0; b < cnt; b++)
-                acc += (double)(sums[b] - qbsum[j * nb + b0 + b]) *
-                       (double)bn_f16_to_f32(blk[b0 + b].d);
-        }
-        out[j] = acc;
-    }
-}
+/* TQ1_0 rows and tiles from the scalar block kernel (every family's). */
+BN_TQ_ROWS_FROM_DOT(bn_dot_tq1_q8_rows_scalar, bn_dot_tq1_q8_scalar, bn_block_tq1_0)
+BN_TQ_TILE_FROM_ROWS(bn_dot_tq1_q8_tile_scalar, bn_dot_tq1_q8_rows_scalar)
 
 /* Four independent sums, so that the loads, not one chain of adds, set the pace. */
 static uint64_t bn_sum_u64_scalar(const uint64_t *x, int64_t n)

@@ -560,28 +560,31 @@ bn_tq_tile_body(const uint8_t *row, const int8_t *q, const int32_t *qbsum, int64
         out[t] = v[t];
 }
 
+/* The tile for a run-time nt, each size its own inlined body. */
+BN_AVX2 static inline __attribute__((always_inline)) void
+bn_tq_tile_avx2(const uint8_t *row, const int8_t *q, const int32_t *qbsum, int64_t n, int nt,
+                const bool tq1, double *out)
+{
+    switch (nt) {
+    case 4: bn_tq_tile_body(row, q, qbsum, n, 4, tq1, out); break;
+    case 3: bn_tq_tile_body(row, q, qbsum, n, 3, tq1, out); break;
+    case 2: bn_tq_tile_body(row, q, qbsum, n, 2, tq1, out); break;
+    default: bn_tq_tile_body(row, q, qbsum, n, 1, tq1, out); break;
+    }
+}
+
 BN_AVX2 static void bn_dot_tq2_q8_tile_avx2(const uint8_t *row, const int8_t *q,
                                             const int32_t *qbsum, int64_t n, int nt,
                                             double *out)
 {
-    switch (nt) {
-    case 4: bn_tq_tile_body(row, q, qbsum, n, 4, false, out); break;
-    case 3: bn_tq_tile_body(row, q, qbsum, n, 3, false, out); break;
-    case 2: bn_tq_tile_body(row, q, qbsum, n, 2, false, out); break;
-    default: bn_tq_tile_body(row, q, qbsum, n, 1, false, out); break;
-    }
+    bn_tq_tile_avx2(row, q, qbsum, n, nt, false, out);
 }
 
 BN_AVX2 static void bn_dot_tq1_q8_tile_avx2(const uint8_t *row, const int8_t *q,
                                             const int32_t *qbsum, int64_t n, int nt,
                                             double *out)
 {
-    switch (nt) {
-    case 4: bn_tq_tile_body(row, q, qbsum, n, 4, true, out); break;
-    case 3: bn_tq_tile_body(row, q, qbsum, n, 3, true, out); break;
-    case 2: bn_tq_tile_body(row, q, qbsum, n, 2, true, out); break;
-    default: bn_tq_tile_body(row, q, qbsum, n, 1, true, out); break;
-    }
+    bn_tq_tile_avx2(row, q, qbsum, n, nt, true, out);
 }
 
 BN_AVX2 static void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q,
