@@ -192,7 +192,6 @@ static void bn_dot_tq1_q8_scalar(const uint8_t *blocks, size_t stride, const int
     }
 }
 
-
 /* TQ1_0 rows and tiles from the scalar block kernel (every family's). */
 BN_TQ_ROWS_FROM_DOT(bn_dot_tq1_q8_rows_scalar, bn_dot_tq1_q8_scalar, bn_block_tq1_0)
 BN_TQ_TILE_FROM_ROWS(bn_dot_tq1_q8_tile_scalar, bn_dot_tq1_q8_rows_scalar)

@@ -25,7 +25,7 @@
  * rows kernels split their rows into BN_STREAMS runs and read a turn of each in turn,
  * each row keeping its own accumulators, so every row's sum is the one-row kernel's.
  * (The I2_S decode, heavier in arithmetic per byte, reads one row after the other:
- * streams made it slower on the machines measured.) */
+ * streams made it slower on the machine measured.) */
 #define BN_STREAMS 4
 
 /* Four 8-lane accumulators, combined in a fixed order, then a serial tail; x is f32,
