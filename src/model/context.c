@@ -266,61 +266,116 @@ void bn_context_truncate(bn_context *c, int32_t n_past)
 
 /* ------------------------------------------------------------- forward pass */
 
-static void bn_rmsnorm_rows(const float *restrict x, const float *restrict w, float *restrict y,
-                            int64_t T, int64_t n, float eps)
+/* RMSNorm of one row of n values: y = x / sqrt(mean(x^2) + eps) * w, the mean in double. */
+static void bn_rmsnorm_row(const float *restrict x, const float *restrict w, float *restrict y,
+                           int64_t n, float eps)
 {
-    for (int64_t t = 0; t < T; t++) {
-        const float *xr = x + t * n;
-        float *yr = y + t * n;
-        double ss = 0.0;
-        for (int64_t i = 0; i < n; i++)
-            ss += (double)xr[i] * xr[i];
-        float den = sqrtf((float)(ss / (double)n) + eps);
-        for (int64_t i = 0; i < n; i++)
-            yr[i] = xr[i] / den * w[i];
-    }
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float den = sqrtf((float)(ss / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] / den * w[i];
 }
 
-/* The activations of T rows of n values, quantized when the model says so; the codes
- * as floats too only when a float-stored projection will read them. */
-/* h += o (the residual); local restrict pointers, so the loop is a vector loop. */
-__attribute__((noinline)) static void bn_add_rows(float *restrict h, const float *restrict o,
-                                                 int64_t n)
+/* The work on the rows of a batch between two projections, as one job: per token row,
+ * in this order and each step only when asked,
+ *   h += o                          (the residual; `res`, `res_add`)
+ *   g = act(g) * u                  (the gate; `gate`, `up`, relu^2 or silu)
+ *   dst = rmsnorm(src) * norm_w     (else the codes are taken of src)
+ *   the activation codes of the row (when `quant`): q, s, the sum of q and its block
+ *   sums, and q as floats when a float-stored projection will read them.
+ * A batch's rows are split over the pool; every row is computed by one thread with the
+ * same operations, so nothing depends on the thread count. */
+typedef struct bn_prep_job {
+    bn_context *c;
+    int64_t T, n;
+    float *res;
+    const float *res_add;
+    float *gate;
+    const float *up;
+    const float *src, *norm_w;
+    float *dst;
+    bool quant;
+} bn_prep_job;
+
+/* h += o; local restrict pointers, so the loop is a vector loop. */
+static void bn_add_row(float *restrict h, const float *restrict o, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         h[i] += o[i];
 }
 
-
-static bn_act bn_prepare_act(bn_context *c, const float *x, int64_t T, int64_t n, bool quant)
+static void bn_prep_rows(const bn_prep_job *job, int64_t t0, int64_t t1)
 {
+    bn_context *c = job->c;
+    const int64_t n = job->n, nb = n / BN_QK_K;
     const bool want_qf = c->m->float_proj;
-    bn_act act = {(int32_t)T, n, x, NULL, NULL, NULL, NULL, NULL, NULL};
-    if (!quant)
-        return act;
-    for (int64_t t = 0; t < T; t++) {
+    for (int64_t t = t0; t < t1; t++) {
+        if (job->res)
+            bn_add_row(job->res + t * n, job->res_add + t * n, n);
+        if (job->gate) {
+            float *restrict g = job->gate + t * n;
+            const float *restrict u = job->up + t * n;
+            if (c->m->ffn_act == BN_FFN_ACT_RELU2)
+                bn_kernels()->relu2_mul(g, u, n);
+            else
+                for (int64_t i = 0; i < n; i++)
+                    g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        }
+        const float *x = job->src + t * n;
+        if (job->norm_w) {
+            bn_rmsnorm_row(x, job->norm_w, job->dst + t * n, n, c->m->info.rms_eps);
+            x = job->dst + t * n;
+        }
+        if (!job->quant)
+            continue;
         int8_t *q = c->aq + t * n;
-        float *qf = c->xf + t * n;
-        bn_quantize_act_i8(x + t * n, n, q, &c->as[t]);
+        bn_quantize_act_i8(x, n, q, &c->as[t]);
+        if (want_qf) {
+            float *qf = c->xf + t * n;
+            for (int64_t i = 0; i < n; i++)
+                qf[i] = (float)q[i];
+        }
         int32_t sum = 0;
-        for (int64_t i = 0; want_qf && i < n; i++)
-            qf[i] = (float)q[i];
-        for (int64_t b = 0; b < n / BN_QK_K; b++) {
+        for (int64_t b = 0; b < nb; b++) {
             int32_t bs = 0;
             for (int64_t i = b * BN_QK_K; i < (b + 1) * BN_QK_K; i++)
                 bs += q[i];
-            c->aqbsum[t * (n / BN_QK_K) + b] = bs;
+            c->aqbsum[t * nb + b] = bs;
             sum += bs;
         }
-        for (int64_t i = n / BN_QK_K * BN_QK_K; i < n; i++)
+        for (int64_t i = nb * BN_QK_K; i < n; i++)
             sum += q[i];
         c->aqsum[t] = sum;
     }
+}
+
+static void bn_prep_task(void *ctx, int ith, int nth)
+{
+    const bn_prep_job *job = ctx;
+    bn_prep_rows(job, job->T * ith / nth, job->T * (ith + 1) / nth);
+}
+
+/* Runs the job (over the pool for a batch of several tokens; a decode step's one row
+ * costs less than waking the workers) and returns the activations the next projection
+ * reads: the normed rows (or src), quantized when asked. */
+static bn_act bn_prep(bn_prep_job *job)
+{
+    if (job->T >= 4)
+        bn_run_on_default_pool(bn_prep_task, job);
+    else
+        bn_prep_rows(job, 0, job->T);
+    bn_context *c = job->c;
+    const float *x = job->norm_w ? job->dst : job->src;
+    bn_act act = {(int32_t)job->T, job->n, x, NULL, NULL, NULL, NULL, NULL, NULL};
+    if (!job->quant)
+        return act;
     act.q = c->aq;
     act.s = c->as;
     act.qsum = c->aqsum;
     act.qbsum = c->aqbsum;
-    act.qf = want_qf ? c->xf : NULL;
+    act.qf = c->m->float_proj ? c->xf : NULL;
     return act;
 }
 
@@ -344,6 +399,10 @@ static void bn_rope_rows(const bn_context *c, float *x, int64_t T, int64_t n_hea
         }
     }
 }
+
+/* The fixed part of an attention item's cost, in key positions (the softmax pass and
+ * the output copy), for balancing the threads' shares. */
+#define BN_ATT_ITEM_COST 8
 
 typedef struct bn_att_job {
     bn_context *c;
@@ -370,8 +429,25 @@ static void bn_att_task(void *ctx, int ith, int nth)
     if (ith >= workers)
         return;
     int64_t hd = in->head_dim, H = in->n_head, group = in->n_head / in->n_head_kv;
-    int64_t items = job->T * H;
-    int64_t i0 = items * ith / workers, i1 = items * (ith + 1) / workers;
+    /* Items (t, h) in order, t major. Item t costs about pos0 + t + 1 key positions (and
+     * a fixed part, taken as BN_ATT_ITEM_COST positions): each thread takes the items
+     * whose cumulative cost starts in its share, so that the threads of a causal
+     * prefill get equal work, not equal item counts. */
+    const int64_t fixed = BN_ATT_ITEM_COST;
+    const int64_t total = H * (job->T * (job->pos0 + 1 + fixed) + job->T * (job->T - 1) / 2);
+    const int64_t lo = total * ith / workers, hi = total * (ith + 1) / workers;
+    int64_t i0 = -1, i1 = job->T * H, cum = 0;
+    for (int64_t it = 0; it < job->T * H; it++) {
+        if (i0 < 0 && cum >= lo)
+            i0 = it;
+        if (cum >= hi) {
+            i1 = it;
+            break;
+        }
+        cum += job->pos0 + it / H + 1 + fixed;
+    }
+    if (i0 < 0)
+        i0 = i1;
     float *scores = c->att + (size_t)ith * ((size_t)c->n_ctx + (size_t)hd);
     float *acc = scores + c->n_ctx;     /* [hd]: the weighted sum of values */
     const float inv = 1.0f / sqrtf((float)hd);
@@ -433,7 +509,6 @@ static void bn_forward(bn_context *c, const bn_token *tokens, int64_t T, int64_t
     const bn_model *m = c->m;
     const bn_model_info *in = &m->info;
     const int64_t E = in->n_embd, F = in->n_ff, pos0 = c->n_past;
-    const float eps = in->rms_eps;
     const bool aq = m->act_quant;
 
     for (int64_t t = 0; t < T; t++)
@@ -448,11 +523,15 @@ static void bn_forward(bn_context *c, const bn_token *tokens, int64_t T, int64_t
             c->rope[(t * half + i) * 2 + 1] = (float)sin(ang);
         }
 
+    /* h += o of a layer's down projection waits for the next step that reads h: the
+     * next layer's attention norm, or the output norm of the rows that need logits */
+    bool pending = false;
     for (int64_t il = 0; il < in->n_layer; il++) {
         const bn_layer *ly = &m->layers[il];
         /* attention */
-        bn_rmsnorm_rows(c->h, ly->attn_norm, c->x, T, E, eps);
-        bn_act act = bn_prepare_act(c, c->x, T, E, aq);
+        bn_prep_job pj = {c, T, E, pending ? c->h : NULL, c->o, NULL, NULL, c->h,
+                          ly->attn_norm, c->x, aq};
+        bn_act act = bn_prep(&pj);
         const bn_linear *qkv[3] = {&ly->wq, &ly->wk, &ly->wv};
         float *qkv_out[3] = {c->q, c->k, c->v};
         bn_linear_eval(qkv, qkv_out, 3, &act, aq, c->lsc, c->n_scratch);
@@ -461,48 +540,32 @@ static void bn_forward(bn_context *c, const bn_token *tokens, int64_t T, int64_t
         bn_kv_store(c, il, T, pos0);
         bn_att_job job = {c, il, T, pos0};
         bn_run_on_default_pool(bn_att_task, &job);
-        const float *a = c->a;
-        if (ly->attn_sub_norm) {
-            bn_rmsnorm_rows(c->a, ly->attn_sub_norm, c->x, T, E, eps);
-            a = c->x;
-        }
-        act = bn_prepare_act(c, a, T, E, aq);
+        pj = (bn_prep_job){c, T, E, NULL, NULL, NULL, NULL, c->a, ly->attn_sub_norm, c->x, aq};
+        act = bn_prep(&pj);
         const bn_linear *wo[1] = {&ly->wo};
         float *o_out[1] = {c->o};
         bn_linear_eval(wo, o_out, 1, &act, aq, c->lsc, c->n_scratch);
-        bn_add_rows(c->h, c->o, T * E);
 
         /* feed-forward */
-        bn_rmsnorm_rows(c->h, ly->ffn_norm, c->x, T, E, eps);
-        act = bn_prepare_act(c, c->x, T, E, aq);
+        pj = (bn_prep_job){c, T, E, c->h, c->o, NULL, NULL, c->h, ly->ffn_norm, c->x, aq};
+        act = bn_prep(&pj);
         const bn_linear *gu[2] = {&ly->gate, &ly->up};
         float *gu_out[2] = {c->g, c->u};
         bn_linear_eval(gu, gu_out, 2, &act, aq, c->lsc, c->n_scratch);
-        if (m->ffn_act == BN_FFN_ACT_RELU2) {
-            bn_kernels()->relu2_mul(c->g, c->u, T * F);
-        } else {
-            float *restrict g = c->g;
-            const float *restrict u = c->u;
-            for (int64_t i = 0; i < T * F; i++)
-                g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-        }
-        const float *f = c->g;
-        if (ly->ffn_sub_norm) {
-            bn_rmsnorm_rows(c->g, ly->ffn_sub_norm, c->u, T, F, eps);
-            f = c->u;
-        }
-        act = bn_prepare_act(c, f, T, F, aq);
+        pj = (bn_prep_job){c, T, F, NULL, NULL, c->g, c->u, c->g, ly->ffn_sub_norm, c->u, aq};
+        act = bn_prep(&pj);
         const bn_linear *dn[1] = {&ly->down};
         float *d_out[1] = {c->o};
         bn_linear_eval(dn, d_out, 1, &act, aq, c->lsc, c->n_scratch);
-        bn_add_rows(c->h, c->o, T * E);
+        pending = true;
     }
 
     if (n_out > 0) {
-        const float *last = c->h + (T - n_out) * E;
-        bn_rmsnorm_rows(last, m->output_norm, c->x, n_out, E, eps);
+        const int64_t last = (T - n_out) * E;
         bool oq = m->output.ternary && aq;
-        bn_act act = bn_prepare_act(c, c->x, n_out, E, oq);
+        bn_prep_job pj = {c, n_out, E, pending ? c->h + last : NULL, c->o + last, NULL, NULL,
+                          c->h + last, m->output_norm, c->x, oq};
+        bn_act act = bn_prep(&pj);
         if (c->aq8) {   /* a Q8_0 or Q6_K output layer reads Q8_0 blocks of its input */
             size_t rb = (size_t)(E / 32) * sizeof(bn_block_q8_0);
             for (int64_t t = 0; t < n_out; t++)
