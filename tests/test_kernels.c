@@ -416,6 +416,76 @@ static void test_axpy(const bn_kernel_table *k)
     }
 }
 
+/* The attention kernels, each row read once for up to four queries: every score is
+ * the one-row dot_f16_f32 of the same table bit for bit (and the exact sum within float
+ * rounding); the values follow the rule y = y + a * x (a multiply, then an add), row
+ * after row in order, bit for bit. Row counts around the kernel's runs of rows, lengths
+ * that are and are not multiples of its widths, one to four queries. */
+static void test_attention_multi(const bn_kernel_table *k)
+{
+    static const int64_t lengths[] = {1, 7, 8, 9, 16, 17, 64, 100, 128, 131};
+    static const int64_t counts[] = {0, 1, 5, 63, 64, 65, 130};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        const int64_t n = lengths[li], stride = n + 5, maxr = 130;
+        uint16_t *x = malloc((size_t)(stride * maxr) * sizeof *x);
+        float *yv = malloc((size_t)(4 * n) * sizeof *yv), *av = malloc(4 * maxr * sizeof *av);
+        float *acc = malloc((size_t)(4 * n) * sizeof *acc);
+        float *want = malloc((size_t)(4 * n) * sizeof *want), *sc = malloc(4 * maxr * sizeof *sc);
+        for (int64_t i = 0; i < stride * maxr; i++)
+            x[i] = bn_f32_to_f16(((float)(rng() % 20001) - 10000.0f) / 4000.0f);
+        for (int64_t i = 0; i < 4 * n; i++)
+            yv[i] = ((float)(rng() % 20001) - 10000.0f) / 3000.0f;
+        for (int64_t i = 0; i < 4 * maxr; i++)   /* softmax-like weights, some zero */
+            av[i] = rng() % 7 == 0 ? 0.0f : (float)(rng() % 10001) / 10000.0f;
+        for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+            const int64_t nx = counts[ci];
+            for (int ny = 1; ny <= 4; ny++) {
+                const float *y[4], *a[4];
+                float *out[4], *accp[4];
+                for (int j = 0; j < 4; j++) {
+                    y[j] = yv + j * n;
+                    a[j] = av + j * maxr;
+                    out[j] = sc + j * maxr;
+                    accp[j] = acc + j * n;
+                }
+                for (int64_t i = 0; i < 4 * maxr; i++)
+                    sc[i] = NAN;
+                k->dot_f16_f32_multi(x, (size_t)stride, nx, y, ny, n, out);
+                for (int j = 0; j < ny; j++)
+                    for (int64_t i = 0; i < nx; i++) {
+                        const uint16_t *row = x + i * stride;
+                        float one = k->dot_f16_f32(row, y[j], n);
+                        double exact = 0.0;
+                        for (int64_t e = 0; e < n; e++)
+                            exact += (double)bn_f16_to_f32(row[e]) * y[j][e];
+                        CHECK(memcmp(&out[j][i], &one, sizeof one) == 0, "%s scores n=%lld "
+                              "nx=%lld ny=%d (%d, %lld): %.9g vs %.9g", k->name, (long long)n,
+                              (long long)nx, ny, j, (long long)i, out[j][i], one);
+                        CHECK(fabs(out[j][i] - exact) <= 1e-5 * (double)n, "%s scores n=%lld:"
+                              " %.9g vs exact %.9g", k->name, (long long)n, out[j][i], exact);
+                    }
+                for (int64_t i = 0; i < 4 * n; i++)
+                    acc[i] = want[i] = ((float)(rng() % 2001) - 1000.0f) / 1000.0f;
+                for (int j = 0; j < ny; j++)
+                    for (int64_t i = 0; i < nx; i++)
+                        for (int64_t e = 0; e < n; e++) {
+                            volatile float p = a[j][i] * bn_f16_to_f32(x[i * stride + e]);
+                            want[j * n + e] = want[j * n + e] + p;
+                        }
+                k->axpy_f16_f32_multi(a, ny, x, (size_t)stride, nx, accp, n);
+                CHECK(memcmp(acc, want, (size_t)(4 * n) * sizeof *acc) == 0, "%s values "
+                      "n=%lld nx=%lld ny=%d", k->name, (long long)n, (long long)nx, ny);
+            }
+        }
+        free(x);
+        free(yv);
+        free(av);
+        free(acc);
+        free(want);
+        free(sc);
+    }
+}
+
 /* relu2_mul: v * v * u with v = g > 0 ? g : 0, bit for bit, zeros of both signs and
  * NaN included. */
 static void test_relu2(const bn_kernel_table *k)
@@ -489,6 +559,7 @@ static void test_family(const bn_kernel_table *k)
 {
     test_relu2(k);
     test_axpy(k);
+    test_attention_multi(k);
     test_q6_k(k);
     test_quantize_act(k);
     test_q8_0(k);

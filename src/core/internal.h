@@ -95,6 +95,14 @@ typedef struct bn_kernel_table {
     /* y[i] = y[i] + a * x[i] with x in f16 (attention over an f16 V cache): a multiply
      * then an add per element, never fused, so every table gives the same floats */
     void  (*axpy_f16_f32)(float a, const uint16_t *x, float *y, int64_t n);
+    /* Attention over an f16 cache, each key or value row read once for up to four
+     * queries (ny <= 4). Scores: out[j][i] = dot_f16_f32(x + i * stride, y[j], n) for
+     * i < nx, j < ny, bit for bit. Values: for i = 0 .. nx - 1 in order and each j,
+     * axpy_f16_f32(a[j][i], x + i * stride, y[j], n), bit for bit. */
+    void  (*dot_f16_f32_multi)(const uint16_t *x, size_t stride, int64_t nx,
+                               const float *const *y, int ny, int64_t n, float *const *out);
+    void  (*axpy_f16_f32_multi)(const float *const *a, int ny, const uint16_t *x,
+                                size_t stride, int64_t nx, float *const *y, int64_t n);
     /* g[i] = v * v * u[i] with v = g[i] > 0 ? g[i] : 0 (the squared-ReLU FFN gate), the
      * same floats on every table */
     void  (*relu2_mul)(float *g, const float *u, int64_t n);

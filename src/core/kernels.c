@@ -57,6 +57,24 @@ static void bn_axpy_f16_f32_scalar(float a, const uint16_t *x, float *y, int64_t
     }
 }
 
+static void bn_dot_f16_f32_multi_scalar(const uint16_t *x, size_t stride, int64_t nx,
+                                        const float *const *y, int ny, int64_t n,
+                                        float *const *out)
+{
+    for (int64_t i = 0; i < nx; i++)
+        for (int j = 0; j < ny; j++)
+            out[j][i] = bn_dot_f16_f32_scalar(x + (size_t)i * stride, y[j], n);
+}
+
+static void bn_axpy_f16_f32_multi_scalar(const float *const *a, int ny, const uint16_t *x,
+                                         size_t stride, int64_t nx, float *const *y,
+                                         int64_t n)
+{
+    for (int64_t i = 0; i < nx; i++)
+        for (int j = 0; j < ny; j++)
+            bn_axpy_f16_f32_scalar(a[j][i], x + (size_t)i * stride, y[j], n);
+}
+
 static void bn_relu2_mul_scalar(float *g, const float *u, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
@@ -286,6 +304,8 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_f16_f32_rows = bn_dot_f16_f32_rows_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .axpy_f16_f32 = bn_axpy_f16_f32_scalar,
+    .dot_f16_f32_multi = bn_dot_f16_f32_multi_scalar,
+    .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_scalar,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
@@ -313,6 +333,8 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_f16_f32_rows = bn_dot_f16_f32_rows_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .axpy_f16_f32 = bn_axpy_f16_f32_scalar,
+    .dot_f16_f32_multi = bn_dot_f16_f32_multi_scalar,
+    .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
@@ -338,6 +360,8 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .dot_f16_f32_rows = bn_dot_f16_f32_rows_scalar,
     .f32_to_f16 = bn_f32_to_f16_scalar,
     .axpy_f16_f32 = bn_axpy_f16_f32_scalar,
+    .dot_f16_f32_multi = bn_dot_f16_f32_multi_scalar,
+    .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon_dot,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon_dot,

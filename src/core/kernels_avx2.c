@@ -161,6 +161,121 @@ BN_AVX2 static void bn_axpy_f16_f32_avx2(float a, const uint16_t *x, float *y, i
     }
 }
 
+/* dot_f16_f32 of nx rows against NY <= 4 vectors. Accumulator a of every (row, vector)
+ * takes elements 32k + 8a in k order, as in bn_dot_avx2_span; they are filled one
+ * after the other, so that each converted eight of the row serves every vector, and
+ * finished as the one-row kernel finishes. */
+BN_AVX2 static inline __attribute__((always_inline)) void
+bn_dot_f16_multi_body(const uint16_t *x, size_t stride, int64_t nx, const float *const *y,
+                      const int NY, int64_t n, float *const *out)
+{
+    const int64_t n32 = n / 32 * 32;
+    for (int64_t i = 0; i < nx; i++) {
+        const uint16_t *xr = x + (size_t)i * stride;
+        __m256 acc[4][4];
+        for (int a = 0; a < 4; a++) {
+            __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+            for (int64_t k = 8 * a; k < n32; k += 32) {
+                __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xr + k)));
+                s0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(y[0] + k), s0);
+                if (NY > 1)
+                    s1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(y[1] + k), s1);
+                if (NY > 2)
+                    s2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(y[2] + k), s2);
+                if (NY > 3)
+                    s3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(y[3] + k), s3);
+            }
+            acc[0][a] = s0;
+            acc[1][a] = s1;
+            acc[2][a] = s2;
+            acc[3][a] = s3;
+        }
+        for (int j = 0; j < NY; j++)
+            out[j][i] = bn_dot_avx2_finish(NULL, xr, y[j], n, acc[j]);
+    }
+}
+
+BN_AVX2 static void bn_dot_f16_f32_multi_avx2(const uint16_t *x, size_t stride, int64_t nx,
+                                              const float *const *y, int ny, int64_t n,
+                                              float *const *out)
+{
+    switch (ny) {
+    case 4: bn_dot_f16_multi_body(x, stride, nx, y, 4, n, out); break;
+    case 3: bn_dot_f16_multi_body(x, stride, nx, y, 3, n, out); break;
+    case 2: bn_dot_f16_multi_body(x, stride, nx, y, 2, n, out); break;
+    default: bn_dot_f16_multi_body(x, stride, nx, y, 1, n, out); break;
+    }
+}
+
+/* y[j] += a[j][i] * x_i for rows i in order, NY <= 4 vectors: a chunk of each y[j]
+ * stays in registers over a run of BN_AXPY_RUN rows. Every element sees the rows in
+ * order with a multiply then an add, so the floats are axpy_f16_f32's. */
+#define BN_AXPY_RUN 64
+BN_AVX2 static inline __attribute__((always_inline)) void
+bn_axpy_f16_multi_body(const float *const *a, const int NY, const uint16_t *x, size_t stride,
+                       int64_t nx, float *const *y, int64_t n)
+{
+    for (int64_t i0 = 0; i0 < nx; i0 += BN_AXPY_RUN) {
+        const int64_t i1 = i0 + BN_AXPY_RUN < nx ? i0 + BN_AXPY_RUN : nx;
+        int64_t d = 0;
+        for (; d + 16 <= n; d += 16) {
+            __m256 y0[4], y1[4];
+            for (int j = 0; j < NY; j++) {
+                y0[j] = _mm256_loadu_ps(y[j] + d);
+                y1[j] = _mm256_loadu_ps(y[j] + d + 8);
+            }
+            for (int64_t i = i0; i < i1; i++) {
+                const uint16_t *xr = x + (size_t)i * stride + d;
+                __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)xr));
+                __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xr + 8)));
+                for (int j = 0; j < NY; j++) {
+                    __m256 p = _mm256_broadcast_ss(a[j] + i);
+                    y0[j] = _mm256_add_ps(y0[j], _mm256_mul_ps(p, v0));
+                    y1[j] = _mm256_add_ps(y1[j], _mm256_mul_ps(p, v1));
+                }
+            }
+            for (int j = 0; j < NY; j++) {
+                _mm256_storeu_ps(y[j] + d, y0[j]);
+                _mm256_storeu_ps(y[j] + d + 8, y1[j]);
+            }
+        }
+        for (; d + 8 <= n; d += 8) {
+            __m256 y0[4];
+            for (int j = 0; j < NY; j++)
+                y0[j] = _mm256_loadu_ps(y[j] + d);
+            for (int64_t i = i0; i < i1; i++) {
+                __m256 v0 = _mm256_cvtph_ps(
+                    _mm_loadu_si128((const __m128i *)(x + (size_t)i * stride + d)));
+                for (int j = 0; j < NY; j++)
+                    y0[j] = _mm256_add_ps(y0[j],
+                                          _mm256_mul_ps(_mm256_broadcast_ss(a[j] + i), v0));
+            }
+            for (int j = 0; j < NY; j++)
+                _mm256_storeu_ps(y[j] + d, y0[j]);
+        }
+        for (; d < n; d++)
+            for (int64_t i = i0; i < i1; i++) {
+                float v = bn_f16_to_f32(x[(size_t)i * stride + (size_t)d]);
+                for (int j = 0; j < NY; j++) {
+                    float p = a[j][i] * v;
+                    y[j][d] = y[j][d] + p;
+                }
+            }
+    }
+}
+
+BN_AVX2 static void bn_axpy_f16_f32_multi_avx2(const float *const *a, int ny,
+                                               const uint16_t *x, size_t stride, int64_t nx,
+                                               float *const *y, int64_t n)
+{
+    switch (ny) {
+    case 4: bn_axpy_f16_multi_body(a, 4, x, stride, nx, y, n); break;
+    case 3: bn_axpy_f16_multi_body(a, 3, x, stride, nx, y, n); break;
+    case 2: bn_axpy_f16_multi_body(a, 2, x, stride, nx, y, n); break;
+    default: bn_axpy_f16_multi_body(a, 1, x, stride, nx, y, n); break;
+    }
+}
+
 /* max(g, +0) returns the second operand for a NaN or a zero g: exactly the scalar
  * g > 0 ? g : 0 */
 BN_AVX2 static void bn_relu2_mul_avx2(float *g, const float *u, int64_t n)
@@ -789,6 +904,8 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_f16_f32_rows = bn_dot_f16_f32_rows_avx2,
     .f32_to_f16 = bn_f32_to_f16_avx2,
     .axpy_f16_f32 = bn_axpy_f16_f32_avx2,
+    .dot_f16_f32_multi = bn_dot_f16_f32_multi_avx2,
+    .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_avx2,
     .relu2_mul  = bn_relu2_mul_avx2,
     .dot_i2s_q8 = bn_dot_i2s_q8_avx2,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,
