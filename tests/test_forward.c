@@ -226,14 +226,21 @@ static void test_consistency(void)
     bn_token tokens[24];
     for (int i = 0; i < n; i++)
         tokens[i] = (bn_token)((i * 37 + 5) % 300);
-    struct { int type; bn_act_quant aq; bn_dtype kv; const char *file; } cases[] = {
-        {BN_QT_I2_S, BN_ACT_QUANT_AUTO, BN_F16, "c_i2s.gguf"},
-        {BN_QT_TQ2_0, BN_ACT_QUANT_AUTO, BN_F32, "c_tq2.gguf"},
-        {BN_QT_F16, BN_ACT_QUANT_OFF, BN_F16, "c_f16.gguf"},
-        {BN_QT_F32, BN_ACT_QUANT_ON, BN_F32, "c_f32.gguf"},
+    /* H / HKV query heads per kv head: 2 by default; 1 and 8 too, since attention
+     * takes the queries of a kv head together (several tokens of one head, or four
+     * heads of one token at a time) */
+    struct { int type; bn_act_quant aq; bn_dtype kv; const char *file; int H, HKV; } cases[] = {
+        {BN_QT_I2_S, BN_ACT_QUANT_AUTO, BN_F16, "c_i2s.gguf", 4, 2},
+        {BN_QT_TQ2_0, BN_ACT_QUANT_AUTO, BN_F32, "c_tq2.gguf", 4, 2},
+        {BN_QT_F16, BN_ACT_QUANT_OFF, BN_F16, "c_f16.gguf", 4, 2},
+        {BN_QT_F32, BN_ACT_QUANT_ON, BN_F32, "c_f32.gguf", 4, 2},
+        {BN_QT_I2_S, BN_ACT_QUANT_AUTO, BN_F16, "c_mha.gguf", 4, 4},
+        {BN_QT_I2_S, BN_ACT_QUANT_AUTO, BN_F16, "c_gqa8.gguf", 8, 1},
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         tm_opts o = tm_default(cases[ci].type);
+        o.H = cases[ci].H;
+        o.HKV = cases[ci].HKV;
         const char *path = model_path(cases[ci].file);
         CHECK(write_model(path, &o), "writing %s", path);
         size_t total = (size_t)n * 300;

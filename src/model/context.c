@@ -25,6 +25,13 @@
 
 #include "model/model_internal.h"
 
+/* The fixed part of an attention query's cost, in key positions (the softmax pass and
+ * the output copy), for balancing the threads' shares. */
+#define BN_ATT_ITEM_COST 8
+/* Queries that share a kv head are taken together, up to this many, so that each key
+ * and value row is read once for all of them. */
+#define BN_ATT_QUERIES 4
+
 struct bn_context {
     const bn_model *m;
     int32_t  n_ctx, n_batch, n_past;
@@ -107,8 +114,8 @@ static bn_status bn_context_scratch(bn_context *c, int n)
 #undef BN_TAKE
     }
     /* attention scratch after the linear scratch of each thread */
-    float *att = bn_malloc((size_t)n * ((size_t)c->n_ctx + (size_t)in->head_dim) *
-                           sizeof(float), "context");
+    float *att = bn_malloc((size_t)n * BN_ATT_QUERIES *
+                           ((size_t)c->n_ctx + (size_t)in->head_dim) * sizeof(float), "context");
     if (!att) {
         bn_free(mem);
         bn_free(lsc);
@@ -121,8 +128,8 @@ static bn_status bn_context_scratch(bn_context *c, int n)
     c->lsc = lsc;
     c->att = att;
     c->n_scratch = n;
-    c->scratch_bytes = (size_t)n * (per + ((size_t)c->n_ctx + (size_t)in->head_dim) *
-                                    sizeof(float));
+    c->scratch_bytes = (size_t)n * (per + BN_ATT_QUERIES *
+                                    ((size_t)c->n_ctx + (size_t)in->head_dim) * sizeof(float));
     return BN_OK;
 }
 
@@ -400,16 +407,11 @@ static void bn_rope_rows(const bn_context *c, float *x, int64_t T, int64_t n_hea
     }
 }
 
-/* The fixed part of an attention item's cost, in key positions (the softmax pass and
- * the output copy), for balancing the threads' shares. */
-#define BN_ATT_ITEM_COST 8
-
 typedef struct bn_att_job {
     bn_context *c;
     int64_t layer, T, pos0;
 } bn_att_job;
 
-/* Attention of (token, head) items, split over threads. */
 /* y += a * x, a multiply then an add per element (as axpy_f16_f32 does). */
 static void bn_axpy_f32(float a, const float *restrict x, float *restrict y, int64_t n)
 {
@@ -419,70 +421,133 @@ static void bn_axpy_f32(float a, const float *restrict x, float *restrict y, int
     }
 }
 
+/* softmax(scores[0 .. n_pos) * inv) in place, each weight then times 1 / (sum of the
+ * exponentials, taken in double): the weights the values are summed with. */
+static void bn_att_softmax(float *scores, int64_t n_pos, float inv)
+{
+    float mx = -INFINITY;
+    for (int64_t s = 0; s < n_pos; s++) {
+        float sc = scores[s] * inv;
+        scores[s] = sc;
+        mx = sc > mx ? sc : mx;
+    }
+    double sum = 0.0;
+    for (int64_t s = 0; s < n_pos; s++) {
+        /* below -104, expf is 0 (under half the least subnormal), but the C library
+         * takes its slow underflow path (and sets errno) to say so */
+        float d = scores[s] - mx;
+        scores[s] = d < -104.0f ? 0.0f : expf(d);
+        sum += scores[s];
+    }
+    float norm = (float)(1.0 / sum);
+    for (int64_t s = 0; s < n_pos; s++)
+        scores[s] = scores[s] * norm;
+}
+
+/* Attention of ny <= BN_ATT_QUERIES queries q[j] of kv head kvh, query j seeing key
+ * positions [0, n_pos[j]); out[j] gets its weighted sum of values. Every query's floats
+ * are those of taking it alone: an f16 cache goes through the kernels that read a row
+ * once for several queries, bit for bit the one-query kernels. */
+static void bn_att_queries(bn_context *c, int64_t layer, int64_t kvh, int ny,
+                           const float *const *q, const int64_t *n_pos, float *const *scores,
+                           float *const *out)
+{
+    const bn_kernel_table *k = bn_kernels();
+    const int64_t hd = c->m->info.head_dim;
+    const float inv = 1.0f / sqrtf((float)hd);
+    const size_t stride = (size_t)c->kv_dim;
+    const size_t off = ((size_t)layer * (size_t)c->n_ctx * stride + (size_t)(kvh * hd)) *
+                       c->kv_elt;
+    int64_t n_min = n_pos[0], n_max = n_pos[0];
+    for (int j = 1; j < ny; j++) {
+        n_min = n_pos[j] < n_min ? n_pos[j] : n_min;
+        n_max = n_pos[j] > n_max ? n_pos[j] : n_max;
+    }
+    if (c->kv_type == BN_F16) {
+        const uint16_t *kc = (const uint16_t *)(c->k_cache + off);
+        const uint16_t *vc = (const uint16_t *)(c->v_cache + off);
+        k->dot_f16_f32_multi(kc, stride, n_max, q, ny, hd, scores);
+        for (int j = 0; j < ny; j++) {
+            bn_att_softmax(scores[j], n_pos[j], inv);
+            memset(out[j], 0, (size_t)hd * sizeof(float));
+        }
+        k->axpy_f16_f32_multi((const float *const *)scores, ny, vc, stride, n_min, out, hd);
+        for (int j = 0; j < ny; j++)     /* the later positions of the later tokens */
+            if (n_pos[j] > n_min) {
+                const float *a = scores[j] + n_min;
+                k->axpy_f16_f32_multi(&a, 1, vc + (size_t)n_min * stride, stride,
+                                      n_pos[j] - n_min, &out[j], hd);
+            }
+        return;
+    }
+    const float *kc = (const float *)(c->k_cache + off);
+    const float *vc = (const float *)(c->v_cache + off);
+    for (int j = 0; j < ny; j++) {
+        for (int64_t s = 0; s < n_pos[j]; s++)
+            scores[j][s] = k->dot_f32(q[j], kc + (size_t)s * stride, hd);
+        bn_att_softmax(scores[j], n_pos[j], inv);
+        memset(out[j], 0, (size_t)hd * sizeof(float));
+        for (int64_t s = 0; s < n_pos[j]; s++)
+            bn_axpy_f32(scores[j][s], vc + (size_t)s * stride, out[j], hd);
+    }
+}
+
+/* Attention of the batch, split over threads in units of the queries that share a kv
+ * head: a tile of max(1, BN_ATT_QUERIES / group) tokens times the group's heads, tile
+ * major. A query of token t costs about pos0 + t + 1 key positions (and a fixed part):
+ * each thread takes the units whose cumulative cost starts in its share, so that the
+ * threads of a causal prefill get equal work, not equal counts. */
 static void bn_att_task(void *ctx, int ith, int nth)
 {
     const bn_att_job *job = ctx;
     bn_context *c = job->c;
     const bn_model_info *in = &c->m->info;
-    const bn_kernel_table *k = bn_kernels();
     int workers = nth < c->n_scratch ? nth : c->n_scratch;
     if (ith >= workers)
         return;
-    int64_t hd = in->head_dim, H = in->n_head, group = in->n_head / in->n_head_kv;
-    /* Items (t, h) in order, t major. Item t costs about pos0 + t + 1 key positions (and
-     * a fixed part, taken as BN_ATT_ITEM_COST positions): each thread takes the items
-     * whose cumulative cost starts in its share, so that the threads of a causal
-     * prefill get equal work, not equal item counts. */
-    const int64_t fixed = BN_ATT_ITEM_COST;
-    const int64_t total = H * (job->T * (job->pos0 + 1 + fixed) + job->T * (job->T - 1) / 2);
+    const int64_t hd = in->head_dim, KV = in->n_head_kv, group = in->n_head / KV;
+    const int64_t T = job->T, pos0 = job->pos0, fixed = BN_ATT_ITEM_COST;
+    const int64_t TT = group >= BN_ATT_QUERIES ? 1 : BN_ATT_QUERIES / group;
+    const int64_t units = (T + TT - 1) / TT * KV;
+    const int64_t total = in->n_head * (T * (pos0 + 1 + fixed) + T * (T - 1) / 2);
     const int64_t lo = total * ith / workers, hi = total * (ith + 1) / workers;
-    int64_t i0 = -1, i1 = job->T * H, cum = 0;
-    for (int64_t it = 0; it < job->T * H; it++) {
-        if (i0 < 0 && cum >= lo)
-            i0 = it;
+    int64_t u0 = -1, u1 = units, cum = 0;
+    for (int64_t u = 0; u < units; u++) {
+        if (u0 < 0 && cum >= lo)
+            u0 = u;
         if (cum >= hi) {
-            i1 = it;
+            u1 = u;
             break;
         }
-        cum += job->pos0 + it / H + 1 + fixed;
+        const int64_t t0 = u / KV * TT, t1 = t0 + TT < T ? t0 + TT : T;
+        for (int64_t t = t0; t < t1; t++)
+            cum += group * (pos0 + t + 1 + fixed);
     }
-    if (i0 < 0)
-        i0 = i1;
-    float *scores = c->att + (size_t)ith * ((size_t)c->n_ctx + (size_t)hd);
-    float *acc = scores + c->n_ctx;     /* [hd]: the weighted sum of values */
-    const float inv = 1.0f / sqrtf((float)hd);
-    size_t layer_off = (size_t)job->layer * (size_t)c->n_ctx * (size_t)c->kv_dim * c->kv_elt;
-    for (int64_t it = i0; it < i1; it++) {
-        int64_t t = it / H, h = it % H, kvh = h / group;
-        int64_t n_pos = job->pos0 + t + 1;
-        const float *qv = c->q + t * in->n_embd + h * hd;
-        float mx = -INFINITY;
-        for (int64_t s = 0; s < n_pos; s++) {
-            size_t off = layer_off + ((size_t)s * (size_t)c->kv_dim + (size_t)(kvh * hd)) * c->kv_elt;
-            /* f16 keys: the fused dot, the same float as converting then dot_f32 */
-            float sc = (c->kv_type == BN_F16
-                            ? k->dot_f16_f32((const uint16_t *)(c->k_cache + off), qv, hd)
-                            : k->dot_f32(qv, (const float *)(c->k_cache + off), hd)) * inv;
-            scores[s] = sc;
-            mx = sc > mx ? sc : mx;
+    if (u0 < 0)
+        u0 = u1;
+    float *scores[BN_ATT_QUERIES], *out[BN_ATT_QUERIES];
+    for (int j = 0; j < BN_ATT_QUERIES; j++) {
+        scores[j] = c->att + ((size_t)ith * BN_ATT_QUERIES + (size_t)j) *
+                                 ((size_t)c->n_ctx + (size_t)hd);
+        out[j] = scores[j] + c->n_ctx;
+    }
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t kvh = u % KV, t0 = u / KV * TT, t1 = t0 + TT < T ? t0 + TT : T;
+        const int64_t n_items = (t1 - t0) * group;
+        for (int64_t i0 = 0; i0 < n_items; i0 += BN_ATT_QUERIES) {
+            const int ny = (int)(n_items - i0 < BN_ATT_QUERIES ? n_items - i0 : BN_ATT_QUERIES);
+            const float *q[BN_ATT_QUERIES];
+            int64_t n_pos[BN_ATT_QUERIES], dst[BN_ATT_QUERIES];
+            for (int j = 0; j < ny; j++) {
+                const int64_t t = t0 + (i0 + j) / group, h = kvh * group + (i0 + j) % group;
+                q[j] = c->q + t * in->n_embd + h * hd;
+                n_pos[j] = pos0 + t + 1;
+                dst[j] = t * in->n_embd + h * hd;
+            }
+            bn_att_queries(c, job->layer, kvh, ny, q, n_pos, scores, out);
+            for (int j = 0; j < ny; j++)
+                memcpy(c->a + dst[j], out[j], (size_t)hd * sizeof(float));
         }
-        double sum = 0.0;
-        for (int64_t s = 0; s < n_pos; s++) {
-            scores[s] = expf(scores[s] - mx);
-            sum += scores[s];
-        }
-        float norm = (float)(1.0 / sum);
-        for (int64_t d = 0; d < hd; d++)
-            acc[d] = 0.0f;
-        for (int64_t s = 0; s < n_pos; s++) {
-            size_t off = layer_off + ((size_t)s * (size_t)c->kv_dim + (size_t)(kvh * hd)) * c->kv_elt;
-            float p = scores[s] * norm;
-            if (c->kv_type == BN_F16)
-                k->axpy_f16_f32(p, (const uint16_t *)(c->v_cache + off), acc, hd);
-            else
-                bn_axpy_f32(p, (const float *)(c->v_cache + off), acc, hd);
-        }
-        memcpy(c->a + t * in->n_embd + h * hd, acc, (size_t)hd * sizeof(float));
     }
 }
 
