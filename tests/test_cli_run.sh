@@ -149,6 +149,18 @@ assert r["test"] == "tg8" and r["n_prompt"] == 0 and r["n_gen"] == 8 and r["thre
 assert r["tokens_per_second"] > 0 and r["stddev"] >= 0 and len(r["samples_ts"]) == 2
 PY
 then ok; else fail "bench --json: fields"; fi
+expect 0 "bench -d" -- bench -m "$m" -p 8 -n 4 -d 0,16 -t 1 -r 1 --json
+if python3 - "$out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+got = [(r["test"], r["n_prompt"], r["n_gen"], r["n_depth"]) for r in d]
+assert got == [("pp8", 8, 0, 0), ("tg4", 0, 4, 0), ("pp8 @ d16", 8, 0, 16),
+               ("tg4 @ d16", 0, 4, 16)], got
+PY
+then ok; else fail "bench -d: tests named and counted as llama-bench does"; fi
+expect 0 "bench -d table" -- bench -m "$m" -p 0 -n 4 -d 24 -t 1 -r 1
+grep_in "$out" "| 1 | tg4 @ d24 | [0-9.]* ± [0-9.]* |" "depth row"
+expect 2 "bench bad depth list" -- bench -m "$m" -d 8,-1
 expect 2 "bench with nothing to do" -- bench -m "$m" -p 0 -n 0
 expect 2 "bench bad thread list" -- bench -m "$m" -t 1,x
 

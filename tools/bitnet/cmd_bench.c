@@ -2,8 +2,10 @@
  * cmd_bench.c - `bitnet bench`: prompt processing and text generation speed with the
  * definitions of llama.cpp's llama-bench, so figures compare: ppN = one batch of N
  * prompt tokens evaluated from an empty context; tgN = N tokens evaluated one at a time
- * from an empty context. Tokens are random ids (a fixed seed). Each test runs once to
- * warm up, then -r times; the mean and standard deviation of tokens/s are reported.
+ * from an empty context. With a depth D (-d), every run first fills the context with D
+ * tokens (not timed), as llama-bench's -d does, and the test is named "ppN @ dD".
+ * Tokens are random ids (a fixed seed). Each test runs once to warm up, then -r times;
+ * the mean and standard deviation of tokens/s are reported.
  */
 #include <jansson.h>
 #include <math.h>
@@ -13,7 +15,8 @@
 #include "run_common.h"
 
 const char cmd_bench_help[] =
-    "usage: bitnet bench -m MODEL [-p N] [-n N] [-t LIST] [-r N] [--json] [options]\n"
+    "usage: bitnet bench -m MODEL [-p N] [-n N] [-d LIST] [-t LIST] [-r N] [--json]\n"
+    "                    [options]\n"
     "\n"
     "Measure prompt processing (ppN: one batch of N tokens) and text generation (tgN:\n"
     "N single-token steps) in tokens/s, as llama.cpp's llama-bench defines them, for\n"
@@ -23,6 +26,9 @@ const char cmd_bench_help[] =
     "  -m, --model FILE     the GGUF model\n"
     "  -p, --n-prompt N     prompt tokens (default 128; 0 skips the pp test)\n"
     "  -n, --n-gen N        generated tokens (default 64; 0 skips the tg test)\n"
+    "  -d, --n-depth LIST   context depths, separated by commas (default 0): each run\n"
+    "                       first evaluates that many tokens, untimed, so the test\n"
+    "                       measures speed with a filled KV cache (\"tg64 @ d1024\")\n"
     "  -t, --threads LIST   thread counts, separated by commas (default: the pool's)\n"
     "  -r, --repetitions N  measured runs per test (default 3)\n"
     "  --kv TYPE            KV cache type: f16 (default) or f32\n"
@@ -39,20 +45,20 @@ const char cmd_bench_help[] =
     "  -h, --help           show this help\n";
 
 typedef struct bench_result {
-    char   test[32];
-    int    n_prompt, n_gen, threads;
+    char   test[48];
+    int    n_prompt, n_gen, n_depth, threads;
     double mean, stddev;
     double samples[64];
     int    n_samples;
 } bench_result;
 
-static bool parse_list(const char *s, int *out, int *n, int cap)
+static bool parse_list(const char *s, int *out, int *n, int cap, long lo, long hi)
 {
     *n = 0;
     while (*s) {
         char *end;
         long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 512 || (*end && *end != ',') || *n == cap)
+        if (end == s || v < lo || v > hi || (*end && *end != ',') || *n == cap)
             return false;
         out[(*n)++] = (int)v;
         s = *end ? end + 1 : end;
@@ -61,19 +67,22 @@ static bool parse_list(const char *s, int *out, int *n, int cap)
 }
 
 /* One test: r timed runs after a warm-up; false on an evaluation error. */
-static bool bench_run(bn_context *c, const bn_token *toks, int n_prompt, int n_gen, int reps,
-                      bench_result *res)
+static bool bench_run(bn_context *c, const bn_token *toks, int n_depth, int n_prompt,
+                      int n_gen, int reps, bench_result *res)
 {
     res->n_samples = 0;
     for (int rep = -1; rep < reps; rep++) {     /* rep -1: the warm-up */
         bn_context_truncate(c, 0);
+        if (n_depth > 0 && bn_eval(c, toks, n_depth) != BN_OK)
+            return false;
+        const bn_token *tt = toks + n_depth;
         double t0 = run_now();
         if (n_prompt > 0) {
-            if (bn_eval(c, toks, n_prompt) != BN_OK)
+            if (bn_eval(c, tt, n_prompt) != BN_OK)
                 return false;
         } else {
             for (int i = 0; i < n_gen; i++)
-                if (bn_eval(c, toks + i, 1) != BN_OK)
+                if (bn_eval(c, tt + i, 1) != BN_OK)
                     return false;
         }
         double dt = run_now() - t0;
@@ -191,7 +200,7 @@ int cmd_bench(int argc, char **argv)
     run_opts o;
     run_opts_init(&o);
     int64_t n_prompt = 128, n_gen = 64, reps = 3;
-    int threads[16], n_threads = 0;
+    int threads[16], n_threads = 0, depths[16] = {0}, n_depths = 1;
     bool json = false, kernels = false;
     int64_t mib = 512;
     for (int i = 1; i < argc; i++) {
@@ -201,7 +210,7 @@ int cmd_bench(int argc, char **argv)
             fputs(cmd_bench_help, stdout);
             return 0;
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && v) {
-            if (!parse_list(argv[++i], threads, &n_threads, 16))
+            if (!parse_list(argv[++i], threads, &n_threads, 16, 1, 512))
                 return cli_usage_error(cmd, "invalid thread list '%s' (e.g. 1,2)", argv[i]);
         } else if ((!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) && v) {
             if (!cli_parse_int(argv[++i], 0, 1 << 16, &n_prompt))
@@ -209,6 +218,9 @@ int cmd_bench(int argc, char **argv)
         } else if ((!strcmp(a, "-n") || !strcmp(a, "--n-gen")) && v) {
             if (!cli_parse_int(argv[++i], 0, 1 << 16, &n_gen))
                 return cli_usage_error(cmd, "invalid generation size '%s'", argv[i]);
+        } else if ((!strcmp(a, "-d") || !strcmp(a, "--n-depth")) && v) {
+            if (!parse_list(argv[++i], depths, &n_depths, 16, 0, 1 << 20))
+                return cli_usage_error(cmd, "invalid depth list '%s' (e.g. 0,512)", argv[i]);
         } else if ((!strcmp(a, "-r") || !strcmp(a, "--repetitions")) && v) {
             if (!cli_parse_int(argv[++i], 1, 64, &reps))
                 return cli_usage_error(cmd, "invalid repetition count '%s' (1 to 64)",
@@ -258,7 +270,10 @@ int cmd_bench(int argc, char **argv)
     }
     bn_model_info in;
     bn_model_get_info(m, &in);
-    int32_t n_tok = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen);
+    int max_depth = 0;
+    for (int di = 0; di < n_depths; di++)
+        max_depth = depths[di] > max_depth ? depths[di] : max_depth;
+    int32_t n_tok = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen) + max_depth;
     toks = malloc((size_t)n_tok * sizeof *toks);
     if (!toks)
         goto done;
@@ -269,7 +284,10 @@ int cmd_bench(int argc, char **argv)
     }
     bn_context_params cp = bn_context_default_params();
     cp.n_ctx = n_tok + 8;
+    /* the prompt is one batch; the depth goes in batches of up to 512 (or the prompt's) */
     cp.n_batch = n_prompt > 0 ? (int32_t)n_prompt : 1;
+    if (max_depth > cp.n_batch)
+        cp.n_batch = max_depth < 512 ? max_depth : (cp.n_batch > 512 ? cp.n_batch : 512);
     cp.kv_type = o.kv_type;
     if (bn_context_create(m, &cp, &c) != BN_OK) {
         cli_fail(cmd);
@@ -288,17 +306,21 @@ int cmd_bench(int argc, char **argv)
             cli_fail(cmd);
             goto done;
         }
-        for (int kind = 0; kind < 2; kind++) {
+        for (int tc = 0; tc < 2 * n_depths; tc++) {    /* per depth: pp, then tg */
+            const int di = tc / 2, kind = tc % 2;
             int np = kind == 0 ? (int)n_prompt : 0, ng = kind == 1 ? (int)n_gen : 0;
             if (np + ng == 0)
                 continue;
             bench_result r;
             memset(&r, 0, sizeof r);
-            snprintf(r.test, sizeof r.test, "%s%d", np ? "pp" : "tg", np ? np : ng);
+            int len = snprintf(r.test, sizeof r.test, "%s%d", np ? "pp" : "tg", np ? np : ng);
+            if (depths[di] > 0)
+                snprintf(r.test + len, sizeof r.test - (size_t)len, " @ d%d", depths[di]);
             r.n_prompt = np;
             r.n_gen = ng;
+            r.n_depth = depths[di];
             r.threads = threads[ti];
-            if (!bench_run(c, toks, np, ng, (int)reps, &r)) {
+            if (!bench_run(c, toks, r.n_depth, np, ng, (int)reps, &r)) {
                 cli_fail(cmd);
                 goto done;
             }
@@ -307,14 +329,14 @@ int cmd_bench(int argc, char **argv)
                 for (int k = 0; k < r.n_samples; k++)
                     json_array_append_new(samples, json_real(r.samples[k]));
                 json_array_append_new(arr, json_pack(
-                    "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:i, s:s, s:i, s:i, s:f, s:f, "
-                    "s:f, s:f, s:o}",
+                    "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:i, s:s, s:i, s:i, s:i, s:f, "
+                    "s:f, s:f, s:f, s:o}",
                     "model", o.model, "model_type", in.arch, "model_name", in.name,
                     "model_size", (json_int_t)in.weight_bytes,
                     "model_n_params", (json_int_t)in.n_params,
                     "proj_type", pq ? pq->name : "?", "output_type", oq ? oq->name : "?",
                     "kernels", bn_kernels_name(), "threads", r.threads, "test", r.test,
-                    "n_prompt", r.n_prompt, "n_gen", r.n_gen,
+                    "n_prompt", r.n_prompt, "n_gen", r.n_gen, "n_depth", r.n_depth,
                     "tokens_per_second", r.mean, "stddev", r.stddev,
                     "avg_ts", r.mean, "stddev_ts", r.stddev, "samples_ts", samples));
             } else {
