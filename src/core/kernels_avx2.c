@@ -411,13 +411,16 @@ bn_i2s_tile_body(const uint8_t *codes, const int8_t *q, int64_t n, const int NT,
         acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(a2, ones));
         acc3 = _mm256_add_epi32(acc3, _mm256_madd_epi16(a3, ones));
     }
-    out[0] = bn_hsum_i32_avx2(acc0);
-    if (NT > 1)
-        out[1] = bn_hsum_i32_avx2(acc1);
-    if (NT > 2)
-        out[2] = bn_hsum_i32_avx2(acc2);
-    if (NT > 3)
-        out[3] = bn_hsum_i32_avx2(acc3);
+    /* the four sums reduced together (the unused accumulators are zero) */
+    __m128i s4 = bn_hsum4_i32_avx2(acc0, acc1, acc2, acc3);
+    if (NT == 4) {
+        _mm_storeu_si128((__m128i *)out, s4);
+    } else {
+        int32_t t[4];
+        _mm_storeu_si128((__m128i *)t, s4);
+        for (int j = 0; j < NT; j++)
+            out[j] = t[j];
+    }
 }
 
 BN_AVX2 static void bn_dot_i2s_q8_tile_avx2(const uint8_t *codes, const int8_t *q,
