@@ -161,6 +161,9 @@ BN_AVX2 static void bn_axpy_f16_f32_avx2(float a, const uint16_t *x, float *y, i
     }
 }
 
+/* Rows ahead whose lines the attention scores ask for. */
+#define BN_ATT_AHEAD 8
+
 /* dot_f16_f32 of nx rows against NY <= 4 vectors. Accumulator a of every (row, vector)
  * takes elements 32k + 8a in k order, as in bn_dot_avx2_span; they are filled one
  * after the other, so that each converted eight of the row serves every vector, and
@@ -172,6 +175,9 @@ bn_dot_f16_multi_body(const uint16_t *x, size_t stride, int64_t nx, const float 
     const int64_t n32 = n / 32 * 32;
     for (int64_t i = 0; i < nx; i++) {
         const uint16_t *xr = x + (size_t)i * stride;
+        /* cached rows are far apart and cold: ask for a later row's lines now */
+        for (int64_t e = 0; e < n; e += 32)
+            _mm_prefetch((const char *)(xr + BN_ATT_AHEAD * stride + (size_t)e), _MM_HINT_T0);
         __m256 acc[4][4];
         for (int a = 0; a < 4; a++) {
             __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
@@ -226,6 +232,10 @@ bn_axpy_f16_multi_body(const float *const *a, const int NY, const uint16_t *x, s
             }
             for (int64_t i = i0; i < i1; i++) {
                 const uint16_t *xr = x + (size_t)i * stride + d;
+                if (d == 0)   /* cached rows are far apart and cold: the next run's */
+                    for (int64_t e = 0; e < n; e += 32)
+                        _mm_prefetch((const char *)(xr + BN_AXPY_RUN * stride + (size_t)e),
+                                     _MM_HINT_T0);
                 __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)xr));
                 __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xr + 8)));
                 for (int j = 0; j < NY; j++) {
