@@ -392,7 +392,8 @@ static void test_q6_k(const bn_kernel_table *k)
     }
 }
 
-/* axpy_f16_f32: y + a * x per element, a multiply then an add, bit for bit. */
+/* The attention values kernel for one row and one query: y + a * x per element, a
+ * multiply then an add, bit for bit. */
 static void test_axpy(const bn_kernel_table *k)
 {
     static const int64_t lengths[] = {1, 7, 8, 9, 64, 128, 131};
@@ -407,8 +408,9 @@ static void test_axpy(const bn_kernel_table *k)
             volatile float p = a * bn_f16_to_f32(x[i]);
             want[i] = y[i] + p;
         }
-        k->axpy_f16_f32(a, x, y, n);
-        CHECK(memcmp(y, want, (size_t)n * sizeof *y) == 0, "%s axpy_f16_f32 n=%lld", k->name,
+        const float *ap = &a;
+        k->axpy_f16_f32_multi(&ap, 1, x, (size_t)n, 1, &y, n);
+        CHECK(memcmp(y, want, (size_t)n * sizeof *y) == 0, "%s axpy n=%lld", k->name,
               (long long)n);
         free(x);
         free(y);

@@ -92,13 +92,12 @@ typedef struct bn_kernel_table {
     void  (*dot_f16_f32_rows)(const uint16_t *x, size_t stride, int64_t nrows,
                               const float *y, int64_t n, float *out);
     void  (*f32_to_f16)(const float *src, uint16_t *dst, int64_t n);
-    /* y[i] = y[i] + a * x[i] with x in f16 (attention over an f16 V cache): a multiply
-     * then an add per element, never fused, so every table gives the same floats */
-    void  (*axpy_f16_f32)(float a, const uint16_t *x, float *y, int64_t n);
     /* Attention over an f16 cache, each key or value row read once for up to four
      * queries (ny <= 4). Scores: out[j][i] = dot_f16_f32(x + i * stride, y[j], n) for
      * i < nx, j < ny, bit for bit. Values: for i = 0 .. nx - 1 in order and each j,
-     * axpy_f16_f32(a[j][i], x + i * stride, y[j], n), bit for bit. */
+     * y[j][e] = y[j][e] + a[j][i] * x_i[e] for e < n, with x_i = x + i * stride in f16:
+     * a multiply then an add per element, never fused, so every table gives the same
+     * floats, and a query's floats do not depend on the others sharing its rows. */
     void  (*dot_f16_f32_multi)(const uint16_t *x, size_t stride, int64_t nx,
                                const float *const *y, int ny, int64_t n, float *const *out);
     void  (*axpy_f16_f32_multi)(const float *const *a, int ny, const uint16_t *x,

@@ -147,20 +147,6 @@ BN_AVX2 static void bn_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t 
         dst[i] = bn_f32_to_f16(src[i]);
 }
 
-BN_AVX2 static void bn_axpy_f16_f32_avx2(float a, const uint16_t *x, float *y, int64_t n)
-{
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 p = _mm256_mul_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), p));
-    }
-    for (; i < n; i++) {
-        float p = a * bn_f16_to_f32(x[i]);
-        y[i] = y[i] + p;
-    }
-}
-
 /* Rows ahead whose lines the attention scores ask for. */
 #define BN_ATT_AHEAD 8
 
@@ -215,7 +201,7 @@ BN_AVX2 static void bn_dot_f16_f32_multi_avx2(const uint16_t *x, size_t stride, 
 
 /* y[j] += a[j][i] * x_i for rows i in order, NY <= 4 vectors: a chunk of each y[j]
  * stays in registers over a run of BN_AXPY_RUN rows. Every element sees the rows in
- * order with a multiply then an add, so the floats are axpy_f16_f32's. */
+ * order with a multiply then an add, so the floats are the scalar rule's. */
 #define BN_AXPY_RUN 64
 BN_AVX2 static inline __attribute__((always_inline)) void
 bn_axpy_f16_multi_body(const float *const *a, const int NY, const uint16_t *x, size_t stride,
@@ -916,7 +902,6 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_f16_f32 = bn_dot_f16_f32_avx2,
     .dot_f16_f32_rows = bn_dot_f16_f32_rows_avx2,
     .f32_to_f16 = bn_f32_to_f16_avx2,
-    .axpy_f16_f32 = bn_axpy_f16_f32_avx2,
     .dot_f16_f32_multi = bn_dot_f16_f32_multi_avx2,
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_avx2,
     .relu2_mul  = bn_relu2_mul_avx2,

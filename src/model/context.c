@@ -412,7 +412,7 @@ typedef struct bn_att_job {
     int64_t layer, T, pos0;
 } bn_att_job;
 
-/* y += a * x, a multiply then an add per element (as axpy_f16_f32 does). */
+/* y += a * x, a multiply then an add per element (as axpy_f16_f32_multi does). */
 static void bn_axpy_f32(float a, const float *restrict x, float *restrict y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
