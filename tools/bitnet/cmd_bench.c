@@ -284,10 +284,12 @@ int cmd_bench(int argc, char **argv)
     }
     bn_context_params cp = bn_context_default_params();
     cp.n_ctx = n_tok + 8;
-    /* the prompt is one batch; the depth goes in batches of up to 512 (or the prompt's) */
-    cp.n_batch = n_prompt > 0 ? (int32_t)n_prompt : 1;
-    if (max_depth > cp.n_batch)
-        cp.n_batch = max_depth < 512 ? max_depth : (cp.n_batch > 512 ? cp.n_batch : 512);
+    /* the prompt is one batch; the depth goes in batches of the prompt's size, or of up
+     * to 512 when that is more */
+    int32_t depth_batch = max_depth < 512 ? max_depth : 512;
+    cp.n_batch = n_prompt > depth_batch ? (int32_t)n_prompt : depth_batch;
+    if (cp.n_batch < 1)
+        cp.n_batch = 1;
     cp.kv_type = o.kv_type;
     if (bn_context_create(m, &cp, &c) != BN_OK) {
         cli_fail(cmd);
