@@ -901,6 +901,17 @@ typedef enum bn_ffn_act { BN_FFN_ACT_AUTO = 0, BN_FFN_ACT_RELU2, BN_FFN_ACT_SILU
  * for float-stored projections of other archs (llama). */
 typedef enum bn_act_quant { BN_ACT_QUANT_AUTO = 0, BN_ACT_QUANT_ON, BN_ACT_QUANT_OFF } bn_act_quant;
 
+/* How the weights are held. MMAP: the file is mapped; its pages are the page cache's,
+ * shared with other processes that map it, and read from disk when first touched. READ:
+ * the file is read into the process's own memory at load, asked of the kernel in
+ * transparent huge pages (2 MiB on x86-64) where it has them: streaming the weights
+ * then takes a TLB miss per huge page rather than per 4 KiB page, which makes decoding
+ * faster (see docs/PERFORMANCE.md). AUTO (the default): READ when the kernel gives huge
+ * pages for the asking (transparent_hugepage "always" or "madvise"), the file is at
+ * least 64 MiB and it fits in half the available memory; MMAP otherwise. The results
+ * are the same either way. */
+typedef enum bn_load_mode { BN_LOAD_AUTO = 0, BN_LOAD_MMAP, BN_LOAD_READ } bn_load_mode;
+
 typedef struct bn_model_params {
     bn_ffn_act   ffn_act;    /* default AUTO */
     bn_act_quant act_quant;  /* default AUTO */
@@ -911,14 +922,16 @@ typedef struct bn_model_params {
      * 1e-3 relative) and the layer reads about half the bytes of F16. A tied
      * embedding keeps its file type for the token lookups. */
     int          output_type;
+    bn_load_mode load;       /* default AUTO */
 } bn_model_params;
 
 BN_API bn_model_params bn_model_default_params(void);
 
-/* Load a GGUF model: hyperparameters from its metadata, weights mmapped (validated
- * first), the tokenizer from tokenizer.ggml.*. A missing key or tensor, a tensor of the
- * wrong shape or an unsupported type is BN_ERR_FORMAT naming it; an unknown
- * architecture is BN_ERR_UNSUPPORTED. params NULL means the defaults. */
+/* Load a GGUF model: hyperparameters from its metadata, weights mapped or read into
+ * memory as params->load says (validated first), the tokenizer from tokenizer.ggml.*.
+ * A missing key or tensor, a tensor of the wrong shape or an unsupported type is
+ * BN_ERR_FORMAT naming it; an unknown architecture is BN_ERR_UNSUPPORTED. params NULL
+ * means the defaults. */
 BN_API bn_status bn_model_load(const char *path, const bn_model_params *params,
                                bn_model **out);
 BN_API void bn_model_free(bn_model *m);
@@ -942,6 +955,8 @@ typedef struct bn_model_info {
     uint64_t weight_bytes;       /* bytes of all tensors in the file */
     uint64_t converted_bytes;    /* memory held by weights converted at load (0: none) */
     uint64_t file_size;
+    bool     weights_read;       /* the file was read into memory (else it is mapped) */
+    uint64_t weights_huge_bytes; /* of those, bytes in huge pages just after the load */
 } bn_model_info;
 
 BN_API void bn_model_get_info(const bn_model *m, bn_model_info *out);

@@ -44,6 +44,7 @@ m=$tmp/m.gguf
 # --- generate
 expect 0 "generate greedy" -- generate -m "$m" -p "hello world" -n 24 --temp 0
 cp "$out" "$tmp/g1"
+cp "$err" "$tmp/g1.err"
 grep_in "$out" "^hello world" "the prompt is echoed"
 grep_in "$err" "prompt: [0-9]* tokens in .* tokens/s" "prompt speed reported"
 grep_in "$err" "generation: 24 tokens in .* tokens/s" "generation speed reported"
@@ -189,6 +190,19 @@ expect 2 "generate --lm-head q4_0" -- generate -m "$m" -p "hello" --lm-head q4_0
 "$BITNET" synth "$tmp/q6.gguf" --embd-type q6_k > /dev/null
 expect 1 "--lm-head q8_0 of a q6_K layer" -- generate -m "$tmp/q6.gguf" -p "hello" --lm-head q8_0
 grep_in "$err" "only a float" "lm-head: why not"
+
+# --- the file mapped or read into memory: the same text, each reported as such
+grep_in "$tmp/g1.err" "model file .* (mapped)" "a small file is mapped by default"
+expect 0 "generate --no-mmap" -- generate -m "$m" -p "hello world" -n 24 --temp 0 --no-mmap
+same_files "$tmp/g1" "$out" "--no-mmap gives the same text"
+grep_in "$err" "model file .* (read into memory, " "--no-mmap: reported"
+expect 0 "generate --mmap" -- generate -m "$m" -p "hello world" -n 24 --temp 0 --mmap
+same_files "$tmp/g1" "$out" "--mmap gives the same text"
+grep_in "$err" "model file .* (mapped)" "--mmap: reported"
+expect 0 "bench --no-mmap --json" -- bench -m "$m" -p 0 -n 2 -r 1 -t 1 --no-mmap --json
+grep_in "$out" '"use_mmap": false' "bench --no-mmap: use_mmap false"
+expect 0 "bench --mmap --json" -- bench -m "$m" -p 0 -n 2 -r 1 -t 1 --mmap --json
+grep_in "$out" '"use_mmap": true' "bench --mmap: use_mmap true"
 
 echo "test_cli_run: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,16 +1,20 @@
 /*
  * test_gguf.c - GGUF reading and writing: a file with every metadata type and several
  * tensor types round-trips through the writer and the reader unchanged; a rewrite of
- * a read file is byte-identical; typed lookups; failure injection over open and write.
+ * a read file is byte-identical; typed lookups; failure injection over open and write;
+ * a file read into memory (rather than mapped) holds the file's bytes, before and after
+ * its pages are given back.
  * Malformed files are covered by test_gguf_bad; other readers by the interop test.
  */
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "bitnet.h"
 #include "check.h"
+#include "core/internal.h"
 
 static char dir[256];
 
@@ -296,6 +300,96 @@ static void test_failure_injection(void)
     CHECK(failures > 0, "writer allocations covered");
 }
 
+/* Open file descriptors of this process. */
+static int count_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+/* bn_gguf_open_read: the image in memory is the file's bytes (compared with the file
+ * read through stdio), the same after bn_gguf_release_pages gives the memory of a range
+ * back, and after that of the whole image; the huge-page figure is whole huge pages
+ * within the image. */
+static void test_read_in(void)
+{
+    char p[300];
+    path_in(p, sizeof p, "big.gguf");
+    /* a 5 MiB tensor, so that whole pages and at least one whole 2 MiB page lie in it */
+    const int64_t n = (5 << 20) / 4;
+    float *big = malloc((size_t)n * sizeof *big);
+    for (int64_t i = 0; i < n; i++)
+        big[i] = (float)(i % 1000003) * 0.5f - (float)(i % 7);
+    bn_gguf_writer *w = build_writer();
+    CHECK_OK(bn_gguf_writer_add_tensor(w, "f.big", BN_QT_F32, 2, (int64_t[]){1024, n / 1024},
+                                       big, (size_t)n * sizeof *big));
+    CHECK_OK(bn_gguf_writer_write(w, p, NULL, NULL));
+    bn_gguf_writer_free(w);
+    size_t len = 0;
+    unsigned char *file = slurp(p, &len);
+    int fds = count_fds();
+    bn_gguf *g = NULL, *gm = NULL;
+    CHECK_OK(bn_gguf_open_read(p, &g));
+    CHECK_OK(bn_gguf_open(p, &gm));
+    if (!g || !gm || !file) {
+        bn_gguf_close(g);
+        bn_gguf_close(gm);
+        free(file);
+        free(big);
+        return;
+    }
+    CHECK(bn_gguf_is_read(g) && !bn_gguf_is_read(gm), "read in vs mapped");
+    CHECK(bn_gguf_huge_bytes(gm) == 0, "a mapped file has no huge pages of its own");
+    size_t huge = bn_thp_size(), hb = (size_t)bn_gguf_huge_bytes(g);
+    CHECK(hb <= ((len + (2u << 20)) & ~(size_t)((2u << 20) - 1)) &&
+          (hb == 0 || (huge && hb % huge == 0)),
+          "huge-page bytes %zu: whole huge pages (%zu) of a %zu-byte image", hb, huge, len);
+    const bn_gguf_tensor *t = bn_gguf_get_tensor(g, bn_gguf_find_tensor(g, "f.big"));
+    CHECK(t && t->nbytes == (size_t)n * sizeof *big &&
+          memcmp(t->data, big, t->nbytes) == 0, "the big tensor's data");
+    const unsigned char *image = t ? (const unsigned char *)t->data -
+                                     bn_gguf_data_offset(g) - t->offset : NULL;
+    CHECK(image && memcmp(image, file, len) == 0, "the image is the file, byte for byte");
+    if (image) {
+        bn_gguf_release_pages(g, image + 12345, 3u << 20);
+        CHECK(memcmp(image, file, len) == 0, "the same after 3 MiB of it were given back");
+        bn_gguf_release_pages(g, image, len);
+        CHECK(memcmp(image, file, len) == 0, "the same after all of it was given back");
+    }
+    bn_gguf_close(g);
+    bn_gguf_close(gm);
+    CHECK(count_fds() == fds, "no file left open (%d before, %d after)", fds, count_fds());
+    /* errors as for a mapped file; no descriptor or block left behind by a failure */
+    CHECK(bn_gguf_open_read(dir, &g) == BN_ERR_IO && strstr(bn_last_error(), "directory"),
+          "a directory: %s", bn_last_error());
+    char missing[300];
+    path_in(missing, sizeof missing, "missing.gguf");
+    CHECK(bn_gguf_open_read(missing, &g) == BN_ERR_IO, "a missing file");
+    int failures = 0;
+    for (uint64_t k = 1; k < 200; k++) {
+        bn_mem_stats before, after;
+        bn_mem_get_stats(&before);
+        g = NULL;
+        bn_mem_fail_nth(k);
+        bn_status st = bn_gguf_open_read(p, &g);
+        bn_mem_fail_nth(0);
+        if (st == BN_OK) {
+            bn_gguf_close(g);
+            break;
+        }
+        failures++;
+        bn_mem_get_stats(&after);
+        CHECK(st == BN_ERR_OOM && g == NULL && after.live_blocks == before.live_blocks &&
+              count_fds() == fds, "read-in open fail #%llu: %s", (unsigned long long)k,
+              bn_last_error());
+    }
+    CHECK(failures > 0, "read-in open allocations covered");
+    free(file);
+    free(big);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/bitnet-test-gguf-XXXXXX");
@@ -308,6 +402,7 @@ int main(void)
     test_writer_errors();
     test_cancel_keeps_old_file();
     test_failure_injection();
+    test_read_in();
     bn_mem_get_stats(&end);
     CHECK(end.live_blocks == start.live_blocks, "leaked %lld blocks",
           (long long)(end.live_blocks - start.live_blocks));

@@ -62,11 +62,12 @@ static int argmax(const float *l, int n)
 
 /* Logits of every position of `tokens` (a new array), or NULL. */
 static float *eval_all(const char *path, bn_act_quant aq, bn_ffn_act act, int kv_bits,
-                       const bn_token *tokens, int n)
+                       const bn_token *tokens, int n, bn_load_mode load)
 {
     bn_model_params mp = bn_model_default_params();
     mp.act_quant = aq;
     mp.ffn_act = act;
+    mp.load = load;
     bn_model *m = NULL;
     bn_context *c = NULL;
     CHECK_OK(bn_model_load(path, &mp, &m));
@@ -179,7 +180,7 @@ int main(void)
         const int n_eval = N_PROMPT + N_GREEDY - 1;
 
         /* 1. logits at every prompt position */
-        float *ours = eval_all(path, aq, act, kv_bits, tokens, n_eval);
+        float *ours = eval_all(path, aq, act, kv_bits, tokens, n_eval, BN_LOAD_MMAP);
         if (!ours) {
             CHECK(0, "%s: evaluation failed", label);
             continue;
@@ -198,11 +199,18 @@ int main(void)
         printf("%-34s max |diff| %.3g (tol %.3g)  mean %.3g (tol %.3g)\n", label, mx,
                tol_max, mean, tol_mean);
 
+        /* 1a. the file read into memory instead of mapped: the same logits, bit for bit */
+        float *read_in = eval_all(path, aq, act, kv_bits, tokens, n_eval, BN_LOAD_READ);
+        CHECK(read_in && memcmp(read_in, ours, (size_t)n_eval * N_VOCAB * sizeof(float))
+                             == 0, "%s: the file read into memory gives other logits", label);
+        free(read_in);
+
         /* 1b. with a 32-bit cache, the int8 activations are the reference's: our logits
          * are much closer to it with act-quant on than with it off (on vs off differ by
          * about as much as the act-quant tolerance, so the tolerance alone cannot tell) */
         if (aq == BN_ACT_QUANT_ON && kv_bits == 32) {
-            float *off = eval_all(path, BN_ACT_QUANT_OFF, act, kv_bits, tokens, N_PROMPT);
+            float *off = eval_all(path, BN_ACT_QUANT_OFF, act, kv_bits, tokens, N_PROMPT,
+                                  BN_LOAD_AUTO);
             double omx = 0;
             for (int64_t i = 0; off && i < (int64_t)N_PROMPT * N_VOCAB; i++) {
                 double d = fabs((double)off[i] - (double)rl[i]);
@@ -246,7 +254,7 @@ int main(void)
 
         /* 4. the other FFN activation must not pass */
         bn_ffn_act other = act == BN_FFN_ACT_RELU2 ? BN_FFN_ACT_SILU : BN_FFN_ACT_RELU2;
-        float *wrong = eval_all(path, aq, other, kv_bits, tokens, N_PROMPT);
+        float *wrong = eval_all(path, aq, other, kv_bits, tokens, N_PROMPT, BN_LOAD_AUTO);
         if (wrong) {
             double wmx = 0, wsum = 0;
             for (int64_t i = 0; i < (int64_t)N_PROMPT * N_VOCAB; i++) {

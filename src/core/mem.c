@@ -9,6 +9,7 @@
  */
 #include <assert.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -228,4 +229,41 @@ void bn_mem_fail_nth(uint64_t n)
     pthread_mutex_lock(&bn_mem_lock);
     bn_fail_countdown = n;
     pthread_mutex_unlock(&bn_mem_lock);
+}
+
+/* ------------------------------------------------------------- the machine's memory */
+
+uint64_t bn_mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    uint64_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", (unsigned long long *)&kb) == 1)
+            break;
+    fclose(f);
+    return kb * 1024;
+}
+
+size_t bn_thp_size(void)
+{
+    char line[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f)
+        return 0;
+    bool on = fgets(line, sizeof line, f) &&
+              (strstr(line, "[always]") || strstr(line, "[madvise]"));
+    fclose(f);
+    if (!on)
+        return 0;
+    unsigned long long size = 2u << 20;
+    f = fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "r");
+    if (f) {
+        if (fscanf(f, "%llu", &size) != 1 || size < 4096 || (size & (size - 1)))
+            size = 2u << 20;
+        fclose(f);
+    }
+    return (size_t)size;
 }

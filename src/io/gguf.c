@@ -1,16 +1,18 @@
 /*
  * gguf.c - the GGUF reader.
  *
- * The file is mapped read-only and parsed once, front to back, by a cursor that checks
- * every read against the end of the file. Counts are checked against the bytes left
- * before anything is allocated for them (a count of 2^63 fails at once, it does not
- * exhaust memory), array nesting is bounded, and each tensor's type, shape, alignment
- * and extent are checked, and no two tensors may overlap. What the parse builds (keys,
+ * The file is mapped read-only (or read into memory, in huge pages where the kernel
+ * has them) and parsed once, front to back, by a cursor that checks every read
+ * against the end of the file. Counts are checked against the bytes left before
+ * anything is allocated for them (a count of 2^63 fails at once, it does not exhaust
+ * memory), array nesting is bounded, and each tensor's type, shape, alignment and
+ * extent are checked, and no two tensors may overlap. What the parse builds (keys,
  * values, tensor records) lives in one arena freed with the handle; tensor data stays
- * in the map.
+ * in the image.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,7 +29,9 @@ typedef struct bn_gguf_kv {
 struct bn_gguf {
     const unsigned char *base;
     size_t               size;
-    bool                 mapped;       /* base is our mmap, unmapped at close */
+    bool                 mapped;       /* base is our mmap of the file, unmapped at close */
+    int                  fd;           /* read in: the file (for release), else -1 */
+    size_t               mem_size;     /* read in: bytes of our anonymous mapping at base */
     uint32_t             version;
     size_t               alignment;
     size_t               data_offset;
@@ -487,6 +491,7 @@ bn_status bn_gguf_open_memory(const void *data, size_t size, bn_gguf **out)
         return bn_error_wrap(BN_OK, "opening a GGUF image");
     g->base = data;
     g->size = size;
+    g->fd = -1;
     bn_status st = bn_gguf_parse(g);
     if (st != BN_OK) {
         bn_gguf_close(g);
@@ -496,7 +501,57 @@ bn_status bn_gguf_open_memory(const void *data, size_t size, bn_gguf **out)
     return BN_OK;
 }
 
-bn_status bn_gguf_open(const char *path, bn_gguf **out)
+/* Read the fd's `size` bytes into fresh anonymous memory at a huge-page boundary, in
+ * huge pages where the kernel has them; *mem_size: the bytes mapped there. */
+static bn_status bn_gguf_read_image(int fd, size_t size, const char *path,
+                                    unsigned char **out, size_t *mem_size)
+{
+    size_t huge = bn_thp_size(), page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t unit = huge > page ? huge : page;
+    if (size > SIZE_MAX - 2 * unit)
+        return bn_error_set(BN_ERR_OOM, "reading %s into memory: too large", path);
+    size_t len = (size + unit - 1) & ~(unit - 1), total = len + (huge > page ? unit : 0);
+    unsigned char *raw = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return bn_error_set(BN_ERR_OOM, "reading %s into memory (%zu bytes): %s", path,
+                            size, strerror(errno));
+    /* keep the huge-page-aligned part only */
+    unsigned char *mem =
+        (unsigned char *)(((uintptr_t)raw + unit - 1) & ~(uintptr_t)(unit - 1));
+    if (mem > raw)
+        munmap(raw, (size_t)(mem - raw));
+    if (raw + total > mem + len)
+        munmap(mem + len, (size_t)(raw + total - (mem + len)));
+#ifdef MADV_HUGEPAGE
+    if (huge > page)
+        madvise(mem, len, MADV_HUGEPAGE);
+#endif
+#ifdef POSIX_FADV_SEQUENTIAL
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+#endif
+    size_t done = 0;
+    while (done < size) {
+        size_t want = size - done < ((size_t)64 << 20) ? size - done : (size_t)64 << 20;
+        ssize_t r = pread(fd, mem + done, want, (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int err = errno;
+            munmap(mem, len);
+            return bn_error_set(BN_ERR_IO, "reading %s: %s", path,
+                                r == 0 ? "the file got shorter while it was read"
+                                       : strerror(err));
+        }
+        done += (size_t)r;
+    }
+    mprotect(mem, len, PROT_READ);
+    *out = mem;
+    *mem_size = len;
+    return BN_OK;
+}
+
+static bn_status bn_gguf_open_file(const char *path, bool read_in, bn_gguf **out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -516,19 +571,35 @@ bn_status bn_gguf_open(const char *path, bn_gguf **out)
         close(fd);
         return bn_error_set(BN_ERR_FORMAT, "loading %s: the file is empty", path);
     }
-    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int err = errno;
-    close(fd);
-    if (map == MAP_FAILED)
-        return bn_error_set(BN_ERR_IO, "mapping %s: %s", path, strerror(err));
+    unsigned char *image = NULL;
+    size_t mem_size = 0;
+    if (read_in) {
+        bn_status st = bn_gguf_read_image(fd, (size_t)sb.st_size, path, &image, &mem_size);
+        if (st != BN_OK) {
+            close(fd);
+            return st;
+        }
+    } else {
+        void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        int err = errno;
+        close(fd);
+        fd = -1;
+        if (map == MAP_FAILED)
+            return bn_error_set(BN_ERR_IO, "mapping %s: %s", path, strerror(err));
+        image = map;
+    }
     bn_gguf *g = bn_calloc(1, sizeof *g, "gguf");
     if (!g) {
-        munmap(map, (size_t)sb.st_size);
+        munmap(image, read_in ? mem_size : (size_t)sb.st_size);
+        if (fd >= 0)
+            close(fd);
         return bn_error_wrap(BN_OK, "loading %s", path);
     }
-    g->base = map;
+    g->base = image;
     g->size = (size_t)sb.st_size;
     g->mapped = true;
+    g->fd = fd;
+    g->mem_size = mem_size;
     bn_status st = bn_gguf_parse(g);
     if (st != BN_OK) {
         bn_gguf_close(g);
@@ -538,12 +609,51 @@ bn_status bn_gguf_open(const char *path, bn_gguf **out)
     return BN_OK;
 }
 
+bn_status bn_gguf_open(const char *path, bn_gguf **out)
+{
+    return bn_gguf_open_file(path, false, out);
+}
+
+bn_status bn_gguf_open_read(const char *path, bn_gguf **out)
+{
+    return bn_gguf_open_file(path, true, out);
+}
+
+bool bn_gguf_is_read(const bn_gguf *g)
+{
+    return g->mem_size != 0;
+}
+
+uint64_t bn_gguf_huge_bytes(const bn_gguf *g)
+{
+    if (!g->mem_size)
+        return 0;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return 0;
+    uintptr_t lo = (uintptr_t)g->base, hi = lo + g->mem_size;
+    bool inside = false;
+    uint64_t total = 0;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long a, b, kb;
+        if (sscanf(line, "%llx-%llx ", &a, &b) == 2)
+            inside = a < hi && b > lo;
+        else if (inside && sscanf(line, "AnonHugePages: %llu kB", &kb) == 1)
+            total += kb * 1024;
+    }
+    fclose(f);
+    return total;
+}
+
 void bn_gguf_close(bn_gguf *g)
 {
     if (!g)
         return;
     if (g->mapped)
-        munmap((void *)g->base, g->size);
+        munmap((void *)g->base, g->mem_size ? g->mem_size : g->size);
+    if (g->mem_size)
+        close(g->fd);
     bn_arena_free(g->arena);
     bn_free(g);
 }
@@ -679,6 +789,19 @@ void bn_gguf_release_pages(const bn_gguf *g, const void *data, size_t size)
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t a = ((uintptr_t)data + page - 1) & ~(page - 1);
     uintptr_t b = ((uintptr_t)data + size) & ~(page - 1);
-    if (a < b && a >= (uintptr_t)g->base && b <= (uintptr_t)g->base + g->size)
+    if (!(a < b && a >= (uintptr_t)g->base && b <= (uintptr_t)g->base + g->size))
+        return;
+    if (!g->mem_size) {
         madvise((void *)a, b - a, MADV_DONTNEED);
+        return;
+    }
+    /* read in: map the same bytes of the file elsewhere, then move that mapping over
+     * the range, which frees the memory there; when either step fails, the range keeps
+     * its memory, and the bytes are the same either way */
+    void *m = mmap(NULL, b - a, PROT_READ, MAP_PRIVATE, g->fd,
+                   (off_t)(a - (uintptr_t)g->base));
+    if (m == MAP_FAILED)
+        return;
+    if (mremap(m, b - a, b - a, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)a) == MAP_FAILED)
+        munmap(m, b - a);
 }

@@ -66,21 +66,6 @@ bn_context_params bn_context_default_params(void)
     return p;
 }
 
-/* Bytes of memory available to allocate (MemAvailable), 0 when unknown. */
-static uint64_t bn_mem_available(void)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f)
-        return 0;
-    char line[256];
-    uint64_t kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", (unsigned long long *)&kb) == 1)
-            break;
-    fclose(f);
-    return kb * 1024;
-}
-
 /* Per-thread scratch for n threads. */
 static bn_status bn_context_scratch(bn_context *c, int n)
 {

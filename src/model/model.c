@@ -4,7 +4,8 @@
  * Every hyperparameter comes from the metadata under the architecture's prefix
  * ("<arch>.embedding_length" ...), every tensor is checked for presence, shape and a
  * type the forward pass can use before anything runs, and the weights stay in the
- * read-only map. Norm vectors are copied to f32 (they are small).
+ * read-only image (mapped, or read into memory in huge pages: bn_load_mode). Norm
+ * vectors are copied to f32 (they are small).
  *
  * Architectures:
  *   bitnet-b1.58, bitnet-25  microsoft's 2B-4T family: sub-norms, squared ReLU, NeoX RoPE
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "model/model_internal.h"
 
@@ -38,7 +40,7 @@ static const bn_arch_desc bn_archs[] = {
 
 bn_model_params bn_model_default_params(void)
 {
-    bn_model_params p = {BN_FFN_ACT_AUTO, BN_ACT_QUANT_AUTO, -1};
+    bn_model_params p = {BN_FFN_ACT_AUTO, BN_ACT_QUANT_AUTO, -1, BN_LOAD_AUTO};
     return p;
 }
 
@@ -418,15 +420,21 @@ typedef struct bn_convert_job {
     size_t dst_row;
     int type;
     float *tmp;          /* [threads][n_in] */
+    int64_t r0, r1;      /* the rows of this pass */
     _Atomic int failed;
 } bn_convert_job;
+
+/* Rows converted per pass: the source rows of a pass are given back to the file after
+ * it, so that a file read into memory never holds the whole layer twice. */
+#define BN_CONVERT_ROWS 4096
 
 static void bn_convert_task(void *ctx, int ith, int nth)
 {
     bn_convert_job *j = ctx;
     const bn_linear *l = j->src;
     float *row = j->tmp + (size_t)ith * (size_t)l->n_in;
-    for (int64_t r = l->n_out * ith / nth; r < l->n_out * (ith + 1) / nth; r++) {
+    const int64_t n = j->r1 - j->r0;
+    for (int64_t r = j->r0 + n * ith / nth; r < j->r0 + n * (ith + 1) / nth; r++) {
         l->to_f32(l->data + (size_t)r * l->row_bytes, row, l->n_in);
         if (bn_quantize(j->type, row, l->n_in, 1, j->dst + (size_t)r * j->dst_row,
                         j->dst_row) != BN_OK)
@@ -434,9 +442,9 @@ static void bn_convert_task(void *ctx, int ith, int nth)
     }
 }
 
-/* Convert the output layer to `type` in memory (bn_model_params.output_type). When it
- * is the tied embedding of a mapped file, the pages of the file's copy are dropped
- * from memory afterwards (only the few rows of the token lookups come back). */
+/* Convert the output layer to `type` in memory (bn_model_params.output_type). The
+ * memory of the file's copy is given back as the conversion goes (only the few rows of
+ * the token lookups come back, from the file, when it is the tied embedding). */
 static bn_status bn_model_convert_output(bn_model *m, int type)
 {
     bn_linear *l = &m->output;
@@ -453,19 +461,23 @@ static bn_status bn_model_convert_output(bn_model *m, int type)
     int nth = bn_get_num_threads();
     bn_convert_job job = {l, bn_malloc(row * (size_t)l->n_out, "output-layer"), row, type,
                           bn_malloc((size_t)nth * (size_t)l->n_in * sizeof(float), "model"),
-                          0};
+                          0, 0, 0};
     if (!job.dst || !job.tmp) {
         bn_free(job.dst);
         bn_free(job.tmp);
         return bn_error_wrap(BN_OK, "converting the output layer to %s", to->name);
     }
-    bn_run_on_default_pool(bn_convert_task, &job);
+    for (job.r0 = 0; job.r0 < l->n_out && !job.failed; job.r0 = job.r1) {
+        job.r1 = l->n_out - job.r0 < BN_CONVERT_ROWS ? l->n_out : job.r0 + BN_CONVERT_ROWS;
+        bn_run_on_default_pool(bn_convert_task, &job);
+        bn_gguf_release_pages(m->gguf, l->data + (size_t)job.r0 * l->row_bytes,
+                              (size_t)(job.r1 - job.r0) * l->row_bytes);
+    }
     bn_free(job.tmp);
     if (job.failed) {
         bn_free(job.dst);
         return bn_error_wrap(BN_OK, "converting the output layer to %s", to->name);
     }
-    bn_gguf_release_pages(m->gguf, l->data, l->row_bytes * (size_t)l->n_out);
     m->output_mem = job.dst;
     l->data = job.dst;
     l->type = type;
@@ -476,6 +488,17 @@ static bn_status bn_model_convert_output(bn_model *m, int type)
     return BN_OK;
 }
 
+/* BN_LOAD_AUTO's rule (bitnet.h). */
+static bool bn_model_wants_read(const char *path, bn_load_mode mode)
+{
+    if (mode != BN_LOAD_AUTO)
+        return mode == BN_LOAD_READ;
+    struct stat sb;
+    if (bn_thp_size() == 0 || stat(path, &sb) != 0 || sb.st_size < ((off_t)64 << 20))
+        return false;
+    return (uint64_t)sb.st_size <= bn_mem_available() / 2;
+}
+
 bn_status bn_model_load(const char *path, const bn_model_params *params, bn_model **out)
 {
     assert(path && out);
@@ -483,7 +506,8 @@ bn_status bn_model_load(const char *path, const bn_model_params *params, bn_mode
     if (!params)
         params = &def;
     if (params->ffn_act < BN_FFN_ACT_AUTO || params->ffn_act > BN_FFN_ACT_SILU ||
-        params->act_quant < BN_ACT_QUANT_AUTO || params->act_quant > BN_ACT_QUANT_OFF)
+        params->act_quant < BN_ACT_QUANT_AUTO || params->act_quant > BN_ACT_QUANT_OFF ||
+        params->load < BN_LOAD_AUTO || params->load > BN_LOAD_READ)
         return bn_error_set(BN_ERR_INVALID_ARG, "bn_model_load: bad parameters");
     if (params->output_type != -1 && params->output_type != BN_QT_Q8_0)
         return bn_error_set(BN_ERR_UNSUPPORTED, "bn_model_load: the output layer can be "
@@ -496,7 +520,8 @@ bn_status bn_model_load(const char *path, const bn_model_params *params, bn_mode
     bn_status st = m->path ? BN_OK : bn_last_status();
     if (st == BN_OK) {
         memcpy(m->path, path, len + 1);
-        st = bn_gguf_open(path, &m->gguf);
+        st = bn_model_wants_read(path, params->load) ? bn_gguf_open_read(path, &m->gguf)
+                                                     : bn_gguf_open(path, &m->gguf);
     }
     if (st == BN_OK)
         st = bn_model_read(m, params);
@@ -506,6 +531,8 @@ bn_status bn_model_load(const char *path, const bn_model_params *params, bn_mode
         bn_model_free(m);
         return bn_error_wrap(BN_OK, "loading %s", path);
     }
+    m->info.weights_read = bn_gguf_is_read(m->gguf);
+    m->info.weights_huge_bytes = bn_gguf_huge_bytes(m->gguf);
     *out = m;
     return BN_OK;
 }

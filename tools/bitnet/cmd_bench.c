@@ -297,8 +297,9 @@ int cmd_bench(int argc, char **argv)
     }
     const bn_qtype_info *pq = bn_qtype_get(in.proj_type);
     const bn_qtype_info *oq = bn_qtype_get(in.output_type);
-    char size[32];
+    char size[32], how[96];
     cli_bytes(in.weight_bytes, size, sizeof size);
+    fprintf(stderr, "bench: %s: weights %s\n", o.model, run_weights_how(&in, how, sizeof how));
     if (!json) {
         printf("| model | size | params | types | kernels | threads | test | t/s |\n");
         printf("| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |\n");
@@ -331,12 +332,14 @@ int cmd_bench(int argc, char **argv)
                 for (int k = 0; k < r.n_samples; k++)
                     json_array_append_new(samples, json_real(r.samples[k]));
                 json_array_append_new(arr, json_pack(
-                    "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:i, s:s, s:i, s:i, s:i, s:f, "
-                    "s:f, s:f, s:f, s:o}",
+                    "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:I, s:s, s:i, s:s, s:i, s:i, "
+                    "s:i, s:f, s:f, s:f, s:f, s:o}",
                     "model", o.model, "model_type", in.arch, "model_name", in.name,
                     "model_size", (json_int_t)in.weight_bytes,
                     "model_n_params", (json_int_t)in.n_params,
                     "proj_type", pq ? pq->name : "?", "output_type", oq ? oq->name : "?",
+                    "use_mmap", !in.weights_read,
+                    "weights_huge_bytes", (json_int_t)in.weights_huge_bytes,
                     "kernels", bn_kernels_name(), "threads", r.threads, "test", r.test,
                     "n_prompt", r.n_prompt, "n_gen", r.n_gen, "n_depth", r.n_depth,
                     "tokens_per_second", r.mean, "stddev", r.stddev,

@@ -24,6 +24,11 @@ const char run_model_help[] =
     "  --lm-head q8_0       keep a float (f16/f32/bf16) output layer in q8_0, converted\n"
     "                       at load: about half the bytes per token of f16, logits within\n"
     "                       about 1e-3 (default: the file's type)\n"
+    "  --mmap, --no-mmap    map the file (its pages shared with the page cache and other\n"
+    "                       processes), or read it into memory, in 2 MiB pages where the\n"
+    "                       kernel has transparent huge pages, which decodes faster\n"
+    "                       (default: read when huge pages are on, the file is 64 MiB or\n"
+    "                       more and fits in half the available memory; else map)\n"
     "  -t, --threads N      threads (default: $BITNET_THREADS, else every CPU)\n";
 
 const char run_sampling_help[] =
@@ -117,6 +122,10 @@ int run_parse_opt(const char *cmd, int argc, char **argv, int *i, run_opts *o,
             o->mp.output_type = -1;
         else
             BAD_VALUE("output layer type (q8_0, or keep for the file's)");
+    } else if (!strcmp(a, "--mmap")) {
+        o->mp.load = BN_LOAD_MMAP;
+    } else if (!strcmp(a, "--no-mmap")) {
+        o->mp.load = BN_LOAD_READ;
     } else if (!strcmp(a, "--ffn-act")) {
         NEED_VALUE();
         if (!strcmp(v, "relu2"))
@@ -209,6 +218,19 @@ uint64_t run_peak_rss(void)
     return (uint64_t)ru.ru_maxrss * 1024;
 }
 
+const char *run_weights_how(const bn_model_info *in, char *buf, size_t size)
+{
+    char hb[32];
+    if (!in->weights_read)
+        snprintf(buf, size, "mapped");
+    else if (in->weights_huge_bytes)
+        snprintf(buf, size, "read into memory, %s in huge pages",
+                 cli_bytes(in->weights_huge_bytes, hb, sizeof hb));
+    else
+        snprintf(buf, size, "read into memory, no huge pages");
+    return buf;
+}
+
 bool run_load(const char *cmd, const run_opts *o, bool logits_all, bn_model **m,
               bn_context **c, double *load_seconds)
 {
@@ -244,10 +266,12 @@ bool run_load(const char *cmd, const run_opts *o, bool logits_all, bn_model **m,
         snprintf(conv, sizeof conv, " (converted from %s at load: %s)", fq ? fq->name : "?",
                  cli_bytes(in.converted_bytes, cb, sizeof cb));
     }
-    bn_log(BN_LOG_INFO, "%s: %s (%s), %d layers, %d wide, %s projections, %s output%s, %s, "
-           "FFN %s, activations %s, context %d, %d threads, %s kernels", o->model,
+    char how[96];
+    run_weights_how(&in, how, sizeof how);
+    bn_log(BN_LOG_INFO, "%s: %s (%s), %d layers, %d wide, %s projections, %s output%s, %s "
+           "%s, FFN %s, activations %s, context %d, %d threads, %s kernels", o->model,
            in.arch, in.name, in.n_layer, in.n_embd, pq ? pq->name : "?", oq ? oq->name : "?",
-           conv, cli_bytes(in.file_size, fs, sizeof fs),
+           conv, cli_bytes(in.file_size, fs, sizeof fs), how,
            in.ffn_act == BN_FFN_ACT_RELU2 ? "relu^2" : "silu",
            in.act_quant ? "int8" : "float", bn_context_n_ctx(*c), bn_get_num_threads(),
            bn_kernels_name());
@@ -280,8 +304,10 @@ void run_print_memory(const bn_model *m, const bn_context *c)
     if (in.converted_bytes)
         snprintf(conv, sizeof conv, ", converted at load %s",
                  cli_bytes(in.converted_bytes, f, sizeof f));
-    fprintf(stderr, "memory: peak RSS %s; model file %s (mapped), KV cache %s, buffers %s%s\n",
+    char how[96];
+    fprintf(stderr, "memory: peak RSS %s; model file %s (%s), KV cache %s, buffers %s%s\n",
             cli_bytes(run_peak_rss(), a, sizeof a), cli_bytes(in.file_size, b, sizeof b),
+            run_weights_how(&in, how, sizeof how),
             cli_bytes(c ? bn_context_kv_bytes(c) : 0, d, sizeof d),
             cli_bytes(c ? bn_context_buffer_bytes(c) : 0, e, sizeof e), conv);
 }

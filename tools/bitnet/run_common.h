@@ -51,6 +51,10 @@ double run_now(void);
 /* Peak resident set size of the process in bytes. */
 uint64_t run_peak_rss(void);
 
+/* How the model's weights are held, as words: "mapped", "read into memory, 1.1 GiB in
+ * huge pages"; returns buf. */
+const char *run_weights_how(const bn_model_info *in, char *buf, size_t size);
+
 /* Prints "memory: peak RSS ..., model file ..., KV cache ..., buffers ..." to stderr. */
 void run_print_memory(const bn_model *m, const bn_context *c);
 
