@@ -24,8 +24,11 @@
 /* The decode streams: one core reads several far-apart streams faster than one, so the
  * rows kernels split their rows into BN_STREAMS runs and read a turn of each in turn,
  * each row keeping its own accumulators, so every row's sum is the one-row kernel's.
- * (The I2_S decode, heavier in arithmetic per byte, reads one row after the other:
- * streams made it slower on the machine measured.) */
+ * The f16 one leaves the fetching ahead to the hardware prefetchers, which follow four
+ * streams: software prefetches on top made it slower on the machine measured. (The
+ * I2_S decode, heavier in arithmetic per byte, reads one row after the other and asks
+ * for its lines ahead: streams, with or without prefetches, were no faster in the
+ * forward pass.) */
 #define BN_STREAMS 4
 
 /* Four 8-lane accumulators, combined in a fixed order, then a serial tail; x is f32,
@@ -38,18 +41,17 @@ BN_AVX2 static inline __attribute__((always_inline)) __m256 bn_ld8(const float *
               : _mm256_loadu_ps(x + i);
 }
 
-/* Elements [i0, i1) (a multiple of 32 apart) into the four accumulators. */
+/* Elements [i0, i1) (a multiple of 32 apart) into the four accumulators; with `ahead`,
+ * a row read on its own, the lines BN_PREFETCH_AHEAD bytes on are asked for. */
 BN_AVX2 static inline __attribute__((always_inline)) void
 bn_dot_avx2_span(const float *x, const uint16_t *xh, const float *y, int64_t i0, int64_t i1,
-                 __m256 acc[4])
+                 __m256 acc[4], const bool ahead)
 {
     __m256 acc0 = acc[0], acc1 = acc[1], acc2 = acc[2], acc3 = acc[3];
     for (int64_t i = i0; i < i1; i += 32) {
-        /* weights stream from memory: ask for them ahead (the same lines twice for f16) */
-        if (xh)
-            _mm_prefetch((const char *)(xh + i) + BN_PREFETCH_AHEAD, _MM_HINT_T0);
-        else
-            _mm_prefetch((const char *)(x + i) + BN_PREFETCH_AHEAD, _MM_HINT_T0);
+        if (ahead)
+            _mm_prefetch(xh ? (const char *)(xh + i) + BN_PREFETCH_AHEAD
+                            : (const char *)(x + i) + BN_PREFETCH_AHEAD, _MM_HINT_T0);
         acc0 = _mm256_fmadd_ps(bn_ld8(x, xh, i), _mm256_loadu_ps(y + i), acc0);
         acc1 = _mm256_fmadd_ps(bn_ld8(x, xh, i + 8), _mm256_loadu_ps(y + i + 8), acc1);
         acc2 = _mm256_fmadd_ps(bn_ld8(x, xh, i + 16), _mm256_loadu_ps(y + i + 16), acc2);
@@ -85,7 +87,7 @@ bn_dot_avx2(const float *x, const uint16_t *xh, const float *y, int64_t n)
 {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
-    bn_dot_avx2_span(x, xh, y, 0, n / 32 * 32, acc);
+    bn_dot_avx2_span(x, xh, y, 0, n / 32 * 32, acc, true);
     return bn_dot_avx2_finish(x, xh, y, n, acc);
 }
 
@@ -116,7 +118,7 @@ BN_AVX2 static void bn_dot_f16_f32_rows_avx2(const uint16_t *x, size_t stride, i
         for (int64_t c = 0; c < n32; c += BN_F16_TURN) {
             int64_t ce = c + BN_F16_TURN < n32 ? c + BN_F16_TURN : n32;
             for (int s = 0; s < BN_STREAMS; s++)
-                bn_dot_avx2_span(NULL, row[s], y, c, ce, acc[s]);
+                bn_dot_avx2_span(NULL, row[s], y, c, ce, acc[s], false);
         }
         for (int s = 0; s < BN_STREAMS; s++)
             out[s * per + k] = bn_dot_avx2_finish(NULL, row[s], y, n, acc[s]);
