@@ -923,6 +923,12 @@ typedef struct bn_model_params {
      * embedding keeps its file type for the token lookups. */
     int          output_type;
     bn_load_mode load;       /* default AUTO */
+    /* Ternary projections stored as TQ1_0 (1.69 bits per weight, five trits a byte) are
+     * held in memory as TQ2_0 (2.06 bits, 2-bit codes), converted at load: the same
+     * codes and block scales, so the same logits, about 22% more memory for them, and
+     * a decode that reads 2-bit codes at memory speed instead of unpacking trits
+     * (docs/INFERENCE.md). true keeps them as TQ1_0. Default false. */
+    bool         keep_tq1_0;
 } bn_model_params;
 
 BN_API bn_model_params bn_model_default_params(void);
@@ -954,6 +960,8 @@ typedef struct bn_model_info {
     uint64_t n_params;           /* number of weights */
     uint64_t weight_bytes;       /* bytes of all tensors in the file */
     uint64_t converted_bytes;    /* memory held by weights converted at load (0: none) */
+    int      proj_held_type;     /* bn_qtype the projections are held in: proj_type, or
+                                  * TQ2_0 for TQ1_0 ones converted at load */
     uint64_t file_size;
     bool     weights_read;       /* the file was read into memory (else it is mapped) */
     uint64_t weights_huge_bytes; /* of those, bytes in huge pages just after the load */

@@ -174,6 +174,7 @@ static char *model_path(const char *name)
 /* The output layer type and load mode run_logits asks for (bn_model_params). */
 static int g_output_type = -1;
 static bn_load_mode g_load = BN_LOAD_AUTO;
+static bool g_keep_tq1 = false;
 
 /* Logits of every position of `tokens`: in batches of `batch` (0: all at once) or one
  * token at a time (`batch` 1), with `threads` threads. A new array of n * V floats. */
@@ -185,6 +186,7 @@ static float *run_logits(const char *path, const bn_token *tokens, int n, int ba
     mp.act_quant = aq;
     mp.output_type = g_output_type;
     mp.load = g_load;
+    mp.keep_tq1_0 = g_keep_tq1;
     bn_model *m = NULL;
     bn_context *c = NULL;
     CHECK_OK(bn_model_load(path, &mp, &m));
@@ -276,19 +278,59 @@ static void test_consistency(void)
     bn_set_num_threads(0);
 }
 
-/* TQ1_0 and TQ2_0 hold the same codes and block scales: identical logits. */
+/* TQ1_0 and TQ2_0 hold the same codes and block scales: identical logits, with the
+ * TQ1_0 projections kept (their own kernels, prefill and decode) and held as TQ2_0. */
 static void test_tq_same(void)
 {
     bn_token tokens[10] = {1, 2, 3, 4, 5, 250, 7, 8, 9, 10};
     tm_opts o1 = tm_default(BN_QT_TQ1_0), o2 = tm_default(BN_QT_TQ2_0);
     const char *p1 = model_path("tq1.gguf"), *p2 = model_path("tq2.gguf");
     CHECK(write_model(p1, &o1) && write_model(p2, &o2), "writing the TQ models");
-    float *a = run_logits(p1, tokens, 10, 0, 2, BN_F16, BN_ACT_QUANT_AUTO);
     float *b = run_logits(p2, tokens, 10, 0, 2, BN_F16, BN_ACT_QUANT_AUTO);
-    if (a && b)
-        CHECK(count_diff(a, b, 10 * 300) == 0, "tq1_0 vs tq2_0: %d logits differ",
-              count_diff(a, b, 10 * 300));
+    float *a = run_logits(p1, tokens, 10, 0, 2, BN_F16, BN_ACT_QUANT_AUTO);
+    float *ad = run_logits(p1, tokens, 10, 1, 1, BN_F16, BN_ACT_QUANT_AUTO);
+    g_keep_tq1 = true;
+    float *k = run_logits(p1, tokens, 10, 0, 2, BN_F16, BN_ACT_QUANT_AUTO);
+    float *kd = run_logits(p1, tokens, 10, 1, 1, BN_F16, BN_ACT_QUANT_AUTO);
+    g_keep_tq1 = false;
+    if (a && ad && k && kd && b) {
+        CHECK(count_diff(k, b, 10 * 300) == 0 && count_diff(kd, b, 10 * 300) == 0,
+              "tq1_0 kept vs tq2_0: %d (prefill) and %d (decode) logits differ",
+              count_diff(k, b, 10 * 300), count_diff(kd, b, 10 * 300));
+        CHECK(count_diff(a, b, 10 * 300) == 0 && count_diff(ad, b, 10 * 300) == 0,
+              "tq1_0 held as tq2_0 vs tq2_0: %d (prefill) and %d (decode) logits differ",
+              count_diff(a, b, 10 * 300), count_diff(ad, b, 10 * 300));
+    }
+    /* what the model says it holds */
+    bn_model_params mp = bn_model_default_params();
+    bn_model *m = NULL;
+    CHECK_OK(bn_model_load(p1, &mp, &m));
+    if (m) {
+        bn_model_info in;
+        bn_model_get_info(m, &in);
+        /* 66 bytes per 256 weights: rows of E inputs (q, k, v, o, gate, up), of F (down) */
+        const uint64_t kv = (uint64_t)o1.E * (uint64_t)o1.HKV / (uint64_t)o1.H;
+        const uint64_t want = (uint64_t)o1.L * (((uint64_t)o1.E * 2 + kv * 2 +
+                              (uint64_t)o1.F * 2) * (uint64_t)(o1.E / 256 * 66) +
+                              (uint64_t)o1.E * (uint64_t)(o1.F / 256 * 66));
+        CHECK(in.proj_type == BN_QT_TQ1_0 && in.proj_held_type == BN_QT_TQ2_0 &&
+              in.converted_bytes == want, "tq1_0 projections held as tq2_0 (%d, %d), %llu "
+              "bytes (%llu expected)", in.proj_type, in.proj_held_type,
+              (unsigned long long)in.converted_bytes, (unsigned long long)want);
+        bn_model_free(m);
+    }
+    mp.keep_tq1_0 = true;
+    CHECK_OK(bn_model_load(p1, &mp, &m));
+    if (m) {
+        bn_model_info in;
+        bn_model_get_info(m, &in);
+        CHECK(in.proj_held_type == BN_QT_TQ1_0 && in.converted_bytes == 0, "kept as tq1_0");
+        bn_model_free(m);
+    }
     free(a);
+    free(ad);
+    free(k);
+    free(kd);
     free(b);
 }
 

@@ -227,6 +227,11 @@ uint64_t bn_mem_available(void);
  * ask for them (THP "always" or "madvise"), 0 when it may not or nothing says. */
 size_t bn_thp_size(void);
 
+/* Ask the kernel for huge pages behind the whole huge pages inside [p, p + size) (a
+ * large block not touched yet, which weights streamed per token will fill); nothing
+ * when it has none to give. */
+void bn_advise_huge(void *p, size_t size);
+
 /* ------------------------------------------------------------------------ gguf */
 
 /* Open a GGUF file with its bytes read into this process's memory instead of mapped.

@@ -10,6 +10,7 @@
 #include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,6 +246,22 @@ uint64_t bn_mem_available(void)
             break;
     fclose(f);
     return kb * 1024;
+}
+
+void bn_advise_huge(void *p, size_t size)
+{
+#ifdef MADV_HUGEPAGE
+    size_t huge = bn_thp_size();
+    if (!huge)
+        return;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1);
+    uintptr_t b = ((uintptr_t)p + size) & ~(uintptr_t)(huge - 1);
+    if (a < b)
+        madvise((void *)a, b - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)size;
+#endif
 }
 
 size_t bn_thp_size(void)

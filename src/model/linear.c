@@ -19,6 +19,21 @@
 
 #include "model/model_internal.h"
 
+void bn_tq1_codes(const bn_block_tq1_0 *blk, int8_t *t)
+{
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    /* trit k of a byte: multiply by 3^k (mod 256), the top trit is (v*3) >> 8 */
+    for (int k = 0; k < 5; k++)
+        for (int m = 0; m < 32; m++)
+            t[32 * k + m] = (int8_t)(((uint8_t)(blk->qs[m] * pow3[k]) * 3) >> 8);
+    for (int k = 0; k < 5; k++)
+        for (int m = 0; m < 16; m++)
+            t[160 + 16 * k + m] = (int8_t)(((uint8_t)(blk->qs[32 + m] * pow3[k]) * 3) >> 8);
+    for (int k = 0; k < 4; k++)
+        for (int j = 0; j < 4; j++)
+            t[240 + 4 * k + j] = (int8_t)(((uint8_t)(blk->qh[j] * pow3[k]) * 3) >> 8);
+}
+
 bool bn_linear_decode_row(const bn_linear *lin, int64_t r, int8_t *w, float *d)
 {
     const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
@@ -54,23 +69,13 @@ bool bn_linear_decode_row(const bn_linear *lin, int64_t r, int8_t *w, float *d)
         return true;
     }
     case BN_QT_TQ1_0: {
-        static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
         const bn_block_tq1_0 *blk = (const bn_block_tq1_0 *)row;
         for (int64_t b = 0; b < n / BN_QK_K; b++) {
             d[b] = bn_f16_to_f32(blk[b].d);
             int8_t *y = w + b * BN_QK_K;
-            /* trit k of a byte: multiply by 3^k (mod 256), the top trit is (v*3) >> 8 */
-            for (int k = 0; k < 5; k++)
-                for (int m = 0; m < 32; m++)
-                    y[32 * k + m] = (int8_t)((((uint8_t)(blk[b].qs[m] * pow3[k]) * 3) >> 8) - 1);
-            for (int k = 0; k < 5; k++)
-                for (int m = 0; m < 16; m++)
-                    y[160 + 16 * k + m] =
-                        (int8_t)((((uint8_t)(blk[b].qs[32 + m] * pow3[k]) * 3) >> 8) - 1);
-            for (int k = 0; k < 4; k++)
-                for (int j = 0; j < 4; j++)
-                    y[240 + 4 * k + j] =
-                        (int8_t)((((uint8_t)(blk[b].qh[j] * pow3[k]) * 3) >> 8) - 1);
+            bn_tq1_codes(&blk[b], y);
+            for (int i = 0; i < BN_QK_K; i++)
+                y[i] = (int8_t)(y[i] - 1);
         }
         return true;
     }

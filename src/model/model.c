@@ -40,7 +40,7 @@ static const bn_arch_desc bn_archs[] = {
 
 bn_model_params bn_model_default_params(void)
 {
-    bn_model_params p = {BN_FFN_ACT_AUTO, BN_ACT_QUANT_AUTO, -1, BN_LOAD_AUTO};
+    bn_model_params p = {BN_FFN_ACT_AUTO, BN_ACT_QUANT_AUTO, -1, BN_LOAD_AUTO, false};
     return p;
 }
 
@@ -374,6 +374,7 @@ static bn_status bn_model_read(bn_model *m, const bn_model_params *params)
     n_params += (uint64_t)E * (uint64_t)in->n_vocab + (uint64_t)n_norm;
     in->n_params = n_params;
     in->proj_type = m->layers[0].wq.type;
+    in->proj_held_type = in->proj_type;
     m->float_proj = false;   /* the output layer reads codes only when it is ternary */
     for (int64_t il = 0; il < L; il++) {
         const bn_layer *ly = &m->layers[il];
@@ -467,6 +468,7 @@ static bn_status bn_model_convert_output(bn_model *m, int type)
         bn_free(job.tmp);
         return bn_error_wrap(BN_OK, "converting the output layer to %s", to->name);
     }
+    bn_advise_huge(job.dst, row * (size_t)l->n_out);
     for (job.r0 = 0; job.r0 < l->n_out && !job.failed; job.r0 = job.r1) {
         job.r1 = l->n_out - job.r0 < BN_CONVERT_ROWS ? l->n_out : job.r0 + BN_CONVERT_ROWS;
         bn_run_on_default_pool(bn_convert_task, &job);
@@ -485,6 +487,78 @@ static bn_status bn_model_convert_output(bn_model *m, int type)
     l->to_f32 = bn_qtype_row_to_f32(type);
     m->info.output_type = type;
     m->info.converted_bytes = row * (size_t)l->n_out;
+    return BN_OK;
+}
+
+/* TQ1_0 projections held as TQ2_0 (bn_model_params.keep_tq1_0): the same codes (t in
+ * {0, 1, 2}) and the same f16 block scales, repacked two bits a code. */
+typedef struct bn_tq1_job {
+    const bn_linear *src;
+    uint8_t *dst;
+} bn_tq1_job;
+
+static void bn_tq1_task(void *ctx, int ith, int nth)
+{
+    bn_tq1_job *j = ctx;
+    const bn_linear *l = j->src;
+    const int64_t nb = l->n_in / BN_QK_K;
+    int8_t w[BN_QK_K];
+    for (int64_t r = l->n_out * ith / nth; r < l->n_out * (ith + 1) / nth; r++) {
+        const bn_block_tq1_0 *in = (const bn_block_tq1_0 *)(l->data + (size_t)r * l->row_bytes);
+        bn_block_tq2_0 *out = (bn_block_tq2_0 *)(j->dst + (size_t)(r * nb) * sizeof *out);
+        for (int64_t b = 0; b < nb; b++) {
+            bn_tq1_codes(&in[b], w);
+            for (int half = 0; half < 2; half++)
+                for (int m = 0; m < 32; m++) {
+                    const int8_t *y = w + 128 * half + m;
+                    out[b].qs[32 * half + m] = (uint8_t)(y[0] | y[32] << 2 | y[64] << 4 |
+                                                         y[96] << 6);
+                }
+            out[b].d = in[b].d;
+        }
+    }
+}
+
+static bn_status bn_model_repack_tq1(bn_model *m)
+{
+    const bn_model_info *in = &m->info;
+    size_t total = 0;
+    for (int32_t i = 0; i < in->n_layer; i++) {
+        bn_linear *ls[7] = {&m->layers[i].wq, &m->layers[i].wk, &m->layers[i].wv,
+                            &m->layers[i].wo, &m->layers[i].gate, &m->layers[i].up,
+                            &m->layers[i].down};
+        for (int k = 0; k < 7; k++)
+            if (ls[k]->type == BN_QT_TQ1_0)
+                total += (size_t)(ls[k]->n_out * (ls[k]->n_in / BN_QK_K)) *
+                         sizeof(bn_block_tq2_0);
+    }
+    if (total == 0)
+        return BN_OK;
+    uint8_t *mem = bn_malloc(total, "projections");
+    if (!mem)
+        return bn_error_wrap(BN_OK, "holding the tq1_0 projections as tq2_0");
+    bn_advise_huge(mem, total);
+    size_t at = 0;
+    for (int32_t i = 0; i < in->n_layer; i++) {
+        bn_linear *ls[7] = {&m->layers[i].wq, &m->layers[i].wk, &m->layers[i].wv,
+                            &m->layers[i].wo, &m->layers[i].gate, &m->layers[i].up,
+                            &m->layers[i].down};
+        for (int k = 0; k < 7; k++) {
+            bn_linear *l = ls[k];
+            if (l->type != BN_QT_TQ1_0)
+                continue;
+            bn_tq1_job job = {l, mem + at};
+            bn_run_on_default_pool(bn_tq1_task, &job);
+            bn_gguf_release_pages(m->gguf, l->data, l->row_bytes * (size_t)l->n_out);
+            l->data = mem + at;
+            l->type = BN_QT_TQ2_0;
+            l->row_bytes = (size_t)(l->n_in / BN_QK_K) * sizeof(bn_block_tq2_0);
+            at += l->row_bytes * (size_t)l->n_out;
+        }
+    }
+    m->proj_mem = mem;
+    m->info.proj_held_type = BN_QT_TQ2_0;
+    m->info.converted_bytes += total;
     return BN_OK;
 }
 
@@ -527,6 +601,8 @@ bn_status bn_model_load(const char *path, const bn_model_params *params, bn_mode
         st = bn_model_read(m, params);
     if (st == BN_OK && params->output_type >= 0 && params->output_type != m->output.type)
         st = bn_model_convert_output(m, params->output_type);
+    if (st == BN_OK && !params->keep_tq1_0)
+        st = bn_model_repack_tq1(m);
     if (st != BN_OK) {
         bn_model_free(m);
         return bn_error_wrap(BN_OK, "loading %s", path);
@@ -544,6 +620,7 @@ void bn_model_free(bn_model *m)
     bn_tokenizer_free(m->tok);
     bn_gguf_close(m->gguf);
     bn_free(m->output_mem);
+    bn_free(m->proj_mem);
     bn_free(m->norms);
     bn_free(m->layers);
     bn_free(m->path);

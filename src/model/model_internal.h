@@ -46,6 +46,7 @@ struct bn_model {
     const float  *output_norm;
     bn_linear     output;       /* token_embd when tied */
     uint8_t      *output_mem;   /* the output layer converted at load, or NULL */
+    uint8_t      *proj_mem;     /* TQ1_0 projections held as TQ2_0, or NULL */
     bn_layer     *layers;
     float        *norms;        /* f32 copies of every norm vector */
 };
@@ -83,6 +84,9 @@ typedef struct bn_linear_scratch {
 void bn_linear_eval(const bn_linear *const *lin, float *const *out, int count,
                     const bn_act *act, bool use_q, bn_linear_scratch *scratch,
                     int n_scratch);
+
+/* The 256 codes t (0, 1, 2: weight t - 1) of a TQ1_0 block, in weight order. */
+void bn_tq1_codes(const bn_block_tq1_0 *blk, int8_t *t);
 
 /* Decode row r of a ternary projection into codes w[n_in] (-1, 0, 1) and, for the
  * block-scaled types (TQ1_0, TQ2_0), its block scales d[n_in / 256]. Returns true
