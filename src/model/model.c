@@ -217,6 +217,13 @@ static bn_status bn_choose_ffn_act(const bn_gguf *g, const bn_arch_desc *a,
     return BN_OK;
 }
 
+/* The seven projections of a layer. */
+static void bn_layer_linears(bn_layer *ly, bn_linear *out[7])
+{
+    bn_linear *all[7] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->gate, &ly->up, &ly->down};
+    memcpy(out, all, sizeof all);
+}
+
 static bn_status bn_model_read(bn_model *m, const bn_model_params *params)
 {
     const bn_gguf *g = m->gguf;
@@ -377,9 +384,8 @@ static bn_status bn_model_read(bn_model *m, const bn_model_params *params)
     in->proj_held_type = in->proj_type;
     m->float_proj = false;   /* the output layer reads codes only when it is ternary */
     for (int64_t il = 0; il < L; il++) {
-        const bn_layer *ly = &m->layers[il];
-        const bn_linear *all[7] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->gate, &ly->up,
-                                   &ly->down};
+        bn_linear *all[7];
+        bn_layer_linears(&m->layers[il], all);
         for (int j = 0; j < 7; j++)
             m->float_proj |= !all[j]->ternary;
     }
@@ -504,7 +510,8 @@ static void bn_tq1_task(void *ctx, int ith, int nth)
     const int64_t nb = l->n_in / BN_QK_K;
     int8_t w[BN_QK_K];
     for (int64_t r = l->n_out * ith / nth; r < l->n_out * (ith + 1) / nth; r++) {
-        const bn_block_tq1_0 *in = (const bn_block_tq1_0 *)(l->data + (size_t)r * l->row_bytes);
+        const bn_block_tq1_0 *in =
+            (const bn_block_tq1_0 *)(l->data + (size_t)r * l->row_bytes);
         bn_block_tq2_0 *out = (bn_block_tq2_0 *)(j->dst + (size_t)(r * nb) * sizeof *out);
         for (int64_t b = 0; b < nb; b++) {
             bn_tq1_codes(&in[b], w);
@@ -524,9 +531,8 @@ static bn_status bn_model_repack_tq1(bn_model *m)
     const bn_model_info *in = &m->info;
     size_t total = 0;
     for (int32_t i = 0; i < in->n_layer; i++) {
-        bn_linear *ls[7] = {&m->layers[i].wq, &m->layers[i].wk, &m->layers[i].wv,
-                            &m->layers[i].wo, &m->layers[i].gate, &m->layers[i].up,
-                            &m->layers[i].down};
+        bn_linear *ls[7];
+        bn_layer_linears(&m->layers[i], ls);
         for (int k = 0; k < 7; k++)
             if (ls[k]->type == BN_QT_TQ1_0)
                 total += (size_t)(ls[k]->n_out * (ls[k]->n_in / BN_QK_K)) *
@@ -540,9 +546,8 @@ static bn_status bn_model_repack_tq1(bn_model *m)
     bn_advise_huge(mem, total);
     size_t at = 0;
     for (int32_t i = 0; i < in->n_layer; i++) {
-        bn_linear *ls[7] = {&m->layers[i].wq, &m->layers[i].wk, &m->layers[i].wv,
-                            &m->layers[i].wo, &m->layers[i].gate, &m->layers[i].up,
-                            &m->layers[i].down};
+        bn_linear *ls[7];
+        bn_layer_linears(&m->layers[i], ls);
         for (int k = 0; k < 7; k++) {
             bn_linear *l = ls[k];
             if (l->type != BN_QT_TQ1_0)
