@@ -39,6 +39,7 @@ bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s)
     uint64_t *words = bn_malloc(bytes, "bench");
     if (!words)
         return bn_last_status();
+    bn_advise_huge(words, bytes);   /* as the weights of a model read into memory */
     memset(words, 1, bytes);    /* every page touched before the timing */
     bn_bw_job *job = bn_calloc(1, sizeof *job, "bench");
     if (!job) {
@@ -97,6 +98,8 @@ bn_status bn_bench_projection(int type, int64_t rows, int64_t cols, int32_t n_to
     const int64_t distinct = 16;
     size_t wbytes = lin.row_bytes * (size_t)rows;
     uint8_t *w = bn_malloc(wbytes + 64, "bench");
+    if (w)
+        bn_advise_huge(w, wbytes + 64);
     float *xf = bn_malloc((size_t)cols * (size_t)(distinct > n_tokens ? distinct : n_tokens) *
                           sizeof(float), "bench");
     int8_t *q = bn_malloc((size_t)cols * (size_t)n_tokens, "bench");
