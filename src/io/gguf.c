@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -501,6 +502,36 @@ bn_status bn_gguf_open_memory(const void *data, size_t size, bn_gguf **out)
     return BN_OK;
 }
 
+/* The threads of the default pool read one slice of the file each (the page faults of
+ * the fresh memory, which zero it, are the larger part of the time). */
+typedef struct bn_read_job {
+    int fd;
+    unsigned char *mem;
+    size_t size, unit;
+    _Atomic int err;      /* the first errno (-1: the file got shorter), 0 if none */
+} bn_read_job;
+
+static void bn_read_task(void *ctx, int ith, int nth)
+{
+    bn_read_job *j = ctx;
+    size_t units = (j->size + j->unit - 1) / j->unit;
+    size_t at = units * (size_t)ith / (size_t)nth * j->unit;
+    size_t end = units * (size_t)(ith + 1) / (size_t)nth * j->unit;
+    end = end < j->size ? end : j->size;
+    while (at < end && !j->err) {
+        size_t want = end - at < ((size_t)64 << 20) ? end - at : (size_t)64 << 20;
+        ssize_t r = pread(j->fd, j->mem + at, want, (off_t)at);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int expected = 0, e = r == 0 ? -1 : errno;
+            atomic_compare_exchange_strong(&j->err, &expected, e);
+            return;
+        }
+        at += (size_t)r;
+    }
+}
+
 /* Read the fd's `size` bytes into fresh anonymous memory at a huge-page boundary, in
  * huge pages where the kernel has them; *mem_size: the bytes mapped there. */
 static bn_status bn_gguf_read_image(int fd, size_t size, const char *path,
@@ -530,20 +561,13 @@ static bn_status bn_gguf_read_image(int fd, size_t size, const char *path,
 #ifdef POSIX_FADV_SEQUENTIAL
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif
-    size_t done = 0;
-    while (done < size) {
-        size_t want = size - done < ((size_t)64 << 20) ? size - done : (size_t)64 << 20;
-        ssize_t r = pread(fd, mem + done, want, (off_t)done);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            int err = errno;
-            munmap(mem, len);
-            return bn_error_set(BN_ERR_IO, "reading %s: %s", path,
-                                r == 0 ? "the file got shorter while it was read"
-                                       : strerror(err));
-        }
-        done += (size_t)r;
+    bn_read_job job = {fd, mem, size, unit, 0};
+    bn_run_on_default_pool(bn_read_task, &job);
+    if (job.err) {
+        munmap(mem, len);
+        return bn_error_set(BN_ERR_IO, "reading %s: %s", path,
+                            job.err < 0 ? "the file got shorter while it was read"
+                                        : strerror(job.err));
     }
     mprotect(mem, len, PROT_READ);
     *out = mem;
