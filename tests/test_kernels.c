@@ -392,6 +392,48 @@ static void test_q6_k(const bn_kernel_table *k)
     }
 }
 
+/* The Q6_K rows kernel gives each row the one-row dot of the same table, which test_q6_k
+ * checks against the order the table promises (bit for bit); 16384 is past the length
+ * the AVX2 kernel prepares for (it then takes the one-row kernel). */
+static void test_q6_k_rows(const bn_kernel_table *k)
+{
+    static const int64_t lengths[] = {256, 2560, 6912, 16384};
+    static const int64_t counts[] = {1, 3, 4, 9, 13};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        const int64_t n = lengths[li], nb = n / 32;
+        size_t row_bytes = 0;
+        bn_qtype_tensor_size(BN_QT_Q6_K, n, 1, &row_bytes);
+        float *src = malloc((size_t)(n * 13) * sizeof *src);
+        for (int64_t i = 0; i < n * 13; i++)
+            src[i] = ((float)(rng() % 20001) - 10000.0f) / 10000.0f * (float)(1 + i % 5);
+        uint8_t *w = malloc(row_bytes * 13);
+        CHECK(bn_quantize(BN_QT_Q6_K, src, n, 13, w, row_bytes * 13) == BN_OK, "q6_K rows");
+        bn_block_q8_0 *x = malloc((size_t)nb * sizeof *x);
+        for (int64_t b = 0; b < nb; b++) {
+            x[b].d = bn_f32_to_f16((float)(rng() % 1000 + 1) / 4096.0f);
+            for (int i = 0; i < 32; i++)
+                x[b].qs[i] = (int8_t)((int)(rng() % 255) - 127);
+        }
+        for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+            const int64_t nr = counts[ci];
+            float out[13];
+            k->dot_q6_k_q8_0_rows(w, row_bytes, nr, x, n, out);
+            for (int64_t r = 0; r < nr; r++) {
+                const uint8_t *row = w + (size_t)r * row_bytes;
+                float one = k->dot_q6_k_q8_0(row, x, n);
+                float ref = bn_kernels_scalar.dot_q6_k_q8_0(row, x, n);
+                CHECK(memcmp(&out[r], &one, sizeof one) == 0 &&
+                      memcmp(&one, &ref, sizeof one) == 0, "%s q6_K rows n=%lld, %lld rows, "
+                      "row %lld: %.9g, one row %.9g, scalar %.9g", k->name, (long long)n,
+                      (long long)nr, (long long)r, out[r], one, ref);
+            }
+        }
+        free(src);
+        free(w);
+        free(x);
+    }
+}
+
 /* The attention values kernel for one row and one query: y + a * x per element, a
  * multiply then an add, bit for bit. */
 static void test_axpy(const bn_kernel_table *k)
@@ -563,6 +605,7 @@ static void test_family(const bn_kernel_table *k)
     test_axpy(k);
     test_attention_multi(k);
     test_q6_k(k);
+    test_q6_k_rows(k);
     test_quantize_act(k);
     test_q8_0(k);
     test_q8_0_rows(k);

@@ -165,6 +165,9 @@ typedef struct bn_kernel_table {
      * being scale * sum of four (code - 32) * x (the four share a group of 16, so one
      * scale) and the float factor d_w * d_x of the 256-block and the 32-block. */
     float (*dot_q6_k_q8_0)(const void *w, const void *x, int64_t n);
+    /* out[r] = dot_q6_k_q8_0(w + r * row_bytes, x, n) for nrows rows, bit for bit */
+    void  (*dot_q6_k_q8_0_rows)(const uint8_t *w, size_t row_bytes, int64_t nrows,
+                                const void *x, int64_t n, float *out);
     /* bn_quantize_act_i8: s = 127 / max(max|x|, 1e-5), q = clamp(rint(x * s)) with the
      * product rounded to float first; the same bytes and scale on every table */
     void (*quantize_act_i8)(const float *x, int64_t n, int8_t *q, float *scale);

@@ -296,6 +296,13 @@ static float bn_dot_q6_k_q8_0_scalar(const void *w, const void *x, int64_t n)
     return bn_lanes8_sum(lane);
 }
 
+static void bn_dot_q6_k_q8_0_rows_scalar(const uint8_t *w, size_t row_bytes, int64_t nrows,
+                                         const void *x, int64_t n, float *out)
+{
+    for (int64_t r = 0; r < nrows; r++)
+        out[r] = bn_dot_q6_k_q8_0_scalar(w + (size_t)r * row_bytes, x, n);
+}
+
 const bn_kernel_table bn_kernels_scalar = {
     .name       = "scalar",
     .dot_f32    = bn_dot_f32_scalar,
@@ -318,6 +325,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
     .dot_q8_0_q8_0_rows = bn_dot_q8_0_q8_0_rows_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
+    .dot_q6_k_q8_0_rows = bn_dot_q6_k_q8_0_rows_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
 };
 
@@ -346,6 +354,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
     .dot_q8_0_q8_0_rows = bn_dot_q8_0_q8_0_rows_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
+    .dot_q6_k_q8_0_rows = bn_dot_q6_k_q8_0_rows_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
 };
 
@@ -372,6 +381,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
     .dot_q8_0_q8_0_rows = bn_dot_q8_0_q8_0_rows_scalar,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
+    .dot_q6_k_q8_0_rows = bn_dot_q6_k_q8_0_rows_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
 };
 #endif

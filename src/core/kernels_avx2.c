@@ -856,6 +856,78 @@ BN_AVX2 static float bn_dot_q6_k_q8_0_avx2(const void *w, const void *x, int64_t
     return bn_lanes8_sum_avx2(acc);
 }
 
+/* Rows of the same activations: what every row would compute from x alone is computed
+ * once per call, for rows up to BN_Q6_ROWS_MAX_N long (longer ones take the one-row
+ * kernel): 32 * x in pairs (the code offset), and x's block scales as floats. The codes'
+ * group scales come from one vector per block by a permute and a shuffle. The integers
+ * and floats are the one-row kernel's, so every row's float is too. */
+#define BN_Q6_ROWS_MAX_N 8192
+
+BN_AVX2 static void bn_dot_q6_k_q8_0_rows_avx2(const uint8_t *w, size_t row_bytes,
+                                               int64_t nrows, const void *x, int64_t n,
+                                               float *out)
+{
+    const bn_block_q8_0 *xb = x;
+    if (n > BN_Q6_ROWS_MAX_N) {
+        for (int64_t r = 0; r < nrows; r++)
+            out[r] = bn_dot_q6_k_q8_0_avx2(w + (size_t)r * row_bytes, x, n);
+        return;
+    }
+    __m256i off[BN_Q6_ROWS_MAX_N / 32];
+    float dx[BN_Q6_ROWS_MAX_N / 32];
+    for (int64_t g = 0; g < n / 32; g++) {
+        off[g] = _mm256_maddubs_epi16(_mm256_set1_epi8(32),
+                                      _mm256_loadu_si256((const __m256i *)xb[g].qs));
+        dx[g] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(xb[g].d)));
+    }
+    /* group j's scales sit in 16-bit lanes 2j, 2j + 1 (32-bit unit j): spread the first
+     * over the low 128 bits, the second over the high */
+    const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                            2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    for (int64_t r = 0; r < nrows; r++) {
+        const bn_block_q6_k *a = (const bn_block_q6_k *)(w + (size_t)r * row_bytes);
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t k = 0; k < n / 256; k++) {
+            const bn_block_q6_k *blk = a + k;
+            _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 192, _MM_HINT_T0);
+            float dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk->d)));
+            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk->scales));
+            for (int h = 0; h < 2; h++) {
+                __m256i qla = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h));
+                __m256i qlb = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h + 32));
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h));
+                __m256i c[4];
+                c[0] = _mm256_or_si256(_mm256_and_si256(qla, m4),
+                                       _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                c[1] = _mm256_or_si256(_mm256_and_si256(qlb, m4),
+                                       _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qla, 4), m4),
+                                       _mm256_and_si256(qh, m30));
+                c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlb, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                for (int g = 0; g < 4; g++) {
+                    const int64_t gi = k * 8 + h * 4 + g;
+                    __m256i sc = _mm256_shuffle_epi8(
+                        _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(h * 4 + g)),
+                        spread);
+                    __m256i p = _mm256_sub_epi16(
+                        _mm256_maddubs_epi16(c[g], _mm256_loadu_si256(
+                                                       (const __m256i *)xb[gi].qs)),
+                        off[gi]);
+                    __m256i s = _mm256_madd_epi16(p, sc);
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(s),
+                                                           _mm256_set1_ps(dw * dx[gi])));
+                }
+            }
+        }
+        out[r] = bn_lanes8_sum_avx2(acc);
+    }
+}
+
 /* The scalar rule in 8 lanes: the maximum is order-free, x * s is one float product,
  * and cvtps rounds half to even under the default rounding mode, as rintf does. */
 BN_AVX2 static void bn_quantize_act_i8_avx2(const float *x, int64_t n, int8_t *q, float *scale)
@@ -919,6 +991,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_avx2,
     .dot_q8_0_q8_0_rows = bn_dot_q8_0_q8_0_rows_avx2,
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_avx2,
+    .dot_q6_k_q8_0_rows = bn_dot_q6_k_q8_0_rows_avx2,
     .quantize_act_i8 = bn_quantize_act_i8_avx2,
 };
 

@@ -91,16 +91,20 @@ static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t
 {
     const int64_t n = lin->n_in;
     const bn_kernel_table *k = bn_kernels();
-    if (act->T == 1 && (lin->type == BN_QT_F16 || (lin->type == BN_QT_Q8_0 && act->q8))) {
-        /* decode of a float layer (the output layer): the kernel reads the rows as
-         * several streams; every row's value is the one-row kernel's, scaled after */
+    if (act->T == 1 && (lin->type == BN_QT_F16 ||
+                        ((lin->type == BN_QT_Q8_0 || lin->type == BN_QT_Q6_K) && act->q8))) {
+        /* decode of a float layer (the output layer) by a rows kernel (f16 and Q8_0
+         * read the rows as several streams); every row's value is the one-row
+         * kernel's, scaled after */
         const uint8_t *rows = lin->data + (size_t)r0 * lin->row_bytes;
         float *o = out + r0;
         if (lin->type == BN_QT_F16)
             k->dot_f16_f32_rows((const uint16_t *)rows, lin->row_bytes / 2, r1 - r0,
                                 use_q ? act->qf : act->x, n, o);
-        else
+        else if (lin->type == BN_QT_Q8_0)
             k->dot_q8_0_q8_0_rows(rows, lin->row_bytes, r1 - r0, act->q8, n, o);
+        else
+            k->dot_q6_k_q8_0_rows(rows, lin->row_bytes, r1 - r0, act->q8, n, o);
         const bool div = lin->type == BN_QT_F16 && use_q;
         for (int64_t r = 0; r < r1 - r0; r++)
             o[r] = (div ? o[r] / act->s[0] : o[r]) * lin->out_scale;
