@@ -32,7 +32,8 @@ const char cmd_bench_help[] =
     "  -t, --threads LIST   thread counts, separated by commas (default: the pool's)\n"
     "  -r, --repetitions N  measured runs per test (default 3)\n"
     "  --kv TYPE            KV cache type: f16 (default) or f32\n"
-    "  --act-quant on|off, --ffn-act relu2|silu   as for generate\n"
+    "  --act-quant on|off, --ffn-act relu2|silu, --lm-head q8_0, --keep-tq1,\n"
+    "  --mmap, --no-mmap    as for generate (the weights' handling is on stderr)\n"
     "  --json               a JSON array of results instead of the table\n"
     "  --kernels            measure the kernels instead (no -m needed): the memory read\n"
     "                       bandwidth, each projection kernel's decode rate in GB/s of\n"
@@ -299,7 +300,10 @@ int cmd_bench(int argc, char **argv)
     const bn_qtype_info *oq = bn_qtype_get(in.output_type);
     char size[32], how[96];
     cli_bytes(in.weight_bytes, size, sizeof size);
-    fprintf(stderr, "bench: %s: weights %s\n", o.model, run_weights_how(&in, how, sizeof how));
+    fprintf(stderr, "bench: %s: weights %s%s%s\n", o.model,
+            run_weights_how(&in, how, sizeof how),
+            in.proj_held_type != in.proj_type ? "; projections held as " : "",
+            in.proj_held_type != in.proj_type ? bn_qtype_get(in.proj_held_type)->name : "");
     if (!json) {
         printf("| model | size | params | types | kernels | threads | test | t/s |\n");
         printf("| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |\n");
