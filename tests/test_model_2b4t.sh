@@ -113,6 +113,22 @@ grep -q "generation: 8 tokens" "$tmp/gen.err"
 check $? "8 tokens generated"
 memory_check "$tmp/gen.err" 0
 check $? "peak memory within file + KV cache + buffers + 64 MB"
+# by default a 1.2 GB file is read into memory where the kernel gives transparent huge
+# pages for the asking (and there is room), and mapped where it does not
+thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
+avail=$(($(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) * 1024))
+case "$thp" in
+*"[always]"*|*"[madvise]"*) [ "$avail" -ge $((2 * $(stat -c %s "$tmp/a.gguf"))) ] && want="read into memory" ;;
+esac
+grep -q "model file .* (${want:-mapped}" "$tmp/gen.err"
+check $? "the weights ${want:-mapped} (transparent_hugepage: ${thp:-absent})"
+/usr/bin/time -v "$BITNET" generate -m "$tmp/a.gguf" -p "the quick brown fox jumps over" \
+    -n 8 --temp 0 --ignore-eos -c 512 -t 2 --mmap > "$tmp/map.out" 2> "$tmp/map.err"
+check $? "generate with --mmap"
+cmp -s "$tmp/gen.out" "$tmp/map.out" && grep -q "model file .* (mapped)" "$tmp/map.err"
+check $? "--mmap: mapped, the same text"
+memory_check "$tmp/map.err" 0
+check $? "--mmap: peak memory within file + KV cache + buffers + 64 MB"
 
 # the output layer kept in q8_0: converted at load (349 MB), the f16 embedding's pages
 # of the file dropped afterwards, so the peak stays within the same budget
