@@ -260,7 +260,7 @@ static void test_q8_0(const bn_kernel_table *k)
  * scalar reference's float (the order is part of the contract). */
 static void test_q8_0_rows(const bn_kernel_table *k)
 {
-    static const int64_t lengths[] = {32, 96, 2560};
+    static const int64_t lengths[] = {32, 96, 2560, 16384};   /* the last past 8192 */
     static const int64_t counts[] = {1, 3, 4, 6, 9, 33};
     for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
         const int64_t n = lengths[li], nb = n / 32;

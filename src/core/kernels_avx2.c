@@ -745,17 +745,18 @@ BN_AVX2 static uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n)
     return (uint64_t)_mm_cvtsi128_si64(s) + (uint64_t)_mm_extract_epi64(s, 1);
 }
 
-/* Blocks [k0, k1) of a Q8_0 row against x into the float lanes acc. */
+/* Blocks [k0, k1) of a Q8_0 row against x into the float lanes acc; dx, when not NULL,
+ * holds x's block scales as floats already. */
 BN_AVX2 static inline __attribute__((always_inline)) __m256
-bn_q8_0_span_avx2(const bn_block_q8_0 *a, const bn_block_q8_0 *b, int64_t k0, int64_t k1,
-                  __m256 acc)
+bn_q8_0_span_avx2(const bn_block_q8_0 *a, const bn_block_q8_0 *b, const float *dx,
+                  int64_t k0, int64_t k1, __m256 acc)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t k = k0; k < k1; k++) {
         if (k & 1)
             _mm_prefetch((const char *)(a + k) + BN_PREFETCH_AHEAD, _MM_HINT_T0);
         float d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(a[k].d))) *
-                  _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(b[k].d)));
+                  (dx ? dx[k] : _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(b[k].d))));
         __m256i wq = _mm256_loadu_si256((const __m256i *)a[k].qs);
         __m256i xq = _mm256_loadu_si256((const __m256i *)b[k].qs);
         /* |w| * (x with w's sign): pairs of products, at most 2 * 128 * 127 */
@@ -777,7 +778,8 @@ BN_AVX2 static inline float bn_lanes8_sum_avx2(__m256 acc)
 
 BN_AVX2 static float bn_dot_q8_0_q8_0_avx2(const void *w, const void *x, int64_t n)
 {
-    return bn_lanes8_sum_avx2(bn_q8_0_span_avx2(w, x, 0, n / 32, _mm256_setzero_ps()));
+    return bn_lanes8_sum_avx2(
+        bn_q8_0_span_avx2(w, x, NULL, 0, n / 32, _mm256_setzero_ps()));
 }
 
 #define BN_Q8_TURN 8        /* blocks of a row per turn: 272 bytes */
@@ -787,6 +789,12 @@ BN_AVX2 static void bn_dot_q8_0_q8_0_rows_avx2(const uint8_t *w, size_t row_byte
                                                float *out)
 {
     const int64_t per = nrows / BN_STREAMS, nb = n / 32;
+    /* x's block scales as floats, once per call (rows up to 8192 long) */
+    const bn_block_q8_0 *xb = x;
+    float dxs[256];
+    const float *dx = nb <= 256 ? dxs : NULL;
+    for (int64_t k = 0; dx && k < nb; k++)
+        dxs[k] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(xb[k].d)));
     for (int64_t k = 0; k < per; k++) {
         const bn_block_q8_0 *row[BN_STREAMS];
         __m256 acc[BN_STREAMS];
@@ -797,7 +805,8 @@ BN_AVX2 static void bn_dot_q8_0_q8_0_rows_avx2(const uint8_t *w, size_t row_byte
         for (int64_t c = 0; c < nb; c += BN_Q8_TURN) {
             int64_t ce = c + BN_Q8_TURN < nb ? c + BN_Q8_TURN : nb;
             for (int s = 0; s < BN_STREAMS; s++)
-                acc[s] = bn_q8_0_span_avx2(row[s], x, c, ce, acc[s]);
+                acc[s] = dx ? bn_q8_0_span_avx2(row[s], x, dx, c, ce, acc[s])
+                            : bn_q8_0_span_avx2(row[s], x, NULL, c, ce, acc[s]);
         }
         for (int s = 0; s < BN_STREAMS; s++)
             out[s * per + k] = bn_lanes8_sum_avx2(acc[s]);
