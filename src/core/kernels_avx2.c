@@ -826,11 +826,29 @@ BN_AVX2 static inline __m256i bn_q6_group_avx2(__m256i codes, const int8_t *xq, 
     return _mm256_madd_epi16(p, sc);
 }
 
+/* The 6-bit codes of half h (128 weights) of a Q6_K block: c[g] holds weights
+ * 32 g .. 32 g + 31 of the half. */
+BN_AVX2 static inline __attribute__((always_inline)) void
+bn_q6_codes_avx2(const bn_block_q6_k *blk, int h, __m256i c[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    __m256i qla = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h));
+    __m256i qlb = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h + 32));
+    __m256i qh = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h));
+    c[0] = _mm256_or_si256(_mm256_and_si256(qla, m4),
+                           _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+    c[1] = _mm256_or_si256(_mm256_and_si256(qlb, m4),
+                           _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+    c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qla, 4), m4),
+                           _mm256_and_si256(qh, m30));
+    c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlb, 4), m4),
+                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+}
+
 BN_AVX2 static float bn_dot_q6_k_q8_0_avx2(const void *w, const void *x, int64_t n)
 {
     const bn_block_q6_k *a = w;
     const bn_block_q8_0 *b = x;
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t k = 0; k < n / 256; k++) {
         const bn_block_q6_k *blk = a + k;
@@ -840,18 +858,8 @@ BN_AVX2 static float bn_dot_q6_k_q8_0_avx2(const void *w, const void *x, int64_t
         _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 192, _MM_HINT_T0);
         float dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk->d)));
         for (int h = 0; h < 2; h++) {
-            __m256i qla = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h));
-            __m256i qlb = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h));
             __m256i c[4];
-            c[0] = _mm256_or_si256(_mm256_and_si256(qla, m4),
-                                   _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            c[1] = _mm256_or_si256(_mm256_and_si256(qlb, m4),
-                                   _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qla, 4), m4),
-                                   _mm256_and_si256(qh, m30));
-            c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlb, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            bn_q6_codes_avx2(blk, h, c);
             const int8_t *sc = blk->scales + 8 * h;
             for (int g = 0; g < 4; g++) {
                 const bn_block_q8_0 *xb = b + k * 8 + h * 4 + g;
@@ -893,7 +901,6 @@ BN_AVX2 static void bn_dot_q6_k_q8_0_rows_avx2(const uint8_t *w, size_t row_byte
      * over the low 128 bits, the second over the high */
     const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
                                             2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
     for (int64_t r = 0; r < nrows; r++) {
         const bn_block_q6_k *a = (const bn_block_q6_k *)(w + (size_t)r * row_bytes);
         __m256 acc = _mm256_setzero_ps();
@@ -906,18 +913,8 @@ BN_AVX2 static void bn_dot_q6_k_q8_0_rows_avx2(const uint8_t *w, size_t row_byte
             float dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk->d)));
             __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk->scales));
             for (int h = 0; h < 2; h++) {
-                __m256i qla = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h));
-                __m256i qlb = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h + 32));
-                __m256i qh = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h));
                 __m256i c[4];
-                c[0] = _mm256_or_si256(_mm256_and_si256(qla, m4),
-                                       _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-                c[1] = _mm256_or_si256(_mm256_and_si256(qlb, m4),
-                                       _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-                c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qla, 4), m4),
-                                       _mm256_and_si256(qh, m30));
-                c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlb, 4), m4),
-                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                bn_q6_codes_avx2(blk, h, c);
                 for (int g = 0; g < 4; g++) {
                     const int64_t gi = k * 8 + h * 4 + g;
                     __m256i sc = _mm256_shuffle_epi8(
