@@ -531,6 +531,14 @@ BN_API const char *bn_kernels_name(void);
  * beside which benchmarks report their own throughput. */
 BN_API bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s);
 
+/* The int8 multiply-add peak: the integer multiply-accumulate instructions of the
+ * chosen kernel family's ternary kernels (AVX2: maddubs + 16-bit add; NEON: widening
+ * multiply-add; dotprod: SDOT), fed from registers on every thread of the default
+ * pool, the best of `repeat` passes, in GMAC/s (10^9 int8 multiply-adds per second).
+ * The ceiling of a compute-bound prefill, as the read bandwidth is that of a decode.
+ * Each thread's result is checked against its closed form: BN_ERR_INTERNAL if not. */
+BN_API bn_status bn_bench_int8_peak(int repeat, double *gmac_per_s);
+
 /* One projection: a rows x cols matrix of weights of `type` (bn_qtype; random values
  * valid for the type) applied to n_tokens random activation rows, on the default pool
  * by the forward pass's own code (act_quant: int8 activations, as bn_model_params

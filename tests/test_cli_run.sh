@@ -176,6 +176,23 @@ for k in i2_s tq2_0 tq1_0 f16 q8_0 q6_K; do
 done
 grep_in "$out" "^| 1 | (memory read) | [0-9][0-9.]* | 1.00 |" "kernels: read bandwidth row"
 grep_in "$out" "^| 1 | decode limit of the model | [0-9][0-9.]* tok/s | kernels alone" "kernels: limit"
+# the prefill rates beside the int8 multiply-add peak: each int8 kernel's share is its
+# GMAC/s over the peak's (worked out here from the printed figures); f16 has none
+grep_in "$out" "^| 1 | (int8 multiply-add peak) | | | [0-9][0-9.]* | 1.00 |" "kernels: int8 peak row"
+if python3 - "$out" <<'PY'
+import sys
+rows = [[c.strip() for c in l.strip().strip('|').split('|')] for l in open(sys.argv[1])
+        if l.startswith('| 1 |')]
+peak = [float(r[4]) for r in rows if r[1] == '(int8 multiply-add peak)'][0]
+shares = {r[1]: (float(r[4]), r[5]) for r in rows
+          if r[1] in ('i2_s', 'tq2_0', 'tq1_0', 'f16', 'q8_0', 'q6_K')}
+assert len(shares) == 6, shares
+assert shares['f16'][1] == '', shares
+for k, (gmac, share) in shares.items():
+    if k != 'f16':
+        assert abs(float(share) - gmac / peak) <= 0.005 + 0.06 / peak, (k, gmac, peak, share)
+PY
+then ok; else fail "kernels: each int8 kernel's share of the int8 peak"; fi
 expect 0 "bench --kernels -m" -- bench --kernels -m "$m" --mib 16 -r 1 -t 1
 "$BITNET" info --json "$m" > "$tmp/info.json"
 mb=$(python3 -c "import json,sys; print('%.1f' % (sum(t['bytes'] for t in json.load(open(sys.argv[1]))['tensors'] if len(t['shape']) > 1) / 1e6))" "$tmp/info.json")

@@ -212,6 +212,34 @@ static void test_sum_u64(const bn_kernel_table *k)
     bn_free(x);
 }
 
+/* The int8 multiply-add probe returns chunks * 128 * (the four 32-long dot products of
+ * its operands), written out here; random operands and the extremes the kernels meet. */
+static void test_mac_peak(const bn_kernel_table *k)
+{
+    if (!k->mac_i8_peak) {
+        printf("%s: no int8 multiply-add probe\n", k->name);
+        return;
+    }
+    _Alignas(32) uint8_t w[64];
+    _Alignas(32) int8_t x[64];
+    for (int pattern = 0; pattern < 4; pattern++) {
+        for (int i = 0; i < 64; i++) {
+            w[i] = pattern == 0 ? (uint8_t)(rng() % 3) : 2;
+            x[i] = pattern == 0 ? (int8_t)((int)(rng() % 255) - 127)
+                 : pattern == 1 ? 127 : pattern == 2 ? -127 : (int8_t)(i & 1 ? 127 : -127);
+        }
+        int64_t dots = 0;
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 2; b++)
+                for (int i = 0; i < 32; i++)
+                    dots += (int64_t)w[32 * a + i] * x[32 * b + i];
+        for (int64_t chunks = 1; chunks <= 3; chunks += 2)
+            CHECK(k->mac_i8_peak(w, x, chunks) == chunks * 128 * dots,
+                  "%s mac_i8_peak pattern %d chunks %lld", k->name, pattern,
+                  (long long)chunks);
+    }
+}
+
 /* Q8_0 x Q8_0: the lane order the table promises, computed here from the spec, bit for
  * bit; and within float rounding of the exact sum (in double). */
 static void test_q8_0(const bn_kernel_table *k)
@@ -601,6 +629,7 @@ static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, 
 
 static void test_family(const bn_kernel_table *k)
 {
+    test_mac_peak(k);
     test_relu2(k);
     test_axpy(k);
     test_attention_multi(k);

@@ -77,6 +77,9 @@ void bn_run_on_default_pool(bn_task_fn fn, void *ctx);
 
 /* ------------------------------------------------------------------ kernels */
 
+/* Multiply-adds per chunk of the int8 multiply-add probe (mac_i8_peak). */
+#define BN_MAC_PEAK_CHUNK (128 * 128)
+
 /* The per-ISA kernel table, chosen once at run time (kernels.c). Every entry has a
  * scalar reference; fast versions are tested against it. */
 typedef struct bn_kernel_table {
@@ -127,6 +130,13 @@ typedef struct bn_kernel_table {
      * of each in turn, because one core reads several streams faster than one (and 1 KiB
      * ahead of each is asked for); x 32-byte aligned, n a multiple of 64 */
     uint64_t (*sum_u64)(const uint64_t *x, int64_t n);
+    /* The int8 multiply-add probe: the integer multiply-accumulate instructions of the
+     * family's ternary kernels (AVX2: maddubs + 16-bit add; NEON: widening multiply-add;
+     * dotprod: SDOT; scalar: C), fed from registers, BN_MAC_PEAK_CHUNK multiply-adds a
+     * chunk. Returns chunks * 128 * sum over a, b in {0, 1} of the dot product of the
+     * 32 codes w[32a..] (0..2) with the 32 activations x[32b..] (-127..127), so that the
+     * work cannot be skipped and its result can be checked. */
+    int64_t (*mac_i8_peak)(const uint8_t *w, const int8_t *x, int64_t chunks);
     /* Decode of nrows TQ2_0 rows (row_bytes apart) against one token: for each row,
      * acc = sum over blocks b, in block order, of (double)(sums[b] - qbsum[b]) * d_b in
      * double, with sums[b] as dot_tq2_q8 gives them and d_b the block's f16 scale;
@@ -190,6 +200,7 @@ void bn_dot_i2s_q8_tile_neon(const uint8_t *codes, const int8_t *q, int64_t n, i
 void bn_dot_tq2_q8_neon(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
                         int32_t *sums);
 uint64_t bn_sum_u64_neon(const uint64_t *x, int64_t n);
+int64_t bn_mac_i8_peak_neon(const uint8_t *w, const int8_t *x, int64_t chunks);
 /* the same with the dotprod extension (SDOT), for CPUs that report it */
 extern const bn_kernel_table bn_kernels_neon_dotprod;
 int32_t bn_dot_i2s_q8_neon_dot(const uint8_t *codes, const int8_t *q, int64_t n);
@@ -197,6 +208,7 @@ void bn_dot_i2s_q8_tile_neon_dot(const uint8_t *codes, const int8_t *q, int64_t 
                                  int32_t *out);
 void bn_dot_tq2_q8_neon_dot(const uint8_t *blocks, size_t stride, const int8_t *q,
                             int64_t n, int32_t *sums);
+int64_t bn_mac_i8_peak_neon_dot(const uint8_t *w, const int8_t *x, int64_t chunks);
 #endif
 
 /* ------------------------------------------------------------------ string map */

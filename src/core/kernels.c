@@ -215,6 +215,25 @@ BN_TQ_ROWS_FROM_DOT(bn_dot_tq1_q8_rows_scalar, bn_dot_tq1_q8_scalar, bn_block_tq
 BN_TQ_TILE_FROM_ROWS(bn_dot_tq1_q8_tile_scalar, bn_dot_tq1_q8_rows_scalar)
 
 /* Four independent sums, so that the loads, not one chain of adds, set the pace. */
+/* The int8 multiply-add probe in C: the four 32-long dot products, 128 times a chunk,
+ * the operands read anew each time. */
+static int64_t bn_mac_i8_peak_scalar(const uint8_t *w, const int8_t *x, int64_t chunks)
+{
+    int64_t total = 0;
+    for (int64_t c = 0; c < chunks; c++) {
+        int32_t acc = 0;
+        for (int r = 0; r < 128; r++) {
+            __asm__("" : "+r"(w), "+r"(x));
+            for (int a = 0; a < 2; a++)
+                for (int b = 0; b < 2; b++)
+                    for (int i = 0; i < 32; i++)
+                        acc += w[32 * a + i] * x[32 * b + i];
+        }
+        total += acc;
+    }
+    return total;
+}
+
 static uint64_t bn_sum_u64_scalar(const uint64_t *x, int64_t n)
 {
     const int64_t seg = n / 8;
@@ -320,6 +339,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_scalar,
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_scalar,
     .sum_u64    = bn_sum_u64_scalar,
+    .mac_i8_peak = bn_mac_i8_peak_scalar,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
     .dot_tq1_q8_tile = bn_dot_tq1_q8_tile_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
@@ -349,6 +369,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_neon,
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_neon,
     .sum_u64    = bn_sum_u64_neon,
+    .mac_i8_peak = bn_mac_i8_peak_neon,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
     .dot_tq1_q8_tile = bn_dot_tq1_q8_tile_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,
@@ -376,6 +397,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_neon_dot,
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_neon_dot,
     .sum_u64    = bn_sum_u64_neon,
+    .mac_i8_peak = bn_mac_i8_peak_neon_dot,
     .dot_tq1_q8 = bn_dot_tq1_q8_scalar,
     .dot_tq1_q8_tile = bn_dot_tq1_q8_tile_scalar,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_scalar,

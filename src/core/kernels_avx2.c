@@ -745,6 +745,79 @@ BN_AVX2 static uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n)
     return (uint64_t)_mm_cvtsi128_si64(s) + (uint64_t)_mm_extract_epi64(s, 1);
 }
 
+#if defined(__x86_64__)
+/* The int8 multiply-add probe: 64 rounds of eight maddubs + 16-bit adds (each of the
+ * four operand pairs twice, one accumulator each: at most 64 * 2 * 2 * 127 = 32512 a
+ * lane), then the accumulators widened to 32 bits as the kernels widen theirs. Written
+ * in assembly so that the accumulators stay in registers whatever the compiler. */
+BN_AVX2 static int64_t bn_mac_i8_peak_avx2(const uint8_t *w, const int8_t *x, int64_t chunks)
+{
+    int64_t total = 0;
+    for (int64_t c = 0; c < chunks; c++) {
+        int32_t lane[8];
+        __asm__ volatile(
+            "vmovdqu (%[w]), %%ymm8\n\t"
+            "vmovdqu 32(%[w]), %%ymm9\n\t"
+            "vmovdqu (%[x]), %%ymm10\n\t"
+            "vmovdqu 32(%[x]), %%ymm11\n\t"
+            "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
+            "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
+            "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
+            "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+            "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
+            "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
+            "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
+            "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
+            "movl $64, %%eax\n"
+            "1:\n\t"
+            "vpmaddubsw %%ymm10, %%ymm8, %%ymm12\n\t"
+            "vpaddw %%ymm12, %%ymm0, %%ymm0\n\t"
+            "vpmaddubsw %%ymm11, %%ymm8, %%ymm13\n\t"
+            "vpaddw %%ymm13, %%ymm1, %%ymm1\n\t"
+            "vpmaddubsw %%ymm10, %%ymm9, %%ymm14\n\t"
+            "vpaddw %%ymm14, %%ymm2, %%ymm2\n\t"
+            "vpmaddubsw %%ymm11, %%ymm9, %%ymm15\n\t"
+            "vpaddw %%ymm15, %%ymm3, %%ymm3\n\t"
+            "vpmaddubsw %%ymm10, %%ymm8, %%ymm12\n\t"
+            "vpaddw %%ymm12, %%ymm4, %%ymm4\n\t"
+            "vpmaddubsw %%ymm11, %%ymm8, %%ymm13\n\t"
+            "vpaddw %%ymm13, %%ymm5, %%ymm5\n\t"
+            "vpmaddubsw %%ymm10, %%ymm9, %%ymm14\n\t"
+            "vpaddw %%ymm14, %%ymm6, %%ymm6\n\t"
+            "vpmaddubsw %%ymm11, %%ymm9, %%ymm15\n\t"
+            "vpaddw %%ymm15, %%ymm7, %%ymm7\n\t"
+            "decl %%eax\n\t"
+            "jnz 1b\n\t"
+            "vpcmpeqw %%ymm12, %%ymm12, %%ymm12\n\t"
+            "vpsrlw $15, %%ymm12, %%ymm12\n\t"
+            "vpmaddwd %%ymm12, %%ymm0, %%ymm0\n\t"
+            "vpmaddwd %%ymm12, %%ymm1, %%ymm1\n\t"
+            "vpmaddwd %%ymm12, %%ymm2, %%ymm2\n\t"
+            "vpmaddwd %%ymm12, %%ymm3, %%ymm3\n\t"
+            "vpmaddwd %%ymm12, %%ymm4, %%ymm4\n\t"
+            "vpmaddwd %%ymm12, %%ymm5, %%ymm5\n\t"
+            "vpmaddwd %%ymm12, %%ymm6, %%ymm6\n\t"
+            "vpmaddwd %%ymm12, %%ymm7, %%ymm7\n\t"
+            "vpaddd %%ymm1, %%ymm0, %%ymm0\n\t"
+            "vpaddd %%ymm3, %%ymm2, %%ymm2\n\t"
+            "vpaddd %%ymm5, %%ymm4, %%ymm4\n\t"
+            "vpaddd %%ymm7, %%ymm6, %%ymm6\n\t"
+            "vpaddd %%ymm2, %%ymm0, %%ymm0\n\t"
+            "vpaddd %%ymm6, %%ymm4, %%ymm4\n\t"
+            "vpaddd %%ymm4, %%ymm0, %%ymm0\n\t"
+            "vmovdqu %%ymm0, (%[l])\n\t"
+            "vzeroupper"
+            :
+            : [w] "r"(w), [x] "r"(x), [l] "r"(lane)
+            : "rax", "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
+              "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+        for (int i = 0; i < 8; i++)
+            total += lane[i];
+    }
+    return total;
+}
+#endif
+
 /* Blocks [k0, k1) of a Q8_0 row against x into the float lanes acc; dx, when not NULL,
  * holds x's block scales as floats already. */
 BN_AVX2 static inline __attribute__((always_inline)) __m256
@@ -992,6 +1065,9 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_avx2,
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_avx2,
     .sum_u64    = bn_sum_u64_avx2,
+#if defined(__x86_64__)
+    .mac_i8_peak = bn_mac_i8_peak_avx2,
+#endif
     .dot_tq1_q8 = bn_dot_tq1_q8_avx2,
     .dot_tq1_q8_tile = bn_dot_tq1_q8_tile_avx2,
     .dot_q8_0_q8_0 = bn_dot_q8_0_q8_0_avx2,

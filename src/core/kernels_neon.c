@@ -104,6 +104,37 @@ uint64_t bn_sum_u64_neon(const uint64_t *x, int64_t n)
     return vgetq_lane_u64(a0, 0) + vgetq_lane_u64(a0, 1);
 }
 
+/* The int8 multiply-add probe with the widening multiply-adds of the kernels above:
+ * eight int16 accumulators (two products a lane per round: at most 64 * 2 * 2 * 127 =
+ * 32512 after the 64 rounds of a half chunk), widened pairwise into int32. */
+int64_t bn_mac_i8_peak_neon(const uint8_t *w, const int8_t *x, int64_t chunks)
+{
+    int64_t total = 0;
+    for (int64_t c = 0; c < chunks; c++) {
+        int32x4_t wide = vdupq_n_s32(0);
+        for (int half = 0; half < 2; half++) {
+            int16x8_t s[8];
+            for (int k = 0; k < 8; k++)
+                s[k] = vdupq_n_s16(0);
+            for (int r = 0; r < 64; r++) {
+                __asm__("" : "+r"(w), "+r"(x));   /* the operands anew each round */
+                for (int k = 0; k < 8; k++) {   /* pair (k >> 2, (k >> 1) & 1), half k & 1 */
+                    const int wo = 32 * (k >> 2) + 16 * (k & 1);
+                    const int xo = 32 * ((k >> 1) & 1) + 16 * (k & 1);
+                    int8x16_t wv = vreinterpretq_s8_u8(vld1q_u8(w + wo));
+                    int8x16_t xv = vld1q_s8(x + xo);
+                    s[k] = vmlal_s8(s[k], vget_low_s8(wv), vget_low_s8(xv));
+                    s[k] = vmlal_s8(s[k], vget_high_s8(wv), vget_high_s8(xv));
+                }
+            }
+            for (int k = 0; k < 8; k++)
+                wide = vpadalq_s16(wide, s[k]);
+        }
+        total += vaddvq_s32(wide);
+    }
+    return total;
+}
+
 /* ------------------------------------------------------------ with dotprod (SDOT)
  * Armv8.2's dot product sums four int8 products into each int32 lane; the codes (0..3)
  * and activations go in as int8 and the sums stay exact. Compiled for that extension
@@ -167,6 +198,29 @@ BN_DOTPROD void bn_dot_tq2_q8_neon_dot(const uint8_t *blocks, size_t stride, con
         }
         sums[b] = vaddvq_s32(acc);
     }
+}
+
+/* The int8 multiply-add probe with SDOT: eight int32 accumulators. */
+BN_DOTPROD int64_t bn_mac_i8_peak_neon_dot(const uint8_t *w, const int8_t *x, int64_t chunks)
+{
+    int64_t total = 0;
+    for (int64_t c = 0; c < chunks; c++) {
+        int32x4_t acc[8];
+        for (int k = 0; k < 8; k++)
+            acc[k] = vdupq_n_s32(0);
+        for (int r = 0; r < 128; r++) {
+            __asm__("" : "+r"(w), "+r"(x));   /* the operands anew each round */
+            for (int k = 0; k < 8; k++) {   /* pair (k >> 2, (k >> 1) & 1), half k & 1 */
+                const int wo = 32 * (k >> 2) + 16 * (k & 1);
+                const int xo = 32 * ((k >> 1) & 1) + 16 * (k & 1);
+                acc[k] = vdotq_s32(acc[k], vreinterpretq_s8_u8(vld1q_u8(w + wo)),
+                                   vld1q_s8(x + xo));
+            }
+        }
+        for (int k = 0; k < 8; k++)
+            total += vaddvq_s32(acc[k]);
+    }
+    return total;
 }
 
 #endif

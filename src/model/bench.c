@@ -68,6 +68,72 @@ bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s)
     return BN_OK;
 }
 
+typedef struct bn_peak_job {
+    const uint8_t *w;
+    const int8_t *x;
+    int64_t chunks;         /* per thread */
+    int nth;
+    int64_t sums[512];
+} bn_peak_job;
+
+static void bn_peak_task(void *ctx, int ith, int nth)
+{
+    bn_peak_job *j = ctx;
+    if (ith == 0)
+        j->nth = nth;
+    j->sums[ith & 511] = bn_kernels()->mac_i8_peak(j->w, j->x, j->chunks);
+}
+
+/* One pass of the probe on the default pool: its time, or a negative value (error set)
+ * when a thread's sum is not chunks * per_chunk. */
+static double bn_peak_pass(bn_peak_job *job, int64_t per_chunk)
+{
+    memset(job->sums, 0, sizeof job->sums);
+    double t0 = bn_now();
+    bn_run_on_default_pool(bn_peak_task, job);
+    double dt = bn_now() - t0;
+    for (int i = 0; i < job->nth && i < 512; i++)
+        if (job->sums[i] != job->chunks * per_chunk) {
+            bn_error_set(BN_ERR_INTERNAL, "int8 peak: wrong sum on thread %d", i);
+            return -1;
+        }
+    return dt;
+}
+
+bn_status bn_bench_int8_peak(int repeat, double *gmac_per_s)
+{
+    if (!gmac_per_s || repeat < 1)
+        return bn_error_set(BN_ERR_INVALID_ARG, "int8 peak: at least one pass");
+    if (!bn_kernels()->mac_i8_peak)
+        return bn_error_set(BN_ERR_UNSUPPORTED, "int8 peak: no probe for the %s kernels",
+                            bn_kernels()->name);
+    /* codes 0..2 and activations -127..127, as the ternary kernels meet them */
+    _Alignas(32) uint8_t w[64];
+    _Alignas(32) int8_t x[64];
+    int64_t per_chunk = 0;
+    for (int i = 0; i < 64; i++) {
+        w[i] = (uint8_t)(i * 7 % 3);
+        x[i] = (int8_t)((i * 73 + 11) % 255 - 127);
+    }
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+            for (int i = 0; i < 32; i++)
+                per_chunk += 128 * w[32 * a + i] * x[32 * b + i];
+    /* the chunks doubled until a pass takes 20 ms (the warm-up), then timed */
+    bn_peak_job job = {w, x, 64, 1, {0}};
+    double dt;
+    while ((dt = bn_peak_pass(&job, per_chunk)) >= 0 && dt < 0.02 && job.chunks < (1 << 24))
+        job.chunks *= 2;
+    double best = INFINITY;
+    for (int r = 0; r < repeat && dt >= 0; r++)
+        if ((dt = bn_peak_pass(&job, per_chunk)) >= 0 && dt < best)
+            best = dt;
+    if (dt < 0)
+        return bn_last_status();
+    *gmac_per_s = (double)job.nth * (double)job.chunks * BN_MAC_PEAK_CHUNK / best / 1e9;
+    return BN_OK;
+}
+
 /* xorshift64*: fast filler, the values do not matter, only that they are valid */
 static uint64_t bn_bench_rand(uint64_t *s)
 {

@@ -38,9 +38,10 @@ const char cmd_bench_help[] =
     "  --kernels            measure the kernels instead (no -m needed): the memory read\n"
     "                       bandwidth, each projection kernel's decode rate in GB/s of\n"
     "                       weights read (one token, weights far larger than the caches)\n"
-    "                       and prefill rate in GMAC/s (128 tokens), and the decode\n"
-    "                       limit in tokens/s for the model given with -m (default: the\n"
-    "                       2B-4T shapes, i2_s projections, f16 output layer)\n"
+    "                       and prefill rate in GMAC/s (128 tokens) beside the int8\n"
+    "                       multiply-add peak of the same run, and the decode limit in\n"
+    "                       tokens/s for the model given with -m (default: the 2B-4T\n"
+    "                       shapes, i2_s projections, f16 output layer)\n"
     "  --mib N              weights per decode kernel run and read-bandwidth buffer, in\n"
     "                       MiB (default 512; --kernels only)\n"
     "  -h, --help           show this help\n";
@@ -152,8 +153,9 @@ static int bench_kernels(const char *model, const int *threads, int n_threads, i
         total += km.bytes[t];
     printf("kernels: %s; model: %s, %.1f MB read per token\n", bn_kernels_name(), km.desc,
            total / 1e6);
-    printf("| threads | kernel | decode GB/s | of read bandwidth | prefill GMAC/s |\n");
-    printf("| ---: | --- | ---: | ---: | ---: |\n");
+    printf("| threads | kernel | decode GB/s | of read bandwidth | prefill GMAC/s "
+           "| of int8 peak |\n");
+    printf("| ---: | --- | ---: | ---: | ---: | ---: |\n");
     fflush(stdout);
     for (int ti = 0; ti < n_threads; ti++) {
         if (bn_set_num_threads(threads[ti]) != BN_OK)
@@ -161,7 +163,14 @@ static int bench_kernels(const char *model, const int *threads, int n_threads, i
         double bw;
         if (bn_bench_read_bandwidth((size_t)mib << 20, 5, &bw) != BN_OK)
             return cli_fail("bench");
-        printf("| %d | (memory read) | %.2f | 1.00 | |\n", threads[ti], bw);
+        printf("| %d | (memory read) | %.2f | 1.00 | | |\n", threads[ti], bw);
+        /* the prefill's ceiling: the int8 multiply-adds of the kernels, from registers
+         * (0 where this family has no probe) */
+        double peak = 0;
+        if (bn_bench_int8_peak(reps, &peak) == BN_OK)
+            printf("| %d | (int8 multiply-add peak) | | | %.1f | 1.00 |\n", threads[ti], peak);
+        else if (bn_last_status() != BN_ERR_UNSUPPORTED)
+            return cli_fail("bench");
         double gbps[KB_MAX_TYPES] = {0};
         for (int k = 0; k < n_types; k++) {
             const bn_qtype_info *qi = bn_qtype_get(types[k]);
@@ -176,8 +185,12 @@ static int bench_kernels(const char *model, const int *threads, int n_threads, i
                 bn_bench_projection(types[k], 4096, cols, 128, true, 1, &pre_s, NULL) != BN_OK)
                 return cli_fail("bench");
             gbps[types[k]] = (double)wb / dec_s / 1e9;
-            printf("| %d | %s | %.2f | %.2f | %.1f |\n", threads[ti], qi->name,
-                   gbps[types[k]], gbps[types[k]] / bw, 4096.0 * cols * 128 / pre_s / 1e9);
+            const double gmac = 4096.0 * cols * 128 / pre_s / 1e9;
+            char of_peak[32] = "";
+            if (peak > 0 && types[k] != BN_QT_F16)   /* f16 prefill multiplies floats */
+                snprintf(of_peak, sizeof of_peak, "%.2f", gmac / peak);
+            printf("| %d | %s | %.2f | %.2f | %.1f | %s |\n", threads[ti], qi->name,
+                   gbps[types[k]], gbps[types[k]] / bw, gmac, of_peak);
             fflush(stdout);
         }
         /* the decode limit, and what the kernels alone allow: each type's bytes at its
@@ -188,7 +201,7 @@ static int bench_kernels(const char *model, const int *threads, int n_threads, i
                 t_kern += km.bytes[t] / ((gbps[t] > 0 ? gbps[t] : bw) * 1e9);
         double limit = bw * 1e9 / total;
         printf("| %d | decode limit of the model | %.2f tok/s | kernels alone: %.2f tok/s "
-               "| (%.2f of the limit) |\n", threads[ti], limit, 1.0 / t_kern,
+               "| (%.2f of the limit) | |\n", threads[ti], limit, 1.0 / t_kern,
                1.0 / t_kern / limit);
         fflush(stdout);
     }
