@@ -583,15 +583,22 @@ static void test_relu2(const bn_kernel_table *k)
 /* The TQ2_0 / TQ1_0 prefill tile of one row p (nb bytes) against 1..4 token rows (rows
  * j > 0 are q reversed and negated): each token's value is its block sums against the
  * weights the dequantizer reads back, minus the activation sums, times the block scales,
- * added in block order in double. */
+ * added in block order in double. Checked for the row's own scales and for the same
+ * codes under others: one scale per block, and uniform large, negative zero, subnormal
+ * and infinite ones (a row with one finite scale for all its blocks takes a faster path
+ * that must give the same doubles). Bit for bit, the sign of a zero included; NaN only
+ * against NaN. */
 static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, size_t nb,
                           const int8_t *q, int64_t n)
 {
+    static const uint16_t mixed[7] = {0x3c00, 0x4248, 0xb800, 0x0000, 0x7bff, 0x0001,
+                                      0x3555};
+    static const uint16_t uniform[5] = {0, 0x7bff, 0x8000, 0x0001, 0x7c00};
     const size_t stride = type == BN_QT_TQ2_0 ? 66 : 54, doff = stride - 2;
     float *wb = malloc((size_t)n * sizeof *wb);
     int8_t *qt4 = malloc((size_t)(4 * n));
+    uint8_t *pv = malloc(nb);
     int32_t qbs4[4 * 32];
-    CHECK(bn_dequantize(type, p, nb, n, 1, wb) == BN_OK, "tile: weights back");
     for (int j = 0; j < 4; j++) {
         for (int64_t i = 0; i < n; i++)
             qt4[j * n + i] = j == 0 ? q[i] : (int8_t)(q[n - 1 - i] == -128 ? 127
@@ -602,27 +609,45 @@ static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, 
                 qbs4[j * (n / 256) + b] += qt4[j * n + b * 256 + i];
         }
     }
-    for (int nt = 1; nt <= 4; nt++) {
-        double tile[4];
-        if (type == BN_QT_TQ2_0)
-            k->dot_tq2_q8_tile(p, qt4, qbs4, n, nt, tile);
-        else
-            k->dot_tq1_q8_tile(p, qt4, qbs4, n, nt, tile);
-        for (int j = 0; j < nt; j++) {
-            double want = 0.0;
-            for (int64_t b = 0; b < n / 256; b++) {
-                int64_t s4 = 0;
-                for (int64_t i = b * 256; i < (b + 1) * 256; i++)
-                    s4 += (int64_t)(wb[i] + 1.0f) * qt4[j * n + i];
-                uint16_t d16;
-                memcpy(&d16, p + b * stride + doff, 2);
-                want += (double)(s4 - qbs4[j * (n / 256) + b]) * (double)bn_f16_to_f32(d16);
+    for (int v = 0; v < 7; v++) {   /* the row's scales, mixed ones, then uniform[v - 2] */
+        memcpy(pv, p, nb);
+        for (int64_t b = 0; v > 0 && b < n / 256; b++) {
+            uint16_t h = v == 1 ? mixed[b % 7] : uniform[v - 2];
+            memcpy(pv + b * stride + doff, &h, 2);
+        }
+        /* the codes are the row's whatever the scales: read back under scale 1 */
+        uint8_t *p1 = malloc(nb);
+        memcpy(p1, p, nb);
+        for (int64_t b = 0; b < n / 256; b++)
+            memcpy(p1 + b * stride + doff, &(uint16_t){0x3c00}, 2);
+        CHECK(bn_dequantize(type, p1, nb, n, 1, wb) == BN_OK, "tile: weights back");
+        free(p1);
+        for (int nt = 1; nt <= 4; nt++) {
+            double tile[4];
+            if (type == BN_QT_TQ2_0)
+                k->dot_tq2_q8_tile(pv, qt4, qbs4, n, nt, tile);
+            else
+                k->dot_tq1_q8_tile(pv, qt4, qbs4, n, nt, tile);
+            for (int j = 0; j < nt; j++) {
+                double want = 0.0;
+                for (int64_t b = 0; b < n / 256; b++) {
+                    int64_t s4 = 0;
+                    for (int64_t i = b * 256; i < (b + 1) * 256; i++)
+                        s4 += (int64_t)(wb[i] + 1.0f) * qt4[j * n + i];
+                    uint16_t d16;
+                    memcpy(&d16, pv + b * stride + doff, 2);
+                    want += (double)(s4 - qbs4[j * (n / 256) + b]) *
+                            (double)bn_f16_to_f32(d16);
+                }
+                bool same = isnan(want) ? isnan(tile[j])
+                                        : memcmp(&tile[j], &want, sizeof want) == 0;
+                CHECK(same, "%s %s tile of %d, row %d, n=%lld, scales %d: %.17g, want %.17g",
+                      k->name, type == BN_QT_TQ2_0 ? "tq2_0" : "tq1_0", nt, j, (long long)n,
+                      v, tile[j], want);
             }
-            CHECK(tile[j] == want, "%s %s tile of %d, row %d, n=%lld: %.17g, want %.17g",
-                  k->name, type == BN_QT_TQ2_0 ? "tq2_0" : "tq1_0", nt, j, (long long)n,
-                  tile[j], want);
         }
     }
+    free(pv);
     free(qt4);
     free(wb);
 }

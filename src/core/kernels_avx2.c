@@ -563,18 +563,25 @@ BN_AVX2 static void bn_dot_tq2_q8_rows_avx2(const uint8_t *rows, size_t row_byte
     }
 }
 
-/* The codes of one TQ2_0 block as bytes, c[i] holding weights 32i..32i+31. */
+/* The codes of one half (32 bytes) of a TQ2_0 block as bytes, c[i] holding its weights
+ * 32i..32i+31. */
+BN_AVX2 static inline __attribute__((always_inline)) void
+bn_tq2_half_codes_avx2(const uint8_t *qs, __m256i c[4])
+{
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i p = _mm256_loadu_si256((const __m256i *)qs);
+    c[0] = _mm256_and_si256(p, m3);
+    c[1] = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
+    c[2] = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
+    c[3] = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
+}
+
+/* The codes of one TQ2_0 block, c[i] holding weights 32i..32i+31. */
 BN_AVX2 static inline __attribute__((always_inline)) void
 bn_tq2_codes_avx2(const uint8_t *qs, __m256i c[8])
 {
-    const __m256i m3 = _mm256_set1_epi8(3);
-    for (int half = 0; half < 2; half++) {
-        __m256i p = _mm256_loadu_si256((const __m256i *)(qs + 32 * half));
-        c[4 * half] = _mm256_and_si256(p, m3);
-        c[4 * half + 1] = _mm256_and_si256(_mm256_srli_epi16(p, 2), m3);
-        c[4 * half + 2] = _mm256_and_si256(_mm256_srli_epi16(p, 4), m3);
-        c[4 * half + 3] = _mm256_and_si256(_mm256_srli_epi16(p, 6), m3);
-    }
+    bn_tq2_half_codes_avx2(qs, c);
+    bn_tq2_half_codes_avx2(qs + 32, c + 4);
 }
 
 /* The trits of one TQ1_0 block as bytes, c[i] holding weights 32i..32i+31: the five
@@ -676,11 +683,102 @@ bn_tq_tile_body(const uint8_t *row, const int8_t *q, const int32_t *qbsum, int64
         out[t] = v[t];
 }
 
-/* The tile for a run-time nt, each size its own inlined body. */
+/* The tile body for a row whose blocks all have the same finite scale d: then every
+ * partial sum of the block products d * (sums[b] - qbsum[b]) is d (11 significant bits)
+ * times an int32, exact in double, so the block-order sum in double is exactly d times
+ * the row's integer sum. That sum is taken as the I2_S tile takes its own: in int16
+ * lanes over four blocks at a time (at most 4 * 2 * 4 * 768 = 24,576), widened to int32,
+ * one reduction per token at the end. The same doubles as bn_tq_tile_body, bit for bit. */
+BN_AVX2 static inline __attribute__((always_inline)) void
+bn_tq_tile_uniform_body(const uint8_t *row, const int8_t *q, const int32_t *qbsum, int64_t n,
+                        const int NT, const bool tq1, double d, double *out)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const size_t stride = tq1 ? sizeof(bn_block_tq1_0) : sizeof(bn_block_tq2_0);
+    const int64_t nb = n / 256;
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    for (int64_t b0 = 0; b0 < nb; b0 += 4) {
+        const int64_t b1 = b0 + 4 < nb ? b0 + 4 : nb;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        /* half blocks (128 weights, four code vectors) one after the other, as the I2_S
+         * tile goes: the accumulators and all eight code vectors of a block would not
+         * fit in the registers (TQ1_0's trits come eight vectors at a time) */
+        for (int64_t u = 2 * b0; u < 2 * b1; u++) {
+            __m256i c8[8], *h = c8;
+            if (tq1) {
+                if (u & 1)
+                    continue;
+                bn_tq1_codes_avx2((const bn_block_tq1_0 *)(row + (size_t)(u / 2) * stride),
+                                  c8);
+            } else {
+                bn_tq2_half_codes_avx2(row + (size_t)(u / 2) * stride + 32 * (u & 1), h);
+            }
+            for (int part = 0; part < (tq1 ? 2 : 1); part++, h += 4) {
+                const int8_t *qb = q + (u + part) * 128;
+                a0 = _mm256_add_epi16(a0, bn_block128_avx2(h[0], h[1], h[2], h[3], qb));
+                if (NT > 1)
+                    a1 = _mm256_add_epi16(a1, bn_block128_avx2(h[0], h[1], h[2], h[3],
+                                                               qb + n));
+                if (NT > 2)
+                    a2 = _mm256_add_epi16(a2, bn_block128_avx2(h[0], h[1], h[2], h[3],
+                                                               qb + 2 * n));
+                if (NT > 3)
+                    a3 = _mm256_add_epi16(a3, bn_block128_avx2(h[0], h[1], h[2], h[3],
+                                                               qb + 3 * n));
+            }
+        }
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, ones));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, ones));
+        acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(a2, ones));
+        acc3 = _mm256_add_epi32(acc3, _mm256_madd_epi16(a3, ones));
+    }
+    int32_t s[4];
+    _mm_storeu_si128((__m128i *)s, bn_hsum4_i32_avx2(acc0, acc1, acc2, acc3));
+    for (int t = 0; t < NT; t++) {
+        int32_t qs = 0;
+        for (int64_t b = 0; b < nb; b++)
+            qs += qbsum[t * nb + b];
+        /* 0.0 + : an all-zero sum gives +0.0, as the block-order sum does */
+        out[t] = 0.0 + (double)(s[t] - qs) * d;
+    }
+}
+
+/* The scale shared by every block of the row, finite, in *d; false when the blocks'
+ * scales differ (or are infinite or NaN). */
+BN_AVX2 static inline bool bn_tq_uniform_scale(const uint8_t *row, int64_t nb, size_t stride,
+                                               size_t doff, double *d)
+{
+    uint16_t h0, h;
+    memcpy(&h0, row + doff, 2);
+    if ((h0 & 0x7c00) == 0x7c00)
+        return false;
+    for (int64_t b = 1; b < nb; b++) {
+        memcpy(&h, row + (size_t)b * stride + doff, 2);
+        if (h != h0)
+            return false;
+    }
+    *d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h0)));
+    return true;
+}
+
+/* The tile for a run-time nt, each size its own inlined body; rows with one scale for
+ * all their blocks (as converted BitNet models have) take the uniform body. */
 BN_AVX2 static inline __attribute__((always_inline)) void
 bn_tq_tile_avx2(const uint8_t *row, const int8_t *q, const int32_t *qbsum, int64_t n, int nt,
                 const bool tq1, double *out)
 {
+    const size_t stride = tq1 ? sizeof(bn_block_tq1_0) : sizeof(bn_block_tq2_0);
+    const size_t doff = tq1 ? offsetof(bn_block_tq1_0, d) : offsetof(bn_block_tq2_0, d);
+    double d;
+    if (bn_tq_uniform_scale(row, n / 256, stride, doff, &d)) {
+        switch (nt) {
+        case 4: bn_tq_tile_uniform_body(row, q, qbsum, n, 4, tq1, d, out); break;
+        case 3: bn_tq_tile_uniform_body(row, q, qbsum, n, 3, tq1, d, out); break;
+        case 2: bn_tq_tile_uniform_body(row, q, qbsum, n, 2, tq1, d, out); break;
+        default: bn_tq_tile_uniform_body(row, q, qbsum, n, 1, tq1, d, out); break;
+        }
+        return;
+    }
     switch (nt) {
     case 4: bn_tq_tile_body(row, q, qbsum, n, 4, tq1, out); break;
     case 3: bn_tq_tile_body(row, q, qbsum, n, 3, tq1, out); break;
