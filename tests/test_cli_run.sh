@@ -191,8 +191,18 @@ assert shares['f16'][1] == '', shares
 for k, (gmac, share) in shares.items():
     if k != 'f16':
         assert abs(float(share) - gmac / peak) <= 0.005 + 0.06 / peak, (k, gmac, peak, share)
+# the prefill limit: the 2B-4T projections' weights, one multiply-add each per token, at
+# the peak; the kernels alone: all of them at the i2_s rate
+macs = 30 * (2 * 2560 * 2560 + 2 * 2560 * 640 + 3 * 2560 * 6912)
+lim = [r for r in rows if r[1] == 'prefill limit of the model'][0]
+want = peak * 1e9 / macs
+got = float(lim[2].split()[0])
+assert abs(got - want) <= 0.051 + 0.05e9 / macs, (got, want)   # both printed rounded
+alone = float(lim[3].split(':')[1].split()[0])
+want_alone = shares['i2_s'][0] * 1e9 / macs
+assert abs(alone - want_alone) <= 0.051 + 0.05e9 / macs, (alone, want_alone)
 PY
-then ok; else fail "kernels: each int8 kernel's share of the int8 peak"; fi
+then ok; else fail "kernels: each int8 kernel's share of the int8 peak, the prefill limit"; fi
 expect 0 "bench --kernels -m" -- bench --kernels -m "$m" --mib 16 -r 1 -t 1
 "$BITNET" info --json "$m" > "$tmp/info.json"
 mb=$(python3 -c "import json,sys; print('%.1f' % (sum(t['bytes'] for t in json.load(open(sys.argv[1]))['tensors'] if len(t['shape']) > 1) / 1e6))" "$tmp/info.json")

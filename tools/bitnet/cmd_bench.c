@@ -39,9 +39,9 @@ const char cmd_bench_help[] =
     "                       bandwidth, each projection kernel's decode rate in GB/s of\n"
     "                       weights read (one token, weights far larger than the caches)\n"
     "                       and prefill rate in GMAC/s (128 tokens) beside the int8\n"
-    "                       multiply-add peak of the same run, and the decode limit in\n"
-    "                       tokens/s for the model given with -m (default: the 2B-4T\n"
-    "                       shapes, i2_s projections, f16 output layer)\n"
+    "                       multiply-add peak of the same run, and the decode and\n"
+    "                       prefill limits in tokens/s for the model given with -m\n"
+    "                       (default: the 2B-4T shapes, i2_s projections, f16 output)\n"
     "  --mib N              weights per decode kernel run and read-bandwidth buffer, in\n"
     "                       MiB (default 512; --kernels only)\n"
     "  -h, --help           show this help\n";
@@ -102,11 +102,13 @@ static bool bench_run(bn_context *c, const bn_token *toks, int n_depth, int n_pr
 }
 
 /* Bytes of each type read per decoded token: every 2-D weight once (the embedding only
- * through a tied output layer). From the file when there is one, else the 2B-4T shapes
- * with i2_s projections and an f16 output layer. */
+ * through a tied output layer), and the weights of each type (one multiply-add each per
+ * token). From the file when there is one, else the 2B-4T shapes with i2_s projections
+ * and an f16 output layer. */
 #define KB_MAX_TYPES 48
 typedef struct kb_model {
     double bytes[KB_MAX_TYPES];
+    double weights[KB_MAX_TYPES];
     char   desc[160];
 } kb_model;
 
@@ -116,9 +118,12 @@ static bool kb_model_bytes(const char *path, kb_model *km)
     if (!path) {
         const int64_t E = 2560, F = 6912, KV = 640, V = 128256, L = 30;
         int64_t per_layer[7] = {E * E, E * KV, E * KV, E * E, E * F, E * F, F * E};
-        for (int i = 0; i < 7; i++)
+        for (int i = 0; i < 7; i++) {
             km->bytes[BN_QT_I2_S] += (double)L * (double)(per_layer[i] / 4 + 32);
+            km->weights[BN_QT_I2_S] += (double)L * (double)per_layer[i];
+        }
         km->bytes[BN_QT_F16] = (double)V * (double)E * 2;
+        km->weights[BN_QT_F16] = (double)V * (double)E;
         snprintf(km->desc, sizeof km->desc, "2B-4T shapes, i2_s projections, f16 output");
         return true;
     }
@@ -133,6 +138,8 @@ static bool kb_model_bytes(const char *path, kb_model *km)
         if (!tied && !strcmp(t->name, "token_embd.weight"))
             continue;
         km->bytes[t->type] += (double)t->nbytes;
+        km->weights[t->type] += (double)t->ne[0] * (double)t->ne[1] * (double)t->ne[2] *
+                                (double)t->ne[3];
     }
     snprintf(km->desc, sizeof km->desc, "%s", path);
     bn_gguf_close(g);
@@ -171,7 +178,7 @@ static int bench_kernels(const char *model, const int *threads, int n_threads, i
             printf("| %d | (int8 multiply-add peak) | | | %.1f | 1.00 |\n", threads[ti], peak);
         else if (bn_last_status() != BN_ERR_UNSUPPORTED)
             return cli_fail("bench");
-        double gbps[KB_MAX_TYPES] = {0};
+        double gbps[KB_MAX_TYPES] = {0}, gmacs[KB_MAX_TYPES] = {0};
         for (int k = 0; k < n_types; k++) {
             const bn_qtype_info *qi = bn_qtype_get(types[k]);
             size_t row_bytes = 0;
@@ -185,7 +192,7 @@ static int bench_kernels(const char *model, const int *threads, int n_threads, i
                 bn_bench_projection(types[k], 4096, cols, 128, true, 1, &pre_s, NULL) != BN_OK)
                 return cli_fail("bench");
             gbps[types[k]] = (double)wb / dec_s / 1e9;
-            const double gmac = 4096.0 * cols * 128 / pre_s / 1e9;
+            const double gmac = gmacs[types[k]] = 4096.0 * cols * 128 / pre_s / 1e9;
             char of_peak[32] = "";
             if (peak > 0 && types[k] != BN_QT_F16)   /* f16 prefill multiplies floats */
                 snprintf(of_peak, sizeof of_peak, "%.2f", gmac / peak);
@@ -203,6 +210,21 @@ static int bench_kernels(const char *model, const int *threads, int n_threads, i
         printf("| %d | decode limit of the model | %.2f tok/s | kernels alone: %.2f tok/s "
                "| (%.2f of the limit) | |\n", threads[ti], limit, 1.0 / t_kern,
                1.0 / t_kern / limit);
+        /* the prefill limit: the ternary projections' multiply-adds (one per weight per
+         * token; the output layer runs for the last token only) at the int8 peak, and
+         * what the kernels alone allow, each type's at its own prefill rate */
+        double macs = 0, t_pre = 0;
+        for (int k = 0; k < n_types; k++) {
+            const int t = types[k];
+            if (bn_qtype_get(t)->is_ternary && km.weights[t] > 0) {
+                macs += km.weights[t];
+                t_pre += km.weights[t] / (gmacs[t] * 1e9);
+            }
+        }
+        if (peak > 0 && macs > 0)
+            printf("| %d | prefill limit of the model | %.1f tok/s | kernels alone: %.1f "
+                   "tok/s | (%.2f of the limit) | |\n", threads[ti], peak * 1e9 / macs,
+                   1.0 / t_pre, 1.0 / t_pre / (peak * 1e9 / macs));
         fflush(stdout);
     }
     return 0;
