@@ -214,7 +214,6 @@ static void bn_dot_tq1_q8_scalar(const uint8_t *blocks, size_t stride, const int
 BN_TQ_ROWS_FROM_DOT(bn_dot_tq1_q8_rows_scalar, bn_dot_tq1_q8_scalar, bn_block_tq1_0)
 BN_TQ_TILE_FROM_ROWS(bn_dot_tq1_q8_tile_scalar, bn_dot_tq1_q8_rows_scalar)
 
-/* Four independent sums, so that the loads, not one chain of adds, set the pace. */
 /* The int8 multiply-add probe in C: the four 32-long dot products, 128 times a chunk,
  * the operands read anew each time. */
 static int64_t bn_mac_i8_peak_scalar(const uint8_t *w, const int8_t *x, int64_t chunks)
@@ -234,6 +233,7 @@ static int64_t bn_mac_i8_peak_scalar(const uint8_t *w, const int8_t *x, int64_t 
     return total;
 }
 
+/* Four independent sums, so that the loads, not one chain of adds, set the pace. */
 static uint64_t bn_sum_u64_scalar(const uint64_t *x, int64_t n)
 {
     const int64_t seg = n / 8;

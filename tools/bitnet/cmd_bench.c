@@ -189,7 +189,7 @@ static int bench_kernels(const char *model, const int *threads, int n_threads, i
             double dec_s, pre_s;
             size_t wb;
             if (bn_bench_projection(types[k], rows, cols, 1, true, reps, &dec_s, &wb) != BN_OK ||
-                bn_bench_projection(types[k], 4096, cols, 128, true, 1, &pre_s, NULL) != BN_OK)
+                bn_bench_projection(types[k], 4096, cols, 128, true, reps, &pre_s, NULL) != BN_OK)
                 return cli_fail("bench");
             gbps[types[k]] = (double)wb / dec_s / 1e9;
             const double gmac = gmacs[types[k]] = 4096.0 * cols * 128 / pre_s / 1e9;
