@@ -449,13 +449,20 @@ BN_AVX2 static inline __m256i bn_tq2_block_avx2(const uint8_t *qs, const int8_t 
     return _mm256_madd_epi16(a16, _mm256_set1_epi16(1));
 }
 
+/* Asks for the four cache lines BN_PREFETCH_AHEAD bytes past p (256 bytes: a Q6_K
+ * block, or four TQ blocks' worth of codes). */
+BN_AVX2 static inline void bn_prefetch4_avx2(const void *p)
+{
+    for (int l = 0; l < 4; l++)
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 64 * l, _MM_HINT_T0);
+}
+
 /* Four consecutive TQ2_0 blocks (`stride` bytes apart) against q[0..1023]: their four
  * sums; the lines 4 KiB ahead are requested first. */
 BN_AVX2 static inline __m128i bn_tq2_blocks4_avx2(const uint8_t *p, size_t stride,
                                                   const int8_t *q)
 {
-    for (int l = 0; l < 4; l++)
-        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 64 * l, _MM_HINT_T0);
+    bn_prefetch4_avx2(p);
     return bn_hsum4_i32_avx2(bn_tq2_block_avx2(p, q), bn_tq2_block_avx2(p + stride, q + 256),
                              bn_tq2_block_avx2(p + 2 * stride, q + 512),
                              bn_tq2_block_avx2(p + 3 * stride, q + 768));
@@ -808,10 +815,7 @@ BN_AVX2 static void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, con
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
         const uint8_t *p = blocks + (size_t)b * stride;
-        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 128, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 192, _MM_HINT_T0);
+        bn_prefetch4_avx2(p);
         __m256i v0 = bn_tq1_block_avx2((const bn_block_tq1_0 *)p, q + b * 256);
         __m256i v1 = bn_tq1_block_avx2((const bn_block_tq1_0 *)(p + stride), q + b * 256 + 256);
         __m256i v2 = bn_tq1_block_avx2((const bn_block_tq1_0 *)(p + 2 * stride),
@@ -1023,10 +1027,7 @@ BN_AVX2 static float bn_dot_q6_k_q8_0_avx2(const void *w, const void *x, int64_t
     __m256 acc = _mm256_setzero_ps();
     for (int64_t k = 0; k < n / 256; k++) {
         const bn_block_q6_k *blk = a + k;
-        _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD, _MM_HINT_T0);
-        _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 128, _MM_HINT_T0);
-        _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 192, _MM_HINT_T0);
+        bn_prefetch4_avx2(blk);
         float dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk->d)));
         for (int h = 0; h < 2; h++) {
             __m256i c[4];
@@ -1077,10 +1078,7 @@ BN_AVX2 static void bn_dot_q6_k_q8_0_rows_avx2(const uint8_t *w, size_t row_byte
         __m256 acc = _mm256_setzero_ps();
         for (int64_t k = 0; k < n / 256; k++) {
             const bn_block_q6_k *blk = a + k;
-            _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD, _MM_HINT_T0);
-            _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 64, _MM_HINT_T0);
-            _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 128, _MM_HINT_T0);
-            _mm_prefetch((const char *)blk + BN_PREFETCH_AHEAD + 192, _MM_HINT_T0);
+            bn_prefetch4_avx2(blk);
             float dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(blk->d)));
             __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk->scales));
             for (int h = 0; h < 2; h++) {
