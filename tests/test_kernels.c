@@ -284,6 +284,40 @@ static void test_q8_0(const bn_kernel_table *k)
     }
 }
 
+/* Random Q8_0 activation blocks (the input of a Q8_0 or Q6_K output layer). */
+static void fill_q8_0_x(bn_block_q8_0 *x, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        x[b].d = bn_f32_to_f16((float)(rng() % 1000 + 1) / 4096.0f);
+        for (int i = 0; i < 32; i++)
+            x[b].qs[i] = (int8_t)((int)(rng() % 255) - 127);
+    }
+}
+
+/* A rows kernel against its table's one-row kernel and the scalar one-row reference, bit
+ * for bit, for each row count in counts (rows of row_bytes at w, at most 33). */
+static void check_rows_vs_one(const bn_kernel_table *k, const char *what,
+                              void (*rows)(const uint8_t *, size_t, int64_t, const void *,
+                                           int64_t, float *),
+                              float (*one)(const void *, const void *, int64_t),
+                              float (*ref)(const void *, const void *, int64_t),
+                              const uint8_t *w, size_t row_bytes, const int64_t *counts,
+                              size_t n_counts, const void *x, int64_t n)
+{
+    for (size_t ci = 0; ci < n_counts; ci++) {
+        const int64_t nr = counts[ci];
+        float out[33];
+        rows(w, row_bytes, nr, x, n, out);
+        for (int64_t r = 0; r < nr; r++) {
+            const uint8_t *row = w + (size_t)r * row_bytes;
+            float o = one(row, x, n), f = ref(row, x, n);
+            CHECK(memcmp(&out[r], &o, sizeof o) == 0 && memcmp(&o, &f, sizeof o) == 0,
+                  "%s %s rows n=%lld, %lld rows, row %lld: %.9g, one row %.9g, scalar %.9g",
+                  k->name, what, (long long)n, (long long)nr, (long long)r, out[r], o, f);
+        }
+    }
+}
+
 /* The Q8_0 rows kernel gives each row the one-row dot of the same table, which is the
  * scalar reference's float (the order is part of the contract). */
 static void test_q8_0_rows(const bn_kernel_table *k)
@@ -299,25 +333,10 @@ static void test_q8_0_rows(const bn_kernel_table *k)
             for (int i = 0; i < 32; i++)
                 w[b].qs[i] = (int8_t)((int)(rng() % 256) - 128);
         }
-        for (int64_t b = 0; b < nb; b++) {
-            x[b].d = bn_f32_to_f16((float)(rng() % 1000 + 1) / 4096.0f);
-            for (int i = 0; i < 32; i++)
-                x[b].qs[i] = (int8_t)((int)(rng() % 255) - 127);
-        }
-        for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
-            const int64_t nr = counts[ci];
-            float out[33];
-            k->dot_q8_0_q8_0_rows((const uint8_t *)w, row_bytes, nr, x, n, out);
-            for (int64_t r = 0; r < nr; r++) {
-                const void *row = (const uint8_t *)w + (size_t)r * row_bytes;
-                float one = k->dot_q8_0_q8_0(row, x, n);
-                float ref = bn_kernels_scalar.dot_q8_0_q8_0(row, x, n);
-                CHECK(memcmp(&out[r], &one, sizeof one) == 0 &&
-                      memcmp(&one, &ref, sizeof one) == 0, "%s q8_0 rows n=%lld, %lld rows, "
-                      "row %lld: %.9g, one row %.9g, scalar %.9g", k->name, (long long)n,
-                      (long long)nr, (long long)r, out[r], one, ref);
-            }
-        }
+        fill_q8_0_x(x, nb);
+        check_rows_vs_one(k, "q8_0", k->dot_q8_0_q8_0_rows, k->dot_q8_0_q8_0,
+                          bn_kernels_scalar.dot_q8_0_q8_0, (const uint8_t *)w, row_bytes,
+                          counts, sizeof counts / sizeof counts[0], x, n);
         free(w);
         free(x);
     }
@@ -378,11 +397,7 @@ static void test_q6_k(const bn_kernel_table *k)
         CHECK(bn_quantize(BN_QT_Q6_K, src, n, 1, w, wb) == BN_OK &&
               bn_dequantize(BN_QT_Q6_K, w, wb, n, 1, deq) == BN_OK, "q6_K round trip");
         bn_block_q8_0 *x = malloc((size_t)nb * sizeof *x);
-        for (int64_t b = 0; b < nb; b++) {
-            x[b].d = bn_f32_to_f16((float)(rng() % 1000 + 1) / 4096.0f);
-            for (int i = 0; i < 32; i++)
-                x[b].qs[i] = (int8_t)((int)(rng() % 255) - 127);
-        }
+        fill_q8_0_x(x, nb);
         /* code - 32 and the group scale of every weight, from deq = d * sc * (code - 32):
          * the block's d and scales are at the end of each 210-byte block */
         float lane[8] = {0};
@@ -437,25 +452,10 @@ static void test_q6_k_rows(const bn_kernel_table *k)
         uint8_t *w = malloc(row_bytes * 13);
         CHECK(bn_quantize(BN_QT_Q6_K, src, n, 13, w, row_bytes * 13) == BN_OK, "q6_K rows");
         bn_block_q8_0 *x = malloc((size_t)nb * sizeof *x);
-        for (int64_t b = 0; b < nb; b++) {
-            x[b].d = bn_f32_to_f16((float)(rng() % 1000 + 1) / 4096.0f);
-            for (int i = 0; i < 32; i++)
-                x[b].qs[i] = (int8_t)((int)(rng() % 255) - 127);
-        }
-        for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
-            const int64_t nr = counts[ci];
-            float out[13];
-            k->dot_q6_k_q8_0_rows(w, row_bytes, nr, x, n, out);
-            for (int64_t r = 0; r < nr; r++) {
-                const uint8_t *row = w + (size_t)r * row_bytes;
-                float one = k->dot_q6_k_q8_0(row, x, n);
-                float ref = bn_kernels_scalar.dot_q6_k_q8_0(row, x, n);
-                CHECK(memcmp(&out[r], &one, sizeof one) == 0 &&
-                      memcmp(&one, &ref, sizeof one) == 0, "%s q6_K rows n=%lld, %lld rows, "
-                      "row %lld: %.9g, one row %.9g, scalar %.9g", k->name, (long long)n,
-                      (long long)nr, (long long)r, out[r], one, ref);
-            }
-        }
+        fill_q8_0_x(x, nb);
+        check_rows_vs_one(k, "q6_K", k->dot_q6_k_q8_0_rows, k->dot_q6_k_q8_0,
+                          bn_kernels_scalar.dot_q6_k_q8_0, w, row_bytes, counts,
+                          sizeof counts / sizeof counts[0], x, n);
         free(src);
         free(w);
         free(x);
