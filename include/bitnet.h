@@ -983,16 +983,21 @@ BN_API const bn_tokenizer *bn_model_tokenizer(const bn_model *m);
 /* The GGUF file behind the model (owned by the model): for its other metadata. */
 BN_API const bn_gguf *bn_model_gguf(const bn_model *m);
 
+/* Sequences (slots) a context holds at most. */
+#define BN_MAX_SEQ 256
+
 typedef struct bn_context_params {
-    int32_t  n_ctx;        /* positions the KV cache holds; 0 = the model's training
-                              context (2048 when unknown, at most 2^24), lowered to what
-                              fits in half of the machine's available memory (with a
-                              warning, never below 256) */
+    int32_t  n_ctx;        /* positions the KV cache holds for each sequence; 0 = the
+                              model's training context (2048 when unknown, at most 2^24),
+                              lowered to what fits in half of the machine's available
+                              memory (with a warning, never below 256) */
     int32_t  n_batch;      /* most tokens evaluated in one pass (default 512, capped at
-                              n_ctx); bn_eval splits longer inputs */
+                              n_ctx * n_seq); bn_eval and bn_decode split longer inputs */
     bn_dtype kv_type;      /* BN_F16 (default) or BN_F32 */
     bool     logits_all;   /* keep the logits of every token of a batch (default false:
-                              the last one only) */
+                              the last one only, or one per sequence) */
+    int32_t  n_seq;        /* sequences the context holds, each with its own KV cache of
+                              n_ctx positions (default 1, at most BN_MAX_SEQ; 0 = 1) */
 } bn_context_params;
 
 BN_API bn_context_params bn_context_default_params(void);
@@ -1003,27 +1008,53 @@ BN_API bn_status bn_context_create(const bn_model *m, const bn_context_params *p
 BN_API void bn_context_free(bn_context *ctx);
 BN_API int32_t bn_context_n_ctx(const bn_context *ctx);
 BN_API int32_t bn_context_n_batch(const bn_context *ctx);
-/* Positions used in the KV cache so far. */
+BN_API int32_t bn_context_n_seq(const bn_context *ctx);
+/* Positions used in the KV cache of sequence 0 so far. */
 BN_API int32_t bn_context_n_past(const bn_context *ctx);
-/* Bytes of the KV cache and of the other buffers of the context. */
+/* Positions used by sequence seq; -1 when seq is not one of the context's. */
+BN_API int32_t bn_context_seq_n_past(const bn_context *ctx, int32_t seq);
+/* Bytes of the KV cache (all sequences) and of the other buffers of the context. */
 BN_API size_t bn_context_kv_bytes(const bn_context *ctx);
 BN_API size_t bn_context_buffer_bytes(const bn_context *ctx);
-/* Forget positions n_past.. (0 clears the context). n_past larger than the current
+/* Forget positions n_past.. of sequence 0 (0 clears it). n_past larger than the current
  * count changes nothing. */
 BN_API void bn_context_truncate(bn_context *ctx, int32_t n_past);
+/* The same for sequence seq (a seq out of range changes nothing); the logits of the
+ * last evaluation that belong to seq are dropped when positions are forgotten. */
+BN_API void bn_context_seq_truncate(bn_context *ctx, int32_t seq, int32_t n_past);
 
-/* Evaluate n tokens at positions n_past .. n_past+n-1 (a prefill when n > 1, a decode
- * step when n == 1), adding them to the KV cache. n may exceed n_batch (it is split).
- * Logits: of the last token, or of all n when the context keeps them (logits_all and
- * n <= n_batch). Errors: n < 1, a token id out of range (BN_ERR_INVALID_ARG), more
- * positions than n_ctx (BN_ERR_CONTEXT_FULL, saying how many fit); the context is unchanged
- * then. Uses the default thread pool (bn_set_num_threads); results do not depend on
- * the thread count. */
+/* Evaluate n tokens of sequence 0 at positions n_past .. n_past+n-1 (a prefill when
+ * n > 1, a decode step when n == 1), adding them to the KV cache. n may exceed n_batch
+ * (it is split). Logits: of the last token, or of all n when the context keeps them
+ * (logits_all and n <= n_batch). Errors: n < 1, a token id out of range
+ * (BN_ERR_INVALID_ARG), more positions than n_ctx (BN_ERR_CONTEXT_FULL, saying how many
+ * fit); the context is unchanged then. Uses the default thread pool
+ * (bn_set_num_threads); results do not depend on the thread count. */
 BN_API bn_status bn_eval(bn_context *ctx, const bn_token *tokens, int32_t n);
 
-/* The logits (n_vocab floats) of token i of the last bn_eval (i = -1: its last token).
- * NULL when they were not kept, when nothing was evaluated, or after
- * bn_context_truncate. Valid until the next bn_eval. */
+/* A batch for bn_decode: n tokens, token i appended to sequence seq[i]. */
+typedef struct bn_batch {
+    int32_t         n;
+    const bn_token *tokens;   /* [n] */
+    const int32_t  *seq;      /* [n] sequence of each token; NULL: all in sequence 0 */
+    const bool     *logits;   /* [n] keep token i's logits; NULL: the last token of each
+                                 sequence the batch names */
+} bn_batch;
+
+/* Evaluate a batch of tokens of any of the context's sequences in one pass: the
+ * tokens of each sequence go to its next positions in batch order, so one call can
+ * prefill some sequences and advance others by one token (continuous batching). The
+ * projections run once over all the batch's tokens, so a weight read from memory
+ * serves every sequence; attention is per sequence. Each token gets exactly the
+ * logits it gets when its sequence is evaluated alone. Errors (the context unchanged):
+ * n < 1, a token or a sequence out of range, logits asked for more tokens than the
+ * context keeps (n_seq, or n_batch with logits_all) (BN_ERR_INVALID_ARG), a sequence
+ * that would pass n_ctx (BN_ERR_CONTEXT_FULL). */
+BN_API bn_status bn_decode(bn_context *ctx, const bn_batch *batch);
+
+/* The logits (n_vocab floats) of token i of the last bn_eval or bn_decode (i = -1: its
+ * last token). NULL when they were not kept, when nothing was evaluated, or after
+ * bn_context_truncate of the token's sequence. Valid until the next evaluation. */
 BN_API const float *bn_get_logits(const bn_context *ctx, int32_t i);
 
 /* Sampling. The chain, as llama.cpp applies it: penalties over the last penalty_last_n
