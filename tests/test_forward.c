@@ -9,7 +9,11 @@
  *   - truncating the context and evaluating again reproduces the logits;
  *   - a full context, a bad token, a missing tensor or key, a wrong shape, an unknown
  *     architecture and a truncated file are errors that name the problem;
- *   - every allocation of loading and of context creation can fail cleanly.
+ *   - every allocation of loading and of context creation can fail cleanly;
+ *   - sequences decoded together (bn_decode: prefills joining decodes, rows grouped or
+ *     interleaved, steps cut into passes) get exactly the tokens and logits each gets
+ *     alone, for 1 to 8 sequences; a refused batch changes nothing; truncating one
+ *     sequence leaves the others.
  * Agreement with independent references is test_model_ref's job.
  */
 #include <stdio.h>
@@ -607,6 +611,258 @@ static void test_activation_rule(void)
     }
 }
 
+/* ------------------------------------------------------ many sequences at once */
+
+#define BT_MAX_SEQ 8
+#define BT_GEN 10
+#define BT_MAX_PROMPT 24
+
+/* The greedy continuation of one prompt in a context of its own (bn_eval, one
+ * sequence): the tokens and the logits each was chosen from. The reference for the
+ * batched runs, whose every sequence must get exactly these. */
+static int bt_alone(const bn_model *m, const bn_token *prompt, int n_prompt,
+                    bn_token *gen, float *gen_logits, int V)
+{
+    bn_context_params cp = bn_context_default_params();
+    cp.n_ctx = 64;
+    bn_context *c = NULL;
+    CHECK_OK(bn_context_create(m, &cp, &c));
+    if (!c)
+        return 0;
+    bn_status st = bn_eval(c, prompt, n_prompt);
+    for (int k = 0; st == BN_OK && k < BT_GEN; k++) {
+        const float *l = bn_get_logits(c, -1);
+        memcpy(gen_logits + (size_t)k * V, l, (size_t)V * sizeof(float));
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            best = l[v] > l[best] ? v : best;
+        gen[k] = best;
+        st = bn_eval(c, &gen[k], 1);
+    }
+    CHECK(st == BN_OK, "the sequence alone: %s", bn_last_error());
+    bn_context_free(c);
+    return BT_GEN;
+}
+
+/* B sequences with prompts of different lengths decoded together in one context:
+ * sequence b's prompt enters at step b (its prefill shares the step with the decodes
+ * of those started before), then each step advances every started sequence by its
+ * last greedy token. Rows come grouped by sequence, or interleaved one row of each
+ * sequence in turn (round robin). Every sequence must get the tokens and, bit for bit,
+ * the logits it gets alone. */
+static void bt_together(const bn_model *m, int B, bool round_robin, int n_batch,
+                        bn_token prompts[][BT_MAX_PROMPT], const int *n_prompt,
+                        bn_token ref_gen[][BT_GEN], float *const *ref_logits, int V)
+{
+    bn_context_params cp = bn_context_default_params();
+    cp.n_ctx = 64;
+    cp.n_seq = B;
+    cp.n_batch = n_batch;
+    bn_context *c = NULL;
+    CHECK_OK(bn_context_create(m, &cp, &c));
+    if (!c)
+        return;
+    CHECK(bn_context_n_seq(c) == B, "n_seq %d", bn_context_n_seq(c));
+    bn_token gen[BT_MAX_SEQ][BT_GEN];
+    int n_gen[BT_MAX_SEQ] = {0};
+    bn_token tokens[BT_MAX_SEQ * BT_MAX_PROMPT];
+    int32_t seq[BT_MAX_SEQ * BT_MAX_PROMPT];
+    int mismatched_logits = 0, mismatched_tokens = 0;
+    for (int step = 0; step < B + BT_GEN - 1; step++) {
+        /* what each sequence adds at this step */
+        const bn_token *add[BT_MAX_SEQ];
+        int n_add[BT_MAX_SEQ];
+        for (int b = 0; b < B; b++) {
+            n_add[b] = 0;
+            if (step == b) {
+                add[b] = prompts[b];
+                n_add[b] = n_prompt[b];
+            } else if (step > b && n_gen[b] < BT_GEN) {
+                add[b] = &gen[b][n_gen[b] - 1];
+                n_add[b] = 1;
+            }
+        }
+        int n = 0, last[BT_MAX_SEQ];
+        for (int b = 0; b < B; b++)
+            last[b] = -1;
+        if (round_robin) {
+            for (int k = 0; k < BT_MAX_PROMPT; k++)
+                for (int b = 0; b < B; b++)
+                    if (k < n_add[b]) {
+                        last[b] = n;
+                        tokens[n] = add[b][k];
+                        seq[n++] = b;
+                    }
+        } else {
+            for (int b = 0; b < B; b++)
+                for (int k = 0; k < n_add[b]; k++) {
+                    last[b] = n;
+                    tokens[n] = add[b][k];
+                    seq[n++] = b;
+                }
+        }
+        if (n == 0)
+            break;
+        bn_batch bt = {.n = n, .tokens = tokens, .seq = seq};
+        bn_status st = bn_decode(c, &bt);
+        CHECK(st == BN_OK, "B %d step %d: %s", B, step, bn_last_error());
+        if (st != BN_OK)
+            break;
+        for (int b = 0; b < B; b++) {
+            if (last[b] < 0)
+                continue;
+            const float *l = bn_get_logits(c, last[b]);
+            CHECK(l != NULL, "B %d step %d: the logits of sequence %d", B, step, b);
+            if (!l)
+                continue;
+            const int k = n_gen[b];
+            mismatched_logits += memcmp(l, ref_logits[b] + (size_t)k * V,
+                                        (size_t)V * sizeof(float)) != 0;
+            int best = 0;
+            for (int v = 1; v < V; v++)
+                best = l[v] > l[best] ? v : best;
+            gen[b][k] = best;
+            mismatched_tokens += best != ref_gen[b][k];
+            n_gen[b]++;
+        }
+    }
+    for (int b = 0; b < B; b++)
+        CHECK(n_gen[b] == BT_GEN && bn_context_seq_n_past(c, b) == n_prompt[b] + BT_GEN - 1,
+              "B %d: sequence %d made %d tokens, holds %d positions", B, b, n_gen[b],
+              bn_context_seq_n_past(c, b));
+    CHECK(mismatched_tokens == 0 && mismatched_logits == 0, "B %d (%s, n_batch %d): %d "
+          "tokens and %d logit rows differ from the sequences decoded alone", B,
+          round_robin ? "interleaved" : "grouped", n_batch, mismatched_tokens,
+          mismatched_logits);
+    bn_context_free(c);
+}
+
+static void test_batch(void)
+{
+    const int types[] = {BN_QT_I2_S, BN_QT_TQ2_0};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        tm_opts o = tm_default(types[ti]);
+        o.seed = 23 + (uint32_t)ti;
+        const char *path = model_path("batch.gguf");
+        CHECK(write_model(path, &o), "writing %s", path);
+        bn_model *m = NULL;
+        CHECK_OK(bn_model_load(path, NULL, &m));
+        if (!m)
+            return;
+        const int V = bn_model_n_vocab(m);
+        bn_token prompts[BT_MAX_SEQ][BT_MAX_PROMPT];
+        int n_prompt[BT_MAX_SEQ];
+        bn_token ref_gen[BT_MAX_SEQ][BT_GEN];
+        float *ref_logits[BT_MAX_SEQ];
+        for (int b = 0; b < BT_MAX_SEQ; b++) {
+            n_prompt[b] = 1 + (b * 7) % BT_MAX_PROMPT;   /* 1, 8, 15, 22, 5, 12, 19, 2 */
+            for (int k = 0; k < n_prompt[b]; k++)
+                prompts[b][k] = (bn_token)(rng() % (uint32_t)V);
+            ref_logits[b] = malloc((size_t)BT_GEN * (size_t)V * sizeof(float));
+            bn_set_num_threads(1);
+            bt_alone(m, prompts[b], n_prompt[b], ref_gen[b], ref_logits[b], V);
+        }
+        for (int B = 1; B <= BT_MAX_SEQ; B++) {
+            bn_set_num_threads(1 + B % 3);
+            bt_together(m, B, false, 512, prompts, n_prompt, ref_gen, ref_logits, V);
+            bt_together(m, B, true, 512, prompts, n_prompt, ref_gen, ref_logits, V);
+        }
+        /* steps cut into several passes of 16 rows, which split prompts */
+        bn_set_num_threads(2);
+        bt_together(m, BT_MAX_SEQ, true, 16, prompts, n_prompt, ref_gen, ref_logits, V);
+        bt_together(m, BT_MAX_SEQ, false, 7, prompts, n_prompt, ref_gen, ref_logits, V);
+        for (int b = 0; b < BT_MAX_SEQ; b++)
+            free(ref_logits[b]);
+        bn_model_free(m);
+    }
+    bn_set_num_threads(2);
+}
+
+/* bn_decode's checks leave the context as it was; truncating one sequence leaves the
+ * others alone; the logits flags choose the rows kept. */
+static void test_batch_errors(void)
+{
+    tm_opts o = tm_default(BN_QT_I2_S);
+    const char *path = model_path("batch-err.gguf");
+    CHECK(write_model(path, &o), "writing %s", path);
+    bn_model *m = NULL;
+    bn_context *c = NULL, *alone = NULL;
+    CHECK_OK(bn_model_load(path, NULL, &m));
+    if (!m)
+        return;
+    bn_context_params cp = bn_context_default_params();
+    cp.n_ctx = 8;
+    cp.n_seq = 3;
+    CHECK_OK(bn_context_create(m, &cp, &c));
+    cp.n_seq = 1;
+    CHECK_OK(bn_context_create(m, &cp, &alone));
+    if (!c || !alone) {
+        bn_context_free(c);
+        bn_context_free(alone);
+        bn_model_free(m);
+        return;
+    }
+    CHECK(bn_context_kv_bytes(c) == 3 * bn_context_kv_bytes(alone),
+          "three sequences hold three caches");
+    const bn_token tok[6] = {5, 6, 7, 8, 9, 10};
+    const int32_t seq[6] = {0, 1, 1, 2, 2, 2};
+    bn_batch bt = {.n = 6, .tokens = tok, .seq = seq};
+    CHECK_OK(bn_decode(c, &bt));
+    CHECK(bn_context_seq_n_past(c, 0) == 1 && bn_context_seq_n_past(c, 1) == 2 &&
+          bn_context_seq_n_past(c, 2) == 3 && bn_context_n_past(c) == 1 &&
+          bn_context_seq_n_past(c, 3) == -1, "positions per sequence");
+    CHECK(bn_get_logits(c, 0) && bn_get_logits(c, 2) && bn_get_logits(c, 5) &&
+          !bn_get_logits(c, 1) && !bn_get_logits(c, 3) && !bn_get_logits(c, -2) &&
+          bn_get_logits(c, -1) == bn_get_logits(c, 5),
+          "by default the last token of each sequence keeps its logits");
+    /* the logits of sequence 2's three tokens, alone */
+    CHECK_OK(bn_eval(alone, tok + 3, 3));
+    float want[300];
+    memcpy(want, bn_get_logits(alone, -1), sizeof want);
+    CHECK(memcmp(bn_get_logits(c, 5), want, sizeof want) == 0, "sequence 2 as alone");
+
+    const int32_t bad_seq[2] = {0, 3};
+    bt = (bn_batch){.n = 2, .tokens = tok, .seq = bad_seq};
+    CHECK(bn_decode(c, &bt) == BN_ERR_INVALID_ARG && strstr(bn_last_error(), "sequence 3"),
+          "a sequence out of range: %s", bn_last_error());
+    const int32_t full_seq[6] = {0, 2, 2, 2, 2, 2};   /* sequence 2: 3 + 5 + ... > 8 */
+    bn_token six[6] = {1, 2, 3, 4, 5, 6};
+    bt = (bn_batch){.n = 6, .tokens = six, .seq = full_seq};
+    CHECK_OK(bn_decode(c, &bt));
+    bt.n = 2;
+    CHECK(bn_decode(c, &bt) == BN_ERR_CONTEXT_FULL && strstr(bn_last_error(), "sequence 2"),
+          "a full sequence: %s", bn_last_error());
+    CHECK(bn_context_seq_n_past(c, 0) == 2 && bn_context_seq_n_past(c, 1) == 2 &&
+          bn_context_seq_n_past(c, 2) == 8, "a refused batch changes nothing");
+    const bool four[4] = {true, true, true, true};
+    const int32_t seq01[4] = {0, 0, 1, 1};
+    bt = (bn_batch){.n = 4, .tokens = six, .seq = seq01, .logits = four};
+    CHECK(bn_decode(c, &bt) == BN_ERR_INVALID_ARG && strstr(bn_last_error(), "at most 3"),
+          "more logits rows than kept: %s", bn_last_error());
+    const bool two[4] = {true, false, false, true};
+    bt.logits = two;
+    CHECK_OK(bn_decode(c, &bt));
+    CHECK(bn_get_logits(c, 0) && !bn_get_logits(c, 1) && !bn_get_logits(c, 2) &&
+          bn_get_logits(c, 3), "the flags choose the rows");
+
+    /* sequence 2 cleared and evaluated again from its start: as alone; sequence 1
+     * keeps its positions, and its logits of the last evaluation stay */
+    bn_context_seq_truncate(c, 2, 0);
+    CHECK(bn_context_seq_n_past(c, 2) == 0 && bn_context_seq_n_past(c, 1) == 4 &&
+          bn_get_logits(c, 3) != NULL, "truncating sequence 2 only");
+    bn_context_seq_truncate(c, 1, 3);
+    CHECK(bn_get_logits(c, 3) == NULL && bn_get_logits(c, 0) != NULL,
+          "truncating sequence 1 drops its logits");
+    const int32_t seq2[3] = {2, 2, 2};
+    bt = (bn_batch){.n = 3, .tokens = tok + 3, .seq = seq2};
+    CHECK_OK(bn_decode(c, &bt));
+    CHECK(memcmp(bn_get_logits(c, -1), want, sizeof want) == 0,
+          "sequence 2 after truncation as alone");
+    bn_context_free(c);
+    bn_context_free(alone);
+    bn_model_free(m);
+}
+
 int main(void)
 {
     if (!mkdtemp(tmp_dir)) {
@@ -620,6 +876,8 @@ int main(void)
     test_context();
     test_bad_models();
     test_activation_rule();
+    test_batch();
+    test_batch_errors();
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
     if (system(cmd) != 0)
