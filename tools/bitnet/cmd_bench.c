@@ -4,6 +4,10 @@
  * prompt tokens evaluated from an empty context; tgN = N tokens evaluated one at a time
  * from an empty context. With a depth D (-d), every run first fills the context with D
  * tokens (not timed), as llama-bench's -d does, and the test is named "ppN @ dD".
+ * With --parallel B, B sequences run together in one context, as llama.cpp's
+ * llama-batched-bench runs them: ppN is one batch of N prompt tokens of each sequence,
+ * tgN is N steps that each advance every sequence by one token, and the rate is the
+ * aggregate over all sequences (B * N / time).
  * Tokens are random ids (a fixed seed). Each test runs once to warm up, then -r times;
  * the mean and standard deviation of tokens/s are reported.
  */
@@ -15,8 +19,8 @@
 #include "run_common.h"
 
 const char cmd_bench_help[] =
-    "usage: bitnet bench -m MODEL [-p N] [-n N] [-d LIST] [-t LIST] [-r N] [--json]\n"
-    "                    [options]\n"
+    "usage: bitnet bench -m MODEL [-p N] [-n N] [-d LIST] [-t LIST] [--parallel LIST]\n"
+    "                    [-r N] [--json] [options]\n"
     "\n"
     "Measure prompt processing (ppN: one batch of N tokens) and text generation (tgN:\n"
     "N single-token steps) in tokens/s, as llama.cpp's llama-bench defines them, for\n"
@@ -30,6 +34,13 @@ const char cmd_bench_help[] =
     "                       first evaluates that many tokens, untimed, so the test\n"
     "                       measures speed with a filled KV cache (\"tg64 @ d1024\")\n"
     "  -t, --threads LIST   thread counts, separated by commas (default: the pool's)\n"
+    "  --parallel LIST      numbers of sequences run together, separated by commas\n"
+    "                       (default 1): B sequences in one context, each with its own\n"
+    "                       KV cache; ppN is one batch of N prompt tokens of every\n"
+    "                       sequence, tgN is N steps of one token of every sequence, and\n"
+    "                       t/s counts the tokens of all of them (as llama.cpp's\n"
+    "                       llama-batched-bench does); the weights are read once a step\n"
+    "                       for all B\n"
     "  -r, --repetitions N  measured runs per test (default 3)\n"
     "  --kv TYPE            KV cache type: f16 (default) or f32\n"
     "  --act-quant on|off, --ffn-act relu2|silu, --lm-head q8_0, --keep-tq1,\n"
@@ -48,7 +59,7 @@ const char cmd_bench_help[] =
 
 typedef struct bench_result {
     char   test[48];
-    int    n_prompt, n_gen, n_depth, threads;
+    int    n_prompt, n_gen, n_depth, threads, n_parallel;
     double mean, stddev;
     double samples[64];
     int    n_samples;
@@ -68,28 +79,57 @@ static bool parse_list(const char *s, int *out, int *n, int cap, long lo, long h
     return *n > 0;
 }
 
+/* The tokens and sequences of bench batches: sequence b reads the random ids from
+ * toks + b on, so that the sequences differ. */
+typedef struct bench_batch {
+    const bn_token *toks;
+    bn_token *tok;   /* [B * max(n_prompt, n_depth, 1)] */
+    int32_t  *seq;   /* the same */
+} bench_batch;
+
+/* Evaluates, for each of B sequences, n tokens from offset `at` of its ids: all in one
+ * bn_decode (grouped by sequence), or one bn_decode per sequence when `each`. */
+static bool bench_decode(bn_context *c, const bench_batch *bb, int B, int at, int n,
+                         bool each)
+{
+    int k = 0;
+    for (int b = 0; b < B; b++) {
+        for (int i = 0; i < n; i++) {
+            bb->tok[k] = bb->toks[b + at + i];
+            bb->seq[k++] = b;
+        }
+        if (each || b == B - 1) {
+            bn_batch bt = {.n = k, .tokens = bb->tok, .seq = bb->seq};
+            if (bn_decode(c, &bt) != BN_OK)
+                return false;
+            k = 0;
+        }
+    }
+    return true;
+}
+
 /* One test: r timed runs after a warm-up; false on an evaluation error. */
-static bool bench_run(bn_context *c, const bn_token *toks, int n_depth, int n_prompt,
+static bool bench_run(bn_context *c, const bench_batch *bb, int B, int n_depth, int n_prompt,
                       int n_gen, int reps, bench_result *res)
 {
     res->n_samples = 0;
     for (int rep = -1; rep < reps; rep++) {     /* rep -1: the warm-up */
-        bn_context_truncate(c, 0);
-        if (n_depth > 0 && bn_eval(c, toks, n_depth) != BN_OK)
+        for (int b = 0; b < bn_context_n_seq(c); b++)
+            bn_context_seq_truncate(c, b, 0);
+        if (n_depth > 0 && !bench_decode(c, bb, B, 0, n_depth, true))
             return false;
-        const bn_token *tt = toks + n_depth;
         double t0 = run_now();
         if (n_prompt > 0) {
-            if (bn_eval(c, tt, n_prompt) != BN_OK)
+            if (!bench_decode(c, bb, B, n_depth, n_prompt, false))
                 return false;
         } else {
             for (int i = 0; i < n_gen; i++)
-                if (bn_eval(c, tt + i, 1) != BN_OK)
+                if (!bench_decode(c, bb, B, n_depth + i, 1, false))
                     return false;
         }
         double dt = run_now() - t0;
         if (rep >= 0 && res->n_samples < 64)
-            res->samples[res->n_samples++] = (double)(n_prompt + n_gen) / dt;
+            res->samples[res->n_samples++] = (double)B * (double)(n_prompt + n_gen) / dt;
     }
     double sum = 0, sq = 0;
     for (int i = 0; i < res->n_samples; i++)
@@ -237,6 +277,8 @@ int cmd_bench(int argc, char **argv)
     run_opts_init(&o);
     int64_t n_prompt = 128, n_gen = 64, reps = 3;
     int threads[16], n_threads = 0, depths[16] = {0}, n_depths = 1;
+    int parallel[16] = {1}, n_parallels = 1;
+    bool parallel_given = false;
     bool json = false, kernels = false;
     int64_t mib = 512;
     for (int i = 1; i < argc; i++) {
@@ -257,6 +299,11 @@ int cmd_bench(int argc, char **argv)
         } else if ((!strcmp(a, "-d") || !strcmp(a, "--n-depth")) && v) {
             if (!parse_list(argv[++i], depths, &n_depths, 16, 0, 1 << 20))
                 return cli_usage_error(cmd, "invalid depth list '%s' (e.g. 0,512)", argv[i]);
+        } else if (!strcmp(a, "--parallel") && v) {
+            if (!parse_list(argv[++i], parallel, &n_parallels, 16, 1, BN_MAX_SEQ))
+                return cli_usage_error(cmd, "invalid list of sequence counts '%s' (e.g. "
+                                       "1,4,8; each 1 to %d)", argv[i], BN_MAX_SEQ);
+            parallel_given = true;
         } else if ((!strcmp(a, "-r") || !strcmp(a, "--repetitions")) && v) {
             if (!cli_parse_int(argv[++i], 1, 64, &reps))
                 return cli_usage_error(cmd, "invalid repetition count '%s' (1 to 64)",
@@ -299,6 +346,7 @@ int cmd_bench(int argc, char **argv)
     bn_model *m = NULL;
     bn_context *c = NULL;
     bn_token *toks = NULL;
+    bench_batch bb = {0};
     json_t *arr = json ? json_array() : NULL;
     if (bn_model_load(o.model, &o.mp, &m) != BN_OK) {
         cli_fail(cmd);
@@ -309,21 +357,31 @@ int cmd_bench(int argc, char **argv)
     int max_depth = 0;
     for (int di = 0; di < n_depths; di++)
         max_depth = depths[di] > max_depth ? depths[di] : max_depth;
+    int max_par = 1;
+    for (int pi = 0; pi < n_parallels; pi++)
+        max_par = parallel[pi] > max_par ? parallel[pi] : max_par;
     int32_t n_tok = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen) + max_depth;
-    toks = malloc((size_t)n_tok * sizeof *toks);
-    if (!toks)
+    const int64_t per_seq = n_prompt > max_depth ? n_prompt : (max_depth > 0 ? max_depth : 1);
+    toks = malloc((size_t)(n_tok + max_par) * sizeof *toks);
+    bb.tok = malloc((size_t)(max_par * per_seq) * sizeof *bb.tok);
+    bb.seq = malloc((size_t)(max_par * per_seq) * sizeof *bb.seq);
+    bb.toks = toks;
+    if (!toks || !bb.tok || !bb.seq) {
+        fprintf(stderr, "bitnet %s: out of memory\n", cmd);
         goto done;
+    }
     uint64_t s = 1234;
-    for (int32_t i = 0; i < n_tok; i++) {
+    for (int32_t i = 0; i < n_tok + max_par; i++) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
         toks[i] = (bn_token)((s >> 33) % (uint64_t)in.n_vocab);
     }
     bn_context_params cp = bn_context_default_params();
     cp.n_ctx = n_tok + 8;
-    /* the prompt is one batch; the depth goes in batches of the prompt's size, or of up
-     * to 512 when that is more */
+    cp.n_seq = max_par;
+    /* the prompts of all sequences are one batch; the depth goes in batches of that
+     * size, or of up to 512 when that is more */
     int32_t depth_batch = max_depth < 512 ? max_depth : 512;
-    cp.n_batch = n_prompt > depth_batch ? (int32_t)n_prompt : depth_batch;
+    cp.n_batch = n_prompt * max_par > depth_batch ? (int32_t)(n_prompt * max_par) : depth_batch;
     if (cp.n_batch < 1)
         cp.n_batch = 1;
     cp.kv_type = o.kv_type;
@@ -340,16 +398,19 @@ int cmd_bench(int argc, char **argv)
             in.proj_held_type != in.proj_type ? "; projections held as " : "",
             in.proj_held_type != in.proj_type ? bn_qtype_get(in.proj_held_type)->name : "");
     if (!json) {
-        printf("| model | size | params | types | kernels | threads | test | t/s |\n");
-        printf("| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |\n");
+        printf("| model | size | params | types | kernels | threads |%s test | t/s |\n",
+               parallel_given ? " parallel |" : "");
+        printf("| --- | ---: | ---: | --- | --- | ---: |%s ---: | ---: |\n",
+               parallel_given ? " ---: |" : "");
     }
     for (int ti = 0; ti < n_threads; ti++) {
         if (bn_set_num_threads(threads[ti]) != BN_OK) {
             cli_fail(cmd);
             goto done;
         }
-        for (int tc = 0; tc < 2 * n_depths; tc++) {    /* per depth: pp, then tg */
-            const int di = tc / 2, kind = tc % 2;
+        /* per sequence count, per depth: pp, then tg */
+        for (int tc = 0; tc < 2 * n_depths * n_parallels; tc++) {
+            const int pi = tc / (2 * n_depths), di = tc / 2 % n_depths, kind = tc % 2;
             int np = kind == 0 ? (int)n_prompt : 0, ng = kind == 1 ? (int)n_gen : 0;
             if (np + ng == 0)
                 continue;
@@ -362,7 +423,8 @@ int cmd_bench(int argc, char **argv)
             r.n_gen = ng;
             r.n_depth = depths[di];
             r.threads = threads[ti];
-            if (!bench_run(c, toks, r.n_depth, np, ng, (int)reps, &r)) {
+            r.n_parallel = parallel[pi];
+            if (!bench_run(c, &bb, r.n_parallel, r.n_depth, np, ng, (int)reps, &r)) {
                 cli_fail(cmd);
                 goto done;
             }
@@ -372,7 +434,7 @@ int cmd_bench(int argc, char **argv)
                     json_array_append_new(samples, json_real(r.samples[k]));
                 json_array_append_new(arr, json_pack(
                     "{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:I, s:s, s:i, s:s, s:i, s:i, "
-                    "s:i, s:f, s:f, s:f, s:f, s:o}",
+                    "s:i, s:i, s:f, s:f, s:f, s:f, s:o}",
                     "model", o.model, "model_type", in.arch, "model_name", in.name,
                     "model_size", (json_int_t)in.weight_bytes,
                     "model_n_params", (json_int_t)in.n_params,
@@ -381,15 +443,19 @@ int cmd_bench(int argc, char **argv)
                     "weights_huge_bytes", (json_int_t)in.weights_huge_bytes,
                     "kernels", bn_kernels_name(), "threads", r.threads, "test", r.test,
                     "n_prompt", r.n_prompt, "n_gen", r.n_gen, "n_depth", r.n_depth,
+                    "n_parallel", r.n_parallel,
                     "tokens_per_second", r.mean, "stddev", r.stddev,
                     "avg_ts", r.mean, "stddev_ts", r.stddev, "samples_ts", samples));
             } else {
                 double np_ = (double)in.n_params;
-                printf("| %s | %s | %.2f %s | %s / %s | %s | %d | %s | %.2f ± %.2f |\n",
+                char par[16] = "";
+                if (parallel_given)
+                    snprintf(par, sizeof par, " %d |", r.n_parallel);
+                printf("| %s | %s | %.2f %s | %s / %s | %s | %d |%s %s | %.2f ± %.2f |\n",
                        *in.name ? in.name : in.arch, size,
                        np_ >= 1e9 ? np_ / 1e9 : np_ / 1e6, np_ >= 1e9 ? "B" : "M",
                        pq ? pq->name : "?", oq ? oq->name : "?", bn_kernels_name(),
-                       r.threads, r.test, r.mean, r.stddev);
+                       r.threads, par, r.test, r.mean, r.stddev);
                 fflush(stdout);
             }
         }
@@ -405,6 +471,8 @@ int cmd_bench(int argc, char **argv)
 done:
     json_decref(arr);
     free(toks);
+    free(bb.tok);
+    free(bb.seq);
     bn_context_free(c);
     bn_model_free(m);
     return rc;
