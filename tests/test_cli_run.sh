@@ -164,6 +164,21 @@ grep_in "$out" "| 1 | tg4 @ d24 | [0-9.]* ± [0-9.]* |" "depth row"
 expect 2 "bench bad depth list" -- bench -m "$m" -d 8,-1
 expect 2 "bench with nothing to do" -- bench -m "$m" -p 0 -n 0
 expect 2 "bench bad thread list" -- bench -m "$m" -t 1,x
+expect 0 "bench --parallel" -- bench -m "$m" -p 4 -n 3 -d 0,8 --parallel 1,3 -t 2 -r 1 --json
+if python3 - "$out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+got = [(r["test"], r["n_parallel"], r["n_depth"]) for r in d]
+assert got == [("pp4", 1, 0), ("tg3", 1, 0), ("pp4 @ d8", 1, 8), ("tg3 @ d8", 1, 8),
+               ("pp4", 3, 0), ("tg3", 3, 0), ("pp4 @ d8", 3, 8), ("tg3 @ d8", 3, 8)], got
+assert all(r["tokens_per_second"] > 0 for r in d)
+PY
+then ok; else fail "bench --parallel: one record per sequence count, n_parallel in each"; fi
+expect 0 "bench --parallel table" -- bench -m "$m" -p 0 -n 2 --parallel 2 -t 1 -r 1
+grep_in "$out" "| threads | parallel | test | t/s |" "parallel column"
+grep_in "$out" "| 1 | 2 | tg2 | [0-9.]* ± [0-9.]* |" "parallel row"
+expect 2 "bench bad parallel list" -- bench -m "$m" --parallel 0
+expect 2 "bench parallel over the limit" -- bench -m "$m" --parallel 257
 
 # --- bench --kernels: the rows, and the bytes per token worked out here from the shapes
 # (2B-4T: 30 layers of 2560x2560 q/o, 2560x640 k/v, three 2560x6912 FFN matrices, each
