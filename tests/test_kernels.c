@@ -5,8 +5,9 @@
  * The reference sum is computed here from the weights that bn_dequantize reads out of
  * the packed row (the dequantizers are byte-checked against llama.cpp and bitnet.cpp in
  * test_qformats): code = w / scale + 1, sum = sum_i code_i * q_i. Every family the CPU
- * can run must return that integer, for random codes (0, 1, 2) and activations across
- * the whole int8 range (-128 included), for many row lengths. The fused f16 x f32 dot
+ * can run must return that integer, for random codes (0, 1, 2), for rows of arbitrary
+ * bytes (code 3 included) and activations across the whole int8 range (-128 included),
+ * for many row lengths. The fused f16 x f32 dot
  * must equal the conversion followed by the f32 dot of the same family, bit for bit.
  */
 #include <math.h>
@@ -110,6 +111,87 @@ static void test_tq1_all_bytes(const bn_kernel_table *k)
                   "%lld", k->name, round, b, sums[b], (long long)want);
         }
         check_tq_tile(k, BN_QT_TQ1_0, (const uint8_t *)blk, sizeof blk, q, n);  /* prefill */
+    }
+}
+
+/* I2_S rows and TQ2_0 blocks of arbitrary bytes, so that every 2-bit code meets every
+ * kernel, code 3 included (no quantizer writes it; the decoder of src/quant reads it as
+ * +2, docs/FORMATS.md): each sum must be that of the codes the dequantizer reads back
+ * (code = w / scale + 1), for the one-row, tile and rows kernels. 9 I2_S blocks (an odd
+ * count, past BN_I16_BLOCKS) and 5 TQ2_0 blocks (a group of four and one more). */
+static void test_two_bit_all_bytes(const bn_kernel_table *k)
+{
+    enum { rows = 5, ni = 9 * 128, nt = 5 * 256, ntb = nt / 256 };
+    static uint8_t i2s[rows * ni / 4 + 32];
+    static bn_block_tq2_0 tq2[rows * ntb];
+    static float wi[rows * ni], wt[rows * nt];
+    static int8_t q4[4 * nt];
+    const float one = 1.0f;
+    for (int round = 0; round < 256; round++) {
+        for (size_t i = 0; i < sizeof i2s - 32; i++)
+            i2s[i] = (uint8_t)(i * 7 + (size_t)round * 13);
+        memcpy(i2s + sizeof i2s - 32, &one, sizeof one);   /* the tensor's scale */
+        uint8_t *raw = (uint8_t *)tq2;
+        for (size_t i = 0; i < sizeof tq2; i++)
+            raw[i] = (uint8_t)(i * 11 + (size_t)round * 13);
+        for (int b = 0; b < rows * ntb; b++)
+            tq2[b].d = 0x3c00;   /* 1.0 */
+        for (int i = 0; i < 4 * nt; i++) {
+            int r = (int)(rng() % 8);
+            q4[i] = (int8_t)(r == 0 ? -128 : r == 1 ? 127 : (int)(rng() % 256) - 128);
+        }
+        CHECK(bn_dequantize(BN_QT_I2_S, i2s, sizeof i2s, ni, rows, wi) == BN_OK, "i2_s back");
+        CHECK(bn_dequantize(BN_QT_TQ2_0, tq2, sizeof tq2, nt, rows, wt) == BN_OK, "tq2 back");
+        /* I2_S: every row against token 0 (one-row and rows kernels), row 0 as a tile
+         * against all four tokens */
+        int32_t got[rows], tile[4];
+        k->dot_i2s_q8_rows(i2s, ni / 4, rows, q4, ni, got);
+        k->dot_i2s_q8_tile(i2s, q4, ni, 4, tile);
+        for (int r = 0; r < rows; r++) {
+            int64_t want = 0;
+            for (int i = 0; i < ni; i++)
+                want += (int64_t)(wi[r * ni + i] + 1.0f) * q4[i];
+            int32_t single = k->dot_i2s_q8(i2s + r * (ni / 4), q4, ni);
+            CHECK(single == want && got[r] == want, "%s i2_s raw bytes, round %d, row %d: "
+                  "%d, rows %d, reference %lld", k->name, round, r, single, got[r],
+                  (long long)want);
+        }
+        for (int j = 0; j < 4; j++) {
+            int64_t want = 0;
+            for (int i = 0; i < ni; i++)
+                want += (int64_t)(wi[i] + 1.0f) * q4[j * ni + i];
+            CHECK(tile[j] == want, "%s i2_s raw bytes tile, round %d, token %d: %d, "
+                  "reference %lld", k->name, round, j, tile[j], (long long)want);
+        }
+        /* TQ2_0: block sums and decode rows (scales 1: the sums minus the activation
+         * sums, exact in double), then the prefill tile under several scales */
+        int32_t qbs[ntb];
+        for (int b = 0; b < ntb; b++) {
+            qbs[b] = 0;
+            for (int i = 0; i < 256; i++)
+                qbs[b] += q4[b * 256 + i];
+        }
+        double acc[rows];
+        k->dot_tq2_q8_rows((const uint8_t *)tq2, ntb * sizeof(bn_block_tq2_0), rows, q4, qbs,
+                           nt, acc);
+        for (int r = 0; r < rows; r++) {
+            int32_t sums[ntb];
+            k->dot_tq2_q8((const uint8_t *)(tq2 + r * ntb), sizeof(bn_block_tq2_0), q4, nt,
+                          sums);
+            double want_row = 0.0;
+            for (int b = 0; b < ntb; b++) {
+                int64_t want = 0;
+                for (int i = b * 256; i < (b + 1) * 256; i++)
+                    want += (int64_t)(wt[r * nt + i] + 1.0f) * q4[i];
+                want_row += (double)(want - qbs[b]);
+                CHECK(sums[b] == want, "%s tq2_0 raw bytes, round %d, row %d, block %d: "
+                      "%d, reference %lld", k->name, round, r, b, sums[b], (long long)want);
+            }
+            CHECK(acc[r] == want_row, "%s tq2_0 raw bytes rows, round %d, row %d: %.17g, "
+                  "want %.17g", k->name, round, r, acc[r], want_row);
+        }
+        check_tq_tile(k, BN_QT_TQ2_0, (const uint8_t *)tq2, ntb * sizeof(bn_block_tq2_0), q4,
+                      nt);
     }
 }
 
@@ -666,6 +748,7 @@ static void test_family(const bn_kernel_table *k)
     test_f16_dot(k);
     test_f16_rows(k);
     test_tq1_all_bytes(k);
+    test_two_bit_all_bytes(k);
     test_extremes(k);
     test_sum_u64(k);
     static const int64_t lengths[] = {128, 256, 384, 512, 640, 1024, 2560, 6912, 8192};

@@ -15,6 +15,7 @@
 #include "bitnet.h"
 #include "check.h"
 #include "fixture.h"
+#include "quant/blocks.h"
 
 enum { CASE_TYPE, CASE_ROWS, CASE_COLS, CASE_INPUT, CASE_ROW_SIZE, CASE_NBYTES,
        CASE_RETURNED, CASE_PEER, CASE_FIELDS };
@@ -368,11 +369,57 @@ static void test_i2s_layout(void)
     for (int i = 68; i < 96; i++)
         nonzero += q[i] != 0;
     CHECK(nonzero == 0, "tail padding zeroed");
-    q[0] = 0xff;                              /* code 3 reads as 0 */
+    q[0] = 0xff;                              /* code 3 reads as +2 (test_code3) */
     float y[256];
     CHECK_OK(bn_dequantize(BN_QT_I2_S, q, sizeof q, 64, 4, y));
-    CHECK(y[0] == 0.0f && y[32] == 0.0f && y[64] == 0.0f && y[96] == 0.0f, "code 3");
+    CHECK(y[0] == 0.5f && y[32] == 0.5f && y[64] == 0.5f && y[96] == 0.5f, "code 3");
     CHECK(y[1] == x[1] && y[200] == x[200], "other values");
+}
+
+/* The 2-bit code 3, which no quantizer writes, as bitnet.cpp's kernels read it
+ * (docs/FORMATS.md, I2_S): a code c weighs c - 1, so 3 is +2. Hand-made bytes, the
+ * values they must give written out from that rule: 0xE4 holds the codes 3, 2, 1, 0 from
+ * the top bits down, 0x1B the codes 0, 1, 2, 3. Both the public dequantizer and the
+ * decoder that the projections use are checked, for I2_S and for TQ2_0 (whose fields run
+ * from the low bits up, so the same byte gives its weights in the other order). */
+static void test_code3(void)
+{
+    /* weights j, 32+j, 64+j, 96+j of a block (I2_S) or half block (TQ2_0), for byte j
+     * 0xE4 (even j) and 0x1B (odd j) */
+    static const float i2s_even[4] = {+2, +1, 0, -1}, i2s_odd[4] = {-1, 0, +1, +2};
+    static const float tq2_even[4] = {-1, 0, +1, +2}, tq2_odd[4] = {+2, +1, 0, -1};
+    const float s = 0.375f;
+    uint8_t q[256 / 4 + 32] = {0};
+    for (int j = 0; j < 64; j++)
+        q[j] = j % 2 == 0 ? 0xE4 : 0x1B;
+    memcpy(q + 64, &s, sizeof s);
+    float y[256];
+    int8_t w[256];
+    CHECK_OK(bn_dequantize(BN_QT_I2_S, q, sizeof q, 128, 2, y));
+    bn_decode_row_i2_s(q, w, NULL, 256);
+    for (int b = 0; b < 2; b++)
+        for (int j = 0; j < 32; j++)
+            for (int k = 0; k < 4; k++) {
+                const int i = 128 * b + 32 * k + j;
+                const float v = j % 2 == 0 ? i2s_even[k] : i2s_odd[k];
+                CHECK(y[i] == s * v, "i2_s weight %d: %g, want %g", i, y[i], s * v);
+                CHECK(w[i] == (int8_t)v, "i2_s code of weight %d: %d, want %g", i, w[i], v);
+            }
+    bn_block_tq2_0 t;
+    memcpy(t.qs, q, sizeof t.qs);
+    t.d = 0x3e00;                               /* 1.5 */
+    float d = 0.0f;
+    CHECK_OK(bn_dequantize(BN_QT_TQ2_0, &t, sizeof t, 256, 1, y));
+    bn_decode_row_tq2_0(&t, w, &d, 256);
+    CHECK(d == 1.5f, "tq2_0 block scale %g", d);
+    for (int h = 0; h < 2; h++)
+        for (int m = 0; m < 32; m++)
+            for (int k = 0; k < 4; k++) {
+                const int i = 128 * h + 32 * k + m;
+                const float v = m % 2 == 0 ? tq2_even[k] : tq2_odd[k];
+                CHECK(y[i] == 1.5f * v, "tq2_0 weight %d: %g, want %g", i, y[i], 1.5f * v);
+                CHECK(w[i] == (int8_t)v, "tq2_0 code of weight %d: %d, want %g", i, w[i], v);
+            }
 }
 
 int main(void)
@@ -380,6 +427,7 @@ int main(void)
     test_sizes_and_errors();
     test_table_api();
     test_i2s_layout();
+    test_code3();
 
     fx_file *f = fx_open("peer_quant.bnfx");
     CHECK(f != NULL, "peer_quant.bnfx loads");

@@ -180,13 +180,13 @@ class GGUFReader:
 
 def _i2_s_codes(raw, n):
     """I2_S: blocks of 128 weights in 32 bytes; byte j holds weights j, 32+j, 64+j,
-    96+j in bits 7-6, 5-4, 3-2, 1-0; code = w + 1 (code 3 reads as 0); one f32 scale
-    in the first 4 bytes of the 32-byte tail."""
+    96+j in bits 7-6, 5-4, 3-2, 1-0; code = w + 1 (code 3, never written, reads as +2,
+    as bitnet.cpp's kernels sum it: docs/FORMATS.md); one f32 scale in the first 4
+    bytes of the 32-byte tail."""
     packed = raw[:n // 4].reshape(-1, 32)                      # (blocks, 32)
     shifts = np.array([6, 4, 2, 0], dtype=np.uint8)
     c = (packed[:, None, :] >> shifts[None, :, None]) & 3      # (blocks, 4, 32)
-    table = np.array([-1, 0, 1, 0], dtype=np.int8)
-    codes = table[c].reshape(-1)                               # weight 32*l + j
+    codes = (c.astype(np.int8) - 1).reshape(-1)                # weight 32*l + j
     scale = np.frombuffer(bytes(raw[n // 4:n // 4 + 4]), dtype="<f4")[0]
     return codes, scale
 

@@ -10,233 +10,367 @@
  * Q6_K weights given Q8_0 blocks of x (the output layer) use the Q8_0 x Q8_0 and Q6_K x
  * Q8_0 kernels.
  *
+ * How a projection is evaluated depends on its weight type only, through one table
+ * (bn_linear_types, at the end of the paths): each type names its decode path (one
+ * token: the rows streamed by a rows kernel), its prefill path (several tokens: a row
+ * read once for a tile of tokens), what of the activations those two need, and its
+ * generic path (a row converted to f32, float dots), which takes every other case. The
+ * path is chosen once per projection and thread; adding a type is adding an entry.
+ *
  * Each thread takes a contiguous range of output rows over all projections of the
  * call; a row is read once for a tile of up to 4 tokens (I2_S) or for every token of
  * the batch.
  */
 #include <assert.h>
-#include <string.h>
 
 #include "model/model_internal.h"
 
-void bn_tq1_codes(const bn_block_tq1_0 *blk, int8_t *t)
-{
-    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
-    /* trit k of a byte: multiply by 3^k (mod 256), the top trit is (v*3) >> 8 */
-    for (int k = 0; k < 5; k++)
-        for (int m = 0; m < 32; m++)
-            t[32 * k + m] = (int8_t)(((uint8_t)(blk->qs[m] * pow3[k]) * 3) >> 8);
-    for (int k = 0; k < 5; k++)
-        for (int m = 0; m < 16; m++)
-            t[160 + 16 * k + m] = (int8_t)(((uint8_t)(blk->qs[32 + m] * pow3[k]) * 3) >> 8);
-    for (int k = 0; k < 4; k++)
-        for (int j = 0; j < 4; j++)
-            t[240 + 4 * k + j] = (int8_t)(((uint8_t)(blk->qh[j] * pow3[k]) * 3) >> 8);
-}
+/* A path of the table: rows [r0, r1) of one projection for every token, into out
+ * [T, n_out]. */
+typedef void (*bn_linear_path)(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                               const bn_act *act, bool use_q, bn_linear_scratch *sc);
 
-bool bn_linear_decode_row(const bn_linear *lin, int64_t r, int8_t *w, float *d)
-{
-    const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
-    int64_t n = lin->n_in;
-    switch (lin->type) {
-    case BN_QT_I2_S:
-        /* 128 weights per 32 bytes; byte j: weights j, 32+j, 64+j, 96+j in bits
-         * 7-6, 5-4, 3-2, 1-0; code c means c - 1 (code 3, never written, means +2, as
-         * in the integer kernels and in ggml's TQ2_0) */
-        for (int64_t b = 0; b < n / BN_I2S_BLOCK; b++) {
-            const uint8_t *p = row + b * BN_I2S_BLOCK_BYTES;
-            int8_t *y = w + b * BN_I2S_BLOCK;
-            for (int j = 0; j < 32; j++) {
-                for (int k = 0; k < 4; k++) {
-                    int c = (p[j] >> (6 - 2 * k)) & 3;
-                    y[32 * k + j] = (int8_t)(c - 1);
-                }
-            }
-        }
-        return false;
-    case BN_QT_TQ2_0: {
-        const bn_block_tq2_0 *blk = (const bn_block_tq2_0 *)row;
-        for (int64_t b = 0; b < n / BN_QK_K; b++) {
-            d[b] = bn_f16_to_f32(blk[b].d);
-            int8_t *y = w + b * BN_QK_K;
-            for (int half = 0; half < 2; half++)
-                for (int k = 0; k < 4; k++)
-                    for (int m = 0; m < 32; m++) {
-                        int c = (blk[b].qs[32 * half + m] >> (2 * k)) & 3;
-                        y[128 * half + 32 * k + m] = (int8_t)(c - 1);
-                    }
-        }
-        return true;
-    }
-    case BN_QT_TQ1_0: {
-        const bn_block_tq1_0 *blk = (const bn_block_tq1_0 *)row;
-        for (int64_t b = 0; b < n / BN_QK_K; b++) {
-            d[b] = bn_f16_to_f32(blk[b].d);
-            int8_t *y = w + b * BN_QK_K;
-            bn_tq1_codes(&blk[b], y);
-            for (int i = 0; i < BN_QK_K; i++)
-                y[i] = (int8_t)(y[i] - 1);
-        }
-        return true;
-    }
-    default:
-        assert(!"not a ternary type");
-        return false;
-    }
-}
+/* ------------------------------------------------------------- generic paths */
 
-/* Rows [r0, r1) of one projection for every token. */
-static void bn_linear_rows(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
-                           const bn_act *act, bool use_q, bn_linear_scratch *sc)
+/* Row r (f32 values wf[n_in]) against every token: y = dot(w, x), or dot(w, q) / s on
+ * the codes as floats. */
+static void bn_linear_dot_tokens(const bn_linear *lin, float *out, int64_t r,
+                                 const float *wf, const bn_act *act, bool use_q)
 {
     const int64_t n = lin->n_in;
     const bn_kernel_table *k = bn_kernels();
-    if (act->T == 1 && (lin->type == BN_QT_F16 ||
-                        ((lin->type == BN_QT_Q8_0 || lin->type == BN_QT_Q6_K) && act->q8))) {
-        /* decode of a float layer (the output layer) by a rows kernel (f16 and Q8_0
-         * read the rows as several streams); every row's value is the one-row
-         * kernel's, scaled after */
-        const uint8_t *rows = lin->data + (size_t)r0 * lin->row_bytes;
-        float *o = out + r0;
-        if (lin->type == BN_QT_F16)
-            k->dot_f16_f32_rows((const uint16_t *)rows, lin->row_bytes / 2, r1 - r0,
-                                use_q ? act->qf : act->x, n, o);
-        else if (lin->type == BN_QT_Q8_0)
-            k->dot_q8_0_q8_0_rows(rows, lin->row_bytes, r1 - r0, act->q8, n, o);
+    for (int32_t t = 0; t < act->T; t++) {
+        float y;
+        if (use_q)
+            y = k->dot_f32(wf, act->qf + (size_t)t * n, n) / act->s[t];
         else
-            k->dot_q6_k_q8_0_rows(rows, lin->row_bytes, r1 - r0, act->q8, n, o);
-        const bool div = lin->type == BN_QT_F16 && use_q;
-        for (int64_t r = 0; r < r1 - r0; r++)
-            o[r] = (div ? o[r] / act->s[0] : o[r]) * lin->out_scale;
-        return;
+            y = k->dot_f32(wf, act->x + (size_t)t * n, n);
+        out[(size_t)t * lin->n_out + r] = y * lin->out_scale;
     }
-    if (lin->type == BN_QT_I2_S && use_q && act->T == 1) {
-        /* decode: the rows streamed in order by one kernel call, sums scaled after */
-        for (int64_t g0 = r0; g0 < r1; g0 += BN_LINEAR_ROWS) {
-            int64_t g1 = g0 + BN_LINEAR_ROWS < r1 ? g0 + BN_LINEAR_ROWS : r1;
-            int32_t *sums = sc->bs;
-            k->dot_i2s_q8_rows(lin->data + (size_t)g0 * lin->row_bytes, lin->row_bytes,
-                               g1 - g0, act->q, n, sums);
-            for (int64_t r = g0; r < g1; r++)
-                out[r] = (float)(sums[r - g0] - act->qsum[0]) / act->s[0] * lin->scale *
-                         lin->out_scale;
-        }
-        return;
-    }
-    if (lin->type == BN_QT_I2_S && use_q) {
-        /* sum (c - 1) q = sum c q - sum q, in tiles of up to 4 tokens; a group of rows
-         * meets one tile after the other, so that the tile's activations and the rows'
-         * codes stay in the first-level cache */
-        enum { group = 16 };
-        for (int64_t g0 = r0; g0 < r1; g0 += group) {
-            int64_t g1 = g0 + group < r1 ? g0 + group : r1;
-            for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
-                int nt = act->T - t0 < 4 ? act->T - t0 : 4;
-                const int8_t *qt = act->q + (size_t)t0 * n;
-                int32_t sums[4][group];
-                for (int64_t r = g0; r < g1; r++) {
-                    const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
-                    int32_t s4[4];
-                    if (nt == 1)
-                        s4[0] = k->dot_i2s_q8(row, qt, n);
-                    else
-                        k->dot_i2s_q8_tile(row, qt, n, nt, s4);
-                    for (int j = 0; j < nt; j++)
-                        sums[j][r - g0] = s4[j];
-                }
-                /* scaled a token at a time: contiguous outputs, a vector loop */
-                for (int j = 0; j < nt; j++) {
-                    const int32_t t = t0 + j, qs = act->qsum[t];
-                    const float st = act->s[t];
-                    float *o = out + (size_t)t * lin->n_out;
-                    for (int64_t r = g0; r < g1; r++)
-                        o[r] = (float)(sums[j][r - g0] - qs) / st * lin->scale *
-                               lin->out_scale;
-                }
-            }
-        }
-        return;
-    }
-    if (lin->type == BN_QT_TQ2_0 && use_q && act->T == 1) {
-        /* decode: rows streamed in order, each combined in double by the kernel */
-        double acc[64];
-        for (int64_t g0 = r0; g0 < r1; g0 += 64) {
-            int64_t g1 = g0 + 64 < r1 ? g0 + 64 : r1;
-            k->dot_tq2_q8_rows(lin->data + (size_t)g0 * lin->row_bytes, lin->row_bytes,
-                               g1 - g0, act->q, act->qbsum, n, acc);
-            for (int64_t r = g0; r < g1; r++)
-                out[r] = (float)acc[r - g0] / act->s[0] * lin->out_scale;
-        }
-        return;
-    }
-    if ((lin->type == BN_QT_TQ2_0 || lin->type == BN_QT_TQ1_0) && use_q) {
-        /* tiles of up to 4 tokens (the codes extracted once per tile), each combined in
-         * double by the kernel; a group of rows meets one tile after the other, so that
-         * codes and activations stay in the first-level cache. (A TQ2_0 decode took
-         * the rows kernel above.) */
-        enum { group = 16 };
-        const int64_t nb = n / BN_QK_K;
-        void (*tile)(const uint8_t *, const int8_t *, const int32_t *, int64_t, int,
-                     double *) = lin->type == BN_QT_TQ2_0 ? k->dot_tq2_q8_tile
-                                                          : k->dot_tq1_q8_tile;
-        for (int64_t g0 = r0; g0 < r1; g0 += group) {
-            int64_t g1 = g0 + group < r1 ? g0 + group : r1;
-            for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
-                const int nt = act->T - t0 < 4 ? act->T - t0 : 4;
-                double acc[4];
-                for (int64_t r = g0; r < g1; r++) {
-                    tile(lin->data + (size_t)r * lin->row_bytes, act->q + (size_t)t0 * n,
-                         act->qbsum + (size_t)t0 * (size_t)nb, n, nt, acc);
-                    for (int j = 0; j < nt; j++)
-                        out[(size_t)(t0 + j) * lin->n_out + r] =
-                            (float)acc[j] / act->s[t0 + j] * lin->out_scale;
-                }
-            }
-        }
-        return;
-    }
+}
+
+/* f32 rows, read in place. */
+static void bn_linear_f32_rows(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                               const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    (void)sc;
+    for (int64_t r = r0; r < r1; r++)
+        bn_linear_dot_tokens(lin, out, r,
+                             (const float *)(lin->data + (size_t)r * lin->row_bytes), act,
+                             use_q);
+}
+
+/* Rows of any readable type, converted to f32 by the type's row converter. */
+static void bn_linear_converted_rows(const bn_linear *lin, float *out, int64_t r0,
+                                     int64_t r1, const bn_act *act, bool use_q,
+                                     bn_linear_scratch *sc)
+{
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
-        if ((lin->type == BN_QT_Q8_0 || lin->type == BN_QT_Q6_K) && act->q8) {
-            const size_t xrow = (size_t)(n / 32) * sizeof(bn_block_q8_0);
-            for (int32_t t = 0; t < act->T; t++) {
-                const uint8_t *xq = act->q8 + (size_t)t * xrow;
-                float y = lin->type == BN_QT_Q8_0 ? k->dot_q8_0_q8_0(row, xq, n)
-                                                  : k->dot_q6_k_q8_0(row, xq, n);
-                out[(size_t)t * lin->n_out + r] = y * lin->out_scale;
-            }
-            continue;
-        }
-        if (lin->type == BN_QT_F16) {   /* f16 rows (the tied output layer) in place */
-            const uint16_t *h = (const uint16_t *)row;
-            for (int32_t t = 0; t < act->T; t++) {
-                float y = use_q ? k->dot_f16_f32(h, act->qf + (size_t)t * n, n) / act->s[t]
-                                : k->dot_f16_f32(h, act->x + (size_t)t * n, n);
-                out[(size_t)t * lin->n_out + r] = y * lin->out_scale;
-            }
-            continue;
-        }
-        /* a float row: converted here, or ternary codes times their scales */
-        const float *wf = sc->wf;
-        if (lin->type == BN_QT_F32) {
-            wf = (const float *)(lin->data + (size_t)r * lin->row_bytes);
-        } else if (lin->ternary) {
-            bool blocks = bn_linear_decode_row(lin, r, sc->w, sc->d);
-            for (int64_t i = 0; i < n; i++)
-                sc->wf[i] = (float)sc->w[i] * (blocks ? sc->d[i / BN_QK_K] : lin->scale);
-        } else {
-            lin->to_f32(lin->data + (size_t)r * lin->row_bytes, sc->wf, n);
-        }
+        lin->to_f32(lin->data + (size_t)r * lin->row_bytes, sc->wf, lin->n_in);
+        bn_linear_dot_tokens(lin, out, r, sc->wf, act, use_q);
+    }
+}
+
+/* Ternary rows as floats (without activation quantization): the codes from the
+ * format's decoder (src/quant) times their block scales, or times the tensor's scale
+ * when the decoder gives none. */
+static void bn_linear_ternary_rows(const bn_linear *lin, float *out, int64_t r0,
+                                   int64_t r1, const bn_act *act, bool use_q,
+                                   bn_linear_scratch *sc, bn_row_to_codes_fn decode,
+                                   bool block_scales)
+{
+    const int64_t n = lin->n_in;
+    for (int64_t r = r0; r < r1; r++) {
+        decode(lin->data + (size_t)r * lin->row_bytes, sc->w, sc->d, n);
+        for (int64_t i = 0; i < n; i++)
+            sc->wf[i] = (float)sc->w[i] * (block_scales ? sc->d[i / BN_QK_K] : lin->scale);
+        bn_linear_dot_tokens(lin, out, r, sc->wf, act, use_q);
+    }
+}
+
+/* The generic path of each ternary type: its decoder, its kind of scale. */
+static void bn_linear_i2s_rows(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                               const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    bn_linear_ternary_rows(lin, out, r0, r1, act, use_q, sc, bn_decode_row_i2_s, false);
+}
+
+static void bn_linear_tq1_rows(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                               const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    bn_linear_ternary_rows(lin, out, r0, r1, act, use_q, sc, bn_decode_row_tq1_0, true);
+}
+
+static void bn_linear_tq2_rows(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                               const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    bn_linear_ternary_rows(lin, out, r0, r1, act, use_q, sc, bn_decode_row_tq2_0, true);
+}
+
+/* ------------------------------------------------------------- float output layers */
+
+/* f16 decode (the tied output layer): the rows kernel reads the rows as several
+ * streams; every row's value is the one-row kernel's, scaled after. */
+static void bn_linear_f16_decode(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                 const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    (void)sc;
+    const uint16_t *rows = (const uint16_t *)(lin->data + (size_t)r0 * lin->row_bytes);
+    float *o = out + r0;
+    bn_kernels()->dot_f16_f32_rows(rows, lin->row_bytes / 2, r1 - r0,
+                                   use_q ? act->qf : act->x, lin->n_in, o);
+    for (int64_t r = 0; r < r1 - r0; r++)
+        o[r] = (use_q ? o[r] / act->s[0] : o[r]) * lin->out_scale;
+}
+
+/* f16 rows against several tokens, read in place. */
+static void bn_linear_f16_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                  const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    (void)sc;
+    const int64_t n = lin->n_in;
+    const bn_kernel_table *k = bn_kernels();
+    for (int64_t r = r0; r < r1; r++) {
+        const uint16_t *h = (const uint16_t *)(lin->data + (size_t)r * lin->row_bytes);
         for (int32_t t = 0; t < act->T; t++) {
-            float y;
-            if (use_q)
-                y = k->dot_f32(wf, act->qf + (size_t)t * n, n) / act->s[t];
-            else
-                y = k->dot_f32(wf, act->x + (size_t)t * n, n);
+            float y = use_q ? k->dot_f16_f32(h, act->qf + (size_t)t * n, n) / act->s[t]
+                            : k->dot_f16_f32(h, act->x + (size_t)t * n, n);
             out[(size_t)t * lin->n_out + r] = y * lin->out_scale;
         }
     }
 }
+
+/* The kernels of a weight type against Q8_0 blocks of x: one row, and rows in order. */
+typedef float (*bn_q8_dot_fn)(const void *w, const void *x, int64_t n);
+typedef void (*bn_q8_rows_fn)(const uint8_t *w, size_t row_bytes, int64_t nrows,
+                              const void *x, int64_t n, float *out);
+
+/* Decode of a Q8_0 or Q6_K layer (the output layer) by its rows kernel, scaled after. */
+static void bn_linear_q8_decode(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                const bn_act *act, bn_q8_rows_fn rows)
+{
+    float *o = out + r0;
+    rows(lin->data + (size_t)r0 * lin->row_bytes, lin->row_bytes, r1 - r0, act->q8,
+         lin->n_in, o);
+    for (int64_t r = 0; r < r1 - r0; r++)
+        o[r] = o[r] * lin->out_scale;
+}
+
+/* Q8_0 or Q6_K rows against the Q8_0 blocks of several tokens, one dot each. */
+static void bn_linear_q8_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                 const bn_act *act, bn_q8_dot_fn dot)
+{
+    const int64_t n = lin->n_in;
+    const size_t xrow = (size_t)(n / 32) * sizeof(bn_block_q8_0);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
+        for (int32_t t = 0; t < act->T; t++)
+            out[(size_t)t * lin->n_out + r] =
+                dot(row, act->q8 + (size_t)t * xrow, n) * lin->out_scale;
+    }
+}
+
+/* The Q8_0 and Q6_K paths: the shared ones above with the type's kernels. */
+static void bn_linear_q8_0_decode(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                  const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    (void)use_q, (void)sc;
+    bn_linear_q8_decode(lin, out, r0, r1, act, bn_kernels()->dot_q8_0_q8_0_rows);
+}
+
+static void bn_linear_q8_0_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                   const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    (void)use_q, (void)sc;
+    bn_linear_q8_prefill(lin, out, r0, r1, act, bn_kernels()->dot_q8_0_q8_0);
+}
+
+static void bn_linear_q6_k_decode(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                  const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    (void)use_q, (void)sc;
+    bn_linear_q8_decode(lin, out, r0, r1, act, bn_kernels()->dot_q6_k_q8_0_rows);
+}
+
+static void bn_linear_q6_k_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                   const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    (void)use_q, (void)sc;
+    bn_linear_q8_prefill(lin, out, r0, r1, act, bn_kernels()->dot_q6_k_q8_0);
+}
+
+/* ------------------------------------------------------------- ternary fast paths */
+
+/* I2_S decode: the rows streamed in order by one kernel call per BN_LINEAR_ROWS, sums
+ * scaled after. */
+static void bn_linear_i2s_decode(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                 const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    (void)use_q;
+    const bn_kernel_table *k = bn_kernels();
+    for (int64_t g0 = r0; g0 < r1; g0 += BN_LINEAR_ROWS) {
+        int64_t g1 = g0 + BN_LINEAR_ROWS < r1 ? g0 + BN_LINEAR_ROWS : r1;
+        int32_t *sums = sc->bs;
+        k->dot_i2s_q8_rows(lin->data + (size_t)g0 * lin->row_bytes, lin->row_bytes,
+                           g1 - g0, act->q, lin->n_in, sums);
+        for (int64_t r = g0; r < g1; r++)
+            out[r] = (float)(sums[r - g0] - act->qsum[0]) / act->s[0] * lin->scale *
+                     lin->out_scale;
+    }
+}
+
+/* I2_S prefill: sum (c - 1) q = sum c q - sum q, in tiles of up to 4 tokens; a group of
+ * rows meets one tile after the other, so that the tile's activations and the rows'
+ * codes stay in the first-level cache. */
+static void bn_linear_i2s_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                  const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    (void)use_q, (void)sc;
+    enum { group = 16 };
+    const int64_t n = lin->n_in;
+    const bn_kernel_table *k = bn_kernels();
+    for (int64_t g0 = r0; g0 < r1; g0 += group) {
+        int64_t g1 = g0 + group < r1 ? g0 + group : r1;
+        for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
+            int nt = act->T - t0 < 4 ? act->T - t0 : 4;
+            const int8_t *qt = act->q + (size_t)t0 * n;
+            int32_t sums[4][group];
+            for (int64_t r = g0; r < g1; r++) {
+                const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
+                int32_t s4[4];
+                if (nt == 1)
+                    s4[0] = k->dot_i2s_q8(row, qt, n);
+                else
+                    k->dot_i2s_q8_tile(row, qt, n, nt, s4);
+                for (int j = 0; j < nt; j++)
+                    sums[j][r - g0] = s4[j];
+            }
+            /* scaled a token at a time: contiguous outputs, a vector loop */
+            for (int j = 0; j < nt; j++) {
+                const int32_t t = t0 + j, qs = act->qsum[t];
+                const float st = act->s[t];
+                float *o = out + (size_t)t * lin->n_out;
+                for (int64_t r = g0; r < g1; r++)
+                    o[r] = (float)(sums[j][r - g0] - qs) / st * lin->scale * lin->out_scale;
+            }
+        }
+    }
+}
+
+/* TQ2_0 decode: rows streamed in order, each combined in double by the kernel. */
+static void bn_linear_tq2_decode(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                 const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    (void)use_q, (void)sc;
+    const bn_kernel_table *k = bn_kernels();
+    double acc[64];
+    for (int64_t g0 = r0; g0 < r1; g0 += 64) {
+        int64_t g1 = g0 + 64 < r1 ? g0 + 64 : r1;
+        k->dot_tq2_q8_rows(lin->data + (size_t)g0 * lin->row_bytes, lin->row_bytes,
+                           g1 - g0, act->q, act->qbsum, lin->n_in, acc);
+        for (int64_t r = g0; r < g1; r++)
+            out[r] = (float)acc[r - g0] / act->s[0] * lin->out_scale;
+    }
+}
+
+/* A TQ prefill tile kernel (the table's dot_tq2_q8_tile or dot_tq1_q8_tile). */
+typedef void (*bn_tq_tile_fn)(const uint8_t *row, const int8_t *q, const int32_t *qbsum,
+                              int64_t n, int nt, double *out);
+
+/* TQ2_0 / TQ1_0 prefill: tiles of up to 4 tokens (the codes extracted once per tile),
+ * each combined in double by the kernel; a group of rows meets one tile after the
+ * other, so that codes and activations stay in the first-level cache. */
+static void bn_linear_tq_tiles(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                               const bn_act *act, bn_tq_tile_fn tile)
+{
+    enum { group = 16 };
+    const int64_t n = lin->n_in, nb = n / BN_QK_K;
+    for (int64_t g0 = r0; g0 < r1; g0 += group) {
+        int64_t g1 = g0 + group < r1 ? g0 + group : r1;
+        for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
+            const int nt = act->T - t0 < 4 ? act->T - t0 : 4;
+            double acc[4];
+            for (int64_t r = g0; r < g1; r++) {
+                tile(lin->data + (size_t)r * lin->row_bytes, act->q + (size_t)t0 * n,
+                     act->qbsum + (size_t)t0 * (size_t)nb, n, nt, acc);
+                for (int j = 0; j < nt; j++)
+                    out[(size_t)(t0 + j) * lin->n_out + r] =
+                        (float)acc[j] / act->s[t0 + j] * lin->out_scale;
+            }
+        }
+    }
+}
+
+/* The TQ prefill paths: the tiles above with the type's kernel. TQ1_0 has no decode
+ * path: one token takes its tile of one. */
+static void bn_linear_tq2_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                  const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    (void)use_q, (void)sc;
+    bn_linear_tq_tiles(lin, out, r0, r1, act, bn_kernels()->dot_tq2_q8_tile);
+}
+
+static void bn_linear_tq1_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                  const bn_act *act, bool use_q, bn_linear_scratch *sc)
+{
+    (void)use_q, (void)sc;
+    bn_linear_tq_tiles(lin, out, r0, r1, act, bn_kernels()->dot_tq1_q8_tile);
+}
+
+/* ------------------------------------------------------------- the table */
+
+/* What a type's decode and prefill paths need of the activations; without it the
+ * generic path runs. */
+typedef enum bn_linear_needs {
+    BN_LINEAR_NEEDS_NOTHING = 0,  /* x, or its codes as floats when use_q */
+    BN_LINEAR_NEEDS_CODES,        /* the 8-bit codes and their sums (use_q) */
+    BN_LINEAR_NEEDS_Q8_0,         /* Q8_0 blocks of x (act->q8) */
+} bn_linear_needs;
+
+/* The paths of one weight type. */
+typedef struct bn_linear_type {
+    bn_linear_path  decode;   /* one token; NULL: the prefill path takes it */
+    bn_linear_path  prefill;  /* several tokens; NULL: the generic path takes them */
+    bn_linear_needs needs;    /* of decode and prefill */
+    bn_linear_path  generic;  /* everything else; NULL: no entry for the type */
+} bn_linear_type;
+
+static const bn_linear_type bn_linear_types[BN_QT_COUNT] = {
+    [BN_QT_F32]   = {.generic = bn_linear_f32_rows},
+    [BN_QT_F16]   = {.decode = bn_linear_f16_decode, .prefill = bn_linear_f16_prefill,
+                     .needs = BN_LINEAR_NEEDS_NOTHING, .generic = bn_linear_converted_rows},
+    [BN_QT_Q8_0]  = {.decode = bn_linear_q8_0_decode, .prefill = bn_linear_q8_0_prefill,
+                     .needs = BN_LINEAR_NEEDS_Q8_0, .generic = bn_linear_converted_rows},
+    [BN_QT_Q6_K]  = {.decode = bn_linear_q6_k_decode, .prefill = bn_linear_q6_k_prefill,
+                     .needs = BN_LINEAR_NEEDS_Q8_0, .generic = bn_linear_converted_rows},
+    [BN_QT_I2_S]  = {.decode = bn_linear_i2s_decode, .prefill = bn_linear_i2s_prefill,
+                     .needs = BN_LINEAR_NEEDS_CODES, .generic = bn_linear_i2s_rows},
+    [BN_QT_TQ2_0] = {.decode = bn_linear_tq2_decode, .prefill = bn_linear_tq2_prefill,
+                     .needs = BN_LINEAR_NEEDS_CODES, .generic = bn_linear_tq2_rows},
+    [BN_QT_TQ1_0] = {.prefill = bn_linear_tq1_prefill,
+                     .needs = BN_LINEAR_NEEDS_CODES, .generic = bn_linear_tq1_rows},
+};
+
+/* Every other type a projection can hold (bf16, Q4_0, ...): rows converted to f32. */
+static const bn_linear_type bn_linear_converted = {.generic = bn_linear_converted_rows};
+
+/* The path that evaluates a projection of `type` on act: the type's decode path for one
+ * token, else its prefill path, when act has what they need; else its generic path. */
+static bn_linear_path bn_linear_path_for(int type, const bn_act *act, bool use_q)
+{
+    const bool listed = type >= 0 && type < BN_QT_COUNT && bn_linear_types[type].generic;
+    const bn_linear_type *t = listed ? &bn_linear_types[type] : &bn_linear_converted;
+    bool ready = t->needs == BN_LINEAR_NEEDS_NOTHING ||
+                 (t->needs == BN_LINEAR_NEEDS_CODES && use_q) ||
+                 (t->needs == BN_LINEAR_NEEDS_Q8_0 && act->q8 != NULL);
+    if (ready && act->T == 1 && t->decode)
+        return t->decode;
+    if (ready && t->prefill)
+        return t->prefill;
+    return t->generic;
+}
+
+/* ------------------------------------------------------------- the threads */
 
 typedef struct bn_linear_job {
     const bn_linear *const *lin;
@@ -249,6 +383,7 @@ typedef struct bn_linear_job {
     int n_scratch;
 } bn_linear_job;
 
+/* Thread ith's share of the rows of all projections, each range by its type's path. */
 static void bn_linear_task(void *ctx, int ith, int nth)
 {
     const bn_linear_job *job = ctx;
@@ -259,11 +394,12 @@ static void bn_linear_task(void *ctx, int ith, int nth)
     int64_t end = job->total_rows * (ith + 1) / workers;
     int64_t base = 0;
     for (int i = 0; i < job->count && begin < end; i++) {
-        int64_t rows = job->lin[i]->n_out;
+        const bn_linear *lin = job->lin[i];
+        int64_t rows = lin->n_out;
         if (begin < base + rows) {
             int64_t r0 = begin - base, r1 = (end < base + rows ? end : base + rows) - base;
-            bn_linear_rows(job->lin[i], job->out[i], r0, r1, job->act, job->use_q,
-                           &job->scratch[ith]);
+            bn_linear_path path = bn_linear_path_for(lin->type, job->act, job->use_q);
+            path(lin, job->out[i], r0, r1, job->act, job->use_q, &job->scratch[ith]);
             begin = base + r1;
         }
         base += rows;

@@ -497,7 +497,8 @@ static bn_status bn_model_convert_output(bn_model *m, int type)
 }
 
 /* TQ1_0 projections held as TQ2_0 (bn_model_params.keep_tq1_0): the same codes (t in
- * {0, 1, 2}) and the same f16 block scales, repacked two bits a code. */
+ * {0, 1, 2}, read by the format's decoder as t - 1) and the same f16 block scales,
+ * repacked two bits a code. */
 typedef struct bn_tq1_job {
     const bn_linear *src;
     uint8_t *dst;
@@ -509,17 +510,19 @@ static void bn_tq1_task(void *ctx, int ith, int nth)
     const bn_linear *l = j->src;
     const int64_t nb = l->n_in / BN_QK_K;
     int8_t w[BN_QK_K];
+    float d;   /* unused: the f16 scale is copied as it is */
     for (int64_t r = l->n_out * ith / nth; r < l->n_out * (ith + 1) / nth; r++) {
         const bn_block_tq1_0 *in =
             (const bn_block_tq1_0 *)(l->data + (size_t)r * l->row_bytes);
         bn_block_tq2_0 *out = (bn_block_tq2_0 *)(j->dst + (size_t)(r * nb) * sizeof *out);
         for (int64_t b = 0; b < nb; b++) {
-            bn_tq1_codes(&in[b], w);
+            bn_decode_row_tq1_0(&in[b], w, &d, BN_QK_K);
             for (int half = 0; half < 2; half++)
                 for (int m = 0; m < 32; m++) {
                     const int8_t *y = w + 128 * half + m;
-                    out[b].qs[32 * half + m] = (uint8_t)(y[0] | y[32] << 2 | y[64] << 4 |
-                                                         y[96] << 6);
+                    out[b].qs[32 * half + m] = (uint8_t)((y[0] + 1) | (y[32] + 1) << 2 |
+                                                         (y[64] + 1) << 4 |
+                                                         (y[96] + 1) << 6);
                 }
             out[b].d = in[b].d;
         }

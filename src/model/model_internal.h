@@ -71,8 +71,8 @@ typedef struct bn_act {
 
 /* Per-thread scratch of the projections: a decoded row and its block scales. */
 typedef struct bn_linear_scratch {
-    int8_t *w;            /* [n_in_max] ternary codes -1, 0, 1 */
-    float  *d;            /* [n_in_max / 256] block scales */
+    int8_t *w;            /* [n_in_max] a ternary row's codes (bn_decode_row_*) */
+    float  *d;            /* [n_in_max / 256] its block scales */
     float  *wf;           /* [n_in_max] a row as f32 */
     int32_t *bs;          /* [n_in_max / 256 + 1 + BN_LINEAR_ROWS] I2_S decode row sums */
 } bn_linear_scratch;
@@ -84,13 +84,5 @@ typedef struct bn_linear_scratch {
 void bn_linear_eval(const bn_linear *const *lin, float *const *out, int count,
                     const bn_act *act, bool use_q, bn_linear_scratch *scratch,
                     int n_scratch);
-
-/* The 256 codes t (0, 1, 2: weight t - 1) of a TQ1_0 block, in weight order. */
-void bn_tq1_codes(const bn_block_tq1_0 *blk, int8_t *t);
-
-/* Decode row r of a ternary projection into codes w[n_in] (-1, 0, 1) and, for the
- * block-scaled types (TQ1_0, TQ2_0), its block scales d[n_in / 256]. Returns true
- * when the row has block scales. */
-bool bn_linear_decode_row(const bn_linear *lin, int64_t r, int8_t *w, float *d);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * formats.c - scalar reference conversions between f32 and the block formats of
  * blocks.h: Q8_0, Q4_0, Q6_K, TQ1_0, TQ2_0 (as ggml defines them) and I2_S (as
- * bitnet.cpp defines it).
+ * bitnet.cpp defines it), and the one decoder of each ternary format into signed codes
+ * and block scales, which its dequantizer and the model's projections both read through.
  *
  * The quantizers reproduce the defining engine's reference algorithm step by step, in
  * the same float operations and order, so that the bytes they write equal the
@@ -283,23 +284,37 @@ static int bn_tq1_trit(uint8_t byte, int k)
     return (shifted * 3) >> 8;
 }
 
-/* TQ1_0 -> f32. qs[0..32) holds weights m + 32 k (k < 5, trit k of byte m), qs[32..48)
- * the next 80 as m + 16 k, qh[0..4) the last 16 as j + 4 k (k < 4). */
-void bn_dequant_row_tq1_0(const void *src, float *dst, int64_t n)
+/* TQ1_0 -> codes and block scales. qs[0..32) holds weights m + 32 k (k < 5, trit k of
+ * byte m), qs[32..48) the next 80 as m + 16 k, qh[0..4) the last 16 as j + 4 k (k < 4);
+ * w = trit - 1. */
+void bn_decode_row_tq1_0(const void *src, int8_t *w, float *d, int64_t n)
 {
     const bn_block_tq1_0 *b = src;
     for (int64_t i = 0; i < n / BN_QK_K; i++) {
-        float d = bn_f16_to_f32(b[i].d);
-        float *y = dst + i * BN_QK_K;
+        int8_t *y = w + i * BN_QK_K;
+        d[i] = bn_f16_to_f32(b[i].d);
         for (int k = 0; k < 5; k++)
             for (int m = 0; m < 32; m++)
-                y[32 * k + m] = (float)(bn_tq1_trit(b[i].qs[m], k) - 1) * d;
+                y[32 * k + m] = (int8_t)(bn_tq1_trit(b[i].qs[m], k) - 1);
         for (int k = 0; k < 5; k++)
             for (int m = 0; m < 16; m++)
-                y[160 + 16 * k + m] = (float)(bn_tq1_trit(b[i].qs[32 + m], k) - 1) * d;
+                y[160 + 16 * k + m] = (int8_t)(bn_tq1_trit(b[i].qs[32 + m], k) - 1);
         for (int k = 0; k < 4; k++)
             for (int j = 0; j < 4; j++)
-                y[240 + 4 * k + j] = (float)(bn_tq1_trit(b[i].qh[j], k) - 1) * d;
+                y[240 + 4 * k + j] = (int8_t)(bn_tq1_trit(b[i].qh[j], k) - 1);
+    }
+}
+
+/* TQ1_0 -> f32: x = d * (trit - 1), a block at a time through the decoder. */
+void bn_dequant_row_tq1_0(const void *src, float *dst, int64_t n)
+{
+    const bn_block_tq1_0 *b = src;
+    int8_t w[BN_QK_K];
+    float d;
+    for (int64_t i = 0; i < n / BN_QK_K; i++) {
+        bn_decode_row_tq1_0(&b[i], w, &d, BN_QK_K);
+        for (int j = 0; j < BN_QK_K; j++)
+            dst[i * BN_QK_K + j] = (float)w[j] * d;
     }
 }
 
@@ -338,20 +353,34 @@ void bn_quant_row_tq1_0(const float *src, void *dst, int64_t n)
 
 /* --------------------------------------------------------------- TQ2_0 */
 
-/* TQ2_0 -> f32: in each 32-byte half, byte m holds weights m, 32+m, 64+m, 96+m of the
- * half in bits 1-0, 3-2, 5-4, 7-6; x = d * (code - 1). */
-void bn_dequant_row_tq2_0(const void *src, float *dst, int64_t n)
+/* TQ2_0 -> codes and block scales: in each 32-byte half, byte m holds weights m, 32+m,
+ * 64+m, 96+m of the half in bits 1-0, 3-2, 5-4, 7-6; w = code - 1 (code 3 is +2, as in
+ * ggml's dequantize_row_tq2_0). */
+void bn_decode_row_tq2_0(const void *src, int8_t *w, float *d, int64_t n)
 {
     const bn_block_tq2_0 *b = src;
     for (int64_t i = 0; i < n / BN_QK_K; i++) {
-        float d = bn_f16_to_f32(b[i].d);
-        float *y = dst + i * BN_QK_K;
+        int8_t *y = w + i * BN_QK_K;
+        d[i] = bn_f16_to_f32(b[i].d);
         for (int half = 0; half < 2; half++)
             for (int k = 0; k < 4; k++)
                 for (int m = 0; m < 32; m++) {
                     int code = (b[i].qs[32 * half + m] >> (2 * k)) & 3;
-                    y[128 * half + 32 * k + m] = (float)(code - 1) * d;
+                    y[128 * half + 32 * k + m] = (int8_t)(code - 1);
                 }
+    }
+}
+
+/* TQ2_0 -> f32: x = d * (code - 1), a block at a time through the decoder. */
+void bn_dequant_row_tq2_0(const void *src, float *dst, int64_t n)
+{
+    const bn_block_tq2_0 *b = src;
+    int8_t w[BN_QK_K];
+    float d;
+    for (int64_t i = 0; i < n / BN_QK_K; i++) {
+        bn_decode_row_tq2_0(&b[i], w, &d, BN_QK_K);
+        for (int j = 0; j < BN_QK_K; j++)
+            dst[i * BN_QK_K + j] = (float)w[j] * d;
     }
 }
 
@@ -379,21 +408,37 @@ void bn_quant_row_tq2_0(const float *src, void *dst, int64_t n)
 
 /* ---------------------------------------------------------------- I2_S */
 
-/* I2_S -> f32 for a whole tensor of n weights (n a multiple of 128). Codes 0, 1, 2 are
- * -1, 0, +1 times the tensor's scale; code 3 (never written) reads as 0, as in
- * bitnet.cpp's dequantize_row_i2_s. */
+/* I2_S -> codes: blocks of 128 weights in 32 bytes, byte j holding weights j, 32+j,
+ * 64+j, 96+j in bits 7-6, 5-4, 3-2, 1-0; w = code - 1. Code 3, which no quantizer
+ * writes, is +2: bitnet.cpp's kernels (ggml_vec_dot_i2_i8_s) take sum code * q and its
+ * matrix product subtracts sum q, so a code c weighs c - 1 there, 3 included. (The fork's
+ * dequantize_row_i2_s reads 3 as 0; the kernels are what runs a model.) The scale is the
+ * tensor's, in its tail: d is not written. */
+void bn_decode_row_i2_s(const void *src, int8_t *w, float *d, int64_t n)
+{
+    (void)d;
+    const uint8_t *codes = src;
+    for (int64_t blk = 0; blk < n / BN_I2S_BLOCK; blk++) {
+        const uint8_t *p = codes + blk * BN_I2S_BLOCK_BYTES;
+        int8_t *y = w + blk * BN_I2S_BLOCK;
+        for (int j = 0; j < 32; j++)
+            for (int k = 0; k < 4; k++)
+                y[32 * k + j] = (int8_t)(((p[j] >> (6 - 2 * k)) & 3) - 1);
+    }
+}
+
+/* I2_S -> f32 for a whole tensor of n weights (n a multiple of 128): x = scale *
+ * (code - 1), a block at a time through the decoder. */
 void bn_dequant_i2_s(const void *src, float *dst, int64_t n)
 {
-    static const float value[4] = {-1.0f, 0.0f, 1.0f, 0.0f};
     const uint8_t *codes = src;
     float scale;
     memcpy(&scale, codes + n / 4, sizeof scale);
+    int8_t w[BN_I2S_BLOCK];
     for (int64_t blk = 0; blk < n / BN_I2S_BLOCK; blk++) {
-        const uint8_t *p = codes + blk * BN_I2S_BLOCK_BYTES;
-        float *y = dst + blk * BN_I2S_BLOCK;
-        for (int j = 0; j < 32; j++)
-            for (int k = 0; k < 4; k++)
-                y[32 * k + j] = scale * value[(p[j] >> (6 - 2 * k)) & 3];
+        bn_decode_row_i2_s(codes + blk * BN_I2S_BLOCK_BYTES, w, NULL, BN_I2S_BLOCK);
+        for (int i = 0; i < BN_I2S_BLOCK; i++)
+            dst[blk * BN_I2S_BLOCK + i] = scale * (float)w[i];
     }
 }
 
