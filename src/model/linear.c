@@ -123,19 +123,34 @@ static void bn_linear_f16_decode(const bn_linear *lin, float *out, int64_t r0, i
         o[r] = (use_q ? o[r] / act->s[0] : o[r]) * lin->out_scale;
 }
 
-/* f16 rows against several tokens, read in place. */
+/* f16 rows against several tokens, read in place: a group of rows meets one tile of up
+ * to 4 tokens after the other (the multi-query kernel converts each row once for the
+ * tile), so the rows are read from memory once for all tokens. Every value is the
+ * one-row kernel's, bit for bit. */
 static void bn_linear_f16_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
                                   const bn_act *act, bool use_q, bn_linear_scratch *sc)
 {
     (void)sc;
+    enum { group = 16 };
     const int64_t n = lin->n_in;
+    const size_t stride = lin->row_bytes / 2;
+    const float *x = use_q ? act->qf : act->x;
     const bn_kernel_table *k = bn_kernels();
-    for (int64_t r = r0; r < r1; r++) {
-        const uint16_t *h = (const uint16_t *)(lin->data + (size_t)r * lin->row_bytes);
-        for (int32_t t = 0; t < act->T; t++) {
-            float y = use_q ? k->dot_f16_f32(h, act->qf + (size_t)t * n, n) / act->s[t]
-                            : k->dot_f16_f32(h, act->x + (size_t)t * n, n);
-            out[(size_t)t * lin->n_out + r] = y * lin->out_scale;
+    for (int64_t g0 = r0; g0 < r1; g0 += group) {
+        const int64_t g1 = g0 + group < r1 ? g0 + group : r1;
+        const uint16_t *rows = (const uint16_t *)(lin->data + (size_t)g0 * lin->row_bytes);
+        for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
+            const int nt = act->T - t0 < 4 ? act->T - t0 : 4;
+            const float *y[4];
+            float *o[4];
+            for (int j = 0; j < nt; j++) {
+                y[j] = x + (size_t)(t0 + j) * n;
+                o[j] = out + (size_t)(t0 + j) * lin->n_out + g0;
+            }
+            k->dot_f16_f32_multi(rows, stride, g1 - g0, y, nt, n, o);
+            for (int j = 0; j < nt; j++)
+                for (int64_t r = 0; r < g1 - g0; r++)
+                    o[j][r] = (use_q ? o[j][r] / act->s[t0 + j] : o[j][r]) * lin->out_scale;
         }
     }
 }

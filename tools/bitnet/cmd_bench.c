@@ -378,12 +378,13 @@ int cmd_bench(int argc, char **argv)
     bn_context_params cp = bn_context_default_params();
     cp.n_ctx = n_tok + 8;
     cp.n_seq = max_par;
-    /* the prompts of all sequences are one batch; the depth goes in batches of that
-     * size, or of up to 512 when that is more */
+    /* the prompts of all sequences are one batch, and so is a step of every sequence's
+     * next token; the depth goes in batches of that size, or of up to 512 when that is
+     * more */
     int32_t depth_batch = max_depth < 512 ? max_depth : 512;
-    cp.n_batch = n_prompt * max_par > depth_batch ? (int32_t)(n_prompt * max_par) : depth_batch;
-    if (cp.n_batch < 1)
-        cp.n_batch = 1;
+    cp.n_batch = (int32_t)(n_prompt > 1 ? n_prompt * max_par : max_par);
+    if (cp.n_batch < depth_batch)
+        cp.n_batch = depth_batch;
     cp.kv_type = o.kv_type;
     if (bn_context_create(m, &cp, &c) != BN_OK) {
         cli_fail(cmd);
