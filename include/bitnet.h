@@ -1063,6 +1063,102 @@ BN_API void bn_sampler_accept(bn_sampler *s, bn_token id);
 /* Forget accepted tokens and restart the random sequence from the seed. */
 BN_API void bn_sampler_reset(bn_sampler *s);
 
+/* =================================================================== generation */
+/* The loop every front end runs, as one call: evaluate a prompt, then sample a token,
+ * decode it, look for stop texts, hand the text to the caller and evaluate the token,
+ * until one of the stop rules says enough:
+ *
+ *     static bool print_piece(bn_token id, const char *text, size_t len, void *user)
+ *     {
+ *         fwrite(text, 1, len, stdout);
+ *         return !interrupted;                      // false stops after this token
+ *     }
+ *     ...
+ *     bn_generate_params gp = bn_generate_default_params();
+ *     gp.max_tokens = 128;
+ *     gp.sampling.temp = 0.0f;                      // greedy
+ *     gp.on_token = print_piece;
+ *     bn_generate_result r;
+ *     if (bn_generate(m, ctx, ids, (int32_t)n, &gp, &r) != BN_OK) { ... }
+ *     // r.stop says why it ended, r.n_generated how many tokens came
+ *
+ * The stop rules, checked in this order for each token:
+ *   1. max_tokens tokens were generated (checked before sampling, so 0 generates none);
+ *   2. the sampled token ends generation (bn_tokenizer_is_eog), unless ignore_eog: it is
+ *      not counted, not decoded and not evaluated;
+ *   3. the decoded text completes a stop text: the text before it is handed out, the
+ *      stop text is not;
+ *   4. the callback returned false;
+ *   5. max_tokens is reached with this token;
+ *   6. the context has no room to evaluate this token.
+ * A token that ends generation by rules 3 to 6 is counted and was handed to the
+ * callback; it is not evaluated (nothing is evaluated that no later token needs). */
+
+typedef enum bn_stop_reason {
+    BN_STOP_EOG = 0,         /* the model produced an end-of-generation token */
+    BN_STOP_TEXT,            /* the text completed one of the stop texts */
+    BN_STOP_MAX_TOKENS,      /* max_tokens tokens were generated */
+    BN_STOP_CONTEXT_FULL,    /* the context has no room for another token */
+    BN_STOP_CANCELLED        /* the callback returned false */
+} bn_stop_reason;
+
+/* Called for each generated token with the text that became complete with it: the
+ * decoder's bytes (whole UTF-8 characters; special tokens give their text only with
+ * render_special) less any tail that may still turn out to start a stop text, which is
+ * held back until the next tokens decide it. len may be 0; text is valid during the
+ * call only. Return true to go on, false to stop after this token (BN_STOP_CANCELLED).
+ * When generation ends, the text still held (an incomplete UTF-8 sequence, or the
+ * start of a stop text that never completed) comes in one last call with id -1 when
+ * there is any (not after a stop text); that call's return value is ignored. */
+typedef bool (*bn_token_fn)(bn_token id, const char *text, size_t len, void *user);
+
+typedef struct bn_generate_params {
+    int32_t            max_tokens;   /* most tokens to generate; -1 (default): no limit
+                                        (until a stop rule or a full context) */
+    bn_sampler_params  sampling;     /* for the sampler made for the call (default
+                                        bn_sampler_default_params()) */
+    bn_sampler        *sampler;      /* a caller's sampler to use instead (default NULL):
+                                        not reset and not freed by bn_generate */
+    const char *const *stops;        /* stop texts, none empty (default NULL); they must
+                                        live until bn_generate returns */
+    int32_t            n_stops;      /* default 0 */
+    bool               ignore_eog;   /* go on after an end-of-generation token, treating
+                                        it as any other (default false) */
+    bool               render_special; /* special tokens' text in the pieces (default
+                                        false: they decode to nothing) */
+    bn_token_fn        on_token;     /* default NULL: the text goes nowhere */
+    void              *user;         /* passed to on_token */
+} bn_generate_params;
+
+BN_API bn_generate_params bn_generate_default_params(void);
+
+typedef struct bn_generate_result {
+    bn_stop_reason stop;             /* which stop rule ended it */
+    int32_t  n_prompt;               /* prompt tokens evaluated */
+    int32_t  n_generated;            /* tokens generated (handed to on_token) */
+    double   prompt_seconds;         /* evaluating the prompt */
+    double   generate_seconds;       /* from the first sampling to the end, the
+                                        callbacks' time included */
+} bn_generate_result;
+
+/* Continue the context `ctx` (made from `model`, whose tokenizer it needs) with up to
+ * max_tokens tokens after evaluating n_prompt tokens of `prompt` at its current end.
+ * n_prompt may be 0 when the context's last evaluation left its logits (bn_get_logits
+ * non-NULL): generation then continues from there. The prompt's tokens are accepted
+ * into the sampler first (the penalties see them), whichever sampler it is. The
+ * generated tokens stay in the context except the last one, so that a caller can go on
+ * by evaluating it (or truncate).
+ * Errors: a model without a tokenizer, a negative n_prompt or n_stops, max_tokens < -1,
+ * an empty stop text, invalid sampling params, n_prompt 0 with no logits to continue
+ * from (BN_ERR_INVALID_ARG); a prompt that does not fit in the context
+ * (BN_ERR_CONTEXT_FULL, the context unchanged); failures of evaluation or
+ * out-of-memory. After an error the callback may already have received text, and
+ * *result is not written. Allocates its decoder, stop-text buffer and (without
+ * params->sampler) sampler once per call; params NULL means the defaults. */
+BN_API bn_status bn_generate(const bn_model *model, bn_context *ctx, const bn_token *prompt,
+                             int32_t n_prompt, const bn_generate_params *params,
+                             bn_generate_result *result);
+
 /* ====================================================================== devices */
 
 typedef enum bn_device_type { BN_DEVICE_CPU = 0, BN_DEVICE_CUDA } bn_device_type;
