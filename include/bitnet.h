@@ -1159,6 +1159,104 @@ BN_API bn_status bn_generate(const bn_model *model, bn_context *ctx, const bn_to
                              int32_t n_prompt, const bn_generate_params *params,
                              bn_generate_result *result);
 
+/* ========================================================================= chat */
+/* A conversation held beside a context: the messages, rendered with the model's chat
+ * template (bn_chat_format) before each reply, and the token ids the KV cache holds,
+ * so that a reply evaluates only what the cache does not hold yet (the new message, and
+ * the previous reply where its text tokenizes differently from the tokens generated):
+ *
+ *     bn_chat *chat = NULL;
+ *     bn_chat_create(m, ctx, NULL, &chat);
+ *     bn_chat_add_message(chat, "system", "Be brief.");
+ *     bn_chat_add_message(chat, "user", "Hello!");
+ *     bn_generate_params gp = bn_generate_default_params();
+ *     gp.on_token = print_piece;
+ *     bn_generate_result r;
+ *     bn_chat_reply(chat, &gp, &r);   // streams the reply, then adds it as "assistant"
+ *     bn_chat_add_message(chat, "user", "And then?");
+ *     bn_chat_reply(chat, &gp, &r);   // evaluates about the new message only
+ *     bn_chat_free(chat);
+ *
+ * Fitting the conversation in the context: a reply needs room, max_tokens positions
+ * when max_tokens >= 0, else a quarter of the context; at most half of it. While the
+ * rendered conversation and that room do not fit, the oldest exchange is dropped: the
+ * oldest message after the system message and those after it up to the next user
+ * message (a user message and its replies); the system message (a first message with
+ * role "system") and the last message always stay. When even that does not fit, nothing is dropped and the reply
+ * fails. A reply that fills the context stops (BN_STOP_CONTEXT_FULL); the next one
+ * drops old exchanges.
+ *
+ * The session uses its context alone: it tracks what the cache holds, and starts over
+ * from what is still there when something else truncated the context. One session per
+ * context; the context must have been made from the model. */
+typedef struct bn_chat bn_chat;
+
+typedef struct bn_chat_params {
+    const char *template_name;  /* as for bn_chat_format: NULL (default) chooses from
+                                   the model's tokenizer.chat_template; copied */
+} bn_chat_params;
+
+BN_API bn_chat_params bn_chat_default_params(void);
+
+/* A session with an empty conversation over `ctx` (which it does not own and which must
+ * outlive it). A template that bn_chat_format does not know is BN_ERR_UNSUPPORTED, with
+ * bn_chat_format's message; a model without a tokenizer is BN_ERR_INVALID_ARG. params
+ * NULL means the defaults. */
+BN_API bn_status bn_chat_create(const bn_model *model, bn_context *ctx,
+                                const bn_chat_params *params, bn_chat **out);
+/* Frees the session and its messages; the context stays as it is. */
+BN_API void bn_chat_free(bn_chat *chat);
+
+/* The conversation, oldest message first. Message i's strings belong to the session and
+ * stay valid until that message is removed or the session freed. i < n_messages. */
+BN_API size_t bn_chat_n_messages(const bn_chat *chat);
+BN_API bn_chat_message bn_chat_get_message(const bn_chat *chat, size_t i);
+/* Append a message (role and content copied; roles are those of the template:
+ * "system", "user", "assistant"). BN_ERR_OOM leaves the conversation as it was. */
+BN_API bn_status bn_chat_add_message(bn_chat *chat, const char *role, const char *content);
+/* Remove messages [first, first + count), first + count <= n_messages. */
+BN_API void bn_chat_remove_messages(bn_chat *chat, size_t first, size_t count);
+/* Replace the whole conversation by copies of n messages, which may point into the
+ * conversation being replaced. BN_ERR_OOM leaves it as it was. */
+BN_API bn_status bn_chat_set_messages(bn_chat *chat, const bn_chat_message *msgs, size_t n);
+
+/* What bn_chat_prefill did. */
+typedef struct bn_chat_prefill_info {
+    int32_t n_tokens;      /* the rendered conversation, with the assistant's header */
+    int32_t n_reused;      /* of those, kept from the KV cache */
+    int32_t n_evaluated;   /* evaluated now (at least 1: the reply starts from its logits) */
+    int32_t n_reserved;    /* positions kept free for the reply */
+    size_t  n_dropped;     /* oldest messages dropped to fit */
+    double  seconds;       /* rendering, tokenizing and evaluating */
+} bn_chat_prefill_info;
+
+/* Bring the context up to the conversation ahead of a reply of up to max_tokens (-1:
+ * no limit): render it with the assistant's header, tokenize it, drop the oldest
+ * exchanges while it does not fit with room for the reply (see above), keep the part
+ * the cache already holds and evaluate the rest. bn_chat_reply does this itself when
+ * the conversation changed since; calling it first lets a front end report what was
+ * dropped before the reply streams. info may be NULL.
+ * Errors: a conversation too long for the context even alone (BN_ERR_CONTEXT_FULL;
+ * the message says how many tokens it is and how many the context holds; nothing is
+ * dropped), one that renders to no tokens (BN_ERR_INVALID_ARG), failures of the
+ * template, the tokenizer or the evaluation. */
+BN_API bn_status bn_chat_prefill(bn_chat *chat, int32_t max_tokens,
+                                 bn_chat_prefill_info *info);
+
+/* Generate the assistant's reply to the conversation with bn_generate (params as
+ * there: max_tokens, sampling, stop texts, callback; NULL means the defaults) and
+ * append it to the conversation as an "assistant" message: the text handed to the
+ * callback, so also a reply cut short by a stop rule or by an error. Prefills first
+ * (bn_chat_prefill with params->max_tokens) unless the conversation is prefilled as it
+ * is; result->n_prompt and prompt_seconds count that evaluation (0 when prefilled
+ * before). The sampler (params->sampler, which is reset, or one made from
+ * params->sampling) sees the whole rendered conversation before the first draw, and
+ * restarts its random sequence: one conversation and one seed give one reply.
+ * Errors: those of bn_chat_prefill and bn_generate, and BN_ERR_OOM when the reply
+ * cannot be kept; *result is not written then. */
+BN_API bn_status bn_chat_reply(bn_chat *chat, const bn_generate_params *params,
+                               bn_generate_result *result);
+
 /* ====================================================================== devices */
 
 typedef enum bn_device_type { BN_DEVICE_CPU = 0, BN_DEVICE_CUDA } bn_device_type;
