@@ -890,6 +890,9 @@ BN_API bn_status bn_chat_format(const bn_tokenizer *t, const char *template_name
  *     }
  *     bn_sampler_free(smp); bn_context_free(ctx); bn_model_free(m);
  *
+ * bn_generate (section "generation") is this loop with stop texts, the context-full
+ * rule and cancellation, and bn_chat (section "chat") a conversation on top of it.
+ *
  * A model is read-only once loaded and may be shared by several contexts; one context
  * is used by one thread at a time (its evaluation uses the default thread pool). */
 typedef struct bn_model bn_model;
@@ -1246,14 +1249,14 @@ BN_API bn_status bn_chat_prefill(bn_chat *chat, int32_t max_tokens,
 /* Generate the assistant's reply to the conversation with bn_generate (params as
  * there: max_tokens, sampling, stop texts, callback; NULL means the defaults) and
  * append it to the conversation as an "assistant" message: the text handed to the
- * callback, so also a reply cut short by a stop rule or by an error. Prefills first
- * (bn_chat_prefill with params->max_tokens) unless the conversation is prefilled as it
- * is; result->n_prompt and prompt_seconds count that evaluation (0 when prefilled
- * before). The sampler (params->sampler, which is reset, or one made from
- * params->sampling) sees the whole rendered conversation before the first draw, and
- * restarts its random sequence: one conversation and one seed give one reply.
- * Errors: those of bn_chat_prefill and bn_generate, and BN_ERR_OOM when the reply
- * cannot be kept; *result is not written then. */
+ * callback, so also a reply cut short by a stop rule, or by an error after its first
+ * token. Prefills first (bn_chat_prefill with params->max_tokens) unless the
+ * conversation is prefilled as it is; result->n_prompt and prompt_seconds count that
+ * evaluation (0 when prefilled before). The sampler (params->sampler, which is reset,
+ * or one made from params->sampling) sees the whole rendered conversation before the
+ * first draw, and restarts its random sequence: one conversation and one seed give one
+ * reply. Errors: those of bn_chat_prefill and bn_generate, and BN_ERR_OOM when the
+ * reply cannot be kept; *result is not written then. */
 BN_API bn_status bn_chat_reply(bn_chat *chat, const bn_generate_params *params,
                                bn_generate_result *result);
 

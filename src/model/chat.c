@@ -403,6 +403,8 @@ bn_status bn_chat_reply(bn_chat *chat, const bn_generate_params *params,
     chat->n_cached = n_past <= chat->n_cached + turn.n_ids ? n_past : chat->n_cached;
     if (st == BN_OK && turn.status != BN_OK)
         st = turn.status;
+    if (st != BN_OK && turn.n_ids == 0)
+        return st;   /* failed before the first token: no reply to keep */
     bn_status added = bn_chat_add_message(chat, "assistant", chat->reply);
     if (st != BN_OK)
         return st;
