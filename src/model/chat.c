@@ -216,8 +216,8 @@ static bn_status bn_chat_render(const bn_chat *chat, size_t start, bn_token **id
             view[n_view++] = chat->msgs[i];
     char *text = NULL;
     size_t len = 0;
-    bn_status st = bn_chat_format(chat->tok, chat->template_name, view, n_view, true, &text,
-                                  &len);
+    bn_status st = bn_chat_format(chat->tok, chat->template_name, view, n_view, true,
+                                  &text, &len);
     bn_free(view);
     if (st != BN_OK)
         return st;
@@ -258,10 +258,10 @@ static bn_status bn_chat_fit(bn_chat *chat, int32_t reserve, bn_token **ids, siz
         size_t n_tokens = *n;
         bn_free(*ids);
         *ids = NULL;
-        return bn_error_set(BN_ERR_CONTEXT_FULL, "the message does not fit: with the %s it "
-                            "is %zu tokens, and the context holds %d (leaving none for a "
-                            "reply)", first ? "system message and the template" : "template",
-                            n_tokens, chat->n_ctx);
+        const char *with = first ? "system message and the template" : "template";
+        return bn_error_set(BN_ERR_CONTEXT_FULL, "the message does not fit: with the %s "
+                            "it is %zu tokens, and the context holds %d (leaving none for "
+                            "a reply)", with, n_tokens, chat->n_ctx);
     }
     *n_dropped = start - first;
     bn_chat_remove_messages(chat, first, start - first);

@@ -6,6 +6,7 @@
  * order. Everything the loop needs is made before the first token; decoding and the
  * stop texts grow their buffers only when a piece is longer than any before.
  */
+#include <assert.h>
 #include <time.h>
 
 #include "model/generate_internal.h"
@@ -134,28 +135,28 @@ static bn_status bn_gen_loop(bn_gen_state *g, bn_stop_reason *why, int32_t *n_ge
     const bn_generate_params *p = g->p;
     int32_t n_ctx = bn_context_n_ctx(g->ctx), n_gen = 0;
     for (;;) {
-        if (p->max_tokens >= 0 && n_gen >= p->max_tokens) {
+        if (p->max_tokens >= 0 && n_gen >= p->max_tokens) {             /* rule 1 */
             *why = BN_STOP_MAX_TOKENS;
             break;
         }
         bn_token t = bn_sampler_sample(g->sampler, bn_get_logits(g->ctx, -1));
-        if (!p->ignore_eog && bn_tokenizer_is_eog(g->tok, t)) {
+        if (!p->ignore_eog && bn_tokenizer_is_eog(g->tok, t)) {         /* rule 2 */
             *why = BN_STOP_EOG;
             break;
         }
         n_gen++;
         bn_sampler_accept(g->sampler, t);
-        bool stop = false;
+        bool stop = false;                                              /* rules 3 and 4 */
         bn_status st = bn_gen_deliver(g, t, &stop, why);
         if (st != BN_OK)
             return st;
         if (stop)
             break;
-        if (p->max_tokens >= 0 && n_gen >= p->max_tokens) {
+        if (p->max_tokens >= 0 && n_gen >= p->max_tokens) {             /* rule 5 */
             *why = BN_STOP_MAX_TOKENS;
             break;
         }
-        if (bn_context_n_past(g->ctx) >= n_ctx) {
+        if (bn_context_n_past(g->ctx) >= n_ctx) {                       /* rule 6 */
             *why = BN_STOP_CONTEXT_FULL;
             break;
         }
@@ -173,6 +174,7 @@ bn_status bn_generate(const bn_model *model, bn_context *ctx, const bn_token *pr
 {
     bn_generate_params defaults = bn_generate_default_params();
     const bn_generate_params *p = params ? params : &defaults;
+    assert(model && ctx && result && (prompt || n_prompt <= 0));
     bn_status st = bn_gen_check(model, ctx, n_prompt, p);
     if (st != BN_OK)
         return st;

@@ -10,8 +10,10 @@
 bn_status bn_stop_text_init(bn_stop_text *s, const char *const *stops, int32_t n_stops)
 {
     memset(s, 0, sizeof *s);
-    if (n_stops < 0 || (n_stops > 0 && !stops))
-        return bn_error_set(BN_ERR_INVALID_ARG, "stop texts: %d given without an array",
+    if (n_stops < 0)
+        return bn_error_set(BN_ERR_INVALID_ARG, "stop texts: n_stops is %d", n_stops);
+    if (n_stops > 0 && !stops)
+        return bn_error_set(BN_ERR_INVALID_ARG, "stop texts: %d without an array",
                             n_stops);
     size_t longest = 0;
     for (int32_t i = 0; i < n_stops; i++) {
