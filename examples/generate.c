@@ -1,6 +1,7 @@
 /*
  * generate.c - the smallest complete program that runs a model through libbitnet:
- * load, tokenize, evaluate the prompt, then sample and print one token at a time.
+ * load, tokenize, then let bn_generate evaluate the prompt and hand over the text of
+ * one token at a time.
  *
  *     cc -std=c11 generate.c $(pkg-config --cflags --libs bitnet) -o generate
  *     ./generate model.gguf "The capital of France is" 32
@@ -19,17 +20,24 @@ static int fail(const char *what)
     return 1;
 }
 
+/* Called with the text of each new token (whole UTF-8 characters only); true: go on. */
+static bool print_piece(bn_token id, const char *text, size_t len, void *user)
+{
+    (void)id;
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
         fprintf(stderr, "usage: %s MODEL.gguf PROMPT N_TOKENS\n", argv[0]);
         return 2;
     }
-    int n_predict = atoi(argv[3]);
     bn_model *model = NULL;
     bn_context *ctx = NULL;
-    bn_sampler *sampler = NULL;
-    bn_detok_stream *stream = NULL;
     bn_token *ids = NULL;
     size_t n_ids = 0;
     int rc = 1;
@@ -53,45 +61,21 @@ int main(int argc, char **argv)
         rc = fail("tokenizing");
         goto done;
     }
-    bn_sampler_params sp = bn_sampler_default_params();
-    sp.temp = 0.0f;                                          /* greedy */
-    int32_t n_vocab = bn_tokenizer_n_vocab(tok);              /* not padding rows */
-    if (n_vocab > bn_model_n_vocab(model))
-        n_vocab = bn_model_n_vocab(model);
-    if (bn_sampler_create(&sp, n_vocab, &sampler) != BN_OK ||
-        bn_detok_stream_create(tok, false, &stream) != BN_OK) {
-        rc = fail("setting up");
+    bn_generate_params gp = bn_generate_default_params();
+    gp.max_tokens = atoi(argv[3]);
+    gp.sampling.temp = 0.0f;                                  /* greedy */
+    gp.on_token = print_piece;
+    bn_generate_result result;
+    /* evaluates the prompt, then samples and prints until an end-of-generation token,
+     * N_TOKENS tokens or a full context */
+    if (bn_generate(model, ctx, ids, (int32_t)n_ids, &gp, &result) != BN_OK) {
+        rc = fail("generating");
         goto done;
     }
-    if (bn_eval(ctx, ids, (int32_t)n_ids) != BN_OK) {         /* the prompt, in one batch */
-        rc = fail("evaluating the prompt");
-        goto done;
-    }
-    for (int i = 0; i < n_predict; i++) {
-        bn_token t = bn_sampler_sample(sampler, bn_get_logits(ctx, -1));
-        if (bn_tokenizer_is_eog(tok, t))
-            break;
-        bn_sampler_accept(sampler, t);
-        const char *text;
-        size_t len;
-        if (bn_detok_stream_push(stream, t, &text, &len) == BN_OK)
-            fwrite(text, 1, len, stdout);
-        fflush(stdout);
-        if (i + 1 < n_predict && bn_eval(ctx, &t, 1) != BN_OK) {   /* one more position */
-            rc = fail("evaluating");
-            goto done;
-        }
-    }
-    const char *rest;
-    size_t rest_len;
-    bn_detok_stream_flush(stream, &rest, &rest_len);
-    fwrite(rest, 1, rest_len, stdout);
     fputc('\n', stdout);
     rc = 0;
 done:
     bn_free(ids);
-    bn_detok_stream_free(stream);
-    bn_sampler_free(sampler);
     bn_context_free(ctx);
     bn_model_free(model);
     return rc;

@@ -890,6 +890,9 @@ BN_API bn_status bn_chat_format(const bn_tokenizer *t, const char *template_name
  *     }
  *     bn_sampler_free(smp); bn_context_free(ctx); bn_model_free(m);
  *
+ * bn_generate (section "generation") is this loop with stop texts, the context-full
+ * rule and cancellation, and bn_chat (section "chat") a conversation on top of it.
+ *
  * A model is read-only once loaded and may be shared by several contexts; one context
  * is used by one thread at a time (its evaluation uses the default thread pool). */
 typedef struct bn_model bn_model;
@@ -1093,6 +1096,200 @@ BN_API void bn_sampler_probs(bn_sampler *s, const float *logits, float *probs);
 BN_API void bn_sampler_accept(bn_sampler *s, bn_token id);
 /* Forget accepted tokens and restart the random sequence from the seed. */
 BN_API void bn_sampler_reset(bn_sampler *s);
+
+/* =================================================================== generation */
+/* The loop every front end runs, as one call: evaluate a prompt, then sample a token,
+ * decode it, look for stop texts, hand the text to the caller and evaluate the token,
+ * until one of the stop rules says enough:
+ *
+ *     static bool print_piece(bn_token id, const char *text, size_t len, void *user)
+ *     {
+ *         fwrite(text, 1, len, stdout);
+ *         return !interrupted;                      // false stops after this token
+ *     }
+ *     ...
+ *     bn_generate_params gp = bn_generate_default_params();
+ *     gp.max_tokens = 128;
+ *     gp.sampling.temp = 0.0f;                      // greedy
+ *     gp.on_token = print_piece;
+ *     bn_generate_result r;
+ *     if (bn_generate(m, ctx, ids, (int32_t)n, &gp, &r) != BN_OK) { ... }
+ *     // r.stop says why it ended, r.n_generated how many tokens came
+ *
+ * The stop rules, checked in this order for each token:
+ *   1. max_tokens tokens were generated (checked before sampling, so 0 generates none);
+ *   2. the sampled token ends generation (bn_tokenizer_is_eog), unless ignore_eog: it is
+ *      not counted, not decoded and not evaluated;
+ *   3. the decoded text completes a stop text: the text before it is handed out, the
+ *      stop text is not;
+ *   4. the callback returned false;
+ *   5. max_tokens is reached with this token;
+ *   6. the context has no room to evaluate this token.
+ * A token that ends generation by rules 3 to 6 is counted and was handed to the
+ * callback; it is not evaluated (nothing is evaluated that no later token needs). */
+
+typedef enum bn_stop_reason {
+    BN_STOP_EOG = 0,         /* the model produced an end-of-generation token */
+    BN_STOP_TEXT,            /* the text completed one of the stop texts */
+    BN_STOP_MAX_TOKENS,      /* max_tokens tokens were generated */
+    BN_STOP_CONTEXT_FULL,    /* the context has no room for another token */
+    BN_STOP_CANCELLED        /* the callback returned false */
+} bn_stop_reason;
+
+/* Called for each generated token with the text that became complete with it: the
+ * decoder's bytes (whole UTF-8 characters; special tokens give their text only with
+ * render_special) less any tail that may still turn out to start a stop text, which is
+ * held back until the next tokens decide it. len may be 0; text is valid during the
+ * call only. Return true to go on, false to stop after this token (BN_STOP_CANCELLED).
+ * When generation ends, the text still held (an incomplete UTF-8 sequence, or the
+ * start of a stop text that never completed) comes in one last call with id -1 when
+ * there is any (not after a stop text); that call's return value is ignored. */
+typedef bool (*bn_token_fn)(bn_token id, const char *text, size_t len, void *user);
+
+typedef struct bn_generate_params {
+    int32_t            max_tokens;   /* most tokens to generate; -1 (default): no limit
+                                        (until a stop rule or a full context) */
+    bn_sampler_params  sampling;     /* for the sampler made for the call (default
+                                        bn_sampler_default_params()) */
+    bn_sampler        *sampler;      /* a caller's sampler to use instead (default NULL):
+                                        not reset and not freed by bn_generate */
+    const char *const *stops;        /* stop texts, none empty (default NULL); they must
+                                        live until bn_generate returns */
+    int32_t            n_stops;      /* default 0 */
+    bool               ignore_eog;   /* go on after an end-of-generation token, treating
+                                        it as any other (default false) */
+    bool               render_special; /* special tokens' text in the pieces (default
+                                        false: they decode to nothing) */
+    bn_token_fn        on_token;     /* default NULL: the text goes nowhere */
+    void              *user;         /* passed to on_token */
+} bn_generate_params;
+
+BN_API bn_generate_params bn_generate_default_params(void);
+
+typedef struct bn_generate_result {
+    bn_stop_reason stop;             /* which stop rule ended it */
+    int32_t  n_prompt;               /* prompt tokens evaluated */
+    int32_t  n_generated;            /* tokens generated (handed to on_token) */
+    double   prompt_seconds;         /* evaluating the prompt */
+    double   generate_seconds;       /* from the first sampling to the end, the
+                                        callbacks' time included */
+} bn_generate_result;
+
+/* Continue the context `ctx` (made from `model`, whose tokenizer it needs) with up to
+ * max_tokens tokens after evaluating n_prompt tokens of `prompt` at its current end.
+ * n_prompt may be 0 when the context's last evaluation left its logits (bn_get_logits
+ * non-NULL): generation then continues from there. The prompt's tokens are accepted
+ * into the sampler first (the penalties see them), whichever sampler it is. The
+ * generated tokens stay in the context except the last one, so that a caller can go on
+ * by evaluating it (or truncate).
+ * Errors: a model without a tokenizer, a negative n_prompt or n_stops, max_tokens < -1,
+ * an empty stop text, invalid sampling params, n_prompt 0 with no logits to continue
+ * from (BN_ERR_INVALID_ARG); a prompt that does not fit in the context
+ * (BN_ERR_CONTEXT_FULL, the context unchanged); failures of evaluation or
+ * out-of-memory. After an error the callback may already have received text, and
+ * *result is not written. Allocates its decoder, stop-text buffer and (without
+ * params->sampler) sampler once per call; params NULL means the defaults. */
+BN_API bn_status bn_generate(const bn_model *model, bn_context *ctx, const bn_token *prompt,
+                             int32_t n_prompt, const bn_generate_params *params,
+                             bn_generate_result *result);
+
+/* ========================================================================= chat */
+/* A conversation held beside a context: the messages, rendered with the model's chat
+ * template (bn_chat_format) before each reply, and the token ids the KV cache holds,
+ * so that a reply evaluates only what the cache does not hold yet (the new message, and
+ * the previous reply where its text tokenizes differently from the tokens generated):
+ *
+ *     bn_chat *chat = NULL;
+ *     bn_chat_create(m, ctx, NULL, &chat);
+ *     bn_chat_add_message(chat, "system", "Be brief.");
+ *     bn_chat_add_message(chat, "user", "Hello!");
+ *     bn_generate_params gp = bn_generate_default_params();
+ *     gp.on_token = print_piece;
+ *     bn_generate_result r;
+ *     bn_chat_reply(chat, &gp, &r);   // streams the reply, then adds it as "assistant"
+ *     bn_chat_add_message(chat, "user", "And then?");
+ *     bn_chat_reply(chat, &gp, &r);   // evaluates about the new message only
+ *     bn_chat_free(chat);
+ *
+ * Fitting the conversation in the context: a reply needs room, max_tokens positions
+ * when max_tokens >= 0, else a quarter of the context; at most half of it. While the
+ * rendered conversation and that room do not fit, the oldest exchange is dropped: the
+ * oldest message after the system message and those after it up to the next user
+ * message (a user message and its replies); the system message (a first message with
+ * role "system") and the last message always stay. When even that does not fit, nothing is dropped and the reply
+ * fails. A reply that fills the context stops (BN_STOP_CONTEXT_FULL); the next one
+ * drops old exchanges.
+ *
+ * The session uses its context alone: it tracks what the cache holds, and starts over
+ * from what is still there when something else truncated the context. One session per
+ * context; the context must have been made from the model. */
+typedef struct bn_chat bn_chat;
+
+typedef struct bn_chat_params {
+    const char *template_name;  /* as for bn_chat_format: NULL (default) chooses from
+                                   the model's tokenizer.chat_template; copied */
+} bn_chat_params;
+
+BN_API bn_chat_params bn_chat_default_params(void);
+
+/* A session with an empty conversation over `ctx` (which it does not own and which must
+ * outlive it). A template that bn_chat_format does not know is BN_ERR_UNSUPPORTED, with
+ * bn_chat_format's message; a model without a tokenizer is BN_ERR_INVALID_ARG. params
+ * NULL means the defaults. */
+BN_API bn_status bn_chat_create(const bn_model *model, bn_context *ctx,
+                                const bn_chat_params *params, bn_chat **out);
+/* Frees the session and its messages; the context stays as it is. */
+BN_API void bn_chat_free(bn_chat *chat);
+
+/* The conversation, oldest message first. Message i's strings belong to the session and
+ * stay valid until that message is removed or the session freed. i < n_messages. */
+BN_API size_t bn_chat_n_messages(const bn_chat *chat);
+BN_API bn_chat_message bn_chat_get_message(const bn_chat *chat, size_t i);
+/* Append a message (role and content copied; roles are those of the template:
+ * "system", "user", "assistant"). BN_ERR_OOM leaves the conversation as it was. */
+BN_API bn_status bn_chat_add_message(bn_chat *chat, const char *role, const char *content);
+/* Remove messages [first, first + count), first + count <= n_messages. */
+BN_API void bn_chat_remove_messages(bn_chat *chat, size_t first, size_t count);
+/* Replace the whole conversation by copies of n messages, which may point into the
+ * conversation being replaced. BN_ERR_OOM leaves it as it was. */
+BN_API bn_status bn_chat_set_messages(bn_chat *chat, const bn_chat_message *msgs, size_t n);
+
+/* What bn_chat_prefill did. */
+typedef struct bn_chat_prefill_info {
+    int32_t n_tokens;      /* the rendered conversation, with the assistant's header */
+    int32_t n_reused;      /* of those, kept from the KV cache */
+    int32_t n_evaluated;   /* evaluated now (at least 1: the reply starts from its logits) */
+    int32_t n_reserved;    /* positions kept free for the reply */
+    size_t  n_dropped;     /* oldest messages dropped to fit */
+    double  seconds;       /* rendering, tokenizing and evaluating */
+} bn_chat_prefill_info;
+
+/* Bring the context up to the conversation ahead of a reply of up to max_tokens (-1:
+ * no limit): render it with the assistant's header, tokenize it, drop the oldest
+ * exchanges while it does not fit with room for the reply (see above), keep the part
+ * the cache already holds and evaluate the rest. bn_chat_reply does this itself when
+ * the conversation changed since; calling it first lets a front end report what was
+ * dropped before the reply streams. info may be NULL.
+ * Errors: a conversation too long for the context even alone (BN_ERR_CONTEXT_FULL;
+ * the message says how many tokens it is and how many the context holds; nothing is
+ * dropped), one that renders to no tokens (BN_ERR_INVALID_ARG), failures of the
+ * template, the tokenizer or the evaluation. */
+BN_API bn_status bn_chat_prefill(bn_chat *chat, int32_t max_tokens,
+                                 bn_chat_prefill_info *info);
+
+/* Generate the assistant's reply to the conversation with bn_generate (params as
+ * there: max_tokens, sampling, stop texts, callback; NULL means the defaults) and
+ * append it to the conversation as an "assistant" message: the text handed to the
+ * callback, so also a reply cut short by a stop rule, or by an error after its first
+ * token. Prefills first (bn_chat_prefill with params->max_tokens) unless the
+ * conversation is prefilled as it is; result->n_prompt and prompt_seconds count that
+ * evaluation (0 when prefilled before). The sampler (params->sampler, which is reset,
+ * or one made from params->sampling) sees the whole rendered conversation before the
+ * first draw, and restarts its random sequence: one conversation and one seed give one
+ * reply. Errors: those of bn_chat_prefill and bn_generate, and BN_ERR_OOM when the
+ * reply cannot be kept; *result is not written then. */
+BN_API bn_status bn_chat_reply(bn_chat *chat, const bn_generate_params *params,
+                               bn_generate_result *result);
 
 /* ====================================================================== devices */
 

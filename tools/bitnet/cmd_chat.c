@@ -1,12 +1,10 @@
 /*
  * cmd_chat.c - `bitnet chat`: an interactive conversation with a model through its chat
- * template. The conversation is a list of messages; before each reply the whole list is
- * rendered with bn_chat_format and tokenized, the part of it that the KV cache already
- * holds is kept (the cache's token ids are tracked beside it), and only the rest is
- * evaluated. When the conversation outgrows the context, its oldest exchanges are
- * dropped (the system message stays) and what is left is evaluated again. Replies stream
- * to stdout; notices and figures go to stderr. Lines come from libedit on a terminal and
- * from plain reads otherwise, so that a session can be scripted.
+ * template. The conversation lives in the library's chat session (bn_chat), which
+ * renders it before each reply, reuses what the KV cache holds and drops the oldest
+ * exchanges when the context is full; this file reads messages and commands, streams
+ * replies to stdout and puts notices and figures on stderr. Lines come from libedit on
+ * a terminal and from plain reads otherwise, so that a session can be scripted.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,7 +17,6 @@
 #include <jansson.h>
 
 #include "run_common.h"
-#include "stop_text.h"
 
 const char cmd_chat_help[] =
     "usage: bitnet chat -m MODEL [options]\n"
@@ -66,309 +63,123 @@ static const char chat_commands_help[] =
 
 static const char *const chat_cmd = "chat";
 
-/* ------------------------------------------------------------------ messages */
-
-/* The conversation. Roles and contents are owned (malloc'd) copies; msgs[0] is the
- * system message when there is one. */
-typedef struct chat_log {
-    bn_chat_message *msgs;
-    size_t           n, cap;
-} chat_log;
-
-/* Appends a copy of a message; false when out of memory. */
-static bool log_add(chat_log *l, const char *role, const char *content)
-{
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        bn_chat_message *grown = realloc(l->msgs, cap * sizeof *grown);
-        if (!grown)
-            return false;
-        l->msgs = grown;
-        l->cap = cap;
-    }
-    char *r = strdup(role), *c = strdup(content);
-    if (!r || !c) {
-        free(r);
-        free(c);
-        return false;
-    }
-    l->msgs[l->n].role = r;
-    l->msgs[l->n].content = c;
-    l->n++;
-    return true;
-}
-
-/* Removes messages [i, i + count). */
-static void log_remove(chat_log *l, size_t i, size_t count)
-{
-    if (count == 0)
-        return;
-    for (size_t k = i; k < i + count; k++) {
-        free((void *)l->msgs[k].role);
-        free((void *)l->msgs[k].content);
-    }
-    memmove(l->msgs + i, l->msgs + i + count, (l->n - i - count) * sizeof *l->msgs);
-    l->n -= count;
-}
-
-static void log_free(chat_log *l)
-{
-    log_remove(l, 0, l->n);
-    free(l->msgs);
-    memset(l, 0, sizeof *l);
-}
-
-/* Index of the first message that may be dropped or cleared: 1 after a system
- * message, else 0. */
-static size_t log_first_turn(const chat_log *l)
-{
-    return l->n > 0 && strcmp(l->msgs[0].role, "system") == 0 ? 1 : 0;
-}
-
 /* ------------------------------------------------------------------ session */
 
 typedef struct chat_session {
     const run_opts *o;
     bn_model       *m;
     bn_context     *c;
-    const bn_tokenizer *tok;
-    bn_sampler     *smp;
+    bn_chat        *chat;
     const char     *tmpl;       /* the template's name; NULL: the model's */
     int64_t         n_predict;  /* most tokens per reply; -1: no limit */
     int32_t         n_ctx;
-    chat_log        log;
-    bn_token       *cached;     /* [n_ctx] the ids in the KV cache, n_cached of them */
-    int32_t         n_cached;   /* == bn_context_n_past(c) */
-    char           *reply;      /* the reply being generated */
-    size_t          reply_len, reply_cap;
-    bool            reply_oom;
     bool            failed;     /* a message or command failed */
     /* figures of the last reply, for /stats */
     int64_t         last_tokens, last_prompt_eval, last_prompt_reused;
     double          last_seconds;
 } chat_session;
 
-/* Evaluates n tokens after the cached ones and records them; prints the error. */
-static bool chat_eval(chat_session *s, const bn_token *ids, int32_t n)
+/* Index of the first message that may be dropped or cleared: 1 after a system
+ * message, else 0. */
+static size_t chat_first_turn(const bn_chat *chat)
 {
-    if (bn_eval(s->c, ids, n) != BN_OK) {
-        cli_fail(chat_cmd);
-        return false;
-    }
-    memcpy(s->cached + s->n_cached, ids, (size_t)n * sizeof *ids);
-    s->n_cached += n;
-    return true;
+    return bn_chat_n_messages(chat) > 0 &&
+           strcmp(bn_chat_get_message(chat, 0).role, "system") == 0 ? 1 : 0;
 }
 
-/* The conversation without messages [first, start) (first: the one after a system
- * message), rendered with the assistant's header and tokenized (the template writes
- * BOS itself). */
-static bool chat_render(chat_session *s, size_t start, bn_token **ids, size_t *n)
+/* A reply's text, to the terminal as it comes; Ctrl-C stops after it. */
+static bool chat_print_piece(bn_token id, const char *text, size_t len, void *user)
 {
-    size_t first = log_first_turn(&s->log), n_view = 0;
-    bn_chat_message *view = malloc(s->log.n * sizeof *view);
-    if (!view) {
-        fprintf(stderr, "bitnet chat: out of memory\n");
+    (void)id;
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return !run_interrupted;
+}
+
+/* Why a reply was cut short, for "[reply ...]"; NULL when it ended by itself. */
+static const char *chat_cut_words(bn_stop_reason why)
+{
+    switch (why) {
+    case BN_STOP_CANCELLED:    return "interrupted (Ctrl-C)";
+    case BN_STOP_MAX_TOKENS:   return "cut at the -n token limit";
+    case BN_STOP_CONTEXT_FULL: return "cut: the context is full (the next message drops "
+                                      "the oldest ones)";
+    case BN_STOP_EOG:
+    case BN_STOP_TEXT:         break;
+    }
+    return NULL;
+}
+
+/* Brings the context up to the conversation (its last message the new user message),
+ * saying what was dropped to fit. False with a message when it cannot. */
+static bool chat_prefill(chat_session *s)
+{
+    bn_chat_prefill_info info;
+    bn_status st = bn_chat_prefill(s->chat, (int32_t)s->n_predict, &info);
+    if (st == BN_ERR_CONTEXT_FULL) {
+        fprintf(stderr, "bitnet chat: %s; use a larger -c or a shorter message%s\n",
+                bn_last_error(), chat_first_turn(s->chat) ? " or system message" : "");
         return false;
     }
-    for (size_t i = 0; i < s->log.n; i++)
-        if (i < first || i >= start)
-            view[n_view++] = s->log.msgs[i];
-    char *text = NULL;
-    size_t len = 0;
-    bn_status st = bn_chat_format(s->tok, s->tmpl, view, n_view, true, &text, &len);
-    free(view);
     if (st != BN_OK) {
         cli_fail(chat_cmd);
         return false;
     }
-    bool ok = run_tokenize(chat_cmd, s->m, text, len, false, ids, n);
-    bn_free(text);
-    return ok;
-}
-
-/* Renders the conversation (its last message is the new user message) so that it
- * fits in the context with room for the reply, dropping the oldest exchanges when it
- * does not. False with a message, and the conversation as it was, when even the
- * newest message alone does not fit. */
-static bool chat_fit(chat_session *s, bn_token **ids, size_t *n)
-{
-    int64_t reserve = s->n_predict >= 0 ? s->n_predict : s->n_ctx / 4;
-    if (reserve > s->n_ctx / 2)
-        reserve = s->n_ctx / 2;
-    size_t first = log_first_turn(&s->log), start = first;
-    for (;;) {
-        if (!chat_render(s, start, ids, n))
-            return false;
-        if ((int64_t)*n + reserve <= s->n_ctx || start + 1 >= s->log.n)
-            break;
-        /* leave out the oldest user message and the replies that followed it */
-        start++;
-        while (start < s->log.n - 1 && strcmp(s->log.msgs[start].role, "user") != 0)
-            start++;
-        bn_free(*ids);
-        *ids = NULL;
-    }
-    if ((int64_t)*n >= s->n_ctx) {
-        fprintf(stderr, "bitnet chat: the message does not fit: with the %s it is %zu "
-                "tokens, and the context holds %d (leaving none for a reply); use a "
-                "larger -c or a shorter message%s\n",
-                first ? "system message and the template" : "template", *n, s->n_ctx,
-                first ? " or system message" : "");
-        bn_free(*ids);
-        *ids = NULL;
-        return false;
-    }
-    if (start > first) {
-        log_remove(&s->log, first, start - first);
+    if (info.n_dropped)
         fprintf(stderr, "bitnet chat: the conversation outgrew the context (%d positions, "
-                "%lld kept for the reply): dropped the oldest %zu message%s\n", s->n_ctx,
-                (long long)reserve, start - first, start - first == 1 ? "" : "s");
-    }
+                "%d kept for the reply): dropped the oldest %zu message%s\n", s->n_ctx,
+                info.n_reserved, info.n_dropped, info.n_dropped == 1 ? "" : "s");
+    s->last_prompt_reused = info.n_reused;
+    s->last_prompt_eval = info.n_evaluated;
     return true;
 }
 
-/* Brings the KV cache to the rendered conversation: keeps the common prefix, evaluates
- * the rest (at least the last token, whose logits the reply starts from). */
-static bool chat_prefill(chat_session *s, const bn_token *ids, size_t n)
-{
-    if (n == 0) {
-        fprintf(stderr, "bitnet chat: the conversation rendered to no tokens\n");
-        return false;
-    }
-    int32_t keep = 0;
-    while (keep < s->n_cached && (size_t)keep < n && s->cached[keep] == ids[keep])
-        keep++;
-    if ((size_t)keep == n)
-        keep--;
-    bn_context_truncate(s->c, keep);
-    s->n_cached = keep;
-    s->last_prompt_reused = keep;
-    s->last_prompt_eval = (int64_t)n - keep;
-    return chat_eval(s, ids + keep, (int32_t)(n - (size_t)keep));
-}
-
-/* stop_text's output: to the terminal at once, and into the reply. */
-static void chat_emit(const char *text, size_t len, void *user)
-{
-    chat_session *s = user;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
-    if (s->reply_len + len + 1 > s->reply_cap) {
-        size_t cap = (s->reply_len + len + 1) * 2;
-        char *grown = realloc(s->reply, cap);
-        if (!grown) {
-            s->reply_oom = true;
-            return;
-        }
-        s->reply = grown;
-        s->reply_cap = cap;
-    }
-    memcpy(s->reply + s->reply_len, text, len);
-    s->reply_len += len;
-    s->reply[s->reply_len] = '\0';
-}
-
-/* Generates the reply after a prefill, streaming it; adds it to the conversation even
- * when it was cut short. False when evaluation failed. */
+/* Streams the reply after a prefill; the session keeps it even when it was cut short.
+ * False when generation failed. */
 static bool chat_reply(chat_session *s)
 {
-    bn_detok_stream *ds = NULL;
-    if (bn_detok_stream_create(s->tok, false, &ds) != BN_OK) {
+    bn_generate_params gp = bn_generate_default_params();
+    gp.max_tokens = (int32_t)s->n_predict;
+    gp.sampling = s->o->sp;
+    gp.stops = s->o->stops;
+    gp.n_stops = s->o->n_stops;
+    gp.on_token = chat_print_piece;
+    bn_generate_result r = {.stop = BN_STOP_CANCELLED};
+    bn_status st = BN_OK;
+    if (run_interrupted) {
+        /* Ctrl-C while the conversation was evaluated: an empty reply */
+        if (bn_chat_add_message(s->chat, "assistant", "") != BN_OK)
+            st = bn_last_status();
+    } else {
+        st = bn_chat_reply(s->chat, &gp, &r);
+    }
+    fputc('\n', stdout);
+    fflush(stdout);
+    if (st != BN_OK) {
         cli_fail(chat_cmd);
         return false;
     }
-    stop_text st;
-    stop_text_init(&st, s->o->stops, s->o->n_stops);
-    st.emit = chat_emit;
-    st.user = s;
-    s->reply_len = 0;
-    s->reply_oom = false;
-    if (s->reply)
-        s->reply[0] = '\0';
-    bool ok = true, stopped = false;
-    const char *why = NULL;   /* why a reply was cut short */
-    int64_t n_gen = 0;
-    double t0 = run_now();
-    for (;;) {
-        if (run_interrupted) {
-            why = "interrupted (Ctrl-C)";
-            break;
-        }
-        if (s->n_predict >= 0 && n_gen >= s->n_predict) {
-            why = "cut at the -n token limit";
-            break;
-        }
-        bn_token t = bn_sampler_sample(s->smp, bn_get_logits(s->c, -1));
-        if (bn_tokenizer_is_eog(s->tok, t))
-            break;
-        n_gen++;
-        bn_sampler_accept(s->smp, t);
-        const char *piece;
-        size_t len;
-        if (bn_detok_stream_push(ds, t, &piece, &len) != BN_OK) {
-            cli_fail(chat_cmd);
-            ok = false;
-            break;
-        }
-        if (stop_text_push(&st, piece, len, NULL)) {
-            stopped = true;
-            break;
-        }
-        if (s->n_cached >= s->n_ctx) {
-            why = "cut: the context is full (the next message drops the oldest ones)";
-            break;
-        }
-        if (!chat_eval(s, &t, 1)) {
-            ok = false;
-            break;
-        }
-    }
-    if (!stopped) {
-        const char *piece;
-        size_t len;
-        bn_detok_stream_flush(ds, &piece, &len);
-        if (!stop_text_push(&st, piece, len, NULL))
-            stop_text_flush(&st, NULL);
-    }
-    s->last_seconds = run_now() - t0;
-    s->last_tokens = n_gen;
-    fputc('\n', stdout);
-    fflush(stdout);
+    s->last_seconds = r.generate_seconds;
+    s->last_tokens = r.n_generated;
+    const char *why = chat_cut_words(r.stop);
     if (why)
         fprintf(stderr, "[reply %s]\n", why);
-    if (s->reply_oom)
-        fprintf(stderr, "bitnet chat: out of memory: the reply is kept incomplete\n");
-    if (!log_add(&s->log, "assistant", s->reply ? s->reply : "")) {
-        fprintf(stderr, "bitnet chat: out of memory: the reply is not kept\n");
-        ok = false;
-    }
-    stop_text_free(&st);
-    bn_detok_stream_free(ds);
-    return ok;
+    return true;
 }
 
 /* One exchange: the user's message, then the model's reply. A message that cannot be
  * evaluated is taken back out of the conversation. */
 static bool chat_turn(chat_session *s, const char *text)
 {
-    if (!log_add(&s->log, "user", text)) {
+    if (bn_chat_add_message(s->chat, "user", text) != BN_OK) {
         fprintf(stderr, "bitnet chat: out of memory\n");
         return false;
     }
-    bn_token *ids = NULL;
-    size_t n = 0;
-    if (!chat_fit(s, &ids, &n) || !chat_prefill(s, ids, n)) {
-        bn_free(ids);
-        log_remove(&s->log, s->log.n - 1, 1);
+    if (!chat_prefill(s)) {
+        bn_chat_remove_messages(s->chat, bn_chat_n_messages(s->chat) - 1, 1);
         return false;
     }
-    /* the penalties see the conversation; each reply restarts the seed's sequence, so
-     * that one conversation and one seed give one reply */
-    bn_sampler_reset(s->smp);
-    for (size_t i = 0; i < n; i++)
-        bn_sampler_accept(s->smp, ids[i]);
-    bn_free(ids);
     return chat_reply(s);
 }
 
@@ -376,17 +187,20 @@ static bool chat_turn(chat_session *s, const char *text)
 
 static void chat_history(const chat_session *s)
 {
-    if (s->log.n == 0)
+    size_t n = bn_chat_n_messages(s->chat);
+    if (n == 0)
         printf("(the conversation is empty)\n");
-    for (size_t i = 0; i < s->log.n; i++)
-        printf("%s: %s\n", s->log.msgs[i].role, s->log.msgs[i].content);
+    for (size_t i = 0; i < n; i++) {
+        bn_chat_message msg = bn_chat_get_message(s->chat, i);
+        printf("%s: %s\n", msg.role, msg.content);
+    }
     fflush(stdout);
 }
 
 static void chat_stats(const chat_session *s)
 {
     fprintf(stderr, "context: %d / %d tokens (%zu messages)\n", bn_context_n_past(s->c),
-            s->n_ctx, s->log.n);
+            s->n_ctx, bn_chat_n_messages(s->chat));
     fprintf(stderr, "last reply: %lld tokens in %.2f s (%.2f tokens/s); its prompt: %lld "
             "tokens evaluated, %lld reused from the cache\n", (long long)s->last_tokens,
             s->last_seconds,
@@ -432,21 +246,22 @@ static char *utf8_repair(const char *text)
 
 /* The conversation as a JSON array of {"role", "content"} objects; NULL when out of
  * memory. *repaired counts messages whose invalid UTF-8 was replaced. */
-static json_t *chat_to_json(const chat_log *l, int *repaired)
+static json_t *chat_to_json(const bn_chat *chat, int *repaired)
 {
     json_t *arr = json_array();
     *repaired = 0;
-    for (size_t i = 0; arr && i < l->n; i++) {
-        json_t *content = json_string(l->msgs[i].content);
+    for (size_t i = 0; arr && i < bn_chat_n_messages(chat); i++) {
+        bn_chat_message m = bn_chat_get_message(chat, i);
+        json_t *content = json_string(m.content);
         if (!content) {
-            char *fixed = utf8_repair(l->msgs[i].content);
+            char *fixed = utf8_repair(m.content);
             content = fixed ? json_string(fixed) : NULL;
             free(fixed);
             (*repaired)++;
         }
         json_t *msg = json_object();
         if (!content || !msg || json_object_set_new(msg, "role",
-                                                    json_string(l->msgs[i].role)) != 0 ||
+                                                    json_string(m.role)) != 0 ||
             json_object_set_new(msg, "content", content) != 0 ||
             json_array_append_new(arr, msg) != 0) {
             if (!msg)
@@ -464,7 +279,7 @@ static json_t *chat_to_json(const chat_log *l, int *repaired)
 static bool chat_save(const chat_session *s, const char *path)
 {
     int repaired = 0;
-    json_t *arr = chat_to_json(&s->log, &repaired);
+    json_t *arr = chat_to_json(s->chat, &repaired);
     char *text = arr ? json_dumps(arr, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(arr);
     struct stat sb;
@@ -505,7 +320,7 @@ static bool chat_save(const chat_session *s, const char *path)
         if (fd >= 0)
             unlink(tmp);
     } else {
-        fprintf(stderr, "saved %zu messages to %s\n", s->log.n, path);
+        fprintf(stderr, "saved %zu messages to %s\n", bn_chat_n_messages(s->chat), path);
         if (repaired)
             fprintf(stderr, "bitnet chat: /save: %d message%s had bytes that are not "
                     "UTF-8; they were saved as U+FFFD\n", repaired,
@@ -516,10 +331,10 @@ static bool chat_save(const chat_session *s, const char *path)
     return ok;
 }
 
-/* Reads a file written by /save into *out; false with a message on anything else: not
- * JSON, not an array of objects with a known "role" and a string "content", a system
- * message that is not the first. */
-static bool chat_read_log(const char *path, chat_log *out)
+/* Reads a file written by /save into *root (json_decref it); false with a message on
+ * anything else: not JSON, not an array of objects with a known "role" and a string
+ * "content", a system message that is not the first. */
+static bool chat_read_log(const char *path, json_t **root_out)
 {
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -532,7 +347,6 @@ static bool chat_read_log(const char *path, chat_log *out)
                 jerr.line, jerr.column, jerr.text);
         return false;
     }
-    memset(out, 0, sizeof *out);
     const char *bad = json_is_array(root) ? NULL : "not a JSON array of messages";
     size_t i = 0;
     for (; !bad && i < json_array_size(root); i++) {
@@ -548,8 +362,6 @@ static bool chat_read_log(const char *path, chat_log *out)
             bad = "has a role that is not system, user or assistant";
         else if (strcmp(role, "system") == 0 && i > 0)
             bad = "is a system message after the first message";
-        else if (!log_add(out, role, content))
-            bad = "could not be stored (out of memory)";
     }
     if (bad) {
         /* i counts from 1 here: the loop stepped past the bad message */
@@ -557,33 +369,46 @@ static bool chat_read_log(const char *path, chat_log *out)
             fprintf(stderr, "bitnet chat: /load: %s: message %zu %s\n", path, i, bad);
         else
             fprintf(stderr, "bitnet chat: /load: %s: %s\n", path, bad);
-        log_free(out);
+        json_decref(root);
+        return false;
     }
-    json_decref(root);
-    return !bad;
+    *root_out = root;
+    return true;
 }
 
 /* /load: replaces the conversation with the file's; the current system message stays
  * when the file has none. The old conversation stays when the file is bad. */
 static bool chat_load(chat_session *s, const char *path)
 {
-    chat_log loaded;
-    if (!chat_read_log(path, &loaded))
+    json_t *root;
+    if (!chat_read_log(path, &root))
         return false;
-    if (!log_first_turn(&loaded) && log_first_turn(&s->log)) {
-        /* keep our system message: move it in front of the loaded ones */
-        if (!log_add(&loaded, "system", s->log.msgs[0].content)) {
-            fprintf(stderr, "bitnet chat: /load: out of memory\n");
-            log_free(&loaded);
-            return false;
-        }
-        bn_chat_message sys = loaded.msgs[loaded.n - 1];
-        memmove(loaded.msgs + 1, loaded.msgs, (loaded.n - 1) * sizeof *loaded.msgs);
-        loaded.msgs[0] = sys;
+    size_t n_file = json_array_size(root), n = 0;
+    bn_chat_message *msgs = malloc((n_file + 1) * sizeof *msgs);
+    if (!msgs) {
+        fprintf(stderr, "bitnet chat: /load: out of memory\n");
+        json_decref(root);
+        return false;
     }
-    log_free(&s->log);
-    s->log = loaded;
-    fprintf(stderr, "loaded %zu messages from %s\n", s->log.n, path);
+    bool file_system = n_file > 0 &&
+        strcmp(json_string_value(json_object_get(json_array_get(root, 0), "role")),
+               "system") == 0;
+    if (!file_system && chat_first_turn(s->chat))
+        msgs[n++] = bn_chat_get_message(s->chat, 0);   /* keep our system message */
+    for (size_t i = 0; i < n_file; i++) {
+        json_t *msg = json_array_get(root, i);
+        msgs[n].role = json_string_value(json_object_get(msg, "role"));
+        msgs[n].content = json_string_value(json_object_get(msg, "content"));
+        n++;
+    }
+    bool ok = bn_chat_set_messages(s->chat, msgs, n) == BN_OK;
+    free(msgs);
+    json_decref(root);
+    if (!ok) {
+        fprintf(stderr, "bitnet chat: /load: out of memory\n");
+        return false;
+    }
+    fprintf(stderr, "loaded %zu messages from %s\n", bn_chat_n_messages(s->chat), path);
     return true;
 }
 
@@ -613,8 +438,8 @@ static bool chat_command(chat_session *s, char *line, bool *quit)
     } else if (IS("exit") || IS("quit")) {
         *quit = true;
     } else if (IS("clear")) {
-        size_t first = log_first_turn(&s->log);
-        log_remove(&s->log, first, s->log.n - first);
+        size_t first = chat_first_turn(s->chat);
+        bn_chat_remove_messages(s->chat, first, bn_chat_n_messages(s->chat) - first);
         fprintf(stderr, "the conversation is cleared%s\n",
                 first ? " (the system message stays)" : "");
     } else if (IS("history")) {
@@ -838,25 +663,21 @@ int cmd_chat(int argc, char **argv)
     in.tty = isatty(STDIN_FILENO);
     if (!run_load(chat_cmd, &o, false, &s.m, &s.c, NULL))
         goto done;
-    if (!(s.tok = bn_model_tokenizer(s.m))) {
+    const bn_tokenizer *tok = bn_model_tokenizer(s.m);
+    if (!tok) {
         fprintf(stderr, "bitnet chat: the model has no tokenizer (no tokenizer.ggml.* "
                 "metadata)\n");
         goto done;
     }
-    if (!chat_pick_template(s.tok, tmpl_name, &s.tmpl)) {
+    if (!chat_pick_template(tok, tmpl_name, &s.tmpl)) {
         rc = EXIT_USAGE;
         goto done;
     }
     s.n_ctx = bn_context_n_ctx(s.c);
-    s.cached = malloc((size_t)s.n_ctx * sizeof *s.cached);
-    if (!s.cached || (system_msg && !log_add(&s.log, "system", system_msg))) {
-        fprintf(stderr, "bitnet chat: out of memory\n");
-        goto done;
-    }
-    /* padding embedding rows beyond the tokenizer's tokens are never drawn */
-    int32_t n_vocab = bn_model_n_vocab(s.m) < bn_tokenizer_n_vocab(s.tok)
-                      ? bn_model_n_vocab(s.m) : bn_tokenizer_n_vocab(s.tok);
-    if (bn_sampler_create(&o.sp, n_vocab, &s.smp) != BN_OK) {
+    bn_chat_params chp = bn_chat_default_params();
+    chp.template_name = s.tmpl;
+    if (bn_chat_create(s.m, s.c, &chp, &s.chat) != BN_OK ||
+        (system_msg && bn_chat_add_message(s.chat, "system", system_msg) != BN_OK)) {
         cli_fail(chat_cmd);
         goto done;
     }
@@ -873,10 +694,7 @@ int cmd_chat(int argc, char **argv)
 done:
     free(in.buf);
     free(in.line);
-    log_free(&s.log);
-    free(s.reply);
-    free(s.cached);
-    bn_sampler_free(s.smp);
+    bn_chat_free(s.chat);
     bn_context_free(s.c);
     bn_model_free(s.m);
     return rc;

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "run_common.h"
-#include "stop_text.h"
 
 const char cmd_generate_help[] =
     "usage: bitnet generate -m MODEL (-p TEXT | -f FILE) [options]\n"
@@ -26,6 +25,29 @@ const char cmd_generate_help[] =
     "  --ignore-eos         keep going after an end-of-text token\n"
     "  -h, --help           show this help\n"
     "\n";
+
+/* The text of each token, to stdout as it comes; Ctrl-C stops after it. */
+static bool print_piece(bn_token id, const char *text, size_t len, void *user)
+{
+    (void)id;
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return !run_interrupted;
+}
+
+/* Why generation stopped, for "stopped at ...". */
+static const char *stop_words(bn_stop_reason why)
+{
+    switch (why) {
+    case BN_STOP_EOG:          return "the end-of-text token";
+    case BN_STOP_TEXT:         return "a stop text";
+    case BN_STOP_MAX_TOKENS:   return "the token limit";
+    case BN_STOP_CONTEXT_FULL: return "a full context";
+    case BN_STOP_CANCELLED:    return "Ctrl-C";
+    }
+    return "?";
+}
 
 int cmd_generate(int argc, char **argv)
 {
@@ -92,16 +114,11 @@ int cmd_generate(int argc, char **argv)
     int rc = 1;
     bn_model *m = NULL;
     bn_context *c = NULL;
-    bn_sampler *smp = NULL;
-    bn_detok_stream *ds = NULL;
     bn_token *ids = NULL;
     size_t n_ids = 0;
-    stop_text st;
-    stop_text_init(&st, o.stops, o.n_stops);
     double load_s = 0;
     if (!run_load(cmd, &o, false, &m, &c, &load_s))
         goto done;
-    const bn_tokenizer *tok = bn_model_tokenizer(m);
     if (!run_tokenize(cmd, m, ptext, text_len, bos, &ids, &n_ids))
         goto done;
     if (n_ids == 0) {
@@ -115,91 +132,38 @@ int cmd_generate(int argc, char **argv)
                 "prompt\n", cmd, n_ids, n_ctx);
         goto done;
     }
-    /* a model may have more embedding rows than tokens (padding): never draw those */
-    int32_t n_vocab = bn_model_n_vocab(m) < bn_tokenizer_n_vocab(tok)
-                      ? bn_model_n_vocab(m) : bn_tokenizer_n_vocab(tok);
-    if (bn_sampler_create(&o.sp, n_vocab, &smp) != BN_OK ||
-        bn_detok_stream_create(tok, false, &ds) != BN_OK) {
-        cli_fail(cmd);
-        goto done;
-    }
     if (echo) {
         fwrite(ptext, 1, text_len, stdout);
         fflush(stdout);
     }
-    for (size_t i = 0; i < n_ids; i++)
-        bn_sampler_accept(smp, ids[i]);
-
+    bn_generate_params gp = bn_generate_default_params();
+    gp.max_tokens = (int32_t)n_predict;
+    gp.sampling = o.sp;
+    gp.stops = o.stops;
+    gp.n_stops = o.n_stops;
+    gp.ignore_eog = ignore_eos;
+    gp.on_token = print_piece;
+    bn_generate_result res;
     run_catch_sigint(true);
-    double t0 = run_now();
-    if (bn_eval(c, ids, (int32_t)n_ids) != BN_OK) {
-        run_catch_sigint(false);
-        fputc('\n', stdout);
-        cli_fail(cmd);
-        goto done;
-    }
-    double t_prompt = run_now() - t0, t1 = run_now();
-    int64_t n_gen = 0;
-    const char *why = "the token limit";
-    for (;;) {
-        if (n_predict >= 0 && n_gen >= n_predict)
-            break;
-        if (run_interrupted) {
-            why = "Ctrl-C";
-            break;
-        }
-        bn_token t = bn_sampler_sample(smp, bn_get_logits(c, -1));
-        if (!ignore_eos && bn_tokenizer_is_eog(tok, t)) {
-            why = "the end-of-text token";
-            break;
-        }
-        n_gen++;
-        bn_sampler_accept(smp, t);
-        const char *piece;
-        size_t plen;
-        if (bn_detok_stream_push(ds, t, &piece, &plen) != BN_OK) {
-            cli_fail(cmd);
-            goto done;
-        }
-        if (stop_text_push(&st, piece, plen, stdout)) {
-            why = "a stop text";
-            break;
-        }
-        fflush(stdout);
-        if (n_predict >= 0 && n_gen >= n_predict)
-            break;
-        if (bn_context_n_past(c) >= n_ctx) {
-            why = "a full context";
-            break;
-        }
-        if (bn_eval(c, &t, 1) != BN_OK) {
-            cli_fail(cmd);
-            goto done;
-        }
-    }
-    if (strcmp(why, "a stop text") != 0) {
-        const char *piece;
-        size_t plen;
-        bn_detok_stream_flush(ds, &piece, &plen);
-        if (!stop_text_push(&st, piece, plen, stdout))
-            stop_text_flush(&st, stdout);
-    }
-    double t_gen = run_now() - t1;
+    bn_status st = bn_generate(m, c, ids, (int32_t)n_ids, &gp, &res);
     run_catch_sigint(false);
     fputc('\n', stdout);
     fflush(stdout);
-    fprintf(stderr, "\nstopped at %s\n", why);
+    if (st != BN_OK) {
+        cli_fail(cmd);
+        goto done;
+    }
+    fprintf(stderr, "\nstopped at %s\n", stop_words(res.stop));
     fprintf(stderr, "load: %.2f s\n", load_s);
-    fprintf(stderr, "prompt: %zu tokens in %.2f s (%.2f tokens/s)\n", n_ids, t_prompt,
-            t_prompt > 0 ? (double)n_ids / t_prompt : 0.0);
-    fprintf(stderr, "generation: %lld tokens in %.2f s (%.2f tokens/s)\n", (long long)n_gen,
-            t_gen, t_gen > 0 ? (double)n_gen / t_gen : 0.0);
+    fprintf(stderr, "prompt: %zu tokens in %.2f s (%.2f tokens/s)\n", n_ids,
+            res.prompt_seconds,
+            res.prompt_seconds > 0 ? (double)n_ids / res.prompt_seconds : 0.0);
+    fprintf(stderr, "generation: %d tokens in %.2f s (%.2f tokens/s)\n", res.n_generated,
+            res.generate_seconds, res.generate_seconds > 0
+            ? (double)res.n_generated / res.generate_seconds : 0.0);
     run_print_memory(m, c);
     rc = 0;
 done:
-    stop_text_free(&st);
-    bn_detok_stream_free(ds);
-    bn_sampler_free(smp);
     bn_free(ids);
     bn_context_free(c);
     bn_model_free(m);
