@@ -68,7 +68,7 @@ int main(int argc, char **argv)
     bn_generate_result result;
     /* evaluates the prompt, then samples and prints until an end-of-generation token,
      * N_TOKENS tokens or a full context */
-    if (bn_generate(model, ctx, ids, (int32_t)n_ids, &gp, &result) != BN_OK) {
+    if (bn_generate(ctx, ids, (int32_t)n_ids, &gp, &result) != BN_OK) {
         rc = fail("generating");
         goto done;
     }

@@ -1012,6 +1012,8 @@ BN_API void bn_context_free(bn_context *ctx);
 BN_API int32_t bn_context_n_ctx(const bn_context *ctx);
 BN_API int32_t bn_context_n_batch(const bn_context *ctx);
 BN_API int32_t bn_context_n_seq(const bn_context *ctx);
+/* The model the context evaluates. */
+BN_API const bn_model *bn_context_model(const bn_context *ctx);
 /* Positions used in the KV cache of sequence 0 so far. */
 BN_API int32_t bn_context_n_past(const bn_context *ctx);
 /* Positions used by sequence seq; -1 when seq is not one of the context's. */
@@ -1175,7 +1177,7 @@ typedef struct bn_generate_result {
                                         callbacks' time included */
 } bn_generate_result;
 
-/* Continue the context `ctx` (made from `model`, whose tokenizer it needs) with up to
+/* Continue the context `ctx` (its model's tokenizer is needed) with up to
  * max_tokens tokens after evaluating n_prompt tokens of `prompt` at its current end.
  * n_prompt may be 0 when the context's last evaluation left its logits (bn_get_logits
  * non-NULL): generation then continues from there. The prompt's tokens are accepted
@@ -1189,9 +1191,8 @@ typedef struct bn_generate_result {
  * out-of-memory. After an error the callback may already have received text, and
  * *result is not written. Allocates its decoder, stop-text buffer and (without
  * params->sampler) sampler once per call; params NULL means the defaults. */
-BN_API bn_status bn_generate(const bn_model *model, bn_context *ctx, const bn_token *prompt,
-                             int32_t n_prompt, const bn_generate_params *params,
-                             bn_generate_result *result);
+BN_API bn_status bn_generate(bn_context *ctx, const bn_token *prompt, int32_t n_prompt,
+                             const bn_generate_params *params, bn_generate_result *result);
 
 /* ========================================================================= chat */
 /* A conversation held beside a context: the messages, rendered with the model's chat
@@ -1236,8 +1237,8 @@ BN_API bn_chat_params bn_chat_default_params(void);
  * outlive it). A template that bn_chat_format does not know is BN_ERR_UNSUPPORTED, with
  * bn_chat_format's message; a model without a tokenizer is BN_ERR_INVALID_ARG. params
  * NULL means the defaults. */
-BN_API bn_status bn_chat_create(const bn_model *model, bn_context *ctx,
-                                const bn_chat_params *params, bn_chat **out);
+BN_API bn_status bn_chat_create(bn_context *ctx, const bn_chat_params *params,
+                                bn_chat **out);
 /* Frees the session and its messages; the context stays as it is. */
 BN_API void bn_chat_free(bn_chat *chat);
 

@@ -277,7 +277,7 @@ static void test_greedy(fixture *f)
     record *r = calloc(1, sizeof *r);
     bn_generate_params gp = greedy_params(r, N_GREEDY);
     bn_generate_result res;
-    CHECK_OK(bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res));
+    CHECK_OK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res));
     CHECK(res.stop == BN_STOP_MAX_TOKENS, "stop %d", res.stop);
     CHECK(res.n_prompt == f->n_prompt && res.n_generated == N_GREEDY &&
           r->n_ids == N_GREEDY, "counts: %d %d %d", res.n_prompt, res.n_generated, r->n_ids);
@@ -293,11 +293,11 @@ static void test_greedy(fixture *f)
     bn_context_truncate(c, 0);
     memset(r, 0, sizeof *r);
     gp = greedy_params(r, 20);
-    CHECK_OK(bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res));
+    CHECK_OK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res));
     CHECK_OK(bn_eval(c, &r->ids[19], 1));
     memset(r, 0, sizeof *r);
     gp = greedy_params(r, 8);
-    CHECK_OK(bn_generate(f->m, c, NULL, 0, &gp, &res));
+    CHECK_OK(bn_generate(c, NULL, 0, &gp, &res));
     CHECK(res.n_prompt == 0 && r->n_ids == 8 && same_ids(r->ids, f->greedy + 20, 8),
           "n_prompt 0 continues the greedy text");
 
@@ -305,7 +305,7 @@ static void test_greedy(fixture *f)
     bn_context_truncate(c, 0);
     memset(r, 0, sizeof *r);
     gp = greedy_params(r, 0);
-    CHECK_OK(bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res));
+    CHECK_OK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res));
     CHECK(res.stop == BN_STOP_MAX_TOKENS && res.n_generated == 0 && r->n_ids == 0 &&
           r->n_final == 0 && bn_context_n_past(c) == f->n_prompt, "max_tokens 0");
 
@@ -314,7 +314,7 @@ static void test_greedy(fixture *f)
     memset(r, 0, sizeof *r);
     r->cancel_after = 3;
     gp = greedy_params(r, N_GREEDY);
-    CHECK_OK(bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res));
+    CHECK_OK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res));
     CHECK(res.stop == BN_STOP_CANCELLED && res.n_generated == 3 && r->n_ids == 3 &&
           same_ids(r->ids, f->greedy, 3) && bn_context_n_past(c) == f->n_prompt + 2,
           "cancelled at 3: stop %d, %d tokens", res.stop, res.n_generated);
@@ -337,7 +337,7 @@ static void test_context_full(const fixture *f)
     bn_generate_params gp = greedy_params(r, -1);
     gp.ignore_eog = true;
     bn_generate_result res;
-    CHECK_OK(bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res));
+    CHECK_OK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res));
     CHECK(res.stop == BN_STOP_CONTEXT_FULL, "stop %d", res.stop);
     CHECK(res.n_generated == n_ctx - f->n_prompt + 1 && r->n_ids == res.n_generated &&
           same_ids(r->ids, ref, r->n_ids), "%d tokens, the greedy ones",
@@ -350,7 +350,7 @@ static void test_context_full(const fixture *f)
     for (int i = 0; i < 20; i++)
         longer[i] = f->prompt[i % f->n_prompt];
     memset(r, 0, sizeof *r);
-    CHECK(bn_generate(f->m, c, longer, 20, &gp, &res) == BN_ERR_CONTEXT_FULL &&
+    CHECK(bn_generate(c, longer, 20, &gp, &res) == BN_ERR_CONTEXT_FULL &&
           bn_context_n_past(c) == 0 && r->n_ids == 0, "a prompt past the context");
     free(r);
     bn_context_free(c);
@@ -390,7 +390,7 @@ static void test_stops(const fixture *f)
     gp.stops = stops;
     gp.n_stops = 2;
     bn_generate_result res;
-    CHECK_OK(bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res));
+    CHECK_OK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res));
     CHECK(res.stop == BN_STOP_TEXT, "stop %d", res.stop);
     CHECK(r->len == first && memcmp(r->text, f->text, first) == 0,
           "the text ends before '%s' at byte %zu: got %zu bytes", stop, first, r->len);
@@ -405,7 +405,7 @@ static void test_stops(const fixture *f)
     memset(r, 0, sizeof *r);
     gp.stops = stops2;
     gp.n_stops = 1;
-    CHECK_OK(bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res));
+    CHECK_OK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res));
     CHECK(res.stop == BN_STOP_MAX_TOKENS && r->len == f->text_len &&
           memcmp(r->text, f->text, r->len) == 0, "a stop text never completed");
     CHECK(r->n_final == 1 && r->final_len >= 1 &&
@@ -444,7 +444,7 @@ static void test_sampled_eog(const fixture *f)
         gp.on_token = on_token;
         gp.user = r;
         bn_generate_result res;
-        CHECK_OK(bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res));
+        CHECK_OK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res));
         CHECK(res.stop == BN_STOP_EOG && res.n_generated == n && r->n_ids == n &&
               same_ids(r->ids, ref, n), "seed %llu: stop %d after %d tokens, by hand %d",
               (unsigned long long)seed, res.stop, res.n_generated, n);
@@ -454,7 +454,7 @@ static void test_sampled_eog(const fixture *f)
         bn_context_truncate(c, 0);
         memset(r, 0, sizeof *r);
         gp.ignore_eog = true;
-        CHECK_OK(bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res));
+        CHECK_OK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res));
         CHECK(res.n_generated > n && same_ids(r->ids, ref, n) &&
               bn_tokenizer_is_eog(bn_model_tokenizer(f->m), r->ids[n]),
               "ignore_eog goes past the eog token");
@@ -469,20 +469,20 @@ static void test_errors(const fixture *f)
     bn_context *c = new_context(f->m, 64);
     bn_generate_result res;
     bn_generate_params gp = bn_generate_default_params();
-    CHECK(bn_generate(f->m, c, NULL, 0, &gp, &res) == BN_ERR_INVALID_ARG,
+    CHECK(bn_generate(c, NULL, 0, &gp, &res) == BN_ERR_INVALID_ARG,
           "nothing to continue from");
     gp.max_tokens = -2;
-    CHECK(bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res) == BN_ERR_INVALID_ARG,
+    CHECK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res) == BN_ERR_INVALID_ARG,
           "max_tokens -2");
     gp = bn_generate_default_params();
     const char *stops[] = {""};
     gp.stops = stops;
     gp.n_stops = 1;
-    CHECK(bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res) == BN_ERR_INVALID_ARG,
+    CHECK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res) == BN_ERR_INVALID_ARG,
           "an empty stop text");
     gp = bn_generate_default_params();
     gp.sampling.top_p = 2.0f;
-    CHECK(bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res) == BN_ERR_INVALID_ARG,
+    CHECK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res) == BN_ERR_INVALID_ARG,
           "bad sampling params");
     CHECK(bn_context_n_past(c) == 0, "errors before the prompt evaluate nothing");
 
@@ -498,7 +498,7 @@ static void test_errors(const fixture *f)
         bn_context_truncate(c, 0);
         bn_mem_get_stats(&before);
         bn_mem_fail_nth(k);
-        bn_status st = bn_generate(f->m, c, f->prompt, f->n_prompt, &gp, &res);
+        bn_status st = bn_generate(c, f->prompt, f->n_prompt, &gp, &res);
         bn_mem_fail_nth(0);
         bn_mem_get_stats(&after);
         CHECK((st == BN_OK || st == BN_ERR_OOM) && after.live_blocks == before.live_blocks,
@@ -545,7 +545,7 @@ static void test_chat_turns(const fixture *f)
 {
     bn_context *c = new_context(f->m, 256), *fresh = new_context(f->m, 256);
     bn_chat *chat = NULL;
-    CHECK_OK(bn_chat_create(f->m, c, NULL, &chat));
+    CHECK_OK(bn_chat_create(c, NULL, &chat));
     if (!chat)
         return;
     record *r = calloc(1, sizeof *r);
@@ -650,7 +650,7 @@ static void test_chat_fit(const fixture *f)
 
     bn_context *c = new_context(f->m, n_ctx);
     bn_chat *chat = NULL;
-    CHECK_OK(bn_chat_create(f->m, c, NULL, &chat));
+    CHECK_OK(bn_chat_create(c, NULL, &chat));
     if (!chat)
         return;
     CHECK_OK(bn_chat_set_messages(chat, msgs, n_msgs));
@@ -694,7 +694,7 @@ static void test_chat_fit(const fixture *f)
     bn_chat_params cp = bn_chat_default_params();
     cp.template_name = "chatml";
     chat = NULL;
-    CHECK(bn_chat_create(f->m, c, &cp, &chat) == BN_ERR_UNSUPPORTED && !chat,
+    CHECK(bn_chat_create(c, &cp, &chat) == BN_ERR_UNSUPPORTED && !chat,
           "an unknown template");
     bn_context_free(c);
 }
@@ -714,7 +714,7 @@ static void test_chat_oom(const fixture *f)
         bn_context_truncate(c, 0);
         bn_mem_get_stats(&before);
         bn_chat *chat = NULL;
-        bn_status st = bn_chat_create(f->m, c, NULL, &chat);
+        bn_status st = bn_chat_create(c, NULL, &chat);
         st = st == BN_OK ? bn_chat_add_message(chat, "user", "hello there") : st;
         CHECK(st == BN_OK, "setting up");
         bn_generate_result res;

@@ -149,9 +149,9 @@ static size_t bn_chat_first_turn(const bn_chat *chat)
 
 /* ------------------------------------------------------------------ session */
 
-bn_status bn_chat_create(const bn_model *model, bn_context *ctx,
-                         const bn_chat_params *params, bn_chat **out)
+bn_status bn_chat_create(bn_context *ctx, const bn_chat_params *params, bn_chat **out)
 {
+    const bn_model *model = bn_context_model(ctx);
     bn_chat_params defaults = bn_chat_default_params();
     const bn_chat_params *p = params ? params : &defaults;
     const bn_tokenizer *tok = bn_model_tokenizer(model);
@@ -396,7 +396,7 @@ bn_status bn_chat_reply(bn_chat *chat, const bn_generate_params *params,
         return bn_last_status();
     }
     bn_generate_result r;
-    bn_status st = bn_generate(chat->model, chat->ctx, NULL, 0, &gp, &r);
+    bn_status st = bn_generate(chat->ctx, NULL, 0, &gp, &r);
     bn_sampler_free(own_sampler);
     /* the reply's tokens but the last are in the cache now */
     int32_t n_past = bn_context_n_past(chat->ctx);

@@ -179,6 +179,7 @@ void bn_context_free(bn_context *c)
 int32_t bn_context_n_ctx(const bn_context *c) { assert(c); return c->n_ctx; }
 int32_t bn_context_n_batch(const bn_context *c) { assert(c); return c->n_batch; }
 int32_t bn_context_n_seq(const bn_context *c) { assert(c); return c->n_seq; }
+const bn_model *bn_context_model(const bn_context *c) { assert(c); return c->m; }
 int32_t bn_context_n_past(const bn_context *c) { assert(c); return c->n_past[0]; }
 size_t bn_context_kv_bytes(const bn_context *c) { assert(c); return c->kv.bytes; }
 

@@ -168,13 +168,14 @@ static bn_status bn_gen_loop(bn_gen_state *g, bn_stop_reason *why, int32_t *n_ge
     return BN_OK;
 }
 
-bn_status bn_generate(const bn_model *model, bn_context *ctx, const bn_token *prompt,
-                      int32_t n_prompt, const bn_generate_params *params,
-                      bn_generate_result *result)
+bn_status bn_generate(bn_context *ctx, const bn_token *prompt, int32_t n_prompt,
+                      const bn_generate_params *params, bn_generate_result *result)
 {
+    assert(ctx);
+    const bn_model *model = bn_context_model(ctx);
     bn_generate_params defaults = bn_generate_default_params();
     const bn_generate_params *p = params ? params : &defaults;
-    assert(model && ctx && result && (prompt || n_prompt <= 0));
+    assert(result && (prompt || n_prompt <= 0));
     bn_status st = bn_gen_check(model, ctx, n_prompt, p);
     if (st != BN_OK)
         return st;

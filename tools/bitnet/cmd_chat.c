@@ -676,7 +676,7 @@ int cmd_chat(int argc, char **argv)
     s.n_ctx = bn_context_n_ctx(s.c);
     bn_chat_params chp = bn_chat_default_params();
     chp.template_name = s.tmpl;
-    if (bn_chat_create(s.m, s.c, &chp, &s.chat) != BN_OK ||
+    if (bn_chat_create(s.c, &chp, &s.chat) != BN_OK ||
         (system_msg && bn_chat_add_message(s.chat, "system", system_msg) != BN_OK)) {
         cli_fail(chat_cmd);
         goto done;
