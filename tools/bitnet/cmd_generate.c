@@ -145,7 +145,7 @@ int cmd_generate(int argc, char **argv)
     gp.on_token = print_piece;
     bn_generate_result res;
     run_catch_sigint(true);
-    bn_status st = bn_generate(m, c, ids, (int32_t)n_ids, &gp, &res);
+    bn_status st = bn_generate(c, ids, (int32_t)n_ids, &gp, &res);
     run_catch_sigint(false);
     fputc('\n', stdout);
     fflush(stdout);
