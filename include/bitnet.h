@@ -84,6 +84,7 @@ typedef enum bn_status {
     BN_ERR_DEVICE,       /* a device (GPU) call failed */
     BN_ERR_INTERNAL,     /* a library bug; the message says where */
     BN_ERR_CONTEXT_FULL, /* the context (KV cache) has no room for more positions */
+    BN_ERR_BUSY,         /* every slot is taken: try again when one is free */
     BN_STATUS_COUNT
 } bn_status;
 
@@ -1193,6 +1194,59 @@ typedef struct bn_generate_result {
  * params->sampler) sampler once per call; params NULL means the defaults. */
 BN_API bn_status bn_generate(bn_context *ctx, const bn_token *prompt, int32_t n_prompt,
                              const bn_generate_params *params, bn_generate_result *result);
+
+/* Many generations at once (continuous batching). A generator drives the sequences of a
+ * context made with n_seq > 1: each generation holds one sequence from its prompt to
+ * its stop. bn_generator_step evaluates, in one bn_decode, the prompts added since the
+ * last step and the last token of every running generation, so that the weights are
+ * read from memory once for all of them; then it samples each one's next token and
+ * hands its text to its callback, by the same rules as bn_generate. A generation gets
+ * the tokens and text bn_generate gives for the same prompt and parameters in a
+ * context of its own.
+ *
+ *     bn_generator *gen;  bn_generator_create(ctx, &gen);
+ *     bn_generator_add(gen, ids, n_ids, &params, &seq);      (as requests arrive)
+ *     while (bn_generator_step(gen, &n_active) == BN_OK) {
+ *         for each seq: if (bn_generator_done(gen, seq, &result)) {
+ *             ...; bn_generator_release(gen, seq); }
+ *         if (n_active == 0 && no request waits) break;
+ *     }
+ *     bn_generator_free(gen);
+ *
+ * The generator uses the context alone while it lives (no bn_eval or bn_decode by the
+ * caller). Nothing of it is thread-safe: call it from one thread. */
+typedef struct bn_generator bn_generator;
+
+/* A generator over every sequence of ctx. Errors: a model without a tokenizer
+ * (BN_ERR_INVALID_ARG), out of memory. */
+BN_API bn_status bn_generator_create(bn_context *ctx, bn_generator **out);
+/* Frees it and every generation it holds (their callbacks are not called). */
+BN_API void bn_generator_free(bn_generator *gen);
+/* Sequences free for a new generation. */
+BN_API int32_t bn_generator_n_free(const bn_generator *gen);
+/* Starts a generation of n_prompt >= 1 tokens in a free sequence (cleared first),
+ * whose number goes to *seq; the prompt is copied and evaluated at the next step.
+ * params (NULL: the defaults) is copied, but its stop texts and user pointer are the
+ * caller's and must live until the generation is released; params->sampler must be
+ * NULL (each generation makes its own from params->sampling). Errors: every sequence
+ * taken (BN_ERR_BUSY), a prompt longer than a sequence (BN_ERR_CONTEXT_FULL), an empty
+ * prompt, a token out of range or invalid params (BN_ERR_INVALID_ARG), out of memory;
+ * *seq is -1 then and nothing changed. */
+BN_API bn_status bn_generator_add(bn_generator *gen, const bn_token *prompt,
+                                  int32_t n_prompt, const bn_generate_params *params,
+                                  int32_t *seq);
+/* One step of every generation (see above); a generation that meets a stop rule in it
+ * is done: its callback has had the last of its text. *n_active (may be NULL) gets the
+ * number still running. A step with nothing to do returns BN_OK at once. Errors:
+ * those of evaluation and decoding (the generations are left as they were before the
+ * failing part). */
+BN_API bn_status bn_generator_step(bn_generator *gen, int32_t *n_active);
+/* Whether the generation in seq is done; its result goes to *result (may be NULL). */
+BN_API bool bn_generator_done(const bn_generator *gen, int32_t seq,
+                              bn_generate_result *result);
+/* Ends the generation in seq, done or not (a running one is dropped without a last
+ * callback), and frees the sequence. A free or out-of-range seq changes nothing. */
+BN_API void bn_generator_release(bn_generator *gen, int32_t seq);
 
 /* ========================================================================= chat */
 /* A conversation held beside a context: the messages, rendered with the model's chat

@@ -136,6 +136,34 @@ expect 1 "text too short" -- perplexity -m "$m" -f "$tmp/text.txt" -c 4096
 grep_in "$err" "needs at least 8192" "says how many tokens are needed"
 expect 1 "missing text" -- perplexity -m "$m" -f "$tmp/none.txt"
 
+# --- batch: every completion is what generate prints alone for its prompt
+here=$(cd "$(dirname "$0")" && pwd)
+printf 'The capital of France is\nOnce upon a time\n\n  \nhello world\nA B C D\nthe quick brown fox jumps\n' \
+    > "$tmp/prompts.txt"
+expect 0 "batch greedy" -- batch -m "$m" -f "$tmp/prompts.txt" --parallel 2 -n 12 --temp 0
+if python3 "$here/batch_check.py" "$BITNET" "$m" "$out" 5 -n 12 --temp 0
+then ok; else fail "batch greedy: completions differ from generate's"; fi
+grep_in "$err" "^batch: 5 prompts, 2 at a time: .* tokens/s generated" "batch summary"
+expect 0 "batch sampled" -- batch -m "$m" -f "$tmp/prompts.txt" --parallel 8 -n 16 \
+    --temp 0.9 --top-k 30 --seed 11 --stop e
+if python3 "$here/batch_check.py" "$BITNET" "$m" "$out" 5 -n 16 --temp 0.9 --top-k 30 \
+    --seed 11 --stop e
+then ok; else fail "batch sampled with a stop text: completions differ from generate's"; fi
+grep_in "$err" "^batch: 5 prompts, 5 at a time" "batch: --parallel capped at the prompts"
+printf '{"prompt": "two\\nlines"}\n{"prompt": "x", "other": 1}\n' > "$tmp/prompts.jsonl"
+expect 0 "batch --jsonl" -- batch -m "$m" -f "$tmp/prompts.jsonl" --jsonl -n 4 --temp 0
+grep_in "$out" '"index":0,"prompt":"two\\nlines"' "batch --jsonl: a prompt with a newline"
+grep_in "$out" '"index":1,"prompt":"x",.*"n_generated":4,"stop":"length"' "batch --jsonl: fields"
+printf '{"prompt": 3}\n' > "$tmp/bad.jsonl"
+expect 1 "batch bad json line" -- batch -m "$m" -f "$tmp/bad.jsonl" --jsonl
+grep_in "$err" 'bad.jsonl:1: no "prompt" string' "batch: the bad line named"
+printf '\n \n' > "$tmp/empty.txt"
+expect 1 "batch without prompts" -- batch -m "$m" -f "$tmp/empty.txt"
+grep_in "$err" "holds no prompt" "batch: no prompt"
+expect 2 "batch without -f" -- batch -m "$m"
+expect 2 "batch bad parallel" -- batch -m "$m" -f "$tmp/prompts.txt" --parallel 0
+expect 1 "batch missing file" -- batch -m "$m" -f "$tmp/nope.txt"
+
 # --- bench
 expect 0 "bench table" -- bench -m "$m" -p 16 -n 8 -t 1,2 -r 2
 grep_in "$out" "| 1 | pp16 | [0-9.]* ± [0-9.]* |" "pp row at 1 thread"

@@ -15,7 +15,10 @@
  *     over the rendered conversation in a fresh context; fitting drops the exchanges
  *     the rule picks (worked out here by rendering each candidate) and keeps the system
  *     message; a message too long for the context is refused and not dropped;
- *   - bad params are errors, and every allocation can fail cleanly.
+ *   - bad params are errors, and every allocation can fail cleanly;
+ *   - the generator (many generations in one context) gives every request what
+ *     bn_generate gives it alone: tokens, text, stop and counts, greedy and sampled,
+ *     with a stop text and a full sequence, requests waiting for a free sequence.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -736,6 +739,163 @@ static void test_chat_oom(const fixture *f)
 
 /* ------------------------------------------------------------------ main */
 
+/* ------------------------------------------------------------------ generator */
+
+#define GEN_N 7
+#define GEN_SEQ 3
+#define GEN_CTX 64
+
+/* Generation i's prompt and params: prompts of several lengths (one that nearly fills
+ * a sequence, so that the context-full rule ends it), greedy and sampled, budgets,
+ * and a stop text cut from the generation's own text when `stop` is given. */
+static int gen_case(const fixture *f, int i, bn_token *prompt, bn_generate_params *gp,
+                    record *r, const char *const *stop)
+{
+    int n = i == 5 ? GEN_CTX - 4 : f->n_prompt + 3 * i;
+    for (int k = 0; k < n; k++)
+        prompt[k] = k < f->n_prompt ? f->prompt[k] : (bn_token)(f->greedy[(k * 7 + i) % 40]);
+    *gp = bn_generate_default_params();
+    gp->max_tokens = i == 5 ? -1 : 6 + 3 * i;
+    if (i % 2) {
+        gp->sampling.temp = 0.9f;
+        gp->sampling.top_k = 40;
+        gp->sampling.seed = 100 + (uint32_t)i;
+    } else {
+        gp->sampling.temp = 0.0f;
+    }
+    gp->on_token = on_token;
+    gp->user = r;
+    if (stop) {
+        gp->stops = stop;
+        gp->n_stops = 1;
+    }
+    return n;
+}
+
+/* Every generation of the generator (three sequences for seven requests: requests
+ * wait, sequences are reused) gives the tokens, text, stop and counts that bn_generate
+ * gives for its prompt and params in a context of its own. */
+static void test_generator(const fixture *f)
+{
+    static record want[GEN_N], got[GEN_N];
+    bn_generate_result want_res[GEN_N], got_res[GEN_N];
+    char stop_text[GEN_N][8];
+    const char *stops[GEN_N][1];
+    bn_token prompt[GEN_CTX];
+    bn_generate_params gp;
+    memset(want, 0, sizeof want);
+    memset(got, 0, sizeof got);
+    /* the references, alone; request 2 then gets a stop text from the middle of its
+     * own text */
+    for (int i = 0; i < GEN_N; i++) {
+        const bool with_stop = i == 2;
+        if (with_stop) {
+            bn_context *c0 = new_context(f->m, GEN_CTX);
+            record probe = {0};
+            int n0 = gen_case(f, i, prompt, &gp, &probe, NULL);
+            bn_generate_result r0;
+            CHECK_OK(bn_generate(c0, prompt, n0, &gp, &r0));
+            bn_context_free(c0);
+            CHECK(probe.len > 6, "request 2's text is long enough to cut a stop from");
+            memcpy(stop_text[i], probe.text + probe.len / 2, 3);
+            stop_text[i][3] = '\0';
+            stops[i][0] = stop_text[i];
+        }
+        bn_context *c = new_context(f->m, GEN_CTX);
+        int n = gen_case(f, i, prompt, &gp, &want[i], with_stop ? stops[i] : NULL);
+        CHECK_OK(bn_generate(c, prompt, n, &gp, &want_res[i]));
+        bn_context_free(c);
+    }
+    CHECK(want_res[2].stop == BN_STOP_TEXT && want_res[5].stop == BN_STOP_CONTEXT_FULL,
+          "the cases stop as meant: %d %d", want_res[2].stop, want_res[5].stop);
+
+    bn_context_params cp = bn_context_default_params();
+    cp.n_ctx = GEN_CTX;
+    cp.n_seq = GEN_SEQ;
+    bn_context *c = NULL;
+    bn_generator *gen = NULL;
+    CHECK_OK(bn_context_create(f->m, &cp, &c));
+    CHECK_OK(bn_generator_create(c, &gen));
+    if (!gen) {
+        bn_context_free(c);
+        return;
+    }
+    int owner[GEN_SEQ] = {-1, -1, -1}, next = 0, finished = 0, steps = 0, busy_seen = 0;
+    while (finished < GEN_N && steps < 500) {
+        while (next < GEN_N) {
+            int n = gen_case(f, next, prompt, &gp, &got[next], next == 2 ? stops[2] : NULL);
+            int32_t seq = -1;
+            bn_status st = bn_generator_add(gen, prompt, n, &gp, &seq);
+            if (st == BN_ERR_BUSY) {
+                busy_seen++;
+                CHECK(seq == -1 && bn_generator_n_free(gen) == 0, "busy: no sequence free");
+                break;
+            }
+            CHECK(st == BN_OK && seq >= 0 && seq < GEN_SEQ && owner[seq] < 0,
+                  "request %d into a free sequence (%d): %s", next, seq, bn_last_error());
+            if (st != BN_OK || seq < 0)
+                break;
+            owner[seq] = next++;
+        }
+        int32_t active = -1;
+        CHECK_OK(bn_generator_step(gen, &active));
+        steps++;
+        for (int32_t s = 0; s < GEN_SEQ; s++) {
+            bn_generate_result res;
+            if (owner[s] < 0 || !bn_generator_done(gen, s, &res))
+                continue;
+            got_res[owner[s]] = res;
+            bn_generator_release(gen, s);
+            CHECK(!bn_generator_done(gen, s, NULL), "released");
+            owner[s] = -1;
+            finished++;
+        }
+    }
+    CHECK(finished == GEN_N && busy_seen > 0, "all %d requests finished (%d), some "
+          "waited (%d)", GEN_N, finished, busy_seen);
+    for (int i = 0; i < GEN_N; i++) {
+        CHECK(got_res[i].stop == want_res[i].stop &&
+              got_res[i].n_prompt == want_res[i].n_prompt &&
+              got_res[i].n_generated == want_res[i].n_generated,
+              "request %d: stop %d, %d + %d tokens (alone: %d, %d + %d)", i, got_res[i].stop,
+              got_res[i].n_prompt, got_res[i].n_generated, want_res[i].stop,
+              want_res[i].n_prompt, want_res[i].n_generated);
+        CHECK(got[i].n_ids == want[i].n_ids && same_ids(got[i].ids, want[i].ids,
+              got[i].n_ids < MAX_IDS ? got[i].n_ids : MAX_IDS), "request %d: tokens", i);
+        CHECK(got[i].len == want[i].len && memcmp(got[i].text, want[i].text, got[i].len) == 0 &&
+              got[i].n_final == want[i].n_final, "request %d: text (%zu vs %zu bytes)", i,
+              got[i].len, want[i].len);
+    }
+
+    /* errors change nothing; a generation released while running frees its sequence */
+    int32_t seq = 7;
+    CHECK(bn_generator_add(gen, prompt, 0, NULL, &seq) == BN_ERR_INVALID_ARG && seq == -1,
+          "an empty prompt");
+    bn_token too_long[GEN_CTX + 1];
+    for (int k = 0; k <= GEN_CTX; k++)
+        too_long[k] = f->prompt[k % f->n_prompt];
+    CHECK(bn_generator_add(gen, too_long, GEN_CTX + 1, NULL, &seq) == BN_ERR_CONTEXT_FULL,
+          "a prompt longer than a sequence: %s", bn_last_error());
+    bn_token bad = 1 << 30;
+    CHECK(bn_generator_add(gen, &bad, 1, NULL, &seq) == BN_ERR_INVALID_ARG,
+          "a token out of range");
+    CHECK(bn_generator_n_free(gen) == GEN_SEQ, "every sequence free again");
+    record scratch = {0};
+    int n = gen_case(f, 0, prompt, &gp, &scratch, NULL);
+    CHECK_OK(bn_generator_add(gen, prompt, n, &gp, &seq));
+    CHECK_OK(bn_generator_step(gen, NULL));
+    CHECK(!bn_generator_done(gen, seq, NULL) && bn_context_seq_n_past(c, seq) == n,
+          "running after its prefill");
+    bn_generator_release(gen, seq);
+    CHECK(bn_generator_n_free(gen) == GEN_SEQ && bn_context_seq_n_past(c, seq) == 0,
+          "a running generation released");
+    int32_t active = -1;
+    CHECK_OK(bn_generator_step(gen, &active));
+    CHECK(active == 0, "a step with nothing to do");
+    bn_generator_free(gen);
+    bn_context_free(c);
+}
+
 int main(void)
 {
     const char *bitnet = getenv("BITNET");
@@ -778,6 +938,7 @@ int main(void)
     test_chat_turns(&f);
     test_chat_fit(&f);
     test_chat_oom(&f);
+    test_generator(&f);
 
     bn_free(f.text);
     bn_model_free(f.m);

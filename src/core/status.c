@@ -38,6 +38,7 @@ static const char *const bn_status_names[BN_STATUS_COUNT] = {
     [BN_ERR_DEVICE]      = "device error",
     [BN_ERR_INTERNAL]    = "internal error",
     [BN_ERR_CONTEXT_FULL] = "context full",
+    [BN_ERR_BUSY] = "busy",
 };
 
 const char *bn_version(void)

@@ -37,17 +37,6 @@ int32_t bn_generate_n_vocab(const bn_model *model)
     return n_vocab;
 }
 
-/* What one call holds: made before the first token, freed at the end. */
-typedef struct bn_gen_state {
-    const bn_generate_params *p;
-    const bn_tokenizer *tok;
-    bn_context      *ctx;
-    bn_sampler      *sampler;      /* p->sampler or own_sampler */
-    bn_sampler      *own_sampler;
-    bn_detok_stream *detok;
-    bn_stop_text     stops;
-} bn_gen_state;
-
 static bn_status bn_gen_check(const bn_model *model, const bn_context *ctx,
                               int32_t n_prompt, const bn_generate_params *p)
 {
@@ -64,7 +53,7 @@ static bn_status bn_gen_check(const bn_model *model, const bn_context *ctx,
     return BN_OK;
 }
 
-static bn_status bn_gen_setup(bn_gen_state *g, const bn_model *model)
+bn_status bn_gen_setup(bn_gen_state *g, const bn_model *model)
 {
     bn_status st = bn_stop_text_init(&g->stops, g->p->stops, g->p->n_stops);
     if (st == BN_OK && !g->sampler) {
@@ -76,7 +65,7 @@ static bn_status bn_gen_setup(bn_gen_state *g, const bn_model *model)
     return st == BN_OK ? BN_OK : bn_error_wrap(BN_OK, "generating");
 }
 
-static void bn_gen_free(bn_gen_state *g)
+void bn_gen_free(bn_gen_state *g)
 {
     bn_stop_text_free(&g->stops);
     bn_detok_stream_free(g->detok);
@@ -115,7 +104,7 @@ static bn_status bn_gen_deliver(bn_gen_state *g, bn_token t, bool *stop,
 
 /* The end: what the decoder and the stop texts still hold goes to the callback in one
  * last call, unless a stop text ended generation. */
-static bn_status bn_gen_finish(bn_gen_state *g, bn_stop_reason why)
+bn_status bn_gen_finish(bn_gen_state *g, bn_stop_reason why)
 {
     if (why == BN_STOP_TEXT)
         return BN_OK;
@@ -129,33 +118,47 @@ static bn_status bn_gen_finish(bn_gen_state *g, bn_stop_reason why)
     return BN_OK;
 }
 
+bn_status bn_gen_next(bn_gen_state *g, const float *logits, int32_t *n_generated,
+                      bn_token *next, bool *stop, bn_stop_reason *why)
+{
+    const bn_generate_params *p = g->p;
+    *stop = true;
+    if (p->max_tokens >= 0 && *n_generated >= p->max_tokens) {         /* rule 1 */
+        *why = BN_STOP_MAX_TOKENS;
+        return BN_OK;
+    }
+    bn_token t = bn_sampler_sample(g->sampler, logits);
+    if (!p->ignore_eog && bn_tokenizer_is_eog(g->tok, t)) {             /* rule 2 */
+        *why = BN_STOP_EOG;
+        return BN_OK;
+    }
+    ++*n_generated;
+    bn_sampler_accept(g->sampler, t);
+    bool ended = false;                                                 /* rules 3 and 4 */
+    bn_status st = bn_gen_deliver(g, t, &ended, why);
+    if (st != BN_OK || ended)
+        return st;
+    if (p->max_tokens >= 0 && *n_generated >= p->max_tokens) {          /* rule 5 */
+        *why = BN_STOP_MAX_TOKENS;
+        return BN_OK;
+    }
+    *stop = false;
+    *next = t;
+    return BN_OK;
+}
+
 /* Samples, delivers and evaluates tokens until a stop rule; *n_generated counts them. */
 static bn_status bn_gen_loop(bn_gen_state *g, bn_stop_reason *why, int32_t *n_generated)
 {
-    const bn_generate_params *p = g->p;
     int32_t n_ctx = bn_context_n_ctx(g->ctx), n_gen = 0;
     for (;;) {
-        if (p->max_tokens >= 0 && n_gen >= p->max_tokens) {             /* rule 1 */
-            *why = BN_STOP_MAX_TOKENS;
-            break;
-        }
-        bn_token t = bn_sampler_sample(g->sampler, bn_get_logits(g->ctx, -1));
-        if (!p->ignore_eog && bn_tokenizer_is_eog(g->tok, t)) {         /* rule 2 */
-            *why = BN_STOP_EOG;
-            break;
-        }
-        n_gen++;
-        bn_sampler_accept(g->sampler, t);
-        bool stop = false;                                              /* rules 3 and 4 */
-        bn_status st = bn_gen_deliver(g, t, &stop, why);
+        bn_token t = -1;
+        bool stop;
+        bn_status st = bn_gen_next(g, bn_get_logits(g->ctx, -1), &n_gen, &t, &stop, why);
         if (st != BN_OK)
             return st;
         if (stop)
             break;
-        if (p->max_tokens >= 0 && n_gen >= p->max_tokens) {             /* rule 5 */
-            *why = BN_STOP_MAX_TOKENS;
-            break;
-        }
         if (bn_context_n_past(g->ctx) >= n_ctx) {                       /* rule 6 */
             *why = BN_STOP_CONTEXT_FULL;
             break;

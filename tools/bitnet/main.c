@@ -17,6 +17,8 @@ static int cmd_version(int argc, char **argv);
 static const command commands[] = {
     {"generate", "continue a prompt with a model, streaming the text", cmd_generate_help,
      cmd_generate, false},
+    {"batch", "a completion for every prompt of a file, many at once", cmd_batch_help,
+     cmd_batch, false},
     {"chat", "talk with a model through its chat template", cmd_chat_help, cmd_chat,
      false},
     {"perplexity", "perplexity of a model on a text file", cmd_perplexity_help,

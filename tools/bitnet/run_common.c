@@ -252,6 +252,8 @@ bool run_load(const char *cmd, const run_opts *o, bool logits_all, bn_model **m,
         cp.n_batch = o->n_batch;
     cp.kv_type = o->kv_type;
     cp.logits_all = logits_all;
+    if (o->n_seq > 0)
+        cp.n_seq = o->n_seq;
     if (bn_context_create(*m, &cp, c) != BN_OK) {
         cli_fail(cmd);
         bn_model_free(*m);

@@ -14,6 +14,7 @@ typedef struct run_opts {
     const char       *model;
     int32_t           n_ctx;       /* 0: the model's */
     int32_t           n_batch;
+    int32_t           n_seq;       /* sequences of the context (0: 1) */
     bn_dtype          kv_type;
     bn_model_params   mp;
     bn_sampler_params sp;
