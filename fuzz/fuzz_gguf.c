@@ -150,7 +150,7 @@ static int bn_seed_check(bn_status st, const char *what)
 }
 
 /* Adds a tensor of `type` with one row of ne0 elements (n_rows rows). */
-static int bn_seed_tensor(bn_gguf_writer *w, const char *name, int type, int64_t ne0,
+static int bn_seed_tensor(bn_gguf_writer *w, const char *name, bn_qtype type, int64_t ne0,
                           int64_t n_rows)
 {
     size_t n = 0;
@@ -193,7 +193,7 @@ static int bn_seed_write_full(const char *path, uint32_t alignment, int n_tensor
     const char *tokens[] = {"<s>", "</s>", "", "\xe2\x96\x81the", "a b"};
     bad |= bn_seed_check(bn_gguf_writer_set_str_array(w, "tokenizer.ggml.tokens", tokens,
                                                       5), "tokens");
-    static const struct { const char *name; int type; int64_t ne0, rows; } tensors[] = {
+    static const struct { const char *name; bn_qtype type; int64_t ne0, rows; } tensors[] = {
         {"f32", BN_QT_F32, 4, 2},     {"f16", BN_QT_F16, 8, 1},
         {"q8_0", BN_QT_Q8_0, 32, 2},  {"q4_0", BN_QT_Q4_0, 32, 1},
         {"tq2_0", BN_QT_TQ2_0, 256, 1}, {"tq1_0", BN_QT_TQ1_0, 256, 1},

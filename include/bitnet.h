@@ -524,32 +524,6 @@ BN_API const bn_cpu_info *bn_cpu_get_info(void);
  * scalar with a warning. */
 BN_API const char *bn_kernels_name(void);
 
-/* ================================================================= benchmarks */
-
-/* The memory read bandwidth: `bytes` (at least 1 MiB) of memory, written first, then
- * summed `repeat` times on the default pool with the widest loads the chosen kernel
- * family has; the best pass, in GB/s (10^9 bytes per second). The reference figure
- * beside which benchmarks report their own throughput. */
-BN_API bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s);
-
-/* The int8 multiply-add peak: the integer multiply-accumulate instructions of the
- * chosen kernel family's ternary kernels (AVX2: maddubs + 16-bit add; NEON: widening
- * multiply-add; dotprod: SDOT), fed from registers on every thread of the default
- * pool, the best of `repeat` passes, in GMAC/s (10^9 int8 multiply-adds per second).
- * The ceiling of a compute-bound prefill, as the read bandwidth is that of a decode.
- * Each thread's result is checked against its closed form: BN_ERR_INTERNAL if not. */
-BN_API bn_status bn_bench_int8_peak(int repeat, double *gmac_per_s);
-
-/* One projection: a rows x cols matrix of weights of `type` (bn_qtype; random values
- * valid for the type) applied to n_tokens random activation rows, on the default pool
- * by the forward pass's own code (act_quant: int8 activations, as bn_model_params
- * says), `repeat` timed passes after one untimed one. *seconds: the best pass;
- * *weight_bytes (may be NULL): the weight bytes one pass reads. Make rows x cols
- * larger than the caches to measure a kernel fed from memory. */
-BN_API bn_status bn_bench_projection(int type, int64_t rows, int64_t cols, int32_t n_tokens,
-                                     bool act_quant, int repeat, double *seconds,
-                                     size_t *weight_bytes);
-
 /* ============================================================ quantized types */
 
 /* Storage types of model tensors, numbered as ggml numbers them in GGUF files. Every
@@ -579,8 +553,9 @@ typedef struct bn_qtype_info {
     bool        is_ternary;  /* I2_S, TQ1_0, TQ2_0 */
 } bn_qtype_info;
 
-/* The facts of a type; NULL for an id that is not a known type. */
-BN_API const bn_qtype_info *bn_qtype_get(int type);
+/* The facts of a type; NULL for a value that is not a known type. The functions that
+ * take a bn_qtype check it, so an id read from a file can be passed as it is. */
+BN_API const bn_qtype_info *bn_qtype_get(bn_qtype type);
 
 /* The type called `name` (case-insensitive, as bn_qtype_info.name); false if none. */
 BN_API bool bn_qtype_from_name(const char *name, bn_qtype *out);
@@ -588,12 +563,12 @@ BN_API bool bn_qtype_from_name(const char *name, bn_qtype *out);
 /* Bytes of a tensor of n_rows rows of row_len elements. BN_ERR_SHAPE when row_len is
  * not a multiple of the type's block size (I2_S: of 128 over the whole tensor) or the
  * size overflows; BN_ERR_DTYPE for an unknown type. */
-BN_API bn_status bn_qtype_tensor_size(int type, int64_t row_len, int64_t n_rows,
+BN_API bn_status bn_qtype_tensor_size(bn_qtype type, int64_t row_len, int64_t n_rows,
                                       size_t *out);
 
 /* Convert a whole tensor (n_rows x row_len, row-major, src_bytes from
  * bn_qtype_tensor_size) to f32. */
-BN_API bn_status bn_dequantize(int type, const void *src, size_t src_bytes,
+BN_API bn_status bn_dequantize(bn_qtype type, const void *src, size_t src_bytes,
                                int64_t row_len, int64_t n_rows, float *dst);
 
 /* Store an f32 tensor in `type` with that format's reference quantizer, the same
@@ -601,8 +576,34 @@ BN_API bn_status bn_dequantize(int type, const void *src, size_t src_bytes,
  * bitnet.cpp for I2_S), so the bytes match theirs. For the ternary types the input is
  * expected to be ternary already (see bn_ternarize). dst_bytes must be at least
  * bn_qtype_tensor_size. */
-BN_API bn_status bn_quantize(int type, const float *src, int64_t row_len, int64_t n_rows,
-                             void *dst, size_t dst_bytes);
+BN_API bn_status bn_quantize(bn_qtype type, const float *src, int64_t row_len,
+                             int64_t n_rows, void *dst, size_t dst_bytes);
+
+/* ================================================================= benchmarks */
+
+/* The memory read bandwidth: `bytes` (at least 1 MiB) of memory, written first, then
+ * summed `repeat` times on the default pool with the widest loads the chosen kernel
+ * family has; the best pass, in GB/s (10^9 bytes per second). The reference figure
+ * beside which benchmarks report their own throughput. */
+BN_API bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s);
+
+/* The int8 multiply-add peak: the integer multiply-accumulate instructions of the
+ * chosen kernel family's ternary kernels (AVX2: maddubs + 16-bit add; NEON: widening
+ * multiply-add; dotprod: SDOT), fed from registers on every thread of the default
+ * pool, the best of `repeat` passes, in GMAC/s (10^9 int8 multiply-adds per second).
+ * The ceiling of a compute-bound prefill, as the read bandwidth is that of a decode.
+ * Each thread's result is checked against its closed form: BN_ERR_INTERNAL if not. */
+BN_API bn_status bn_bench_int8_peak(int repeat, double *gmac_per_s);
+
+/* One projection: a rows x cols matrix of weights of `type` (random values valid for
+ * the type) applied to n_tokens random activation rows, on the default pool
+ * by the forward pass's own code (act_quant: int8 activations, as bn_model_params
+ * says), `repeat` timed passes after one untimed one. *seconds: the best pass;
+ * *weight_bytes (may be NULL): the weight bytes one pass reads. Make rows x cols
+ * larger than the caches to measure a kernel fed from memory. */
+BN_API bn_status bn_bench_projection(bn_qtype type, int64_t rows, int64_t cols,
+                                     int32_t n_tokens, bool act_quant, int repeat,
+                                     double *seconds, size_t *weight_bytes);
 
 /* ================================================================= quantizers */
 
@@ -755,8 +756,8 @@ BN_API bn_status bn_gguf_writer_set_str_array(bn_gguf_writer *w, const char *key
 BN_API bn_status bn_gguf_writer_copy_kv(bn_gguf_writer *w, const bn_gguf *g, int64_t i);
 
 /* Add a tensor; nbytes must equal bn_qtype_tensor_size for its type and shape. */
-BN_API bn_status bn_gguf_writer_add_tensor(bn_gguf_writer *w, const char *name, int type,
-                                           int n_dims, const int64_t *ne,
+BN_API bn_status bn_gguf_writer_add_tensor(bn_gguf_writer *w, const char *name,
+                                           bn_qtype type, int n_dims, const int64_t *ne,
                                            const void *data, size_t nbytes);
 
 /* Write the file (GGUF v3, alignment from general.alignment or 32). */

@@ -1,14 +1,17 @@
 #!/bin/sh
-# fuzz.sh [SECONDS] - fuzzes the GGUF reader, then the tokenizers, SECONDS each
-# (default 60). The tokenizer target needs the reference tokenizers in ../shared/data
-# (or $BITNET_FUZZ_DATA) and is skipped, saying so, without them.
+# fuzz.sh [SECONDS] - fuzzes the GGUF reader, the tokenizers, and the readers of
+# tokenizer.json and tokenizer.model files, SECONDS each (default 60). The last three
+# targets need the reference tokenizers in ../shared/data (or $BITNET_FUZZ_DATA), which
+# they load or cut their seeds from, and are skipped, saying so, without them.
 #
-# Builds fuzz/fuzz_gguf.c with clang's libFuzzer, ASan and UBSan against the library
-# sources (no CMake build needed), writes a seed corpus of small valid GGUF files with
-# the same file built as a seed writer, and runs the fuzzer. New inputs collect in
-# $FUZZ_DIR/corpus (default build-fuzz/corpus) and are kept between runs; a crashing,
-# leaking or slow input is saved under $FUZZ_DIR/artifacts/ and the script exits
-# non-zero. Reproduce one with: build-fuzz/fuzz_gguf build-fuzz/artifacts/crash-...
+# Builds each target in fuzz/ with clang's libFuzzer, ASan and UBSan against the library
+# sources (no CMake build needed), writes its seed corpus (the GGUF target and the two
+# file readers' targets are built a second time as seed writers, -DBN_FUZZ_SEED_WRITER,
+# that write small valid files), and runs it. New inputs collect in $FUZZ_DIR/corpus,
+# tok-corpus, json-corpus and model-corpus (default FUZZ_DIR: build-fuzz) and are kept
+# between runs; a crashing, leaking or slow input is saved under $FUZZ_DIR/artifacts/
+# and the script exits non-zero. Reproduce one by running its target on it, e.g.
+# build-fuzz/fuzz_gguf build-fuzz/artifacts/crash-...
 set -eu
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -32,11 +35,17 @@ build() {
         "fuzz/$target.c" $sources $libs -lpthread -lm -o "$output"
 }
 
-echo "fuzz.sh: building $dir/fuzz_gguf with $CC"
+echo "fuzz.sh: building the targets in $dir with $CC"
 build fuzz_gguf "$dir/fuzz_gguf" -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 build fuzz_gguf "$dir/fuzz_gguf_seeds" -fsanitize=address,undefined -DBN_FUZZ_SEED_WRITER
 build fuzz_tokenizer "$dir/fuzz_tokenizer" -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined
+for target in fuzz_tokenizer_json fuzz_tokenizer_model; do
+    build "$target" "$dir/$target" -fsanitize=fuzzer,address,undefined \
+        -fno-sanitize-recover=undefined fuzz/fuzz_tok_check.c
+    build "$target" "$dir/${target}_seeds" -fsanitize=address,undefined \
+        -DBN_FUZZ_SEED_WRITER fuzz/fuzz_tok_check.c
+done
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -60,21 +69,123 @@ cat > "$dir/gguf.dict" << 'EOF'
 "\xff\xff\xff\xff\xff\xff\xff\xff"
 EOF
 
-echo "fuzz.sh: fuzzing for $seconds s"
+echo "fuzz.sh: fuzzing the GGUF reader for $seconds s"
 "$dir/fuzz_gguf" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -error_exitcode=1 \
     -dict="$dir/gguf.dict" -artifact_prefix="$dir/artifacts/" -print_final_stats=1 \
     "$dir/corpus" "$dir/seeds"
 
 data=${BITNET_FUZZ_DATA:-../shared/data}
 if [ ! -f "$data/tokenizer/llama3/tokenizer.json" ] || [ ! -f "$data/tokenizer/llama2/tokenizer.model" ]; then
-    echo "fuzz.sh: SKIPPED the tokenizer target: no reference tokenizers in $data"
+    echo "fuzz.sh: SKIPPED the tokenizer targets: no reference tokenizers in $data"
     exit 0
 fi
+data=$(cd "$data" && pwd)
 mkdir -p "$dir/tok-corpus" "$dir/tok-seeds"
 printf '\001Hello, world! <|eot_id|> na\303\257ve \360\237\221\215\360\237\217\275' > "$dir/tok-seeds/a"
 printf '\000  def f(x):\n\treturn x**2  # 12345 \342\226\201<s>' > "$dir/tok-seeds/b"
 head -c 2000 "$data/corpus/tinyshakespeare.txt" > "$dir/tok-seeds/c" 2>/dev/null || true
 echo "fuzz.sh: fuzzing the tokenizers for $seconds s"
-BITNET_FUZZ_DATA=$(cd "$data" && pwd) "$dir/fuzz_tokenizer" -max_total_time="$seconds" -error_exitcode=1 \
+BITNET_FUZZ_DATA=$data "$dir/fuzz_tokenizer" -max_total_time="$seconds" -error_exitcode=1 \
     -rss_limit_mb=2048 -timeout=10 -max_len=4096 -artifact_prefix="$dir/artifacts/" \
     -print_final_stats=1 "$dir/tok-corpus" "$dir/tok-seeds"
+
+# The tokenizer.json reader. An input is a tokenizer.json, then optionally a NUL and a
+# tokenizer_config.json; the seeds are cut from LLaMA 3's two files. The dictionary
+# holds the member names and values the reader looks for.
+mkdir -p "$dir/json-corpus" "$dir/json-seeds"
+"$dir/fuzz_tokenizer_json_seeds" "$data" "$dir/json-seeds"
+cat > "$dir/json.dict" << 'EOF'
+"\"type\""
+"\"BPE\""
+"\"model\""
+"\"vocab\""
+"\"merges\""
+"\"ignore_merges\""
+"\"unk_token\""
+"\"dropout\""
+"\"continuing_subword_prefix\""
+"\"added_tokens\""
+"\"content\""
+"\"special\""
+"\"id\""
+"\"normalizer\""
+"\"pre_tokenizer\""
+"\"Sequence\""
+"\"pretokenizers\""
+"\"Split\""
+"\"pattern\""
+"\"Regex\""
+"\"behavior\""
+"\"Isolated\""
+"\"invert\""
+"\"ByteLevel\""
+"\"use_regex\""
+"\"add_prefix_space\""
+"\"post_processor\""
+"\"processors\""
+"\"TemplateProcessing\""
+"\"single\""
+"\"SpecialToken\""
+"\"bos_token\""
+"\"eos_token\""
+"\"pad_token\""
+"\"add_bos_token\""
+"\"chat_template\""
+"\"name\""
+"\"default\""
+"\"template\""
+"\"<|eot_id|>\""
+"\"<|start_header_id|>\""
+"\"\\u0000\""
+"\"\\u0120\""
+"true"
+"false"
+"null"
+"-1"
+"2147483647"
+"1e30"
+"\x00"
+EOF
+echo "fuzz.sh: fuzzing the tokenizer.json reader for $seconds s"
+"$dir/fuzz_tokenizer_json" -max_total_time="$seconds" -error_exitcode=1 -rss_limit_mb=2048 \
+    -timeout=10 -max_len=32768 -dict="$dir/json.dict" -artifact_prefix="$dir/artifacts/" \
+    -print_final_stats=1 "$dir/json-corpus" "$dir/json-seeds"
+
+# The tokenizer.model reader; the seeds are cut from LLaMA 2's file. The dictionary
+# holds the field keys the reader looks for (pieces and their score and types, the
+# specs, trainer_spec's flags and ids, a group's start and end), negative and NaN
+# values, and the texts of special pieces.
+mkdir -p "$dir/model-corpus" "$dir/model-seeds"
+"$dir/fuzz_tokenizer_model_seeds" "$data" "$dir/model-seeds"
+cat > "$dir/model.dict" << 'EOF'
+"\x0a"
+"\x12"
+"\x1a"
+"\x2a"
+"\x15"
+"\x18\x01"
+"\x18\x02"
+"\x18\x03"
+"\x18\x04"
+"\x18\x05"
+"\x18\x06"
+"\x98\x02\x01"
+"\xc0\x01\x01"
+"\xc8\x02"
+"\xd0\x02"
+"\xd8\x02"
+"\x20\x01"
+"\x28\x00"
+"\x0b"
+"\x0c"
+"\xff\xff\xff\xff\x0f"
+"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"
+"\x00\x00\xc0\x7f"
+"<0x41>"
+"<unk>"
+"\xe2\x96\x81"
+EOF
+echo "fuzz.sh: fuzzing the tokenizer.model reader for $seconds s"
+"$dir/fuzz_tokenizer_model" -max_total_time="$seconds" -error_exitcode=1 -rss_limit_mb=2048 \
+    -timeout=10 -max_len=32768 -dict="$dir/model.dict" -artifact_prefix="$dir/artifacts/" \
+    -print_final_stats=1 "$dir/model-corpus" "$dir/model-seeds"

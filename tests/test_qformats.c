@@ -257,8 +257,9 @@ static void test_sizes_and_errors(void)
           "i2_s element count overflow");
     CHECK(bn_qtype_tensor_size(BN_QT_F32, -4, 1, &size) == BN_ERR_SHAPE, "negative");
 
-    /* unknown ids */
-    const int unknown[] = {-1, 4, 5, 31, 32, 33, 37, 38, BN_QT_COUNT, 1000};
+    /* unknown ids (the enum takes any int, as an id read from a file can be) */
+    const int unknown[] = {-1, 4, 5, 31, 32, 33, 37, 38, BN_QT_COUNT, 1000, INT32_MIN,
+                           INT32_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         CHECK(bn_qtype_get(unknown[i]) == NULL, "id %d unknown", unknown[i]);
         CHECK(bn_qtype_tensor_size(unknown[i], 256, 1, &size) == BN_ERR_DTYPE,

@@ -834,6 +834,24 @@ static void test_mini_model(bool live)
     CHECK_OK(bn_detokenize(t, (bn_token[]){8, 0, 5}, 3, false, &out, &len));
     CHECK(out && strcmp(out, "ab") == 0, "decoded \"%s\"", out ? out : "");
     bn_free(out);
+    /* a stream whose first tokens give no bytes (control tokens not rendered): it holds
+     * no buffer yet, and must neither move one nor hand anything out */
+    bn_detok_stream *s = NULL;
+    CHECK_OK(bn_detok_stream_create(t, false, &s));
+    const char *piece = NULL;
+    size_t piece_len = 1;
+    for (int k = 0; s && k < 2; k++) {
+        CHECK_OK(bn_detok_stream_push(s, 1 + k, &piece, &piece_len));   /* <s>, </s> */
+        CHECK(piece_len == 0, "stream: control token %d gave %zu bytes", 1 + k, piece_len);
+    }
+    if (s) {
+        CHECK_OK(bn_detok_stream_push(s, 8, &piece, &piece_len));   /* ▁a: "a" */
+        CHECK(piece_len == 1 && piece[0] == 'a', "stream after control tokens: %zu bytes",
+              piece_len);
+        bn_detok_stream_flush(s, &piece, &piece_len);
+        CHECK(piece_len == 0, "stream: %zu bytes held back", piece_len);
+    }
+    bn_detok_stream_free(s);
     bn_tokenizer_free(t);
 
     /* every allocation of a load, and of an encode, failing in turn */

@@ -245,14 +245,22 @@ static void test_stream(const bn_tokenizer *t)
 {
     json_error_t err;
     json_t *cases = json_load_file(cases_path, 0, &err);
+    CHECK(json_array_size(cases) > 0, "stream: no cases in %s: %s", cases_path,
+          cases ? "not a non-empty array" : err.text);
     size_t i;
     json_t *c;
     json_array_foreach(cases, i, c) {
         const char *text = json_string_value(json_object_get(c, "text"));
+        CHECK(text != NULL, "stream case %zu has no \"text\" string", i);
+        if (!text)
+            continue;
         bn_token *ids = NULL;
         size_t n = 0;
-        if (bn_tokenize(t, text, strlen(text), NULL, &ids, &n) != BN_OK)
-            continue;
+        bn_status st = bn_tokenize(t, text, strlen(text), NULL, &ids, &n);
+        CHECK(st == BN_OK, "stream case %zu: encoding \"%.40s\" failed: %s: %s", i, text,
+              bn_status_str(st), bn_last_error());
+        if (st != BN_OK)
+            continue;   /* the case failed above; there is nothing to stream */
         bn_detok_stream *s = NULL;
         CHECK_OK(bn_detok_stream_create(t, true, &s));
         char out[4096];

@@ -387,9 +387,9 @@ static bn_status bn_parse_tensor_info(bn_gguf *g, bn_cursor *c, bn_gguf_tensor *
         (st = bn_read_u64(c, &t->offset, "tensor offset")) != BN_OK)
         return st;
     t->type = (int)type;
-    if (!bn_qtype_get((int)type))
+    if (!bn_qtype_get((bn_qtype)type))
         return bn_error_set(BN_ERR_FORMAT, "unknown tensor type %u", type);
-    st = bn_qtype_tensor_size((int)type, t->ne[0], rows, &t->nbytes);
+    st = bn_qtype_tensor_size((bn_qtype)type, t->ne[0], rows, &t->nbytes);
     if (st != BN_OK)
         return bn_error_set(BN_ERR_FORMAT, "%s", bn_last_error());
     if (t->offset % g->alignment != 0)

@@ -277,7 +277,7 @@ bn_status bn_gguf_writer_copy_kv(bn_gguf_writer *w, const bn_gguf *g, int64_t i)
     return bn_writer_put(w, key, &b);
 }
 
-bn_status bn_gguf_writer_add_tensor(bn_gguf_writer *w, const char *name, int type,
+bn_status bn_gguf_writer_add_tensor(bn_gguf_writer *w, const char *name, bn_qtype type,
                                     int n_dims, const int64_t *ne, const void *data,
                                     size_t nbytes)
 {

@@ -143,7 +143,7 @@ static uint64_t bn_bench_rand(uint64_t *s)
     return *s * 0x2545F4914F6CDD1Dull;
 }
 
-bn_status bn_bench_projection(int type, int64_t rows, int64_t cols, int32_t n_tokens,
+bn_status bn_bench_projection(bn_qtype type, int64_t rows, int64_t cols, int32_t n_tokens,
                               bool act_quant, int repeat, double *seconds,
                               size_t *weight_bytes)
 {

@@ -364,8 +364,10 @@ bn_status bn_detok_stream_push(bn_detok_stream *s, bn_token id, const char **tex
     st = bn_bytes_append(&s->ready, s->pending.p, n);
     if (st != BN_OK)
         return st;
-    memmove(s->pending.p, s->pending.p + n, s->pending.n - n);
-    s->pending.n -= n;
+    if (n > 0) {   /* pending.p stays NULL while the tokens give no bytes */
+        memmove(s->pending.p, s->pending.p + n, s->pending.n - n + 1);   /* and its NUL */
+        s->pending.n -= n;
+    }
     *text = s->ready.p;
     *len = s->ready.n;
     return BN_OK;

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bitnet.h"
+
 #define BN_QK4_0 32   /* weights per Q4_0 block */
 #define BN_QK8_0 32   /* weights per Q8_0 block */
 #define BN_QK_K  256  /* weights per super-block (K-quants, TQ1_0, TQ2_0) */
@@ -94,7 +96,7 @@ void bn_quant_i2_s(const float *src, void *dst, int64_t n);
 /* The converter of one row of n elements of `type` to f32 (n a multiple of its block
  * size), or NULL when the type cannot be read or is only read whole (I2_S). */
 typedef void (*bn_row_to_f32_fn)(const void *src, float *dst, int64_t n);
-bn_row_to_f32_fn bn_qtype_row_to_f32(int type);
+bn_row_to_f32_fn bn_qtype_row_to_f32(bn_qtype type);
 
 /* ----------------------------------------------------------- code decoders */
 

@@ -103,21 +103,23 @@ static const bn_qtype_traits bn_qtype_table[BN_QT_COUNT] = {
 
 /* The table entry of a known type id, else NULL (ids ggml retired, 4, 5, 31..33,
  * 37, 38, have no entry). */
-static const bn_qtype_traits *bn_qtype_traits_get(int type)
+static const bn_qtype_traits *bn_qtype_traits_get(bn_qtype type)
 {
-    if (type < 0 || type >= BN_QT_COUNT || bn_qtype_table[type].info.name == NULL)
+    /* unsigned: a negative id from a file is out of range too, whichever integer type
+     * the compiler gives the enum */
+    if ((unsigned)type >= BN_QT_COUNT || bn_qtype_table[type].info.name == NULL)
         return NULL;
     return &bn_qtype_table[type];
 }
 
 /* The public facts of a type id (bitnet.h); NULL when unknown. */
-bn_row_to_f32_fn bn_qtype_row_to_f32(int type)
+bn_row_to_f32_fn bn_qtype_row_to_f32(bn_qtype type)
 {
     const bn_qtype_traits *t = bn_qtype_traits_get(type);
     return t && !t->per_tensor ? t->to_f32 : NULL;
 }
 
-const bn_qtype_info *bn_qtype_get(int type)
+const bn_qtype_info *bn_qtype_get(bn_qtype type)
 {
     const bn_qtype_traits *t = bn_qtype_traits_get(type);
     return t ? &t->info : NULL;
@@ -162,12 +164,13 @@ static bn_status bn_i2s_tensor_size(int64_t numel, int64_t row_len, int64_t n_ro
 
 /* Bytes of n_rows rows of row_len elements: whole blocks per row, plus the tail.
  * BN_ERR_DTYPE for an unknown id, BN_ERR_SHAPE for a partial block or an overflow. */
-bn_status bn_qtype_tensor_size(int type, int64_t row_len, int64_t n_rows, size_t *out)
+bn_status bn_qtype_tensor_size(bn_qtype type, int64_t row_len, int64_t n_rows,
+                                size_t *out)
 {
     assert(out);
     const bn_qtype_traits *t = bn_qtype_traits_get(type);
     if (!t)
-        return bn_error_set(BN_ERR_DTYPE, "unknown tensor type id %d", type);
+        return bn_error_set(BN_ERR_DTYPE, "unknown tensor type id %d", (int)type);
     const bn_qtype_info *in = &t->info;
     if (row_len < 0 || n_rows < 0)
         return bn_error_set(BN_ERR_SHAPE, "%s: negative shape (%lld rows of %lld)",
@@ -196,13 +199,13 @@ bn_status bn_qtype_tensor_size(int type, int64_t row_len, int64_t n_rows, size_t
 /* Shared checks of bn_dequantize / bn_quantize: a known type that can be read (or,
  * `writing`, written), a fitting shape, and a buffer of at least the tensor's size.
  * Gives the traits and the size. */
-static bn_status bn_quant_check(const char *op, int type, bool writing, int64_t row_len,
-                                int64_t n_rows, size_t buf_bytes,
+static bn_status bn_quant_check(const char *op, bn_qtype type, bool writing,
+                                int64_t row_len, int64_t n_rows, size_t buf_bytes,
                                 const bn_qtype_traits **traits, size_t *size)
 {
     const bn_qtype_traits *t = bn_qtype_traits_get(type);
     if (!t)
-        return bn_error_set(BN_ERR_DTYPE, "%s: unknown tensor type id %d", op, type);
+        return bn_error_set(BN_ERR_DTYPE, "%s: unknown tensor type id %d", op, (int)type);
     if (writing ? !t->from_f32 : !t->to_f32)
         return bn_error_set(BN_ERR_UNSUPPORTED, "%s: converting %s %s f32 is not "
                             "supported", op, writing ? "to" : "from", t->info.name);
@@ -219,7 +222,7 @@ static bn_status bn_quant_check(const char *op, int type, bool writing, int64_t 
 }
 
 /* Checks, then converts row by row (or the whole tensor at once for I2_S). */
-bn_status bn_dequantize(int type, const void *src, size_t src_bytes, int64_t row_len,
+bn_status bn_dequantize(bn_qtype type, const void *src, size_t src_bytes, int64_t row_len,
                         int64_t n_rows, float *dst)
 {
     const bn_qtype_traits *t;
@@ -241,7 +244,7 @@ bn_status bn_dequantize(int type, const void *src, size_t src_bytes, int64_t row
 }
 
 /* Checks, then quantizes row by row (or the whole tensor at once for I2_S). */
-bn_status bn_quantize(int type, const float *src, int64_t row_len, int64_t n_rows,
+bn_status bn_quantize(bn_qtype type, const float *src, int64_t row_len, int64_t n_rows,
                       void *dst, size_t dst_bytes)
 {
     const bn_qtype_traits *t;

@@ -62,7 +62,7 @@ typedef struct synth_opts {
     bool        sub_norms; /* attn_sub_norm / ffn_sub_norm tensors (not in llama) */
     const char *ffn_act;   /* value of <arch>.ffn_activation, or NULL for no key */
     float       proj_scale;/* factor on the projections' random scales */
-    int         proj, embd;
+    bn_qtype    proj, embd;
     uint64_t    seed;
 } synth_opts;
 
@@ -95,7 +95,7 @@ static float rng_normal(uint64_t *s)
 /* One tensor to generate. */
 typedef struct synth_tensor {
     char     name[64];
-    int      type;
+    bn_qtype type;
     int      n_dims;
     int64_t  ne[2];
     int      kind;       /* 0 ternary projection, 1 norm, 2 embedding */
@@ -151,7 +151,7 @@ static void synth_task(void *ctx, int64_t begin, int64_t end)
 
 /* Appends a tensor description; `slot` (1-based, its place in the bitnet-b1.58 layout)
  * picks its random stream, so that leaving the sub-norms out changes no other tensor. */
-static void synth_add(synth_tensor *ts, int *n, const char *name, int type, int n_dims,
+static void synth_add(synth_tensor *ts, int *n, const char *name, bn_qtype type, int n_dims,
                       int64_t ne0, int64_t ne1, int kind, const synth_opts *o, int slot)
 {
     synth_tensor *t = &ts[(*n)++];
@@ -202,7 +202,7 @@ static int synth_layout(const synth_shape *sh, const synth_opts *o, synth_tensor
 
 /* general.file_type of a model whose projections are `proj` (llama.cpp's and
  * bitnet.cpp's LLAMA_FTYPE numbers). */
-static uint32_t synth_file_type(int proj)
+static uint32_t synth_file_type(bn_qtype proj)
 {
     switch (proj) {
     case BN_QT_F32: return 0;
@@ -528,7 +528,7 @@ static int synth_args(int argc, char **argv, const char **out, synth_shape *sh,
         } else if ((strcmp(a, "--type") == 0 || strcmp(a, "--embd-type") == 0) && v) {
             if (!bn_qtype_from_name(argv[++i], &t) || !bn_qtype_get(t)->can_write)
                 return cli_usage_error("synth", "%s: cannot write type '%s'", a, argv[i]);
-            *(strcmp(a, "--type") == 0 ? &o->proj : &o->embd) = (int)t;
+            *(strcmp(a, "--type") == 0 ? &o->proj : &o->embd) = t;
         } else if (strcmp(a, "--seed") == 0 && v) {
             if (!cli_parse_int(argv[++i], 0, INT64_MAX, &n))
                 return cli_usage_error("synth", "invalid seed '%s'", argv[i]);
