@@ -189,10 +189,54 @@ bn_dot_f16_multi_body(const uint16_t *x, size_t stride, int64_t nx, const float 
     }
 }
 
+/* The same for long rows (an output layer's against a few tokens): one pass over each
+ * row, every 8 converted values multiplied into the accumulators of NY <= 2 queries at
+ * once, so that the queries' vectors are read in order and the row converted once.
+ * Each accumulator sees the same multiply-adds in the same order as in the one-row
+ * kernel, so the floats are its. */
+BN_AVX2 static inline __attribute__((always_inline)) void
+bn_dot_f16_long_body(const uint16_t *x, size_t stride, int64_t nx, const float *const *y,
+                     const int NY, int64_t n, float *const *out)
+{
+    const int64_t n32 = n / 32 * 32;
+    for (int64_t i = 0; i < nx; i++) {
+        const uint16_t *xr = x + (size_t)i * stride;
+        __m256 acc[2][4];
+        for (int j = 0; j < 2; j++)
+            for (int a = 0; a < 4; a++)
+                acc[j][a] = _mm256_setzero_ps();
+        for (int64_t k = 0; k < n32; k += 32) {
+            _mm_prefetch((const char *)(xr + k) + BN_PREFETCH_AHEAD, _MM_HINT_T0);
+            for (int a = 0; a < 4; a++) {
+                const __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128(
+                    (const __m128i *)(xr + k + 8 * a)));
+                for (int j = 0; j < NY; j++)
+                    acc[j][a] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(y[j] + k + 8 * a),
+                                                acc[j][a]);
+            }
+        }
+        for (int j = 0; j < NY; j++)
+            out[j][i] = bn_dot_avx2_finish(NULL, xr, y[j], n, acc[j]);
+    }
+}
+
+/* Rows this long or longer take the one-pass body (attention's rows, head_dim long,
+ * keep the four-pass one). */
+#define BN_F16_LONG_ROW 512
+
 BN_AVX2 static void bn_dot_f16_f32_multi_avx2(const uint16_t *x, size_t stride, int64_t nx,
                                               const float *const *y, int ny, int64_t n,
                                               float *const *out)
 {
+    if (n >= BN_F16_LONG_ROW) {
+        for (int j0 = 0; j0 < ny; j0 += 2) {
+            if (ny - j0 >= 2)
+                bn_dot_f16_long_body(x, stride, nx, y + j0, 2, n, out + j0);
+            else
+                bn_dot_f16_long_body(x, stride, nx, y + j0, 1, n, out + j0);
+        }
+        return;
+    }
     switch (ny) {
     case 4: bn_dot_f16_multi_body(x, stride, nx, y, 4, n, out); break;
     case 3: bn_dot_f16_multi_body(x, stride, nx, y, 3, n, out); break;
