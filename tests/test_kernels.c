@@ -574,10 +574,11 @@ static void test_axpy(const bn_kernel_table *k)
  * the one-row dot_f16_f32 of the same table bit for bit (and the exact sum within float
  * rounding); the values follow the rule y = y + a * x (a multiply, then an add), row
  * after row in order, bit for bit. Row counts around the kernel's runs of rows, lengths
- * that are and are not multiples of its widths, one to four queries. */
+ * that are and are not multiples of its widths (and rows as long as an output layer's,
+ * which take the one-pass body), one to four queries. */
 static void test_attention_multi(const bn_kernel_table *k)
 {
-    static const int64_t lengths[] = {1, 7, 8, 9, 16, 17, 64, 100, 128, 131};
+    static const int64_t lengths[] = {1, 7, 8, 9, 16, 17, 64, 100, 128, 131, 512, 519, 2560};
     static const int64_t counts[] = {0, 1, 5, 63, 64, 65, 130};
     for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
         const int64_t n = lengths[li], stride = n + 5, maxr = 130;
