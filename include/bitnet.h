@@ -1239,8 +1239,9 @@ BN_API bn_status bn_generator_add(bn_generator *gen, const bn_token *prompt,
 /* One step of every generation (see above); a generation that meets a stop rule in it
  * is done: its callback has had the last of its text. *n_active (may be NULL) gets the
  * number still running. A step with nothing to do returns BN_OK at once. Errors:
- * those of evaluation and decoding (the generations are left as they were before the
- * failing part). */
+ * those of evaluation (nothing changed then: the step can be tried again) and of
+ * decoding a token's text (that generation is done, stopped as BN_STOP_CANCELLED; the
+ * others went on). */
 BN_API bn_status bn_generator_step(bn_generator *gen, int32_t *n_active);
 /* Whether the generation in seq is done; its result goes to *result (may be NULL). */
 BN_API bool bn_generator_done(const bn_generator *gen, int32_t seq,

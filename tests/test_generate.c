@@ -894,6 +894,37 @@ static void test_generator(const fixture *f)
     CHECK(active == 0, "a step with nothing to do");
     bn_generator_free(gen);
     bn_context_free(c);
+
+    /* every allocation of creating a generator, adding requests and stepping them can
+     * fail: an error, nothing leaked, and the generator still usable until freed */
+    cp.n_seq = 2;
+    CHECK_OK(bn_context_create(f->m, &cp, &c));
+    int failures = 0;
+    for (uint64_t k = 1; c && k < 200; k++) {
+        bn_mem_stats before, after;
+        bn_mem_get_stats(&before);
+        bn_mem_fail_nth(k);
+        gen = NULL;
+        bn_status st = bn_generator_create(c, &gen);
+        for (int i = 0; st == BN_OK && i < 2; i++) {
+            memset(&scratch, 0, sizeof scratch);
+            n = gen_case(f, i, prompt, &gp, &scratch, NULL);
+            st = bn_generator_add(gen, prompt, n, &gp, &seq);
+        }
+        for (int step = 0; st == BN_OK && step < 4; step++)
+            st = bn_generator_step(gen, NULL);
+        bn_mem_fail_nth(0);
+        bn_generator_free(gen);
+        bn_mem_get_stats(&after);
+        CHECK((st == BN_OK || st == BN_ERR_OOM) && after.live_blocks == before.live_blocks,
+              "generator alloc fail #%llu: %s, leaked %lld", (unsigned long long)k,
+              bn_status_str(st), (long long)(after.live_blocks - before.live_blocks));
+        if (st == BN_OK)
+            break;
+        failures++;
+    }
+    CHECK(failures >= 5, "generator allocations covered: %d", failures);
+    bn_context_free(c);
 }
 
 int main(void)

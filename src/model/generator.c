@@ -221,7 +221,8 @@ bn_status bn_generator_step(bn_generator *gen, int32_t *n_active)
     const double now = bn_generate_now();
     const int32_t n_ctx = bn_context_n_ctx(ctx);
     int32_t active = 0;
-    for (int32_t i = 0; i < gen->n_slots && st == BN_OK; i++) {
+    bn_status first = BN_OK;   /* a generation that fails is stopped; the others go on */
+    for (int32_t i = 0; i < gen->n_slots; i++) {
         bn_gen_slot *s = &gen->slots[i];
         if (s->row < 0)
             continue;
@@ -235,17 +236,21 @@ bn_status bn_generator_step(bn_generator *gen, int32_t *n_active)
         bn_stop_reason why = BN_STOP_MAX_TOKENS;
         st = bn_gen_next(&s->g, bn_get_logits(ctx, s->row), &s->n_generated, &s->next,
                          &stop, &why);
-        if (st == BN_OK && !stop && bn_context_seq_n_past(ctx, i) >= n_ctx) {  /* rule 6 */
+        if (st != BN_OK) {          /* its token is in the cache but not sampled: end it */
+            stop = true;
+            why = BN_STOP_CANCELLED;
+            first = first != BN_OK ? first : bn_error_wrap(st, "generator: sequence %d", i);
+        } else if (!stop && bn_context_seq_n_past(ctx, i) >= n_ctx) {        /* rule 6 */
             stop = true;
             why = BN_STOP_CONTEXT_FULL;
         }
-        if (st == BN_OK && stop)
-            st = bn_slot_stop(s, why);
+        if (stop && (st = bn_slot_stop(s, why)) != BN_OK && first == BN_OK)
+            first = bn_error_wrap(st, "generator: sequence %d", i);
         active += s->state == BN_SLOT_RUNNING;
     }
     if (n_active)
         *n_active = active;
-    return st == BN_OK ? BN_OK : bn_error_wrap(st, "generator");
+    return first;
 }
 
 bool bn_generator_done(const bn_generator *gen, int32_t seq, bn_generate_result *result)
