@@ -20,6 +20,24 @@
  *     float x = bn_tensor_get_f32(c, (int64_t[]){1, 2});    // 1.0
  *     bn_tensor_free(a); bn_tensor_free(b); bn_tensor_free(c);
  *
+ * Running a model (errors unchecked here for brevity; examples/generate.c checks them):
+ *
+ *     static bool print_piece(bn_token id, const char *text, size_t len, void *user)
+ *     { fwrite(text, 1, len, stdout); return true; }        // false stops generating
+ *
+ *     bn_model *m;  bn_context *ctx;  bn_token *ids;  size_t n;
+ *     bn_model_load("model.gguf", NULL, &m);                // weights, tokenizer
+ *     bn_context_create(m, NULL, &ctx);                     // KV cache and buffers
+ *     bn_tokenize(bn_model_tokenizer(m), "Hello", 5, NULL, &ids, &n);
+ *     bn_generate_params gp = bn_generate_default_params();
+ *     gp.max_tokens = 32;
+ *     gp.on_token = print_piece;
+ *     bn_generate_result r;
+ *     bn_generate(ctx, ids, (int32_t)n, &gp, &r);           // r.stop: why it ended
+ *     bn_free(ids); bn_context_free(ctx); bn_model_free(m);
+ *
+ * Several users at once: a context with n_seq sequences and a bn_generator (below).
+ *
  * Conventions
  * -----------
  * - Functions that can fail return a bn_status. BN_OK is 0. On any other value the
