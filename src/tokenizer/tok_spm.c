@@ -24,7 +24,7 @@
  */
 #include <string.h>
 
-#include "model/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 
 #define BN_SPM_SPACE     "\xe2\x96\x81"   /* U+2581, what a space becomes */
 #define BN_SPM_SPACE_LEN 3

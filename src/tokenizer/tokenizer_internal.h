@@ -3,8 +3,8 @@
  * vocabulary, special tokens, loading dispatch, decoding, chat templates) and the two
  * families: tok_bpe.c (byte-level BPE, LLaMA 3) and tok_spm.c (SentencePiece BPE).
  */
-#ifndef BN_MODEL_TOKENIZER_INTERNAL_H
-#define BN_MODEL_TOKENIZER_INTERNAL_H
+#ifndef BN_TOKENIZER_TOKENIZER_INTERNAL_H
+#define BN_TOKENIZER_TOKENIZER_INTERNAL_H
 
 #include "core/internal.h"
 
