@@ -504,6 +504,7 @@ static void bn_spm_free_impl(void *impl)
 static const bn_tok_ops bn_spm_ops = {
     .encode = bn_spm_encode,
     .piece_bytes = bn_spm_piece_bytes,
+    .drops_space_prefix = true,
     .free_impl = bn_spm_free_impl,
 };
 

@@ -268,8 +268,8 @@ bn_status bn_tokenize(const bn_tokenizer *t, const char *text, size_t len,
 
 /* ------------------------------------------------------------------ decoding */
 
-/* Appends the bytes of one token. *first_text: no text has been produced yet (SPM
- * drops the space its encoder put before the first word). */
+/* Appends the bytes of one token. *first_text: no text has been produced yet (a family
+ * whose encoder puts a space before the first word drops it there). */
 static bn_status bn_decode_token(const bn_tokenizer *t, bn_token id, bool render_special,
                                  bool *first_text, bn_bytes *out)
 {
@@ -287,7 +287,7 @@ static bn_status bn_decode_token(const bn_tokenizer *t, bn_token id, bool render
     bn_status st = t->ops->piece_bytes(t, id, out);
     if (st == BN_OK && *first_text && out->n > before) {
         *first_text = false;
-        if (t->kind == BN_TOKENIZER_SPM && t->add_space_prefix && out->p[before] == ' ') {
+        if (t->ops->drops_space_prefix && t->add_space_prefix && out->p[before] == ' ') {
             memmove(out->p + before, out->p + before + 1, out->n - before - 1);
             out->n--;
             out->p[out->n] = '\0';
