@@ -30,7 +30,7 @@
 
 #include "bitnet.h"
 #include "check.h"
-#include "model/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 
 #ifndef BN_SHARED_DATA_DIR
 #define BN_SHARED_DATA_DIR BN_FIXTURE_DIR "/../../../shared/data"

@@ -1,10 +1,21 @@
 /*
- * tokenizer_internal.h - the tokenizer object shared by tokenizer.c (common parts:
- * vocabulary, special tokens, loading dispatch, decoding, chat templates) and the two
- * families: tok_bpe.c (byte-level BPE, LLaMA 3) and tok_spm.c (SentencePiece BPE).
+ * tokenizer_internal.h - the tokenizer object, shared by the files of src/tokenizer/.
+ *
+ * They form layers; each file calls only into the layers below it, never up:
+ *   1. tokenizer.c       the core: buffers, the vocabulary, special tokens, tokenize
+ *                        and detokenize, the decoding stream. It reaches a family only
+ *                        through t->ops, which the family's init sets.
+ *   2. tok_bpe.c         the algorithms: byte-level BPE (LLaMA 3) and SentencePiece
+ *      tok_spm.c         BPE (LLaMA 2); each fills the vocabulary core's ops.
+ *      chat_template.c   chat formats, on the core alone (BOS text, buffers).
+ *   3. tok_bpe_hf.c      the readers of one format each: tokenizer.json,
+ *      tok_spm_model.c   tokenizer.model and GGUF metadata; each creates a tokenizer
+ *      load_gguf.c       (core), fills its vocabulary and calls a family's init.
+ *   4. load_file.c       tells a file's format by its first bytes and calls its reader.
+ * Above them the model (src/model/) uses the public functions of bitnet.h.
  */
-#ifndef BN_MODEL_TOKENIZER_INTERNAL_H
-#define BN_MODEL_TOKENIZER_INTERNAL_H
+#ifndef BN_TOKENIZER_TOKENIZER_INTERNAL_H
+#define BN_TOKENIZER_TOKENIZER_INTERNAL_H
 
 #include "core/internal.h"
 
@@ -31,7 +42,7 @@ typedef struct bn_tok_entry {
     int32_t     type;      /* bn_token_type */
 } bn_tok_entry;
 
-/* What a family provides. */
+/* What a family provides: the core calls a family through these alone. */
 typedef struct bn_tok_ops {
     /* Encode a run of text that holds no special token, appending ids to out.
      * at_start: the run begins the whole text (SPM puts its dummy prefix there). */
@@ -39,8 +50,11 @@ typedef struct bn_tok_ops {
                         bn_tok_vec *out);
     /* Append the bytes that token `id` stands for (BPE: the byte-level alphabet mapped
      * back to bytes; SPM: U+2581 as a space, <0xNN> as that byte). Normal, byte and
-     * user-defined tokens only: tokenizer.c handles control tokens. */
+     * user-defined tokens only: the core handles control tokens. */
     bn_status (*piece_bytes)(const bn_tokenizer *t, bn_token id, bn_bytes *out);
+    /* With add_space_prefix, decoding drops the space that the encoder put before the
+     * first word (SPM's dummy prefix), so that the text comes back as it went in. */
+    bool drops_space_prefix;
     /* Frees `impl`. */
     void (*free_impl)(void *impl);
 } bn_tok_ops;
@@ -74,18 +88,20 @@ bn_status bn_tok_set_entry(bn_tokenizer *t, bn_token id, const char *text, size_
  * checks the ids. */
 bn_status bn_tok_finish(bn_tokenizer *t);
 
-/* The family initialisers. BPE: merges are "left right" strings in rank order; `pre`
- * names the pre-tokenizer ("llama3" / "llama-bpe", "gpt2"; NULL = llama3);
- * ignore_merges: a pre-token that is a whole vocabulary entry is emitted as is (LLaMA
- * 3). SPM: uses the scores and byte tokens of the vocabulary. */
+/* The family initialisers: each builds its state (t->impl) and sets t->ops. BPE:
+ * merges are "left right" strings in rank order; `pre` names the pre-tokenizer
+ * ("llama3" / "llama-bpe", "gpt2"; NULL = llama3); ignore_merges: a pre-token that is a
+ * whole vocabulary entry is emitted as is (LLaMA 3). SPM: uses the scores and byte
+ * tokens of the vocabulary. */
 bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
                           const uint32_t *merge_lens, size_t n_merges, const char *pre,
                           bool ignore_merges);
 bn_status bn_tok_spm_init(bn_tokenizer *t);
 
-/* Loaders of the file formats (tokenizer.c dispatches to them by content). */
-bn_status bn_tok_load_hf_json(const char *path, bn_tokenizer **out);   /* tok_bpe.c */
-bn_status bn_tok_load_spm_model(const void *data, size_t size,
-                                bn_tokenizer **out);                   /* tok_spm.c */
+/* The readers of the tokenizer files (load_file.c calls them by the file's contents):
+ * a Hugging Face tokenizer.json (tok_bpe_hf.c) and a SentencePiece tokenizer.model
+ * (tok_spm_model.c). */
+bn_status bn_tok_load_hf_json(const char *path, bn_tokenizer **out);
+bn_status bn_tok_load_spm_model(const void *data, size_t size, bn_tokenizer **out);
 
 #endif

@@ -24,7 +24,7 @@
  */
 #include <string.h>
 
-#include "model/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 
 #define BN_SPM_SPACE     "\xe2\x96\x81"   /* U+2581, what a space becomes */
 #define BN_SPM_SPACE_LEN 3
@@ -504,6 +504,7 @@ static void bn_spm_free_impl(void *impl)
 static const bn_tok_ops bn_spm_ops = {
     .encode = bn_spm_encode,
     .piece_bytes = bn_spm_piece_bytes,
+    .drops_space_prefix = true,
     .free_impl = bn_spm_free_impl,
 };
 

@@ -14,7 +14,7 @@
 
 #include <jansson.h>
 
-#include "model/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 
 /* LLaMA 3's pre-tokenizer regex as its tokenizer.json spells it (tok_bpe.c compiles
  * an equivalent for PCRE2). */

@@ -15,7 +15,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "model/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 
 /* The byte value of a byte piece's text, exactly "<0xNN>" with upper-case hex digits
  * as sentencepiece writes them, or -1. */

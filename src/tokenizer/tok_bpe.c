@@ -24,7 +24,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "model/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 
 /* The pre-tokenizer patterns of LLaMA 3 and GPT-2 (tok_bpe_hf.c has them as Hugging
  * Face spells them), with the character classes that Hugging Face's regex engine
