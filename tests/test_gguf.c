@@ -15,6 +15,7 @@
 #include "bitnet.h"
 #include "check.h"
 #include "core/internal.h"
+#include "io/gguf.h"
 
 static char dir[256];
 

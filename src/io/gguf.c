@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/gguf.h"
 #include "io/gguf_internal.h"
 
 typedef struct bn_gguf_kv {

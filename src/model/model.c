@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/gguf.h"
 #include "model/model_internal.h"
 
 typedef struct bn_arch_desc {

@@ -1,0 +1,31 @@
+/*
+ * gguf.h - what the GGUF reader offers the layers above it beyond the public API: a
+ * file read into this process's memory (in huge pages where the kernel gives them)
+ * instead of mapped, and giving back the pages of a range once it is no longer needed.
+ */
+#ifndef BN_IO_GGUF_H
+#define BN_IO_GGUF_H
+
+#include "core/internal.h"
+
+/* Open a GGUF file with its bytes read into this process's memory instead of mapped.
+ * The memory is asked of the kernel in transparent huge pages (when bn_thp_size() is
+ * not 0): streaming the weights then misses the TLB once per huge page rather than
+ * once per 4 KiB page. The image is read-only once read. BN_ERR_OOM when the memory
+ * cannot be had; otherwise the errors of bn_gguf_open. */
+bn_status bn_gguf_open_read(const char *path, bn_gguf **out);
+
+/* Whether the image was read into memory by bn_gguf_open_read. */
+bool bn_gguf_is_read(const bn_gguf *g);
+
+/* Bytes of a read-in image that the kernel holds in huge pages now (from
+ * /proc/self/smaps); 0 for a mapped file, or when the kernel does not say. */
+uint64_t bn_gguf_huge_bytes(const bn_gguf *g);
+
+/* Give back the memory of the pages that hold [data, data + size) (whole pages inside
+ * the range only) of a file opened with bn_gguf_open or bn_gguf_open_read: the bytes
+ * stay readable, from the file, read again if touched. Does nothing for an image
+ * opened from memory. */
+void bn_gguf_release_pages(const bn_gguf *g, const void *data, size_t size);
+
+#endif
