@@ -185,7 +185,7 @@ typedef struct bn_kernel_table {
 
 const bn_kernel_table *bn_kernels(void);
 extern const bn_kernel_table bn_kernels_scalar;
-/* the scalar activation quantizer (quant/ternary.c) */
+/* the scalar activation quantizer, the reference of quantize_act_i8 */
 void bn_quantize_act_i8_scalar(const float *x, int64_t n, int8_t *q, float *scale);
 #if defined(__x86_64__) || defined(__i386__)
 extern const bn_kernel_table bn_kernels_avx2;

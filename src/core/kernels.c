@@ -6,6 +6,7 @@
  * BITNET_KERNELS=scalar|avx2|neon|neon-dotprod picks one for testing (a family the CPU
  * lacks falls back to scalar with a warning).
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,23 @@ static void bn_axpy_f16_f32_multi_scalar(const float *const *a, int ny, const ui
     for (int64_t i = 0; i < nx; i++)
         for (int j = 0; j < ny; j++)
             bn_axpy_f16_f32_scalar(a[j][i], x + (size_t)i * stride, y[j], n);
+}
+
+/* The activation quantizer's reference (the numerics contract): s = 127 /
+ * max(max|x|, 1e-5), q = clamp(rint(x * s), -128, 127), ties to even. */
+void bn_quantize_act_i8_scalar(const float *x, int64_t n, int8_t *q, float *scale)
+{
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+    for (int64_t i = 0; i < n; i++) {
+        float r = rintf(x[i] * s);
+        q[i] = (int8_t)(r > 127.0f ? 127 : r < -128.0f ? -128 : r);
+    }
+    *scale = s;
 }
 
 static void bn_relu2_mul_scalar(float *g, const float *u, int64_t n)

@@ -115,21 +115,6 @@ void bn_quantize_act_i8(const float *x, int64_t n, int8_t *q, float *scale)
     bn_kernels()->quantize_act_i8(x, n, q, scale);
 }
 
-void bn_quantize_act_i8_scalar(const float *x, int64_t n, int8_t *q, float *scale)
-{
-    float amax = 0.0f;
-    for (int64_t i = 0; i < n; i++) {
-        float a = fabsf(x[i]);
-        amax = a > amax ? a : amax;
-    }
-    float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
-    for (int64_t i = 0; i < n; i++) {
-        float r = rintf(x[i] * s);
-        q[i] = (int8_t)(r > 127.0f ? 127 : r < -128.0f ? -128 : r);
-    }
-    *scale = s;
-}
-
 void bn_quant_error_measure(const float *orig, const float *deq, int64_t n,
                             bn_quant_error *out)
 {
