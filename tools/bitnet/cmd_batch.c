@@ -46,6 +46,7 @@ typedef struct batch_item {
     size_t len, cap;
     bn_generate_result result;
     bool done;
+    bool oom;                  /* the completion could not be kept: stopped there */
 } batch_item;
 
 /* Appends the generation's text to its item. */
@@ -56,8 +57,10 @@ static bool batch_collect(bn_token id, const char *text, size_t len, void *user)
     if (it->len + len + 1 > it->cap) {
         size_t cap = (it->len + len + 1) * 2;
         char *p = realloc(it->text, cap);
-        if (!p)
+        if (!p) {
+            it->oom = true;
             return false;
+        }
         it->text = p;
         it->cap = cap;
     }
@@ -341,6 +344,11 @@ int cmd_batch(int argc, char **argv)
             if (!bn_generator_done(gen, s, &res))
                 continue;
             it = &items[slot_item[s]];
+            if (it->oom) {
+                fprintf(stderr, "bitnet %s: out of memory keeping completion %zu\n", cmd,
+                        slot_item[s]);
+                goto stop;
+            }
             it->result = res;
             it->done = true;
             tokens_in += res.n_prompt;
