@@ -538,9 +538,15 @@ BN_API const bn_cpu_info *bn_cpu_get_info(void);
 
 /* Which kernel family the library dispatches to: "scalar", "avx2", ... It is the best
  * the CPU has unless the build forces scalar (BITNET_FORCE_SCALAR) or $BITNET_KERNELS
- * names one (scalar|avx2|neon|neon-dotprod); naming one the CPU lacks falls back to
- * scalar with a warning. */
+ * names one (scalar|avx2|neon|neon-dotprod, in any case). */
 BN_API const char *bn_kernels_name(void);
+
+/* BN_OK when $BITNET_KERNELS is unset, empty or names a family of this build that this
+ * CPU runs; otherwise BN_ERR_INVALID_ARG (no such family: the message lists the valid
+ * names) or BN_ERR_UNSUPPORTED (this CPU cannot run it: the message lists those it
+ * can). Programs call it first to refuse a bad value; without the check, the library
+ * logs the same message and runs the fastest family. */
+BN_API bn_status bn_kernels_check_env(void);
 
 /* ============================================================ quantized types */
 

@@ -14,8 +14,9 @@ version=$(sed -n 's/^project(bitnet VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 $cc -std=c11 -O2 -static -D_GNU_SOURCE "-DBITNET_VERSION_STRING=\"$version\"" \
     -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
     -Werror -Iinclude -Isrc -Itests \
-    src/core/status.c src/core/log.c src/core/mem.c src/core/dtype.c src/core/cpu.c \
-    src/core/kernels.c src/core/kernels_avx2.c src/core/kernels_neon.c \
+    src/core/status.c src/core/log.c src/core/mem.c src/core/dtype.c \
+    src/core/kernel_choice.c src/kernels/cpu.c \
+    src/kernels/kernels.c src/kernels/kernels_avx2.c src/kernels/kernels_neon.c \
     src/quant/qtype.c src/quant/formats.c src/quant/ternary.c tests/test_kernels.c \
     -o "$out/test_kernels" -lm -lpthread
 # -cpu max has the dotprod extension (both NEON families are checked), cortex-a57 has

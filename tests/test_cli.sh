@@ -62,6 +62,20 @@ if grep -q ' avx2' /proc/cpuinfo 2>/dev/null; then
 fi
 BITNET_KERNELS=scalar "$BITNET" info --system >"$out" 2>"$err"
 grep_in "$out" "^kernels: *scalar" "BITNET_KERNELS=scalar forces scalar kernels"
+BITNET_KERNELS=SCALAR "$BITNET" info --system >"$out" 2>"$err"
+grep_in "$out" "^kernels: *scalar" "BITNET_KERNELS is matched in any case"
+# (where the build and the CPU run them by default)
+if "$BITNET" info --system 2>/dev/null | grep -q "^kernels: *avx2"; then
+    BITNET_KERNELS=Avx2 "$BITNET" info --system >"$out" 2>"$err"
+    grep_in "$out" "^kernels: *avx2" "BITNET_KERNELS=Avx2 runs the AVX2 kernels"
+fi
+# an unknown family is refused, with the valid names, never run as scalar
+BITNET_KERNELS=avx9 "$BITNET" info --system >"$out" 2>"$err"
+rc=$?
+if [ "$rc" -eq 2 ]; then passed=$((passed + 1)); else
+    failed=$((failed + 1)); echo "FAIL: BITNET_KERNELS=avx9 exited $rc, expected 2" >&2; fi
+grep_in "$err" "BITNET_KERNELS=avx9: no such kernel family.*valid: scalar" \
+    "an unknown BITNET_KERNELS names the valid families"
 
 expect 2 "no command" --
 grep_in "$err" "usage: bitnet" "usage on stderr without a command"

@@ -16,7 +16,7 @@
 
 #include "check.h"
 #include "core/internal.h"
-#include "quant/blocks.h"
+#include "quant/formats.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 static uint32_t rng(void)

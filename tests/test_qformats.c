@@ -15,7 +15,7 @@
 #include "bitnet.h"
 #include "check.h"
 #include "fixture.h"
-#include "quant/blocks.h"
+#include "quant/formats.h"
 
 enum { CASE_TYPE, CASE_ROWS, CASE_COLS, CASE_INPUT, CASE_ROW_SIZE, CASE_NBYTES,
        CASE_RETURNED, CASE_PEER, CASE_FIELDS };

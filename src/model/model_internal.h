@@ -6,7 +6,7 @@
 #define BN_MODEL_INTERNAL_H
 
 #include "core/internal.h"
-#include "quant/blocks.h"
+#include "quant/formats.h"
 
 /* A projection y = W x with W [n_out, n_in] as stored in the file (ggml ne = {n_in,
  * n_out}). Ternary types are evaluated on 8-bit activations with integer sums; other

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "core/internal.h"
-#include "quant/blocks.h"
+#include "quant/formats.h"
 
 /* Bytes must not depend on whether the compiler fuses a * b + c: GCC in ISO C mode
  * (CMake's -std=c11) never contracts, clang needs telling. */

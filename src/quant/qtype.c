@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "core/internal.h"
-#include "quant/blocks.h"
+#include "quant/formats.h"
 
 /* Converters of n elements: one row for most types, the whole tensor for I2_S. */
 typedef void (*bn_dequant_fn)(const void *src, float *dst, int64_t n);

@@ -1,18 +1,14 @@
 /*
- * kernels.c - the scalar reference kernels and the run-time choice of kernel family.
- *
- * The table is chosen once, on first use, from the CPU's features. The build option
- * BITNET_FORCE_SCALAR pins it to the scalar family; the environment variable
- * BITNET_KERNELS=scalar|avx2|neon|neon-dotprod picks one for testing (a family the CPU
- * lacks falls back to scalar with a warning).
+ * kernels.c - the scalar reference kernels, the NEON families' tables, and the list of
+ * the families this build has with which of them the CPU runs. The choice among them
+ * is core/kernel_choice.c's.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/internal.h"
-#include "quant/blocks.h"
+#include "kernels/kernels.h"
+#include "kernels/blocks.h"
 
 /* Serial sum in index order: the reference every faster dot product approximates. */
 static float bn_dot_f32_scalar(const float *x, const float *y, int64_t n)
@@ -26,14 +22,14 @@ static float bn_dot_f32_scalar(const float *x, const float *y, int64_t n)
 static void bn_f16_to_f32_scalar(const uint16_t *src, float *dst, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
-        dst[i] = bn_f16_to_f32(src[i]);
+        dst[i] = bn_f16_decode(src[i]);
 }
 
 static float bn_dot_f16_f32_scalar(const uint16_t *x, const float *y, int64_t n)
 {
     float sum = 0.0f;
     for (int64_t i = 0; i < n; i++)
-        sum += bn_f16_to_f32(x[i]) * y[i];
+        sum += bn_f16_decode(x[i]) * y[i];
     return sum;
 }
 
@@ -47,13 +43,13 @@ static void bn_dot_f16_f32_rows_scalar(const uint16_t *x, size_t stride, int64_t
 static void bn_f32_to_f16_scalar(const float *src, uint16_t *dst, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
-        dst[i] = bn_f32_to_f16(src[i]);
+        dst[i] = bn_f16_encode(src[i]);
 }
 
 static void bn_axpy_f16_f32_scalar(float a, const uint16_t *x, float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
-        float p = a * bn_f16_to_f32(x[i]);
+        float p = a * bn_f16_decode(x[i]);
         y[i] = y[i] + p;
     }
 }
@@ -174,7 +170,7 @@ BN_ROWS_FROM_DOT(bn_dot_i2s_q8_rows_neon_dot, bn_dot_i2s_q8_neon_dot)
                     sums);                                                          \
                 for (int64_t b = 0; b < nb; b++)                                    \
                     acc += (double)(sums[b] - qbsum[b0 + b]) *                      \
-                           (double)bn_f16_to_f32(blk[b0 + b].d);                    \
+                           (double)bn_f16_decode(blk[b0 + b].d);                    \
             }                                                                       \
             out[r] = acc;                                                           \
         }                                                                           \
@@ -281,7 +277,7 @@ static float bn_dot_q8_0_q8_0_scalar(const void *w, const void *x, int64_t n)
     const bn_block_q8_0 *a = w, *b = x;
     float lane[8] = {0};
     for (int64_t k = 0; k < n / 32; k++) {
-        float d = bn_f16_to_f32(a[k].d) * bn_f16_to_f32(b[k].d);
+        float d = bn_f16_decode(a[k].d) * bn_f16_decode(b[k].d);
         for (int j = 0; j < 8; j++) {
             int32_t s = 0;
             for (int i = 4 * j; i < 4 * j + 4; i++)
@@ -320,7 +316,7 @@ static float bn_dot_q6_k_q8_0_scalar(const void *w, const void *x, int64_t n)
     for (int64_t k = 0; k < n / 32; k++) {
         const bn_block_q6_k *blk = a + k / 8;
         int base = (int)(k % 8) * 32;
-        float d = bn_f16_to_f32(blk->d) * bn_f16_to_f32(b[k].d);
+        float d = bn_f16_decode(blk->d) * bn_f16_decode(b[k].d);
         for (int j = 0; j < 8; j++) {
             int32_t s = 0;
             for (int i = 4 * j; i < 4 * j + 4; i++)
@@ -426,9 +422,6 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
 };
 #endif
 
-static const bn_kernel_table *bn_kernels_chosen;
-static pthread_once_t bn_kernels_once = PTHREAD_ONCE_INIT;
-
 #if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))
 /* True when this CPU can run the AVX2 family (AVX2 + FMA + F16C, OS-enabled). */
 static bool bn_cpu_has_avx2_family(void)
@@ -438,51 +431,39 @@ static bool bn_cpu_has_avx2_family(void)
 }
 #endif
 
-/* The best family for this CPU, or the one $BITNET_KERNELS names. */
-static void bn_kernels_choose(void)
-{
-    const bn_kernel_table *best = &bn_kernels_scalar;
+const bn_kernel_table *const bn_kernel_families[] = {
+    &bn_kernels_scalar,
 #if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))
-    if (bn_cpu_has_avx2_family())
-        best = &bn_kernels_avx2;
+    &bn_kernels_avx2,
 #endif
 #if defined(__aarch64__) && !defined(BITNET_FORCE_SCALAR)
-    best = bn_cpu_get_info()->dotprod ? &bn_kernels_neon_dotprod
-                                      : &bn_kernels_neon;  /* AdvSIMD: every aarch64 CPU */
+    &bn_kernels_neon,
+    &bn_kernels_neon_dotprod,
 #endif
-    const char *want = getenv("BITNET_KERNELS");
-    if (want && *want) {
-        if (strcmp(want, "scalar") == 0) {
-            best = &bn_kernels_scalar;
-        }
+};
+const int bn_kernel_family_count =
+    (int)(sizeof bn_kernel_families / sizeof bn_kernel_families[0]);
+
+bool bn_kernel_family_runs(const bn_kernel_table *k)
+{
 #if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))
-        else if (strcmp(want, "avx2") == 0 && bn_cpu_has_avx2_family()) {
-            best = &bn_kernels_avx2;
-        }
+    if (k == &bn_kernels_avx2)
+        return bn_cpu_has_avx2_family();
 #endif
 #if defined(__aarch64__) && !defined(BITNET_FORCE_SCALAR)
-        else if (strcmp(want, "neon") == 0) {
-            best = &bn_kernels_neon;
-        } else if (strcmp(want, "neon-dotprod") == 0 && bn_cpu_get_info()->dotprod) {
-            best = &bn_kernels_neon_dotprod;
-        }
+    if (k == &bn_kernels_neon)
+        return true;                      /* AdvSIMD: every aarch64 CPU */
+    if (k == &bn_kernels_neon_dotprod)
+        return bn_cpu_get_info()->dotprod;
 #endif
-        else {
-            bn_log(BN_LOG_WARN, "BITNET_KERNELS=%s is not available on this CPU or build; "
-                   "using scalar kernels", want);
-            best = &bn_kernels_scalar;
-        }
-    }
-    bn_kernels_chosen = best;
+    return k == &bn_kernels_scalar;
 }
 
-const bn_kernel_table *bn_kernels(void)
+const bn_kernel_table *bn_kernel_family_best(void)
 {
-    pthread_once(&bn_kernels_once, bn_kernels_choose);
-    return bn_kernels_chosen;
-}
-
-const char *bn_kernels_name(void)
-{
-    return bn_kernels()->name;
+    /* the families are listed slowest first */
+    for (int i = bn_kernel_family_count - 1; i > 0; i--)
+        if (bn_kernel_family_runs(bn_kernel_families[i]))
+            return bn_kernel_families[i];
+    return &bn_kernels_scalar;
 }

@@ -6,7 +6,7 @@
  * products per lane per 128 weights: below 6,144) and widened into int32 lanes, so
  * every sum is the exact integer the scalar kernels give.
  */
-#include "core/internal.h"
+#include "kernels/kernels.h"
 
 #if defined(__aarch64__)
 #include <arm_neon.h>

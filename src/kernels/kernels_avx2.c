@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "core/internal.h"
-#include "quant/blocks.h"
+#include "kernels/kernels.h"
+#include "kernels/blocks.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -78,7 +78,7 @@ bn_dot_avx2_finish(const float *x, const uint16_t *xh, const float *y, int64_t n
     half = _mm_add_ss(half, _mm_movehdup_ps(half));
     float sum = _mm_cvtss_f32(half);
     for (; i < n; i++)
-        sum += (xh ? bn_f16_to_f32(xh[i]) : x[i]) * y[i];
+        sum += (xh ? bn_f16_decode(xh[i]) : x[i]) * y[i];
     return sum;
 }
 
@@ -135,7 +135,7 @@ BN_AVX2 static void bn_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t 
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
     }
     for (; i < n; i++)
-        dst[i] = bn_f16_to_f32(src[i]);
+        dst[i] = bn_f16_decode(src[i]);
 }
 
 BN_AVX2 static void bn_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t n)
@@ -146,7 +146,7 @@ BN_AVX2 static void bn_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t 
         _mm_storeu_si128((__m128i *)(dst + i), h);
     }
     for (; i < n; i++)
-        dst[i] = bn_f32_to_f16(src[i]);
+        dst[i] = bn_f16_encode(src[i]);
 }
 
 /* Rows ahead whose lines the attention scores ask for. */
@@ -297,7 +297,7 @@ bn_axpy_f16_multi_body(const float *const *a, const int NY, const uint16_t *x, s
         }
         for (; d < n; d++)
             for (int64_t i = i0; i < i1; i++) {
-                float v = bn_f16_to_f32(x[(size_t)i * stride + (size_t)d]);
+                float v = bn_f16_decode(x[(size_t)i * stride + (size_t)d]);
                 for (int j = 0; j < NY; j++) {
                     float p = a[j][i] * v;
                     y[j][d] = y[j][d] + p;
@@ -608,7 +608,7 @@ BN_AVX2 static void bn_dot_tq2_q8_rows_avx2(const uint8_t *rows, size_t row_byte
         for (; b < nb; b++) {
             const bn_block_tq2_0 *blk = (const bn_block_tq2_0 *)(row + (size_t)b * stride);
             int32_t s = bn_hsum_i32_avx2(bn_tq2_block_avx2(blk->qs, q + b * 256));
-            acc += (double)(s - qbsum[b]) * (double)bn_f16_to_f32(blk->d);
+            acc += (double)(s - qbsum[b]) * (double)bn_f16_decode(blk->d);
         }
         out[r] = acc;
     }

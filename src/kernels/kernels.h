@@ -1,0 +1,232 @@
+/*
+ * kernels.h - the compute kernels: one table of function pointers per instruction-set
+ * family (the scalar reference in kernels.c, AVX2 in kernels_avx2.c, NEON in
+ * kernels_neon.c), and the CPU feature detection (cpu.c) that says which can run.
+ *
+ * This is the bottom layer of the library: the kernels use nothing of it but the
+ * types of bitnet.h and the block layouts of blocks.h. They never allocate, log or
+ * fail; which family runs is chosen above them (core/kernel_choice.c).
+ */
+#ifndef BN_KERNELS_KERNELS_H
+#define BN_KERNELS_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "bitnet.h"
+
+/* ------------------------------------------------------------- f16 scalars */
+
+static inline uint32_t bn_f32_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return u;
+}
+
+static inline float bn_bits_f32(uint32_t u)
+{
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* f16 subnormal (or zero) for |x| < 2^-14, given |x|'s bits. */
+static inline uint16_t bn_f16_subnormal(uint32_t ax)
+{
+    if (ax < 0x33000000u)            /* below 2^-25: rounds to zero */
+        return 0;
+    uint32_t exp = ax >> 23;         /* 102 .. 112 */
+    uint32_t mant = (ax & 0x7fffffu) | 0x800000u;
+    uint32_t shift = 126 - exp;      /* to units of 2^-24 */
+    uint32_t q = mant >> shift;
+    uint32_t rem = mant & ((1u << shift) - 1);
+    uint32_t half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1)))
+        q++;                         /* may carry into the smallest normal: correct */
+    return (uint16_t)q;
+}
+
+/* f32 to f16, rounding to nearest even (the F16C conversion's result) */
+static inline uint16_t bn_f16_encode(float x)
+{
+    uint32_t u = bn_f32_bits(x);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t ax = u & 0x7fffffffu;
+    if (ax >= 0x7f800000u) {                       /* Inf or NaN */
+        if (ax == 0x7f800000u)
+            return sign | 0x7c00u;
+        return sign | 0x7e00u | (uint16_t)((ax >> 13) & 0x3ffu);
+    }
+    if (ax >= 0x477ff000u)                         /* >= 65520 rounds to infinity */
+        return sign | 0x7c00u;
+    if (ax < 0x38800000u)                          /* below 2^-14 */
+        return sign | bn_f16_subnormal(ax);
+    uint32_t rounded = ax + 0xfffu + ((ax >> 13) & 1u);
+    return sign | (uint16_t)((rounded - (112u << 23)) >> 13);
+}
+
+/* f16 to f32, exact */
+static inline float bn_f16_decode(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t mant = h & 0x3ffu;
+    if (exp == 0x1f)                               /* Inf / NaN */
+        return bn_bits_f32(sign | 0x7f800000u | (mant << 13));
+    if (exp == 0) {
+        if (mant == 0)
+            return bn_bits_f32(sign);
+        float v = (float)mant * 0x1p-24f;          /* exact: subnormal */
+        return sign ? -v : v;
+    }
+    return bn_bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+/* ------------------------------------------------------------- the table */
+
+/* Multiply-adds per chunk of the int8 multiply-add probe (mac_i8_peak). */
+#define BN_MAC_PEAK_CHUNK (128 * 128)
+
+/* The per-ISA kernel table, chosen once at run time (core/kernel_choice.c). Every entry has a
+ * scalar reference; fast versions are tested against it. */
+typedef struct bn_kernel_table {
+    const char *name;
+    /* sum_i x[i] * y[i], f32; the order of accumulation is fixed per table */
+    float (*dot_f32)(const float *x, const float *y, int64_t n);
+    void  (*f16_to_f32)(const uint16_t *src, float *dst, int64_t n);
+    /* dot_f32 of the f16 values x (converted) with y: the same result, bit for bit, as
+     * f16_to_f32 followed by dot_f32 of the same table */
+    float (*dot_f16_f32)(const uint16_t *x, const float *y, int64_t n);
+    /* out[r] = dot_f16_f32(x + r * stride, y, n) for nrows rows, bit for bit (the
+     * decode of an f16 output layer: the rows may be read in any order) */
+    void  (*dot_f16_f32_rows)(const uint16_t *x, size_t stride, int64_t nrows,
+                              const float *y, int64_t n, float *out);
+    void  (*f32_to_f16)(const float *src, uint16_t *dst, int64_t n);
+    /* Attention over an f16 cache, each key or value row read once for up to four
+     * queries (ny <= 4). Scores: out[j][i] = dot_f16_f32(x + i * stride, y[j], n) for
+     * i < nx, j < ny, bit for bit. Values: for i = 0 .. nx - 1 in order and each j,
+     * y[j][e] = y[j][e] + a[j][i] * x_i[e] for e < n, with x_i = x + i * stride in f16:
+     * a multiply then an add per element, never fused, so every table gives the same
+     * floats, and a query's floats do not depend on the others sharing its rows. */
+    void  (*dot_f16_f32_multi)(const uint16_t *x, size_t stride, int64_t nx,
+                               const float *const *y, int ny, int64_t n, float *const *out);
+    void  (*axpy_f16_f32_multi)(const float *const *a, int ny, const uint16_t *x,
+                                size_t stride, int64_t nx, float *const *y, int64_t n);
+    /* g[i] = v * v * u[i] with v = g[i] > 0 ? g[i] : 0 (the squared-ReLU FFN gate), the
+     * same floats on every table */
+    void  (*relu2_mul)(float *g, const float *u, int64_t n);
+    /* sum_i c_i * q_i over the n 2-bit codes c_i of an I2_S row (32-byte blocks of 128:
+     * byte j holds weights j, 32+j, 64+j, 96+j in bits 7-6, 5-4, 3-2, 1-0) and n int8
+     * activations; n a multiple of 128. Exact: every table returns the same integer. */
+    int32_t (*dot_i2s_q8)(const uint8_t *codes, const int8_t *q, int64_t n);
+    /* dot_i2s_q8 of one row against nt <= 4 activation rows q + j * n (a prefill
+     * tile: the codes are read once); out[j] for row j */
+    void (*dot_i2s_q8_tile)(const uint8_t *codes, const int8_t *q, int64_t n, int nt,
+                            int32_t *out);
+    /* dot_i2s_q8 of nrows consecutive rows (row_bytes apart) against one token: the
+     * decode step, which streams the rows in order; out[r] for row r */
+    void (*dot_i2s_q8_rows)(const uint8_t *codes, size_t row_bytes, int64_t nrows,
+                            const int8_t *q, int64_t n, int32_t *out);
+    /* The same per block of a TQ2_0 row (n / 256 blocks of `stride` bytes whose first
+     * 64 hold the codes: in each 32-byte half, byte m holds weights m, 32+m, 64+m, 96+m
+     * of that half in bits 1-0, 3-2, 5-4, 7-6): sums[b] for block b. Exact. */
+    void (*dot_tq2_q8)(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
+                       int32_t *sums);
+    /* sum of n 64-bit words (wrapping), read as fast as the ISA can: the memory
+     * read-bandwidth probe. The eight eighths of x are read side by side, a 64-byte line
+     * of each in turn, because one core reads several streams faster than one (and 1 KiB
+     * ahead of each is asked for); x 32-byte aligned, n a multiple of 64 */
+    uint64_t (*sum_u64)(const uint64_t *x, int64_t n);
+    /* The int8 multiply-add probe: the integer multiply-accumulate instructions of the
+     * family's ternary kernels (AVX2: maddubs + 16-bit add; NEON: widening multiply-add;
+     * dotprod: SDOT; scalar: C), fed from registers, BN_MAC_PEAK_CHUNK multiply-adds a
+     * chunk. Returns chunks * 128 * sum over a, b in {0, 1} of the dot product of the
+     * 32 codes w[32a..] (0..2) with the 32 activations x[32b..] (-127..127), so that the
+     * work cannot be skipped and its result can be checked. */
+    int64_t (*mac_i8_peak)(const uint8_t *w, const int8_t *x, int64_t chunks);
+    /* Decode of nrows TQ2_0 rows (row_bytes apart) against one token: for each row,
+     * acc = sum over blocks b, in block order, of (double)(sums[b] - qbsum[b]) * d_b in
+     * double, with sums[b] as dot_tq2_q8 gives them and d_b the block's f16 scale;
+     * out[r] = acc. Every product is exact in double, so every table agrees. */
+    void (*dot_tq2_q8_rows)(const uint8_t *rows, size_t row_bytes, int64_t nrows,
+                            const int8_t *q, const int32_t *qbsum, int64_t n, double *out);
+    /* The same for one TQ2_0 row against nt <= 4 activation rows q + j * n with their
+     * block sums qbsum + j * (n / 256) (a prefill tile: the codes are read once):
+     * out[j] for activation row j */
+    void (*dot_tq2_q8_tile)(const uint8_t *row, const int8_t *q, const int32_t *qbsum,
+                            int64_t n, int nt, double *out);
+    /* The same for TQ1_0 blocks (54 bytes: 48 bytes of five trits each, 4 of four, an
+     * f16 scale; trit k of byte v is ((v * 3^k mod 256) * 3) >> 8): sums[b] is the
+     * exact sum of trit * q over block b, at `stride` bytes per block. */
+    void (*dot_tq1_q8)(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
+                       int32_t *sums);
+    /* dot_tq2_q8_tile for a TQ1_0 row: out[j] = sum over blocks b, in block order, of
+     * (double)(sums[b] - qbsum[j * (n / 256) + b]) * d_b in double, with sums[b] as
+     * dot_tq1_q8 gives them for activation row q + j * n (j < nt <= 4) */
+    void (*dot_tq1_q8_tile)(const uint8_t *row, const int8_t *q, const int32_t *qbsum,
+                            int64_t n, int nt, double *out);
+    /* Q8_0 weights w against Q8_0 activations x (n / 32 blocks of an f16 scale and 32
+     * int8 values each): per block, the eight exact int32 sums of four consecutive
+     * products, each converted to float and multiplied by d_w * d_x (a float product),
+     * are added into eight float lanes (lane j takes products 4j..4j+3 of every block, in
+     * block order; a multiply then an add, never fused); the lanes are combined as
+     * ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). Every table follows this order, so every
+     * ISA gives the same float. x must not hold -128 (ggml's Q8_0 quantizer, which
+     * makes the activations, never writes it). */
+    float (*dot_q8_0_q8_0)(const void *w, const void *x, int64_t n);
+    /* out[r] = dot_q8_0_q8_0(w + r * row_bytes, x, n) for nrows rows, bit for bit */
+    void  (*dot_q8_0_q8_0_rows)(const uint8_t *w, size_t row_bytes, int64_t nrows,
+                                const void *x, int64_t n, float *out);
+    /* Q6_K weights w (n / 256 blocks) against Q8_0 activations x: the same lanes and
+     * order as dot_q8_0_q8_0, per block of 32 activations, with the int32 lane sum
+     * being scale * sum of four (code - 32) * x (the four share a group of 16, so one
+     * scale) and the float factor d_w * d_x of the 256-block and the 32-block. */
+    float (*dot_q6_k_q8_0)(const void *w, const void *x, int64_t n);
+    /* out[r] = dot_q6_k_q8_0(w + r * row_bytes, x, n) for nrows rows, bit for bit */
+    void  (*dot_q6_k_q8_0_rows)(const uint8_t *w, size_t row_bytes, int64_t nrows,
+                                const void *x, int64_t n, float *out);
+    /* bn_quantize_act_i8: s = 127 / max(max|x|, 1e-5), q = clamp(rint(x * s)) with the
+     * product rounded to float first; the same bytes and scale on every table */
+    void (*quantize_act_i8)(const float *x, int64_t n, int8_t *q, float *scale);
+} bn_kernel_table;
+
+const bn_kernel_table *bn_kernels(void);
+extern const bn_kernel_table bn_kernels_scalar;
+/* the scalar activation quantizer, the reference of quantize_act_i8 */
+void bn_quantize_act_i8_scalar(const float *x, int64_t n, int8_t *q, float *scale);
+#if defined(__x86_64__) || defined(__i386__)
+extern const bn_kernel_table bn_kernels_avx2;
+#endif
+#if defined(__aarch64__)
+/* AdvSIMD integer kernels (kernels_neon.c); the "neon" family uses them with the
+ * scalar float kernels */
+extern const bn_kernel_table bn_kernels_neon;
+int32_t bn_dot_i2s_q8_neon(const uint8_t *codes, const int8_t *q, int64_t n);
+void bn_dot_i2s_q8_tile_neon(const uint8_t *codes, const int8_t *q, int64_t n, int nt,
+                             int32_t *out);
+void bn_dot_tq2_q8_neon(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
+                        int32_t *sums);
+uint64_t bn_sum_u64_neon(const uint64_t *x, int64_t n);
+int64_t bn_mac_i8_peak_neon(const uint8_t *w, const int8_t *x, int64_t chunks);
+/* the same with the dotprod extension (SDOT), for CPUs that report it */
+extern const bn_kernel_table bn_kernels_neon_dotprod;
+int32_t bn_dot_i2s_q8_neon_dot(const uint8_t *codes, const int8_t *q, int64_t n);
+void bn_dot_i2s_q8_tile_neon_dot(const uint8_t *codes, const int8_t *q, int64_t n, int nt,
+                                 int32_t *out);
+void bn_dot_tq2_q8_neon_dot(const uint8_t *blocks, size_t stride, const int8_t *q,
+                            int64_t n, int32_t *sums);
+int64_t bn_mac_i8_peak_neon_dot(const uint8_t *w, const int8_t *x, int64_t chunks);
+#endif
+
+/* Every family compiled into this build, the scalar one first, and whether this CPU
+ * (and its operating system) can run a family. */
+extern const bn_kernel_table *const bn_kernel_families[];
+extern const int bn_kernel_family_count;
+bool bn_kernel_family_runs(const bn_kernel_table *k);
+/* The fastest family this CPU can run (the scalar one under BITNET_FORCE_SCALAR). */
+const bn_kernel_table *bn_kernel_family_best(void);
+
+#endif
