@@ -13,13 +13,24 @@
 
 #define EXIT_USAGE 2
 
+/* "s" unless n is 1: "1 token", "2 tokens" */
+#define CLI_S(n) ((n) == 1 ? "" : "s")
+
+#define CLI_HELP_PARTS 6
+
 typedef struct command {
     const char *name;
     const char *summary;
-    const char *help;      /* full help text, starting with "usage:" */
+    /* the help text, in parts printed one after the other (the first starts with
+     * "usage:"); its option lines ("  -x, --long VALUE   what it does") are also what
+     * the argument reader knows of the command's options */
+    const char *help[CLI_HELP_PARTS];
     int (*run)(int argc, char **argv);
-    bool        hidden;    /* not listed by --help (tools for tests and benchmarks) */
+    bool        hidden;    /* listed apart: a tool for tests and benchmarks */
 } command;
+
+/* Prints the help of the command `name` to stdout; returns 0. */
+int cli_help(const char *name);
 
 /* Prints "bitnet CMD: <message>" and a pointer to the help; returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
@@ -59,6 +70,7 @@ extern const char cmd_detokenize_help[];
 extern const char cmd_generate_help[];
 extern const char cmd_batch_help[];
 extern const char cmd_chat_help[];
+extern const char cmd_chat_commands_help[];
 extern const char cmd_perplexity_help[];
 extern const char cmd_logits_help[];
 extern const char cmd_bench_help[];

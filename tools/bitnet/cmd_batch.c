@@ -244,11 +244,7 @@ int cmd_batch(int argc, char **argv)
         if (r != 0)
             return EXIT_USAGE;
         if (cli_is_help(a)) {
-            fputs(cmd_batch_help, stdout);
-            fputs(run_model_help, stdout);
-            fputs("\n", stdout);
-            fputs(run_sampling_help, stdout);
-            return 0;
+            return cli_help("batch");
         } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && i + 1 < argc) {
             file = argv[++i];
         } else if (!strcmp(a, "--parallel") && i + 1 < argc) {
@@ -366,13 +362,14 @@ int cmd_batch(int argc, char **argv)
     }
     const double dt = run_now() - t0;
     if (run_interrupted) {
-        fprintf(stderr, "bitnet %s: interrupted after %zu of %zu prompts\n", cmd, printed,
-                n_items);
+        fprintf(stderr, "bitnet %s: interrupted after %zu of %zu prompt%s\n", cmd, printed,
+                n_items, CLI_S(n_items));
         rc = 130;
         goto stop;
     }
-    fprintf(stderr, "batch: %zu prompts, %d at a time: %lld prompt and %lld generated "
+    fprintf(stderr, "batch: %zu prompt%s, %d at a time: %lld prompt and %lld generated "
             "tokens in %.2f s: %.2f tokens/s generated (%.2f with the prompts)\n", n_items,
+            CLI_S(n_items),
             (int)parallel, (long long)tokens_in, (long long)tokens_out, dt,
             (double)tokens_out / dt, (double)(tokens_in + tokens_out) / dt);
     run_print_memory(m, c);

@@ -285,8 +285,7 @@ int cmd_bench(int argc, char **argv)
         const char *a = argv[i];
         bool v = i + 1 < argc;
         if (cli_is_help(a)) {
-            fputs(cmd_bench_help, stdout);
-            return 0;
+            return cli_help("bench");
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && v) {
             if (!parse_list(argv[++i], threads, &n_threads, 16, 1, 512))
                 return cli_usage_error(cmd, "invalid thread list '%s' (e.g. 1,2)", argv[i]);

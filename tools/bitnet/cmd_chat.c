@@ -49,7 +49,7 @@ const char cmd_chat_help[] =
     "2 for bad usage.\n"
     "\n";
 
-static const char chat_commands_help[] =
+const char cmd_chat_commands_help[] =
     "commands:\n"
     "  /help         this list\n"
     "  /clear        forget the conversation (the system message stays)\n"
@@ -199,13 +199,15 @@ static void chat_history(const chat_session *s)
 
 static void chat_stats(const chat_session *s)
 {
-    fprintf(stderr, "context: %d / %d tokens (%zu messages)\n", bn_context_n_past(s->c),
-            s->n_ctx, bn_chat_n_messages(s->chat));
-    fprintf(stderr, "last reply: %lld tokens in %.2f s (%.2f tokens/s); its prompt: %lld "
-            "tokens evaluated, %lld reused from the cache\n", (long long)s->last_tokens,
-            s->last_seconds,
+    size_t n_msg = bn_chat_n_messages(s->chat);
+    fprintf(stderr, "context: %d / %d tokens (%zu message%s)\n", bn_context_n_past(s->c),
+            s->n_ctx, n_msg, CLI_S(n_msg));
+    fprintf(stderr, "last reply: %lld token%s in %.2f s (%.2f tokens/s); its prompt: %lld "
+            "token%s evaluated, %lld reused from the cache\n", (long long)s->last_tokens,
+            CLI_S(s->last_tokens), s->last_seconds,
             s->last_seconds > 0 ? (double)s->last_tokens / s->last_seconds : 0.0,
-            (long long)s->last_prompt_eval, (long long)s->last_prompt_reused);
+            (long long)s->last_prompt_eval, CLI_S(s->last_prompt_eval),
+            (long long)s->last_prompt_reused);
     run_print_memory(s->m, s->c);
 }
 
@@ -433,7 +435,7 @@ static bool chat_command(chat_session *s, char *line, bool *quit)
         return false;
     }
     if (IS("help")) {
-        fputs(chat_commands_help, stdout);
+        fputs(cmd_chat_commands_help, stdout);
         fflush(stdout);
     } else if (IS("exit") || IS("quit")) {
         *quit = true;
@@ -628,13 +630,7 @@ int cmd_chat(int argc, char **argv)
         if (r != 0)
             return EXIT_USAGE;
         if (cli_is_help(a)) {
-            fputs(cmd_chat_help, stdout);
-            fputs(chat_commands_help, stdout);
-            fputs("\n", stdout);
-            fputs(run_model_help, stdout);
-            fputs("\n", stdout);
-            fputs(run_sampling_help, stdout);
-            return 0;
+            return cli_help("chat");
         } else if (!strcmp(a, "--system") && i + 1 < argc) {
             system_msg = argv[++i];
         } else if (!strcmp(a, "--template") && i + 1 < argc) {

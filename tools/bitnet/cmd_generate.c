@@ -12,8 +12,8 @@ const char cmd_generate_help[] =
     "\n"
     "Continue TEXT with the model and print the prompt and the continuation as it is\n"
     "produced. Stops after N tokens, at the model's end-of-text token, at a --stop text,\n"
-    "when the context is full, or on Ctrl-C. Prompt and generation speed (tokens/s) and\n"
-    "memory are printed to stderr at the end.\n"
+    "when the context is full, or on Ctrl-C (exit 130). Prompt and generation speed\n"
+    "(tokens/s) and memory are printed to stderr at the end.\n"
     "\n"
     "options:\n"
     "  -p, --prompt TEXT    the prompt (special tokens such as <|eot_id|> are parsed)\n"
@@ -26,13 +26,14 @@ const char cmd_generate_help[] =
     "  -h, --help           show this help\n"
     "\n";
 
-/* The text of each token, to stdout as it comes; Ctrl-C stops after it. */
+/* The text of each token, to stdout as it comes; Ctrl-C, or output that cannot be
+ * written, stops after it. */
 static bool print_piece(bn_token id, const char *text, size_t len, void *user)
 {
     (void)id;
     (void)user;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
+    if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0)
+        return false;
     return !run_interrupted;
 }
 
@@ -65,11 +66,7 @@ int cmd_generate(int argc, char **argv)
         if (r != 0)
             return EXIT_USAGE;
         if (cli_is_help(a)) {
-            fputs(cmd_generate_help, stdout);
-            fputs(run_model_help, stdout);
-            fputs("\n", stdout);
-            fputs(run_sampling_help, stdout);
-            return 0;
+            return cli_help("generate");
         } else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && i + 1 < argc) {
             prompt = argv[++i];
         } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && i + 1 < argc) {
@@ -132,10 +129,8 @@ int cmd_generate(int argc, char **argv)
                 "prompt\n", cmd, n_ids, n_ctx);
         goto done;
     }
-    if (echo) {
-        fwrite(ptext, 1, text_len, stdout);
-        fflush(stdout);
-    }
+    if (echo && (fwrite(ptext, 1, text_len, stdout) != text_len || fflush(stdout) != 0))
+        goto done;                   /* main says why, exit 1 */
     bn_generate_params gp = bn_generate_default_params();
     gp.max_tokens = (int32_t)n_predict;
     gp.sampling = o.sp;
@@ -153,16 +148,19 @@ int cmd_generate(int argc, char **argv)
         cli_fail(cmd);
         goto done;
     }
+    if (ferror(stdout))
+        goto done;                   /* the text was lost: main says why, exit 1 */
     fprintf(stderr, "\nstopped at %s\n", stop_words(res.stop));
     fprintf(stderr, "load: %.2f s\n", load_s);
-    fprintf(stderr, "prompt: %zu tokens in %.2f s (%.2f tokens/s)\n", n_ids,
+    fprintf(stderr, "prompt: %zu token%s in %.2f s (%.2f tokens/s)\n", n_ids, CLI_S(n_ids),
             res.prompt_seconds,
             res.prompt_seconds > 0 ? (double)n_ids / res.prompt_seconds : 0.0);
-    fprintf(stderr, "generation: %d tokens in %.2f s (%.2f tokens/s)\n", res.n_generated,
+    fprintf(stderr, "generation: %d token%s in %.2f s (%.2f tokens/s)\n", res.n_generated,
+            CLI_S(res.n_generated),
             res.generate_seconds, res.generate_seconds > 0
             ? (double)res.n_generated / res.generate_seconds : 0.0);
     run_print_memory(m, c);
-    rc = 0;
+    rc = res.stop == BN_STOP_CANCELLED ? 130 : 0;   /* Ctrl-C: as a shell reports it */
 done:
     bn_free(ids);
     bn_context_free(c);

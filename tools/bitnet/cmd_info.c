@@ -293,7 +293,7 @@ int cmd_info(int argc, char **argv)
         else if (strcmp(argv[i], "--all") == 0)
             all = true;
         else if (cli_is_help(argv[i]))
-            return fputs(cmd_info_help, stdout), 0;
+            return cli_help("info");
         else if (argv[i][0] == '-' && argv[i][1])
             return cli_usage_error("info", "unknown option '%s'", argv[i]);
         else if (path)

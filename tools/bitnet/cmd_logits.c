@@ -122,9 +122,7 @@ int cmd_logits(int argc, char **argv)
         if (r != 0)
             return EXIT_USAGE;
         if (cli_is_help(a)) {
-            fputs(cmd_logits_help, stdout);
-            fputs(run_model_help, stdout);
-            return 0;
+            return cli_help("logits");
         } else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && i + 1 < argc) {
             prompt = argv[++i];
         } else if (!strcmp(a, "--tokens") && i + 1 < argc) {

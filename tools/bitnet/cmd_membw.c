@@ -21,7 +21,7 @@ int cmd_membw(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         bool v = i + 1 < argc;
         if (cli_is_help(argv[i]))
-            return fputs(cmd_membw_help, stdout), 0;
+            return cli_help("membw");
         if (strcmp(argv[i], "--mib") == 0 && v && cli_parse_int(argv[i + 1], 1, 1 << 20, &n))
             mib = n, i++;
         else if (strcmp(argv[i], "--repeat") == 0 && v &&

@@ -20,7 +20,8 @@ const char cmd_perplexity_help[] =
     "tokens (default 512), scoring the second half of each window, as llama.cpp's\n"
     "perplexity tool does (so figures compare). Prints the running estimate after each\n"
     "window and the final estimate with its standard error. The text needs at least\n"
-    "2 x CTX tokens.\n"
+    "2 x CTX tokens. Ctrl-C stops after the window being evaluated, without a final\n"
+    "estimate (exit 130).\n"
     "\n"
     "options:\n"
     "  -f, --file FILE      the text\n"
@@ -44,9 +45,7 @@ int cmd_perplexity(int argc, char **argv)
         if (r != 0)
             return EXIT_USAGE;
         if (cli_is_help(a)) {
-            fputs(cmd_perplexity_help, stdout);
-            fputs(run_model_help, stdout);
-            return 0;
+            return cli_help("perplexity");
         } else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && i + 1 < argc) {
             file = argv[++i];
         } else if (!strcmp(a, "--chunks") && i + 1 < argc) {
@@ -95,8 +94,9 @@ int cmd_perplexity(int argc, char **argv)
         n_chunks = max_chunks;
     const int32_t first = n_ctx / 2;
     const int32_t V = bn_model_n_vocab(m);
-    fprintf(stderr, "perplexity: %zu tokens, %lld windows of %d, scoring %d tokens each\n",
-            n, (long long)n_chunks, n_ctx, n_ctx - 1 - first);
+    fprintf(stderr, "perplexity: %zu token%s, %lld window%s of %d, scoring %d each\n",
+            n, n == 1 ? "" : "s", (long long)n_chunks, n_chunks == 1 ? "" : "s", n_ctx,
+            n_ctx - 1 - first);
     double nll = 0.0, nll2 = 0.0, t0 = run_now();
     int64_t count = 0;
     run_catch_sigint(true);
@@ -132,13 +132,19 @@ int cmd_perplexity(int argc, char **argv)
                     per * (double)n_chunks / 60.0);
         }
         printf("[%lld]%.4f,", (long long)ch + 1, exp(nll / (double)count));
-        fflush(stdout);
+        if (fflush(stdout) != 0)
+            goto done;                   /* main says why, exit 1 */
     }
     run_catch_sigint(false);
     printf("\n");
-    if (ch < n_chunks)
-        fprintf(stderr, "interrupted after %lld of %lld windows\n", (long long)ch,
-                (long long)n_chunks);
+    double secs = run_now() - t0;
+    if (ch < n_chunks) {
+        /* a partial run's figure is not the text's perplexity: no "Final estimate" */
+        fprintf(stderr, "interrupted after %lld of %lld window%s\n", (long long)ch,
+                (long long)n_chunks, n_chunks == 1 ? "" : "s");
+        rc = 130;
+        goto done;
+    }
     double mean = nll / (double)count;
     double var = nll2 / (double)count - mean * mean;
     double ppl = exp(mean);
@@ -147,9 +153,8 @@ int cmd_perplexity(int argc, char **argv)
                sqrt(var / (double)(count - 1)) * ppl);
     else
         printf("Final estimate: PPL = %.4f\n", ppl);
-    double secs = run_now() - t0;
-    fprintf(stderr, "%lld tokens evaluated in %.2f s (%.2f tokens/s)\n",
-            (long long)(ch * n_ctx), secs, secs > 0 ? (double)(ch * n_ctx) / secs : 0.0);
+    fprintf(stderr, "%lld token%s evaluated in %.2f s (%.2f tokens/s)\n",
+            (long long)(ch * n_ctx), CLI_S(ch * n_ctx), secs, secs > 0 ? (double)(ch * n_ctx) / secs : 0.0);
     run_print_memory(m, c);
     rc = 0;
 done:

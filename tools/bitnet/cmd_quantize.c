@@ -373,8 +373,7 @@ int cmd_quantize(int argc, char **argv)
         const char *a = argv[i];
         bool has_value = i + 1 < argc;
         if (cli_is_help(a)) {
-            fputs(cmd_quantize_help, stdout);
-            rc = 0;
+            rc = cli_help("quantize");
         } else if (strcmp(a, "--type") == 0 && has_value) {
             bn_qtype t = BN_QT_F32;
             if (!bn_qtype_from_name(argv[++i], &t) || !bn_qtype_get(t)->can_write)

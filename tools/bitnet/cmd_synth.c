@@ -471,7 +471,7 @@ static int synth_args(int argc, char **argv, const char **out, synth_shape *sh,
         int64_t n;
         bn_qtype t = BN_QT_F32;
         if (cli_is_help(a))
-            return fputs(cmd_synth_help, stdout), 0;
+            return cli_help("synth");
         if (strcmp(a, "--preset") == 0 && v) {
             const char *p = argv[++i];
             if (strcmp(p, "2b-4t") == 0) *sh = preset_2b4t;

@@ -138,7 +138,7 @@ int cmd_tokenize(int argc, char **argv)
         const char *a = argv[i];
         bool v = i + 1 < argc;
         if (cli_is_help(a))
-            return fputs(cmd_tokenize_help, stdout), 0;
+            return cli_help("tokenize");
         else if ((strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) && v)
             model = argv[++i];
         else if ((strcmp(a, "-p") == 0 || strcmp(a, "--prompt") == 0) && v)
@@ -212,7 +212,7 @@ int cmd_detokenize(int argc, char **argv)
         const char *a = argv[i];
         bool v = i + 1 < argc;
         if (cli_is_help(a))
-            return fputs(cmd_detokenize_help, stdout), 0;
+            return cli_help("detokenize");
         else if ((strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) && v)
             model = argv[++i];
         else if (strcmp(a, "--ids") == 0 && v)
