@@ -29,6 +29,10 @@ typedef struct command {
     bool        hidden;    /* listed apart: a tool for tests and benchmarks */
 } command;
 
+/* fflush(stdout), remembering the cause of a failure for the message at exit (a
+ * later flush of an emptied buffer succeeds and says nothing); false on failure. */
+bool cli_flush_stdout(void);
+
 /* Prints the help of the command `name` to stdout; returns 0. */
 int cli_help(const char *name);
 

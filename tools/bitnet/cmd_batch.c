@@ -222,7 +222,7 @@ static bool batch_print(size_t i, const batch_item *it)
                           "n_generated", it->result.n_generated,
                           "stop", batch_stop_name(it->result.stop));
     char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII) : NULL;
-    bool ok = s && puts(s) >= 0 && fflush(stdout) == 0;
+    bool ok = s && puts(s) >= 0 && cli_flush_stdout();
     free(s);
     json_decref(o);
     return ok;
@@ -284,6 +284,7 @@ int cmd_batch(int argc, char **argv)
         parallel = (int64_t)n_items;
     o.n_seq = (int32_t)parallel;
     double t_load = 0;
+    run_pick_seed(&o);
     if (!run_load(cmd, &o, false, &m, &c, &t_load))
         goto done;
     if (bn_generator_create(c, &gen) != BN_OK) {

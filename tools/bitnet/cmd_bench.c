@@ -20,11 +20,11 @@
 
 const char cmd_bench_help[] =
     "usage: bitnet bench -m MODEL [-p N] [-n N] [-d LIST] [-t LIST] [--parallel LIST]\n"
-    "                    [-r N] [--json] [options]\n"
+    "                    [-r N] [-o md|json|csv] [options]\n"
     "\n"
     "Measure prompt processing (ppN: one batch of N tokens) and text generation (tgN:\n"
     "N single-token steps) in tokens/s, as llama.cpp's llama-bench defines them, for\n"
-    "each thread count. Prints a markdown table, or a JSON array with --json.\n"
+    "each thread count. Prints a markdown table, a JSON array (-o json) or CSV (-o csv).\n"
     "\n"
     "options:\n"
     "  -m, --model FILE     the GGUF model\n"
@@ -43,9 +43,15 @@ const char cmd_bench_help[] =
     "                       for all B\n"
     "  -r, --repetitions N  measured runs per test (default 3)\n"
     "  --kv TYPE            KV cache type: f16 (default) or f32\n"
-    "  --act-quant on|off, --ffn-act relu2|silu, --lm-head q8_0, --keep-tq1,\n"
-    "  --mmap, --no-mmap    as for generate (the weights' handling is on stderr)\n"
-    "  --json               a JSON array of results instead of the table\n"
+    "  --act-quant on|off   as for generate (the weights' handling is on stderr)\n"
+    "  --ffn-act relu2|silu as for generate\n"
+    "  --lm-head q8_0       as for generate\n"
+    "  --keep-tq1           as for generate\n"
+    "  --mmap, --no-mmap    as for generate\n"
+    "  -o, --output FORMAT  md (the table, default), json (an array of records with\n"
+    "                       llama-bench's fields and ours) or csv (one header line, then\n"
+    "                       a line per result with the fields of the JSON records)\n"
+    "  --json               the same as -o json\n"
     "  --kernels            measure the kernels instead (no -m needed): the memory read\n"
     "                       bandwidth, each projection kernel's decode rate in GB/s of\n"
     "                       weights read (one token, weights far larger than the caches)\n"
@@ -64,6 +70,23 @@ typedef struct bench_result {
     double samples[64];
     int    n_samples;
 } bench_result;
+
+/* s as a CSV field followed by a comma: quoted when it holds a comma, a quote or a
+ * line break, with its quotes doubled (RFC 4180) */
+static void csv_field(const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        printf("%s,", s);
+        return;
+    }
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"')
+            putchar('"');
+        putchar(*s);
+    }
+    fputs("\",", stdout);
+}
 
 static bool parse_list(const char *s, int *out, int *n, int cap, long lo, long hi)
 {
@@ -203,7 +226,7 @@ static int bench_kernels(const char *model, const int *threads, int n_threads, i
     printf("| threads | kernel | decode GB/s | of read bandwidth | prefill GMAC/s "
            "| of int8 peak |\n");
     printf("| ---: | --- | ---: | ---: | ---: | ---: |\n");
-    fflush(stdout);
+    cli_flush_stdout();
     for (int ti = 0; ti < n_threads; ti++) {
         if (bn_set_num_threads(threads[ti]) != BN_OK)
             return cli_fail("bench");
@@ -238,7 +261,7 @@ static int bench_kernels(const char *model, const int *threads, int n_threads, i
                 snprintf(of_peak, sizeof of_peak, "%.2f", gmac / peak);
             printf("| %d | %s | %.2f | %.2f | %.1f | %s |\n", threads[ti], qi->name,
                    gbps[types[k]], gbps[types[k]] / bw, gmac, of_peak);
-            fflush(stdout);
+            cli_flush_stdout();
         }
         /* the decode limit, and what the kernels alone allow: each type's bytes at its
          * own rate (types without a kernel here at the read bandwidth) */
@@ -265,7 +288,7 @@ static int bench_kernels(const char *model, const int *threads, int n_threads, i
             printf("| %d | prefill limit of the model | %.1f tok/s | kernels alone: %.1f "
                    "tok/s | (%.2f of the limit) | |\n", threads[ti], peak * 1e9 / macs,
                    1.0 / t_pre, 1.0 / t_pre / (peak * 1e9 / macs));
-        fflush(stdout);
+        cli_flush_stdout();
     }
     return 0;
 }
@@ -279,7 +302,7 @@ int cmd_bench(int argc, char **argv)
     int threads[16], n_threads = 0, depths[16] = {0}, n_depths = 1;
     int parallel[16] = {1}, n_parallels = 1;
     bool parallel_given = false;
-    bool json = false, kernels = false;
+    bool json = false, csv = false, kernels = false;
     int64_t mib = 512;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -309,6 +332,13 @@ int cmd_bench(int argc, char **argv)
                                        argv[i]);
         } else if (!strcmp(a, "--json")) {
             json = true;
+            csv = false;
+        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) {
+            const char *f = argv[++i];
+            json = !strcmp(f, "json");
+            csv = !strcmp(f, "csv");
+            if (!json && !csv && strcmp(f, "md") != 0)
+                return cli_usage_error(cmd, "invalid output format '%s' (md, json or csv)", f);
         } else if (!strcmp(a, "--kernels")) {
             kernels = true;
         } else if (!strcmp(a, "--mib") && v) {
@@ -325,8 +355,8 @@ int cmd_bench(int argc, char **argv)
         }
     }
     if (kernels) {
-        if (json)
-            return cli_usage_error(cmd, "--kernels prints a table only (no --json)");
+        if (json || csv)
+            return cli_usage_error(cmd, "--kernels prints a table only (no -o json|csv)");
         if (n_threads == 0)
             threads[n_threads++] = bn_get_num_threads();
         return bench_kernels(o.model, threads, n_threads, mib, (int)reps);
@@ -397,7 +427,11 @@ int cmd_bench(int argc, char **argv)
             run_weights_how(&in, how, sizeof how),
             in.proj_held_type != in.proj_type ? "; projections held as " : "",
             in.proj_held_type != in.proj_type ? bn_qtype_get(in.proj_held_type)->name : "");
-    if (!json) {
+    if (csv) {
+        printf("model,model_type,model_name,model_size,model_n_params,proj_type,"
+               "output_type,use_mmap,weights_huge_bytes,kernels,threads,test,n_prompt,"
+               "n_gen,n_depth,n_parallel,avg_ts,stddev_ts\n");
+    } else if (!json) {
         printf("| model | size | params | types | kernels | threads |%s test | t/s |\n",
                parallel_given ? " parallel |" : "");
         printf("| --- | ---: | ---: | --- | --- | ---: |%s ---: | ---: |\n",
@@ -446,6 +480,23 @@ int cmd_bench(int argc, char **argv)
                     "n_parallel", r.n_parallel,
                     "tokens_per_second", r.mean, "stddev", r.stddev,
                     "avg_ts", r.mean, "stddev_ts", r.stddev, "samples_ts", samples));
+            } else if (csv) {
+                csv_field(o.model);
+                csv_field(in.arch);
+                csv_field(in.name);
+                printf("%llu,%llu,", (unsigned long long)in.weight_bytes,
+                       (unsigned long long)in.n_params);
+                csv_field(pq ? pq->name : "?");
+                csv_field(oq ? oq->name : "?");
+                printf("%s,%llu,", in.weights_read ? "false" : "true",
+                       (unsigned long long)in.weights_huge_bytes);
+                csv_field(bn_kernels_name());
+                printf("%d,", r.threads);
+                csv_field(r.test);
+                printf("%d,%d,%d,%d,%.6g,%.6g\n", r.n_prompt, r.n_gen, r.n_depth,
+                       r.n_parallel, r.mean, r.stddev);
+                if (!cli_flush_stdout())
+                    goto done;                   /* main says why, exit 1 */
             } else {
                 double np_ = (double)in.n_params;
                 char par[16] = "";
@@ -456,7 +507,8 @@ int cmd_bench(int argc, char **argv)
                        np_ >= 1e9 ? np_ / 1e9 : np_ / 1e6, np_ >= 1e9 ? "B" : "M",
                        pq ? pq->name : "?", oq ? oq->name : "?", bn_kernels_name(),
                        r.threads, par, r.test, r.mean, r.stddev);
-                fflush(stdout);
+                if (!cli_flush_stdout())
+                    goto done;                   /* main says why, exit 1 */
             }
         }
     }

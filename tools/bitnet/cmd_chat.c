@@ -36,7 +36,8 @@ const char cmd_chat_help[] =
     "reads lines until /exit or the end of the input.\n"
     "\n"
     "options:\n"
-    "  --system TEXT        the system message\n"
+    "  -sys, --system-prompt, --system TEXT\n"
+    "                       the system message\n"
     "  --template NAME      the chat template: llama3 or bitnet (the 2B-4T format);\n"
     "                       default: the model's own, and llama3 with a notice when\n"
     "                       the model has none this version knows\n"
@@ -92,8 +93,8 @@ static bool chat_print_piece(bn_token id, const char *text, size_t len, void *us
 {
     (void)id;
     (void)user;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
+    if (fwrite(text, 1, len, stdout) != len || !cli_flush_stdout())
+        return false;                    /* the reply cannot be shown: stop it */
     return !run_interrupted;
 }
 
@@ -155,7 +156,7 @@ static bool chat_reply(chat_session *s)
         st = bn_chat_reply(s->chat, &gp, &r);
     }
     fputc('\n', stdout);
-    fflush(stdout);
+    cli_flush_stdout();
     if (st != BN_OK) {
         cli_fail(chat_cmd);
         return false;
@@ -194,7 +195,7 @@ static void chat_history(const chat_session *s)
         bn_chat_message msg = bn_chat_get_message(s->chat, i);
         printf("%s: %s\n", msg.role, msg.content);
     }
-    fflush(stdout);
+    cli_flush_stdout();
 }
 
 static void chat_stats(const chat_session *s)
@@ -436,7 +437,7 @@ static bool chat_command(chat_session *s, char *line, bool *quit)
     }
     if (IS("help")) {
         fputs(cmd_chat_commands_help, stdout);
-        fflush(stdout);
+        cli_flush_stdout();
     } else if (IS("exit") || IS("quit")) {
         *quit = true;
     } else if (IS("clear")) {
@@ -631,7 +632,8 @@ int cmd_chat(int argc, char **argv)
             return EXIT_USAGE;
         if (cli_is_help(a)) {
             return cli_help("chat");
-        } else if (!strcmp(a, "--system") && i + 1 < argc) {
+        } else if ((!strcmp(a, "--system") || !strcmp(a, "-sys") ||
+                    !strcmp(a, "--system-prompt")) && i + 1 < argc) {
             system_msg = argv[++i];
         } else if (!strcmp(a, "--template") && i + 1 < argc) {
             tmpl_name = argv[++i];
@@ -657,6 +659,7 @@ int cmd_chat(int argc, char **argv)
     chat_input in;
     memset(&in, 0, sizeof in);
     in.tty = isatty(STDIN_FILENO);
+    run_pick_seed(&o);
     if (!run_load(chat_cmd, &o, false, &s.m, &s.c, NULL))
         goto done;
     const bn_tokenizer *tok = bn_model_tokenizer(s.m);

@@ -32,7 +32,7 @@ static bool print_piece(bn_token id, const char *text, size_t len, void *user)
 {
     (void)id;
     (void)user;
-    if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0)
+    if (fwrite(text, 1, len, stdout) != len || !cli_flush_stdout())
         return false;
     return !run_interrupted;
 }
@@ -114,6 +114,7 @@ int cmd_generate(int argc, char **argv)
     bn_token *ids = NULL;
     size_t n_ids = 0;
     double load_s = 0;
+    run_pick_seed(&o);
     if (!run_load(cmd, &o, false, &m, &c, &load_s))
         goto done;
     if (!run_tokenize(cmd, m, ptext, text_len, bos, &ids, &n_ids))
@@ -129,7 +130,7 @@ int cmd_generate(int argc, char **argv)
                 "prompt\n", cmd, n_ids, n_ctx);
         goto done;
     }
-    if (echo && (fwrite(ptext, 1, text_len, stdout) != text_len || fflush(stdout) != 0))
+    if (echo && (fwrite(ptext, 1, text_len, stdout) != text_len || !cli_flush_stdout()))
         goto done;                   /* main says why, exit 1 */
     bn_generate_params gp = bn_generate_default_params();
     gp.max_tokens = (int32_t)n_predict;
@@ -143,7 +144,7 @@ int cmd_generate(int argc, char **argv)
     bn_status st = bn_generate(c, ids, (int32_t)n_ids, &gp, &res);
     run_catch_sigint(false);
     fputc('\n', stdout);
-    fflush(stdout);
+    cli_flush_stdout();
     if (st != BN_OK) {
         cli_fail(cmd);
         goto done;

@@ -11,14 +11,16 @@
 
 const char cmd_info_help[] =
     "usage: bitnet info [--json] [--all] FILE.gguf\n"
-    "       bitnet info --system\n"
+    "       bitnet info --system [--json]\n"
     "\n"
     "Describe a GGUF model file: its version, every metadata key with its type and\n"
     "value, and the tensor table (name, type, shape, bytes, offset). Long arrays (the\n"
     "tokenizer's vocabulary, say) show their first items and their length.\n"
     "\n"
     "With --system, describe this machine instead: processor, logical CPUs, the SIMD\n"
-    "features detected at run time, the kernel family chosen, thread count, devices.\n"
+    "features detected at run time, the kernel family chosen, thread count, devices\n"
+    "and memory (with --json: one object with the keys bitnet, cpu, arch,\n"
+    "logical_cpus, features, kernels, threads, devices, memory_bytes).\n"
     "\n"
     "options:\n"
     "  --json       print the same as one JSON object\n"
@@ -31,12 +33,15 @@ const char cmd_info_help[] =
 
 /* ------------------------------------------------------------------ system */
 
-static void print_features(const bn_cpu_info *cpu)
+typedef struct cpu_flag {
+    const char *name;
+    bool        on;
+} cpu_flag;
+
+/* The SIMD features of cpu, in a fixed order; returns how many there are. */
+static size_t cpu_flags(const bn_cpu_info *cpu, cpu_flag *out)
 {
-    const struct {
-        const char *name;
-        bool        on;
-    } flags[] = {
+    const cpu_flag flags[] = {
         {"sse3", cpu->sse3},         {"ssse3", cpu->ssse3},
         {"avx", cpu->avx},           {"avx2", cpu->avx2},
         {"fma", cpu->fma},           {"f16c", cpu->f16c},
@@ -46,15 +51,42 @@ static void print_features(const bn_cpu_info *cpu)
         {"avxvnni", cpu->avx_vnni},  {"neon", cpu->neon},
         {"dotprod", cpu->dotprod},
     };
-    int shown = 0;
-    printf("features:  ");
-    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
-        if (flags[i].on) {
-            printf("%s%s", shown ? " " : "", flags[i].name);
-            shown++;
-        }
+    memcpy(out, flags, sizeof flags);
+    return sizeof flags / sizeof flags[0];
+}
+
+/* Physical memory in bytes, 0 when unknown. */
+static uint64_t system_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+}
+
+static int info_system_json(void)
+{
+    const bn_cpu_info *cpu = bn_cpu_get_info();
+    cpu_flag flags[32];
+    size_t nf = cpu_flags(cpu, flags);
+    json_t *feat = json_array(), *dev = json_array();
+    for (size_t i = 0; i < nf; i++)
+        if (flags[i].on)
+            json_array_append_new(feat, json_string(flags[i].name));
+    for (int i = 0; i < bn_device_count(); i++)
+        json_array_append_new(dev, json_string(bn_device_name(bn_device_get(i))));
+    json_t *root = json_pack("{s:s, s:s, s:s, s:i, s:o, s:s, s:i, s:o, s:I}",
+                             "bitnet", bn_version(), "cpu", cpu->brand, "arch", cpu->arch,
+                             "logical_cpus", cpu->n_logical, "features", feat,
+                             "kernels", bn_kernels_name(), "threads", bn_get_num_threads(),
+                             "devices", dev, "memory_bytes", (json_int_t)system_memory());
+    char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(root);
+    if (!text) {
+        fprintf(stderr, "bitnet info: out of memory\n");
+        return 1;
     }
-    printf("%s\n", shown ? "" : "(none beyond the baseline)");
+    puts(text);
+    free(text);
+    return 0;
 }
 
 static int info_system(void)
@@ -64,16 +96,26 @@ static int info_system(void)
     printf("cpu:       %s (%s)\n", cpu->brand[0] ? cpu->brand : "unknown processor",
            cpu->arch);
     printf("cores:     %d logical\n", cpu->n_logical);
-    print_features(cpu);
+    cpu_flag flags[32];
+    size_t nf = cpu_flags(cpu, flags);
+    int shown = 0;
+    printf("features:  ");
+    for (size_t i = 0; i < nf; i++) {
+        if (flags[i].on) {
+            printf("%s%s", shown ? " " : "", flags[i].name);
+            shown++;
+        }
+    }
+    printf("%s\n", shown ? "" : "(none beyond the baseline)");
     printf("kernels:   %s\n", bn_kernels_name());
     printf("threads:   %d\n", bn_get_num_threads());
     printf("devices:  ");
     for (int i = 0; i < bn_device_count(); i++)
         printf(" %s", bn_device_name(bn_device_get(i)));
     printf("\n");
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0)
-        printf("memory:    %.1f GiB\n", (double)pages * (double)page / (1024.0 * 1024 * 1024));
+    uint64_t mem = system_memory();
+    if (mem)
+        printf("memory:    %.1f GiB\n", (double)mem / (1024.0 * 1024 * 1024));
     return 0;
 }
 
@@ -303,8 +345,10 @@ int cmd_info(int argc, char **argv)
     }
     if (system && path)
         return cli_usage_error("info", "--system takes no file");
+    if (system && all)
+        return cli_usage_error("info", "--all applies to a file, not --system");
     if (system)
-        return info_system();
+        return json ? info_system_json() : info_system();
     if (!path)
         return cli_usage_error("info", "name a GGUF file, or pass --system");
     bn_gguf *g = NULL;

@@ -132,7 +132,7 @@ int cmd_perplexity(int argc, char **argv)
                     per * (double)n_chunks / 60.0);
         }
         printf("[%lld]%.4f,", (long long)ch + 1, exp(nll / (double)count));
-        if (fflush(stdout) != 0)
+        if (!cli_flush_stdout())
             goto done;                   /* main says why, exit 1 */
     }
     run_catch_sigint(false);

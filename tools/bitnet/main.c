@@ -61,11 +61,11 @@ static void print_usage(FILE *out)
             "commands:\n", bn_version());
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (!commands[i].hidden)
-            fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+            fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\ncommands for tests and benchmarks:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (commands[i].hidden)
-            fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+            fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
     fprintf(out,
             "\n"
             "global options:\n"
@@ -255,11 +255,22 @@ static int cmd_version(int argc, char **argv)
 /* What went to stdout must have arrived: a full disk or a closed pipe is an error,
  * however the command ended (a buffered write fails only at the flush). Returns the
  * exit code: rc, or 1 when it was 0 and the output was lost. */
+static int stdout_errno;
+
+bool cli_flush_stdout(void)
+{
+    if (fflush(stdout) == 0)
+        return true;
+    if (!stdout_errno)
+        stdout_errno = errno;
+    return false;
+}
+
 static int finish_stdout(const char *cmd, int rc)
 {
     errno = 0;
     bool ok = fflush(stdout) == 0 && !ferror(stdout);
-    int err = errno;
+    int err = stdout_errno ? stdout_errno : errno;
     if (fclose(stdout) != 0 && ok) {
         ok = false;
         err = errno;

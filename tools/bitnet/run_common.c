@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "run_common.h"
 
@@ -45,8 +47,10 @@ const char run_sampling_help[] =
     "  --top-p X            keep the most likely tokens up to probability X (0.95)\n"
     "  --min-p X            drop tokens below X times the top probability (0.05)\n"
     "  --temp X             temperature (default 0.8; 0 = greedy)\n"
-    "  --seed N             random seed: the same seed gives the same text (default 2839)\n"
-    "  --stop TEXT          stop when the text produces TEXT (repeatable)\n";
+    "  -s, --seed N         random seed: the same seed gives the same text (default\n"
+    "                       and -1: a random one, printed on stderr to repeat the run)\n"
+    "  --stop TEXT          stop when the text produces TEXT (repeatable)\n"
+    "  -r, --reverse-prompt TEXT  the same as --stop (llama.cpp's name)\n";
 
 void run_opts_init(run_opts *o)
 {
@@ -183,15 +187,20 @@ int run_parse_opt(const char *cmd, int argc, char **argv, int *i, run_opts *o,
         if (!cli_parse_int(v, -1, INT32_MAX, &n))
             BAD_VALUE("count (-1 or more)");
         o->sp.penalty_last_n = (int32_t)n;
-    } else if (!strcmp(a, "--seed")) {
+    } else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) {
         NEED_VALUE();
         char *end;
         errno = 0;
-        unsigned long long s = strtoull(v, &end, 10);
-        if (errno || end == v || *end || *v == '-')
-            BAD_VALUE("seed");
-        o->sp.seed = s;
-    } else if (!strcmp(a, "--stop")) {
+        if (!strcmp(v, "-1")) {
+            o->seed_given = false;              /* llama.cpp's "random" */
+        } else {
+            unsigned long long s = strtoull(v, &end, 10);
+            if (errno || end == v || *end || *v == '-')
+                BAD_VALUE("seed (0 or more, or -1 for a random one)");
+            o->sp.seed = s;
+            o->seed_given = true;
+        }
+    } else if (!strcmp(a, "--stop") || !strcmp(a, "-r") || !strcmp(a, "--reverse-prompt")) {
         NEED_VALUE();
         if (!*v)
             BAD_VALUE("stop text");
@@ -206,6 +215,22 @@ int run_parse_opt(const char *cmd, int argc, char **argv, int *i, run_opts *o,
 #undef NEED_VALUE
 #undef BAD_VALUE
     return 1;
+}
+
+void run_pick_seed(run_opts *o)
+{
+    if (o->seed_given)
+        return;
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = (uint32_t)ts.tv_nsec ^ (uint32_t)ts.tv_sec ^ (uint32_t)getpid() << 16;
+    }
+    o->sp.seed = r;
+    o->seed_given = true;
+    if (o->sp.temp > 0.0f)          /* greedy decoding draws nothing: no seed to tell */
+        fprintf(stderr, "seed: %u (--seed %u repeats this run)\n", r, r);
 }
 
 double run_now(void)

@@ -18,6 +18,7 @@ typedef struct run_opts {
     bn_dtype          kv_type;
     bn_model_params   mp;
     bn_sampler_params sp;
+    bool              seed_given;  /* --seed N (N >= 0) was given */
     const char       *stops[RUN_MAX_STOPS];
     int               n_stops;
 } run_opts;
@@ -45,6 +46,10 @@ bool run_load(const char *cmd, const run_opts *o, bool logits_all, bn_model **m,
  * prints errors. */
 bool run_tokenize(const char *cmd, const bn_model *m, const char *text, size_t len,
                   bool add_bos, bn_token **ids, size_t *n);
+
+/* Without a --seed (or with --seed -1), a random seed for o->sp, printed on stderr
+ * when sampling draws from it (temp > 0). Call after the options are read. */
+void run_pick_seed(run_opts *o);
 
 /* Monotonic seconds. */
 double run_now(void);
