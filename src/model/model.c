@@ -600,14 +600,20 @@ bn_status bn_model_load(const char *path, const bn_model_params *params, bn_mode
         return bn_error_wrap(BN_OK, "loading %s", path);
     size_t len = strlen(path);
     m->path = bn_malloc(len + 1, "model");
-    bn_status st = m->path ? BN_OK : bn_last_status();
-    if (st == BN_OK) {
-        memcpy(m->path, path, len + 1);
-        st = bn_model_wants_read(path, params->load) ? bn_gguf_open_read(path, &m->gguf)
-                                                     : bn_gguf_open(path, &m->gguf);
+    if (!m->path) {
+        bn_model_free(m);
+        return bn_error_wrap(BN_OK, "loading %s", path);
     }
-    if (st == BN_OK)
-        st = bn_model_read(m, params);
+    memcpy(m->path, path, len + 1);
+    bn_status st = bn_model_wants_read(path, params->load) ? bn_gguf_open_read(path, &m->gguf)
+                                                           : bn_gguf_open(path, &m->gguf);
+    if (st != BN_OK) {
+        /* the reader's messages name the file already ("opening m.gguf: ...",
+         * "loading m.gguf: ..."): a second "loading m.gguf" would repeat it */
+        bn_model_free(m);
+        return st;
+    }
+    st = bn_model_read(m, params);
     if (st == BN_OK && params->output_type >= 0 && params->output_type != m->output.type)
         st = bn_model_convert_output(m, params->output_type);
     if (st == BN_OK && !params->keep_tq1_0)

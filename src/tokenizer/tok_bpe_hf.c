@@ -418,7 +418,8 @@ bn_status bn_tok_load_hf_json(const char *path, bn_tokenizer **out)
     json_decref(root);
     if (st != BN_OK) {
         bn_tokenizer_free(t);
-        return bn_error_wrap(BN_OK, "loading the Hugging Face tokenizer %s", path);
+        /* the messages below name the file (this one or its tokenizer_config.json) */
+        return bn_error_wrap(BN_OK, "loading a Hugging Face tokenizer");
     }
     *out = t;
     return BN_OK;
