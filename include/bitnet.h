@@ -518,6 +518,12 @@ BN_API void bn_parallel_for(bn_threadpool *pool, int64_t n, int64_t grain,
 BN_API bn_status bn_set_num_threads(int n);
 BN_API int bn_get_num_threads(void);
 
+/* BN_OK when $BITNET_THREADS is unset, empty or an integer in 1..512; otherwise
+ * BN_ERR_INVALID_ARG with a message naming the value. Programs call it first to refuse
+ * a bad value; without the check, the library logs a warning (once for each bad value)
+ * and uses one thread per online CPU. */
+BN_API bn_status bn_threads_check_env(void);
+
 /* The library's default pool (created on first use). */
 BN_API bn_threadpool *bn_default_threadpool(void);
 

@@ -3,7 +3,8 @@
 # environment values, word for word: every command that takes a model says what is
 # wrong with a missing, empty, too short, foreign or truncated file in one line that
 # names the file once ("loading PATH" never twice); an empty or 1-3 byte tokenizer file
-# is called so, not a broken SentencePiece model.
+# is called so, not a broken SentencePiece model; a bad BITNET_THREADS is refused at
+# start (exit 2) with one message.
 set -u
 BITNET=${BITNET:?set BITNET to the program}
 passed=0
@@ -105,6 +106,27 @@ says 1 "bitnet tokenize: $t/tokenizer.json: line 1: string or '}' expected near 
 echo '{"model":{"type":"BPE","vocab":{"a":0},"merges":[]}}' >"$t/tokenizer.json"
 says 1 "bitnet tokenize: loading a Hugging Face tokenizer: $t/tokenizer.json: a BPE tokenizer without a pre_tokenizer is not supported" -- \
     tokenize -m "$t/tokenizer.json" -p hi
+
+# BITNET_THREADS: a bad value is refused before anything runs, in one message
+for v in 0 -1 abc 99999 3x 513 " 4"; do
+    with="BITNET_THREADS=$v"
+    says 2 "bitnet: BITNET_THREADS='$v' is not an integer in 1..512" -- \
+        generate -m "$t/m.gguf" -p hi -n 1
+    says 2 "bitnet: BITNET_THREADS='$v' is not an integer in 1..512" -- info --system
+    says 0 "" -- --version
+    says 0 "" -- help info
+done
+# a good or empty value runs, without a word about it
+for v in 2 ""; do
+    if env "BITNET_THREADS=$v" "$BITNET" generate -m "$t/m.gguf" -p hi -n 1 --temp 0 \
+           >"$out" 2>"$err" </dev/null && ! grep -q BITNET_THREADS "$err"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL: BITNET_THREADS='$v' generate:" >&2
+        sed 's/^/  stderr: /' "$err" >&2
+    fi
+done
 
 echo "test_cli_msgs: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
