@@ -972,6 +972,15 @@ typedef struct bn_model_params {
      * a decode that reads 2-bit codes at memory speed instead of unpacking trits
      * (docs/INFERENCE.md). true keeps them as TQ1_0. Default false. */
     bool         keep_tq1_0;
+    /* Told how far loading has got, on the loading thread: progress(done, total,
+     * progress_user) with total the file's size and done the bytes of it read so far.
+     * Read into memory (BN_LOAD_READ), the calls go (0, total), then after each pass
+     * of at most 64 MiB, the last (total, total) once the whole file is in memory;
+     * mapped, there is one call, (total, total), as nothing is read at load. Return
+     * false to cancel: the load then fails with BN_ERR_IO ("cancelled"). Default
+     * NULL: no calls. */
+    bn_progress_fn progress;
+    void          *progress_user;
 } bn_model_params;
 
 BN_API bn_model_params bn_model_default_params(void);

@@ -4,7 +4,8 @@
 # wrong with a missing, empty, too short, foreign or truncated file in one line that
 # names the file once ("loading PATH" never twice); an empty or 1-3 byte tokenizer file
 # is called so, not a broken SentencePiece model; a bad BITNET_THREADS is refused at
-# start (exit 2) with one message.
+# start (exit 2) with one message; loading a large model shows a progress line on a
+# terminal only.
 set -u
 BITNET=${BITNET:?set BITNET to the program}
 passed=0
@@ -127,6 +128,37 @@ for v in 2 ""; do
         sed 's/^/  stderr: /' "$err" >&2
     fi
 done
+
+# The progress line of a model of more than 256 MiB read into memory: on a terminal
+# (made with script(1)) it counts up from 0% and is cleared at the end; with stderr
+# not a terminal, and for a mapped file, there is none.
+check() {   # check CONDITION-STATUS DESCRIPTION FILE
+    if [ "$1" -eq 0 ]; then passed=$((passed + 1)); else
+        failed=$((failed + 1)); echo "FAIL: $2:" >&2; od -c "$3" | head -20 >&2; fi
+}
+"$BITNET" synth "$t/big.gguf" --layers 1 --vocab 32768 --embd 2560 --ff 256 --heads 20 \
+    --heads-kv 5 --embd-type f32 >/dev/null 2>&1 || { echo "FAIL: synth big" >&2; exit 1; }
+run="'$BITNET' generate -m '$t/big.gguf' -p hi -n 1 --temp 0 >/dev/null"
+sh -c "$run --no-mmap" 2>"$err"
+grep -q "loading\|%" "$err"
+check $((1 - $?)) "no progress line when stderr is not a terminal" "$err"
+if script -qec "true" /dev/null >/dev/null 2>&1; then
+    script -qec "$run --no-mmap" /dev/null >"$out" 2>&1 </dev/null
+    tr '\r' '\n' <"$out" | sed -n 's/^loading big\.gguf: *\([0-9]*\)% ([0-9]* of [0-9]* MB)$/\1/p' \
+        >"$t/percents"
+    [ "$(head -1 "$t/percents")" = 0 ] && [ "$(wc -l <"$t/percents")" -ge 3 ] &&
+        sort -n -c "$t/percents" && ! grep -q '^100$' "$t/percents"
+    check $? "the progress line counts up from 0% on a terminal" "$out"
+    # cleared: after the last percentage, spaces over the whole line and a return
+    tr '\r' '\n' <"$out" | sed -n '/^loading big/{n;p;}' | tail -1 | grep -q '^ *$'
+    check $? "the progress line is cleared" "$out"
+    script -qec "$run --mmap" /dev/null >"$out" 2>&1 </dev/null
+    grep -q "loading\|%" "$out"
+    check $((1 - $?)) "no progress line for a mapped file" "$out"
+else
+    echo "test_cli_msgs: note: no script(1) for a terminal; progress line on one not checked"
+fi
+rm -f "$t/big.gguf"
 
 echo "test_cli_msgs: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
