@@ -102,10 +102,15 @@ says 1 "bitnet detokenize: loading a tokenizer from $t/empty.model: the file is 
     detokenize -m "$t/empty.model" --ids 1
 says 1 "bitnet tokenize: loading a tokenizer from $t/two.model: too short for a tokenizer (a GGUF model, a tokenizer.json or a tokenizer.model)" -- \
     tokenize -m "$t/two.model" -p hi
-says 1 "bitnet tokenize: $t/tokenizer.json: line 1: string or '}' expected near end of file" -- \
+says 1 "bitnet tokenize: loading the Hugging Face tokenizer $t/tokenizer.json: line 1: string or '}' expected near end of file" -- \
     tokenize -m "$t/tokenizer.json" -p hi
 echo '{"model":{"type":"BPE","vocab":{"a":0},"merges":[]}}' >"$t/tokenizer.json"
-says 1 "bitnet tokenize: loading a Hugging Face tokenizer: $t/tokenizer.json: a BPE tokenizer without a pre_tokenizer is not supported" -- \
+says 1 "bitnet tokenize: loading the Hugging Face tokenizer $t/tokenizer.json: a BPE tokenizer without a pre_tokenizer is not supported" -- \
+    tokenize -m "$t/tokenizer.json" -p hi
+# (a tokenizer_config.json next to it is named in its errors)
+echo '{"model":{"type":"BPE","vocab":{"a":0},"merges":[]},"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}}' >"$t/tokenizer.json"
+echo '{' >"$t/tokenizer_config.json"
+says 1 "bitnet tokenize: loading the Hugging Face tokenizer $t/tokenizer.json: $t/tokenizer_config.json: line 2: string or '}' expected near end of file" -- \
     tokenize -m "$t/tokenizer.json" -p hi
 
 # BITNET_THREADS: a bad value is refused before anything runs, in one message
