@@ -821,7 +821,9 @@ BN_API bn_status bn_tokenizer_load_gguf(const bn_gguf *g, bn_tokenizer **out);
 
 /* A tokenizer from a file: a .gguf model, a Hugging Face tokenizer.json (with the
  * tokenizer_config.json next to it, when present, for the BOS and chat template), or a
- * SentencePiece tokenizer.model. The kind of file is told from its contents. */
+ * SentencePiece tokenizer.model. The kind of file is told from its contents, except
+ * that a file named *.gguf is always read as GGUF. An empty or 1-3 byte file is
+ * BN_ERR_FORMAT saying so. Messages name the file once. */
 BN_API bn_status bn_tokenizer_load_file(const char *path, bn_tokenizer **out);
 
 BN_API void bn_tokenizer_free(bn_tokenizer *t);

@@ -272,7 +272,7 @@ bool run_load(const char *cmd, const run_opts *o, bool logits_all, bn_model **m,
     double t0 = run_now();
     bn_model_params mp = o->mp;
     const char *slash = strrchr(o->model, '/');
-    run_progress progress = {slash ? slash + 1 : o->model, -1, 0};
+    run_progress progress = {.name = slash ? slash + 1 : o->model, .percent = -1};
     struct stat sb;
     if (isatty(STDERR_FILENO) && stat(o->model, &sb) == 0 && sb.st_size > (256 << 20)) {
         mp.progress = run_progress_line;
