@@ -8,6 +8,8 @@ WERROR ?= OFF
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
+# no "make[1]: Entering directory" lines from the makes that cmake --build runs
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all deps build run test test-asan test-valgrind install fixtures clean
 
@@ -28,8 +30,9 @@ run: build
 	./$(BUILD)/bitnet synth $(BUILD)/demo.gguf --layers 4 --seed 1
 	./$(BUILD)/bitnet generate -m $(BUILD)/demo.gguf -p "The capital of France is" -n 32 --temp 0.7 --seed 1
 
+# the output of failing tests, then each skipped test with its reason
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	@./scripts/run-tests.sh $(BUILD) -j$(JOBS)
 
 test-asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DBITNET_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"

@@ -518,6 +518,12 @@ BN_API void bn_parallel_for(bn_threadpool *pool, int64_t n, int64_t grain,
 BN_API bn_status bn_set_num_threads(int n);
 BN_API int bn_get_num_threads(void);
 
+/* BN_OK when $BITNET_THREADS is unset, empty or an integer in 1..512; otherwise
+ * BN_ERR_INVALID_ARG with a message naming the value. Programs call it first to refuse
+ * a bad value; without the check, the library logs a warning (once for each bad value)
+ * and uses one thread per online CPU. */
+BN_API bn_status bn_threads_check_env(void);
+
 /* The library's default pool (created on first use). */
 BN_API bn_threadpool *bn_default_threadpool(void);
 
@@ -815,7 +821,9 @@ BN_API bn_status bn_tokenizer_load_gguf(const bn_gguf *g, bn_tokenizer **out);
 
 /* A tokenizer from a file: a .gguf model, a Hugging Face tokenizer.json (with the
  * tokenizer_config.json next to it, when present, for the BOS and chat template), or a
- * SentencePiece tokenizer.model. The kind of file is told from its contents. */
+ * SentencePiece tokenizer.model. The kind of file is told from its contents, except
+ * that a file named *.gguf is always read as GGUF. An empty or 1-3 byte file is
+ * BN_ERR_FORMAT saying so. Messages name the file once. */
 BN_API bn_status bn_tokenizer_load_file(const char *path, bn_tokenizer **out);
 
 BN_API void bn_tokenizer_free(bn_tokenizer *t);
@@ -966,6 +974,15 @@ typedef struct bn_model_params {
      * a decode that reads 2-bit codes at memory speed instead of unpacking trits
      * (docs/INFERENCE.md). true keeps them as TQ1_0. Default false. */
     bool         keep_tq1_0;
+    /* Told how far loading has got, on the loading thread: progress(done, total,
+     * progress_user) with total the file's size and done the bytes of it read so far.
+     * Read into memory (BN_LOAD_READ), the calls go (0, total), then after each pass
+     * of at most 64 MiB, the last (total, total) once the whole file is in memory;
+     * mapped, there is one call, (total, total), as nothing is read at load. Return
+     * false to cancel: the load then fails with BN_ERR_IO ("cancelled"). Default
+     * NULL: no calls. */
+    bn_progress_fn progress;
+    void          *progress_user;
 } bn_model_params;
 
 BN_API bn_model_params bn_model_default_params(void);

@@ -39,6 +39,32 @@ sudo=""
 if [ "$(id -u)" -ne 0 ]; then
     sudo=sudo
 fi
+# Another apt-get or dpkg may be running (on a fresh cloud machine, cloud-init or
+# unattended-upgrades often is): wait for it to finish, up to this many seconds,
+# rather than fail at once. apt-get install waits by itself with DPkg::Lock::Timeout;
+# apt-get update (apt 2.6) does not wait for the lock of the package lists, so it is
+# tried again every 5 seconds while that lock is held.
+lock_wait=600
+apt_get() {
+    $sudo env DEBIAN_FRONTEND=noninteractive LC_ALL=C \
+        apt-get -o DPkg::Lock::Timeout=$lock_wait "$@"
+}
 echo "install-deps.sh: installing$missing"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
+echo "install-deps.sh: (if another apt-get or dpkg is running, waiting up to $((lock_wait / 60)) minutes for it to finish)"
+waited=0
+until out=$(apt_get update -qq 2>&1); do
+    case $out in
+        *"Could not get lock"*) ;;
+        *) printf '%s\n' "$out" >&2; exit 1 ;;
+    esac
+    if [ "$waited" -ge "$lock_wait" ]; then
+        printf '%s\n' "$out" >&2
+        echo "install-deps.sh: gave up after $lock_wait s waiting for the package lists' lock" >&2
+        exit 1
+    fi
+    [ "$waited" -eq 0 ] && echo "install-deps.sh: another apt-get is updating the package lists; waiting"
+    sleep 5
+    waited=$((waited + 5))
+done
+[ -z "$out" ] || printf '%s\n' "$out"
+apt_get install -y -qq --no-install-recommends $missing

@@ -332,7 +332,7 @@ static void test_read_in(void)
     unsigned char *file = slurp(p, &len);
     int fds = count_fds();
     bn_gguf *g = NULL, *gm = NULL;
-    CHECK_OK(bn_gguf_open_read(p, &g));
+    CHECK_OK(bn_gguf_open_read(p, NULL, NULL, &g));
     CHECK_OK(bn_gguf_open(p, &gm));
     if (!g || !gm || !file) {
         bn_gguf_close(g);
@@ -363,18 +363,18 @@ static void test_read_in(void)
     bn_gguf_close(gm);
     CHECK(count_fds() == fds, "no file left open (%d before, %d after)", fds, count_fds());
     /* errors as for a mapped file; no descriptor or block left behind by a failure */
-    CHECK(bn_gguf_open_read(dir, &g) == BN_ERR_IO && strstr(bn_last_error(), "directory"),
-          "a directory: %s", bn_last_error());
+    CHECK(bn_gguf_open_read(dir, NULL, NULL, &g) == BN_ERR_IO &&
+          strstr(bn_last_error(), "directory"), "a directory: %s", bn_last_error());
     char missing[300];
     path_in(missing, sizeof missing, "missing.gguf");
-    CHECK(bn_gguf_open_read(missing, &g) == BN_ERR_IO, "a missing file");
+    CHECK(bn_gguf_open_read(missing, NULL, NULL, &g) == BN_ERR_IO, "a missing file");
     int failures = 0;
     for (uint64_t k = 1; k < 200; k++) {
         bn_mem_stats before, after;
         bn_mem_get_stats(&before);
         g = NULL;
         bn_mem_fail_nth(k);
-        bn_status st = bn_gguf_open_read(p, &g);
+        bn_status st = bn_gguf_open_read(p, NULL, NULL, &g);
         bn_mem_fail_nth(0);
         if (st == BN_OK) {
             bn_gguf_close(g);

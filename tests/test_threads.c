@@ -437,7 +437,8 @@ static void test_set_num_threads(void)
           bn_get_num_threads());
 
     bn_log_set(capture_log, NULL);
-    static const char *invalid[] = {"abc", "0", "-2", "513", "3x", "99999999999999999999"};
+    static const char *invalid[] = {"abc", "0", "-2", "513", "3x", "99999999999999999999",
+                                     " 4", "99999"};
     for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
         setenv("BITNET_THREADS", invalid[i], 1);
         atomic_store(&warn_count, 0);
@@ -445,10 +446,32 @@ static void test_set_num_threads(void)
         CHECK(bn_get_num_threads() == cpu_count(),
               "BITNET_THREADS='%s': %d threads, expected the CPU count %d", invalid[i],
               bn_get_num_threads(), cpu_count());
-        CHECK(atomic_load(&warn_count) >= 1, "BITNET_THREADS='%s': no warning",
-              invalid[i]);
+        CHECK(atomic_load(&warn_count) == 1, "BITNET_THREADS='%s': %d warnings, "
+              "expected 1", invalid[i], atomic_load(&warn_count));
+        /* asked again, the same bad value is not logged again */
+        for (int k = 0; k < 3; k++) {
+            bn_get_num_threads();
+            CHECK_OK(bn_set_num_threads(0));
+        }
+        CHECK(atomic_load(&warn_count) == 1, "BITNET_THREADS='%s' warned %d times",
+              invalid[i], atomic_load(&warn_count));
+        CHECK(strstr(warn_text, invalid[i]) != NULL, "the warning '%s' misses the value",
+              warn_text);
+        bn_error_clear();
+        CHECK(bn_threads_check_env() == BN_ERR_INVALID_ARG,
+              "bn_threads_check_env accepts BITNET_THREADS='%s'", invalid[i]);
+        CHECK(strstr(bn_last_error(), "BITNET_THREADS='") && strstr(bn_last_error(),
+              invalid[i]), "check message '%s' misses the value", bn_last_error());
     }
     bn_log_set(NULL, NULL);
+    static const char *valid[] = {"1", "4", "512", "+7", ""};
+    for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++) {
+        setenv("BITNET_THREADS", valid[i], 1);
+        CHECK(bn_threads_check_env() == BN_OK, "bn_threads_check_env refuses '%s': %s",
+              valid[i], bn_last_error());
+    }
+    unsetenv("BITNET_THREADS");
+    CHECK(bn_threads_check_env() == BN_OK, "bn_threads_check_env refuses an unset value");
     setenv("BITNET_THREADS", "2", 1);
     CHECK_OK(bn_set_num_threads(0));
     CHECK(bn_get_num_threads() == 2, "BITNET_THREADS=2 gave %d", bn_get_num_threads());

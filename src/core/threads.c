@@ -20,10 +20,12 @@
  * survive a fork either.
  */
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -422,21 +424,52 @@ static int tp_cpu_count(void)
     return n > BN_TP_MAX_THREADS ? BN_TP_MAX_THREADS : (int)n;
 }
 
-/* The default thread count: $BITNET_THREADS when it is an integer in 1..512 (any
- * other non-empty value is reported and ignored), else the online CPU count. */
-static int tp_default_count(void)
+/* The message for a $BITNET_THREADS that is no thread count. */
+#define TP_ENV_BAD "BITNET_THREADS='%.64s' is not an integer in 1..%d"
+
+/* $BITNET_THREADS as a thread count: 0 when it is unset or empty, -1 when it is not an
+ * integer in 1..512 (leading blanks included). */
+static int tp_env_count(void)
 {
     const char *env = getenv("BITNET_THREADS");
-    if (env && *env) {
-        char *end = NULL;
-        errno = 0;
-        long v = strtol(env, &end, 10);
-        if (errno == 0 && end != env && *end == '\0' && v >= 1 && v <= BN_TP_MAX_THREADS)
-            return (int)v;
-        bn_log(BN_LOG_WARN, "BITNET_THREADS='%s' is not an integer in 1..%d; ignoring it",
-               env, BN_TP_MAX_THREADS);
+    if (!env || !*env)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(env, &end, 10);
+    bool ok = errno == 0 && end != env && *end == '\0' && v >= 1 &&
+              v <= BN_TP_MAX_THREADS && !isspace((unsigned char)env[0]);
+    return ok ? (int)v : -1;
+}
+
+bn_status bn_threads_check_env(void)
+{
+    if (tp_env_count() >= 0)
+        return BN_OK;
+    return bn_error_set(BN_ERR_INVALID_ARG, TP_ENV_BAD, getenv("BITNET_THREADS"),
+                        BN_TP_MAX_THREADS);
+}
+
+/* The default thread count: $BITNET_THREADS when it is an integer in 1..512, else the
+ * online CPU count. A bad value is logged once (and again only when it changes): the
+ * count is asked for on first use, by every bn_get_num_threads before the pool exists
+ * and by bn_set_num_threads(0). */
+static int tp_default_count(void)
+{
+    static pthread_mutex_t warned_lock = PTHREAD_MUTEX_INITIALIZER;
+    static char warned[80];   /* the bad value logged last */
+    int n = tp_env_count();
+    if (n < 0) {
+        const char *env = getenv("BITNET_THREADS");
+        pthread_mutex_lock(&warned_lock);
+        bool again = strncmp(warned, env, sizeof warned - 1) == 0;
+        if (!again)
+            snprintf(warned, sizeof warned, "%s", env);
+        pthread_mutex_unlock(&warned_lock);
+        if (!again)
+            bn_log(BN_LOG_WARN, TP_ENV_BAD "; ignoring it", env, BN_TP_MAX_THREADS);
     }
-    return tp_cpu_count();
+    return n > 0 ? n : tp_cpu_count();
 }
 
 /* Replaces the default pool by one of n threads (kept when it already has n).

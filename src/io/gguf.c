@@ -503,22 +503,24 @@ bn_status bn_gguf_open_memory(const void *data, size_t size, bn_gguf **out)
     return BN_OK;
 }
 
-/* The threads of the default pool read one slice of the file each (the page faults of
- * the fresh memory, which zero it, are the larger part of the time). */
+/* The threads of the default pool read one slice each of the bytes [from, to) of the
+ * file (the page faults of the fresh memory, which zero it, are the larger part of the
+ * time). */
 typedef struct bn_read_job {
     int fd;
     unsigned char *mem;
-    size_t size, unit;
+    size_t from, to;      /* this pass: from is a multiple of unit */
+    size_t unit;
     _Atomic int err;      /* the first errno (-1: the file got shorter), 0 if none */
 } bn_read_job;
 
 static void bn_read_task(void *ctx, int ith, int nth)
 {
     bn_read_job *j = ctx;
-    size_t units = (j->size + j->unit - 1) / j->unit;
-    size_t at = units * (size_t)ith / (size_t)nth * j->unit;
-    size_t end = units * (size_t)(ith + 1) / (size_t)nth * j->unit;
-    end = end < j->size ? end : j->size;
+    size_t units = (j->to - j->from + j->unit - 1) / j->unit;
+    size_t at = j->from + units * (size_t)ith / (size_t)nth * j->unit;
+    size_t end = j->from + units * (size_t)(ith + 1) / (size_t)nth * j->unit;
+    end = end < j->to ? end : j->to;
     while (at < end && !j->err) {
         size_t want = end - at < ((size_t)64 << 20) ? end - at : (size_t)64 << 20;
         ssize_t r = pread(j->fd, j->mem + at, want, (off_t)at);
@@ -533,9 +535,23 @@ static void bn_read_task(void *ctx, int ith, int nth)
     }
 }
 
+/* Bytes read in one pass of the pool, between two progress reports: a sixteenth of
+ * the file in whole units, at least one unit and at most 64 MiB (a pass of the pool
+ * costs microseconds, reading 64 MiB tens of milliseconds). */
+static size_t bn_read_pass_bytes(size_t size, size_t unit)
+{
+    size_t pass = (size / 16 + unit - 1) / unit * unit;
+    size_t most = ((size_t)64 << 20) / unit * unit;
+    if (most < unit)
+        most = unit;
+    return pass < unit ? unit : pass > most ? most : pass;
+}
+
 /* Read the fd's `size` bytes into fresh anonymous memory at a huge-page boundary, in
- * huge pages where the kernel has them; *mem_size: the bytes mapped there. */
+ * huge pages where the kernel has them; *mem_size: the bytes mapped there. progress
+ * (may be NULL) hears of the bytes read, after each pass; false from it cancels. */
 static bn_status bn_gguf_read_image(int fd, size_t size, const char *path,
+                                    bn_progress_fn progress, void *user,
                                     unsigned char **out, size_t *mem_size)
 {
     size_t huge = bn_thp_size(), page = (size_t)sysconf(_SC_PAGESIZE);
@@ -562,13 +578,21 @@ static bn_status bn_gguf_read_image(int fd, size_t size, const char *path,
 #ifdef POSIX_FADV_SEQUENTIAL
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif
-    bn_read_job job = {fd, mem, size, unit, 0};
-    bn_run_on_default_pool(bn_read_task, &job);
-    if (job.err) {
+    bn_read_job job = {.fd = fd, .mem = mem, .unit = unit};
+    size_t pass = bn_read_pass_bytes(size, unit);
+    bool cancelled = progress && !progress(0, size, user);
+    for (job.from = 0; job.from < size && !cancelled && !job.err; job.from = job.to) {
+        job.to = size - job.from < pass ? size : job.from + pass;
+        bn_run_on_default_pool(bn_read_task, &job);
+        if (!job.err && progress && !progress(job.to, size, user))
+            cancelled = true;
+    }
+    if (job.err || cancelled) {
         munmap(mem, len);
         return bn_error_set(BN_ERR_IO, "reading %s: %s", path,
-                            job.err < 0 ? "the file got shorter while it was read"
-                                        : strerror(job.err));
+                            cancelled ? "cancelled"
+                            : job.err < 0 ? "the file got shorter while it was read"
+                                          : strerror(job.err));
     }
     mprotect(mem, len, PROT_READ);
     *out = mem;
@@ -576,7 +600,8 @@ static bn_status bn_gguf_read_image(int fd, size_t size, const char *path,
     return BN_OK;
 }
 
-static bn_status bn_gguf_open_file(const char *path, bool read_in, bn_gguf **out)
+static bn_status bn_gguf_open_file(const char *path, bool read_in, bn_progress_fn progress,
+                                   void *user, bn_gguf **out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -599,7 +624,8 @@ static bn_status bn_gguf_open_file(const char *path, bool read_in, bn_gguf **out
     unsigned char *image = NULL;
     size_t mem_size = 0;
     if (read_in) {
-        bn_status st = bn_gguf_read_image(fd, (size_t)sb.st_size, path, &image, &mem_size);
+        bn_status st = bn_gguf_read_image(fd, (size_t)sb.st_size, path, progress, user,
+                                          &image, &mem_size);
         if (st != BN_OK) {
             close(fd);
             return st;
@@ -636,12 +662,13 @@ static bn_status bn_gguf_open_file(const char *path, bool read_in, bn_gguf **out
 
 bn_status bn_gguf_open(const char *path, bn_gguf **out)
 {
-    return bn_gguf_open_file(path, false, out);
+    return bn_gguf_open_file(path, false, NULL, NULL, out);
 }
 
-bn_status bn_gguf_open_read(const char *path, bn_gguf **out)
+bn_status bn_gguf_open_read(const char *path, bn_progress_fn progress, void *user,
+                            bn_gguf **out)
 {
-    return bn_gguf_open_file(path, true, out);
+    return bn_gguf_open_file(path, true, progress, user, out);
 }
 
 bool bn_gguf_is_read(const bn_gguf *g)

@@ -11,9 +11,13 @@
 /* Open a GGUF file with its bytes read into this process's memory instead of mapped.
  * The memory is asked of the kernel in transparent huge pages (when bn_thp_size() is
  * not 0): streaming the weights then misses the TLB once per huge page rather than
- * once per 4 KiB page. The image is read-only once read. BN_ERR_OOM when the memory
- * cannot be had; otherwise the errors of bn_gguf_open. */
-bn_status bn_gguf_open_read(const char *path, bn_gguf **out);
+ * once per 4 KiB page. The image is read-only once read. progress (may be NULL) is
+ * called on this thread with the bytes read of the file's size: (0, size) first, then
+ * after each pass of the pool (at most 64 MiB), the last (size, size); false from it
+ * cancels the read (BN_ERR_IO, "cancelled"). BN_ERR_OOM when the memory cannot be
+ * had; otherwise the errors of bn_gguf_open. */
+bn_status bn_gguf_open_read(const char *path, bn_progress_fn progress, void *user,
+                            bn_gguf **out);
 
 /* Whether the image was read into memory by bn_gguf_open_read. */
 bool bn_gguf_is_read(const bn_gguf *g);

@@ -41,7 +41,10 @@ static const bn_arch_desc bn_archs[] = {
 
 bn_model_params bn_model_default_params(void)
 {
-    bn_model_params p = {BN_FFN_ACT_AUTO, BN_ACT_QUANT_AUTO, -1, BN_LOAD_AUTO, false};
+    bn_model_params p = {
+        .ffn_act = BN_FFN_ACT_AUTO, .act_quant = BN_ACT_QUANT_AUTO, .output_type = -1,
+        .load = BN_LOAD_AUTO, .keep_tq1_0 = false, .progress = NULL, .progress_user = NULL,
+    };
     return p;
 }
 
@@ -600,14 +603,29 @@ bn_status bn_model_load(const char *path, const bn_model_params *params, bn_mode
         return bn_error_wrap(BN_OK, "loading %s", path);
     size_t len = strlen(path);
     m->path = bn_malloc(len + 1, "model");
-    bn_status st = m->path ? BN_OK : bn_last_status();
-    if (st == BN_OK) {
-        memcpy(m->path, path, len + 1);
-        st = bn_model_wants_read(path, params->load) ? bn_gguf_open_read(path, &m->gguf)
-                                                     : bn_gguf_open(path, &m->gguf);
+    if (!m->path) {
+        bn_model_free(m);
+        return bn_error_wrap(BN_OK, "loading %s", path);
     }
-    if (st == BN_OK)
-        st = bn_model_read(m, params);
+    memcpy(m->path, path, len + 1);
+    bn_status st;
+    if (bn_model_wants_read(path, params->load)) {
+        st = bn_gguf_open_read(path, params->progress, params->progress_user, &m->gguf);
+    } else {
+        /* mapped: nothing is read now, the pages come in when first used */
+        st = bn_gguf_open(path, &m->gguf);
+        uint64_t size = st == BN_OK ? bn_gguf_file_size(m->gguf) : 0;
+        if (st == BN_OK && params->progress &&
+            !params->progress(size, size, params->progress_user))
+            st = bn_error_set(BN_ERR_IO, "loading %s: cancelled", path);
+    }
+    if (st != BN_OK) {
+        /* the reader's messages name the file already ("opening m.gguf: ...",
+         * "loading m.gguf: ..."): a second "loading m.gguf" would repeat it */
+        bn_model_free(m);
+        return st;
+    }
+    st = bn_model_read(m, params);
     if (st == BN_OK && params->output_type >= 0 && params->output_type != m->output.type)
         st = bn_model_convert_output(m, params->output_type);
     if (st == BN_OK && !params->keep_tq1_0)

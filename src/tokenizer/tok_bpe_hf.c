@@ -22,15 +22,18 @@ static const char bn_bpe_hf_llama3[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|"
     " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-/* A malformed-file error naming the file. */
-static bn_status BN_PRINTF(2, 3) bn_hf_bad(const char *path, const char *fmt, ...)
+/* A malformed-file error; `file` names the file when it is not the tokenizer.json
+ * itself (NULL), which the caller's context names. */
+static bn_status BN_PRINTF(2, 3) bn_hf_bad(const char *file, const char *fmt, ...)
 {
     char what[384];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return bn_error_set(BN_ERR_FORMAT, "%s: %s", path, what);
+    if (!file)
+        return bn_error_set(BN_ERR_FORMAT, "%s", what);
+    return bn_error_set(BN_ERR_FORMAT, "%s: %s", file, what);
 }
 
 /* The string member `key` of obj, or NULL. */
@@ -50,45 +53,45 @@ static int bn_hf_flag(const json_t *obj, const char *key, bool def)
 
 /* Recognises the pre-tokenizer: *pre gets "llama3" or "gpt2". Anything else (a
  * normalizer, another regex, a prefix space) is BN_ERR_UNSUPPORTED naming it. */
-static bn_status bn_hf_pre(const char *path, const json_t *root, const char **pre)
+static bn_status bn_hf_pre(const json_t *root, const char **pre)
 {
     const json_t *norm = json_object_get(root, "normalizer");
     if (norm && !json_is_null(norm))
-        return bn_error_set(BN_ERR_UNSUPPORTED, "%s: normalizer '%s' is not supported with "
-                            "byte-level BPE", path, bn_hf_str(norm, "type") ?
+        return bn_error_set(BN_ERR_UNSUPPORTED, "normalizer '%s' is not supported with "
+                            "byte-level BPE", bn_hf_str(norm, "type") ?
                             bn_hf_str(norm, "type") : "?");
     const json_t *pt = json_object_get(root, "pre_tokenizer");
     const char *type = bn_hf_str(pt, "type");
     if (!type)
-        return bn_error_set(BN_ERR_UNSUPPORTED, "%s: a BPE tokenizer without a "
-                            "pre_tokenizer is not supported", path);
+        return bn_error_set(BN_ERR_UNSUPPORTED, "a BPE tokenizer without a "
+                            "pre_tokenizer is not supported");
     const json_t *byte_level = pt, *split = NULL;
     if (strcmp(type, "Sequence") == 0) {
         const json_t *list = json_object_get(pt, "pretokenizers");
         if (json_array_size(list) != 2 ||
             !bn_hf_str(json_array_get(list, 0), "type") ||
             strcmp(bn_hf_str(json_array_get(list, 0), "type"), "Split") != 0)
-            return bn_error_set(BN_ERR_UNSUPPORTED, "%s: this pre_tokenizer Sequence is not "
-                                "supported (Split then ByteLevel is)", path);
+            return bn_error_set(BN_ERR_UNSUPPORTED, "this pre_tokenizer Sequence is not "
+                                "supported (Split then ByteLevel is)");
         split = json_array_get(list, 0);
         byte_level = json_array_get(list, 1);
     }
     const char *bl_type = bn_hf_str(byte_level, "type");
     if (!bl_type || strcmp(bl_type, "ByteLevel") != 0)
-        return bn_error_set(BN_ERR_UNSUPPORTED, "%s: pre_tokenizer '%s' is not supported "
-                            "(byte-level BPE needs ByteLevel)", path, bl_type ? bl_type : "?");
+        return bn_error_set(BN_ERR_UNSUPPORTED, "pre_tokenizer '%s' is not supported "
+                            "(byte-level BPE needs ByteLevel)", bl_type ? bl_type : "?");
     int use_regex = bn_hf_flag(byte_level, "use_regex", true);
     int prefix = bn_hf_flag(byte_level, "add_prefix_space", true);
     if (use_regex < 0 || prefix < 0)
-        return bn_hf_bad(path, "pre_tokenizer ByteLevel: use_regex and add_prefix_space "
+        return bn_hf_bad(NULL, "pre_tokenizer ByteLevel: use_regex and add_prefix_space "
                          "must be booleans");
     if (prefix)
-        return bn_error_set(BN_ERR_UNSUPPORTED, "%s: ByteLevel add_prefix_space is not "
-                            "supported", path);
+        return bn_error_set(BN_ERR_UNSUPPORTED, "ByteLevel add_prefix_space is not "
+                            "supported");
     if (!split) {
         if (!use_regex)
-            return bn_error_set(BN_ERR_UNSUPPORTED, "%s: ByteLevel without a regex is not "
-                                "supported", path);
+            return bn_error_set(BN_ERR_UNSUPPORTED, "ByteLevel without a regex is not "
+                                "supported");
         *pre = "gpt2";
         return BN_OK;
     }
@@ -96,14 +99,14 @@ static bn_status bn_hf_pre(const char *path, const json_t *root, const char **pr
     const char *behavior = bn_hf_str(split, "behavior");
     int invert = bn_hf_flag(split, "invert", false);
     if (!regex)
-        return bn_error_set(BN_ERR_UNSUPPORTED, "%s: a Split pre-tokenizer without a Regex "
-                            "pattern is not supported", path);
+        return bn_error_set(BN_ERR_UNSUPPORTED, "a Split pre-tokenizer without a Regex "
+                            "pattern is not supported");
     if (strcmp(regex, bn_bpe_hf_llama3) != 0)
-        return bn_error_set(BN_ERR_UNSUPPORTED, "%s: pre-tokenizer regex \"%.200s\" is not "
-                            "supported (only LLaMA 3's is)", path, regex);
+        return bn_error_set(BN_ERR_UNSUPPORTED, "pre-tokenizer regex \"%.200s\" is not "
+                            "supported (only LLaMA 3's is)", regex);
     if (!behavior || strcmp(behavior, "Isolated") != 0 || invert != 0 || use_regex)
-        return bn_error_set(BN_ERR_UNSUPPORTED, "%s: Split behavior '%s' (invert %d) then "
-                            "ByteLevel use_regex %d is not supported", path,
+        return bn_error_set(BN_ERR_UNSUPPORTED, "Split behavior '%s' (invert %d) then "
+                            "ByteLevel use_regex %d is not supported",
                             behavior ? behavior : "?", invert, use_regex);
     *pre = "llama3";
     return BN_OK;
@@ -122,8 +125,7 @@ static bool bn_hf_id(const json_t *v, bn_token *id)
 }
 
 /* Checks the vocabulary and added tokens and counts ids: *n_vocab = max id + 1. */
-static bn_status bn_hf_count(const char *path, const json_t *vocab, const json_t *added,
-                             int32_t *n_vocab)
+static bn_status bn_hf_count(const json_t *vocab, const json_t *added, int32_t *n_vocab)
 {
     size_t n_defined = json_object_size(vocab) + json_array_size(added);
     bn_token max_id = -1;
@@ -133,7 +135,7 @@ static bn_status bn_hf_count(const char *path, const json_t *vocab, const json_t
     json_object_keylen_foreach((json_t *)vocab, key, key_len, v) {
         bn_token id;
         if (!bn_hf_id(v, &id))
-            return bn_hf_bad(path, "model.vocab: the id of \"%.*s\" is not a token id",
+            return bn_hf_bad(NULL, "model.vocab: the id of \"%.*s\" is not a token id",
                              (int)(key_len > 64 ? 64 : key_len), key);
         max_id = id > max_id ? id : max_id;
     }
@@ -142,25 +144,24 @@ static bn_status bn_hf_count(const char *path, const json_t *vocab, const json_t
         bn_token id;
         if (!bn_hf_id(json_object_get(a, "id"), &id) || !bn_hf_str(a, "content") ||
             json_string_length(json_object_get(a, "content")) == 0)
-            return bn_hf_bad(path, "added_tokens[%zu] needs an id and a non-empty content", i);
+            return bn_hf_bad(NULL, "added_tokens[%zu] needs an id and a non-empty content", i);
         max_id = id > max_id ? id : max_id;
     }
     if (max_id < 0)
-        return bn_hf_bad(path, "model.vocab is empty");
+        return bn_hf_bad(NULL, "model.vocab is empty");
     if ((size_t)max_id + 1 > 2 * n_defined + 1024)
-        return bn_hf_bad(path, "token ids reach %d for only %zu entries", max_id, n_defined);
+        return bn_hf_bad(NULL, "token ids reach %d for only %zu entries", max_id, n_defined);
     *n_vocab = max_id + 1;
     return BN_OK;
 }
 
 /* Fills the vocabulary: added tokens (CONTROL when special, else USER_DEFINED), then
  * model.vocab (NORMAL), then "<unused-ID>" (UNUSED) for ids that have neither. */
-static bn_status bn_hf_vocab(const char *path, bn_tokenizer *t, const json_t *vocab,
-                             const json_t *added)
+static bn_status bn_hf_vocab(bn_tokenizer *t, const json_t *vocab, const json_t *added)
 {
     bool *set = bn_calloc((size_t)t->n_vocab, sizeof *set, "tokenizer");
     if (!set)
-        return bn_error_wrap(BN_OK, "%s: reading the vocabulary", path);
+        return bn_error_wrap(BN_OK, "reading the vocabulary");
     bn_status st = BN_OK;
     for (size_t i = 0; i < json_array_size(added) && st == BN_OK; i++) {
         const json_t *a = json_array_get(added, i);
@@ -169,7 +170,7 @@ static bn_status bn_hf_vocab(const char *path, bn_tokenizer *t, const json_t *vo
         bn_hf_id(json_object_get(a, "id"), &id);   /* checked by bn_hf_count */
         int special = bn_hf_flag(a, "special", false);
         if (set[id] || special < 0)
-            st = bn_hf_bad(path, "added_tokens[%zu] (id %d): %s", i, id,
+            st = bn_hf_bad(NULL, "added_tokens[%zu] (id %d): %s", i, id,
                            set[id] ? "the id is used twice" : "special is not a boolean");
         else
             st = bn_tok_set_entry(t, id, json_string_value(content), json_string_length(content),
@@ -182,13 +183,13 @@ static bn_status bn_hf_vocab(const char *path, bn_tokenizer *t, const json_t *vo
     bool *in_vocab = st == BN_OK ? bn_calloc((size_t)t->n_vocab, sizeof *in_vocab,
                                              "tokenizer") : NULL;
     if (st == BN_OK && !in_vocab)
-        st = bn_error_wrap(BN_OK, "%s: reading the vocabulary", path);
+        st = bn_error_wrap(BN_OK, "reading the vocabulary");
     json_object_keylen_foreach((json_t *)vocab, key, key_len, v) {
         if (st != BN_OK)
             break;
         bn_token id = (bn_token)json_integer_value(v);
         if (in_vocab[id])
-            st = bn_hf_bad(path, "model.vocab: id %d is given to two entries (one is \"%.*s\")",
+            st = bn_hf_bad(NULL, "model.vocab: id %d is given to two entries (one is \"%.*s\")",
                            id, (int)(key_len > 64 ? 64 : key_len), key);
         else if (!set[id])   /* an added token with the same id keeps its entry */
             st = bn_tok_set_entry(t, id, key, key_len, 0.0f, BN_TOKEN_NORMAL);
@@ -207,14 +208,14 @@ static bn_status bn_hf_vocab(const char *path, bn_tokenizer *t, const json_t *vo
 }
 
 /* model.merges ("a b" strings or [a, b] pairs) into BPE. */
-static bn_status bn_hf_merges(const char *path, bn_tokenizer *t, const json_t *merges,
-                              const char *pre, bool ignore_merges)
+static bn_status bn_hf_merges(bn_tokenizer *t, const json_t *merges, const char *pre,
+                              bool ignore_merges)
 {
     size_t n = json_array_size(merges), joined_size = 0;
     const char **strs = bn_malloc((n + 1) * sizeof *strs, "tokenizer");
     uint32_t *lens = bn_malloc((n + 1) * sizeof *lens, "tokenizer");
     char *joined = NULL;   /* the [a, b] pairs as "a b" strings */
-    bn_status st = strs && lens ? BN_OK : bn_error_wrap(BN_OK, "%s: reading merges", path);
+    bn_status st = strs && lens ? BN_OK : bn_error_wrap(BN_OK, "reading merges");
     for (size_t i = 0; i < n && st == BN_OK; i++) {
         const json_t *m = json_array_get(merges, i);
         if (json_is_array(m) && json_array_size(m) == 2 &&
@@ -222,14 +223,14 @@ static bn_status bn_hf_merges(const char *path, bn_tokenizer *t, const json_t *m
             const json_t *a = json_array_get(m, 0), *b = json_array_get(m, 1);
             if (memchr(json_string_value(a), ' ', json_string_length(a)) ||
                 memchr(json_string_value(b), ' ', json_string_length(b)))
-                st = bn_hf_bad(path, "model.merges[%zu]: a part holds a space", i);
+                st = bn_hf_bad(NULL, "model.merges[%zu]: a part holds a space", i);
             joined_size += json_string_length(a) + json_string_length(b) + 1;
         } else if (!json_is_string(m) || json_string_length(m) > UINT32_MAX) {
-            st = bn_hf_bad(path, "model.merges[%zu] is neither \"a b\" nor [a, b]", i);
+            st = bn_hf_bad(NULL, "model.merges[%zu] is neither \"a b\" nor [a, b]", i);
         }
     }
     if (st == BN_OK && joined_size && !(joined = bn_malloc(joined_size, "tokenizer")))
-        st = bn_error_wrap(BN_OK, "%s: reading merges", path);
+        st = bn_error_wrap(BN_OK, "reading merges");
     size_t at = 0;
     for (size_t i = 0; i < n && st == BN_OK; i++) {
         const json_t *m = json_array_get(merges, i);
@@ -306,7 +307,7 @@ static bn_status bn_hf_config(const char *path, bn_tokenizer *t)
     static const char name[] = "tokenizer_config.json";
     char *cpath = bn_malloc(dir_len + sizeof name, "tokenizer");
     if (!cpath)
-        return bn_error_wrap(BN_OK, "%s: reading its config", path);
+        return bn_error_wrap(BN_OK, "reading its config");
     memcpy(cpath, path, dir_len);
     memcpy(cpath + dir_len, name, sizeof name);
     FILE *f = fopen(cpath, "rb");
@@ -354,12 +355,12 @@ static bn_status bn_hf_fill(const char *path, const json_t *root, const json_t *
                             const char *pre, bn_tokenizer *t)
 {
     const json_t *added = json_object_get(root, "added_tokens");
-    bn_status st = bn_hf_vocab(path, t, json_object_get(model, "vocab"), added);
+    bn_status st = bn_hf_vocab(t, json_object_get(model, "vocab"), added);
     int ignore_merges = bn_hf_flag(model, "ignore_merges", false);
     if (st == BN_OK && ignore_merges < 0)
-        st = bn_hf_bad(path, "model.ignore_merges is not a boolean");
+        st = bn_hf_bad(NULL, "model.ignore_merges is not a boolean");
     if (st == BN_OK)
-        st = bn_hf_merges(path, t, json_object_get(model, "merges"), pre, ignore_merges > 0);
+        st = bn_hf_merges(t, json_object_get(model, "merges"), pre, ignore_merges > 0);
     if (st != BN_OK)
         return st;
     const char *unk = bn_hf_str(model, "unk_token");
@@ -379,8 +380,9 @@ bn_status bn_tok_load_hf_json(const char *path, bn_tokenizer **out)
     json_t *root = json_load_file(path, JSON_ALLOW_NUL, &jerr);
     if (!root) {
         if (json_error_code(&jerr) == json_error_cannot_open_file)
-            return bn_error_set(BN_ERR_IO, "%s: %s", path, jerr.text);
-        return bn_hf_bad(path, "line %d: %s", jerr.line, jerr.text);
+            return bn_error_set(BN_ERR_IO, "%s", jerr.text);   /* names the file */
+        return bn_error_wrap(bn_hf_bad(NULL, "line %d: %s", jerr.line, jerr.text),
+                             "loading the Hugging Face tokenizer %s", path);
     }
     bn_status st = BN_OK;
     const json_t *model = json_object_get(root, "model");
@@ -388,27 +390,27 @@ bn_status bn_tok_load_hf_json(const char *path, bn_tokenizer **out)
     const char *pre = NULL;
     int32_t n_vocab = 0;
     if (!json_is_object(model))
-        st = bn_hf_bad(path, "no model object");
+        st = bn_hf_bad(NULL, "no model object");
     else if (type && strcmp(type, "BPE") != 0)
-        st = bn_error_set(BN_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported "
-                          "(BPE is)", path, type);
+        st = bn_error_set(BN_ERR_UNSUPPORTED, "tokenizer model '%s' is not supported "
+                          "(BPE is)", type);
     else if (!json_is_object(json_object_get(model, "vocab")) ||
              !json_is_array(json_object_get(model, "merges")))
-        st = bn_hf_bad(path, "model.vocab must be an object and model.merges an array");
+        st = bn_hf_bad(NULL, "model.vocab must be an object and model.merges an array");
     else if (json_object_get(root, "added_tokens") &&
              !json_is_array(json_object_get(root, "added_tokens")))
-        st = bn_hf_bad(path, "added_tokens must be an array");
+        st = bn_hf_bad(NULL, "added_tokens must be an array");
     const char *prefix = bn_hf_str(model, "continuing_subword_prefix");
     const char *suffix = bn_hf_str(model, "end_of_word_suffix");
     const json_t *dropout = json_object_get(model, "dropout");
     if (st == BN_OK && ((prefix && *prefix) || (suffix && *suffix) ||
                         (json_is_number(dropout) && json_number_value(dropout) > 0)))
-        st = bn_error_set(BN_ERR_UNSUPPORTED, "%s: BPE with a subword prefix, word suffix "
-                          "or dropout is not supported", path);
+        st = bn_error_set(BN_ERR_UNSUPPORTED, "BPE with a subword prefix, word suffix "
+                          "or dropout is not supported");
     if (st == BN_OK)
-        st = bn_hf_pre(path, root, &pre);
+        st = bn_hf_pre(root, &pre);
     if (st == BN_OK)
-        st = bn_hf_count(path, json_object_get(model, "vocab"),
+        st = bn_hf_count(json_object_get(model, "vocab"),
                          json_object_get(root, "added_tokens"), &n_vocab);
     bn_tokenizer *t = NULL;
     if (st == BN_OK)

@@ -284,9 +284,9 @@ int cmd_batch(int argc, char **argv)
         parallel = (int64_t)n_items;
     o.n_seq = (int32_t)parallel;
     double t_load = 0;
-    run_pick_seed(&o);
     if (!run_load(cmd, &o, false, &m, &c, &t_load))
         goto done;
+    run_pick_seed(&o);              /* after the load: no seed line on a failure */
     if (bn_generator_create(c, &gen) != BN_OK) {
         cli_fail(cmd);
         goto done;

@@ -659,9 +659,9 @@ int cmd_chat(int argc, char **argv)
     chat_input in;
     memset(&in, 0, sizeof in);
     in.tty = isatty(STDIN_FILENO);
-    run_pick_seed(&o);
     if (!run_load(chat_cmd, &o, false, &s.m, &s.c, NULL))
         goto done;
+    run_pick_seed(&o);              /* after the load: no seed line on a failure */
     const bn_tokenizer *tok = bn_model_tokenizer(s.m);
     if (!tok) {
         fprintf(stderr, "bitnet chat: the model has no tokenizer (no tokenizer.ggml.* "

@@ -114,9 +114,9 @@ int cmd_generate(int argc, char **argv)
     bn_token *ids = NULL;
     size_t n_ids = 0;
     double load_s = 0;
-    run_pick_seed(&o);
     if (!run_load(cmd, &o, false, &m, &c, &load_s))
         goto done;
+    run_pick_seed(&o);              /* after the load: no seed line on a failure */
     if (!run_tokenize(cmd, m, ptext, text_len, bos, &ids, &n_ids))
         goto done;
     if (n_ids == 0) {

@@ -316,7 +316,8 @@ int main(int argc, char **argv)
     const command *c = find_command(argv[i]);
     if (!c)
         return cli_usage_error(NULL, "unknown command '%s'", argv[i]);
-    if (c->run != cmd_help && c->run != cmd_version && bn_kernels_check_env() != BN_OK) {
+    if (c->run != cmd_help && c->run != cmd_version &&
+        (bn_kernels_check_env() != BN_OK || bn_threads_check_env() != BN_OK)) {
         fprintf(stderr, "bitnet: %s\n", bn_last_error());
         return EXIT_USAGE;
     }

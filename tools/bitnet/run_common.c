@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -261,13 +262,50 @@ const char *run_weights_how(const bn_model_info *in, char *buf, size_t size)
     return buf;
 }
 
+/* The progress line of a model load, shown on a terminal for files of more than
+ * 256 MiB (a smaller one loads in a blink), rewritten in place as the percentage
+ * changes and cleared once the file is in memory. */
+typedef struct run_progress {
+    const char *name;   /* the file's name, without its folder */
+    int percent;        /* the percentage on the line, -1 before the first */
+    int width;          /* characters on the line */
+} run_progress;
+
+static bool run_progress_line(uint64_t done, uint64_t total, void *user)
+{
+    run_progress *p = user;
+    int percent = total ? (int)(100.0 * (double)done / (double)total) : 100;
+    if (done < total && percent != p->percent) {
+        int w = fprintf(stderr, "\rloading %s: %3d%% (%.0f of %.0f MB)", p->name, percent,
+                        (double)done / 1e6, (double)total / 1e6);
+        p->width = w > p->width ? w : p->width;
+    } else if (done >= total && p->width > 0) {
+        fprintf(stderr, "\r%*s\r", p->width, "");
+        p->width = 0;
+    }
+    p->percent = percent;
+    fflush(stderr);
+    return true;
+}
+
 bool run_load(const char *cmd, const run_opts *o, bool logits_all, bn_model **m,
               bn_context **c, double *load_seconds)
 {
     *m = NULL;
     *c = NULL;
     double t0 = run_now();
-    if (bn_model_load(o->model, &o->mp, m) != BN_OK) {
+    bn_model_params mp = o->mp;
+    const char *slash = strrchr(o->model, '/');
+    run_progress progress = {.name = slash ? slash + 1 : o->model, .percent = -1};
+    struct stat sb;
+    if (isatty(STDERR_FILENO) && stat(o->model, &sb) == 0 && sb.st_size > (256 << 20)) {
+        mp.progress = run_progress_line;
+        mp.progress_user = &progress;
+    }
+    bool loaded = bn_model_load(o->model, &mp, m) == BN_OK;
+    if (progress.width > 0)   /* a load that failed half way */
+        fputc('\n', stderr);
+    if (!loaded) {
         cli_fail(cmd);
         return false;
     }
