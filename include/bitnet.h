@@ -584,6 +584,12 @@ BN_API const bn_qtype_info *bn_qtype_get(bn_qtype type);
 /* The type called `name` (case-insensitive, as bn_qtype_info.name); false if none. */
 BN_API bool bn_qtype_from_name(const char *name, bn_qtype *out);
 
+/* The value of GGUF's general.file_type (llama.cpp's LLAMA_FTYPE_*, "mostly TYPE") for
+ * a model whose weights are mostly `type`: 0 f32, 1 f16, 2 q4_0, 7 q8_0, 18 q6_K,
+ * 32 bf16, 36 tq1_0, 37 tq2_0, 40 i2_s (bitnet.cpp's number); -1 for a type without
+ * one. */
+BN_API int32_t bn_qtype_file_type(bn_qtype type);
+
 /* Bytes of a tensor of n_rows rows of row_len elements. BN_ERR_SHAPE when row_len is
  * not a multiple of the type's block size (I2_S: of 128 over the whole tensor) or the
  * size overflows; BN_ERR_DTYPE for an unknown type. */
