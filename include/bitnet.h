@@ -590,6 +590,12 @@ BN_API const bn_qtype_info *bn_qtype_get(bn_qtype type);
 /* The type called `name` (case-insensitive, as bn_qtype_info.name); false if none. */
 BN_API bool bn_qtype_from_name(const char *name, bn_qtype *out);
 
+/* The value of GGUF's general.file_type (llama.cpp's LLAMA_FTYPE_*, "mostly TYPE") for
+ * a model whose weights are mostly `type`: 0 f32, 1 f16, 2 q4_0, 7 q8_0, 18 q6_K,
+ * 32 bf16, 36 tq1_0, 37 tq2_0, 40 i2_s (bitnet.cpp's number); -1 for a type without
+ * one. */
+BN_API int32_t bn_qtype_file_type(bn_qtype type);
+
 /* Bytes of a tensor of n_rows rows of row_len elements. BN_ERR_SHAPE when row_len is
  * not a multiple of the type's block size (I2_S: of 128 over the whole tensor) or the
  * size overflows; BN_ERR_DTYPE for an unknown type. */
@@ -686,6 +692,49 @@ typedef struct bn_quant_error {
 BN_API void bn_quant_error_measure(const float *orig, const float *deq, int64_t n,
                                    bn_quant_error *out);
 
+/* ================================================================ output files */
+
+/* A file written whole or not at all, which an interrupted process does not leave
+ * behind. The bytes go to an unnamed file in the target's directory (Linux O_TMPFILE)
+ * that bn_out_file_commit links into place only after every write and the flush
+ * succeeded; a process killed before that, even by SIGKILL, leaves nothing, and an
+ * existing file at the path is replaced by one rename or not at all. Where the
+ * filesystem has no unnamed files (or not on Linux) a named temporary beside the
+ * target, "PATH.tmp.XXXXXX", is used instead and renamed over the target at the end;
+ * bn_out_file_cleanup_signal removes it from a signal handler. The environment
+ * variable BITNET_NO_O_TMPFILE=1 forces the named temporary (for tests). The file is
+ * created with mode 0666 less the process's umask (0644 under umask 022), as any new
+ * file. One bn_out_file is used by one thread at a time. */
+typedef struct bn_out_file bn_out_file;
+
+/* Start writing `path`. BN_ERR_IO naming the path when it exists and is not a regular
+ * file (a device, a pipe, a directory: never replaced) or when no file can be created
+ * in its directory (missing, read-only). Nothing is created at `path` itself. */
+BN_API bn_status bn_out_file_open(const char *path, bn_out_file **out);
+
+/* Append n bytes. A failed write (a full disk) is BN_ERR_IO naming the path, and is
+ * remembered: every later write and the commit fail too. */
+BN_API bn_status bn_out_file_write(bn_out_file *f, const void *data, size_t n);
+
+/* The file's descriptor, for calls such as fstat. Bytes written through it are not
+ * checked by the library: check them yourself. */
+BN_API int bn_out_file_fd(const bn_out_file *f);
+
+/* Flush the file to the disk (fsync), close it and put it at its path, replacing what
+ * was there. On any failure (a write that failed earlier, the flush, the close, the
+ * link or the rename) BN_ERR_IO naming the path, nothing is put at the path and a file
+ * already there is untouched. Frees f in every case. */
+BN_API bn_status bn_out_file_commit(bn_out_file *f);
+
+/* Abandon the file: nothing appears at its path. Frees f; NULL is a no-op. */
+BN_API void bn_out_file_discard(bn_out_file *f);
+
+/* Remove the named temporaries of the files being written (there are none where
+ * unnamed files are used). Async-signal-safe: for a program's SIGINT, SIGTERM and
+ * SIGHUP handlers, before the process ends; the library installs no handler. It frees
+ * nothing, and a bn_out_file whose temporary it removed can only be discarded. */
+BN_API void bn_out_file_cleanup_signal(void);
+
 /* ======================================================================= GGUF */
 
 /* GGUF files (versions 2 and 3), read through a read-only memory map. Every count,
@@ -758,9 +807,9 @@ BN_API const bn_gguf_tensor *bn_gguf_get_tensor(const bn_gguf *g, int64_t i);
 BN_API int64_t bn_gguf_find_tensor(const bn_gguf *g, const char *name); /* -1 if absent*/
 
 /* Building a GGUF file: metadata and tensors are added in order, then written in one
- * pass to a temporary file next to the target, which is renamed over it only when
- * everything was written. Tensor data is not copied: it must stay valid until
- * bn_gguf_writer_write returns. */
+ * pass through a bn_out_file (above): the file appears at the target only when
+ * everything was written, and an interrupted write leaves nothing. Tensor data is not
+ * copied: it must stay valid until bn_gguf_writer_write returns. */
 typedef struct bn_gguf_writer bn_gguf_writer;
 
 /* Called during writing with bytes done and bytes in all; return false to cancel. */

@@ -3,18 +3,14 @@
  *
  * Metadata values are encoded as soon as they are set (type + payload, exactly as
  * they go to disk), so writing is one pass: header, metadata, tensor records, padding,
- * then each tensor's bytes at its aligned offset. The file is written under a
- * temporary name in the target's directory and renamed over the target only after
- * everything was written and flushed, so a failure or a cancel leaves nothing behind
- * and never a half-written target.
+ * then each tensor's bytes at its aligned offset. The bytes go through a bn_out_file
+ * (out_file.c), which puts the file at the target only after everything was written
+ * and flushed, so a failure, a cancel or a killed process leaves nothing behind and
+ * never a half-written target.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "io/gguf_internal.h"
 
@@ -370,33 +366,18 @@ static bn_status bn_writer_header(const bn_gguf_writer *w, size_t align, bn_buf 
     return b->failed ? bn_error_wrap(BN_OK, "encoding the GGUF header") : BN_OK;
 }
 
-/* Writes all of buf to fd. */
-static bn_status bn_write_all(int fd, const void *buf, size_t n, const char *path)
-{
-    const unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return bn_error_set(BN_ERR_IO, "writing %s: %s", path,
-                                k < 0 ? strerror(errno) : "no progress");
-        p += k;
-        n -= (size_t)k;
-    }
-    return BN_OK;
-}
-
-/* Writes header and tensors to fd, reporting progress. */
-static bn_status bn_writer_emit(const bn_gguf_writer *w, int fd, const char *tmp,
+/* Writes header and tensors to f, reporting progress. */
+static bn_status bn_writer_emit(const bn_gguf_writer *w, bn_out_file *f, const char *path,
                                 bn_progress_fn progress, void *user)
 {
     size_t align = bn_writer_alignment(w);
     bn_buf header = {0};
     uint64_t data_size;
     bn_status st = bn_writer_header(w, align, &header, &data_size);
-    if (st == BN_OK)
-        st = bn_write_all(fd, header.p, header.len, tmp);
+    if (st != BN_OK)
+        st = bn_error_wrap(BN_OK, "writing %s", path);
+    else
+        st = bn_out_file_write(f, header.p, header.len);
     uint64_t total = header.len + data_size, done = header.len;
     bn_free(header.p);
     static const unsigned char zeros[64] = {0};
@@ -405,69 +386,31 @@ static bn_status bn_writer_emit(const bn_gguf_writer *w, int fd, const char *tmp
         const bn_wtensor *t = &w->tensors[i];
         for (size_t off = 0; st == BN_OK && off < t->nbytes; off += chunk) {
             size_t n = t->nbytes - off < chunk ? t->nbytes - off : chunk;
-            st = bn_write_all(fd, (const unsigned char *)t->data + off, n, tmp);
+            st = bn_out_file_write(f, (const unsigned char *)t->data + off, n);
             done += n;
             if (st == BN_OK && progress && !progress(done, total, user))
-                st = bn_error_set(BN_ERR_IO, "writing %s: cancelled", tmp);
+                st = bn_error_set(BN_ERR_IO, "writing %s: cancelled", path);
         }
         size_t pad = (align - t->nbytes % align) % align;
         if (st == BN_OK && pad)
-            st = bn_write_all(fd, zeros, pad, tmp);
+            st = bn_out_file_write(f, zeros, pad);
         done += pad;
     }
     if (st == BN_OK && progress && !progress(total, total, user))
-        st = bn_error_set(BN_ERR_IO, "writing %s: cancelled", tmp);
+        st = bn_error_set(BN_ERR_IO, "writing %s: cancelled", path);
     return st;
-}
-
-/* The process's umask, read without changing it (from /proc; 022 if unavailable). */
-static mode_t bn_current_umask(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    unsigned mask = 022;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "Umask: %o", &mask) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return (mode_t)mask;
 }
 
 bn_status bn_gguf_writer_write(bn_gguf_writer *w, const char *path,
                                bn_progress_fn progress, void *user)
 {
-    /* the rename would replace a device, a pipe or a directory entry of another kind */
-    struct stat sb;
-    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
-        return bn_error_set(BN_ERR_IO, "writing %s: it exists and is not a regular file; "
-                            "not replacing it", path);
-    size_t plen = strlen(path);
-    char *tmp = bn_malloc(plen + 16, "gguf_writer");
-    if (!tmp)
-        return bn_error_wrap(BN_OK, "writing %s", path);
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        bn_status st = bn_error_set(BN_ERR_IO, "creating a temporary file next to %s: %s",
-                                    path, strerror(errno));
-        bn_free(tmp);
+    bn_out_file *f = NULL;
+    bn_status st = bn_out_file_open(path, &f);
+    if (st != BN_OK)
         return st;
-    }
-    /* mkstemp makes the file private; give it the permissions a new file gets */
-    if (fchmod(fd, 0666 & ~bn_current_umask()) != 0)
-        bn_log(BN_LOG_WARN, "could not set the permissions of %s: %s", tmp, strerror(errno));
-    bn_status st = bn_writer_emit(w, fd, tmp, progress, user);
-    if (st == BN_OK && fsync(fd) != 0)
-        st = bn_error_set(BN_ERR_IO, "flushing %s: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && st == BN_OK)
-        st = bn_error_set(BN_ERR_IO, "closing %s: %s", tmp, strerror(errno));
-    if (st == BN_OK && rename(tmp, path) != 0)
-        st = bn_error_set(BN_ERR_IO, "renaming %s to %s: %s", tmp, path, strerror(errno));
-    if (st != BN_OK) {
-        unlink(tmp);
-        bn_error_wrap(BN_OK, "writing %s", path);
-    }
-    bn_free(tmp);
+    st = bn_writer_emit(w, f, path, progress, user);
+    if (st == BN_OK)
+        return bn_out_file_commit(f);
+    bn_out_file_discard(f);
     return st;
 }

@@ -145,6 +145,29 @@ bool bn_qtype_from_name(const char *name, bn_qtype *out)
     return false;
 }
 
+/* LLAMA_FTYPE_MOSTLY_<type> for the types we write. Sources: llama.cpp's
+ * include/llama.h, enum llama_ftype (ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2,
+ * MOSTLY_Q8_0 7, MOSTLY_Q6_K 18, MOSTLY_BF16 32, MOSTLY_TQ1_0 36, MOSTLY_TQ2_0 37);
+ * I2_S: bitnet.cpp's llama.cpp fork adds LLAMA_FTYPE_MOSTLY_I2_S = 40, the value in
+ * microsoft's bitnet-b1.58-2B-4T GGUF (tests/test_model_2b4t.sh checks the layout of
+ * that file). Newer upstream llama.cpp gives 40 to another type (MOSTLY_Q1_0): a reader
+ * cannot trust the number alone, and we never do (the tensor types decide). */
+int32_t bn_qtype_file_type(bn_qtype type)
+{
+    switch (type) {
+    case BN_QT_F32:   return 0;
+    case BN_QT_F16:   return 1;
+    case BN_QT_Q4_0:  return 2;
+    case BN_QT_Q8_0:  return 7;
+    case BN_QT_Q6_K:  return 18;
+    case BN_QT_BF16:  return 32;
+    case BN_QT_TQ1_0: return 36;
+    case BN_QT_TQ2_0: return 37;
+    case BN_QT_I2_S:  return 40;
+    default:          return -1;
+    }
+}
+
 /* Bytes of an I2_S tensor of numel weights: the packed codes plus the tail. */
 static bn_status bn_i2s_tensor_size(int64_t numel, int64_t row_len, int64_t n_rows,
                                     size_t *out)

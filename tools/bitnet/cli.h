@@ -52,6 +52,11 @@ char *cli_bytes(uint64_t n, char *buf, size_t cap);
 /* True when argv[i] is -h or --help. */
 bool cli_is_help(const char *arg);
 
+/* Installs the handler for SIGINT, SIGTERM and SIGHUP that removes the named
+ * temporaries of files being written and ends the process by the signal; signals
+ * ignored at start stay ignored (signals.c). */
+void cli_signals_init(void);
+
 int cmd_info(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);

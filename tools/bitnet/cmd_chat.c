@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <editline/readline.h>
@@ -277,61 +276,37 @@ static json_t *chat_to_json(const bn_chat *chat, int *repaired)
     return arr;
 }
 
-/* /save: the conversation to a temporary file next to path, renamed onto path when it
- * is complete. */
+/* /save: the conversation to path, whole or not at all (bn_out_file). */
 static bool chat_save(const chat_session *s, const char *path)
 {
     int repaired = 0;
     json_t *arr = chat_to_json(s->chat, &repaired);
     char *text = arr ? json_dumps(arr, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(arr);
-    struct stat sb;
-    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-        fprintf(stderr, "bitnet chat: /save: %s exists and is not a regular file; not "
-                "replacing it\n", path);
-        free(text);
-        return false;
-    }
-    size_t tlen = strlen(path) + 16;
-    char *tmp = malloc(tlen);
-    if (!text || !tmp) {
+    if (!text) {
         fprintf(stderr, "bitnet chat: /save: out of memory\n");
-        free(text);
-        free(tmp);
         return false;
     }
-    snprintf(tmp, tlen, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    bool ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF && fflush(f) == 0 &&
-              fsync(fd) == 0;
-    int err = errno;
-    if (f) {
-        if (fclose(f) != 0 && ok) {
-            ok = false;
-            err = errno;
-        }
-    } else if (fd >= 0) {
-        close(fd);
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = false;
-        err = errno;
-    }
-    if (!ok) {
-        fprintf(stderr, "bitnet chat: /save: cannot write %s: %s\n", path, strerror(err));
-        if (fd >= 0)
-            unlink(tmp);
-    } else {
-        fprintf(stderr, "saved %zu messages to %s\n", bn_chat_n_messages(s->chat), path);
-        if (repaired)
-            fprintf(stderr, "bitnet chat: /save: %d message%s had bytes that are not "
-                    "UTF-8; they were saved as U+FFFD\n", repaired,
-                    repaired == 1 ? "" : "s");
-    }
+    bn_out_file *f = NULL;
+    bn_status st = bn_out_file_open(path, &f);
+    if (st == BN_OK)
+        st = bn_out_file_write(f, text, strlen(text));
+    if (st == BN_OK)
+        st = bn_out_file_write(f, "\n", 1);
+    if (st == BN_OK)
+        st = bn_out_file_commit(f);
+    else
+        bn_out_file_discard(f);
     free(text);
-    free(tmp);
-    return ok;
+    if (st != BN_OK) {
+        fprintf(stderr, "bitnet chat: /save: %s\n", bn_last_error());
+        return false;
+    }
+    fprintf(stderr, "saved %zu messages to %s\n", bn_chat_n_messages(s->chat), path);
+    if (repaired)
+        fprintf(stderr, "bitnet chat: /save: %d message%s had bytes that are not "
+                "UTF-8; they were saved as U+FFFD\n", repaired, repaired == 1 ? "" : "s");
+    return true;
 }
 
 /* Reads a file written by /save into *root (json_decref it); false with a message on

@@ -5,8 +5,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "run_common.h"
 
@@ -25,6 +23,7 @@ const char cmd_logits_help[] =
     "  --all                logits of every position\n"
     "  --greedy N           also print N greedy continuation ids (one token at a time)\n"
     "  -o, --output FILE    where to write the logits\n"
+    "                       ('-': standard output; the printed ids then go to stderr)\n"
     "  -h, --help           show this help\n"
     "\n";
 
@@ -62,48 +61,38 @@ static bool parse_ids(const char *s, bn_token **out, size_t *n)
     return true;
 }
 
-/* Writes n floats to path through a temporary file and a rename. */
+/* Writes the rows to standard output, checking every write and the flush. */
+static bool write_floats_stdout(const char *cmd, const float *const *rows, size_t n_rows,
+                                size_t row_len)
+{
+    bool ok = true;
+    for (size_t r = 0; ok && r < n_rows; r++)
+        ok = fwrite(rows[r], sizeof(float), row_len, stdout) == row_len;
+    if (fflush(stdout) != 0 || !ok) {
+        fprintf(stderr, "bitnet %s: cannot write the logits to standard output: %s\n", cmd,
+                strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* Writes the rows to path ("-": standard output), whole or not at all (bn_out_file). */
 static bool write_floats(const char *cmd, const char *path, const float *const *rows,
                          size_t n_rows, size_t row_len)
 {
-    struct stat sb;
-    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-        fprintf(stderr, "bitnet %s: %s exists and is not a regular file; not replacing it\n",
-                cmd, path);
-        return false;
-    }
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp)
-        return false;
-    snprintf(tmp, plen + 16, "%s.tmpXXXXXX", path);
-    int fd = mkstemp(tmp);
-    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    bool ok = f != NULL;
-    for (size_t r = 0; ok && r < n_rows; r++)
-        ok = fwrite(rows[r], sizeof(float), row_len, f) == row_len;
-    if (f && fflush(f) != 0)
-        ok = false;
-    if (f && fsync(fileno(f)) != 0)
-        ok = false;
-    int err = errno;
-    if (f && fclose(f) != 0 && ok) {
-        ok = false;
-        err = errno;
-    } else if (!f && fd >= 0) {
-        close(fd);
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = false;
-        err = errno;
-    }
-    if (!ok) {
-        fprintf(stderr, "bitnet %s: cannot write %s: %s\n", cmd, path, strerror(err));
-        if (fd >= 0)
-            unlink(tmp);
-    }
-    free(tmp);
-    return ok;
+    if (strcmp(path, "-") == 0)
+        return write_floats_stdout(cmd, rows, n_rows, row_len);
+    bn_out_file *f = NULL;
+    bn_status st = bn_out_file_open(path, &f);
+    for (size_t r = 0; st == BN_OK && r < n_rows; r++)
+        st = bn_out_file_write(f, rows[r], row_len * sizeof(float));
+    if (st == BN_OK)
+        st = bn_out_file_commit(f);
+    else
+        bn_out_file_discard(f);
+    if (st != BN_OK)
+        cli_fail(cmd);
+    return st == BN_OK;
 }
 
 int cmd_logits(int argc, char **argv)
@@ -202,16 +191,18 @@ int cmd_logits(int argc, char **argv)
             best = v;
     if (!write_floats(cmd, output, rows, n_rows, (size_t)V))
         goto done;
-    printf("argmax_last %d\n", best);
+    /* with the logits on standard output, the ids go to stderr */
+    FILE *text = strcmp(output, "-") == 0 ? stderr : stdout;
+    fprintf(text, "argmax_last %d\n", best);
     if (greedy > 0) {
-        printf("greedy");
+        fprintf(text, "greedy");
         bn_token t = best;
         for (int64_t g = 0; g < greedy; g++) {
-            printf("%s%d", g ? "," : " ", t);
+            fprintf(text, "%s%d", g ? "," : " ", t);
             if (g + 1 == greedy)
                 break;
             if (bn_eval(c, &t, 1) != BN_OK) {
-                printf("\n");
+                fprintf(text, "\n");
                 cli_fail(cmd);
                 goto done;
             }
@@ -221,9 +212,10 @@ int cmd_logits(int argc, char **argv)
                 if (l[v] > l[t])
                     t = v;
         }
-        printf("\n");
+        fprintf(text, "\n");
     }
-    fprintf(stderr, "wrote %zu x %d logits to %s\n", n_rows, V, output);
+    fprintf(stderr, "wrote %zu x %d logits to %s\n", n_rows, V,
+            text == stderr ? "standard output" : output);
     rc = 0;
 done:
     free(rows);

@@ -7,7 +7,8 @@
  * absmean ternarization, or the tensor's own scale when it is ternary already) ->
  * the target format's reference quantizer. Tensors are converted in parallel on the
  * library's thread pool, one tensor per task, so the output does not depend on the
- * thread count. The output is written to a temporary file and renamed only on success.
+ * thread count. The output is written through an unnamed file (bn_out_file) that
+ * appears at OUT only on success; general.file_type is set to the type written.
  */
 #include <fnmatch.h>
 #include <math.h>
@@ -160,9 +161,6 @@ static bn_status qz_convert(qz_run *run, qz_job *job, float *w)
     if (!bn_qtype_get(t->type)->can_read)
         return bn_error_set(BN_ERR_UNSUPPORTED, "its type %s cannot be converted",
                             bn_qtype_get(t->type)->name);
-    if (ti->is_ternary && run->per_channel && job->target == BN_QT_I2_S)
-        return bn_error_set(BN_ERR_INVALID_ARG, "i2_s holds one scale per tensor; "
-                            "--per-channel needs tq2_0 or tq1_0");
     bn_status st = bn_qtype_tensor_size(job->target, row_len, n_rows, &job->out_bytes);
     if (st != BN_OK)
         return st;
@@ -281,12 +279,37 @@ static bool qz_write_progress(uint64_t done, uint64_t total, void *user)
     return true;
 }
 
-/* Builds the writer: all metadata, then every tensor in the source order. */
-static bn_status qz_build(const bn_gguf *g, const qz_run *run, bn_gguf_writer *w)
+/* general.file_type of the output: the type of --type, else the type holding most
+ * of the projection weights written (llama.cpp's "mostly TYPE"); -1 to keep the
+ * input's value (no projections, or a type without a number). */
+static int32_t qz_file_type(const qz_run *run, int def)
+{
+    if (def != QZ_KEEP)
+        return bn_qtype_file_type(def);
+    int64_t weights[BN_QT_COUNT] = {0};
+    int best = -1;
+    for (int64_t i = 0; i < run->n_jobs; i++) {
+        const bn_gguf_tensor *t = run->jobs[i].src;
+        int type = run->jobs[i].target == QZ_KEEP ? t->type : run->jobs[i].target;
+        if (!qz_is_projection(t) || type < 0 || type >= BN_QT_COUNT)
+            continue;
+        weights[type] += t->ne[0] * t->ne[1];
+        if (best < 0 || weights[type] > weights[best])
+            best = type;
+    }
+    return best < 0 ? -1 : bn_qtype_file_type(best);
+}
+
+/* Builds the writer: all metadata (general.file_type set to what is written), then
+ * every tensor in the source order. */
+static bn_status qz_build(const bn_gguf *g, const qz_run *run, int def, bn_gguf_writer *w)
 {
     bn_status st = BN_OK;
     for (int64_t i = 0; st == BN_OK && i < bn_gguf_n_kv(g); i++)
         st = bn_gguf_writer_copy_kv(w, g, i);
+    int32_t file_type = qz_file_type(run, def);
+    if (st == BN_OK && file_type >= 0)
+        st = bn_gguf_writer_set_u32(w, "general.file_type", (uint32_t)file_type);
     for (int64_t i = 0; st == BN_OK && i < run->n_jobs; i++) {
         const qz_job *j = &run->jobs[i];
         const bn_gguf_tensor *t = j->src;
@@ -337,7 +360,7 @@ static int qz_execute(const char *in, const char *out, int def, qz_rule *rules,
         }
     }
     bn_gguf_writer *w = NULL;
-    if (rc == 0 && (bn_gguf_writer_create(&w) != BN_OK || qz_build(g, run, w) != BN_OK ||
+    if (rc == 0 && (bn_gguf_writer_create(&w) != BN_OK || qz_build(g, run, def, w) != BN_OK ||
                     bn_gguf_writer_write(w, out, qz_write_progress, run) != BN_OK))
         rc = cli_fail("quantize");
     if (run->progress && rc == 0)
@@ -359,6 +382,25 @@ static int qz_execute(const char *in, const char *out, int def, qz_rule *rules,
     free(run->jobs);
     bn_gguf_close(g);
     return rc;
+}
+
+/* --per-channel needs a target with a scale per block (tq2_0, tq1_0) and none with one
+ * scale per tensor (i2_s); otherwise it would be ignored: a usage error, or -1. */
+static int qz_check_per_channel(int def, const qz_rule *rules, int n_rules)
+{
+    bool block_scaled = false;
+    for (int i = -1; i < n_rules; i++) {
+        int type = i < 0 ? def : rules[i].type;
+        if (type == BN_QT_I2_S)
+            return cli_usage_error("quantize", "--per-channel: i2_s (%s) holds one scale "
+                                   "per tensor; per-channel scales need tq2_0 or tq1_0",
+                                   i < 0 ? "--type" : rules[i].pattern);
+        block_scaled |= type == BN_QT_TQ2_0 || type == BN_QT_TQ1_0;
+    }
+    if (!block_scaled)
+        return cli_usage_error("quantize", "--per-channel applies to tq2_0 and tq1_0 only, "
+                               "and neither --type nor --tensor-type names one");
+    return -1;
 }
 
 int cmd_quantize(int argc, char **argv)
@@ -409,7 +451,9 @@ int cmd_quantize(int argc, char **argv)
         rc = cli_usage_error("quantize", "needs an input and an output file");
     else if (rc < 0 && def == QZ_KEEP && n_rules == 0)
         rc = cli_usage_error("quantize", "say what to convert to: --type TYPE");
-    else if (rc < 0 && qz_same_file(paths[0], paths[1]))
+    else if (rc < 0 && run.per_channel)
+        rc = qz_check_per_channel(def, rules, n_rules);
+    if (rc < 0 && qz_same_file(paths[0], paths[1]))
         rc = cli_usage_error("quantize", "the output would overwrite the input '%s'",
                              paths[0]);
     if (rc < 0)

@@ -200,19 +200,6 @@ static int synth_layout(const synth_shape *sh, const synth_opts *o, synth_tensor
     return n;
 }
 
-/* general.file_type of a model whose projections are `proj` (llama.cpp's and
- * bitnet.cpp's LLAMA_FTYPE numbers). */
-static uint32_t synth_file_type(bn_qtype proj)
-{
-    switch (proj) {
-    case BN_QT_F32: return 0;
-    case BN_QT_F16: return 1;
-    case BN_QT_TQ1_0: return 36;
-    case BN_QT_TQ2_0: return 37;
-    default: return 40; /* bitnet.cpp: MOSTLY_I2_S */
-    }
-}
-
 /* The special tokens at the end of the vocabulary, at LLaMA 3's offsets from the first
  * (<|begin_of_text|> is 128000 in a 128,256-token vocabulary); the rest are reserved. */
 static const char *const synth_specials[] = {
@@ -402,7 +389,7 @@ static bn_status synth_metadata(bn_gguf_writer *w, const synth_shape *sh,
 #undef SET_U32
 #undef SET_F32
     if (st == BN_OK) st = bn_gguf_writer_set_u32(w, "general.file_type",
-                                                 synth_file_type(o->proj));
+                                                 (uint32_t)bn_qtype_file_type(o->proj));
     if (st == BN_OK) st = bn_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
     /* the real file has 280,147 merges for its 128,256 tokens */
     int64_t n_merges = sh->n_vocab == 128256 ? 280147 : sh->n_vocab * 2;

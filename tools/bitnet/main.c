@@ -331,6 +331,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bitnet: out of memory\n");
         return 1;
     }
+    cli_signals_init();
     int rc = c->run(normalize_args(c, argc - i, argv + i, args), args);
     free(args);
     return finish_stdout(c->name, rc);

@@ -3,7 +3,6 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -417,22 +416,4 @@ char *run_read_file(const char *cmd, const char *path, size_t *len)
     buf[n] = '\0';
     *len = n;
     return buf;
-}
-
-volatile int run_interrupted;
-
-static void run_on_sigint(int sig)
-{
-    (void)sig;
-    run_interrupted = 1;
-}
-
-void run_catch_sigint(bool on)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on ? run_on_sigint : SIG_DFL;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    run_interrupted = 0;
 }

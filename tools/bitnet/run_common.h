@@ -67,8 +67,10 @@ void run_print_memory(const bn_model *m, const bn_context *c);
 /* Reads a whole file (NUL-terminated); NULL with a message on failure. */
 char *run_read_file(const char *cmd, const char *path, size_t *len);
 
-/* Set by SIGINT while a handler installed by run_catch_sigint is active. */
+/* Set by SIGINT while run_catch_sigint(true) is in force (signals.c). */
 extern volatile int run_interrupted;
+/* true: a SIGINT sets run_interrupted and the command goes on; false: back to what
+ * cli_signals_init set up (remove temporaries, end the process). */
 void run_catch_sigint(bool on);
 
 #endif
