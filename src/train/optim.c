@@ -1,0 +1,113 @@
+/*
+ * optim.c - the optimizer side of training: gradient norm and clipping, AdamW, the
+ * learning-rate schedule, and one whole step with gradient accumulation.
+ *
+ * The arithmetic follows scripts/fixtures/train_ref.py (and so PyTorch): the
+ * hyperparameters are doubles, rounded to float where they meet a float tensor, and
+ * every per-element update is float arithmetic in the written order.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "train/train.h"
+
+void bn_train_zero_grad(bn_train_model *m)
+{
+    memset(m->grads, 0, m->n_params * sizeof(float));
+}
+
+double bn_train_grad_norm(const bn_train_model *m)
+{
+    double ss = 0.0;
+    for (size_t i = 0; i < m->n_params; i++)
+        ss += (double)m->grads[i] * m->grads[i];
+    return sqrt(ss);
+}
+
+double bn_train_clip_grad(bn_train_model *m, double max_norm)
+{
+    const double norm = bn_train_grad_norm(m);
+    if (max_norm <= 0.0)
+        return norm;
+    const double coef = max_norm / (norm + 1e-6);
+    if (coef < 1.0) {
+        const float k = (float)coef;
+        for (size_t i = 0; i < m->n_params; i++)
+            m->grads[i] = m->grads[i] * k;
+    }
+    return norm;
+}
+
+bn_adamw_params bn_adamw_default_params(void)
+{
+    return (bn_adamw_params){.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
+}
+
+/* With t = the step counted from 1:
+ *   m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+ *   p = p - lr (m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + wd p)
+ * wd only on the tensors whose decay flag is set (the matrices and the embedding). */
+void bn_train_adamw_step(bn_train_model *m, const bn_adamw_params *p, double lr)
+{
+    const int64_t t = ++m->step;
+    const float b1 = (float)p->beta1, b2 = (float)p->beta2;
+    const float c1 = (float)(1.0 - p->beta1), c2 = (float)(1.0 - p->beta2);
+    const float bc1 = (float)(1.0 - pow(p->beta1, (double)t));
+    const float bc2 = (float)(1.0 - pow(p->beta2, (double)t));
+    const float eps = (float)p->eps, wd = (float)p->weight_decay, rate = (float)lr;
+    for (int32_t k = 0; k < m->n_tensors; k++) {
+        const bn_train_tensor *tn = &m->tensors[k];
+        float *w = m->params + tn->offset, *g = m->grads + tn->offset;
+        float *mm = m->adam_m + tn->offset, *vv = m->adam_v + tn->offset;
+        const int64_t n = tn->rows * tn->cols;
+        for (int64_t i = 0; i < n; i++) {
+            mm[i] = b1 * mm[i] + c1 * g[i];
+            vv[i] = b2 * vv[i] + c2 * g[i] * g[i];
+            float upd = (mm[i] / bc1) / (sqrtf(vv[i] / bc2) + eps);
+            if (tn->decay)
+                upd = upd + wd * w[i];
+            w[i] = w[i] - rate * upd;
+        }
+    }
+}
+
+double bn_lr_at(const bn_lr_schedule *s, int64_t step)
+{
+    if (step < s->warmup)
+        return s->lr_max * (double)(step + 1) / (double)s->warmup;
+    const int64_t span = s->steps - 1 - s->warmup;
+    double ratio = (double)(step - s->warmup) / (double)(span > 1 ? span : 1);
+    if (ratio > 1.0)
+        ratio = 1.0;
+    const double coeff = 0.5 * (1.0 + cos(3.14159265358979323846 * ratio));
+    return s->lr_min + coeff * (s->lr_max - s->lr_min);
+}
+
+bn_status bn_train_step(bn_train_model *m, const bn_train_step_params *p,
+                        const int32_t *tokens, const int32_t *targets,
+                        bn_train_step_result *res)
+{
+    if (p->n_micro <= 0)
+        return bn_error_set(BN_ERR_INVALID_ARG, "train: %d micro-batches per step",
+                            p->n_micro);
+    const size_t per = (size_t)m->B * (size_t)m->cfg.n_ctx;
+    bn_train_zero_grad(m);
+    double loss = 0.0;
+    for (int32_t i = 0; i < p->n_micro; i++) {
+        float l;
+        bn_status st = bn_train_forward(m, tokens + i * per, targets + i * per, p->lambda,
+                                        &l);
+        if (st != BN_OK) {
+            m->have_forward = false;
+            return bn_error_wrap(st, "train step %lld, micro-batch %d",
+                                 (long long)m->step, (int)i);
+        }
+        bn_train_backward(m, 1.0f / (float)p->n_micro);
+        loss += l;
+    }
+    res->loss = (float)(loss / p->n_micro);
+    res->grad_norm = bn_train_clip_grad(m, p->clip_norm);
+    res->lr = bn_lr_at(&p->lr, m->step);
+    bn_train_adamw_step(m, &p->adamw, res->lr);
+    return BN_OK;
+}
