@@ -96,6 +96,20 @@ static void bn_train_point(const bn_train_model *m, float *flat, bn_train_weight
     w->output_norm = flat + t->offset;
 }
 
+/* Appends a tensor [rows, cols] to the table, after those already in it. */
+static void bn_train_add_tensor(bn_train_model *m, const char *name, int64_t rows,
+                                int64_t cols)
+{
+    bn_train_tensor *t = &m->tensors[m->n_tensors];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->rows = rows;
+    t->cols = cols;
+    t->offset = m->n_params;
+    t->decay = rows > 1;    /* the matrices and the embedding, not the norm weights */
+    m->n_params += (size_t)(rows * cols);
+    m->n_tensors++;
+}
+
 /* The tensor table: names, shapes and offsets in the order of train_ref.py. */
 static void bn_train_table(bn_train_model *m)
 {
@@ -106,25 +120,16 @@ static void bn_train_table(bn_train_model *m)
                                         "ffn_gate", "ffn_up", "ffn_sub_norm", "ffn_down"};
     const int64_t shapes[][2] = {{1, E}, {E, E}, {KVD, E}, {KVD, E}, {1, E}, {E, E},
                                  {1, E}, {F, E}, {F, E}, {1, F}, {E, F}};
-    size_t off = 0;
-    int32_t n = 0;
-    bn_train_tensor *t = m->tensors;
-#define BN_ADD(nm, r, cl) do {                                                   \
-        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                          \
-        t[n].rows = (r); t[n].cols = (cl); t[n].offset = off;                      \
-        t[n].decay = (r) > 1; off += (size_t)((r) * (cl)); n++;                    \
-    } while (0)
-    BN_ADD("token_embd", (int64_t)c->n_vocab, E);
+    m->n_tensors = 0;
+    m->n_params = 0;
+    bn_train_add_tensor(m, "token_embd", c->n_vocab, E);
     for (int32_t l = 0; l < c->n_layer; l++)
         for (int i = 0; i < 11; i++) {
             char name[40];
             snprintf(name, sizeof name, "blk.%d.%s", (int)l, names[i]);
-            BN_ADD(name, shapes[i][0], shapes[i][1]);
+            bn_train_add_tensor(m, name, shapes[i][0], shapes[i][1]);
         }
-    BN_ADD("output_norm", (int64_t)1, E);
-#undef BN_ADD
-    m->n_tensors = n;
-    m->n_params = off;
+    bn_train_add_tensor(m, "output_norm", 1, E);
 }
 
 /* Carves every buffer of the model from c (counting only, when c has no block). */
