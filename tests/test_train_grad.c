@@ -246,5 +246,6 @@ int main(void)
     free(fb.tokens);
     free(fb.targets);
     fx_close(fx);
+    CHECK(bn_mem_leak_report() == 0, "blocks left at the end");
     return check_summary("test_train_grad");
 }

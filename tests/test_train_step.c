@@ -34,8 +34,9 @@
  * not whether a tolerance is too tight.
  *
  * Also: the schedule's shape at its ends, clipping that leaves a small gradient alone
- * and scales a large one to the norm, weight decay only where the table says, and the
- * initializer's determinism and statistics.
+ * and scales a large one to the norm, weight decay only where the table says, the
+ * initializer's determinism and statistics, and the errors (bad shapes, ids, lambda, a
+ * NaN weight, each allocation failing).
  */
 #include <math.h>
 #include <stdio.h>
@@ -287,6 +288,19 @@ static void test_errors(const bn_train_config *cfg)
     CHECK(bn_train_config_check(&bad) == BN_ERR_INVALID_ARG, "n_embd not a multiple of "
           "n_head is refused");
     CHECK(bn_train_model_new(cfg, 0, &m) == BN_ERR_INVALID_ARG, "an empty batch");
+    /* each of the two allocations failing: BN_ERR_OOM, nothing returned, nothing kept */
+    for (uint64_t n = 1; n <= 2; n++) {
+        bn_mem_stats before, after;
+        bn_mem_get_stats(&before);
+        bn_mem_fail_nth(n);
+        bn_status st = bn_train_model_new(cfg, 1, &m);
+        bn_mem_fail_nth(0);
+        bn_mem_get_stats(&after);
+        CHECK(st == BN_ERR_OOM && !m && after.live_blocks == before.live_blocks,
+              "allocation %llu failing: %s, %llu blocks left", (unsigned long long)n,
+              bn_status_str(st),
+              (unsigned long long)(after.live_blocks - before.live_blocks));
+    }
     CHECK_OK(bn_train_model_new(cfg, 1, &m));
     if (!m)
         return;
@@ -335,5 +349,6 @@ int main(void)
     test_errors(&cfg);
 
     fx_close(fx);
+    CHECK(bn_mem_leak_report() == 0, "blocks left at the end");
     return check_summary("test_train_step");
 }

@@ -180,9 +180,9 @@ void bn_train_model_free(bn_train_model *m);
 /* The tensor called name ("token_embd", "blk.1.ffn_up", "output_norm"), or NULL. */
 const bn_train_tensor *bn_train_tensor_find(const bn_train_model *m, const char *name);
 
-/* Fresh parameters from seed: N(0, 0.02) matrices and embedding, norm weights 1. The
- * same seed gives the same parameters on every machine (the generator is the
- * project's own, not PyTorch's). */
+/* Fresh parameters from seed: N(0, 0.02) matrices and embedding, norm weights 1, and
+ * the AdamW state and step count reset. The same seed gives the same parameters (the
+ * generator is the project's own, not PyTorch's, so not the reference's). */
 void bn_train_init_params(bn_train_model *m, uint64_t seed);
 
 /* The forward over B sequences: tokens and targets [B, T], ids below n_vocab. Keeps
