@@ -145,8 +145,8 @@ typedef struct bn_kernel_table {
     uint64_t (*sum_u64)(const uint64_t *x, int64_t n);
     /* The int8 multiply-add probe: the integer multiply-accumulate instructions of the
      * family's ternary kernels (AVX2: maddubs + 16-bit add; AVX-512: vpdpbusd on zmm;
-     * NEON: widening multiply-add; dotprod: SDOT; scalar: C), fed from registers, BN_MAC_PEAK_CHUNK multiply-adds a
-     * chunk. Returns chunks * 128 * sum over a, b in {0, 1} of the dot product of the
+     * NEON: widening multiply-add; dotprod: SDOT; scalar: C), fed from registers,
+     * BN_MAC_PEAK_CHUNK multiply-adds a chunk. Returns chunks * 128 * sum over a, b in {0, 1} of the dot product of the
      * 32 codes w[32a..] (0..2) with the 32 activations x[32b..] (-127..127), so that the
      * work cannot be skipped and its result can be checked. */
     int64_t (*mac_i8_peak)(const uint8_t *w, const int8_t *x, int64_t chunks);
@@ -202,8 +202,9 @@ extern const bn_kernel_table bn_kernels_scalar;
 void bn_quantize_act_i8_scalar(const float *x, int64_t n, int8_t *q, float *scale);
 #if defined(__x86_64__) || defined(__i386__)
 extern const bn_kernel_table bn_kernels_avx2;
-/* AVX-512 F/BW/VL + VNNI (kernels_avx512.c): its own I2_S and TQ2_0 kernels and int8
- * probe, on vpdpbusd; every other entry is the AVX2 family's function, declared below.
+/* AVX-512 F/BW/VL + VNNI (kernels_avx512.c): its own I2_S (but the decode rows) and TQ2_0
+ * kernels and int8 probe, on vpdpbusd; every other entry is the AVX2 family's function,
+ * declared below.
  * A family may reuse another's functions in this way (its table names them, so every
  * table stays complete); the functions shared are those declared here. */
 extern const bn_kernel_table bn_kernels_avx512;
@@ -218,6 +219,8 @@ void bn_dot_f16_f32_multi_avx2(const uint16_t *x, size_t stride, int64_t nx,
 void bn_axpy_f16_f32_multi_avx2(const float *const *a, int ny, const uint16_t *x,
                                 size_t stride, int64_t nx, float *const *y, int64_t n);
 void bn_relu2_mul_avx2(float *g, const float *u, int64_t n);
+void bn_dot_i2s_q8_rows_avx2(const uint8_t *codes, size_t row_bytes, int64_t nrows,
+                             const int8_t *q, int64_t n, int32_t *out);
 uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n);
 void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
                         int32_t *sums);

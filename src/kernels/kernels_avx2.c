@@ -405,7 +405,7 @@ BN_AVX2 static int32_t bn_dot_i2s_q8_avx2(const uint8_t *codes, const int8_t *q,
 }
 
 /* Rows in order, four at a time reduced together. */
-BN_AVX2 static void bn_dot_i2s_q8_rows_avx2(const uint8_t *codes, size_t row_bytes,
+BN_AVX2 void bn_dot_i2s_q8_rows_avx2(const uint8_t *codes, size_t row_bytes,
                                             int64_t nrows, const int8_t *q, int64_t n,
                                             int32_t *out)
 {

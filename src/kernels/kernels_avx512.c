@@ -11,6 +11,11 @@
  * order; shifts of 2 and 0 give weights 64..127. A TQ2_0 half block is the same with
  * the fields the other way round.
  *
+ * zmm registers where the data sit in the caches (the prefill tiles, the lone token of a
+ * prefill); ymm ones (vpdpbusd of AVX512-VL) or the AVX2 kernels where rows stream from
+ * memory (the decode): on the machine measured (AMD Zen 4) zmm loads stream from memory
+ * markedly slower than ymm loads.
+ *
  * Compiled for every x86 build with per-function target attributes and only called
  * after the CPU (and its OS) was seen to have these features. Compiled a second time
  * with BN_KERNELS_SIMDE into the kernel test only: SIMDe (simde/x86/avx512.h) supplies
@@ -46,6 +51,14 @@
 #ifdef BN_AVX512_BUILD
 
 #define BN_INLINE static inline __attribute__((always_inline))
+
+/* A vector whose value the compiler may no longer assume (an empty asm on the register);
+ * nothing under SIMDe, whose vectors are not registers, and where speed does not count. */
+#if defined(BN_KERNELS_SIMDE)
+#define BN_OPAQUE(v) ((void)0)
+#else
+#define BN_OPAQUE(v) __asm__("" : "+v"(v))
+#endif
 
 /* How far ahead of the weights being read the decode kernels ask for cache lines (as
  * the AVX2 ones do). */
@@ -127,8 +140,9 @@ BN_AVX512 BN_INLINE void bn_i2s_block(const uint8_t *p, const int8_t *q, __m512i
     *hi = bn_dp64(*hi, bn_codes64(g, bn_i2s_shift_hi()), q + 64);
 }
 
-/* The lanes of one row's sum: two blocks (one 64-byte line) a step into four
- * accumulators, one prefetch per line BN_PREFETCH_AHEAD bytes ahead. */
+/* The lanes of one row's sum (the lone token of a prefill, a row the caches hold): two
+ * blocks (one 64-byte line) a step into four accumulators, one prefetch per line
+ * BN_PREFETCH_AHEAD bytes ahead. */
 BN_AVX512 BN_INLINE __m512i bn_i2s_row(const uint8_t *codes, const int8_t *q, int64_t n)
 {
     const int64_t nb = n / 128;
@@ -148,24 +162,6 @@ BN_AVX512 BN_INLINE __m512i bn_i2s_row(const uint8_t *codes, const int8_t *q, in
 BN_AVX512 static int32_t bn_dot_i2s_q8_avx512(const uint8_t *codes, const int8_t *q, int64_t n)
 {
     return bn_hsum_i32_avx512(bn_i2s_row(codes, q, n));
-}
-
-/* Rows in order, four at a time reduced together. */
-BN_AVX512 static void bn_dot_i2s_q8_rows_avx512(const uint8_t *codes, size_t row_bytes,
-                                                int64_t nrows, const int8_t *q, int64_t n,
-                                                int32_t *out)
-{
-    int64_t r = 0;
-    for (; r + 4 <= nrows; r += 4) {
-        const uint8_t *p = codes + (size_t)r * row_bytes;
-        __m512i v0 = bn_i2s_row(p, q, n);
-        __m512i v1 = bn_i2s_row(p + row_bytes, q, n);
-        __m512i v2 = bn_i2s_row(p + 2 * row_bytes, q, n);
-        __m512i v3 = bn_i2s_row(p + 3 * row_bytes, q, n);
-        _mm_storeu_si128((__m128i *)(out + r), bn_hsum4_i32_avx512(v0, v1, v2, v3));
-    }
-    for (; r < nrows; r++)
-        out[r] = bn_hsum_i32_avx512(bn_i2s_row(codes + (size_t)r * row_bytes, q, n));
 }
 
 /* The lane sums of NT tokens' accumulator pairs into out[0..NT-1], reduced together
@@ -221,22 +217,41 @@ BN_AVX512 static void bn_dot_i2s_q8_tile_avx512(const uint8_t *codes, const int8
 
 /* ------------------------------------------------------------- TQ2_0 */
 
-/* One 32-byte half of TQ2_0 codes (128 weights) against q[0..127]. */
-BN_AVX512 BN_INLINE void bn_tq2_half(const uint8_t *p, const int8_t *q, __m512i *lo,
-                                     __m512i *hi)
+/* The TQ2_0 decode works in ymm registers (vpdpbusd of AVX512-VL): on the machine
+ * measured (AMD Zen 4) a loop of zmm loads streamed from memory at 60 to 80% of the rate
+ * of the same loop with ymm loads, and the zmm form of this kernel was no faster than
+ * the AVX2 one where the ymm form is (the I2_S decode, on memory's pace in either form,
+ * is the AVX2 one). */
+
+/* One TQ2_0 block (its 64 code bytes at qs; in each 32-byte half, byte m holds weights
+ * m, 32+m, 64+m, 96+m of the half in bits 1-0, 3-2, 5-4, 7-6) against q[0..255]: eight
+ * int32 lanes. */
+BN_AVX512 BN_INLINE __m256i bn_tq2_block(const uint8_t *qs, const int8_t *q)
 {
-    __m512i g = bn_bcast32(p);
-    *lo = bn_dp64(*lo, bn_codes64(g, bn_tq2_shift_lo()), q);
-    *hi = bn_dp64(*hi, bn_codes64(g, bn_tq2_shift_hi()), q + 64);
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i a = _mm256_setzero_si256(), e = a;
+    for (int h = 0; h < 2; h++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+        const int8_t *qh = q + 128 * h;
+        a = _mm256_dpbusd_epi32(a, _mm256_and_si256(v, m3),
+                                _mm256_loadu_si256((const __m256i *)qh));
+        e = _mm256_dpbusd_epi32(e, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3),
+                                _mm256_loadu_si256((const __m256i *)(qh + 32)));
+        a = _mm256_dpbusd_epi32(a, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3),
+                                _mm256_loadu_si256((const __m256i *)(qh + 64)));
+        e = _mm256_dpbusd_epi32(e, _mm256_and_si256(_mm256_srli_epi16(v, 6), m3),
+                                _mm256_loadu_si256((const __m256i *)(qh + 96)));
+    }
+    return _mm256_add_epi32(a, e);
 }
 
-/* One TQ2_0 block (its 64 code bytes at qs) against q[0..255]: sixteen int32 lanes. */
-BN_AVX512 BN_INLINE __m512i bn_tq2_block(const uint8_t *qs, const int8_t *q)
+/* Sum of the eight int32 lanes. */
+BN_AVX512 BN_INLINE int32_t bn_hsum_i32_256(__m256i v)
 {
-    __m512i lo = _mm512_setzero_si512(), hi = lo;
-    bn_tq2_half(qs, q, &lo, &hi);
-    bn_tq2_half(qs + 32, q + 128, &lo, &hi);
-    return _mm512_add_epi32(lo, hi);
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
 }
 
 /* Four consecutive TQ2_0 blocks (`stride` bytes apart) against q[0..1023]: their four
@@ -245,9 +260,11 @@ BN_AVX512 BN_INLINE __m128i bn_tq2_blocks4(const uint8_t *p, size_t stride, cons
 {
     for (int l = 0; l < 4; l++)
         _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 64 * l, _MM_HINT_T0);
-    return bn_hsum4_i32_avx512(bn_tq2_block(p, q), bn_tq2_block(p + stride, q + 256),
-                               bn_tq2_block(p + 2 * stride, q + 512),
-                               bn_tq2_block(p + 3 * stride, q + 768));
+    __m256i h = _mm256_hadd_epi32(
+        _mm256_hadd_epi32(bn_tq2_block(p, q), bn_tq2_block(p + stride, q + 256)),
+        _mm256_hadd_epi32(bn_tq2_block(p + 2 * stride, q + 512),
+                          bn_tq2_block(p + 3 * stride, q + 768)));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
 BN_AVX512 static void bn_dot_tq2_q8_avx512(const uint8_t *blocks, size_t stride,
@@ -259,7 +276,7 @@ BN_AVX512 static void bn_dot_tq2_q8_avx512(const uint8_t *blocks, size_t stride,
         _mm_storeu_si128((__m128i *)(sums + b),
                          bn_tq2_blocks4(blocks + (size_t)b * stride, stride, q + b * 256));
     for (; b < nb; b++)
-        sums[b] = bn_hsum_i32_avx512(bn_tq2_block(blocks + (size_t)b * stride, q + b * 256));
+        sums[b] = bn_hsum_i32_256(bn_tq2_block(blocks + (size_t)b * stride, q + b * 256));
 }
 
 /* An f16 scale as a double (exact). */
@@ -291,6 +308,8 @@ BN_AVX512 BN_INLINE double bn_tq_combine4(double acc, __m128i s4, const int32_t 
     return acc;
 }
 
+/* Decode: one row after the other (several rows side by side were slower from memory),
+ * each row's blocks in order, four at a time. */
 BN_AVX512 static void bn_dot_tq2_q8_rows_avx512(const uint8_t *rows, size_t row_bytes,
                                                 int64_t nrows, const int8_t *q,
                                                 const int32_t *qbsum, int64_t n, double *out)
@@ -309,12 +328,28 @@ BN_AVX512 static void bn_dot_tq2_q8_rows_avx512(const uint8_t *rows, size_t row_
         }
         for (; b < nb; b++) {
             const uint8_t *p = row + (size_t)b * stride;
-            int32_t s = bn_hsum_i32_avx512(bn_tq2_block(p, q + b * 256));
-            acc += (double)(s - qbsum[b]) * bn_f16_at(p + doff);
+            int32_t sum = bn_hsum_i32_256(bn_tq2_block(p, q + b * 256));
+            acc += (double)(sum - qbsum[b]) * bn_f16_at(p + doff);
         }
         out[r] = acc;
     }
 }
+
+/* Four by four int32 (m[i] element j) transposed: element i of t[j] is m[i]'s
+ * element j. */
+BN_AVX512 BN_INLINE void bn_transpose4_i32(const __m128i m[4], __m128i t[4])
+{
+    __m128i lo01 = _mm_unpacklo_epi32(m[0], m[1]), hi01 = _mm_unpackhi_epi32(m[0], m[1]);
+    __m128i lo23 = _mm_unpacklo_epi32(m[2], m[3]), hi23 = _mm_unpackhi_epi32(m[2], m[3]);
+    t[0] = _mm_unpacklo_epi64(lo01, lo23);
+    t[1] = _mm_unpackhi_epi64(lo01, lo23);
+    t[2] = _mm_unpacklo_epi64(hi01, hi23);
+    t[3] = _mm_unpackhi_epi64(hi01, hi23);
+}
+
+/* The prefill tiles below read rows that the caches hold (a group of rows meets one
+ * tile after the other) and work in zmm registers: two vpdpbusd per 128 weights and
+ * token. */
 
 /* The TQ2_0 tile body for a row whose blocks have different scales: NT token rows, each
  * block's codes extracted once for all of them. The block sums minus the activation
@@ -338,8 +373,10 @@ BN_AVX512 BN_INLINE void bn_tq2_tile_body(const uint8_t *row, const int8_t *q,
         for (int j = 0; j < nj; j++) {
             const uint8_t *blk = p + (size_t)j * stride;
             __m512i g0 = bn_bcast32(blk), g1 = bn_bcast32(blk + 32);
-            __m512i c[4] = {bn_codes64(g0, bn_tq2_shift_lo()), bn_codes64(g0, bn_tq2_shift_hi()),
-                            bn_codes64(g1, bn_tq2_shift_lo()), bn_codes64(g1, bn_tq2_shift_hi())};
+            __m512i c[4] = {bn_codes64(g0, bn_tq2_shift_lo()),
+                            bn_codes64(g0, bn_tq2_shift_hi()),
+                            bn_codes64(g1, bn_tq2_shift_lo()),
+                            bn_codes64(g1, bn_tq2_shift_hi())};
             for (int t = 0; t < NT; t++) {
                 const int8_t *qt = q + (size_t)t * (size_t)n + (b0 + j) * 256;
                 __m512i a = bn_dp64(_mm512_setzero_si512(), c[0], qt);
@@ -363,11 +400,8 @@ BN_AVX512 BN_INLINE void bn_tq2_tile_body(const uint8_t *row, const int8_t *q,
                                                   nj > 2 ? qb[2] : 0, 0);
             st[t] = _mm_sub_epi32(s4, q4);
         }
-        /* transposed: col[j] holds block j of every token */
-        __m128i lo01 = _mm_unpacklo_epi32(st[0], st[1]), hi01 = _mm_unpackhi_epi32(st[0], st[1]);
-        __m128i lo23 = _mm_unpacklo_epi32(st[2], st[3]), hi23 = _mm_unpackhi_epi32(st[2], st[3]);
-        __m128i col[4] = {_mm_unpacklo_epi64(lo01, lo23), _mm_unpackhi_epi64(lo01, lo23),
-                          _mm_unpacklo_epi64(hi01, hi23), _mm_unpackhi_epi64(hi01, hi23)};
+        __m128i col[4];   /* col[j] holds block j of every token */
+        bn_transpose4_i32(st, col);
         for (int j = 0; j < nj; j++) {
             __m256d d = _mm256_set1_pd(bn_f16_at(p + (size_t)j * stride + doff));
             acc = _mm256_add_pd(acc, _mm256_mul_pd(_mm256_cvtepi32_pd(col[j]), d));
@@ -476,6 +510,16 @@ BN_AVX512 static int64_t bn_mac_i8_peak_avx512(const uint8_t *w, const int8_t *x
             _mm256_loadu_si256((const __m256i *)x), 1);
         __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
         __m512i a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        /* the accumulators made opaque, so that the compiler cannot see that the four
+         * chains of each kind compute the same and do one of them */
+        BN_OPAQUE(a0);
+        BN_OPAQUE(a1);
+        BN_OPAQUE(a2);
+        BN_OPAQUE(a3);
+        BN_OPAQUE(a4);
+        BN_OPAQUE(a5);
+        BN_OPAQUE(a6);
+        BN_OPAQUE(a7);
         for (int r = 0; r < 32; r++) {
             a0 = _mm512_dpbusd_epi32(a0, wv, xv);
             a1 = _mm512_dpbusd_epi32(a1, wv, xs);
@@ -507,7 +551,7 @@ const bn_kernel_table BN_AVX512_TABLE = {
     .relu2_mul  = BN_FROM_AVX2(bn_relu2_mul_avx2),
     .dot_i2s_q8 = bn_dot_i2s_q8_avx512,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx512,
-    .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_avx512,
+    .dot_i2s_q8_rows = BN_FROM_AVX2(bn_dot_i2s_q8_rows_avx2),
     .dot_tq2_q8 = bn_dot_tq2_q8_avx512,
     .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_avx512,
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_avx512,
