@@ -915,7 +915,8 @@ int main(void)
     } else {
         printf("avx2 kernels: not on this CPU\n");
     }
-    if (bn_kernel_family_runs(&bn_kernels_avx512)) {
+    if (cpu->avx2 && cpu->fma && cpu->f16c && cpu->avx512f && cpu->avx512bw &&
+        cpu->avx512vl && cpu->avx512vnni) {
         test_family(&bn_kernels_avx512);
         printf("avx512 kernels checked (native)\n");
     } else {
