@@ -103,7 +103,7 @@ BN_AVX512 BN_INLINE __m512i bn_codes64(__m512i group, __m512i shift)
  * build: around the intrinsic GCC 12 copies a loop's accumulator into another register
  * and back each time, 16 of the 35 instructions of the 4-token I2_S tile's loop; Zen 4
  * runs those copies at no cost, but llvm-mca's Ice Lake and Sapphire Rapids models put
- * that loop at 19.6 cycles a block with them and 6.1 without (the AVX2 one: 14.5). */
+ * that loop at 19.5 cycles a block with them and 6.0 without (the AVX2 one: 14.4). */
 BN_AVX512 BN_INLINE __m512i bn_dpbusd(__m512i acc, __m512i a, __m512i b)
 {
 #if defined(BN_KERNELS_SIMDE)
@@ -238,10 +238,10 @@ BN_AVX512 static void bn_dot_i2s_q8_tile_avx512(const uint8_t *codes, const int8
 /* ------------------------------------------------------------- TQ2_0 */
 
 /* The TQ2_0 decode works in ymm registers (vpdpbusd of AVX512-VL): on the machine
- * measured (AMD Zen 4) a loop of zmm loads streamed from memory at 60 to 80% of the rate
- * of the same loop with ymm loads, and the zmm form of this kernel was no faster than
- * the AVX2 one where the ymm form is (the I2_S decode, on memory's pace in either form,
- * is the AVX2 one). */
+ * measured (AMD Zen 4) a loop of zmm loads streamed from memory at 0.67 to 0.93 of the
+ * rate of the same loop with ymm loads (three runs), and the zmm form of this kernel
+ * was no faster than the AVX2 one where the ymm form is (the I2_S decode, on memory's
+ * pace in either form, is the AVX2 one). */
 
 /* One TQ2_0 block (its 64 code bytes at qs; in each 32-byte half, byte m holds weights
  * m, 32+m, 64+m, 96+m of the half in bits 1-0, 3-2, 5-4, 7-6) against q[0..255]: eight
