@@ -544,7 +544,7 @@ BN_API const bn_cpu_info *bn_cpu_get_info(void);
 
 /* Which kernel family the library dispatches to: "scalar", "avx2", ... It is the best
  * the CPU has unless the build forces scalar (BITNET_FORCE_SCALAR) or $BITNET_KERNELS
- * names one (scalar|avx2|neon|neon-dotprod, in any case). */
+ * names one (scalar|avx2|avx512|neon|neon-dotprod, in any case). */
 BN_API const char *bn_kernels_name(void);
 
 /* BN_OK when $BITNET_KERNELS is unset, empty or names a family of this build that this

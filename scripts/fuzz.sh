@@ -22,7 +22,7 @@ fi
 mkdir -p "$dir/corpus" "$dir/seeds" "$dir/artifacts"
 
 libs=$(pkg-config --libs lapacke openblas jansson libpcre2-8)
-sources=$(echo src/core/*.c src/quant/*.c src/io/*.c src/tokenizer/*.c src/model/*.c)
+sources=$(echo src/kernels/*.c src/core/*.c src/quant/*.c src/io/*.c src/tokenizer/*.c src/model/*.c)
 
 # build TARGET OUTPUT FLAGS...: fuzz/TARGET.c and the library sources into OUTPUT
 build() {

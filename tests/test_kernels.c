@@ -861,6 +861,48 @@ static void test_family(const bn_kernel_table *k)
     }
 }
 
+#if defined(BN_TEST_SIMDE)
+/* The avx512 family built on SIMDe (kernels_avx512.c compiled with BN_KERNELS_SIMDE, no
+ * -march flags: every intrinsic is SIMDe's portable code). Its own entries are
+ * checked; those it takes from the AVX2 family are NULL there and come from the scalar
+ * table here, so this runs on any machine. */
+static void test_avx512_simde(void)
+{
+    bn_kernel_table k = bn_kernels_avx512_simde;
+    const bn_kernel_table *s = &bn_kernels_scalar;
+    /* its own entries */
+    CHECK(k.dot_i2s_q8 && k.dot_i2s_q8_tile && k.dot_tq2_q8 && k.dot_tq2_q8_tile &&
+          k.dot_tq2_q8_rows && k.mac_i8_peak,
+          "avx512-simde: an entry of its own is missing");
+    /* the AVX2 family's, left NULL there */
+    CHECK(!k.dot_f32 && !k.f16_to_f32 && !k.dot_f16_f32 && !k.dot_f16_f32_rows &&
+          !k.f32_to_f16 && !k.dot_f16_f32_multi && !k.axpy_f16_f32_multi && !k.relu2_mul &&
+          !k.dot_i2s_q8_rows && !k.sum_u64 && !k.dot_tq1_q8 && !k.dot_tq1_q8_tile &&
+          !k.dot_q8_0_q8_0 && !k.dot_q8_0_q8_0_rows && !k.dot_q6_k_q8_0 &&
+          !k.dot_q6_k_q8_0_rows && !k.quantize_act_i8,
+          "avx512-simde: an AVX2 entry is set (update this test)");
+    k.dot_f32 = s->dot_f32;
+    k.f16_to_f32 = s->f16_to_f32;
+    k.dot_f16_f32 = s->dot_f16_f32;
+    k.dot_f16_f32_rows = s->dot_f16_f32_rows;
+    k.f32_to_f16 = s->f32_to_f16;
+    k.dot_f16_f32_multi = s->dot_f16_f32_multi;
+    k.axpy_f16_f32_multi = s->axpy_f16_f32_multi;
+    k.relu2_mul = s->relu2_mul;
+    k.dot_i2s_q8_rows = s->dot_i2s_q8_rows;
+    k.sum_u64 = s->sum_u64;
+    k.dot_tq1_q8 = s->dot_tq1_q8;
+    k.dot_tq1_q8_tile = s->dot_tq1_q8_tile;
+    k.dot_q8_0_q8_0 = s->dot_q8_0_q8_0;
+    k.dot_q8_0_q8_0_rows = s->dot_q8_0_q8_0_rows;
+    k.dot_q6_k_q8_0 = s->dot_q6_k_q8_0;
+    k.dot_q6_k_q8_0_rows = s->dot_q6_k_q8_0_rows;
+    k.quantize_act_i8 = s->quantize_act_i8;
+    test_family(&k);
+    printf("avx512 kernels checked (SIMDe)\n");
+}
+#endif
+
 int main(void)
 {
     test_family(&bn_kernels_scalar);
@@ -873,6 +915,13 @@ int main(void)
     } else {
         printf("avx2 kernels: not on this CPU\n");
     }
+    if (cpu->avx2 && cpu->fma && cpu->f16c && cpu->avx512f && cpu->avx512bw &&
+        cpu->avx512vl && cpu->avx512vnni) {
+        test_family(&bn_kernels_avx512);
+        printf("avx512 kernels checked (native)\n");
+    } else {
+        printf("avx512 kernels: not on this CPU\n");
+    }
 #endif
 #if defined(__aarch64__)
     test_family(&bn_kernels_neon);
@@ -883,6 +932,9 @@ int main(void)
     } else {
         printf("neon-dotprod kernels not checked: this CPU has no dotprod\n");
     }
+#endif
+#if defined(BN_TEST_SIMDE)
+    test_avx512_simde();
 #endif
     printf("kernels in use: %s\n", bn_kernels_name());
     return check_summary("test_kernels");

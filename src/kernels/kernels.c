@@ -429,12 +429,22 @@ static bool bn_cpu_has_avx2_family(void)
     const bn_cpu_info *cpu = bn_cpu_get_info();
     return cpu->avx2 && cpu->fma && cpu->f16c;
 }
+
+/* True when this CPU can run the AVX-512 family: AVX-512 F, BW, VL and VNNI with the
+ * OS saving the zmm state (cpu.c checks it), and the AVX2 family it reuses. */
+static bool bn_cpu_has_avx512_family(void)
+{
+    const bn_cpu_info *cpu = bn_cpu_get_info();
+    return bn_cpu_has_avx2_family() && cpu->avx512f && cpu->avx512bw && cpu->avx512vl &&
+           cpu->avx512vnni;
+}
 #endif
 
 const bn_kernel_table *const bn_kernel_families[] = {
     &bn_kernels_scalar,
 #if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))
     &bn_kernels_avx2,
+    &bn_kernels_avx512,
 #endif
 #if defined(__aarch64__) && !defined(BITNET_FORCE_SCALAR)
     &bn_kernels_neon,
@@ -449,6 +459,8 @@ bool bn_kernel_family_runs(const bn_kernel_table *k)
 #if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))
     if (k == &bn_kernels_avx2)
         return bn_cpu_has_avx2_family();
+    if (k == &bn_kernels_avx512)
+        return bn_cpu_has_avx512_family();
 #endif
 #if defined(__aarch64__) && !defined(BITNET_FORCE_SCALAR)
     if (k == &bn_kernels_neon)

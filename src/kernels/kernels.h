@@ -1,7 +1,8 @@
 /*
  * kernels.h - the compute kernels: one table of function pointers per instruction-set
- * family (the scalar reference in kernels.c, AVX2 in kernels_avx2.c, NEON in
- * kernels_neon.c), and the CPU feature detection (cpu.c) that says which can run.
+ * family (the scalar reference in kernels.c, AVX2 in kernels_avx2.c, AVX-512 VNNI in
+ * kernels_avx512.c, NEON in kernels_neon.c), and the CPU feature detection (cpu.c)
+ * that says which can run.
  *
  * This is the bottom layer of the library: the kernels use nothing of it but the
  * types of bitnet.h and the block layouts of blocks.h. They never allocate, log or
@@ -91,7 +92,9 @@ static inline float bn_f16_decode(uint16_t h)
 #define BN_MAC_PEAK_CHUNK (128 * 128)
 
 /* The per-ISA kernel table, chosen once at run time (core/kernel_choice.c). Every entry has a
- * scalar reference; fast versions are tested against it. */
+ * scalar reference; fast versions are tested against it. Every entry of a family's table
+ * is set; a family may name another family's function for an entry it does not
+ * improve (the avx512 family names AVX2 ones, declared below). */
 typedef struct bn_kernel_table {
     const char *name;
     /* sum_i x[i] * y[i], f32; the order of accumulation is fixed per table */
@@ -141,9 +144,9 @@ typedef struct bn_kernel_table {
      * ahead of each is asked for); x 32-byte aligned, n a multiple of 64 */
     uint64_t (*sum_u64)(const uint64_t *x, int64_t n);
     /* The int8 multiply-add probe: the integer multiply-accumulate instructions of the
-     * family's ternary kernels (AVX2: maddubs + 16-bit add; NEON: widening multiply-add;
-     * dotprod: SDOT; scalar: C), fed from registers, BN_MAC_PEAK_CHUNK multiply-adds a
-     * chunk. Returns chunks * 128 * sum over a, b in {0, 1} of the dot product of the
+     * family's ternary kernels (AVX2: maddubs + 16-bit add; AVX-512: vpdpbusd on zmm;
+     * NEON: widening multiply-add; dotprod: SDOT; scalar: C), fed from registers,
+     * BN_MAC_PEAK_CHUNK multiply-adds a chunk. Returns chunks * 128 * sum over a, b in {0, 1} of the dot product of the
      * 32 codes w[32a..] (0..2) with the 32 activations x[32b..] (-127..127), so that the
      * work cannot be skipped and its result can be checked. */
     int64_t (*mac_i8_peak)(const uint8_t *w, const int8_t *x, int64_t chunks);
@@ -199,7 +202,43 @@ extern const bn_kernel_table bn_kernels_scalar;
 void bn_quantize_act_i8_scalar(const float *x, int64_t n, int8_t *q, float *scale);
 #if defined(__x86_64__) || defined(__i386__)
 extern const bn_kernel_table bn_kernels_avx2;
+/* AVX-512 F/BW/VL + VNNI (kernels_avx512.c): its own I2_S (but the decode rows) and TQ2_0
+ * kernels and int8 probe, on vpdpbusd; every other entry is the AVX2 family's function,
+ * declared below.
+ * A family may reuse another's functions in this way (its table names them, so every
+ * table stays complete); the functions shared are those declared here. */
+extern const bn_kernel_table bn_kernels_avx512;
+float bn_dot_f32_avx2(const float *x, const float *y, int64_t n);
+void bn_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n);
+float bn_dot_f16_f32_avx2(const uint16_t *x, const float *y, int64_t n);
+void bn_dot_f16_f32_rows_avx2(const uint16_t *x, size_t stride, int64_t nrows,
+                              const float *y, int64_t n, float *out);
+void bn_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t n);
+void bn_dot_f16_f32_multi_avx2(const uint16_t *x, size_t stride, int64_t nx,
+                               const float *const *y, int ny, int64_t n, float *const *out);
+void bn_axpy_f16_f32_multi_avx2(const float *const *a, int ny, const uint16_t *x,
+                                size_t stride, int64_t nx, float *const *y, int64_t n);
+void bn_relu2_mul_avx2(float *g, const float *u, int64_t n);
+void bn_dot_i2s_q8_rows_avx2(const uint8_t *codes, size_t row_bytes, int64_t nrows,
+                             const int8_t *q, int64_t n, int32_t *out);
+uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n);
+void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
+                        int32_t *sums);
+void bn_dot_tq1_q8_tile_avx2(const uint8_t *row, const int8_t *q, const int32_t *qbsum,
+                             int64_t n, int nt, double *out);
+float bn_dot_q8_0_q8_0_avx2(const void *w, const void *x, int64_t n);
+void bn_dot_q8_0_q8_0_rows_avx2(const uint8_t *w, size_t row_bytes, int64_t nrows,
+                                const void *x, int64_t n, float *out);
+float bn_dot_q6_k_q8_0_avx2(const void *w, const void *x, int64_t n);
+void bn_dot_q6_k_q8_0_rows_avx2(const uint8_t *w, size_t row_bytes, int64_t nrows,
+                                const void *x, int64_t n, float *out);
+void bn_quantize_act_i8_avx2(const float *x, int64_t n, int8_t *q, float *scale);
 #endif
+/* Not in the library: kernels_avx512.c compiled a second time with SIMDe's portable
+ * intrinsics (BN_KERNELS_SIMDE) into the kernel test, so that its code is checked on
+ * any machine. Only the avx512 family's own entries are set; those it takes from the
+ * AVX2 family are NULL (the test fills them from the scalar table). */
+extern const bn_kernel_table bn_kernels_avx512_simde;
 #if defined(__aarch64__)
 /* AdvSIMD integer kernels (kernels_neon.c); the "neon" family uses them with the
  * scalar float kernels */

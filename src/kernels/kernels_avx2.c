@@ -1,7 +1,8 @@
 /*
  * kernels_avx2.c - the AVX2 (+FMA, F16C) kernel family. Compiled for every x86 build
  * with per-function target attributes, and only called after the CPU was seen to have
- * these features; the rest of the library stays baseline x86-64.
+ * these features; the rest of the library stays baseline x86-64. The functions the
+ * AVX-512 family reuses (those not static) are declared in kernels.h.
  */
 #include <math.h>
 #include <stddef.h>
@@ -91,19 +92,19 @@ bn_dot_avx2(const float *x, const uint16_t *xh, const float *y, int64_t n)
     return bn_dot_avx2_finish(x, xh, y, n, acc);
 }
 
-BN_AVX2 static float bn_dot_f32_avx2(const float *x, const float *y, int64_t n)
+BN_AVX2 float bn_dot_f32_avx2(const float *x, const float *y, int64_t n)
 {
     return bn_dot_avx2(x, NULL, y, n);
 }
 
-BN_AVX2 static float bn_dot_f16_f32_avx2(const uint16_t *x, const float *y, int64_t n)
+BN_AVX2 float bn_dot_f16_f32_avx2(const uint16_t *x, const float *y, int64_t n)
 {
     return bn_dot_avx2(NULL, x, y, n);
 }
 
 #define BN_F16_TURN 128     /* elements of a row per turn: 256 bytes */
 
-BN_AVX2 static void bn_dot_f16_f32_rows_avx2(const uint16_t *x, size_t stride, int64_t nrows,
+BN_AVX2 void bn_dot_f16_f32_rows_avx2(const uint16_t *x, size_t stride, int64_t nrows,
                                              const float *y, int64_t n, float *out)
 {
     const int64_t per = nrows / BN_STREAMS, n32 = n / 32 * 32;
@@ -127,7 +128,7 @@ BN_AVX2 static void bn_dot_f16_f32_rows_avx2(const uint16_t *x, size_t stride, i
         out[r] = bn_dot_avx2(NULL, x + (size_t)r * stride, y, n);
 }
 
-BN_AVX2 static void bn_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n)
+BN_AVX2 void bn_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n)
 {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -138,7 +139,7 @@ BN_AVX2 static void bn_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t 
         dst[i] = bn_f16_decode(src[i]);
 }
 
-BN_AVX2 static void bn_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t n)
+BN_AVX2 void bn_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t n)
 {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -224,7 +225,7 @@ bn_dot_f16_long_body(const uint16_t *x, size_t stride, int64_t nx, const float *
  * keep the four-pass one). */
 #define BN_F16_LONG_ROW 512
 
-BN_AVX2 static void bn_dot_f16_f32_multi_avx2(const uint16_t *x, size_t stride, int64_t nx,
+BN_AVX2 void bn_dot_f16_f32_multi_avx2(const uint16_t *x, size_t stride, int64_t nx,
                                               const float *const *y, int ny, int64_t n,
                                               float *const *out)
 {
@@ -306,7 +307,7 @@ bn_axpy_f16_multi_body(const float *const *a, const int NY, const uint16_t *x, s
     }
 }
 
-BN_AVX2 static void bn_axpy_f16_f32_multi_avx2(const float *const *a, int ny,
+BN_AVX2 void bn_axpy_f16_f32_multi_avx2(const float *const *a, int ny,
                                                const uint16_t *x, size_t stride, int64_t nx,
                                                float *const *y, int64_t n)
 {
@@ -320,7 +321,7 @@ BN_AVX2 static void bn_axpy_f16_f32_multi_avx2(const float *const *a, int ny,
 
 /* max(g, +0) returns the second operand for a NaN or a zero g: exactly the scalar
  * g > 0 ? g : 0 */
-BN_AVX2 static void bn_relu2_mul_avx2(float *g, const float *u, int64_t n)
+BN_AVX2 void bn_relu2_mul_avx2(float *g, const float *u, int64_t n)
 {
     const __m256 zero = _mm256_setzero_ps();
     int64_t i = 0;
@@ -404,7 +405,7 @@ BN_AVX2 static int32_t bn_dot_i2s_q8_avx2(const uint8_t *codes, const int8_t *q,
 }
 
 /* Rows in order, four at a time reduced together. */
-BN_AVX2 static void bn_dot_i2s_q8_rows_avx2(const uint8_t *codes, size_t row_bytes,
+BN_AVX2 void bn_dot_i2s_q8_rows_avx2(const uint8_t *codes, size_t row_bytes,
                                             int64_t nrows, const int8_t *q, int64_t n,
                                             int32_t *out)
 {
@@ -845,14 +846,14 @@ BN_AVX2 static void bn_dot_tq2_q8_tile_avx2(const uint8_t *row, const int8_t *q,
     bn_tq_tile_avx2(row, q, qbsum, n, nt, false, out);
 }
 
-BN_AVX2 static void bn_dot_tq1_q8_tile_avx2(const uint8_t *row, const int8_t *q,
+BN_AVX2 void bn_dot_tq1_q8_tile_avx2(const uint8_t *row, const int8_t *q,
                                             const int32_t *qbsum, int64_t n, int nt,
                                             double *out)
 {
     bn_tq_tile_avx2(row, q, qbsum, n, nt, true, out);
 }
 
-BN_AVX2 static void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q,
+BN_AVX2 void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q,
                                        int64_t n, int32_t *sums)
 {
     const int64_t nb = n / 256;
@@ -874,7 +875,7 @@ BN_AVX2 static void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, con
             (const bn_block_tq1_0 *)(blocks + (size_t)b * stride), q + b * 256));
 }
 
-BN_AVX2 static uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n)
+BN_AVX2 uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n)
 {
     const int64_t seg = n / 8;
     __m256i a0 = _mm256_setzero_si256(), a1 = a0;
@@ -995,7 +996,7 @@ BN_AVX2 static inline float bn_lanes8_sum_avx2(__m256 acc)
     return _mm_cvtss_f32(h);
 }
 
-BN_AVX2 static float bn_dot_q8_0_q8_0_avx2(const void *w, const void *x, int64_t n)
+BN_AVX2 float bn_dot_q8_0_q8_0_avx2(const void *w, const void *x, int64_t n)
 {
     return bn_lanes8_sum_avx2(
         bn_q8_0_span_avx2(w, x, NULL, 0, n / 32, _mm256_setzero_ps()));
@@ -1003,7 +1004,7 @@ BN_AVX2 static float bn_dot_q8_0_q8_0_avx2(const void *w, const void *x, int64_t
 
 #define BN_Q8_TURN 8        /* blocks of a row per turn: 272 bytes */
 
-BN_AVX2 static void bn_dot_q8_0_q8_0_rows_avx2(const uint8_t *w, size_t row_bytes,
+BN_AVX2 void bn_dot_q8_0_q8_0_rows_avx2(const uint8_t *w, size_t row_bytes,
                                                int64_t nrows, const void *x, int64_t n,
                                                float *out)
 {
@@ -1064,7 +1065,7 @@ bn_q6_codes_avx2(const bn_block_q6_k *blk, int h, __m256i c[4])
                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
 }
 
-BN_AVX2 static float bn_dot_q6_k_q8_0_avx2(const void *w, const void *x, int64_t n)
+BN_AVX2 float bn_dot_q6_k_q8_0_avx2(const void *w, const void *x, int64_t n)
 {
     const bn_block_q6_k *a = w;
     const bn_block_q8_0 *b = x;
@@ -1096,7 +1097,7 @@ BN_AVX2 static float bn_dot_q6_k_q8_0_avx2(const void *w, const void *x, int64_t
  * and floats are the one-row kernel's, so every row's float is too. */
 #define BN_Q6_ROWS_MAX_N 8192
 
-BN_AVX2 static void bn_dot_q6_k_q8_0_rows_avx2(const uint8_t *w, size_t row_bytes,
+BN_AVX2 void bn_dot_q6_k_q8_0_rows_avx2(const uint8_t *w, size_t row_bytes,
                                                int64_t nrows, const void *x, int64_t n,
                                                float *out)
 {
@@ -1149,7 +1150,7 @@ BN_AVX2 static void bn_dot_q6_k_q8_0_rows_avx2(const uint8_t *w, size_t row_byte
 
 /* The scalar rule in 8 lanes: the maximum is order-free, x * s is one float product,
  * and cvtps rounds half to even under the default rounding mode, as rintf does. */
-BN_AVX2 static void bn_quantize_act_i8_avx2(const float *x, int64_t n, int8_t *q, float *scale)
+BN_AVX2 void bn_quantize_act_i8_avx2(const float *x, int64_t n, int8_t *q, float *scale)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 m = _mm256_setzero_ps();

@@ -77,8 +77,9 @@ static void print_usage(FILE *out)
             "\n"
             "environment:\n"
             "  BITNET_THREADS    default thread count\n"
-            "  BITNET_KERNELS    force a kernel family (scalar, avx2, neon or neon-dotprod,\n"
-            "                    in any case); one this build or CPU lacks is an error\n"
+            "  BITNET_KERNELS    force a kernel family (scalar, avx2, avx512, neon or\n"
+            "                    neon-dotprod, in any case); one this build or CPU lacks\n"
+            "                    is an error\n"
             "\n"
             "Run 'bitnet help COMMAND' for a command's options.\n");
 }

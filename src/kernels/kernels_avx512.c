@@ -1,0 +1,589 @@
+/*
+ * kernels_avx512.c - the AVX-512 family (F, BW, VL and VNNI): the ternary kernels on
+ * vpdpbusd, which multiplies 64 unsigned bytes (the 2-bit codes) by 64 signed bytes (the
+ * activations) and adds each four products into an int32 lane, exact, in one
+ * instruction. The entries it does not improve are the AVX2 family's (kernels.h).
+ *
+ * The codes come out of the packed bytes in the activations' order with one variable
+ * shift: the 32 bytes of an I2_S block (byte j holding weights j, 32+j, 64+j, 96+j in
+ * bits 7-6, 5-4, 3-2, 1-0) broadcast to both halves of a zmm and shifted right by 6 in
+ * the low half, 4 in the high one, are, masked with 3, the codes of weights 0..63 in
+ * order; shifts of 2 and 0 give weights 64..127. A TQ2_0 half block is the same with
+ * the fields the other way round.
+ *
+ * zmm registers where the data sit in the caches (the prefill tiles, the lone token of a
+ * prefill); ymm ones (vpdpbusd of AVX512-VL) or the AVX2 kernels where rows stream from
+ * memory (the decode): on the machine measured (AMD Zen 4) zmm loads stream from memory
+ * markedly slower than ymm loads.
+ *
+ * Compiled for every x86 build with per-function target attributes and only called
+ * after the CPU (and its OS) was seen to have these features. Compiled a second time
+ * with BN_KERNELS_SIMDE into the kernel test only: SIMDe (simde/x86/avx512.h) supplies
+ * the intrinsics in portable C, so the same code is checked on any machine; that table
+ * is bn_kernels_avx512_simde, with the AVX2 entries left NULL.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/blocks.h"
+
+#if defined(BN_KERNELS_SIMDE)
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#include <simde/x86/f16c.h>
+#define BN_AVX512
+#define BN_AVX512_TABLE bn_kernels_avx512_simde
+#define BN_AVX512_NAME  "avx512-simde"
+/* the entries taken from the AVX2 family: the test fills them from the scalar one */
+#define BN_FROM_AVX2(fn) NULL
+#define BN_AVX512_BUILD 1
+#elif defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BN_AVX512 \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define BN_AVX512_TABLE bn_kernels_avx512
+#define BN_AVX512_NAME  "avx512"
+#define BN_FROM_AVX2(fn) fn
+#define BN_AVX512_BUILD 1
+#endif
+
+#ifdef BN_AVX512_BUILD
+
+#define BN_INLINE static inline __attribute__((always_inline))
+
+/* A vector whose value the compiler may no longer assume (an empty asm on the register);
+ * nothing under SIMDe, whose vectors are not registers, and where speed does not count. */
+#if defined(BN_KERNELS_SIMDE)
+#define BN_OPAQUE(v) ((void)0)
+#else
+#define BN_OPAQUE(v) __asm__("" : "+v"(v))
+#endif
+
+/* How far ahead of the weights being read the decode kernels ask for cache lines (as
+ * the AVX2 ones do). */
+#ifndef BN_PREFETCH_AHEAD
+#define BN_PREFETCH_AHEAD 4096
+#endif
+
+/* The shifts of the 64-bit lanes that bring the fields of a broadcast 32-byte group to
+ * bits 1-0 of each byte: I2_S weights 0..63 (bits 7-6 below, 5-4 above) and 64..127
+ * (3-2, 1-0); TQ2_0 weights 0..63 of a half (1-0, 3-2) and 64..127 (5-4, 7-6). */
+BN_AVX512 BN_INLINE __m512i bn_i2s_shift_lo(void)
+{
+    return _mm512_set_epi64(4, 4, 4, 4, 6, 6, 6, 6);
+}
+BN_AVX512 BN_INLINE __m512i bn_i2s_shift_hi(void)
+{
+    return _mm512_set_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+}
+BN_AVX512 BN_INLINE __m512i bn_tq2_shift_lo(void)
+{
+    return _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0);
+}
+BN_AVX512 BN_INLINE __m512i bn_tq2_shift_hi(void)
+{
+    return _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4);
+}
+
+/* The 32 bytes at p in both halves of a zmm. */
+BN_AVX512 BN_INLINE __m512i bn_bcast32(const uint8_t *p)
+{
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+}
+
+/* 64 codes (0..3, one a byte) out of a broadcast group: its lanes shifted, masked. */
+BN_AVX512 BN_INLINE __m512i bn_codes64(__m512i group, __m512i shift)
+{
+    return _mm512_and_si512(_mm512_srlv_epi64(group, shift), _mm512_set1_epi8(3));
+}
+
+/* vpdpbusd, acc + the products of the 64 unsigned bytes a with the 64 signed bytes b,
+ * four to an int32 lane; bn_dp64 takes b from memory at q. Written as asm in the native
+ * build: around the intrinsic GCC 12 copies a loop's accumulator into another register
+ * and back each time, 16 of the 35 instructions of the 4-token I2_S tile's loop; Zen 4
+ * runs those copies at no cost, but llvm-mca's Ice Lake and Sapphire Rapids models put
+ * that loop at 19.5 cycles a block with them and 6.0 without (the AVX2 one: 14.4). */
+BN_AVX512 BN_INLINE __m512i bn_dpbusd(__m512i acc, __m512i a, __m512i b)
+{
+#if defined(BN_KERNELS_SIMDE)
+    return _mm512_dpbusd_epi32(acc, a, b);
+#else
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+    return acc;
+#endif
+}
+
+BN_AVX512 BN_INLINE __m512i bn_dp64(__m512i acc, __m512i codes, const int8_t *q)
+{
+#if defined(BN_KERNELS_SIMDE)
+    return _mm512_dpbusd_epi32(acc, codes, _mm512_loadu_si512((const void *)q));
+#else
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(codes), "m"(*(const int8_t(*)[64])q));
+    return acc;
+#endif
+}
+
+/* The sixteen lanes folded to eight. */
+BN_AVX512 BN_INLINE __m256i bn_fold256(__m512i v)
+{
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+
+/* Sum of the sixteen int32 lanes. */
+BN_AVX512 BN_INLINE int32_t bn_hsum_i32_avx512(__m512i v)
+{
+    __m256i y = bn_fold256(v);
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* The lane sums of four vectors at once: element j of the result is the sum of v_j. */
+BN_AVX512 BN_INLINE __m128i bn_hsum4_i32_avx512(__m512i v0, __m512i v1, __m512i v2,
+                                                __m512i v3)
+{
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(bn_fold256(v0), bn_fold256(v1)),
+                                  _mm256_hadd_epi32(bn_fold256(v2), bn_fold256(v3)));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* ------------------------------------------------------------- I2_S */
+
+/* One I2_S block (32 bytes at p, 128 weights) against q[0..127] into two accumulators. */
+BN_AVX512 BN_INLINE void bn_i2s_block(const uint8_t *p, const int8_t *q, __m512i *lo,
+                                      __m512i *hi)
+{
+    __m512i g = bn_bcast32(p);
+    *lo = bn_dp64(*lo, bn_codes64(g, bn_i2s_shift_lo()), q);
+    *hi = bn_dp64(*hi, bn_codes64(g, bn_i2s_shift_hi()), q + 64);
+}
+
+/* The lanes of one row's sum (the lone token of a prefill, a row the caches hold): two
+ * blocks (one 64-byte line) a step into four accumulators, one prefetch per line
+ * BN_PREFETCH_AHEAD bytes ahead. */
+BN_AVX512 BN_INLINE __m512i bn_i2s_row(const uint8_t *codes, const int8_t *q, int64_t n)
+{
+    const int64_t nb = n / 128;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *p = codes + b * 32;
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD, _MM_HINT_T0);
+        bn_i2s_block(p, q + b * 128, &a0, &a1);
+        bn_i2s_block(p + 32, q + b * 128 + 128, &a2, &a3);
+    }
+    if (b < nb)
+        bn_i2s_block(codes + b * 32, q + b * 128, &a0, &a1);
+    return _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
+}
+
+BN_AVX512 static int32_t bn_dot_i2s_q8_avx512(const uint8_t *codes, const int8_t *q, int64_t n)
+{
+    return bn_hsum_i32_avx512(bn_i2s_row(codes, q, n));
+}
+
+/* The lane sums of NT tokens' accumulator pairs into out[0..NT-1], reduced together
+ * (the unused ones are zero). */
+BN_AVX512 BN_INLINE void bn_store_sums(__m512i acc[4][2], const int NT, int32_t *out)
+{
+    __m128i s4 = bn_hsum4_i32_avx512(_mm512_add_epi32(acc[0][0], acc[0][1]),
+                                     _mm512_add_epi32(acc[1][0], acc[1][1]),
+                                     _mm512_add_epi32(acc[2][0], acc[2][1]),
+                                     _mm512_add_epi32(acc[3][0], acc[3][1]));
+    if (NT == 4) {
+        _mm_storeu_si128((__m128i *)out, s4);
+    } else {
+        int32_t t[4];
+        _mm_storeu_si128((__m128i *)t, s4);
+        for (int j = 0; j < NT; j++)
+            out[j] = t[j];
+    }
+}
+
+/* The tile body for a constant number of token rows NT (2..4): each block's codes are
+ * extracted once for all tokens; two accumulators a token, so that no chain of
+ * dependent multiply-adds sets the pace. */
+BN_AVX512 BN_INLINE void bn_i2s_tile_body(const uint8_t *codes, const int8_t *q, int64_t n,
+                                          const int NT, int32_t *out)
+{
+    const int64_t nb = n / 128;
+    __m512i acc[4][2];
+    for (int t = 0; t < 4; t++)
+        acc[t][0] = acc[t][1] = _mm512_setzero_si512();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i g = bn_bcast32(codes + b * 32);
+        __m512i c0 = bn_codes64(g, bn_i2s_shift_lo()), c1 = bn_codes64(g, bn_i2s_shift_hi());
+        const int8_t *qb = q + b * 128;
+        for (int t = 0; t < NT; t++) {
+            acc[t][0] = bn_dp64(acc[t][0], c0, qb + (size_t)t * (size_t)n);
+            acc[t][1] = bn_dp64(acc[t][1], c1, qb + (size_t)t * (size_t)n + 64);
+        }
+    }
+    bn_store_sums(acc, NT, out);
+}
+
+BN_AVX512 static void bn_dot_i2s_q8_tile_avx512(const uint8_t *codes, const int8_t *q,
+                                                int64_t n, int nt, int32_t *out)
+{
+    switch (nt) {
+    case 4: bn_i2s_tile_body(codes, q, n, 4, out); break;
+    case 3: bn_i2s_tile_body(codes, q, n, 3, out); break;
+    case 2: bn_i2s_tile_body(codes, q, n, 2, out); break;
+    default: out[0] = bn_dot_i2s_q8_avx512(codes, q, n); break;
+    }
+}
+
+/* ------------------------------------------------------------- TQ2_0 */
+
+/* The TQ2_0 decode works in ymm registers (vpdpbusd of AVX512-VL): on the machine
+ * measured (AMD Zen 4) a loop of zmm loads streamed from memory at 0.67 to 0.93 of the
+ * rate of the same loop with ymm loads (three runs), and the zmm form of this kernel
+ * was no faster than the AVX2 one where the ymm form is (the I2_S decode, on memory's
+ * pace in either form, is the AVX2 one). */
+
+/* One TQ2_0 block (its 64 code bytes at qs; in each 32-byte half, byte m holds weights
+ * m, 32+m, 64+m, 96+m of the half in bits 1-0, 3-2, 5-4, 7-6) against q[0..255]: eight
+ * int32 lanes. */
+BN_AVX512 BN_INLINE __m256i bn_tq2_block(const uint8_t *qs, const int8_t *q)
+{
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i a = _mm256_setzero_si256(), e = a;
+    for (int h = 0; h < 2; h++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+        const int8_t *qh = q + 128 * h;
+        a = _mm256_dpbusd_epi32(a, _mm256_and_si256(v, m3),
+                                _mm256_loadu_si256((const __m256i *)qh));
+        e = _mm256_dpbusd_epi32(e, _mm256_and_si256(_mm256_srli_epi16(v, 2), m3),
+                                _mm256_loadu_si256((const __m256i *)(qh + 32)));
+        a = _mm256_dpbusd_epi32(a, _mm256_and_si256(_mm256_srli_epi16(v, 4), m3),
+                                _mm256_loadu_si256((const __m256i *)(qh + 64)));
+        e = _mm256_dpbusd_epi32(e, _mm256_and_si256(_mm256_srli_epi16(v, 6), m3),
+                                _mm256_loadu_si256((const __m256i *)(qh + 96)));
+    }
+    return _mm256_add_epi32(a, e);
+}
+
+/* Sum of the eight int32 lanes. */
+BN_AVX512 BN_INLINE int32_t bn_hsum_i32_256(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* Four consecutive TQ2_0 blocks (`stride` bytes apart) against q[0..1023]: their four
+ * sums; the four lines BN_PREFETCH_AHEAD bytes on are asked for first. */
+BN_AVX512 BN_INLINE __m128i bn_tq2_blocks4(const uint8_t *p, size_t stride, const int8_t *q)
+{
+    for (int l = 0; l < 4; l++)
+        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD + 64 * l, _MM_HINT_T0);
+    __m256i h = _mm256_hadd_epi32(
+        _mm256_hadd_epi32(bn_tq2_block(p, q), bn_tq2_block(p + stride, q + 256)),
+        _mm256_hadd_epi32(bn_tq2_block(p + 2 * stride, q + 512),
+                          bn_tq2_block(p + 3 * stride, q + 768)));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+BN_AVX512 static void bn_dot_tq2_q8_avx512(const uint8_t *blocks, size_t stride,
+                                           const int8_t *q, int64_t n, int32_t *sums)
+{
+    const int64_t nb = n / 256;
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4)
+        _mm_storeu_si128((__m128i *)(sums + b),
+                         bn_tq2_blocks4(blocks + (size_t)b * stride, stride, q + b * 256));
+    for (; b < nb; b++)
+        sums[b] = bn_hsum_i32_256(bn_tq2_block(blocks + (size_t)b * stride, q + b * 256));
+}
+
+/* An f16 scale as a double (exact). */
+BN_AVX512 BN_INLINE double bn_f16_at(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+
+/* Four block sums minus their activation sums, times the blocks' scales, in double,
+ * added to acc in block order (the products are exact: an int32 times an f16). */
+BN_AVX512 BN_INLINE double bn_tq_combine4(double acc, __m128i s4, const int32_t *qbsum,
+                                          const uint8_t *p, size_t stride, size_t doff)
+{
+    s4 = _mm_sub_epi32(s4, _mm_loadu_si128((const __m128i *)qbsum));
+    uint16_t h[4];
+    for (int j = 0; j < 4; j++)
+        memcpy(&h[j], p + (size_t)j * stride + doff, 2);
+    uint64_t h64;
+    memcpy(&h64, h, 8);
+    __m256d d = _mm256_cvtps_pd(_mm_cvtph_ps(_mm_set_epi64x(0, (long long)h64)));
+    double v[4];
+    _mm256_storeu_pd(v, _mm256_mul_pd(_mm256_cvtepi32_pd(s4), d));
+    acc += v[0];
+    acc += v[1];
+    acc += v[2];
+    acc += v[3];
+    return acc;
+}
+
+/* Decode: one row after the other (several rows side by side were slower from memory),
+ * each row's blocks in order, four at a time. */
+BN_AVX512 static void bn_dot_tq2_q8_rows_avx512(const uint8_t *rows, size_t row_bytes,
+                                                int64_t nrows, const int8_t *q,
+                                                const int32_t *qbsum, int64_t n, double *out)
+{
+    const size_t stride = sizeof(bn_block_tq2_0);
+    const size_t doff = offsetof(bn_block_tq2_0, d);
+    const int64_t nb = n / 256;
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t *row = rows + (size_t)r * row_bytes;
+        double acc = 0.0;
+        int64_t b = 0;
+        for (; b + 4 <= nb; b += 4) {
+            const uint8_t *p = row + (size_t)b * stride;
+            acc = bn_tq_combine4(acc, bn_tq2_blocks4(p, stride, q + b * 256), qbsum + b, p,
+                                 stride, doff);
+        }
+        for (; b < nb; b++) {
+            const uint8_t *p = row + (size_t)b * stride;
+            int32_t sum = bn_hsum_i32_256(bn_tq2_block(p, q + b * 256));
+            acc += (double)(sum - qbsum[b]) * bn_f16_at(p + doff);
+        }
+        out[r] = acc;
+    }
+}
+
+/* Four by four int32 (m[i] element j) transposed: element i of t[j] is m[i]'s
+ * element j. */
+BN_AVX512 BN_INLINE void bn_transpose4_i32(const __m128i m[4], __m128i t[4])
+{
+    __m128i lo01 = _mm_unpacklo_epi32(m[0], m[1]), hi01 = _mm_unpackhi_epi32(m[0], m[1]);
+    __m128i lo23 = _mm_unpacklo_epi32(m[2], m[3]), hi23 = _mm_unpackhi_epi32(m[2], m[3]);
+    t[0] = _mm_unpacklo_epi64(lo01, lo23);
+    t[1] = _mm_unpackhi_epi64(lo01, lo23);
+    t[2] = _mm_unpacklo_epi64(hi01, hi23);
+    t[3] = _mm_unpackhi_epi64(hi01, hi23);
+}
+
+/* The prefill tiles below read rows that the caches hold (a group of rows meets one
+ * tile after the other) and work in zmm registers: two vpdpbusd per 128 weights and
+ * token. */
+
+/* The TQ2_0 tile body for a row whose blocks have different scales: NT token rows, each
+ * block's codes extracted once for all of them. The block sums minus the activation
+ * sums are transposed to one vector per block (a lane per token), so that a vector of
+ * four double accumulators adds every token's blocks in block order, as the decode
+ * does. */
+BN_AVX512 BN_INLINE void bn_tq2_tile_body(const uint8_t *row, const int8_t *q,
+                                          const int32_t *qbsum, int64_t n, const int NT,
+                                          double *out)
+{
+    const size_t stride = sizeof(bn_block_tq2_0), doff = offsetof(bn_block_tq2_0, d);
+    const int64_t nb = n / 256;
+    __m256d acc = _mm256_setzero_pd();
+    for (int64_t b0 = 0; b0 < nb; b0 += 4) {
+        const int nj = nb - b0 < 4 ? (int)(nb - b0) : 4;
+        const uint8_t *p = row + (size_t)b0 * stride;
+        __m512i l[4][4];   /* token, block; the blocks past the row's end add nothing */
+        for (int t = 0; t < 4; t++)
+            for (int j = 0; j < 4; j++)
+                l[t][j] = _mm512_setzero_si512();
+        for (int j = 0; j < nj; j++) {
+            const uint8_t *blk = p + (size_t)j * stride;
+            __m512i g0 = bn_bcast32(blk), g1 = bn_bcast32(blk + 32);
+            __m512i c[4] = {bn_codes64(g0, bn_tq2_shift_lo()),
+                            bn_codes64(g0, bn_tq2_shift_hi()),
+                            bn_codes64(g1, bn_tq2_shift_lo()),
+                            bn_codes64(g1, bn_tq2_shift_hi())};
+            for (int t = 0; t < NT; t++) {
+                const int8_t *qt = q + (size_t)t * (size_t)n + (b0 + j) * 256;
+                __m512i a = bn_dp64(_mm512_setzero_si512(), c[0], qt);
+                __m512i e = bn_dp64(_mm512_setzero_si512(), c[1], qt + 64);
+                a = bn_dp64(a, c[2], qt + 128);
+                e = bn_dp64(e, c[3], qt + 192);
+                l[t][j] = _mm512_add_epi32(a, e);
+            }
+        }
+        /* per token: its four block sums minus the activation sums of those blocks */
+        __m128i st[4];
+        for (int t = 0; t < 4; t++) {
+            if (t >= NT) {
+                st[t] = _mm_setzero_si128();
+                continue;
+            }
+            __m128i s4 = bn_hsum4_i32_avx512(l[t][0], l[t][1], l[t][2], l[t][3]);
+            const int32_t *qb = qbsum + t * nb + b0;
+            __m128i q4 = nj == 4 ? _mm_loadu_si128((const __m128i *)qb)
+                                 : _mm_setr_epi32(qb[0], nj > 1 ? qb[1] : 0,
+                                                  nj > 2 ? qb[2] : 0, 0);
+            st[t] = _mm_sub_epi32(s4, q4);
+        }
+        __m128i col[4];   /* col[j] holds block j of every token */
+        bn_transpose4_i32(st, col);
+        for (int j = 0; j < nj; j++) {
+            __m256d d = _mm256_set1_pd(bn_f16_at(p + (size_t)j * stride + doff));
+            acc = _mm256_add_pd(acc, _mm256_mul_pd(_mm256_cvtepi32_pd(col[j]), d));
+        }
+    }
+    double v[4];
+    _mm256_storeu_pd(v, acc);
+    for (int t = 0; t < NT; t++)
+        out[t] = v[t];
+}
+
+/* The tile body for a row whose blocks all have the same finite scale d: every partial
+ * sum of the block-order double sum is then d times an int32, exact, so that sum is d
+ * times the row's integer sum, taken here in int32 lanes over the whole row (half a
+ * block at a time, as the I2_S tile goes) and reduced once per token. The same doubles
+ * as bn_tq2_tile_body, bit for bit. */
+BN_AVX512 BN_INLINE void bn_tq2_tile_uniform_body(const uint8_t *row, const int8_t *q,
+                                                  const int32_t *qbsum, int64_t n,
+                                                  const int NT, double d, double *out)
+{
+    const size_t stride = sizeof(bn_block_tq2_0);
+    const int64_t nb = n / 256;
+    __m512i acc[4][2];
+    for (int t = 0; t < 4; t++)
+        acc[t][0] = acc[t][1] = _mm512_setzero_si512();
+    for (int64_t u = 0; u < 2 * nb; u++) {
+        __m512i g = bn_bcast32(row + (size_t)(u / 2) * stride + 32 * (u & 1));
+        __m512i c0 = bn_codes64(g, bn_tq2_shift_lo()), c1 = bn_codes64(g, bn_tq2_shift_hi());
+        const int8_t *qu = q + u * 128;
+        for (int t = 0; t < NT; t++) {
+            acc[t][0] = bn_dp64(acc[t][0], c0, qu + (size_t)t * (size_t)n);
+            acc[t][1] = bn_dp64(acc[t][1], c1, qu + (size_t)t * (size_t)n + 64);
+        }
+    }
+    int32_t s[4];
+    bn_store_sums(acc, 4, s);
+    for (int t = 0; t < NT; t++) {
+        int32_t qs = 0;
+        for (int64_t b = 0; b < nb; b++)
+            qs += qbsum[t * nb + b];
+        /* 0.0 + : an all-zero sum gives +0.0, as the block-order sum does */
+        out[t] = 0.0 + (double)(s[t] - qs) * d;
+    }
+}
+
+/* The scale shared by every block of the row, finite, in *d; false when the blocks'
+ * scales differ (or are infinite or NaN). */
+BN_AVX512 BN_INLINE bool bn_tq2_uniform_scale(const uint8_t *row, int64_t nb, double *d)
+{
+    const size_t stride = sizeof(bn_block_tq2_0), doff = offsetof(bn_block_tq2_0, d);
+    uint16_t h0, h;
+    memcpy(&h0, row + doff, 2);
+    if ((h0 & 0x7c00) == 0x7c00)
+        return false;
+    for (int64_t b = 1; b < nb; b++) {
+        memcpy(&h, row + (size_t)b * stride + doff, 2);
+        if (h != h0)
+            return false;
+    }
+    *d = bn_f16_at(row + doff);
+    return true;
+}
+
+/* The tile for a run-time nt, each size its own inlined body; rows with one scale for
+ * all their blocks (as converted BitNet models have) take the uniform body. */
+BN_AVX512 static void bn_dot_tq2_q8_tile_avx512(const uint8_t *row, const int8_t *q,
+                                                const int32_t *qbsum, int64_t n, int nt,
+                                                double *out)
+{
+    double d;
+    if (bn_tq2_uniform_scale(row, n / 256, &d)) {
+        switch (nt) {
+        case 4: bn_tq2_tile_uniform_body(row, q, qbsum, n, 4, d, out); break;
+        case 3: bn_tq2_tile_uniform_body(row, q, qbsum, n, 3, d, out); break;
+        case 2: bn_tq2_tile_uniform_body(row, q, qbsum, n, 2, d, out); break;
+        default: bn_tq2_tile_uniform_body(row, q, qbsum, n, 1, d, out); break;
+        }
+        return;
+    }
+    switch (nt) {
+    case 4: bn_tq2_tile_body(row, q, qbsum, n, 4, out); break;
+    case 3: bn_tq2_tile_body(row, q, qbsum, n, 3, out); break;
+    case 2: bn_tq2_tile_body(row, q, qbsum, n, 2, out); break;
+    default: bn_tq2_tile_body(row, q, qbsum, n, 1, out); break;
+    }
+}
+
+/* ------------------------------------------------------------- the probe */
+
+/* The int8 multiply-add probe on vpdpbusd: per chunk, 32 rounds of eight multiply-adds
+ * of 64 byte pairs into eight accumulators, half of them w against x and half against x
+ * with its halves swapped, so that every round of two covers the four 32-long dot
+ * products once (128 times a chunk: BN_MAC_PEAK_CHUNK products). The operands are
+ * reloaded behind a compiler barrier each chunk, so that no chunk's work can be
+ * hoisted out of the loop. */
+BN_AVX512 static int64_t bn_mac_i8_peak_avx512(const uint8_t *w, const int8_t *x,
+                                               int64_t chunks)
+{
+    int64_t total = 0;
+    for (int64_t c = 0; c < chunks; c++) {
+        __asm__ volatile("" ::: "memory");
+        const __m512i wv = _mm512_loadu_si512((const void *)w);
+        const __m512i xv = _mm512_loadu_si512((const void *)x);
+        const __m512i xs = _mm512_inserti64x4(   /* x[32..63], x[0..31] */
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x + 32))),
+            _mm256_loadu_si256((const __m256i *)x), 1);
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        __m512i a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        /* the accumulators made opaque, so that the compiler cannot see that the four
+         * chains of each kind compute the same and do one of them */
+        BN_OPAQUE(a0);
+        BN_OPAQUE(a1);
+        BN_OPAQUE(a2);
+        BN_OPAQUE(a3);
+        BN_OPAQUE(a4);
+        BN_OPAQUE(a5);
+        BN_OPAQUE(a6);
+        BN_OPAQUE(a7);
+        for (int r = 0; r < 32; r++) {
+            a0 = bn_dpbusd(a0, wv, xv);
+            a1 = bn_dpbusd(a1, wv, xs);
+            a2 = bn_dpbusd(a2, wv, xv);
+            a3 = bn_dpbusd(a3, wv, xs);
+            a4 = bn_dpbusd(a4, wv, xv);
+            a5 = bn_dpbusd(a5, wv, xs);
+            a6 = bn_dpbusd(a6, wv, xv);
+            a7 = bn_dpbusd(a7, wv, xs);
+        }
+        __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1),
+                                                      _mm512_add_epi32(a2, a3)),
+                                     _mm512_add_epi32(_mm512_add_epi32(a4, a5),
+                                                      _mm512_add_epi32(a6, a7)));
+        total += bn_hsum_i32_avx512(s);   /* at most 128 * 4 * 32 * 2 * 127 in size */
+    }
+    return total;
+}
+
+const bn_kernel_table BN_AVX512_TABLE = {
+    .name       = BN_AVX512_NAME,
+    .dot_f32    = BN_FROM_AVX2(bn_dot_f32_avx2),
+    .f16_to_f32 = BN_FROM_AVX2(bn_f16_to_f32_avx2),
+    .dot_f16_f32 = BN_FROM_AVX2(bn_dot_f16_f32_avx2),
+    .dot_f16_f32_rows = BN_FROM_AVX2(bn_dot_f16_f32_rows_avx2),
+    .f32_to_f16 = BN_FROM_AVX2(bn_f32_to_f16_avx2),
+    .dot_f16_f32_multi = BN_FROM_AVX2(bn_dot_f16_f32_multi_avx2),
+    .axpy_f16_f32_multi = BN_FROM_AVX2(bn_axpy_f16_f32_multi_avx2),
+    .relu2_mul  = BN_FROM_AVX2(bn_relu2_mul_avx2),
+    .dot_i2s_q8 = bn_dot_i2s_q8_avx512,
+    .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx512,
+    .dot_i2s_q8_rows = BN_FROM_AVX2(bn_dot_i2s_q8_rows_avx2),
+    .dot_tq2_q8 = bn_dot_tq2_q8_avx512,
+    .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_avx512,
+    .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_avx512,
+    .sum_u64    = BN_FROM_AVX2(bn_sum_u64_avx2),
+    .mac_i8_peak = bn_mac_i8_peak_avx512,
+    .dot_tq1_q8 = BN_FROM_AVX2(bn_dot_tq1_q8_avx2),
+    .dot_tq1_q8_tile = BN_FROM_AVX2(bn_dot_tq1_q8_tile_avx2),
+    .dot_q8_0_q8_0 = BN_FROM_AVX2(bn_dot_q8_0_q8_0_avx2),
+    .dot_q8_0_q8_0_rows = BN_FROM_AVX2(bn_dot_q8_0_q8_0_rows_avx2),
+    .dot_q6_k_q8_0 = BN_FROM_AVX2(bn_dot_q6_k_q8_0_avx2),
+    .dot_q6_k_q8_0_rows = BN_FROM_AVX2(bn_dot_q6_k_q8_0_rows_avx2),
+    .quantize_act_i8 = BN_FROM_AVX2(bn_quantize_act_i8_avx2),
+};
+
+#endif /* BN_AVX512_BUILD */
