@@ -105,8 +105,11 @@ check $? "a lock held for good: 121 tries over 600 s" "$t/apt.log"
 # ------------------------------------------------------------ make test, make run
 
 # make reads its flags from the environment; the outer make (make test of this very
-# project) must not leak into these runs
+# project) must not leak into these runs, nor the variables given on its command line
+# (make test-asan runs `make test BUILD=build-asan CMAKE_FLAGS=...`, and make exports
+# command-line variables to the environment of its recipes)
 unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES GNUMAKEFLAGS
+unset BUILD WERROR PREFIX JOBS CMAKE_FLAGS DESTDIR
 p="$t/project"
 mkdir -p "$p/scripts" "$p/build"
 cp "$SRC/Makefile" "$p/"
