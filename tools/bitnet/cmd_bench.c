@@ -377,10 +377,8 @@ int cmd_bench(int argc, char **argv)
     bn_token *toks = NULL;
     bench_batch bb = {0};
     json_t *arr = json ? json_array() : NULL;
-    if (bn_model_load(o.model, &o.mp, &m) != BN_OK) {
-        cli_fail(cmd);
+    if (!run_load_model(cmd, &o, &m))
         goto done;
-    }
     bn_model_info in;
     bn_model_get_info(m, &in);
     int max_depth = 0;

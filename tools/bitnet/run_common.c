@@ -287,12 +287,9 @@ static bool run_progress_line(uint64_t done, uint64_t total, void *user)
     return true;
 }
 
-bool run_load(const char *cmd, const run_opts *o, bool logits_all, bn_model **m,
-              bn_context **c, double *load_seconds)
+bool run_load_model(const char *cmd, const run_opts *o, bn_model **m)
 {
     *m = NULL;
-    *c = NULL;
-    double t0 = run_now();
     bn_model_params mp = o->mp;
     const char *slash = strrchr(o->model, '/');
     run_progress progress = {.name = slash ? slash + 1 : o->model, .percent = -1};
@@ -308,6 +305,16 @@ bool run_load(const char *cmd, const run_opts *o, bool logits_all, bn_model **m,
         cli_fail(cmd);
         return false;
     }
+    return true;
+}
+
+bool run_load(const char *cmd, const run_opts *o, bool logits_all, bn_model **m,
+              bn_context **c, double *load_seconds)
+{
+    *c = NULL;
+    double t0 = run_now();
+    if (!run_load_model(cmd, o, m))
+        return false;
     bn_context_params cp = bn_context_default_params();
     cp.n_ctx = o->n_ctx;
     if (o->n_batch)

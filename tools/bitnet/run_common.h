@@ -37,6 +37,10 @@ extern const char run_sampling_help[];
 int run_parse_opt(const char *cmd, int argc, char **argv, int *i, run_opts *o,
                   bool sampling);
 
+/* Loads the model (with a progress line on a terminal for a large file); on failure
+ * prints the error and returns false (*m NULL). */
+bool run_load_model(const char *cmd, const run_opts *o, bn_model **m);
+
 /* Loads the model and creates a context; with `verbose_load` prints a line about the
  * model to stderr. On failure prints the error and returns false (both NULL). */
 bool run_load(const char *cmd, const run_opts *o, bool logits_all, bn_model **m,
