@@ -735,8 +735,37 @@ static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, 
     free(wb);
 }
 
+/* gemm_f64_tile: every element the sum, p ascending, of products of widened floats,
+ * written out here, bit for bit, on top of the tile's earlier contents; k = 0 leaves
+ * them; products of large and small magnitudes make the order of the sum count. */
+static void test_gemm_tile(const bn_kernel_table *k)
+{
+    static const int64_t ks[] = {0, 1, 7, 64, 301};
+    enum { MR = BN_GEMM_MR, NR = BN_GEMM_NR, KMAX = 301 };
+    static double a[KMAX * MR], b[KMAX * NR];
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+        const int64_t kk = ks[ki];
+        for (int64_t i = 0; i < kk * MR; i++)
+            a[i] = (double)(float)(((double)rng() - 2147483648.0) * 0x1p-20 *
+                                   (rng() % 4 == 0 ? 4096.0 : 1.0));
+        for (int64_t i = 0; i < kk * NR; i++)
+            b[i] = (double)(float)(((double)rng() - 2147483648.0) * 0x1p-24);
+        double c[MR * NR], want[MR * NR];
+        for (int i = 0; i < MR * NR; i++)
+            c[i] = want[i] = (double)(float)(((double)rng() - 2147483648.0) * 0x1p-26);
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                for (int64_t p = 0; p < kk; p++)
+                    want[i * NR + j] = want[i * NR + j] + a[p * MR + i] * b[p * NR + j];
+        k->gemm_f64_tile(a, b, kk, c);
+        CHECK(memcmp(c, want, sizeof c) == 0, "%s gemm_f64_tile k=%lld", k->name,
+              (long long)kk);
+    }
+}
+
 static void test_family(const bn_kernel_table *k)
 {
+    test_gemm_tile(k);
     test_mac_peak(k);
     test_relu2(k);
     test_axpy(k);
@@ -872,7 +901,7 @@ static void test_avx512_simde(void)
     const bn_kernel_table *s = &bn_kernels_scalar;
     /* its own entries */
     CHECK(k.dot_i2s_q8 && k.dot_i2s_q8_tile && k.dot_tq2_q8 && k.dot_tq2_q8_tile &&
-          k.dot_tq2_q8_rows && k.mac_i8_peak,
+          k.dot_tq2_q8_rows && k.mac_i8_peak && k.gemm_f64_tile,
           "avx512-simde: an entry of its own is missing");
     /* the AVX2 family's, left NULL there */
     CHECK(!k.dot_f32 && !k.f16_to_f32 && !k.dot_f16_f32 && !k.dot_f16_f32_rows &&

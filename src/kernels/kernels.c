@@ -336,6 +336,25 @@ static void bn_dot_q6_k_q8_0_rows_scalar(const uint8_t *w, size_t row_bytes, int
         out[r] = bn_dot_q6_k_q8_0_scalar(w + (size_t)r * row_bytes, x, n);
 }
 
+/* Products of widened floats are exact in double, so the order of the sum is the only
+ * thing that fixes the result: p ascending, one accumulator per element. */
+void bn_gemm_f64_tile_scalar(const double *a, const double *b, int64_t k, double *c)
+{
+    for (int i = 0; i < BN_GEMM_MR; i++) {
+        double acc[BN_GEMM_NR];
+        for (int j = 0; j < BN_GEMM_NR; j++)
+            acc[j] = c[i * BN_GEMM_NR + j];
+        for (int64_t p = 0; p < k; p++) {
+            const double ai = a[p * BN_GEMM_MR + i];
+            const double *bp = b + p * BN_GEMM_NR;
+            for (int j = 0; j < BN_GEMM_NR; j++)
+                acc[j] += ai * bp[j];
+        }
+        for (int j = 0; j < BN_GEMM_NR; j++)
+            c[i * BN_GEMM_NR + j] = acc[j];
+    }
+}
+
 const bn_kernel_table bn_kernels_scalar = {
     .name       = "scalar",
     .dot_f32    = bn_dot_f32_scalar,
@@ -361,6 +380,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
     .dot_q6_k_q8_0_rows = bn_dot_q6_k_q8_0_rows_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
+    .gemm_f64_tile = bn_gemm_f64_tile_scalar,
 };
 
 #if defined(__aarch64__)
@@ -391,6 +411,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
     .dot_q6_k_q8_0_rows = bn_dot_q6_k_q8_0_rows_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
+    .gemm_f64_tile = bn_gemm_f64_tile_scalar,
 };
 
 /* The same with the dotprod integer kernels (Armv8.2 SDOT), where the CPU has them. */
@@ -419,6 +440,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .dot_q6_k_q8_0 = bn_dot_q6_k_q8_0_scalar,
     .dot_q6_k_q8_0_rows = bn_dot_q6_k_q8_0_rows_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
+    .gemm_f64_tile = bn_gemm_f64_tile_scalar,
 };
 #endif
 

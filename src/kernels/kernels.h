@@ -89,6 +89,9 @@ static inline float bn_f16_decode(uint16_t h)
 /* ------------------------------------------------------------- the table */
 
 /* Multiply-adds per chunk of the int8 multiply-add probe (mac_i8_peak). */
+/* The register tile of gemm_f64_tile: BN_GEMM_MR rows by BN_GEMM_NR columns. */
+#define BN_GEMM_MR 6
+#define BN_GEMM_NR 16
 #define BN_MAC_PEAK_CHUNK (128 * 128)
 
 /* The per-ISA kernel table, chosen once at run time (core/kernel_choice.c). Every entry has a
@@ -194,6 +197,13 @@ typedef struct bn_kernel_table {
     /* bn_quantize_act_i8: s = 127 / max(max|x|, 1e-5), q = clamp(rint(x * s)) with the
      * product rounded to float first; the same bytes and scale on every table */
     void (*quantize_act_i8)(const float *x, int64_t n, int8_t *q, float *scale);
+    /* The register tile of training's matrix products (src/train/fast.c):
+     * c[i * NR + j] += sum over p = 0 .. k-1, in that order, of a[p * MR + i] *
+     * b[p * NR + j] for i < BN_GEMM_MR, j < BN_GEMM_NR, in double, one accumulator per
+     * element of c. The caller guarantees every product is exact in double (both factors
+     * are floats widened), so that a fused multiply-add and a multiply then an add give
+     * the same bits: every table returns the scalar one's doubles. */
+    void (*gemm_f64_tile)(const double *a, const double *b, int64_t k, double *c);
 } bn_kernel_table;
 
 const bn_kernel_table *bn_kernels(void);
@@ -234,6 +244,8 @@ void bn_dot_q6_k_q8_0_rows_avx2(const uint8_t *w, size_t row_bytes, int64_t nrow
                                 const void *x, int64_t n, float *out);
 void bn_quantize_act_i8_avx2(const float *x, int64_t n, int8_t *q, float *scale);
 #endif
+/* the scalar training tile, the reference of gemm_f64_tile */
+void bn_gemm_f64_tile_scalar(const double *a, const double *b, int64_t k, double *c);
 /* Not in the library: kernels_avx512.c compiled a second time with SIMDe's portable
  * intrinsics (BN_KERNELS_SIMDE) into the kernel test, so that its code is checked on
  * any machine. Only the avx512 family's own entries are set; those it takes from the
