@@ -288,8 +288,9 @@ static void test_errors(const bn_train_config *cfg)
     CHECK(bn_train_config_check(&bad) == BN_ERR_INVALID_ARG, "n_embd not a multiple of "
           "n_head is refused");
     CHECK(bn_train_model_new(cfg, 0, &m) == BN_ERR_INVALID_ARG, "an empty batch");
-    /* each of the two allocations failing: BN_ERR_OOM, nothing returned, nothing kept */
-    for (uint64_t n = 1; n <= 2; n++) {
+    /* each of the three allocations (the structs, the buffers, the thread scratch)
+     * failing: BN_ERR_OOM, nothing returned, nothing kept */
+    for (uint64_t n = 1; n <= 3; n++) {
         bn_mem_stats before, after;
         bn_mem_get_stats(&before);
         bn_mem_fail_nth(n);

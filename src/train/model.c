@@ -149,6 +149,8 @@ static void bn_train_layout(bn_train_model *m, bn_carver *c)
         bn_train_linear *lin = &m->linear[i];
         lin->codes = bn_carve(c, (size_t)(lin->n_out * lin->n_in), 1);
         lin->w_eff = bn_carve_f(c, (size_t)(lin->n_out * lin->n_in));
+        lin->i2s = lin->n_in % 128 == 0 ? bn_carve(c, (size_t)(lin->n_out * lin->n_in / 4), 1)
+                                        : NULL;
     }
     m->rope = bn_carve_f(c, T * hd);
     m->tokens = bn_carve(c, N, sizeof(int32_t));
@@ -196,6 +198,9 @@ static void bn_train_layout(bn_train_model *m, bn_carver *c)
     d->dact = bn_carve_f(c, N * F);
     d->dp = bn_carve(c, T, sizeof(double));
     d->acc = bn_carve(c, E > F ? E : F, sizeof(double));
+    m->gemm_a = bn_carve(c, m->gemm_a_cap, sizeof(double));
+    m->gemm_c = bn_carve(c, m->gemm_c_cap, sizeof(double));
+    m->row_loss = bn_carve(c, N, sizeof(double));
 }
 
 /* Points each projection at its weights and gradient. */
@@ -285,6 +290,7 @@ bn_status bn_train_model_new(const bn_train_config *cfg, int32_t B, bn_train_mod
     m->n_linear = n_linear;
     bn_train_table(m);
     bn_train_linear_shapes(m);
+    bn_train_fast_plan(m);
     bn_carver count = {NULL, 0};
     bn_train_layout(m, &count);
     m->mem = bn_calloc(1, count.off, "train");
@@ -300,6 +306,11 @@ bn_status bn_train_model_new(const bn_train_config *cfg, int32_t B, bn_train_mod
     bn_train_point(m, m->grads, &m->g);
     bn_train_link(m);
     bn_train_rope_table(m);
+    st = bn_train_set_threads(m, 1);
+    if (st != BN_OK) {
+        bn_train_model_free(m);
+        return st;
+    }
     *out = m;
     return BN_OK;
 }
@@ -308,6 +319,9 @@ void bn_train_model_free(bn_train_model *m)
 {
     if (!m)
         return;
+    if (m->pool)
+        bn_threadpool_free(m->pool);
+    bn_free(m->thread_mem);
     bn_free(m->mem);
     bn_free(m);
 }
@@ -362,7 +376,7 @@ bn_status bn_train_forward(bn_train_model *m, const int32_t *tokens, const int32
 {
     const bn_train_config *c = &m->cfg;
     const int64_t B = m->B, T = c->n_ctx, N = B * T, E = c->n_embd, F = c->n_ff;
-    const int64_t H = c->n_head, KV = c->n_head_kv, hd = E / H, V = c->n_vocab;
+    const int64_t H = c->n_head, KV = c->n_head_kv, V = c->n_vocab;
     const float eps = c->rms_eps;
     if (!(lambda >= 0.0f && lambda <= 1.0f))
         return bn_error_set(BN_ERR_INVALID_ARG, "train: quantization strength %g is not "
@@ -373,7 +387,7 @@ bn_status bn_train_forward(bn_train_model *m, const int32_t *tokens, const int32
                                 "position %lld is not in 0..%lld", tokens[i], targets[i],
                                 (long long)i, (long long)(V - 1));
     for (int32_t i = 0; i < m->n_linear; i++) {
-        bn_status st = bn_train_linear_prepare(&m->linear[i], lambda);
+        bn_status st = bn_train_fast_linear_prepare(m, &m->linear[i], lambda);
         if (st != BN_OK)
             return bn_error_wrap(st, "train: projection %d of layer %d", (int)(i % 7),
                                  (int)(i / 7));
@@ -389,41 +403,41 @@ bn_status bn_train_forward(bn_train_model *m, const int32_t *tokens, const int32
         const bn_train_linear *lin = &m->linear[l * BN_LIN_PER_LAYER];
 
         /* attention */
-        bn_train_rmsnorm_forward(a->attn_in.x, a->attn_rstd, a->h_in, ly->attn_norm, N,
-                                 E, eps);
-        bn_train_input_quantize(&a->attn_in, N, E, lambda);
-        bn_train_linear_forward(a->q, &lin[BN_LIN_Q], &a->attn_in, N, lambda);
-        bn_train_linear_forward(a->k, &lin[BN_LIN_K], &a->attn_in, N, lambda);
-        bn_train_linear_forward(a->v, &lin[BN_LIN_V], &a->attn_in, N, lambda);
-        bn_train_rope_forward(a->q, m->rope, B, T, H, hd);
-        bn_train_rope_forward(a->k, m->rope, B, T, KV, hd);
-        bn_train_attention_forward(a->att, a->probs, m->d.dp, a->q, a->k, a->v, B, T, H,
-                                   KV, hd);
-        bn_train_rmsnorm_forward(a->attn_out.x, a->att_rstd, a->att, ly->attn_sub_norm,
-                                 N, E, eps);
-        bn_train_input_quantize(&a->attn_out, N, E, lambda);
-        bn_train_linear_forward(m->o, &lin[BN_LIN_O], &a->attn_out, N, lambda);
-        bn_train_residual_forward(a->h_mid, a->h_in, m->o, N * E);
+        bn_train_fast_rmsnorm_forward(m, a->attn_in.x, a->attn_rstd, a->h_in, ly->attn_norm,
+                                      N, E, eps);
+        bn_train_fast_input_quantize(m, &a->attn_in, N, E, lambda);
+        bn_train_fast_linear_forward(m, a->q, &lin[BN_LIN_Q], &a->attn_in, N, lambda);
+        bn_train_fast_linear_forward(m, a->k, &lin[BN_LIN_K], &a->attn_in, N, lambda);
+        bn_train_fast_linear_forward(m, a->v, &lin[BN_LIN_V], &a->attn_in, N, lambda);
+        bn_train_fast_rope(m, a->q, B, H, false);
+        bn_train_fast_rope(m, a->k, B, KV, false);
+        bn_train_fast_attention_forward(m, a->att, a->probs, a->q, a->k, a->v, B);
+        bn_train_fast_rmsnorm_forward(m, a->attn_out.x, a->att_rstd, a->att,
+                                      ly->attn_sub_norm, N, E, eps);
+        bn_train_fast_input_quantize(m, &a->attn_out, N, E, lambda);
+        bn_train_fast_linear_forward(m, m->o, &lin[BN_LIN_O], &a->attn_out, N, lambda);
+        bn_train_fast_residual_forward(m, a->h_mid, a->h_in, m->o, N * E);
 
         /* feed-forward */
-        bn_train_rmsnorm_forward(a->ffn_in.x, a->ffn_rstd, a->h_mid, ly->ffn_norm, N, E,
-                                 eps);
-        bn_train_input_quantize(&a->ffn_in, N, E, lambda);
-        bn_train_linear_forward(a->gate, &lin[BN_LIN_GATE], &a->ffn_in, N, lambda);
-        bn_train_linear_forward(a->up, &lin[BN_LIN_UP], &a->ffn_in, N, lambda);
-        bn_train_relu2_forward(a->act, a->gate, a->up, N * F);
-        bn_train_rmsnorm_forward(a->ffn_out.x, a->act_rstd, a->act, ly->ffn_sub_norm, N,
-                                 F, eps);
-        bn_train_input_quantize(&a->ffn_out, N, F, lambda);
-        bn_train_linear_forward(m->o, &lin[BN_LIN_DOWN], &a->ffn_out, N, lambda);
+        bn_train_fast_rmsnorm_forward(m, a->ffn_in.x, a->ffn_rstd, a->h_mid, ly->ffn_norm,
+                                      N, E, eps);
+        bn_train_fast_input_quantize(m, &a->ffn_in, N, E, lambda);
+        bn_train_fast_linear_forward(m, a->gate, &lin[BN_LIN_GATE], &a->ffn_in, N, lambda);
+        bn_train_fast_linear_forward(m, a->up, &lin[BN_LIN_UP], &a->ffn_in, N, lambda);
+        bn_train_fast_relu2_forward(m, a->act, a->gate, a->up, N * F);
+        bn_train_fast_rmsnorm_forward(m, a->ffn_out.x, a->act_rstd, a->act,
+                                      ly->ffn_sub_norm, N, F, eps);
+        bn_train_fast_input_quantize(m, &a->ffn_out, N, F, lambda);
+        bn_train_fast_linear_forward(m, m->o, &lin[BN_LIN_DOWN], &a->ffn_out, N, lambda);
         float *h_next = l + 1 < c->n_layer ? m->acts[l + 1].h_in : m->h_out;
-        bn_train_residual_forward(h_next, a->h_mid, m->o, N * E);
+        bn_train_fast_residual_forward(m, h_next, a->h_mid, m->o, N * E);
     }
 
     /* tied output and loss */
-    bn_train_rmsnorm_forward(m->x_out, m->out_rstd, m->h_out, m->w.output_norm, N, E, eps);
-    double l = bn_train_output_forward(m->probs, m->x_out, m->w.token_embd, m->targets,
-                                       N, E, V);
+    bn_train_fast_rmsnorm_forward(m, m->x_out, m->out_rstd, m->h_out, m->w.output_norm, N,
+                                  E, eps);
+    double l = bn_train_fast_output_forward(m, m->probs, m->x_out, m->w.token_embd,
+                                            m->targets, N);
     m->loss = (float)l;
     m->have_forward = true;
     *loss = m->loss;
@@ -442,17 +456,17 @@ void bn_train_backward(bn_train_model *m, float loss_scale)
     m->have_forward = false;
     const bn_train_config *c = &m->cfg;
     const int64_t B = m->B, T = c->n_ctx, N = B * T, E = c->n_embd, F = c->n_ff;
-    const int64_t H = c->n_head, KV = c->n_head_kv, hd = E / H, V = c->n_vocab;
+    const int64_t H = c->n_head, KV = c->n_head_kv, hd = E / H;
     const int64_t KVD = KV * hd;
     bn_train_grad_bufs *d = &m->d;
 
     /* tied output and the final norm: dh = d loss / d h_out */
     bn_zero(d->dx, N * E);
     bn_zero(d->dh, N * E);
-    bn_train_output_backward(d->dx, m->g.token_embd, m->probs, m->x_out, m->w.token_embd,
-                             m->targets, N, E, V, loss_scale, d->acc);
-    bn_train_rmsnorm_backward(d->dh, m->g.output_norm, d->dx, m->h_out, m->w.output_norm,
-                              m->out_rstd, N, E);
+    bn_train_fast_output_backward(m, d->dx, m->g.token_embd, m->probs, m->x_out,
+                                  m->w.token_embd, m->targets, N, loss_scale);
+    bn_train_fast_rmsnorm_backward(m, d->dh, m->g.output_norm, d->dx, m->h_out,
+                                   m->w.output_norm, m->out_rstd, N, E);
 
     for (int32_t l = c->n_layer - 1; l >= 0; l--) {
         const bn_train_layer_acts *a = &m->acts[l];
@@ -466,14 +480,14 @@ void bn_train_backward(bn_train_model *m, float loss_scale)
         bn_zero(d->dg, N * F);
         bn_zero(d->du, N * F);
         bn_zero(d->dx, N * E);
-        bn_train_linear_backward(d->dff, &lin[BN_LIN_DOWN], d->dh, &a->ffn_out, N, d->acc);
-        bn_train_rmsnorm_backward(d->dact, gl->ffn_sub_norm, d->dff, a->act,
-                                  ly->ffn_sub_norm, a->act_rstd, N, F);
-        bn_train_relu2_backward(d->dg, d->du, d->dact, a->gate, a->up, N * F);
-        bn_train_linear_backward(d->dx, &lin[BN_LIN_GATE], d->dg, &a->ffn_in, N, d->acc);
-        bn_train_linear_backward(d->dx, &lin[BN_LIN_UP], d->du, &a->ffn_in, N, d->acc);
-        bn_train_rmsnorm_backward(d->dh, gl->ffn_norm, d->dx, a->h_mid, ly->ffn_norm,
-                                  a->ffn_rstd, N, E);        /* dh = d h_mid */
+        bn_train_fast_linear_backward(m, d->dff, &lin[BN_LIN_DOWN], d->dh, &a->ffn_out, N);
+        bn_train_fast_rmsnorm_backward(m, d->dact, gl->ffn_sub_norm, d->dff, a->act,
+                                       ly->ffn_sub_norm, a->act_rstd, N, F);
+        bn_train_fast_relu2_backward(m, d->dg, d->du, d->dact, a->gate, a->up, N * F);
+        bn_train_fast_linear_backward(m, d->dx, &lin[BN_LIN_GATE], d->dg, &a->ffn_in, N);
+        bn_train_fast_linear_backward(m, d->dx, &lin[BN_LIN_UP], d->du, &a->ffn_in, N);
+        bn_train_fast_rmsnorm_backward(m, d->dh, gl->ffn_norm, d->dx, a->h_mid, ly->ffn_norm,
+                                       a->ffn_rstd, N, E);   /* dh = d h_mid */
 
         /* attention: h_mid = h_in + o(...) */
         bn_zero(d->dx, N * E);
@@ -481,19 +495,19 @@ void bn_train_backward(bn_train_model *m, float loss_scale)
         bn_zero(d->dq, N * E);
         bn_zero(d->dk, N * KVD);
         bn_zero(d->dv, N * KVD);
-        bn_train_linear_backward(d->dx, &lin[BN_LIN_O], d->dh, &a->attn_out, N, d->acc);
-        bn_train_rmsnorm_backward(d->datt, gl->attn_sub_norm, d->dx, a->att,
-                                  ly->attn_sub_norm, a->att_rstd, N, E);
-        bn_train_attention_backward(d->dq, d->dk, d->dv, d->dp, d->datt, a->probs, a->q,
-                                    a->k, a->v, B, T, H, KV, hd);
-        bn_train_rope_backward(d->dq, m->rope, B, T, H, hd);
-        bn_train_rope_backward(d->dk, m->rope, B, T, KV, hd);
+        bn_train_fast_linear_backward(m, d->dx, &lin[BN_LIN_O], d->dh, &a->attn_out, N);
+        bn_train_fast_rmsnorm_backward(m, d->datt, gl->attn_sub_norm, d->dx, a->att,
+                                       ly->attn_sub_norm, a->att_rstd, N, E);
+        bn_train_fast_attention_backward(m, d->dq, d->dk, d->dv, d->datt, a->probs, a->q,
+                                         a->k, a->v, B);
+        bn_train_fast_rope(m, d->dq, B, H, true);
+        bn_train_fast_rope(m, d->dk, B, KV, true);
         bn_zero(d->dx, N * E);
-        bn_train_linear_backward(d->dx, &lin[BN_LIN_Q], d->dq, &a->attn_in, N, d->acc);
-        bn_train_linear_backward(d->dx, &lin[BN_LIN_K], d->dk, &a->attn_in, N, d->acc);
-        bn_train_linear_backward(d->dx, &lin[BN_LIN_V], d->dv, &a->attn_in, N, d->acc);
-        bn_train_rmsnorm_backward(d->dh, gl->attn_norm, d->dx, a->h_in, ly->attn_norm,
-                                  a->attn_rstd, N, E);       /* dh = d h_in */
+        bn_train_fast_linear_backward(m, d->dx, &lin[BN_LIN_Q], d->dq, &a->attn_in, N);
+        bn_train_fast_linear_backward(m, d->dx, &lin[BN_LIN_K], d->dk, &a->attn_in, N);
+        bn_train_fast_linear_backward(m, d->dx, &lin[BN_LIN_V], d->dv, &a->attn_in, N);
+        bn_train_fast_rmsnorm_backward(m, d->dh, gl->attn_norm, d->dx, a->h_in, ly->attn_norm,
+                                       a->attn_rstd, N, E);  /* dh = d h_in */
     }
-    bn_train_embed_backward(m->g.token_embd, d->dh, m->tokens, N, E);
+    bn_train_fast_embed_backward(m, m->g.token_embd, d->dh, m->tokens, N, E);
 }

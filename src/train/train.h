@@ -96,6 +96,8 @@ typedef struct bn_train_linear {
     float  *w_eff;         /* [n_out, n_in] codes * g (lambda 1) or
                               W + lambda (codes * g - W) */
     const float *w_used;   /* what the last forward multiplied by: w or w_eff */
+    uint8_t *i2s;          /* [n_out, n_in / 4] the codes in I2_S rows for the engine's
+                              ternary kernels (lambda 1; NULL unless n_in % 128 == 0) */
 } bn_train_linear;
 
 /* The input of one or more projections as they saw it. */
@@ -169,13 +171,35 @@ typedef struct bn_train_model {
     int64_t step;                /* optimizer steps taken */
     void   *mem;                 /* the one allocation */
     size_t  bytes;
+    /* the fast path (fast.c): threads and the matrix products' buffers */
+    bool    reference;           /* run the scalar reference of layers.c instead (tests) */
+    int32_t n_threads;           /* bn_train_set_threads; 1 by default */
+    bn_threadpool *pool;         /* NULL for one thread */
+    void   *thread_mem;          /* [n_threads] scratch of thread_bytes each */
+    size_t  thread_bytes;
+    double *gemm_a;              /* [gemm_a_cap] a product's left operand, packed */
+    size_t  gemm_a_cap;
+    double *gemm_c;              /* [gemm_c_cap] the double sums of a product whose sum
+                                    index is taken in chunks */
+    size_t  gemm_c_cap;
+    int64_t gemm_bpack_k;        /* rows of a thread's packed right-hand panel */
+    double *row_loss;            /* [N] each row's cross-entropy, summed in row order */
 } bn_train_model;
 
 /* A model of shape *cfg for B sequences per forward: parameters zero (see
- * bn_train_init_params), gradients and moments zero. BN_ERR_INVALID_ARG for a config
- * or B that cannot be trained, BN_ERR_OOM. Free with bn_train_model_free. */
+ * bn_train_init_params), gradients and moments zero, one thread. BN_ERR_INVALID_ARG for
+ * a config or B that cannot be trained, BN_ERR_OOM. Free with bn_train_model_free. */
 bn_status bn_train_model_new(const bn_train_config *cfg, int32_t B, bn_train_model **out);
 void bn_train_model_free(bn_train_model *m);
+
+/* Runs the model's forward and backward on n_threads threads (1 .. 512; the calling
+ * thread is one of them) from a pool of the model's own, with their scratch allocated
+ * here, once. Losses, gradients and parameters are the same bits for every thread
+ * count (each value is computed by one thread, every sum in a fixed order) and for
+ * every kernel family, and equal to the scalar reference's (m->reference). On error
+ * (BN_ERR_INVALID_ARG, BN_ERR_OOM, a thread that cannot start) the model keeps its
+ * threads. */
+bn_status bn_train_set_threads(bn_train_model *m, int n_threads);
 
 /* The tensor called name ("token_embd", "blk.1.ffn_up", "output_norm"), or NULL. */
 const bn_train_tensor *bn_train_tensor_find(const bn_train_model *m, const char *name);
@@ -317,5 +341,44 @@ double bn_train_output_forward(float *probs, const float *x, const float *embd,
 void bn_train_output_backward(float *dx, float *dembd, float *probs, const float *x,
                               const float *embd, const int32_t *targets, int64_t N,
                               int64_t E, int64_t V, float scale, double *acc);
+
+/* ------------------------------------------------------------------ fast path
+ * The model's steps on its threads (fast.c): the same bits as the layer functions
+ * above, which they run instead when m->reference is set. */
+bn_status bn_train_fast_linear_prepare(bn_train_model *m, bn_train_linear *lin, float lambda);
+void bn_train_fast_linear_forward(bn_train_model *m, float *y, const bn_train_linear *lin,
+                                  const bn_train_input *in, int64_t N, float lambda);
+void bn_train_fast_linear_backward(bn_train_model *m, float *dx, bn_train_linear *lin,
+                                   const float *dy, const bn_train_input *in, int64_t N);
+void bn_train_fast_rmsnorm_forward(bn_train_model *m, float *y, float *rstd, const float *x,
+                                   const float *w, int64_t N, int64_t n, float eps);
+void bn_train_fast_rmsnorm_backward(bn_train_model *m, float *dx, float *dw, const float *dy,
+                                    const float *x, const float *w, const float *rstd,
+                                    int64_t N, int64_t n);
+void bn_train_fast_input_quantize(bn_train_model *m, bn_train_input *in, int64_t N,
+                                  int64_t n, float lambda);
+void bn_train_fast_relu2_forward(bn_train_model *m, float *out, const float *g,
+                                 const float *u, int64_t n);
+void bn_train_fast_relu2_backward(bn_train_model *m, float *dg, float *du, const float *dout,
+                                  const float *g, const float *u, int64_t n);
+void bn_train_fast_residual_forward(bn_train_model *m, float *h, const float *a,
+                                    const float *b, int64_t n);
+/* RoPE on B sequences of x with `heads` heads; its transpose when backward. */
+void bn_train_fast_rope(bn_train_model *m, float *x, int64_t B, int64_t heads, bool backward);
+void bn_train_fast_embed_backward(bn_train_model *m, float *dembd, const float *dh,
+                                  const int32_t *tokens, int64_t N, int64_t E);
+void bn_train_fast_attention_forward(bn_train_model *m, float *out, float *probs,
+                                     const float *q, const float *k, const float *v,
+                                     int64_t B);
+void bn_train_fast_attention_backward(bn_train_model *m, float *dq, float *dk, float *dv,
+                                      const float *dout, const float *probs, const float *q,
+                                      const float *k, const float *v, int64_t B);
+double bn_train_fast_output_forward(bn_train_model *m, float *probs, const float *x,
+                                    const float *embd, const int32_t *targets, int64_t N);
+void bn_train_fast_output_backward(bn_train_model *m, float *dx, float *dembd, float *probs,
+                                   const float *x, const float *embd,
+                                   const int32_t *targets, int64_t N, float scale);
+/* Sizes the products' buffers (gemm_a_cap, gemm_c_cap, gemm_bpack_k) from the shape. */
+void bn_train_fast_plan(bn_train_model *m);
 
 #endif

@@ -1,0 +1,892 @@
+/*
+ * fast.c - the training model's layers on the model's threads, with the matrix
+ * products on the kernels' tile (gemm_f64_tile) and the ternary projections on the
+ * engine's I2_S x int8 kernels.
+ *
+ * Every function here computes the same bits as its reference in layers.c, for any
+ * thread count and any kernel family:
+ * - a matrix product accumulates each output element in double, over its sum index in
+ *   ascending order, in one accumulator, as the reference's loops do; the products are
+ *   of widened floats and so exact, which makes the tile's fused multiply-adds give the
+ *   reference's bits. Threads split the output's columns in panels; each element is
+ *   computed by one thread. Packing converts the operands to double once per product.
+ * - the ternary forward sums codes times int8 activations in exact integers.
+ * - attention, the norms and the softmax keep the reference's operations per element,
+ *   in its order; the loops are only reordered so that the independent elements sit in
+ *   the innermost loop, where the compiler vectorizes them, and split across threads
+ *   by the element they own (a query head, a kv head, a row, a column).
+ * m->reference runs the layers.c functions themselves instead (the judge in the tests).
+ */
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "train/train.h"
+
+#define MR BN_GEMM_MR
+#define NR BN_GEMM_NR
+
+static int64_t bn_rup(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* ---------------------------------------------------------------- threads */
+
+/* Runs fn(ctx, ith, nth) on every thread of the model (inline for one thread). */
+static void bn_train_run(const bn_train_model *m, bn_task_fn fn, void *ctx)
+{
+    if (m->pool)
+        bn_threadpool_run(m->pool, fn, ctx);
+    else
+        fn(ctx, 0, 1);
+}
+
+static void bn_train_barrier(const bn_train_model *m)
+{
+    if (m->pool)
+        bn_threadpool_barrier(m->pool);
+}
+
+/* Thread ith's share [*lo, *hi) of n items. */
+static void bn_share(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)
+{
+    *lo = n * ith / nth;
+    *hi = n * (ith + 1) / nth;
+}
+
+/* A per-row (or per-item) step: fn over items [lo, hi). */
+typedef void (*bn_items_fn)(void *ctx, int64_t lo, int64_t hi);
+
+typedef struct bn_items_run {
+    bn_items_fn fn;
+    void *ctx;
+    int64_t n;
+} bn_items_run;
+
+static void bn_items_task(void *ctx, int ith, int nth)
+{
+    const bn_items_run *r = ctx;
+    int64_t lo, hi;
+    bn_share(r->n, ith, nth, &lo, &hi);
+    if (hi > lo)
+        r->fn(r->ctx, lo, hi);
+}
+
+/* fn over n items split in contiguous shares, one per thread. */
+static void bn_train_items(const bn_train_model *m, int64_t n, bn_items_fn fn, void *ctx)
+{
+    bn_items_run r = {.fn = fn, .ctx = ctx, .n = n};
+    bn_train_run(m, bn_items_task, &r);
+}
+
+/* ---------------------------------------------------------------- scratch */
+
+/* Thread ith's scratch (sizes from bn_train_thread_plan). */
+typedef struct bn_thread_scratch {
+    double  *bpack;   /* [bpack_k, NR] a packed panel of B */
+    double  *tile;    /* [MR, NR] */
+    double  *kt, *vt; /* [hd, T] a kv head's keys and values, transposed, in double */
+    double  *p, *dp;  /* [T] */
+    double  *vec;     /* [max(hd, E, F)] a row of sums */
+    double  *exps;    /* [V] a row's exponentials */
+    int32_t *isum;    /* [4 + 64] a tile's sums, then 64 rows' sums of codes */
+} bn_thread_scratch;
+
+/* Carves thread scratch from base (NULL: counts only); returns the bytes. */
+static size_t bn_thread_carve(const bn_train_model *m, uint8_t *base, bn_thread_scratch *s)
+{
+    const int64_t E = m->cfg.n_embd, F = m->cfg.n_ff, T = m->cfg.n_ctx;
+    const int64_t hd = E / m->cfg.n_head, V = m->cfg.n_vocab;
+    const int64_t maxd = E > F ? E : F;
+    size_t off = 0;
+#define BN_CARVE(ptr, n, type)                                                      \
+    do {                                                                            \
+        (ptr) = base ? (type *)(base + off) : NULL;                                 \
+        off += ((size_t)(n) * sizeof(type) + 63) & ~(size_t)63;                     \
+    } while (0)
+    BN_CARVE(s->bpack, (size_t)m->gemm_bpack_k * NR, double);
+    BN_CARVE(s->tile, MR * NR, double);
+    BN_CARVE(s->kt, hd * T, double);
+    BN_CARVE(s->vt, hd * T, double);
+    BN_CARVE(s->p, T, double);
+    BN_CARVE(s->dp, T, double);
+    BN_CARVE(s->vec, (maxd > hd ? maxd : hd) > T ? (maxd > hd ? maxd : hd) : T, double);
+    BN_CARVE(s->exps, V, double);
+    BN_CARVE(s->isum, 4 + 64, int32_t);
+#undef BN_CARVE
+    return off;
+}
+
+static bn_thread_scratch bn_scratch(const bn_train_model *m, int ith)
+{
+    bn_thread_scratch s;
+    bn_thread_carve(m, (uint8_t *)m->thread_mem + (size_t)ith * m->thread_bytes, &s);
+    return s;
+}
+
+bn_status bn_train_set_threads(bn_train_model *m, int n_threads)
+{
+    if (n_threads < 1 || n_threads > 512)
+        return bn_error_set(BN_ERR_INVALID_ARG, "train: %d threads is not in 1..512",
+                            n_threads);
+    bn_thread_scratch probe;
+    const size_t per = bn_thread_carve(m, NULL, &probe);
+    void *mem = bn_malloc((size_t)n_threads * per, "train threads");
+    if (!mem)
+        return bn_last_status();
+    bn_threadpool *pool = NULL;
+    if (n_threads > 1) {
+        bn_status st = bn_threadpool_create(n_threads, &pool);
+        if (st != BN_OK) {
+            bn_free(mem);
+            return st;
+        }
+    }
+    if (m->pool)
+        bn_threadpool_free(m->pool);
+    bn_free(m->thread_mem);
+    m->pool = pool;
+    m->thread_mem = mem;
+    m->thread_bytes = per;
+    m->n_threads = n_threads;
+    return BN_OK;
+}
+
+/* ---------------------------------------------------------------- matrix product */
+
+/* C = A B (or C += (float)(A B)) with A(i, k) = a[i a_rs + k a_cs], B(k, j) =
+ * b[k b_rs + j b_cs], C(i, j) = c[i c_rs + j c_cs]; each element the double sum over k
+ * ascending, rounded to float once. */
+typedef struct bn_gemm {
+    const bn_train_model *m;
+    int64_t M, N, K;
+    const float *a;
+    int64_t a_rs, a_cs;
+    const float *b;
+    int64_t b_rs, b_cs;
+    float *c;
+    int64_t c_rs, c_cs;
+    bool add;
+} bn_gemm;
+
+/* Panel ip of A, columns k0 .. k0 + kc, into dst [kc][MR] (rows past M zero). */
+static void bn_pack_a(const bn_gemm *g, int64_t ip, int64_t k0, int64_t kc, double *dst)
+{
+    for (int64_t ii = 0; ii < MR; ii++) {
+        const int64_t i = ip * MR + ii;
+        if (i >= g->M) {
+            for (int64_t p = 0; p < kc; p++)
+                dst[p * MR + ii] = 0.0;
+            continue;
+        }
+        const float *src = g->a + i * g->a_rs + k0 * g->a_cs;
+        if (g->a_cs == 1) {
+            for (int64_t p = 0; p < kc; p++)
+                dst[p * MR + ii] = src[p];
+        } else {
+            for (int64_t p = 0; p < kc; p++)
+                dst[p * MR + ii] = src[p * g->a_cs];
+        }
+    }
+}
+
+/* Panel jp of B, rows k0 .. k0 + kc, into dst [kc][NR] (columns past N zero). */
+static void bn_pack_b(const bn_gemm *g, int64_t jp, int64_t k0, int64_t kc, double *dst)
+{
+    const int64_t j0 = jp * NR, nj = g->N - j0 < NR ? g->N - j0 : NR;
+    if (g->b_cs == 1) {
+        for (int64_t p = 0; p < kc; p++) {
+            const float *src = g->b + (k0 + p) * g->b_rs + j0;
+            double *d = dst + p * NR;
+            for (int64_t jj = 0; jj < nj; jj++)
+                d[jj] = src[jj];
+            for (int64_t jj = nj; jj < NR; jj++)
+                d[jj] = 0.0;
+        }
+        return;
+    }
+    for (int64_t jj = 0; jj < NR; jj++) {
+        if (jj >= nj) {
+            for (int64_t p = 0; p < kc; p++)
+                dst[p * NR + jj] = 0.0;
+            continue;
+        }
+        const float *src = g->b + k0 * g->b_rs + (j0 + jj) * g->b_cs;
+        for (int64_t p = 0; p < kc; p++)
+            dst[p * NR + jj] = src[p * g->b_rs];
+    }
+}
+
+/* Shared: A packed by all threads (a panel each), then each thread its columns'
+ * panels. A K too long for the packing buffer is taken in chunks, the sums carried in
+ * double between them (m->gemm_c), so the order stays k ascending. */
+static void bn_gemm_task(void *ctx, int ith, int nth)
+{
+    const bn_gemm *g = ctx;
+    const bn_train_model *m = g->m;
+    const bn_kernel_table *kern = bn_kernels();
+    bn_thread_scratch s = bn_scratch(m, ith);
+    const int64_t PM = (g->M + MR - 1) / MR, PN = (g->N + NR - 1) / NR;
+    int64_t Kc = (int64_t)(m->gemm_a_cap / (size_t)(PM * MR));
+    if (Kc > m->gemm_bpack_k)
+        Kc = m->gemm_bpack_k;
+    if (Kc > g->K)
+        Kc = g->K;
+    assert(Kc >= 1);
+    const int64_t ldc = PN * NR;
+    assert(Kc == g->K || (size_t)(PM * MR * ldc) <= m->gemm_c_cap);
+    int64_t p0, p1, j0, j1;
+    bn_share(PM, ith, nth, &p0, &p1);
+    bn_share(PN, ith, nth, &j0, &j1);
+    for (int64_t k0 = 0; k0 < g->K; k0 += Kc) {
+        const int64_t kc = g->K - k0 < Kc ? g->K - k0 : Kc;
+        const bool last = k0 + kc == g->K;
+        if (k0 > 0)
+            bn_train_barrier(m);   /* every thread is done with the last chunk's A */
+        for (int64_t ip = p0; ip < p1; ip++)
+            bn_pack_a(g, ip, k0, kc, m->gemm_a + ip * MR * kc);
+        bn_train_barrier(m);
+        for (int64_t jp = j0; jp < j1; jp++) {
+            bn_pack_b(g, jp, k0, kc, s.bpack);
+            const int64_t nj = g->N - jp * NR < NR ? g->N - jp * NR : NR;
+            for (int64_t ip = 0; ip < PM; ip++) {
+                double *cd = m->gemm_c + ip * MR * ldc + jp * NR;
+                if (k0 == 0) {
+                    memset(s.tile, 0, MR * NR * sizeof(double));
+                } else {
+                    for (int ii = 0; ii < MR; ii++)
+                        memcpy(s.tile + ii * NR, cd + ii * ldc, NR * sizeof(double));
+                }
+                kern->gemm_f64_tile(m->gemm_a + ip * MR * kc, s.bpack, kc, s.tile);
+                if (!last) {
+                    for (int ii = 0; ii < MR; ii++)
+                        memcpy(cd + ii * ldc, s.tile + ii * NR, NR * sizeof(double));
+                    continue;
+                }
+                const int64_t mi = g->M - ip * MR < MR ? g->M - ip * MR : MR;
+                for (int64_t ii = 0; ii < mi; ii++) {
+                    float *cr = g->c + (ip * MR + ii) * g->c_rs + jp * NR * g->c_cs;
+                    const double *t = s.tile + ii * NR;
+                    if (g->add) {
+                        for (int64_t jj = 0; jj < nj; jj++)
+                            cr[jj * g->c_cs] += (float)t[jj];
+                    } else {
+                        for (int64_t jj = 0; jj < nj; jj++)
+                            cr[jj * g->c_cs] = (float)t[jj];
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void bn_gemm_run(bn_gemm *g) { bn_train_run(g->m, bn_gemm_task, g); }
+
+/* ---------------------------------------------------------------- BitLinear */
+
+/* The I2_S rows of the codes (2-bit code + 1; per 128 weights 32 bytes, byte j holding
+ * weights j, 32 + j, 64 + j, 96 + j in bits 7-6, 5-4, 3-2, 1-0) for the engine's
+ * ternary kernels; rows of n_in a multiple of 128 only. */
+static void bn_pack_i2s(bn_train_linear *lin)
+{
+    const int64_t n_in = lin->n_in, rows = lin->n_out;
+    for (int64_t o = 0; o < rows; o++) {
+        const int8_t *c = lin->codes + o * n_in;
+        uint8_t *dst = lin->i2s + o * (n_in / 4);
+        for (int64_t b = 0; b < n_in; b += 128)
+            for (int j = 0; j < 32; j++)
+                dst[b / 4 + j] = (uint8_t)(((c[b + j] + 1) << 6) | ((c[b + 32 + j] + 1) << 4) |
+                                           ((c[b + 64 + j] + 1) << 2) | (c[b + 96 + j] + 1));
+    }
+}
+
+bn_status bn_train_fast_linear_prepare(bn_train_model *m, bn_train_linear *lin, float lambda)
+{
+    bn_status st = bn_train_linear_prepare(lin, lambda);
+    if (st != BN_OK || m->reference || lambda != 1.0f || lin->n_in % 128 != 0)
+        return st;
+    bn_pack_i2s(lin);
+    return BN_OK;
+}
+
+typedef struct bn_tern_job {
+    const bn_train_model *m;
+    float *y;
+    const bn_train_linear *lin;
+    const bn_train_input *in;
+    int64_t N;
+} bn_tern_job;
+
+/* Ternary projection, output rows [o0, o1): exact integer sums, 64 tokens at a time so
+ * that their codes stay in the cache while every weight row passes. The kernel sums
+ * (w + 1) q, so each row's sum of q comes off. */
+static void bn_tern_task(void *ctx, int ith, int nth)
+{
+    const bn_tern_job *j = ctx;
+    const bn_train_linear *lin = j->lin;
+    const bn_kernel_table *kern = bn_kernels();
+    const int64_t n_in = lin->n_in, n_out = lin->n_out;
+    int32_t *isum = bn_scratch(j->m, ith).isum, *qsum = isum + 4;
+    int64_t o0, o1;
+    bn_share(n_out, ith, nth, &o0, &o1);
+    if (o0 == o1)
+        return;
+    for (int64_t t0 = 0; t0 < j->N; t0 += 64) {
+        const int64_t t1 = t0 + 64 < j->N ? t0 + 64 : j->N;
+        for (int64_t t = t0; t < t1; t++) {
+            const int8_t *q = j->in->q + t * n_in;
+            int32_t sq = 0;
+            for (int64_t i = 0; i < n_in; i++)
+                sq += q[i];
+            qsum[t - t0] = sq;
+        }
+        for (int64_t o = o0; o < o1; o++) {
+            const uint8_t *row = lin->i2s + o * (n_in / 4);
+            for (int64_t t = t0; t < t1; t += 4) {
+                const int nt = t1 - t < 4 ? (int)(t1 - t) : 4;
+                kern->dot_i2s_q8_tile(row, j->in->q + t * n_in, n_in, nt, isum);
+                for (int u = 0; u < nt; u++)
+                    j->y[(t + u) * n_out + o] =
+                        (float)(isum[u] - qsum[t + u - t0]) / j->in->s[t + u] * lin->scale;
+            }
+        }
+    }
+}
+
+void bn_train_fast_linear_forward(bn_train_model *m, float *y, const bn_train_linear *lin,
+                                  const bn_train_input *in, int64_t N, float lambda)
+{
+    if (m->reference || (lambda == 1.0f && lin->n_in % 128 != 0)) {
+        bn_train_linear_forward(y, lin, in, N, lambda);
+        return;
+    }
+    if (lambda == 1.0f) {
+        bn_tern_job j = {.m = m, .y = y, .lin = lin, .in = in, .N = N};
+        bn_train_run(m, bn_tern_task, &j);
+        return;
+    }
+    /* y[t, o] = sum_i x[t, i] W[o, i] */
+    bn_gemm g = {.m = m, .M = N, .N = lin->n_out, .K = lin->n_in,
+                 .a = in->x, .a_rs = lin->n_in, .a_cs = 1,
+                 .b = lin->w_used, .b_rs = 1, .b_cs = lin->n_in,
+                 .c = y, .c_rs = lin->n_out, .c_cs = 1, .add = false};
+    bn_gemm_run(&g);
+}
+
+void bn_train_fast_linear_backward(bn_train_model *m, float *dx, bn_train_linear *lin,
+                                   const float *dy, const bn_train_input *in, int64_t N)
+{
+    if (m->reference) {
+        bn_train_linear_backward(dx, lin, dy, in, N, m->d.acc);
+        return;
+    }
+    const int64_t n_in = lin->n_in, n_out = lin->n_out;
+    /* dx[t, i] += sum_o dy[t, o] W[o, i] */
+    bn_gemm gx = {.m = m, .M = N, .N = n_in, .K = n_out,
+                  .a = dy, .a_rs = n_out, .a_cs = 1,
+                  .b = lin->w_used, .b_rs = n_in, .b_cs = 1,
+                  .c = dx, .c_rs = n_in, .c_cs = 1, .add = true};
+    bn_gemm_run(&gx);
+    /* dW[o, i] += sum_t dy[t, o] x[t, i] */
+    bn_gemm gw = {.m = m, .M = n_out, .N = n_in, .K = N,
+                  .a = dy, .a_rs = 1, .a_cs = n_out,
+                  .b = in->x, .b_rs = n_in, .b_cs = 1,
+                  .c = lin->dw, .c_rs = n_in, .c_cs = 1, .add = true};
+    bn_gemm_run(&gw);
+}
+
+/* ---------------------------------------------------------------- per-row steps */
+
+typedef struct bn_rows_job {
+    float *y, *rstd, *dw, *dx;
+    const float *x, *w, *dy, *rstd_in;
+    bn_train_input *in;
+    int64_t n;
+    float eps, lambda;
+    const bn_train_model *m;
+} bn_rows_job;
+
+static void bn_rmsnorm_fwd_rows(void *ctx, int64_t lo, int64_t hi)
+{
+    const bn_rows_job *j = ctx;
+    bn_train_rmsnorm_forward(j->y + lo * j->n, j->rstd + lo, j->x + lo * j->n, j->w,
+                             hi - lo, j->n, j->eps);
+}
+
+void bn_train_fast_rmsnorm_forward(bn_train_model *m, float *y, float *rstd, const float *x,
+                                   const float *w, int64_t N, int64_t n, float eps)
+{
+    bn_rows_job j = {.y = y, .rstd = rstd, .x = x, .w = w, .n = n, .eps = eps};
+    if (m->reference)
+        bn_rmsnorm_fwd_rows(&j, 0, N);
+    else
+        bn_train_items(m, N, bn_rmsnorm_fwd_rows, &j);
+}
+
+/* The reference's dx rows. */
+static void bn_rmsnorm_bwd_rows(void *ctx, int64_t lo, int64_t hi)
+{
+    const bn_rows_job *j = ctx;
+    const int64_t n = j->n;
+    for (int64_t t = lo; t < hi; t++) {
+        const float *xr = j->x + t * n, *dyr = j->dy + t * n;
+        float *dxr = j->dx + t * n;
+        const double r = j->rstd_in[t];
+        double dot = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            dot += (double)j->w[i] * dyr[i] * xr[i];
+        const double c = r * r * r * dot / (double)n;
+        for (int64_t i = 0; i < n; i++)
+            dxr[i] += (float)(r * j->w[i] * dyr[i] - c * xr[i]);
+    }
+}
+
+/* The reference's dw, columns [lo, hi): each column's sum over rows in row order, the
+ * rows walked in the outer loop so that memory is read in order. */
+typedef struct bn_colsum_run {
+    const bn_rows_job *j;
+    int64_t N;
+} bn_colsum_run;
+
+static void bn_rmsnorm_dw_task(void *ctx, int ith, int nth)
+{
+    const bn_colsum_run *r = ctx;
+    const bn_rows_job *j = r->j;
+    int64_t lo, hi;
+    bn_share(j->n, ith, nth, &lo, &hi);
+    double *acc = bn_scratch(j->m, ith).vec;
+    for (int64_t i = lo; i < hi; i++)
+        acc[i - lo] = 0.0;
+    for (int64_t t = 0; t < r->N; t++) {
+        const float *dyr = j->dy + t * j->n, *xr = j->x + t * j->n;
+        const float rs = j->rstd_in[t];
+        for (int64_t i = lo; i < hi; i++)
+            acc[i - lo] += (double)dyr[i] * xr[i] * rs;
+    }
+    for (int64_t i = lo; i < hi; i++)
+        j->dw[i] += (float)acc[i - lo];
+}
+
+void bn_train_fast_rmsnorm_backward(bn_train_model *m, float *dx, float *dw, const float *dy,
+                                    const float *x, const float *w, const float *rstd,
+                                    int64_t N, int64_t n)
+{
+    if (m->reference) {
+        bn_train_rmsnorm_backward(dx, dw, dy, x, w, rstd, N, n);
+        return;
+    }
+    bn_rows_job j = {.dx = dx, .dw = dw, .dy = dy, .x = x, .w = w, .rstd_in = rstd, .n = n,
+                     .m = m};
+    bn_train_items(m, N, bn_rmsnorm_bwd_rows, &j);
+    bn_colsum_run r = {.j = &j, .N = N};
+    bn_train_run(m, bn_rmsnorm_dw_task, &r);
+}
+
+static void bn_quantize_rows(void *ctx, int64_t lo, int64_t hi)
+{
+    const bn_rows_job *j = ctx;
+    bn_train_input part = {j->in->x + lo * j->n, j->in->q + lo * j->n, j->in->s + lo};
+    bn_train_input_quantize(&part, hi - lo, j->n, j->lambda);
+}
+
+void bn_train_fast_input_quantize(bn_train_model *m, bn_train_input *in, int64_t N,
+                                  int64_t n, float lambda)
+{
+    if (lambda == 0.0f)
+        return;
+    bn_rows_job j = {.in = in, .n = n, .lambda = lambda};
+    if (m->reference)
+        bn_quantize_rows(&j, 0, N);
+    else
+        bn_train_items(m, N, bn_quantize_rows, &j);
+}
+
+/* Element-wise steps, in shares of the n elements. */
+typedef struct bn_elt_job {
+    float *out, *out2;
+    const float *a, *b, *c;
+} bn_elt_job;
+
+static void bn_relu2_fwd_items(void *ctx, int64_t lo, int64_t hi)
+{
+    const bn_elt_job *j = ctx;
+    bn_train_relu2_forward(j->out + lo, j->a + lo, j->b + lo, hi - lo);
+}
+
+static void bn_relu2_bwd_items(void *ctx, int64_t lo, int64_t hi)
+{
+    const bn_elt_job *j = ctx;
+    bn_train_relu2_backward(j->out + lo, j->out2 + lo, j->a + lo, j->b + lo, j->c + lo,
+                            hi - lo);
+}
+
+static void bn_residual_items(void *ctx, int64_t lo, int64_t hi)
+{
+    const bn_elt_job *j = ctx;
+    bn_train_residual_forward(j->out + lo, j->a + lo, j->b + lo, hi - lo);
+}
+
+void bn_train_fast_relu2_forward(bn_train_model *m, float *out, const float *g,
+                                 const float *u, int64_t n)
+{
+    bn_elt_job j = {.out = out, .a = g, .b = u};
+    if (m->reference)
+        bn_relu2_fwd_items(&j, 0, n);
+    else
+        bn_train_items(m, n, bn_relu2_fwd_items, &j);
+}
+
+void bn_train_fast_relu2_backward(bn_train_model *m, float *dg, float *du, const float *dout,
+                                  const float *g, const float *u, int64_t n)
+{
+    bn_elt_job j = {.out = dg, .out2 = du, .a = dout, .b = g, .c = u};
+    if (m->reference)
+        bn_relu2_bwd_items(&j, 0, n);
+    else
+        bn_train_items(m, n, bn_relu2_bwd_items, &j);
+}
+
+void bn_train_fast_residual_forward(bn_train_model *m, float *h, const float *a,
+                                    const float *b, int64_t n)
+{
+    bn_elt_job j = {.out = h, .a = a, .b = b};
+    if (m->reference)
+        bn_residual_items(&j, 0, n);
+    else
+        bn_train_items(m, n, bn_residual_items, &j);
+}
+
+/* RoPE, a share of the sequences each. */
+typedef struct bn_rope_job {
+    float *x;
+    const float *rope;
+    int64_t T, heads, hd;
+    bool backward;
+} bn_rope_job;
+
+static void bn_rope_items(void *ctx, int64_t lo, int64_t hi)
+{
+    const bn_rope_job *j = ctx;
+    float *x = j->x + lo * j->T * j->heads * j->hd;
+    if (j->backward)
+        bn_train_rope_backward(x, j->rope, hi - lo, j->T, j->heads, j->hd);
+    else
+        bn_train_rope_forward(x, j->rope, hi - lo, j->T, j->heads, j->hd);
+}
+
+void bn_train_fast_rope(bn_train_model *m, float *x, int64_t B, int64_t heads, bool backward)
+{
+    const int64_t hd = m->cfg.n_embd / m->cfg.n_head;
+    bn_rope_job j = {.x = x, .rope = m->rope, .T = m->cfg.n_ctx, .heads = heads, .hd = hd,
+                     .backward = backward};
+    if (m->reference)
+        bn_rope_items(&j, 0, B);
+    else
+        bn_train_items(m, B, bn_rope_items, &j);
+}
+
+/* The embedding's gradient: each thread a share of the columns, the positions in
+ * order, as the reference adds them. */
+typedef struct bn_embed_job {
+    float *dembd;
+    const float *dh;
+    const int32_t *tokens;
+    int64_t N, E;
+} bn_embed_job;
+
+static void bn_embed_bwd_cols(void *ctx, int64_t lo, int64_t hi)
+{
+    const bn_embed_job *j = ctx;
+    for (int64_t i = 0; i < j->N; i++) {
+        float *d = j->dembd + (int64_t)j->tokens[i] * j->E;
+        const float *g = j->dh + i * j->E;
+        for (int64_t e = lo; e < hi; e++)
+            d[e] += g[e];
+    }
+}
+
+void bn_train_fast_embed_backward(bn_train_model *m, float *dembd, const float *dh,
+                                  const int32_t *tokens, int64_t N, int64_t E)
+{
+    bn_embed_job j = {.dembd = dembd, .dh = dh, .tokens = tokens, .N = N, .E = E};
+    if (m->reference)
+        bn_embed_bwd_cols(&j, 0, E);
+    else
+        bn_train_items(m, E, bn_embed_bwd_cols, &j);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+typedef struct bn_att_job {
+    const bn_train_model *m;
+    float *out, *probs, *dq, *dk, *dv;
+    const float *dout, *cprobs, *q, *k, *v;
+    int64_t B, T, H, KV, hd;
+} bn_att_job;
+
+/* x [T rows of stride ld] of one head, transposed into xt [hd][T] in double. */
+static void bn_transpose_head(double *xt, const float *x, int64_t ld, int64_t T, int64_t hd)
+{
+    for (int64_t s = 0; s < T; s++)
+        for (int64_t d = 0; d < hd; d++)
+            xt[d * T + s] = x[s * ld + d];
+}
+
+/* Queries (b, h) for the items [lo, hi) of B * H: the reference's arithmetic, with the
+ * scores of one query computed for all its keys at once (keys in the inner loop). */
+static void bn_att_fwd_task(void *ctx, int ith, int nth)
+{
+    const bn_att_job *j = ctx;
+    const int64_t T = j->T, H = j->H, hd = j->hd, group = H / j->KV;
+    const int64_t E = H * hd, KVD = j->KV * hd;
+    const double inv = 1.0 / sqrt((double)hd);
+    bn_thread_scratch s = bn_scratch(j->m, ith);
+    double *p = s.p, *acc = s.vec;
+    int64_t lo, hi;
+    bn_share(j->B * H, ith, nth, &lo, &hi);
+    for (int64_t bh = lo; bh < hi; bh++) {
+        const int64_t b = bh / H, h = bh % H, kvh = h / group;
+        const float *kb = j->k + b * T * KVD + kvh * hd;
+        const float *vb = j->v + b * T * KVD + kvh * hd;
+        bn_transpose_head(s.kt, kb, KVD, T, hd);
+        for (int64_t t = 0; t < T; t++) {
+            const float *qt = j->q + (b * T + t) * E + h * hd;
+            for (int64_t u = 0; u <= t; u++)
+                p[u] = 0.0;
+            for (int64_t d = 0; d < hd; d++) {
+                const double qd = qt[d];
+                const double *kd = s.kt + d * T;
+                for (int64_t u = 0; u <= t; u++)
+                    p[u] += qd * kd[u];
+            }
+            double mx = -INFINITY;
+            for (int64_t u = 0; u <= t; u++) {
+                p[u] = p[u] * inv;
+                mx = p[u] > mx ? p[u] : mx;
+            }
+            double sum = 0.0;
+            for (int64_t u = 0; u <= t; u++) {
+                p[u] = exp(p[u] - mx);
+                sum += p[u];
+            }
+            float *pr = j->probs + ((b * H + h) * T + t) * T;
+            for (int64_t u = 0; u < T; u++) {
+                p[u] = u <= t ? p[u] / sum : 0.0;
+                pr[u] = (float)p[u];
+            }
+            for (int64_t d = 0; d < hd; d++)
+                acc[d] = 0.0;
+            for (int64_t u = 0; u <= t; u++) {
+                const double pu = p[u];
+                const float *vu = vb + u * KVD;
+                for (int64_t d = 0; d < hd; d++)
+                    acc[d] += pu * vu[d];
+            }
+            float *o = j->out + (b * T + t) * E + h * hd;
+            for (int64_t d = 0; d < hd; d++)
+                o[d] = (float)acc[d];
+        }
+    }
+}
+
+void bn_train_fast_attention_forward(bn_train_model *m, float *out, float *probs,
+                                     const float *q, const float *k, const float *v,
+                                     int64_t B)
+{
+    const bn_train_config *c = &m->cfg;
+    const int64_t T = c->n_ctx, H = c->n_head, KV = c->n_head_kv, hd = c->n_embd / H;
+    if (m->reference) {
+        bn_train_attention_forward(out, probs, m->d.dp, q, k, v, B, T, H, KV, hd);
+        return;
+    }
+    bn_att_job j = {.m = m, .out = out, .probs = probs, .q = q, .k = k, .v = v, .B = B,
+                    .T = T, .H = H, .KV = KV, .hd = hd};
+    bn_train_run(m, bn_att_fwd_task, &j);
+}
+
+/* Kv heads (b, kvh) for the items of B * KV: a kv head's dk and dv gather its query
+ * heads in head order, then position order, as the reference does. */
+static void bn_att_bwd_task(void *ctx, int ith, int nth)
+{
+    const bn_att_job *j = ctx;
+    const int64_t T = j->T, H = j->H, hd = j->hd, KV = j->KV, group = H / KV;
+    const int64_t E = H * hd, KVD = KV * hd;
+    const double inv = 1.0 / sqrt((double)hd);
+    bn_thread_scratch s = bn_scratch(j->m, ith);
+    double *dp = s.dp, *acc = s.vec;
+    int64_t lo, hi;
+    bn_share(j->B * KV, ith, nth, &lo, &hi);
+    for (int64_t bk = lo; bk < hi; bk++) {
+        const int64_t b = bk / KV, kvh = bk % KV;
+        const float *kb = j->k + b * T * KVD + kvh * hd;
+        const float *vb = j->v + b * T * KVD + kvh * hd;
+        float *dkb = j->dk + b * T * KVD + kvh * hd;
+        float *dvb = j->dv + b * T * KVD + kvh * hd;
+        bn_transpose_head(s.vt, vb, KVD, T, hd);
+        for (int64_t h = kvh * group; h < (kvh + 1) * group; h++)
+            for (int64_t t = 0; t < T; t++) {
+                const float *pr = j->cprobs + ((b * H + h) * T + t) * T;
+                const float *dot = j->dout + (b * T + t) * E + h * hd;
+                const float *qt = j->q + (b * T + t) * E + h * hd;
+                for (int64_t u = 0; u <= t; u++)
+                    dp[u] = 0.0;
+                for (int64_t d = 0; d < hd; d++) {
+                    const double gd = dot[d];
+                    const double *vd = s.vt + d * T;
+                    for (int64_t u = 0; u <= t; u++)
+                        dp[u] += gd * vd[u];
+                }
+                double pdp = 0.0;
+                for (int64_t u = 0; u <= t; u++) {
+                    float *dvu = dvb + u * KVD;
+                    const float pu = pr[u];
+                    for (int64_t d = 0; d < hd; d++)
+                        dvu[d] += pu * dot[d];
+                    pdp += pr[u] * dp[u];
+                }
+                for (int64_t u = 0; u <= t; u++) {
+                    const double ds = pr[u] * (dp[u] - pdp) * inv;
+                    float *dku = dkb + u * KVD;
+                    for (int64_t d = 0; d < hd; d++)
+                        dku[d] += (float)(ds * qt[d]);
+                    dp[u] = ds;
+                }
+                for (int64_t d = 0; d < hd; d++)
+                    acc[d] = 0.0;
+                for (int64_t u = 0; u <= t; u++) {
+                    const double du = dp[u];
+                    const float *ku = kb + u * KVD;
+                    for (int64_t d = 0; d < hd; d++)
+                        acc[d] += du * ku[d];
+                }
+                float *dqt = j->dq + (b * T + t) * E + h * hd;
+                for (int64_t d = 0; d < hd; d++)
+                    dqt[d] += (float)acc[d];
+            }
+    }
+}
+
+void bn_train_fast_attention_backward(bn_train_model *m, float *dq, float *dk, float *dv,
+                                      const float *dout, const float *probs, const float *q,
+                                      const float *k, const float *v, int64_t B)
+{
+    const bn_train_config *c = &m->cfg;
+    const int64_t T = c->n_ctx, H = c->n_head, KV = c->n_head_kv, hd = c->n_embd / H;
+    if (m->reference) {
+        bn_train_attention_backward(dq, dk, dv, m->d.dp, dout, probs, q, k, v, B, T, H, KV,
+                                    hd);
+        return;
+    }
+    bn_att_job j = {.m = m, .dq = dq, .dk = dk, .dv = dv, .dout = dout, .cprobs = probs,
+                    .q = q, .k = k, .v = v, .B = B, .T = T, .H = H, .KV = KV, .hd = hd};
+    bn_train_run(m, bn_att_bwd_task, &j);
+}
+
+/* ---------------------------------------------------------------- output and loss */
+
+typedef struct bn_softmax_job {
+    const bn_train_model *m;
+    float *probs;
+    const int32_t *targets;
+    double *row_loss;
+    int64_t N, V;
+    double k;
+} bn_softmax_job;
+
+/* The reference's softmax per row, each exponential computed once and kept. */
+static void bn_softmax_task(void *ctx, int ith, int nth)
+{
+    const bn_softmax_job *j = ctx;
+    double *ex = bn_scratch(j->m, ith).exps;
+    int64_t lo, hi;
+    bn_share(j->N, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        float *pr = j->probs + t * j->V;
+        float mx = -INFINITY;
+        for (int64_t v = 0; v < j->V; v++)
+            mx = pr[v] > mx ? pr[v] : mx;
+        double sum = 0.0;
+        for (int64_t v = 0; v < j->V; v++) {
+            ex[v] = exp((double)pr[v] - mx);
+            sum += ex[v];
+        }
+        j->row_loss[t] = log(sum) - ((double)pr[j->targets[t]] - mx);
+        for (int64_t v = 0; v < j->V; v++)
+            pr[v] = (float)(ex[v] / sum);
+    }
+}
+
+double bn_train_fast_output_forward(bn_train_model *m, float *probs, const float *x,
+                                    const float *embd, const int32_t *targets, int64_t N)
+{
+    const int64_t E = m->cfg.n_embd, V = m->cfg.n_vocab;
+    if (m->reference)
+        return bn_train_output_forward(probs, x, embd, targets, N, E, V);
+    /* logits[t, v] = sum_e x[t, e] embd[v, e] */
+    bn_gemm g = {.m = m, .M = N, .N = V, .K = E, .a = x, .a_rs = E, .a_cs = 1,
+                 .b = embd, .b_rs = 1, .b_cs = E, .c = probs, .c_rs = V, .c_cs = 1,
+                 .add = false};
+    bn_gemm_run(&g);
+    bn_softmax_job j = {.m = m, .probs = probs, .targets = targets, .row_loss = m->row_loss,
+                        .N = N, .V = V};
+    bn_train_run(m, bn_softmax_task, &j);
+    double loss = 0.0;
+    for (int64_t t = 0; t < N; t++)
+        loss += m->row_loss[t];
+    return loss / (double)N;
+}
+
+static void bn_dlogits_task(void *ctx, int ith, int nth)
+{
+    const bn_softmax_job *j = ctx;
+    int64_t lo, hi;
+    bn_share(j->N, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        float *pr = j->probs + t * j->V;
+        for (int64_t v = 0; v < j->V; v++)
+            pr[v] = (float)(((double)pr[v] - (v == j->targets[t])) * j->k);
+    }
+}
+
+void bn_train_fast_output_backward(bn_train_model *m, float *dx, float *dembd, float *probs,
+                                   const float *x, const float *embd,
+                                   const int32_t *targets, int64_t N, float scale)
+{
+    const int64_t E = m->cfg.n_embd, V = m->cfg.n_vocab;
+    if (m->reference) {
+        bn_train_output_backward(dx, dembd, probs, x, embd, targets, N, E, V, scale,
+                                 m->d.acc);
+        return;
+    }
+    bn_softmax_job j = {.m = m, .probs = probs, .targets = targets, .N = N, .V = V,
+                        .k = (double)scale / (double)N};
+    bn_train_run(m, bn_dlogits_task, &j);
+    /* dx[t, e] += sum_v dl[t, v] embd[v, e], as dx^T = embd^T dl^T: the long sum over
+     * the vocabulary is the product's K, taken in chunks */
+    bn_gemm gx = {.m = m, .M = E, .N = N, .K = V, .a = embd, .a_rs = 1, .a_cs = E,
+                  .b = probs, .b_rs = 1, .b_cs = V, .c = dx, .c_rs = 1, .c_cs = E,
+                  .add = true};
+    bn_gemm_run(&gx);
+    /* dembd[v, e] += sum_t dl[t, v] x[t, e], as dembd^T = x^T dl */
+    bn_gemm gw = {.m = m, .M = E, .N = V, .K = N, .a = x, .a_rs = 1, .a_cs = E,
+                  .b = probs, .b_rs = V, .b_cs = 1, .c = dembd, .c_rs = 1, .c_cs = E,
+                  .add = true};
+    bn_gemm_run(&gw);
+}
+
+/* ---------------------------------------------------------------- plan */
+
+void bn_train_fast_plan(bn_train_model *m)
+{
+    const int64_t E = m->cfg.n_embd, F = m->cfg.n_ff, V = m->cfg.n_vocab;
+    const int64_t N = (int64_t)m->B * m->cfg.n_ctx;
+    const int64_t maxd = E > F ? E : F;
+    const int64_t a1 = bn_rup(N, MR) * maxd, a2 = bn_rup(maxd, MR) * N;
+    m->gemm_a_cap = (size_t)(a1 > a2 ? a1 : a2);
+    /* the output's dx: M = E rows, K = V in chunks of what A's buffer holds */
+    int64_t kc = (int64_t)m->gemm_a_cap / bn_rup(E, MR);
+    if (kc > V)
+        kc = V;
+    int64_t bk = N > maxd ? N : maxd;
+    m->gemm_bpack_k = bk > kc ? bk : kc;
+    m->gemm_c_cap = (size_t)(bn_rup(E, MR) * bn_rup(N, NR));
+}
