@@ -16,6 +16,9 @@
  *
  * Also: the same seed gives the same bits twice, and a thread count out of range is
  * refused with the model unchanged.
+ *
+ * Under valgrind (BITNET_TEST_UNDER_VALGRIND=1) only 2 threads are compared, in float
+ * and ternary mode, and the repeat is left out: the whole set takes a minute there.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,12 +101,16 @@ static size_t state_floats(void)
     return n;
 }
 
+static bool under_valgrind;
+
 static void test_mode(const char *mode, float lambda, size_t n_state)
 {
     run_result ref = {0}, got = {0};
     if (!run(lambda, 0, &ref))
         return;
     for (int threads = 1; threads <= 3; threads++) {
+        if (under_valgrind && threads != 2)
+            continue;
         if (!run(lambda, threads, &got))
             continue;
         CHECK(memcmp(ref.loss, got.loss, sizeof ref.loss) == 0,
@@ -122,15 +129,16 @@ static void test_mode(const char *mode, float lambda, size_t n_state)
     /* the losses moved: the steps trained something */
     CHECK(ref.loss[STEPS - 1] < ref.loss[0], "%s: loss %.6g -> %.6g", mode,
           (double)ref.loss[0], (double)ref.loss[STEPS - 1]);
-    printf("%-8s losses %.7f .. %.7f: the same bits on the reference and on 1, 2, 3 "
-           "threads\n", mode, (double)ref.loss[0], (double)ref.loss[STEPS - 1]);
+    printf("%-8s losses %.7f .. %.7f: the same bits on the reference and on %s\n", mode,
+           (double)ref.loss[0], (double)ref.loss[STEPS - 1],
+           under_valgrind ? "2 threads" : "1, 2, 3 threads");
     free(ref.state);
 }
 
 static void test_repeat_and_errors(size_t n_state)
 {
     run_result a = {0}, b = {0};
-    if (run(1.0f, 2, &a) && run(1.0f, 2, &b))
+    if (!under_valgrind && run(1.0f, 2, &a) && run(1.0f, 2, &b))
         CHECK(memcmp(a.state, b.state, n_state * sizeof(float)) == 0 &&
               memcmp(a.loss, b.loss, sizeof a.loss) == 0,
               "the same seed twice gives different bits");
@@ -158,10 +166,13 @@ static void test_repeat_and_errors(size_t n_state)
 
 int main(void)
 {
+    const char *vg = getenv("BITNET_TEST_UNDER_VALGRIND");
+    under_valgrind = vg && strcmp(vg, "1") == 0;
     const size_t n_state = state_floats();
     test_mode("float", 0.0f, n_state);
     test_mode("ternary", 1.0f, n_state);
-    test_mode("lambda", 0.5f, n_state);
+    if (!under_valgrind)
+        test_mode("lambda", 0.5f, n_state);
     test_repeat_and_errors(n_state);
     CHECK(bn_mem_leak_report() == 0, "blocks left at the end");
     return check_summary("test_train_threads");
