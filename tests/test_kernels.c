@@ -763,9 +763,36 @@ static void test_gemm_tile(const bn_kernel_table *k)
     }
 }
 
+/* gemm_f32_tile: every element fmaf over p ascending, written out here, bit for bit. */
+static void test_gemm_tile_f32(const bn_kernel_table *k)
+{
+    static const int64_t ks[] = {0, 1, 7, 64, 301};
+    enum { MR = BN_GEMM_MR, NR = BN_GEMM_NR, KMAX = 301 };
+    static float a[KMAX * MR], b[KMAX * NR];
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+        const int64_t kk = ks[ki];
+        for (int64_t i = 0; i < kk * MR; i++)
+            a[i] = (float)(((double)rng() - 2147483648.0) * 0x1p-20 *
+                           (rng() % 4 == 0 ? 4096.0 : 1.0));
+        for (int64_t i = 0; i < kk * NR; i++)
+            b[i] = (float)(((double)rng() - 2147483648.0) * 0x1p-24);
+        float c[MR * NR], want[MR * NR];
+        for (int i = 0; i < MR * NR; i++)
+            c[i] = want[i] = (float)(((double)rng() - 2147483648.0) * 0x1p-26);
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                for (int64_t p = 0; p < kk; p++)
+                    want[i * NR + j] = fmaf(a[p * MR + i], b[p * NR + j], want[i * NR + j]);
+        k->gemm_f32_tile(a, b, kk, c);
+        CHECK(memcmp(c, want, sizeof c) == 0, "%s gemm_f32_tile k=%lld", k->name,
+              (long long)kk);
+    }
+}
+
 static void test_family(const bn_kernel_table *k)
 {
     test_gemm_tile(k);
+    test_gemm_tile_f32(k);
     test_mac_peak(k);
     test_relu2(k);
     test_axpy(k);
@@ -908,7 +935,7 @@ static void test_avx512_simde(void)
           !k.f32_to_f16 && !k.dot_f16_f32_multi && !k.axpy_f16_f32_multi && !k.relu2_mul &&
           !k.dot_i2s_q8_rows && !k.sum_u64 && !k.dot_tq1_q8 && !k.dot_tq1_q8_tile &&
           !k.dot_q8_0_q8_0 && !k.dot_q8_0_q8_0_rows && !k.dot_q6_k_q8_0 &&
-          !k.dot_q6_k_q8_0_rows && !k.quantize_act_i8,
+          !k.dot_q6_k_q8_0_rows && !k.quantize_act_i8 && !k.gemm_f32_tile,
           "avx512-simde: an AVX2 entry is set (update this test)");
     k.dot_f32 = s->dot_f32;
     k.f16_to_f32 = s->f16_to_f32;
@@ -927,6 +954,7 @@ static void test_avx512_simde(void)
     k.dot_q6_k_q8_0 = s->dot_q6_k_q8_0;
     k.dot_q6_k_q8_0_rows = s->dot_q6_k_q8_0_rows;
     k.quantize_act_i8 = s->quantize_act_i8;
+    k.gemm_f32_tile = s->gemm_f32_tile;
     test_family(&k);
     printf("avx512 kernels checked (SIMDe)\n");
 }

@@ -355,6 +355,24 @@ void bn_gemm_f64_tile_scalar(const double *a, const double *b, int64_t k, double
     }
 }
 
+/* fmaf: the one rounding per product that the SIMD tiles' fused multiply-adds make. */
+void bn_gemm_f32_tile_scalar(const float *a, const float *b, int64_t k, float *c)
+{
+    for (int i = 0; i < BN_GEMM_MR; i++) {
+        float acc[BN_GEMM_NR];
+        for (int j = 0; j < BN_GEMM_NR; j++)
+            acc[j] = c[i * BN_GEMM_NR + j];
+        for (int64_t p = 0; p < k; p++) {
+            const float ai = a[p * BN_GEMM_MR + i];
+            const float *bp = b + p * BN_GEMM_NR;
+            for (int j = 0; j < BN_GEMM_NR; j++)
+                acc[j] = fmaf(ai, bp[j], acc[j]);
+        }
+        for (int j = 0; j < BN_GEMM_NR; j++)
+            c[i * BN_GEMM_NR + j] = acc[j];
+    }
+}
+
 const bn_kernel_table bn_kernels_scalar = {
     .name       = "scalar",
     .dot_f32    = bn_dot_f32_scalar,
@@ -381,6 +399,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_q6_k_q8_0_rows = bn_dot_q6_k_q8_0_rows_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
     .gemm_f64_tile = bn_gemm_f64_tile_scalar,
+    .gemm_f32_tile = bn_gemm_f32_tile_scalar,
 };
 
 #if defined(__aarch64__)
@@ -412,6 +431,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_q6_k_q8_0_rows = bn_dot_q6_k_q8_0_rows_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
     .gemm_f64_tile = bn_gemm_f64_tile_scalar,
+    .gemm_f32_tile = bn_gemm_f32_tile_scalar,
 };
 
 /* The same with the dotprod integer kernels (Armv8.2 SDOT), where the CPU has them. */
@@ -441,6 +461,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .dot_q6_k_q8_0_rows = bn_dot_q6_k_q8_0_rows_scalar,
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
     .gemm_f64_tile = bn_gemm_f64_tile_scalar,
+    .gemm_f32_tile = bn_gemm_f32_tile_scalar,
 };
 #endif
 

@@ -204,6 +204,10 @@ typedef struct bn_kernel_table {
      * are floats widened), so that a fused multiply-add and a multiply then an add give
      * the same bits: every table returns the scalar one's doubles. */
     void (*gemm_f64_tile)(const double *a, const double *b, int64_t k, double *c);
+    /* The same tile in float: c[i * NR + j] = fmaf(a[p * MR + i], b[p * NR + j], c[...])
+     * for p = 0 .. k-1 in that order, one fused multiply-add (one rounding) per product,
+     * one accumulator per element: every table returns the scalar one's floats. */
+    void (*gemm_f32_tile)(const float *a, const float *b, int64_t k, float *c);
 } bn_kernel_table;
 
 const bn_kernel_table *bn_kernels(void);
@@ -243,9 +247,11 @@ float bn_dot_q6_k_q8_0_avx2(const void *w, const void *x, int64_t n);
 void bn_dot_q6_k_q8_0_rows_avx2(const uint8_t *w, size_t row_bytes, int64_t nrows,
                                 const void *x, int64_t n, float *out);
 void bn_quantize_act_i8_avx2(const float *x, int64_t n, int8_t *q, float *scale);
+void bn_gemm_f32_tile_avx2(const float *a, const float *b, int64_t k, float *c);
 #endif
 /* the scalar training tile, the reference of gemm_f64_tile */
 void bn_gemm_f64_tile_scalar(const double *a, const double *b, int64_t k, double *c);
+void bn_gemm_f32_tile_scalar(const float *a, const float *b, int64_t k, float *c);
 /* Not in the library: kernels_avx512.c compiled a second time with SIMDe's portable
  * intrinsics (BN_KERNELS_SIMDE) into the kernel test, so that its code is checked on
  * any machine. Only the avx512 family's own entries are set; those it takes from the

@@ -624,6 +624,7 @@ const bn_kernel_table BN_AVX512_TABLE = {
     .dot_q6_k_q8_0_rows = BN_FROM_AVX2(bn_dot_q6_k_q8_0_rows_avx2),
     .quantize_act_i8 = BN_FROM_AVX2(bn_quantize_act_i8_avx2),
     .gemm_f64_tile = bn_gemm_f64_tile_avx512,
+    .gemm_f32_tile = BN_FROM_AVX2(bn_gemm_f32_tile_avx2),
 };
 
 #endif /* BN_AVX512_BUILD */

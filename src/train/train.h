@@ -173,6 +173,9 @@ typedef struct bn_train_model {
     size_t  bytes;
     /* the fast path (fast.c): threads and the matrix products' buffers */
     bool    reference;           /* run the scalar reference of layers.c instead (tests) */
+    bool    exact_sums;          /* every product's sums in double, as the reference:
+                                    its bits, at half the speed (else float sums where
+                                    no quantizer reads the result: fast.c) */
     int32_t n_threads;           /* bn_train_set_threads; 1 by default */
     bn_threadpool *pool;         /* NULL for one thread */
     void   *thread_mem;          /* [n_threads] scratch of thread_bytes each */
