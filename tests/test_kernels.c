@@ -954,7 +954,7 @@ static void test_avx512_simde(void)
     k.dot_q6_k_q8_0 = s->dot_q6_k_q8_0;
     k.dot_q6_k_q8_0_rows = s->dot_q6_k_q8_0_rows;
     k.quantize_act_i8 = s->quantize_act_i8;
-    k.gemm_f32_tile = s->gemm_f32_tile;
+    k.gemm_f32_tile = s->gemm_f32_tile;   /* not built under SIMDe (no fused fmadd) */
     test_family(&k);
     printf("avx512 kernels checked (SIMDe)\n");
 }

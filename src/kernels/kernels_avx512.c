@@ -598,6 +598,32 @@ BN_AVX512 static void bn_gemm_f64_tile_avx512(const double *a, const double *b, 
 }
 #undef BN_TILE_ROW
 
+/* The float tile: a row of 16 floats is one zmm, so six accumulators; on a core with
+ * two 512-bit FMA pipes they still beat twelve ymm ones (three quarters of its FMA rate
+ * against half). p ascending, one fused multiply-add per product, as the scalar tile. */
+#if !defined(BN_KERNELS_SIMDE)
+BN_AVX512 static void bn_gemm_f32_tile_avx512(const float *a, const float *b, int64_t k,
+                                              float *c)
+{
+    __m512 c0 = _mm512_loadu_ps(c + 0 * BN_GEMM_NR), c1 = _mm512_loadu_ps(c + 1 * BN_GEMM_NR);
+    __m512 c2 = _mm512_loadu_ps(c + 2 * BN_GEMM_NR), c3 = _mm512_loadu_ps(c + 3 * BN_GEMM_NR);
+    __m512 c4 = _mm512_loadu_ps(c + 4 * BN_GEMM_NR), c5 = _mm512_loadu_ps(c + 5 * BN_GEMM_NR);
+    for (int64_t p = 0; p < k; p++) {
+        const float *ap = a + p * BN_GEMM_MR;
+        const __m512 bv = _mm512_loadu_ps(b + p * BN_GEMM_NR);
+        c0 = _mm512_fmadd_ps(_mm512_set1_ps(ap[0]), bv, c0);
+        c1 = _mm512_fmadd_ps(_mm512_set1_ps(ap[1]), bv, c1);
+        c2 = _mm512_fmadd_ps(_mm512_set1_ps(ap[2]), bv, c2);
+        c3 = _mm512_fmadd_ps(_mm512_set1_ps(ap[3]), bv, c3);
+        c4 = _mm512_fmadd_ps(_mm512_set1_ps(ap[4]), bv, c4);
+        c5 = _mm512_fmadd_ps(_mm512_set1_ps(ap[5]), bv, c5);
+    }
+    _mm512_storeu_ps(c + 0 * BN_GEMM_NR, c0), _mm512_storeu_ps(c + 1 * BN_GEMM_NR, c1);
+    _mm512_storeu_ps(c + 2 * BN_GEMM_NR, c2), _mm512_storeu_ps(c + 3 * BN_GEMM_NR, c3);
+    _mm512_storeu_ps(c + 4 * BN_GEMM_NR, c4), _mm512_storeu_ps(c + 5 * BN_GEMM_NR, c5);
+}
+#endif
+
 const bn_kernel_table BN_AVX512_TABLE = {
     .name       = BN_AVX512_NAME,
     .dot_f32    = BN_FROM_AVX2(bn_dot_f32_avx2),
@@ -624,7 +650,11 @@ const bn_kernel_table BN_AVX512_TABLE = {
     .dot_q6_k_q8_0_rows = BN_FROM_AVX2(bn_dot_q6_k_q8_0_rows_avx2),
     .quantize_act_i8 = BN_FROM_AVX2(bn_quantize_act_i8_avx2),
     .gemm_f64_tile = bn_gemm_f64_tile_avx512,
-    .gemm_f32_tile = BN_FROM_AVX2(bn_gemm_f32_tile_avx2),
+#if defined(BN_KERNELS_SIMDE)
+    .gemm_f32_tile = NULL,   /* SIMDe's portable fmadd rounds twice: no fused result */
+#else
+    .gemm_f32_tile = bn_gemm_f32_tile_avx512,
+#endif
 };
 
 #endif /* BN_AVX512_BUILD */

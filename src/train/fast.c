@@ -78,6 +78,15 @@ static void bn_train_items(const bn_train_model *m, int64_t n, bn_items_fn fn, v
     bn_train_run(m, bn_items_task, &r);
 }
 
+void bn_train_parallel(const bn_train_model *m, int64_t n, void (*fn)(void *, int64_t, int64_t),
+                       void *ctx)
+{
+    if (m->reference)
+        fn(ctx, 0, n);
+    else
+        bn_train_items(m, n, fn, ctx);
+}
+
 /* ---------------------------------------------------------------- scratch */
 
 /* Thread ith's scratch (sizes from bn_train_thread_plan). */
@@ -183,14 +192,20 @@ typedef struct bn_gemm {
                     dst[p * MR + ii] = 0;                                                \
                 continue;                                                                \
             }                                                                            \
-            const float *src = g->a + i * g->a_rs + k0 * g->a_cs;                        \
-            if (g->a_cs == 1) {                                                          \
-                for (int64_t p = 0; p < kc; p++)                                         \
-                    dst[p * MR + ii] = src[p];                                           \
-            } else {                                                                     \
-                for (int64_t p = 0; p < kc; p++)                                         \
-                    dst[p * MR + ii] = src[p * g->a_cs];                                 \
-            }                                                                            \
+            if (g->a_cs != 1)                                                            \
+                continue;                                                                \
+            const float *src = g->a + i * g->a_rs + k0;                                  \
+            for (int64_t p = 0; p < kc; p++)                                             \
+                dst[p * MR + ii] = src[p];                                               \
+        }                                                                                \
+        if (g->a_cs == 1)                                                                \
+            return;                                                                      \
+        /* A's columns are its rows in memory (a_rs 1): read them in order */            \
+        const int64_t mi = g->M - ip * MR < MR ? g->M - ip * MR : MR;                    \
+        for (int64_t p = 0; p < kc; p++) {                                               \
+            const float *src = g->a + ip * MR * g->a_rs + (k0 + p) * g->a_cs;            \
+            for (int64_t ii = 0; ii < mi; ii++)                                          \
+                dst[p * MR + ii] = src[ii * g->a_rs];                                    \
         }                                                                                \
     }                                                                                    \
     static void bn_pack_b##sfx(const bn_gemm *g, int64_t jp, int64_t k0, int64_t kc,      \

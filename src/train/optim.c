@@ -24,6 +24,18 @@ double bn_train_grad_norm(const bn_train_model *m)
     return sqrt(ss);
 }
 
+typedef struct bn_scale_job {
+    bn_train_model *m;
+    float k;
+} bn_scale_job;
+
+static void bn_scale_range(void *ctx, int64_t lo, int64_t hi)
+{
+    const bn_scale_job *j = ctx;
+    for (int64_t i = lo; i < hi; i++)
+        j->m->grads[i] = j->m->grads[i] * j->k;
+}
+
 double bn_train_clip_grad(bn_train_model *m, double max_norm)
 {
     const double norm = bn_train_grad_norm(m);
@@ -31,9 +43,8 @@ double bn_train_clip_grad(bn_train_model *m, double max_norm)
         return norm;
     const double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0) {
-        const float k = (float)coef;
-        for (size_t i = 0; i < m->n_params; i++)
-            m->grads[i] = m->grads[i] * k;
+        float k = (float)coef;
+        bn_train_parallel(m, (int64_t)m->n_params, bn_scale_range, &(bn_scale_job){m, k});
     }
     return norm;
 }
@@ -47,28 +58,45 @@ bn_adamw_params bn_adamw_default_params(void)
  *   m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
  *   p = p - lr (m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + wd p)
  * wd only on the tensors whose decay flag is set (the matrices and the embedding). */
+/* The per-element constants of one AdamW step. */
+typedef struct bn_adamw_job {
+    bn_train_model *m;
+    float b1, b2, c1, c2, bc1, bc2, eps, wd, rate;
+} bn_adamw_job;
+
+/* Elements [lo, hi) of the flat arrays, tensor by tensor (each element's update reads
+ * only itself, so any split gives the same bits). */
+static void bn_adamw_range(void *ctx, int64_t lo, int64_t hi)
+{
+    const bn_adamw_job *j = ctx;
+    bn_train_model *m = j->m;
+    for (int32_t k = 0; k < m->n_tensors; k++) {
+        const bn_train_tensor *tn = &m->tensors[k];
+        const int64_t t0 = (int64_t)tn->offset, t1 = t0 + tn->rows * tn->cols;
+        const int64_t a = lo > t0 ? lo : t0, b = hi < t1 ? hi : t1;
+        float *w = m->params, *g = m->grads, *mm = m->adam_m, *vv = m->adam_v;
+        for (int64_t i = a; i < b; i++) {
+            mm[i] = j->b1 * mm[i] + j->c1 * g[i];
+            vv[i] = j->b2 * vv[i] + j->c2 * g[i] * g[i];
+            float upd = (mm[i] / j->bc1) / (sqrtf(vv[i] / j->bc2) + j->eps);
+            if (tn->decay)
+                upd = upd + j->wd * w[i];
+            w[i] = w[i] - j->rate * upd;
+        }
+    }
+}
+
 void bn_train_adamw_step(bn_train_model *m, const bn_adamw_params *p, double lr)
 {
     const int64_t t = ++m->step;
-    const float b1 = (float)p->beta1, b2 = (float)p->beta2;
-    const float c1 = (float)(1.0 - p->beta1), c2 = (float)(1.0 - p->beta2);
-    const float bc1 = (float)(1.0 - pow(p->beta1, (double)t));
-    const float bc2 = (float)(1.0 - pow(p->beta2, (double)t));
-    const float eps = (float)p->eps, wd = (float)p->weight_decay, rate = (float)lr;
-    for (int32_t k = 0; k < m->n_tensors; k++) {
-        const bn_train_tensor *tn = &m->tensors[k];
-        float *w = m->params + tn->offset, *g = m->grads + tn->offset;
-        float *mm = m->adam_m + tn->offset, *vv = m->adam_v + tn->offset;
-        const int64_t n = tn->rows * tn->cols;
-        for (int64_t i = 0; i < n; i++) {
-            mm[i] = b1 * mm[i] + c1 * g[i];
-            vv[i] = b2 * vv[i] + c2 * g[i] * g[i];
-            float upd = (mm[i] / bc1) / (sqrtf(vv[i] / bc2) + eps);
-            if (tn->decay)
-                upd = upd + wd * w[i];
-            w[i] = w[i] - rate * upd;
-        }
-    }
+    bn_adamw_job j = {
+        .m = m, .b1 = (float)p->beta1, .b2 = (float)p->beta2,
+        .c1 = (float)(1.0 - p->beta1), .c2 = (float)(1.0 - p->beta2),
+        .bc1 = (float)(1.0 - pow(p->beta1, (double)t)),
+        .bc2 = (float)(1.0 - pow(p->beta2, (double)t)),
+        .eps = (float)p->eps, .wd = (float)p->weight_decay, .rate = (float)lr,
+    };
+    bn_train_parallel(m, (int64_t)m->n_params, bn_adamw_range, &j);
 }
 
 double bn_lr_at(const bn_lr_schedule *s, int64_t step)

@@ -381,6 +381,10 @@ double bn_train_fast_output_forward(bn_train_model *m, float *probs, const float
 void bn_train_fast_output_backward(bn_train_model *m, float *dx, float *dembd, float *probs,
                                    const float *x, const float *embd,
                                    const int32_t *targets, int64_t N, float scale);
+/* fn(ctx, lo, hi) over [0, n) in one contiguous share per thread of the model (fn must
+ * write only what its range owns). */
+void bn_train_parallel(const bn_train_model *m, int64_t n, void (*fn)(void *, int64_t, int64_t),
+                       void *ctx);
 /* Sizes the products' buffers (gemm_a_cap, gemm_c_cap, gemm_bpack_k) from the shape. */
 void bn_train_fast_plan(bn_train_model *m);
 
