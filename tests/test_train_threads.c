@@ -144,25 +144,30 @@ static void test_mode(const char *mode, float lambda, size_t n_state)
     }
     /* float sums: the same bits on any thread count, and near the reference */
     if (run(lambda, 1, false, &fast1)) {
-        double loss_diff = 0.0, norm_diff = 0.0, param_diff = 0.0, rms = 0.0;
+        /* the first step's loss and gradient norm; the parameters after the steps
+         * only in float mode: with quantizers, a code that a last-bit difference moves
+         * at step k changes everything after it (test_train_step compares whole
+         * ternary trajectories with PyTorch, where the codes are checked) */
+        const double loss_diff = fabs((double)fast1.loss[0] - ref.loss[0]);
+        const double norm_diff = fabs(fast1.norm[0] - ref.norm[0]) / ref.norm[0];
+        double param_diff = 0.0, rms = 0.0;
         const size_t n_params = n_state / 3;
-        for (int k = 0; k < STEPS; k++) {
-            loss_diff = fmax(loss_diff, fabs((double)fast1.loss[k] - ref.loss[k]));
-            norm_diff = fmax(norm_diff, fabs(fast1.norm[k] - ref.norm[k]) / ref.norm[k]);
-        }
-        for (size_t i = 0; i < n_params; i++) {
+        for (size_t i = 0; i < n_params && lambda == 0.0f; i++) {
             const double d = (double)fast1.state[i] - ref.state[i];
             param_diff = fmax(param_diff, fabs(d));
             rms += d * d;
         }
         rms = sqrt(rms / (double)n_params);
         CHECK(loss_diff <= LOSS_TOL && norm_diff <= NORM_RTOL && param_diff <= PARAM_TOL &&
-              rms <= PARAM_RMS, "%s, float sums: losses %.2g, gradient norms %.2g "
+              rms <= PARAM_RMS, "%s, float sums: first loss %.2g, gradient norm %.2g "
               "(relative), parameters %.2g (max), %.2g (rms) from the reference", mode,
               loss_diff, norm_diff, param_diff, rms);
-        printf("%-8s float sums: losses %.2g, gradient norms %.2g (relative), parameters "
-               "%.2g (max), %.2g (rms) from the reference\n", mode, loss_diff, norm_diff,
-               param_diff, rms);
+        printf("%-8s float sums: first loss %.2g, gradient norm %.2g (relative)", mode,
+               loss_diff, norm_diff);
+        if (lambda == 0.0f)
+            printf(", parameters after %d steps %.2g (max), %.2g (rms)", STEPS, param_diff,
+                   rms);
+        printf(" from the reference\n");
         for (int threads = 2; threads <= 3; threads++) {
             if (under_valgrind && threads != 2)
                 continue;

@@ -851,26 +851,75 @@ typedef struct bn_softmax_job {
     double k;
 } bn_softmax_job;
 
-/* The reference's softmax per row, each exponential computed once and kept. */
+/* exp(x) for x <= 0 (or NaN) in float, in operations the compiler vectorizes: x =
+ * n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts), exp(r) by its Taylor polynomial of
+ * degree 7 (relative error below 2e-7 before the float roundings), times 2^n built in
+ * the exponent bits; below -87 the result is clamped to exp(-87) (1.6e-38, which a
+ * probability of a row's softmax never notices). NaN stays NaN. */
+static inline float bn_exp_neg(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    const float t = x * 1.44269504f + 12582912.0f;   /* round(x / ln2), + 1.5 2^23 */
+    const float n = t - 12582912.0f;
+    const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4b400000 + 127) << 23;   /* n + 127 in the exponent field */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* A row's softmax: with exact sums, the reference's (each exponential in double, once,
+ * and kept); otherwise the exponentials in float (bn_exp_neg) summed in double in eight
+ * lanes (lane v % 8, combined in a fixed order), the same bits on every thread count and
+ * every machine. */
 static void bn_softmax_task(void *ctx, int ith, int nth)
 {
     const bn_softmax_job *j = ctx;
     double *ex = bn_scratch(j->m, ith).exps;
+    float *exf = (float *)ex;
+    const int64_t V = j->V;
     int64_t lo, hi;
     bn_share(j->N, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
-        float *pr = j->probs + t * j->V;
+        float *pr = j->probs + t * V;
         float mx = -INFINITY;
-        for (int64_t v = 0; v < j->V; v++)
+        for (int64_t v = 0; v < V; v++)
             mx = pr[v] > mx ? pr[v] : mx;
         double sum = 0.0;
-        for (int64_t v = 0; v < j->V; v++) {
-            ex[v] = exp((double)pr[v] - mx);
-            sum += ex[v];
+        if (j->m->exact_sums) {
+            for (int64_t v = 0; v < V; v++) {
+                ex[v] = exp((double)pr[v] - mx);
+                sum += ex[v];
+            }
+            j->row_loss[t] = log(sum) - ((double)pr[j->targets[t]] - mx);
+            for (int64_t v = 0; v < V; v++)
+                pr[v] = (float)(ex[v] / sum);
+            continue;
         }
+        for (int64_t v = 0; v < V; v++)
+            exf[v] = bn_exp_neg(pr[v] - mx);
+        double lane[8] = {0};
+        int64_t v = 0;
+        for (; v + 8 <= V; v += 8)
+            for (int u = 0; u < 8; u++)
+                lane[u] += exf[v + u];
+        for (int u = 0; v < V; v++, u++)
+            lane[u] += exf[v];
+        sum = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
+              ((lane[1] + lane[5]) + (lane[3] + lane[7]));
         j->row_loss[t] = log(sum) - ((double)pr[j->targets[t]] - mx);
-        for (int64_t v = 0; v < j->V; v++)
-            pr[v] = (float)(ex[v] / sum);
+        for (v = 0; v < V; v++)
+            pr[v] = (float)((double)exf[v] / sum);
     }
 }
 
