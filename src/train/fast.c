@@ -506,7 +506,7 @@ typedef struct bn_colsum_run {
     int64_t N;
 } bn_colsum_run;
 
-static void bn_rmsnorm_dw_task(void *ctx, int ith, int nth)
+BN_TRAIN_CLONES static void bn_rmsnorm_dw_task(void *ctx, int ith, int nth)
 {
     const bn_colsum_run *r = ctx;
     const bn_rows_job *j = r->j;
@@ -692,7 +692,7 @@ static void bn_transpose_head(double *xt, const float *x, int64_t ld, int64_t T,
 
 /* Queries (b, h) for the items [lo, hi) of B * H: the reference's arithmetic, with the
  * scores of one query computed for all its keys at once (keys in the inner loop). */
-static void bn_att_fwd_task(void *ctx, int ith, int nth)
+BN_TRAIN_CLONES static void bn_att_fwd_task(void *ctx, int ith, int nth)
 {
     const bn_att_job *j = ctx;
     const int64_t T = j->T, H = j->H, hd = j->hd, group = H / j->KV;
@@ -764,7 +764,7 @@ void bn_train_fast_attention_forward(bn_train_model *m, float *out, float *probs
 
 /* Kv heads (b, kvh) for the items of B * KV: a kv head's dk and dv gather its query
  * heads in head order, then position order, as the reference does. */
-static void bn_att_bwd_task(void *ctx, int ith, int nth)
+BN_TRAIN_CLONES static void bn_att_bwd_task(void *ctx, int ith, int nth)
 {
     const bn_att_job *j = ctx;
     const int64_t T = j->T, H = j->H, hd = j->hd, KV = j->KV, group = H / KV;
@@ -882,7 +882,7 @@ static inline float bn_exp_neg(float x)
  * and kept); otherwise the exponentials in float (bn_exp_neg) summed in double in eight
  * lanes (lane v % 8, combined in a fixed order), the same bits on every thread count and
  * every machine. */
-static void bn_softmax_task(void *ctx, int ith, int nth)
+BN_TRAIN_CLONES static void bn_softmax_task(void *ctx, int ith, int nth)
 {
     const bn_softmax_job *j = ctx;
     double *ex = bn_scratch(j->m, ith).exps;
@@ -943,7 +943,7 @@ double bn_train_fast_output_forward(bn_train_model *m, float *probs, const float
     return loss / (double)N;
 }
 
-static void bn_dlogits_task(void *ctx, int ith, int nth)
+BN_TRAIN_CLONES static void bn_dlogits_task(void *ctx, int ith, int nth)
 {
     const bn_softmax_job *j = ctx;
     int64_t lo, hi;

@@ -66,7 +66,7 @@ typedef struct bn_adamw_job {
 
 /* Elements [lo, hi) of the flat arrays, tensor by tensor (each element's update reads
  * only itself, so any split gives the same bits). */
-static void bn_adamw_range(void *ctx, int64_t lo, int64_t hi)
+BN_TRAIN_CLONES static void bn_adamw_range(void *ctx, int64_t lo, int64_t hi)
 {
     const bn_adamw_job *j = ctx;
     bn_train_model *m = j->m;

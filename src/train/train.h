@@ -345,6 +345,16 @@ void bn_train_output_backward(float *dx, float *dembd, float *probs, const float
                               const float *embd, const int32_t *targets, int64_t N,
                               int64_t E, int64_t V, float scale, double *acc);
 
+/* The element-wise loops of the fast path compiled for AVX-512 and AVX2 beside the
+ * baseline, chosen at run time by the CPU (GCC's and clang's function clones): wider
+ * vectors only, the same operations per element (no contraction: -ffp-contract=off),
+ * so the same bits on each. */
+#if defined(__x86_64__) && !defined(BITNET_FORCE_SCALAR) && !defined(__SANITIZE_ADDRESS__)
+#define BN_TRAIN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BN_TRAIN_CLONES
+#endif
+
 /* ------------------------------------------------------------------ fast path
  * The model's steps on its threads (fast.c): the same bits as the layer functions
  * above, which they run instead when m->reference is set. */
