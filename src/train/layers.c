@@ -3,7 +3,7 @@
  * side (train.h gives every function's shapes).
  *
  * Plain loops on one thread, every sum in a fixed order: the scalar reference that
- * faster versions will be tested against. Dot products and row sums are accumulated
+ * the fast path (fast.c) is tested against (test_train_threads). Dot products and row sums are accumulated
  * in double and rounded once, so that a result does not depend on the order of a
  * sum; PyTorch's reference (scripts/fixtures/train_ref.py) does the same, which makes
  * the forward agree with it to the last bit nearly everywhere and every quantizer see

@@ -12,10 +12,12 @@
  * its backward, side by side (layers.c); the model's forward and backward call them in
  * order (model.c); parameters, gradients, AdamW moments, the activations kept for the
  * backward and the backward's scratch are carved out of one allocation planned from
- * the config, so nothing is allocated per step. The code is the scalar reference:
+ * the config, so nothing is allocated per step. layers.c is the scalar reference:
  * plain loops, one thread, every sum in a fixed order, every dot product accumulated
- * in double and rounded once (docs/TRAINING.md says why). scripts/fixtures/train_ref.py
- * (PyTorch autograd) is the judge of every gradient (tests/test_train_grad.c).
+ * in double and rounded once (docs/TRAINING.md says why); fast.c runs the same steps on
+ * the model's threads and the kernels' tiles, with the same bits for any thread count
+ * (bn_train_set_threads). scripts/fixtures/train_ref.py (PyTorch autograd) is the judge
+ * of every gradient (tests/test_train_grad.c).
  *
  * Quantization strength lambda (per forward): 0 trains a float model; 1 is BitLinear
  * as the engine computes it (absmean ternary weights, per-token int8 activations,
