@@ -767,7 +767,7 @@ static void test_gemm_tile(const bn_kernel_table *k)
 static void test_gemm_tile_f32(const bn_kernel_table *k)
 {
     static const int64_t ks[] = {0, 1, 7, 64, 301};
-    enum { MR = BN_GEMM_MR, NR = BN_GEMM_NR, KMAX = 301 };
+    enum { MR = BN_GEMM_MR_F32, NR = BN_GEMM_NR, KMAX = 301 };
     static float a[KMAX * MR], b[KMAX * NR];
     for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
         const int64_t kk = ks[ki];

@@ -358,12 +358,12 @@ void bn_gemm_f64_tile_scalar(const double *a, const double *b, int64_t k, double
 /* fmaf: the one rounding per product that the SIMD tiles' fused multiply-adds make. */
 void bn_gemm_f32_tile_scalar(const float *a, const float *b, int64_t k, float *c)
 {
-    for (int i = 0; i < BN_GEMM_MR; i++) {
+    for (int i = 0; i < BN_GEMM_MR_F32; i++) {
         float acc[BN_GEMM_NR];
         for (int j = 0; j < BN_GEMM_NR; j++)
             acc[j] = c[i * BN_GEMM_NR + j];
         for (int64_t p = 0; p < k; p++) {
-            const float ai = a[p * BN_GEMM_MR + i];
+            const float ai = a[p * BN_GEMM_MR_F32 + i];
             const float *bp = b + p * BN_GEMM_NR;
             for (int j = 0; j < BN_GEMM_NR; j++)
                 acc[j] = fmaf(ai, bp[j], acc[j]);

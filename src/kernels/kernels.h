@@ -92,6 +92,8 @@ static inline float bn_f16_decode(uint16_t h)
 /* The register tile of gemm_f64_tile: BN_GEMM_MR rows by BN_GEMM_NR columns. */
 #define BN_GEMM_MR 6
 #define BN_GEMM_NR 16
+/* gemm_f32_tile's rows: twelve, so that AVX-512 keeps twelve accumulators in flight */
+#define BN_GEMM_MR_F32 12
 #define BN_MAC_PEAK_CHUNK (128 * 128)
 
 /* The per-ISA kernel table, chosen once at run time (core/kernel_choice.c). Every entry has a
@@ -204,9 +206,10 @@ typedef struct bn_kernel_table {
      * are floats widened), so that a fused multiply-add and a multiply then an add give
      * the same bits: every table returns the scalar one's doubles. */
     void (*gemm_f64_tile)(const double *a, const double *b, int64_t k, double *c);
-    /* The same tile in float: c[i * NR + j] = fmaf(a[p * MR + i], b[p * NR + j], c[...])
-     * for p = 0 .. k-1 in that order, one fused multiply-add (one rounding) per product,
-     * one accumulator per element: every table returns the scalar one's floats. */
+    /* The same in float on BN_GEMM_MR_F32 rows (a: [k][MR_F32]): c[i * NR + j] =
+     * fmaf(a[p * MR_F32 + i], b[p * NR + j], c[...]) for p = 0 .. k-1 in that order, one
+     * fused multiply-add (one rounding) per product, one accumulator per element: every
+     * table returns the scalar one's floats. */
     void (*gemm_f32_tile)(const float *a, const float *b, int64_t k, float *c);
 } bn_kernel_table;
 

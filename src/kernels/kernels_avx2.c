@@ -1247,46 +1247,50 @@ BN_AVX2 static void bn_gemm_f64_tile_avx2(const double *a, const double *b, int6
     }
 }
 
-/* The float tile: six rows by two ymm of eight floats, twelve accumulators, p ascending
- * with one fused multiply-add per product (the scalar tile's fmaf). */
-BN_AVX2 void bn_gemm_f32_tile_avx2(const float *a, const float *b, int64_t k,
-                                          float *c)
+/* The float tile in two passes of six rows, each by two ymm of eight floats: twelve
+ * accumulators, p ascending with one fused multiply-add per product (the scalar tile's
+ * fmaf). */
+BN_AVX2 void bn_gemm_f32_tile_avx2(const float *a, const float *b, int64_t k, float *c)
 {
-    __m256 c00 = _mm256_loadu_ps(c + 0 * BN_GEMM_NR), c01 = _mm256_loadu_ps(c + 0 * BN_GEMM_NR + 8);
-    __m256 c10 = _mm256_loadu_ps(c + 1 * BN_GEMM_NR), c11 = _mm256_loadu_ps(c + 1 * BN_GEMM_NR + 8);
-    __m256 c20 = _mm256_loadu_ps(c + 2 * BN_GEMM_NR), c21 = _mm256_loadu_ps(c + 2 * BN_GEMM_NR + 8);
-    __m256 c30 = _mm256_loadu_ps(c + 3 * BN_GEMM_NR), c31 = _mm256_loadu_ps(c + 3 * BN_GEMM_NR + 8);
-    __m256 c40 = _mm256_loadu_ps(c + 4 * BN_GEMM_NR), c41 = _mm256_loadu_ps(c + 4 * BN_GEMM_NR + 8);
-    __m256 c50 = _mm256_loadu_ps(c + 5 * BN_GEMM_NR), c51 = _mm256_loadu_ps(c + 5 * BN_GEMM_NR + 8);
-    for (int64_t p = 0; p < k; p++) {
-        const float *ap = a + p * BN_GEMM_MR;
-        const __m256 b0 = _mm256_loadu_ps(b + p * BN_GEMM_NR);
-        const __m256 b1 = _mm256_loadu_ps(b + p * BN_GEMM_NR + 8);
-        __m256 x = _mm256_broadcast_ss(ap + 0);
-        c00 = _mm256_fmadd_ps(x, b0, c00);
-        c01 = _mm256_fmadd_ps(x, b1, c01);
-        x = _mm256_broadcast_ss(ap + 1);
-        c10 = _mm256_fmadd_ps(x, b0, c10);
-        c11 = _mm256_fmadd_ps(x, b1, c11);
-        x = _mm256_broadcast_ss(ap + 2);
-        c20 = _mm256_fmadd_ps(x, b0, c20);
-        c21 = _mm256_fmadd_ps(x, b1, c21);
-        x = _mm256_broadcast_ss(ap + 3);
-        c30 = _mm256_fmadd_ps(x, b0, c30);
-        c31 = _mm256_fmadd_ps(x, b1, c31);
-        x = _mm256_broadcast_ss(ap + 4);
-        c40 = _mm256_fmadd_ps(x, b0, c40);
-        c41 = _mm256_fmadd_ps(x, b1, c41);
-        x = _mm256_broadcast_ss(ap + 5);
-        c50 = _mm256_fmadd_ps(x, b0, c50);
-        c51 = _mm256_fmadd_ps(x, b1, c51);
+    enum { R = BN_GEMM_MR_F32, C = BN_GEMM_NR };
+    for (int h = 0; h < R; h += 6) {
+        float *ch = c + h * C;
+        __m256 c00 = _mm256_loadu_ps(ch + 0 * C), c01 = _mm256_loadu_ps(ch + 0 * C + 8);
+        __m256 c10 = _mm256_loadu_ps(ch + 1 * C), c11 = _mm256_loadu_ps(ch + 1 * C + 8);
+        __m256 c20 = _mm256_loadu_ps(ch + 2 * C), c21 = _mm256_loadu_ps(ch + 2 * C + 8);
+        __m256 c30 = _mm256_loadu_ps(ch + 3 * C), c31 = _mm256_loadu_ps(ch + 3 * C + 8);
+        __m256 c40 = _mm256_loadu_ps(ch + 4 * C), c41 = _mm256_loadu_ps(ch + 4 * C + 8);
+        __m256 c50 = _mm256_loadu_ps(ch + 5 * C), c51 = _mm256_loadu_ps(ch + 5 * C + 8);
+        for (int64_t p = 0; p < k; p++) {
+            const float *ap = a + p * R + h;
+            const __m256 b0 = _mm256_loadu_ps(b + p * C);
+            const __m256 b1 = _mm256_loadu_ps(b + p * C + 8);
+            __m256 x = _mm256_broadcast_ss(ap + 0);
+            c00 = _mm256_fmadd_ps(x, b0, c00);
+            c01 = _mm256_fmadd_ps(x, b1, c01);
+            x = _mm256_broadcast_ss(ap + 1);
+            c10 = _mm256_fmadd_ps(x, b0, c10);
+            c11 = _mm256_fmadd_ps(x, b1, c11);
+            x = _mm256_broadcast_ss(ap + 2);
+            c20 = _mm256_fmadd_ps(x, b0, c20);
+            c21 = _mm256_fmadd_ps(x, b1, c21);
+            x = _mm256_broadcast_ss(ap + 3);
+            c30 = _mm256_fmadd_ps(x, b0, c30);
+            c31 = _mm256_fmadd_ps(x, b1, c31);
+            x = _mm256_broadcast_ss(ap + 4);
+            c40 = _mm256_fmadd_ps(x, b0, c40);
+            c41 = _mm256_fmadd_ps(x, b1, c41);
+            x = _mm256_broadcast_ss(ap + 5);
+            c50 = _mm256_fmadd_ps(x, b0, c50);
+            c51 = _mm256_fmadd_ps(x, b1, c51);
+        }
+        _mm256_storeu_ps(ch + 0 * C, c00), _mm256_storeu_ps(ch + 0 * C + 8, c01);
+        _mm256_storeu_ps(ch + 1 * C, c10), _mm256_storeu_ps(ch + 1 * C + 8, c11);
+        _mm256_storeu_ps(ch + 2 * C, c20), _mm256_storeu_ps(ch + 2 * C + 8, c21);
+        _mm256_storeu_ps(ch + 3 * C, c30), _mm256_storeu_ps(ch + 3 * C + 8, c31);
+        _mm256_storeu_ps(ch + 4 * C, c40), _mm256_storeu_ps(ch + 4 * C + 8, c41);
+        _mm256_storeu_ps(ch + 5 * C, c50), _mm256_storeu_ps(ch + 5 * C + 8, c51);
     }
-    _mm256_storeu_ps(c + 0 * BN_GEMM_NR, c00), _mm256_storeu_ps(c + 0 * BN_GEMM_NR + 8, c01);
-    _mm256_storeu_ps(c + 1 * BN_GEMM_NR, c10), _mm256_storeu_ps(c + 1 * BN_GEMM_NR + 8, c11);
-    _mm256_storeu_ps(c + 2 * BN_GEMM_NR, c20), _mm256_storeu_ps(c + 2 * BN_GEMM_NR + 8, c21);
-    _mm256_storeu_ps(c + 3 * BN_GEMM_NR, c30), _mm256_storeu_ps(c + 3 * BN_GEMM_NR + 8, c31);
-    _mm256_storeu_ps(c + 4 * BN_GEMM_NR, c40), _mm256_storeu_ps(c + 4 * BN_GEMM_NR + 8, c41);
-    _mm256_storeu_ps(c + 5 * BN_GEMM_NR, c50), _mm256_storeu_ps(c + 5 * BN_GEMM_NR + 8, c51);
 }
 
 const bn_kernel_table bn_kernels_avx2 = {

@@ -598,30 +598,45 @@ BN_AVX512 static void bn_gemm_f64_tile_avx512(const double *a, const double *b, 
 }
 #undef BN_TILE_ROW
 
-/* The float tile: a row of 16 floats is one zmm, so six accumulators; on a core with
- * two 512-bit FMA pipes they still beat twelve ymm ones (three quarters of its FMA rate
- * against half). p ascending, one fused multiply-add per product, as the scalar tile. */
+/* The float tile: a row of 16 floats is one zmm, twelve rows twelve accumulators,
+ * enough to keep two 512-bit FMA pipes busy through their latency. p ascending, one
+ * fused multiply-add per product, as the scalar tile. */
 #if !defined(BN_KERNELS_SIMDE)
+#define BN_TILE_ROW(r) c##r = _mm512_fmadd_ps(_mm512_set1_ps(ap[r]), bv, c##r)
 BN_AVX512 static void bn_gemm_f32_tile_avx512(const float *a, const float *b, int64_t k,
                                               float *c)
 {
-    __m512 c0 = _mm512_loadu_ps(c + 0 * BN_GEMM_NR), c1 = _mm512_loadu_ps(c + 1 * BN_GEMM_NR);
-    __m512 c2 = _mm512_loadu_ps(c + 2 * BN_GEMM_NR), c3 = _mm512_loadu_ps(c + 3 * BN_GEMM_NR);
-    __m512 c4 = _mm512_loadu_ps(c + 4 * BN_GEMM_NR), c5 = _mm512_loadu_ps(c + 5 * BN_GEMM_NR);
+    enum { R = BN_GEMM_MR_F32, C = BN_GEMM_NR };
+    __m512 c0 = _mm512_loadu_ps(c + 0 * C), c1 = _mm512_loadu_ps(c + 1 * C);
+    __m512 c2 = _mm512_loadu_ps(c + 2 * C), c3 = _mm512_loadu_ps(c + 3 * C);
+    __m512 c4 = _mm512_loadu_ps(c + 4 * C), c5 = _mm512_loadu_ps(c + 5 * C);
+    __m512 c6 = _mm512_loadu_ps(c + 6 * C), c7 = _mm512_loadu_ps(c + 7 * C);
+    __m512 c8 = _mm512_loadu_ps(c + 8 * C), c9 = _mm512_loadu_ps(c + 9 * C);
+    __m512 c10 = _mm512_loadu_ps(c + 10 * C), c11 = _mm512_loadu_ps(c + 11 * C);
     for (int64_t p = 0; p < k; p++) {
-        const float *ap = a + p * BN_GEMM_MR;
-        const __m512 bv = _mm512_loadu_ps(b + p * BN_GEMM_NR);
-        c0 = _mm512_fmadd_ps(_mm512_set1_ps(ap[0]), bv, c0);
-        c1 = _mm512_fmadd_ps(_mm512_set1_ps(ap[1]), bv, c1);
-        c2 = _mm512_fmadd_ps(_mm512_set1_ps(ap[2]), bv, c2);
-        c3 = _mm512_fmadd_ps(_mm512_set1_ps(ap[3]), bv, c3);
-        c4 = _mm512_fmadd_ps(_mm512_set1_ps(ap[4]), bv, c4);
-        c5 = _mm512_fmadd_ps(_mm512_set1_ps(ap[5]), bv, c5);
+        const float *ap = a + p * R;
+        const __m512 bv = _mm512_loadu_ps(b + p * C);
+        BN_TILE_ROW(0);
+        BN_TILE_ROW(1);
+        BN_TILE_ROW(2);
+        BN_TILE_ROW(3);
+        BN_TILE_ROW(4);
+        BN_TILE_ROW(5);
+        BN_TILE_ROW(6);
+        BN_TILE_ROW(7);
+        BN_TILE_ROW(8);
+        BN_TILE_ROW(9);
+        BN_TILE_ROW(10);
+        BN_TILE_ROW(11);
     }
-    _mm512_storeu_ps(c + 0 * BN_GEMM_NR, c0), _mm512_storeu_ps(c + 1 * BN_GEMM_NR, c1);
-    _mm512_storeu_ps(c + 2 * BN_GEMM_NR, c2), _mm512_storeu_ps(c + 3 * BN_GEMM_NR, c3);
-    _mm512_storeu_ps(c + 4 * BN_GEMM_NR, c4), _mm512_storeu_ps(c + 5 * BN_GEMM_NR, c5);
+    _mm512_storeu_ps(c + 0 * C, c0), _mm512_storeu_ps(c + 1 * C, c1);
+    _mm512_storeu_ps(c + 2 * C, c2), _mm512_storeu_ps(c + 3 * C, c3);
+    _mm512_storeu_ps(c + 4 * C, c4), _mm512_storeu_ps(c + 5 * C, c5);
+    _mm512_storeu_ps(c + 6 * C, c6), _mm512_storeu_ps(c + 7 * C, c7);
+    _mm512_storeu_ps(c + 8 * C, c8), _mm512_storeu_ps(c + 9 * C, c9);
+    _mm512_storeu_ps(c + 10 * C, c10), _mm512_storeu_ps(c + 11 * C, c11);
 }
+#undef BN_TILE_ROW
 #endif
 
 const bn_kernel_table BN_AVX512_TABLE = {

@@ -26,6 +26,8 @@
 
 #define MR BN_GEMM_MR
 #define NR BN_GEMM_NR
+_Static_assert(BN_GEMM_MR_F32 * sizeof(float) <= BN_GEMM_MR * sizeof(double),
+               "a thread's tile buffer holds the float tile");
 
 static int64_t bn_rup(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -92,7 +94,7 @@ void bn_train_parallel(const bn_train_model *m, int64_t n, void (*fn)(void *, in
 /* Thread ith's scratch (sizes from bn_train_thread_plan). */
 typedef struct bn_thread_scratch {
     double  *bpack;   /* [bpack_k, NR] a packed panel of B */
-    double  *tile;    /* [MR, NR] */
+    double  *tile;    /* [MR, NR] doubles, or [MR_F32, NR] floats */
     double  *kt, *vt; /* [hd, T] a kv head's keys and values, transposed, in double */
     double  *p, *dp;  /* [T] */
     double  *vec;     /* [max(hd, E, F)] a row of sums */
@@ -176,36 +178,37 @@ typedef struct bn_gemm {
     int64_t c_rs, c_cs;
     bool add;
     bool f32;   /* the sums in float (gemm_f32_tile) rather than double */
+    int64_t mr; /* the tile's rows: BN_GEMM_MR_F32 in float, BN_GEMM_MR in double */
 } bn_gemm;
 
-/* Panel ip of A, columns k0 .. k0 + kc, into dst [kc][MR] (rows past M zero); and panel
+/* Panel ip of A, columns k0 .. k0 + kc, into dst [kc][mr] (rows past M zero); and panel
  * jp of B, rows k0 .. k0 + kc, into dst [kc][NR] (columns past N zero); in double or in
  * float. */
 #define BN_PACK_FUNCS(type, sfx)                                                         \
     static void bn_pack_a##sfx(const bn_gemm *g, int64_t ip, int64_t k0, int64_t kc,      \
                                type *dst)                                                \
     {                                                                                    \
-        for (int64_t ii = 0; ii < MR; ii++) {                                            \
-            const int64_t i = ip * MR + ii;                                              \
+        for (int64_t ii = 0; ii < g->mr; ii++) {                                            \
+            const int64_t i = ip * g->mr + ii;                                              \
             if (i >= g->M) {                                                             \
                 for (int64_t p = 0; p < kc; p++)                                         \
-                    dst[p * MR + ii] = 0;                                                \
+                    dst[p * g->mr + ii] = 0;                                                \
                 continue;                                                                \
             }                                                                            \
             if (g->a_cs != 1)                                                            \
                 continue;                                                                \
             const float *src = g->a + i * g->a_rs + k0;                                  \
             for (int64_t p = 0; p < kc; p++)                                             \
-                dst[p * MR + ii] = src[p];                                               \
+                dst[p * g->mr + ii] = src[p];                                               \
         }                                                                                \
         if (g->a_cs == 1)                                                                \
             return;                                                                      \
         /* A's columns are its rows in memory (a_rs 1): read them in order */            \
-        const int64_t mi = g->M - ip * MR < MR ? g->M - ip * MR : MR;                    \
+        const int64_t mi = g->M - ip * g->mr < g->mr ? g->M - ip * g->mr : g->mr;                    \
         for (int64_t p = 0; p < kc; p++) {                                               \
-            const float *src = g->a + ip * MR * g->a_rs + (k0 + p) * g->a_cs;            \
+            const float *src = g->a + ip * g->mr * g->a_rs + (k0 + p) * g->a_cs;            \
             for (int64_t ii = 0; ii < mi; ii++)                                          \
-                dst[p * MR + ii] = src[ii * g->a_rs];                                    \
+                dst[p * g->mr + ii] = src[ii * g->a_rs];                                    \
         }                                                                                \
     }                                                                                    \
     static void bn_pack_b##sfx(const bn_gemm *g, int64_t jp, int64_t k0, int64_t kc,      \
@@ -247,11 +250,11 @@ static void bn_gemm_tile(const bn_gemm *g, const bn_kernel_table *kern, void *ti
 {
     const bn_train_model *m = g->m;
     const size_t elt = g->f32 ? sizeof(float) : sizeof(double);
-    uint8_t *cd = (uint8_t *)m->gemm_c + (size_t)(ip * MR * ldc + jp * NR) * elt;
+    uint8_t *cd = (uint8_t *)m->gemm_c + (size_t)(ip * g->mr * ldc + jp * NR) * elt;
     if (k0 == 0) {
-        memset(tile, 0, MR * NR * elt);
+        memset(tile, 0, g->mr * NR * elt);
     } else {
-        for (int ii = 0; ii < MR; ii++)
+        for (int ii = 0; ii < g->mr; ii++)
             memcpy((uint8_t *)tile + ii * NR * elt, cd + (size_t)(ii * ldc) * elt, NR * elt);
     }
     if (g->f32)
@@ -259,14 +262,14 @@ static void bn_gemm_tile(const bn_gemm *g, const bn_kernel_table *kern, void *ti
     else
         kern->gemm_f64_tile(apanel, bpanel, kc, tile);
     if (k0 + kc < g->K) {
-        for (int ii = 0; ii < MR; ii++)
+        for (int ii = 0; ii < g->mr; ii++)
             memcpy(cd + (size_t)(ii * ldc) * elt, (uint8_t *)tile + ii * NR * elt, NR * elt);
         return;
     }
-    const int64_t mi = g->M - ip * MR < MR ? g->M - ip * MR : MR;
+    const int64_t mi = g->M - ip * g->mr < g->mr ? g->M - ip * g->mr : g->mr;
     const int64_t nj = g->N - jp * NR < NR ? g->N - jp * NR : NR;
     for (int64_t ii = 0; ii < mi; ii++) {
-        float *cr = g->c + (ip * MR + ii) * g->c_rs + jp * NR * g->c_cs;
+        float *cr = g->c + (ip * g->mr + ii) * g->c_rs + jp * NR * g->c_cs;
         if (g->f32) {
             const float *t = (const float *)tile + ii * NR;
             if (g->add) {
@@ -298,15 +301,17 @@ static void bn_gemm_task(void *ctx, int ith, int nth)
     const bn_train_model *m = g->m;
     const bn_kernel_table *kern = bn_kernels();
     bn_thread_scratch s = bn_scratch(m, ith);
-    const int64_t PM = (g->M + MR - 1) / MR, PN = (g->N + NR - 1) / NR;
-    int64_t Kc = (int64_t)(m->gemm_a_cap / (size_t)(PM * MR));
+    const int64_t PM = (g->M + g->mr - 1) / g->mr, PN = (g->N + NR - 1) / NR;
+    /* the buffers' capacities are counted in doubles: twice as many floats */
+    const size_t per_double = g->f32 ? 2 : 1;
+    int64_t Kc = (int64_t)(m->gemm_a_cap * per_double / (size_t)(PM * g->mr));
     if (Kc > m->gemm_bpack_k)
         Kc = m->gemm_bpack_k;
     if (Kc > g->K)
         Kc = g->K;
     assert(Kc >= 1);
     const int64_t ldc = PN * NR;
-    assert(Kc == g->K || (size_t)(PM * MR * ldc) <= m->gemm_c_cap);
+    assert(Kc == g->K || (size_t)(PM * g->mr * ldc) <= m->gemm_c_cap * per_double);
     int64_t p0, p1, j0, j1;
     bn_share(PM, ith, nth, &p0, &p1);
     bn_share(PN, ith, nth, &j0, &j1);
@@ -316,7 +321,7 @@ static void bn_gemm_task(void *ctx, int ith, int nth)
         if (k0 > 0)
             bn_train_barrier(m);   /* every thread is done with the last chunk's A */
         for (int64_t ip = p0; ip < p1; ip++) {
-            void *dst = (uint8_t *)m->gemm_a + (size_t)(ip * MR * kc) * elt;
+            void *dst = (uint8_t *)m->gemm_a + (size_t)(ip * g->mr * kc) * elt;
             if (g->f32)
                 bn_pack_a_f32(g, ip, k0, kc, dst);
             else
@@ -329,13 +334,17 @@ static void bn_gemm_task(void *ctx, int ith, int nth)
             else
                 bn_pack_b_f64(g, jp, k0, kc, s.bpack);
             for (int64_t ip = 0; ip < PM; ip++)
-                bn_gemm_tile(g, kern, s.tile, (uint8_t *)m->gemm_a + (size_t)(ip * MR * kc) * elt,
+                bn_gemm_tile(g, kern, s.tile, (uint8_t *)m->gemm_a + (size_t)(ip * g->mr * kc) * elt,
                              s.bpack, ip, jp, k0, kc, ldc);
         }
     }
 }
 
-static void bn_gemm_run(bn_gemm *g) { bn_train_run(g->m, bn_gemm_task, g); }
+static void bn_gemm_run(bn_gemm *g)
+{
+    g->mr = g->f32 ? BN_GEMM_MR_F32 : BN_GEMM_MR;
+    bn_train_run(g->m, bn_gemm_task, g);
+}
 
 /* ---------------------------------------------------------------- BitLinear */
 
