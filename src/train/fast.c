@@ -1,21 +1,24 @@
 /*
  * fast.c - the training model's layers on the model's threads, with the matrix
- * products on the kernels' tile (gemm_f64_tile) and the ternary projections on the
- * engine's I2_S x int8 kernels.
+ * products on the kernels' tiles (gemm_f64_tile, gemm_f32_tile) and the ternary
+ * projections on the engine's I2_S x int8 kernel.
  *
- * Every function here computes the same bits as its reference in layers.c, for any
- * thread count and any kernel family:
- * - a matrix product accumulates each output element in double, over its sum index in
- *   ascending order, in one accumulator, as the reference's loops do; the products are
- *   of widened floats and so exact, which makes the tile's fused multiply-adds give the
- *   reference's bits. Threads split the output's columns in panels; each element is
- *   computed by one thread. Packing converts the operands to double once per product.
+ * Every function gives the same bits for any thread count and any kernel family:
+ * - a matrix product accumulates each output element in one accumulator, over its sum
+ *   index in ascending order, as the reference's loops do. In double (where a quantizer
+ *   reads the result, or with m->exact_sums) the products are of widened floats and so
+ *   exact, and the tile's fused multiply-adds give the reference's bits; in float (the
+ *   backward and the output layer) each product is one fused multiply-add, on every
+ *   family. Threads split the output's columns in panels of 16; each element is
+ *   computed by one thread. Packing converts the operands once per product.
  * - the ternary forward sums codes times int8 activations in exact integers.
  * - attention, the norms and the softmax keep the reference's operations per element,
- *   in its order; the loops are only reordered so that the independent elements sit in
+ *   in its order (the softmax's exponentials are a float polynomial unless
+ *   m->exact_sums); the loops are only reordered so that the independent elements sit in
  *   the innermost loop, where the compiler vectorizes them, and split across threads
- *   by the element they own (a query head, a kv head, a row, a column).
+ *   by what they own (a query head, a kv head, a row, a column).
  * m->reference runs the layers.c functions themselves instead (the judge in the tests).
+ * docs/TRAINING.md, "Threads and speed", says which sums are in which precision and why.
  */
 #include <assert.h>
 #include <math.h>
