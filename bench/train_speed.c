@@ -8,8 +8,10 @@
  *               [--vocab V] [--batch B] [--threads N] [--mode float|ternary]
  *               [--steps S] [--warmup W]
  *
- * Prints one line: "c <mode> threads N: S s/step, X tokens/s" (tokens = B T per step),
- * timing S steps after W untimed ones.
+ * Prints "c <mode> threads N: S s/step, X tokens/s" (tokens = B T per step), timing S
+ * steps after W untimed ones, then the kernel family and an FNV-1a hash of the
+ * parameters and AdamW moments after the steps (tests/test_train_families.sh compares
+ * it across families and thread counts).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,9 +119,17 @@ int main(int argc, char **argv)
         last = res.loss;
     }
     const double dt = (now() - t0) / steps;
+    uint64_t hash = 0xcbf29ce484222325ull;
+    const float *arrays[] = {m->params, m->adam_m, m->adam_v};
+    for (int a = 0; a < 3; a++) {
+        const unsigned char *b = (const unsigned char *)arrays[a];
+        for (size_t i = 0; i < m->n_params * sizeof(float); i++)
+            hash = (hash ^ b[i]) * 0x100000001b3ull;
+    }
     printf("c %s threads %d: %.4f s/step, %.1f tokens/s (loss %.4f -> %.4f, %.0f MB)\n",
            mode, threads, dt, (double)n / dt, (double)first, (double)last,
            (double)m->bytes / 1e6);
+    printf("kernels %s, state fnv1a64 %016llx\n", bn_kernels_name(), (unsigned long long)hash);
     bn_train_model_free(m);
     free(tok);
     free(tgt);
