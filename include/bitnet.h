@@ -877,6 +877,13 @@ BN_API bn_status bn_tokenizer_load_file(const char *path, bn_tokenizer **out);
 
 BN_API void bn_tokenizer_free(bn_tokenizer *t);
 
+/* Adds the tokenizer.* metadata keys of t to a GGUF being written (the keys
+ * bn_tokenizer_load_gguf reads: family, vocabulary with scores and types, BPE merges
+ * and pre-tokenizer, special ids, flags, chat template), whatever t was loaded from, so
+ * that a model file carries a tokenizer that gives the same ids. BN_ERR_UNSUPPORTED for
+ * a token whose text holds a NUL byte. */
+BN_API bn_status bn_tokenizer_write_gguf(const bn_tokenizer *t, bn_gguf_writer *w);
+
 BN_API bn_tokenizer_kind bn_tokenizer_kind_of(const bn_tokenizer *t);
 BN_API int32_t bn_tokenizer_n_vocab(const bn_tokenizer *t);
 BN_API bn_token bn_tokenizer_bos(const bn_tokenizer *t);   /* -1 when none */

@@ -19,6 +19,7 @@
  * The result is the same as Hugging Face tokenizers' BPE model with a ByteLevel
  * pre-tokenizer (tests/test_tok_bpe.c checks it on cases that HF encoded).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -88,6 +89,7 @@ typedef struct bn_bpe {
     pcre2_general_context *gctx;       /* PCRE2 allocates through bn_malloc */
     pcre2_code            *re;
     bool                   ignore_merges;
+    bool                   gpt2_pre;   /* GPT-2's pre-tokenizer, not LLaMA 3's */
     bn_bpe_pair           *pairs;      /* open addressing, n_slots a power of two */
     size_t                 n_slots;
     size_t                 n_pairs;
@@ -598,6 +600,7 @@ bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
     if (!bpe)
         return bn_error_wrap(BN_OK, "creating the BPE tokenizer");
     bpe->ignore_merges = ignore_merges;
+    bpe->gpt2_pre = pattern == bn_bpe_re_gpt2;
     bn_bpe_byte_table(bpe);
     for (int b = 0; b < 256; b++) {
         unsigned char byte = (unsigned char)b;
@@ -614,5 +617,42 @@ bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
     }
     t->impl = bpe;
     t->ops = &bn_bpe_ops;
+    return BN_OK;
+}
+
+static int bn_bpe_cmp_rank(const void *a, const void *b)
+{
+    const bn_bpe_pair *x = a, *y = b;
+    return (x->rank > y->rank) - (x->rank < y->rank);
+}
+
+bn_status bn_tok_bpe_describe(const bn_tokenizer *t, bn_tok_bpe_info *out)
+{
+    if (t->kind != BN_TOKENIZER_BPE || t->ops != &bn_bpe_ops)
+        return bn_error_set(BN_ERR_INVALID_ARG, "not a byte-level BPE tokenizer");
+    const bn_bpe *bpe = t->impl;
+    bn_bpe_pair *list = bn_malloc((bpe->n_pairs ? bpe->n_pairs : 1) * sizeof *list,
+                                  "tokenizer");
+    if (!list)
+        return bn_error_wrap(BN_OK, "listing %zu merges", bpe->n_pairs);
+    size_t n = 0;
+    for (size_t i = 0; i < bpe->n_slots; i++)
+        if (bpe->pairs[i].key != BN_BPE_NO_KEY)
+            list[n++] = bpe->pairs[i];
+    qsort(list, n, sizeof *list, bn_bpe_cmp_rank);
+    bn_token *pairs = bn_malloc((n ? n : 1) * 2 * sizeof *pairs, "tokenizer");
+    if (!pairs) {
+        bn_free(list);
+        return bn_error_wrap(BN_OK, "listing %zu merges", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        pairs[2 * i] = (bn_token)(list[i].key >> 32);
+        pairs[2 * i + 1] = (bn_token)(list[i].key & 0xffffffffu);
+    }
+    bn_free(list);
+    out->pairs = pairs;
+    out->n_merges = n;
+    out->pre = bpe->gpt2_pre ? "gpt2" : "llama-bpe";
+    out->ignore_merges = bpe->ignore_merges;
     return BN_OK;
 }

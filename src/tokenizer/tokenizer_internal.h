@@ -98,6 +98,19 @@ bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
                           bool ignore_merges);
 bn_status bn_tok_spm_init(bn_tokenizer *t);
 
+/* What a BPE tokenizer was built from, for writing it out again: its merges as (left
+ * id, right id) pairs in rank order (bn_malloc'd, [n_merges][2]; a merge listed twice
+ * appears once, at its later rank, as it acts), the pre-tokenizer's GGUF name
+ * ("llama-bpe" or "gpt2") and whether whole-vocabulary pre-tokens skip the merges.
+ * BN_ERR_INVALID_ARG for a tokenizer of another family. */
+typedef struct bn_tok_bpe_info {
+    bn_token   *pairs;
+    size_t      n_merges;
+    const char *pre;
+    bool        ignore_merges;
+} bn_tok_bpe_info;
+bn_status bn_tok_bpe_describe(const bn_tokenizer *t, bn_tok_bpe_info *out);
+
 /* The readers of the tokenizer files (load_file.c calls them by the file's contents):
  * a Hugging Face tokenizer.json (tok_bpe_hf.c) and a SentencePiece tokenizer.model
  * (tok_spm_model.c). */
