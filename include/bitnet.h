@@ -823,6 +823,7 @@ BN_API bn_status bn_gguf_writer_set_u32(bn_gguf_writer *w, const char *key, uint
 BN_API bn_status bn_gguf_writer_set_i32(bn_gguf_writer *w, const char *key, int32_t v);
 BN_API bn_status bn_gguf_writer_set_u64(bn_gguf_writer *w, const char *key, uint64_t v);
 BN_API bn_status bn_gguf_writer_set_f32(bn_gguf_writer *w, const char *key, float v);
+BN_API bn_status bn_gguf_writer_set_f64(bn_gguf_writer *w, const char *key, double v);
 BN_API bn_status bn_gguf_writer_set_bool(bn_gguf_writer *w, const char *key, bool v);
 BN_API bn_status bn_gguf_writer_set_str(bn_gguf_writer *w, const char *key, const char *v);
 /* An array of n scalars of elem_type (not STRING/ARRAY), copied from data. */

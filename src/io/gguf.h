@@ -32,4 +32,23 @@ uint64_t bn_gguf_huge_bytes(const bn_gguf *g);
  * opened from memory. */
 void bn_gguf_release_pages(const bn_gguf *g, const void *data, size_t size);
 
+/* A sealed GGUF: the file followed by BN_SEAL_BYTES of trailer, the 8 bytes
+ * BN_SEAL_MAGIC and the checksum (bn_seal_hash, little-endian u64) of every byte
+ * before the trailer. Training checkpoints are written so; a GGUF reader sees only
+ * trailing bytes after the data. */
+#define BN_SEAL_MAGIC "BNSEAL01"
+#define BN_SEAL_BYTES 16
+
+/* FNV-1a 64 over the 64-bit little-endian words of data (a last partial word padded
+ * with zeros). */
+uint64_t bn_seal_hash(const void *data, size_t n);
+
+/* bn_gguf_writer_write, then the trailer. */
+bn_status bn_gguf_writer_write_sealed(bn_gguf_writer *w, const char *path,
+                                      bn_progress_fn progress, void *user);
+
+/* Checks the trailer of a sealed file's bytes: BN_OK with *payload = the bytes before
+ * it, or BN_ERR_FORMAT saying whether the trailer is missing or the checksum differs. */
+bn_status bn_gguf_seal_check(const void *data, size_t size, size_t *payload);
+
 #endif
