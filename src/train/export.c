@@ -99,6 +99,18 @@ static bn_status bn_export_tensor(const bn_train_tensor *t, const float *src, bn
     return BN_OK;
 }
 
+bn_status bn_train_export_check(const bn_train_config *c, bn_qtype proj_type)
+{
+    const int64_t row = proj_type == BN_QT_I2_S ? 128
+                      : proj_type == BN_QT_TQ2_0 || proj_type == BN_QT_TQ1_0 ? 256 : 1;
+    if (c->n_embd % row == 0 && c->n_ff % row == 0)
+        return BN_OK;
+    return bn_error_set(BN_ERR_SHAPE, "%s projections need rows of a multiple of %lld "
+                        "weights, and this model's are %d (width) and %d (FFN): choose "
+                        "such sizes, or f16 projections", bn_qtype_get(proj_type)->name,
+                        (long long)row, (int)c->n_embd, (int)c->n_ff);
+}
+
 bn_status bn_train_export(const char *path, const bn_train_model *m, bool ternary,
                           const bn_tokenizer *tok, const bn_train_export_params *p)
 {
@@ -109,6 +121,9 @@ bn_status bn_train_export(const char *path, const bn_train_model *m, bool ternar
     if (!ternary && bn_is_ternary_type(p->proj_type))
         bn_log(BN_LOG_WARN, "export: a float run's projections are ternarized after "
                "training (post-training quantization)");
+    bn_status chk = bn_train_export_check(&m->cfg, p->proj_type);
+    if (chk != BN_OK)
+        return bn_error_wrap(chk, "exporting to %s", path);
     if (bn_tokenizer_n_vocab(tok) != m->cfg.n_vocab)
         return bn_error_set(BN_ERR_INVALID_ARG, "the tokenizer has %d tokens, the model %d",
                             bn_tokenizer_n_vocab(tok), m->cfg.n_vocab);

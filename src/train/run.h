@@ -129,6 +129,10 @@ typedef struct bn_train_export_params {
 
 bn_train_export_params bn_train_export_default_params(void);
 
+/* BN_OK when the engine runs the model's projections in proj_type (I2_S needs rows of
+ * a multiple of 128 weights, TQ2_0 and TQ1_0 of 256); else BN_ERR_SHAPE saying so. */
+bn_status bn_train_export_check(const bn_train_config *c, bn_qtype proj_type);
+
 /* Writes the model as a GGUF of arch bitnet-b1.58 with the tokenizer. The projections
  * of a ternary run are ternarized as its forward does (absmean per tensor) and stored
  * in proj_type; a float run's are stored as they are (a float type only). */

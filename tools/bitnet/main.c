@@ -33,6 +33,10 @@ static const command commands[] = {
      {cmd_bench_help}, cmd_bench, false},
     {"info", "describe a GGUF file, or this machine (--system)", {cmd_info_help}, cmd_info,
      false},
+    {"train", "train a BitNet b1.58 model on a text file",
+     {cmd_train_help}, cmd_train, false},
+    {"export", "a training checkpoint as a GGUF model", {cmd_export_help}, cmd_export,
+     false},
     {"quantize", "convert a GGUF model's weights to ternary (or other) types",
      {cmd_quantize_help}, cmd_quantize, false},
     {"tokenize", "text to token ids with a model's tokenizer", {cmd_tokenize_help},
@@ -116,6 +120,17 @@ bool cli_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
         return false;
     *out = v;
     return true;
