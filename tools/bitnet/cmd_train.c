@@ -282,8 +282,8 @@ typedef struct train_run {
     int64_t steps_here;
 } train_run;
 
-/* The settings from the options (a new run). */
-static bool settings_from_opts(train_run *r)
+/* The settings from the options (a new run): 0, or the exit status of the error. */
+static int settings_from_opts(train_run *r)
 {
     const train_opts *o = &r->o;
     bn_train_settings *s = &r->s;
@@ -299,31 +299,27 @@ static bool settings_from_opts(train_run *r)
     c->rms_eps = 1e-5f;
     c->rope_theta = (float)(isnan(o->rope_theta) ? 10000.0 : o->rope_theta);
     if (c->n_embd % c->n_head != 0 || (c->n_embd / c->n_head) % 2 != 0) {
-        cli_usage_error(cmd, "--heads %d does not divide --dim %d into heads of an even "
-                        "size", c->n_head, c->n_embd);
-        return false;
+        return cli_usage_error(cmd, "--heads %d does not divide --dim %d into heads of an "
+                               "even size", c->n_head, c->n_embd);
     }
     if (c->n_head % c->n_head_kv != 0) {
-        cli_usage_error(cmd, "--kv-heads %d does not divide --heads %d", c->n_head_kv,
-                        c->n_head);
-        return false;
+        return cli_usage_error(cmd, "--kv-heads %d does not divide --heads %d", c->n_head_kv,
+                               c->n_head);
     }
     if (bn_train_config_check(c) != BN_OK) {
         fprintf(stderr, "bitnet train: %s\n", bn_last_error());
-        return false;
+        return 1;
     }
     s->batch = (int32_t)(o->batch > 0 ? o->batch : 8);
     s->accum = (int32_t)(o->accum > 0 ? o->accum : 1);
     s->steps = (int32_t)(o->steps > 0 ? o->steps : 1000);
     s->ternary = !o->mode || !strcmp(o->mode, "ternary");
     if (o->mode && strcmp(o->mode, "ternary") && strcmp(o->mode, "float")) {
-        cli_usage_error(cmd, "--mode '%s': ternary or float", o->mode);
-        return false;
+        return cli_usage_error(cmd, "--mode '%s': ternary or float", o->mode);
     }
     const bool cosine = o->schedule && !strcmp(o->schedule, "cosine");
     if (o->schedule && !cosine && strcmp(o->schedule, "two-stage")) {
-        cli_usage_error(cmd, "--schedule '%s': two-stage or cosine", o->schedule);
-        return false;
+        return cli_usage_error(cmd, "--schedule '%s': two-stage or cosine", o->schedule);
     }
     bn_lr_schedule *lr = &s->lr;
     lr->kind = cosine ? BN_LR_COSINE : BN_LR_TWO_STAGE;
@@ -336,14 +332,12 @@ static bool settings_from_opts(train_run *r)
     double drop = isnan(o->drop) ? 0.5 : o->drop;
     lr->drop_step = (int32_t)llround(drop * s->steps);
     if (lr->warmup >= s->steps) {
-        cli_usage_error(cmd, "--warmup %d is not shorter than --steps %d", lr->warmup,
-                        s->steps);
-        return false;
+        return cli_usage_error(cmd, "--warmup %d is not shorter than --steps %d", lr->warmup,
+                               s->steps);
     }
     if (!cosine && lr->drop_step < lr->warmup) {
-        cli_usage_error(cmd, "stage two (--drop %g: step %d) would start inside the "
-                        "warm-up (%d steps)", drop, lr->drop_step, lr->warmup);
-        return false;
+        return cli_usage_error(cmd, "stage two (--drop %g: step %d) would start inside the "
+                               "warm-up (%d steps)", drop, lr->drop_step, lr->warmup);
     }
     s->adamw = bn_adamw_default_params();
     if (!isnan(o->wd)) s->adamw.weight_decay = o->wd;
@@ -352,11 +346,10 @@ static bool settings_from_opts(train_run *r)
     s->clip = isnan(o->clip) ? 1.0 : o->clip;
     s->lambda_ramp = (int32_t)(o->lambda_ramp >= 0 ? o->lambda_ramp : 0);
     if (!s->ternary && o->lambda_ramp > 0) {
-        cli_usage_error(cmd, "--lambda-ramp applies to --mode ternary only");
-        return false;
+        return cli_usage_error(cmd, "--lambda-ramp applies to --mode ternary only");
     }
     s->seed = (uint64_t)(o->seed >= 0 ? o->seed : 1);
-    return true;
+    return 0;
 }
 
 /* On --resume: every option given must agree with the checkpoint's settings, except
@@ -722,8 +715,9 @@ int cmd_train(int argc, char **argv)
             cli_fail(cmd);
             goto done;
         }
-        if (!settings_from_opts(&r))
+        if ((rc = settings_from_opts(&r)) != 0)
             goto done;
+        rc = 1;
     }
     if (bn_train_export_check(&r.s.cfg, type) != BN_OK) {
         fprintf(stderr, "bitnet train: --type %s: %s\n", bn_qtype_get(type)->name,
