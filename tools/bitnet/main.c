@@ -58,7 +58,7 @@ static const command commands[] = {
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "bitnet %s - run and quantize 1.58-bit (ternary) language models\n"
+            "bitnet %s - run, train and quantize 1.58-bit (ternary) language models\n"
             "\n"
             "usage: bitnet [GLOBAL OPTIONS] COMMAND [ARGS]\n"
             "\n"
