@@ -81,7 +81,8 @@ done
 "$BITNET" help chat >"$out"
 grep_in "$out" "^  -sys, --system-prompt" "help chat shows -sys"
 grep_in "$out" "^  /save" "help chat shows the chat commands"
-grep_not "$tmp/list" "train" "the tagline claims only what the program does"
+grep_in "$tmp/list" "run, train and quantize" "the tagline says what the program does"
+grep_in "$tmp/list" "^  train  " "train is listed"
 
 # --- output that cannot be written is an error (exit 1, the cause on stderr)
 if [ -w /dev/full ]; then
