@@ -106,24 +106,33 @@ expect 1 "resume on other data" -- train --data "$tmp/val.txt" --val "$tmp/val.t
     --resume "$tmp/a/ckpt-000008.ckpt" --out "$tmp/c"
 grep_in "$err" "not the checkpoint's" "other data is refused"
 
-# Ctrl-C mid-run, then resume: the same model as a run never stopped
-expect 0 "a longer run" -- train --data "$tmp/train.txt" --val "$tmp/val.txt" $small \
-    --steps 300 --eval-every 100 --val-windows 2 --out "$tmp/long"
-"$BITNET" train --data "$tmp/train.txt" --val "$tmp/val.txt" $small --steps 300 \
-    --eval-every 1 --val-windows 1 --out "$tmp/int" > "$out" 2> "$err" &
-pid=$!
-i=0
-while [ $i -lt 400 ] && [ "$({ wc -l < "$tmp/int/train.csv"; } 2>/dev/null || echo 0)" -lt 4 ]; do
-    sleep 0.05; i=$((i + 1)); done
-kill -INT $pid
-wait $pid
-rc=$?
+# Ctrl-C mid-run, then resume: the same model as a run never stopped. The interrupt is
+# sent once the run has logged a few steps; a run too quick to be caught is tried again
+# ten times longer.
+steps=40
+while :; do
+    rm -rf "$tmp/int"
+    "$BITNET" train --data "$tmp/train.txt" --val "$tmp/val.txt" $small --steps $steps \
+        --eval-every 1 --val-windows 1 --out "$tmp/int" > "$out" 2> "$err" &
+    pid=$!
+    i=0
+    while [ $i -lt 2000 ] && kill -0 $pid 2>/dev/null &&
+        [ "$({ wc -l < "$tmp/int/train.csv"; } 2>/dev/null || echo 0)" -lt 3 ]; do
+        sleep 0.01; i=$((i + 1)); done
+    kill -INT $pid 2>/dev/null
+    wait $pid
+    rc=$?
+    if [ "$rc" -eq 0 ] && [ $steps -lt 4000 ]; then steps=$((steps * 10)); continue; fi
+    break
+done
 same "Ctrl-C: exit status" "$rc" 130
 grep_in "$err" "interrupted after step .*: saved .*ckpt-.*ckpt; continue with --resume" \
     "Ctrl-C: what was saved"
 ck=$(ls "$tmp/int"/ckpt-*.ckpt 2>/dev/null | tail -1)
 expect 0 "resume after Ctrl-C" -- train --data "$tmp/train.txt" --val "$tmp/val.txt" \
     --resume "$ck" --out "$tmp/int" --eval-every 100 --val-windows 2
+expect 0 "the same run uninterrupted" -- train --data "$tmp/train.txt" --val "$tmp/val.txt" \
+    $small --steps $steps --eval-every 100 --val-windows 2 --out "$tmp/long"
 if cmp -s "$tmp/long/model.gguf" "$tmp/int/model.gguf"; then ok; else
     fail "interrupted and resumed: model.gguf differs from the uninterrupted run's"; fi
 
