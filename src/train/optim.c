@@ -128,6 +128,9 @@ bn_status bn_train_step(bn_train_model *m, const bn_train_step_params *p,
         loss += l;
     }
     res->loss = (float)(loss / p->n_micro);
+    if (p->reduce_grads && !p->reduce_grads(m, p->reduce_user))
+        return bn_error_wrap(BN_OK, "train step %lld: combining the gradients",
+                             (long long)m->step);
     res->grad_norm = bn_train_clip_grad(m, p->clip_norm);
     res->lr = bn_lr_at(&p->lr, m->step);
     bn_adamw_params adamw = p->adamw;

@@ -254,6 +254,11 @@ typedef struct bn_train_step_params {
     double  clip_norm;     /* global-norm clipping; <= 0: none */
     int32_t n_micro;       /* micro-batches accumulated per step */
     float   lambda;        /* quantization strength */
+    /* Called once the micro-batches' gradients are in m->grads, before clipping and
+     * the update (data parallelism averages the ranks' gradients here); false stops
+     * the step with the error it set. NULL: none. */
+    bool  (*reduce_grads)(bn_train_model *m, void *user);
+    void   *reduce_user;
 } bn_train_step_params;
 
 /* What it gives back. */

@@ -18,7 +18,17 @@
 #include "io/gguf.h"
 #include "run_common.h"
 #include "train/run.h"
+#include "train_dist.h"
 #include "train_plot.h"
+
+/* The ranks of a data-parallel run (one when not under mpirun); what only informs is
+ * printed by rank 0, errors by every rank. */
+static train_dist dist = {.rank = 0, .size = 1};
+#define INFO(...)                                                                       \
+    do {                                                                               \
+        if (dist.rank == 0)                                                            \
+            fprintf(stderr, __VA_ARGS__);                                              \
+    } while (0)
 
 const char cmd_train_help[] =
     "usage: bitnet train --data TRAIN.txt --tokenizer FILE --out DIR [options]\n"
@@ -82,12 +92,17 @@ const char cmd_train_help[] =
     "  --save-every N       a checkpoint every N steps (default: at the end and on\n"
     "                       Ctrl-C only)\n"
     "  --keep N             keep the N newest checkpoints (default 2)\n"
-    "  --type T             model.gguf's projections: i2_s (default), tq2_0, tq1_0, f16,\n"
-    "                       f32\n"
+    "  --type T             model.gguf's projections: i2_s (default), tq2_0, tq1_0, f16\n"
+    "                       (the default of --mode float), f32\n"
     "  -h, --help           show this help\n"
     "\n"
     "Ctrl-C ends the step under way, saves a checkpoint and exits (130); resume with\n"
     "--resume DIR/ckpt-STEP.ckpt.\n"
+    "\n"
+    "Data parallelism: 'mpirun -np N bitnet train ...' (a build with MPI: 'bitnet info\n"
+    "--system' says) splits each micro-batch of --batch sequences (N must divide it)\n"
+    "across N processes and averages their gradients, so that N ranks train as one\n"
+    "process with the same --batch; rank 0 writes the files.\n"
     "\n";
 
 const char cmd_export_help[] =
@@ -407,7 +422,7 @@ static bool check_resume_opts(train_run *r)
                     "already\n", (long long)o->steps, (long long)r->p.step);
             return false;
         }
-        fprintf(stderr, "bitnet train: --steps %lld instead of the checkpoint's %d: the "
+        INFO("bitnet train: --steps %lld instead of the checkpoint's %d: the "
                 "schedule is stretched to the new length\n", (long long)o->steps, s->steps);
         if (s->lr.kind == BN_LR_TWO_STAGE)
             s->lr.drop_step = (int32_t)llround((double)s->lr.drop_step / s->steps *
@@ -496,7 +511,7 @@ static bool load_data(train_run *r, bool resumed)
                 r->o.val ? "" : " (a larger --val-frac, or --val FILE)");
         goto done;
     }
-    fprintf(stderr, "data: %zu training tokens (%.2f bytes a token), %zu validation "
+    INFO("data: %zu training tokens (%.2f bytes a token), %zu validation "
             "tokens in %lld window%s of %d; tokenized in %.1f s\n", r->train.n,
             (double)train_len / (double)r->train.n, r->val.s.n,
             (long long)r->val.n_windows, CLI_S(r->val.n_windows), T, run_now() - t0);
@@ -510,6 +525,8 @@ done:
 
 static bool write_log_files(train_run *r)
 {
+    if (dist.rank != 0)
+        return true;
     char path[4096], title[160];
     path_in(path, sizeof path, r->o.out, "train.csv");
     if (!train_write_csv(path, r->p.log, r->p.n_log)) {
@@ -532,10 +549,13 @@ static bool save_checkpoint(train_run *r)
 {
     char path[4096];
     ckpt_path(path, sizeof path, r->o.out, r->p.step);
-    if (bn_train_ckpt_save(path, &r->s, &r->p, r->tok, r->m) != BN_OK) {
+    bool ok = dist.rank != 0 || bn_train_ckpt_save(path, &r->s, &r->p, r->tok, r->m) == BN_OK;
+    if (!ok)
         fprintf(stderr, "%sbitnet train: %s\n", r->tty ? "\n" : "", bn_last_error());
+    if (!train_dist_all(&dist, ok))
         return false;
-    }
+    if (dist.rank != 0)
+        return true;
     /* the older ones: every ckpt-N.ckpt with N <= step - keep-th newest */
     for (int64_t s = r->p.step - 1, kept = 1; s >= 0; s--) {
         ckpt_path(path, sizeof path, r->o.out, s);
@@ -570,33 +590,55 @@ static void progress_line(train_run *r, const bn_train_log_row *row, bool final)
     if (r->s.ternary && r->s.lambda_ramp > 0 && row->lambda < 1.0)
         snprintf(lam, sizeof lam, "  lambda %.2f", row->lambda);
     /* on a terminal one line rewritten in place, kept at evaluations and at the end */
-    fprintf(stderr, "%sstep %lld/%d  loss %.4f%s  lr %.2e%s  %.0f tok/s  %s left%s",
+    INFO("%sstep %lld/%d  loss %.4f%s  lr %.2e%s  %.0f tok/s  %s left%s",
             r->tty ? "\r\033[K" : "", (long long)row->step, r->s.steps, row->train_loss,
             val, row->lr, lam, row->tokens_per_second, eta,
             r->tty && !final && isnan(row->val_loss) ? "" : "\n");
 }
 
+/* The step's hook: the ranks' gradients averaged. */
+static bool reduce_grads(bn_train_model *m, void *user)
+{
+    (void)user;
+    if (train_dist_mean_floats(&dist, m->grads, m->n_params))
+        return true;
+    bn_error_set(BN_ERR_IO, "MPI_Allreduce of the gradients failed");
+    return false;
+}
+
 static int train_loop(train_run *r)
 {
-    const int32_t B = r->s.batch, T = r->s.cfg.n_ctx, A = r->s.accum;
-    const size_t per = (size_t)B * (size_t)T;
+    /* B: the global batch of a micro-batch, b: this rank's share of it */
+    const int32_t B = r->s.batch, T = r->s.cfg.n_ctx, A = r->s.accum, b = r->m->B;
+    const size_t per = (size_t)b * (size_t)T, global = (size_t)B * (size_t)T;
     bn_train_step_params sp = {.adamw = r->s.adamw, .lr = r->s.lr, .clip_norm = r->s.clip,
-                               .n_micro = A};
+                               .n_micro = A, .reduce_grads = dist.size > 1 ? reduce_grads
+                                                                           : NULL};
     run_catch_sigint(true);
     int rc = 0;
     while (r->p.step < r->s.steps) {
         const int64_t step = r->p.step;
+        /* every rank draws the whole global batch (the same generator everywhere) and
+         * keeps its share of each micro-batch */
         for (int32_t a = 0; a < A; a++)
-            bn_train_sample_batch(&r->train, B, T, r->bos, &r->p.rng, r->tokens + a * per,
-                                  r->targets + a * per);
+            bn_train_sample_batch(&r->train, B, T, r->bos, &r->p.rng, r->tokens + a * global,
+                                  r->targets + a * global);
+        for (int32_t a = 0; dist.size > 1 && a < A; a++) {
+            size_t from = a * global + (size_t)dist.rank * per;
+            memmove(r->tokens + a * per, r->tokens + from, per * sizeof *r->tokens);
+            memmove(r->targets + a * per, r->targets + from, per * sizeof *r->targets);
+        }
         sp.lambda = r->s.ternary ? bn_lambda_at(r->s.lambda_ramp, step) : 0.0f;
         bn_train_step_result res;
         double t0 = run_now();
-        if (bn_train_step(r->m, &sp, r->tokens, r->targets, &res) != BN_OK) {
+        bool stepped = bn_train_step(r->m, &sp, r->tokens, r->targets, &res) == BN_OK;
+        if (!stepped)
             fprintf(stderr, "%sbitnet train: %s\n", r->tty ? "\n" : "", bn_last_error());
+        if (!train_dist_all(&dist, stepped)) {
             rc = 1;
             break;
         }
+        res.loss = (float)train_dist_mean(&dist, res.loss);
         double dt = run_now() - t0;
         r->step_seconds += dt;
         r->steps_here++;
@@ -605,7 +647,7 @@ static int train_loop(train_run *r)
         bn_train_log_row row = {.step = r->p.step, .lr = res.lr, .lambda = sp.lambda,
                                 .train_loss = res.loss, .val_loss = NAN,
                                 .grad_norm = res.grad_norm,
-                                .tokens_per_second = (double)(per * (size_t)A) / dt};
+                                .tokens_per_second = (double)(global * (size_t)A) / dt};
         if (!isfinite(res.loss)) {
             fprintf(stderr, "%sbitnet train: the loss is %g at step %lld: training "
                     "diverged (a lower --lr, or --clip)\n", r->tty ? "\n" : "", res.loss,
@@ -632,17 +674,17 @@ static int train_loop(train_run *r)
             rc = 1;
             break;
         }
-        if (last || run_interrupted ||
-            (r->save_every > 0 && r->p.step % r->save_every == 0)) {
+        const bool stop = train_dist_any(&dist, run_interrupted);
+        if (last || stop || (r->save_every > 0 && r->p.step % r->save_every == 0)) {
             if (!save_checkpoint(r)) {
                 rc = 1;
                 break;
             }
         }
-        if (run_interrupted && !last) {
+        if (stop && !last) {
             char path[4096];
             ckpt_path(path, sizeof path, r->o.out, r->p.step);
-            fprintf(stderr, "%sinterrupted after step %lld of %d: saved %s; continue with "
+            INFO("%sinterrupted after step %lld of %d: saved %s; continue with "
                     "--resume %s\n", r->tty ? "\n" : "", (long long)r->p.step, r->s.steps,
                     path, path);
             rc = 130;
@@ -680,68 +722,93 @@ int cmd_train(int argc, char **argv)
         return cli_usage_error(cmd, "no output directory given (--out DIR)");
     if (!o->tokenizer && !o->resume)
         return cli_usage_error(cmd, "no tokenizer given (--tokenizer FILE)");
-    bn_qtype type = BN_QT_I2_S;
+    /* a float run's projections are float: f16 unless asked otherwise */
+    bn_qtype type = o->mode && !strcmp(o->mode, "float") ? BN_QT_F16 : BN_QT_I2_S;
     if (o->type && (!bn_qtype_from_name(o->type, &type) ||
                     !(type == BN_QT_I2_S || type == BN_QT_TQ2_0 || type == BN_QT_TQ1_0 ||
                       type == BN_QT_F16 || type == BN_QT_F32)))
         return cli_usage_error(cmd, "--type '%s': i2_s, tq2_0, tq1_0, f16 or f32", o->type);
     r.tty = isatty(2);
+    if (!train_dist_init(&argc, &argv, &dist))
+        return 1;
     rc = 1;
     if (o->resume) {
         if (bn_train_ckpt_load(o->resume, -1, &r.s, &r.p, &r.tok, &r.m) != BN_OK) {
             cli_fail(cmd);
-            goto done;
+            goto sync;
         }
         if (!check_resume_opts(&r))
-            goto done;
+            goto sync;
         if (o->tokenizer) {
             bn_tokenizer *t = NULL;
             if (bn_tokenizer_load_file(o->tokenizer, &t) != BN_OK) {
                 cli_fail(cmd);
-                goto done;
+                goto sync;
             }
             bool same = same_tokenizer(t, r.tok);
             bn_tokenizer_free(t);
             if (!same) {
                 fprintf(stderr, "bitnet train: --tokenizer %s is not the checkpoint's "
                         "tokenizer\n", o->tokenizer);
-                goto done;
+                goto sync;
             }
         }
-        fprintf(stderr, "resuming %s at step %lld of %d\n", o->resume, (long long)r.p.step,
+        INFO("resuming %s at step %lld of %d\n", o->resume, (long long)r.p.step,
                 r.s.steps);
     } else {
         if (bn_tokenizer_load_file(o->tokenizer, &r.tok) != BN_OK) {
             cli_fail(cmd);
-            goto done;
+            goto sync;
         }
         if ((rc = settings_from_opts(&r)) != 0)
-            goto done;
+            goto sync;
         rc = 1;
     }
     if (bn_train_export_check(&r.s.cfg, type) != BN_OK) {
         fprintf(stderr, "bitnet train: --type %s: %s\n", bn_qtype_get(type)->name,
                 bn_last_error());
-        goto done;
+        goto sync;
+    }
+    if (r.s.batch % dist.size != 0) {
+        fprintf(stderr, "bitnet train: --batch %d does not divide among %d ranks\n",
+                r.s.batch, dist.size);
+        goto sync;
     }
     if (!load_data(&r, o->resume != NULL))
-        goto done;
-    if (!make_dir(o->out))
-        goto done;
+        goto sync;
+    if (dist.rank == 0 && !make_dir(o->out))
+        goto sync;
+    const int32_t local_batch = r.s.batch / dist.size;
     if (!o->resume) {
-        if (bn_train_model_new(&r.s.cfg, r.s.batch, &r.m) != BN_OK) {
+        if (bn_train_model_new(&r.s.cfg, local_batch, &r.m) != BN_OK) {
             cli_fail(cmd);
-            goto done;
+            goto sync;
         }
         bn_train_init_params(r.m, r.s.seed);
         r.p.rng = r.s.seed * 0x9e3779b97f4a7c15ULL + 1;
+    } else if (r.m->B != local_batch) {
+        /* this rank's share of the checkpoint's batch: the same state, fewer rows */
+        bn_train_model *m = NULL;
+        if (bn_train_model_new(&r.s.cfg, local_batch, &m) != BN_OK) {
+            cli_fail(cmd);
+            goto sync;
+        }
+        memcpy(m->params, r.m->params, r.m->n_params * sizeof(float));
+        memcpy(m->adam_m, r.m->adam_m, r.m->n_params * sizeof(float));
+        memcpy(m->adam_v, r.m->adam_v, r.m->n_params * sizeof(float));
+        m->step = r.m->step;
+        bn_train_model_free(r.m);
+        r.m = m;
     }
     const size_t n_tok = (size_t)r.s.accum * (size_t)r.s.batch * (size_t)r.s.cfg.n_ctx;
     if (!(r.tokens = malloc(2 * n_tok * sizeof *r.tokens))) {
         fprintf(stderr, "bitnet train: out of memory\n");
-        goto done;
+        goto sync;
     }
     r.targets = r.tokens + n_tok;
+    /* every rank is ready, or all stop here (the first collective call of the run) */
+    if (!train_dist_all(&dist, true))
+        goto done;
     r.eval_every = o->eval_every > 0 ? o->eval_every : (r.s.steps / 20 > 0 ? r.s.steps / 20 : 1);
     r.save_every = o->save_every > 0 ? o->save_every : 0;
     r.keep = o->keep > 0 ? o->keep : 2;
@@ -749,20 +816,24 @@ int cmd_train(int argc, char **argv)
         const bn_train_config *c = &r.s.cfg;
         char mem[32];
         size_t n_weights = r.m->n_params;
-        fprintf(stderr, "model: %s, dim %d, %d layers, %d heads (%d kv), ffn %d, ctx %d, "
+        INFO("model: %s, dim %d, %d layers, %d heads (%d kv), ffn %d, ctx %d, "
                 "vocabulary %d: %.2f M parameters\n", r.s.ternary ? "ternary" : "float",
                 c->n_embd, c->n_layer, c->n_head, c->n_head_kv, c->n_ff, c->n_ctx,
                 c->n_vocab, (double)n_weights / 1e6);
-        fprintf(stderr, "memory: %s in one allocation (weights, gradients, AdamW moments, "
-                "activations for a batch of %d x %d)\n",
-                cli_bytes(r.m->bytes, mem, sizeof mem), r.s.batch, c->n_ctx);
-        fprintf(stderr, "training: %d steps of %d x %d x %d tokens, %s schedule, lr %.3g, "
+        INFO("memory: %s in one allocation (weights, gradients, AdamW moments, "
+                "activations for a batch of %d x %d%s)\n",
+                cli_bytes(r.m->bytes, mem, sizeof mem), local_batch, c->n_ctx,
+                dist.size > 1 ? " on each rank" : "");
+        if (dist.size > 1)
+            INFO("data parallel: %d ranks, %d sequences of each micro-batch on each\n",
+                 dist.size, local_batch);
+        INFO("training: %d steps of %d x %d x %d tokens, %s schedule, lr %.3g, "
                 "seed %llu\n", r.s.steps, r.s.accum, r.s.batch, c->n_ctx,
                 r.s.lr.kind == BN_LR_TWO_STAGE ? "two-stage" : "cosine", r.s.lr.lr_max,
                 (unsigned long long)r.s.seed);
     }
     rc = train_loop(&r);
-    if (rc == 0) {
+    if (rc == 0 && dist.rank == 0) {
         char path[4096];
         path_in(path, sizeof path, o->out, "model.gguf");
         bn_train_export_params ep = bn_train_export_default_params();
@@ -772,11 +843,17 @@ int cmd_train(int argc, char **argv)
             goto done;
         }
         char mem[32];
-        fprintf(stderr, "wrote %s; peak memory %s\n", path,
+        INFO("wrote %s; peak memory %s\n", path,
                 cli_bytes(run_peak_rss(), mem, sizeof mem));
     }
+    goto done;
+sync:
+    /* a rank that failed before training meets the others at their first collective
+     * call, so that all stop */
+    train_dist_all(&dist, false);
 done:
     train_run_free(&r);
+    train_dist_finalize(&dist);
     return rc;
 }
 
