@@ -874,7 +874,7 @@ static json_t *bn_bt_config_json(void)
     return json_pack("{s:b, s:b, s:s, s:s, s:s, s:n, s:s, s:i}",
                      "add_bos_token", 1, "add_eos_token", 0,
                      "bos_token", bn_bpe_train_specials[0],
-                     "eos_token", bn_bpe_train_specials[4],
+                     "eos_token", bn_bpe_train_specials[1],
                      "chat_template", bn_bpe_train_chat_template,
                      "pad_token",
                      "tokenizer_class", "PreTrainedTokenizerFast",
