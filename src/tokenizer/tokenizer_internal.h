@@ -11,6 +11,8 @@
  *   3. tok_bpe_hf.c      the readers of one format each: tokenizer.json,
  *      tok_spm_model.c   tokenizer.model and GGUF metadata; each creates a tokenizer
  *      load_gguf.c       (core), fills its vocabulary and calls a family's init.
+ *      bpe_train.c       learns a byte-level BPE tokenizer with tok_bpe.c's pre-tokenizer
+ *                        and writes it as a tokenizer.json.
  *   4. load_file.c       tells a file's format by its first bytes and calls its reader.
  * Above them the model (src/model/) uses the public functions of bitnet.h.
  */
