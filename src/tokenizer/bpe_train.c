@@ -881,22 +881,22 @@ static json_t *bn_bt_config_json(void)
                      "model_max_length", 131072);
 }
 
-/* Writes doc to path, whole or not at all. */
-static bn_status bn_bt_write_json(const json_t *doc, const char *path)
+/* Formats doc and starts writing it to path: *f holds all of it, to be committed. */
+static bn_status bn_bt_write_json(const json_t *doc, const char *path, bn_out_file **f)
 {
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (!text)
         return bn_error_set(BN_ERR_OOM, "writing %s: out of memory formatting the JSON", path);
-    bn_out_file *f = NULL;
-    bn_status st = bn_out_file_open(path, &f);
+    *f = NULL;
+    bn_status st = bn_out_file_open(path, f);
     if (st == BN_OK)
-        st = bn_out_file_write(f, text, strlen(text));
+        st = bn_out_file_write(*f, text, strlen(text));
     if (st == BN_OK)
-        st = bn_out_file_write(f, "\n", 1);
-    if (st == BN_OK)
-        st = bn_out_file_commit(f);
-    else if (f)
-        bn_out_file_discard(f);
+        st = bn_out_file_write(*f, "\n", 1);
+    if (st != BN_OK) {
+        bn_out_file_discard(*f);
+        *f = NULL;
+    }
     free(text);
     return st;
 }
@@ -905,25 +905,38 @@ bn_status bn_bpe_trainer_save(const bn_bpe_trainer *tr, const char *path, bool w
 {
     if (!tr->trained)
         return bn_error_set(BN_ERR_INVALID_ARG, "the tokenizer is not trained yet");
-    json_t *doc = bn_bt_tokenizer_json(tr);
-    if (!doc)
-        return bn_error_set(BN_ERR_OOM, "writing %s: out of memory building the JSON", path);
-    bn_status st = bn_bt_write_json(doc, path);
-    json_decref(doc);
-    if (st != BN_OK || !with_config)
-        return st;
+    /* both files are written in full before either is put in place */
     const char *slash = strrchr(path, '/');
     size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
     static const char name[] = "tokenizer_config.json";
-    char *cpath = bn_malloc(dir_len + sizeof name, "tokenizer training");
-    json_t *config = bn_bt_config_json();
-    if (!cpath || !config)
-        st = bn_error_set(BN_ERR_OOM, "writing tokenizer_config.json: out of memory");
-    if (st == BN_OK) {
+    char *cpath = with_config ? bn_malloc(dir_len + sizeof name, "tokenizer training") : NULL;
+    if (with_config && !cpath)
+        return bn_error_wrap(BN_OK, "writing %s", path);
+    if (cpath) {
         memcpy(cpath, path, dir_len);
         memcpy(cpath + dir_len, name, sizeof name);
-        st = bn_bt_write_json(config, cpath);
     }
+    json_t *doc = bn_bt_tokenizer_json(tr);
+    json_t *config = with_config ? bn_bt_config_json() : NULL;
+    bn_out_file *f = NULL, *cf = NULL;
+    bn_status st = doc && (config || !with_config)
+                   ? BN_OK : bn_error_set(BN_ERR_OOM, "writing %s: out of memory building "
+                                          "the JSON", path);
+    if (st == BN_OK)
+        st = bn_bt_write_json(doc, path, &f);
+    if (st == BN_OK && config)
+        st = bn_bt_write_json(config, cpath, &cf);
+    if (st == BN_OK) {
+        st = bn_out_file_commit(f);
+        f = NULL;
+    }
+    if (st == BN_OK && cf) {
+        st = bn_out_file_commit(cf);
+        cf = NULL;
+    }
+    bn_out_file_discard(f);
+    bn_out_file_discard(cf);
+    json_decref(doc);
     json_decref(config);
     bn_free(cpath);
     return st;
