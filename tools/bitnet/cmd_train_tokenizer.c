@@ -153,6 +153,14 @@ int cmd_train_tokenizer(int argc, char **argv)
         return rc;
     }
 
+    /* an output that cannot be written is found before the training, not after */
+    bn_out_file *probe = NULL;
+    if (bn_out_file_open(output, &probe) != BN_OK) {
+        free(files);
+        return cli_fail("train-tokenizer");
+    }
+    bn_out_file_discard(probe);
+
     run.started = tt_now();
     bn_bpe_train_params p = bn_bpe_train_default_params();
     p.vocab_size = (int32_t)vocab;
