@@ -171,6 +171,65 @@ static void test_out_of_memory(void)
           "%d of %llu allocations failed the run", failures, (unsigned long long)n_allocs);
 }
 
+/* Counting a long text on 2 threads: the same words as on 1, and every allocation
+ * failing in turn (in either thread) gives BN_ERR_OOM with a message and no leak.
+ * Skipped under valgrind (BITNET_TEST_UNDER_VALGRIND=1): each try counts 600 kB. */
+static void test_threads(void)
+{
+    if (getenv("BITNET_TEST_UNDER_VALGRIND")) {
+        printf("test_bpe_train: counting on threads not tested under valgrind\n");
+        return;
+    }
+    size_t cap = 700000, len = 0;
+    char *text = malloc(cap);
+    for (unsigned i = 0; text && len + 32 < cap; i++)   /* lines starting with a letter */
+        len += (size_t)snprintf(text + len, cap - len, "w%u x%u, y%u.\n", i % 5000,
+                                i % 77, i % 1013);
+    bn_bpe_train_params p = bn_bpe_train_default_params();
+    p.vocab_size = 400;
+    bn_bpe_train_stats one = {0}, two = {0};
+    for (int threads = 1; text && threads <= 2; threads++) {
+        CHECK_OK(bn_set_num_threads(threads));
+        bn_bpe_trainer *tr = NULL;
+        CHECK_OK(bn_bpe_trainer_create(&p, &tr));
+        CHECK_OK(bn_bpe_trainer_add_text(tr, text, len));
+        CHECK_OK(bn_bpe_trainer_train(tr));
+        bn_bpe_trainer_stats(tr, threads == 1 ? &one : &two);
+        bn_bpe_trainer_free(tr);
+    }
+    CHECK(one.n_words == two.n_words && one.n_pretokens == two.n_pretokens &&
+          one.n_merges == two.n_merges && one.last_count == two.last_count &&
+          one.n_words > 1000, "1 thread: %llu words, %d merges; 2: %llu, %d",
+          (unsigned long long)one.n_words, one.n_merges, (unsigned long long)two.n_words,
+          two.n_merges);
+    int failures = 0;
+    for (uint64_t n = 1; text && n < 400; n++) {
+        bn_mem_stats before, after;
+        bn_mem_get_stats(&before);
+        bn_bpe_trainer *tr = NULL;
+        CHECK_OK(bn_bpe_trainer_create(&p, &tr));
+        bn_mem_fail_nth(n);
+        bn_status st = bn_bpe_trainer_add_text(tr, text, len);
+        bn_mem_fail_nth(0);
+        bn_bpe_train_stats s;
+        bn_bpe_trainer_stats(tr, &s);
+        bn_bpe_trainer_free(tr);
+        bn_mem_get_stats(&after);
+        if (st == BN_OK) {
+            CHECK(s.n_words == one.n_words, "after a failure it did without: %llu words",
+                  (unsigned long long)s.n_words);
+            break;
+        }
+        failures++;
+        CHECK(st == BN_ERR_OOM && strstr(bn_last_error(), "out of memory") &&
+              after.live_blocks == before.live_blocks, "fail #%llu -> %s (%s)",
+              (unsigned long long)n, bn_status_str(st), bn_last_error());
+    }
+    CHECK(failures > 5, "only %d failures", failures);
+    bn_set_num_threads(0);
+    free(text);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
@@ -181,6 +240,7 @@ int main(void)
     test_by_hand();
     test_refused();
     test_out_of_memory();
+    test_threads();
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

@@ -5,7 +5,7 @@
 #  - the merges it learns on tests/fixtures/tokenizer/bpe-train-corpus.txt are exactly
 #    those of the independent Python trainer scripts/fixtures/make_bpe_train_ref.py
 #    (its output committed as tests/fixtures/tokenizer/bpe-train-ref.json);
-#  - the same text gives a byte-identical tokenizer.json;
+#  - the same text gives a byte-identical tokenizer.json, on 1 thread or 3;
 #  - the result loads in this program with its BOS and EOS, and any bytes (emoji, CJK,
 #    invalid UTF-8, runs of spaces and digits) come back exactly from detokenize.
 # Hugging Face's ids on the same tokenizer are test_tokenizer_train_hf.sh's work.
@@ -81,6 +81,17 @@ cmp -s "$tmp/a/tokenizer_config.json" "$tmp/b/tokenizer_config.json" && ok ||
 "$BITNET" train-tokenizer -q --vocab "$vocab" --no-config -o "$tmp/stdin.json" - \
     <"$CORPUS" >/dev/null 2>&1
 cmp -s "$tmp/a/tokenizer.json" "$tmp/stdin.json" && ok || bad "standard input differs"
+
+# counting on several threads (texts of 512 KiB and more are cut into one segment a
+# thread) gives the same tokenizer as one thread
+i=0
+while [ $i -lt 40 ]; do cat "$CORPUS"; i=$((i + 1)); done > "$tmp/long.txt"
+"$BITNET" -t 1 train-tokenizer -q --vocab 1000 --no-config -o "$tmp/t1.json" "$tmp/long.txt" \
+    >/dev/null 2>&1
+"$BITNET" -t 3 train-tokenizer -q --vocab 1000 --no-config -o "$tmp/t3.json" "$tmp/long.txt" \
+    >/dev/null 2>&1
+[ -s "$tmp/t1.json" ] && cmp -s "$tmp/t1.json" "$tmp/t3.json" && ok ||
+    bad "1 and 3 threads give different tokenizers"
 
 # loads here: BOS and EOS from the post-processor and tokenizer_config.json
 bos=$((vocab - 5))

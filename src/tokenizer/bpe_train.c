@@ -6,7 +6,11 @@
  *    so training and encoding see the same pieces) and each distinct pre-token ("word")
  *    is counted once in a hash table. Memory grows with the distinct words, not with
  *    the text: files are read in chunks cut where a pre-token must end (after a line
- *    feed that an ASCII letter or digit follows).
+ *    feed that an ASCII letter or digit follows). A long chunk is cut the same way
+ *    into one segment for each thread of the default pool, each counted into a table
+ *    of its own, and the tables are added into the trainer's in thread order; the
+ *    order of the words plays no part in the result, so it is the same for any number
+ *    of threads.
  * 2. Merging: every word starts as one symbol per byte (ids 0..255, the bytes in the
  *    order of GPT-2's byte-level alphabet, as LLaMA 3 numbers them). Each step merges
  *    the adjacent pair with the largest count, summed over words weighted by their
@@ -55,11 +59,26 @@ static const char bn_bpe_train_regex[] =
 typedef struct bn_bt_word {
     uint64_t hash;
     uint64_t count;
-    size_t   text;      /* offset of its bytes in tr->text */
+    size_t   text;      /* offset of its bytes in tr->t.text */
     uint32_t len;       /* bytes */
     uint32_t n_sym;     /* current symbols (merging shrinks it) */
     size_t   sym;       /* offset of its symbols in tr->syms */
 } bn_bt_word;
+
+/* Distinct words and their counts: open addressing on the hash, slots holding a word's
+ * index + 1 (0: empty). The trainer has one; counting on several threads gives each
+ * thread its own, added into the trainer's afterwards. */
+typedef struct bn_bt_table {
+    bn_bt_word *words;
+    size_t      n_words, cap_words;
+    uint32_t   *word_slots;
+    size_t      n_word_slots;
+    char       *text;               /* the words' bytes, one after another */
+    size_t      n_text, cap_text;
+    uint64_t    n_pretokens;        /* pieces counted */
+} bn_bt_table;
+
+static void bn_bt_table_free(bn_bt_table *t);
 
 /* One adjacent pair of symbols. */
 typedef struct bn_bt_pair {
@@ -83,14 +102,8 @@ struct bn_bpe_trainer {
     int32_t    byte_id[256];        /* token id of each byte */
     uint8_t    id_byte[256];        /* byte of each of the first 256 ids */
 
-    /* words: open addressing on hash, slots hold word index + 1 (0: empty) */
-    bn_bt_word *words;
-    size_t      n_words, cap_words;
-    uint32_t   *word_slots;
-    size_t      n_word_slots;
-    char       *text;               /* the words' bytes, one after another */
-    size_t      n_text, cap_text;
-    uint64_t    n_bytes, n_pretokens;
+    bn_bt_table t;                  /* the words */
+    uint64_t    n_bytes;
 
     /* merging */
     int32_t    *syms;               /* every word's symbols */
@@ -200,9 +213,7 @@ void bn_bpe_trainer_free(bn_bpe_trainer *tr)
     if (!tr)
         return;
     bn_pretok_free(tr->pretok);
-    bn_free(tr->words);
-    bn_free(tr->word_slots);
-    bn_free(tr->text);
+    bn_bt_table_free(&tr->t);
     bn_free(tr->syms);
     for (size_t i = 0; i < tr->n_pairs; i++)
         bn_free(tr->pairs[i].where);
@@ -221,70 +232,76 @@ void bn_bpe_trainer_free(bn_bpe_trainer *tr)
 
 /* ------------------------------------------------------------------ counting */
 
-/* Rebuilds the word slots at twice the size. */
-static bn_status bn_bt_rehash_words(bn_bpe_trainer *tr)
+static void bn_bt_table_free(bn_bt_table *t)
 {
-    size_t n_slots = tr->n_word_slots ? 2 * tr->n_word_slots : 1024;
+    bn_free(t->words);
+    bn_free(t->word_slots);
+    bn_free(t->text);
+    memset(t, 0, sizeof *t);
+}
+
+/* Rebuilds the word slots at twice the size. */
+static bn_status bn_bt_rehash_words(bn_bt_table *t)
+{
+    size_t n_slots = t->n_word_slots ? 2 * t->n_word_slots : 1024;
     uint32_t *slots = bn_calloc(n_slots, sizeof *slots, "tokenizer training");
     if (!slots)
         return bn_error_wrap(BN_OK, "a table of %zu words", n_slots / 2);
-    for (size_t w = 0; w < tr->n_words; w++) {
-        size_t i = tr->words[w].hash & (n_slots - 1);
+    for (size_t w = 0; w < t->n_words; w++) {
+        size_t i = t->words[w].hash & (n_slots - 1);
         while (slots[i])
             i = (i + 1) & (n_slots - 1);
         slots[i] = (uint32_t)w + 1;
     }
-    bn_free(tr->word_slots);
-    tr->word_slots = slots;
-    tr->n_word_slots = n_slots;
+    bn_free(t->word_slots);
+    t->word_slots = slots;
+    t->n_word_slots = n_slots;
     return BN_OK;
 }
 
-/* Counts one pre-token. */
-static bn_status bn_bt_count_piece(void *user, const unsigned char *piece, size_t len)
+/* Adds `count` occurrences of the word piece[0, len) (hash h) to table t. */
+static bn_status bn_bt_table_add(bn_bt_table *t, uint64_t h, const unsigned char *piece,
+                                 size_t len, uint64_t count)
 {
-    bn_bpe_trainer *tr = user;
     if (len > UINT32_MAX / 2)
         return bn_error_set(BN_ERR_INVALID_ARG, "a pre-token of %zu bytes is too long", len);
-    tr->n_pretokens++;
-    if (2 * (tr->n_words + 1) > tr->n_word_slots) {
-        bn_status st = bn_bt_rehash_words(tr);
+    if (2 * (t->n_words + 1) > t->n_word_slots) {
+        bn_status st = bn_bt_rehash_words(t);
         if (st != BN_OK)
             return st;
     }
-    uint64_t h = bn_bt_hash(piece, len);
-    size_t i = h & (tr->n_word_slots - 1);
-    for (; tr->word_slots[i]; i = (i + 1) & (tr->n_word_slots - 1)) {
-        bn_bt_word *w = &tr->words[tr->word_slots[i] - 1];
-        if (w->hash == h && w->len == len && memcmp(tr->text + w->text, piece, len) == 0) {
-            w->count++;
+    size_t i = h & (t->n_word_slots - 1);
+    for (; t->word_slots[i]; i = (i + 1) & (t->n_word_slots - 1)) {
+        bn_bt_word *w = &t->words[t->word_slots[i] - 1];
+        if (w->hash == h && w->len == len && memcmp(t->text + w->text, piece, len) == 0) {
+            w->count += count;
             return BN_OK;
         }
     }
-    if (tr->n_words >= INT32_MAX - 1)
+    if (t->n_words >= INT32_MAX - 1)
         return bn_error_set(BN_ERR_INVALID_ARG, "more than %d distinct pre-tokens",
                             INT32_MAX - 1);
-    bn_status st = bn_bt_grow((void **)&tr->words, &tr->cap_words, tr->n_words,
-                              tr->n_words + 1, sizeof *tr->words, "word list");
+    bn_status st = bn_bt_grow((void **)&t->words, &t->cap_words, t->n_words,
+                              t->n_words + 1, sizeof *t->words, "word list");
     if (st == BN_OK)
-        st = bn_bt_grow((void **)&tr->text, &tr->cap_text, tr->n_text, tr->n_text + len, 1,
+        st = bn_bt_grow((void **)&t->text, &t->cap_text, t->n_text, t->n_text + len, 1,
                         "word text");
     if (st != BN_OK)
         return st;
-    memcpy(tr->text + tr->n_text, piece, len);
-    tr->words[tr->n_words] = (bn_bt_word){.hash = h, .count = 1, .text = tr->n_text,
-                                          .len = (uint32_t)len};
-    tr->n_text += len;
-    tr->word_slots[i] = (uint32_t)++tr->n_words;
+    memcpy(t->text + t->n_text, piece, len);
+    t->words[t->n_words] = (bn_bt_word){.hash = h, .count = count, .text = t->n_text,
+                                        .len = (uint32_t)len};
+    t->n_text += len;
+    t->word_slots[i] = (uint32_t)++t->n_words;
     return BN_OK;
 }
 
-bn_status bn_bpe_trainer_add_text(bn_bpe_trainer *tr, const char *text, size_t len)
+/* Counts one pre-token into the table `user`. */
+static bn_status bn_bt_count_piece(void *user, const unsigned char *piece, size_t len)
 {
-    if (tr->trained)
-        return bn_error_set(BN_ERR_INVALID_ARG, "text added after training");
-    tr->n_bytes += len;
-    return bn_pretok_split(tr->pretok, text, len, bn_bt_count_piece, tr);
+    bn_bt_table *t = user;
+    t->n_pretokens++;
+    return bn_bt_table_add(t, bn_bt_hash(piece, len), piece, len, 1);
 }
 
 /* Where the text of buf[0, n) may be cut between two pre-tokens: just after the last
@@ -301,12 +318,98 @@ static size_t bn_bt_safe_cut(const char *buf, size_t n)
     return 0;
 }
 
+/* Texts shorter than this a thread are counted on one thread. */
+#define BN_BT_MIN_SEGMENT ((size_t)1 << 18)
+
+/* Counting a text on the threads of the default pool: thread i counts the segment
+ * [cuts[i], cuts[i + 1]) into tables[i]; a failure's message is kept in errors[i],
+ * since each thread has its own error chain. */
+typedef struct bn_bt_count_job {
+    const bn_bpe_trainer *tr;
+    const char           *text;
+    size_t               *cuts;
+    bn_bt_table          *tables;
+    bn_status            *status;
+    char                (*errors)[256];
+} bn_bt_count_job;
+
+static void bn_bt_count_task(void *ctx, int ith, int nth)
+{
+    (void)nth;
+    bn_bt_count_job *job = ctx;
+    size_t a = job->cuts[ith], b = job->cuts[ith + 1];
+    bn_status st = b > a ? bn_pretok_split(job->tr->pretok, job->text + a, b - a,
+                                           bn_bt_count_piece, &job->tables[ith])
+                         : BN_OK;
+    job->status[ith] = st;
+    if (st != BN_OK)
+        snprintf(job->errors[ith], sizeof job->errors[ith], "%s", bn_last_error());
+}
+
+/* Counts text on every thread of the default pool, each thread a segment cut where
+ * pieces end, then adds the threads' tables into the trainer's in thread order. */
+static bn_status bn_bt_count_parallel(bn_bpe_trainer *tr, const char *text, size_t len,
+                                      bn_threadpool *pool, int nth)
+{
+    size_t *cuts = bn_calloc((size_t)nth + 1, sizeof *cuts, "tokenizer training");
+    bn_bt_table *tables = bn_calloc((size_t)nth, sizeof *tables, "tokenizer training");
+    bn_status *status = bn_calloc((size_t)nth, sizeof *status, "tokenizer training");
+    char (*errors)[256] = bn_calloc((size_t)nth, sizeof *errors, "tokenizer training");
+    bn_status st = cuts && tables && status && errors
+                   ? BN_OK : bn_error_wrap(BN_OK, "counting on %d threads", nth);
+    if (st == BN_OK) {
+        for (int i = 1; i < nth; i++) {
+            size_t target = len / (size_t)nth * (size_t)i;
+            size_t cut = bn_bt_safe_cut(text + cuts[i - 1], target - cuts[i - 1]);
+            cuts[i] = cut ? cuts[i - 1] + cut : cuts[i - 1];   /* none: an empty segment */
+        }
+        cuts[nth] = len;
+        bn_bt_count_job job = {.tr = tr, .text = text, .cuts = cuts, .tables = tables,
+                               .status = status, .errors = errors};
+        bn_threadpool_run(pool, bn_bt_count_task, &job);
+        for (int i = 0; i < nth && st == BN_OK; i++)
+            if (status[i] != BN_OK)
+                st = bn_error_set(status[i], "%s", errors[i]);
+    }
+    for (int i = 0; i < nth && st == BN_OK; i++) {
+        const bn_bt_table *t = &tables[i];
+        for (size_t w = 0; w < t->n_words && st == BN_OK; w++) {
+            const bn_bt_word *word = &t->words[w];
+            st = bn_bt_table_add(&tr->t, word->hash,
+                                 (const unsigned char *)t->text + word->text, word->len,
+                                 word->count);
+        }
+        tr->t.n_pretokens += t->n_pretokens;
+    }
+    for (int i = 0; tables && i < nth; i++)
+        bn_bt_table_free(&tables[i]);
+    bn_free(cuts);
+    bn_free(tables);
+    bn_free(status);
+    bn_free(errors);
+    return st;
+}
+
+bn_status bn_bpe_trainer_add_text(bn_bpe_trainer *tr, const char *text, size_t len)
+{
+    if (tr->trained)
+        return bn_error_set(BN_ERR_INVALID_ARG, "text added after training");
+    tr->n_bytes += len;
+    if (len >= 2 * BN_BT_MIN_SEGMENT && bn_get_num_threads() > 1) {
+        bn_threadpool *pool = bn_default_threadpool();
+        if (pool && bn_threadpool_size(pool) > 1)
+            return bn_bt_count_parallel(tr, text, len, pool, bn_threadpool_size(pool));
+    }
+    return bn_pretok_split(tr->pretok, text, len, bn_bt_count_piece, &tr->t);
+}
+
 bn_status bn_bpe_trainer_add_file(bn_bpe_trainer *tr, const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return bn_error_set(BN_ERR_IO, "opening %s: %s", path, strerror(errno));
-    size_t cap = (size_t)1 << 20, n = 0;
+    int nth = bn_get_num_threads();
+    size_t cap = ((size_t)1 << 20) * (size_t)(nth > 1 ? nth : 1), n = 0;   /* 1 MiB a thread */
     char *buf = bn_malloc(cap, "tokenizer training");
     bn_status st = buf ? BN_OK : bn_error_wrap(BN_OK, "reading %s", path);
     while (st == BN_OK) {
@@ -472,13 +575,13 @@ static bn_bt_entry bn_bt_heap_pop(bn_bpe_trainer *tr)
 /* One symbol per byte for every word; the pairs counted; the heap filled. */
 static bn_status bn_bt_start(bn_bpe_trainer *tr)
 {
-    tr->syms = bn_calloc(tr->n_text ? tr->n_text : 1, sizeof *tr->syms, "tokenizer training");
+    tr->syms = bn_calloc(tr->t.n_text ? tr->t.n_text : 1, sizeof *tr->syms, "tokenizer training");
     if (!tr->syms)
-        return bn_error_wrap(BN_OK, "the symbols of %zu words", tr->n_words);
+        return bn_error_wrap(BN_OK, "the symbols of %zu words", tr->t.n_words);
     bn_status st = BN_OK;
-    for (size_t w = 0; w < tr->n_words && st == BN_OK; w++) {
-        bn_bt_word *word = &tr->words[w];
-        const unsigned char *bytes = (const unsigned char *)tr->text + word->text;
+    for (size_t w = 0; w < tr->t.n_words && st == BN_OK; w++) {
+        bn_bt_word *word = &tr->t.words[w];
+        const unsigned char *bytes = (const unsigned char *)tr->t.text + word->text;
         int32_t *sym = tr->syms + word->text;
         word->sym = word->text;
         word->n_sym = word->len;
@@ -512,7 +615,7 @@ static bn_status bn_bt_touch(bn_bpe_trainer *tr, int64_t pi, int32_t step)
 static bn_status bn_bt_word_pairs(bn_bpe_trainer *tr, int32_t w, int sign, int32_t fresh,
                                   int32_t step)
 {
-    const bn_bt_word *word = &tr->words[w];
+    const bn_bt_word *word = &tr->t.words[w];
     const int32_t *sym = tr->syms + word->sym;
     int64_t delta = sign * (int64_t)word->count;
     bn_status st = BN_OK;
@@ -531,7 +634,7 @@ static bn_status bn_bt_word_pairs(bn_bpe_trainer *tr, int32_t w, int sign, int32
 static bool bn_bt_merge_word(bn_bpe_trainer *tr, int32_t w, int32_t left, int32_t right,
                              int32_t merged)
 {
-    bn_bt_word *word = &tr->words[w];
+    bn_bt_word *word = &tr->t.words[w];
     int32_t *sym = tr->syms + word->sym;
     uint32_t k = 0;
     bool found = false;
@@ -551,7 +654,7 @@ static bool bn_bt_merge_word(bn_bpe_trainer *tr, int32_t w, int32_t left, int32_
 /* Whether word w holds the pair (left, right). */
 static bool bn_bt_word_has(const bn_bpe_trainer *tr, int32_t w, int32_t left, int32_t right)
 {
-    const bn_bt_word *word = &tr->words[w];
+    const bn_bt_word *word = &tr->t.words[w];
     const int32_t *sym = tr->syms + word->sym;
     for (uint32_t i = 0; i + 1 < word->n_sym; i++)
         if (sym[i] == left && sym[i + 1] == right)
@@ -726,8 +829,8 @@ void bn_bpe_trainer_stats(const bn_bpe_trainer *tr, bn_bpe_train_stats *out)
 {
     *out = (bn_bpe_train_stats){
         .n_bytes = tr->n_bytes,
-        .n_pretokens = tr->n_pretokens,
-        .n_words = tr->n_words,
+        .n_pretokens = tr->t.n_pretokens,
+        .n_words = tr->t.n_words,
         .n_merges = tr->n_merges,
         .vocab_size = tr->trained ? tr->n_tokens + BN_BPE_N_SPECIALS : 0,
         .last_count = tr->last_count,
