@@ -6,7 +6,8 @@
 #
 #   BITNET=build/bitnet bench/tokenizer_train.sh [VOCAB] [THREADS] [CORPUS_DIR]
 # Defaults: 8192 tokens, 1 thread, corpus/ (scripts/corpus/build.sh makes it); THREADS
-# goes to both programs, but our trainer counts and merges on one thread. The text:
+# goes to both programs (ours counts words on that many threads and merges on one). The
+# text:
 # web.txt and the first 90% of austen.txt (cut at a blank line) to train on, the rest of
 # austen.txt (the end of Persuasion and Emma... whatever follows the cut) held out.
 # spm_train runs as a BPE model with byte fallback, every character kept
