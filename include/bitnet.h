@@ -1013,7 +1013,9 @@ BN_API bn_status bn_bpe_trainer_create(const bn_bpe_train_params *params,
                                        bn_bpe_trainer **out);
 /* Counts the words of text (any bytes). Each call is pre-tokenized on its own: a piece
  * never spans two calls, so cut text only where pieces end (between lines that start
- * with a letter or digit, as add_file does). */
+ * with a letter or digit, as add_file does). A text of 512 KiB or more is counted on
+ * the threads of the library's default pool (bn_set_num_threads), with the same
+ * result as on one. */
 BN_API bn_status bn_bpe_trainer_add_text(bn_bpe_trainer *tr, const char *text, size_t len);
 /* Counts the words of a file, read in chunks. BN_ERR_IO naming the file when it cannot
  * be opened or read. */

@@ -35,7 +35,8 @@ const char cmd_train_tokenizer_help[] =
     "  -h, --help           show this help\n"
     "\n"
     "Memory grows with the number of distinct pieces, not with the size of the text;\n"
-    "the peak is reported at the end.\n";
+    "the peak is reported at the end. Pieces are counted on the threads that -t gives\n"
+    "(bitnet -t N train-tokenizer ...); the result does not depend on their number.\n";
 
 typedef struct tt_run {
     bool   progress;
