@@ -73,6 +73,8 @@ int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_train_tokenizer(int argc, char **argv);
+int cmd_corpus(int argc, char **argv);
 
 extern const char cmd_info_help[];
 extern const char cmd_quantize_help[];
@@ -89,5 +91,7 @@ extern const char cmd_logits_help[];
 extern const char cmd_bench_help[];
 extern const char cmd_train_help[];
 extern const char cmd_export_help[];
+extern const char cmd_train_tokenizer_help[];
+extern const char cmd_corpus_help[];
 
 #endif

@@ -42,6 +42,10 @@ static const command commands[] = {
     {"tokenize", "text to token ids with a model's tokenizer", {cmd_tokenize_help},
      cmd_tokenize, false},
     {"detokenize", "token ids back to text", {cmd_detokenize_help}, cmd_detokenize, false},
+    {"train-tokenizer", "learn a byte-level BPE tokenizer from text",
+     {cmd_train_tokenizer_help}, cmd_train_tokenizer, false},
+    {"corpus", "turn text into token shards for training", {cmd_corpus_help}, cmd_corpus,
+     false},
     {"help", "show help for a command",
      {"usage: bitnet help [COMMAND]\n"
       "\n"
@@ -65,11 +69,11 @@ static void print_usage(FILE *out)
             "commands:\n", bn_version());
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (!commands[i].hidden)
-            fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
+            fprintf(out, "  %-15s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\ncommands for tests and benchmarks:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (commands[i].hidden)
-            fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
+            fprintf(out, "  %-15s %s\n", commands[i].name, commands[i].summary);
     fprintf(out,
             "\n"
             "global options:\n"
