@@ -823,6 +823,7 @@ BN_API bn_status bn_gguf_writer_set_u32(bn_gguf_writer *w, const char *key, uint
 BN_API bn_status bn_gguf_writer_set_i32(bn_gguf_writer *w, const char *key, int32_t v);
 BN_API bn_status bn_gguf_writer_set_u64(bn_gguf_writer *w, const char *key, uint64_t v);
 BN_API bn_status bn_gguf_writer_set_f32(bn_gguf_writer *w, const char *key, float v);
+BN_API bn_status bn_gguf_writer_set_f64(bn_gguf_writer *w, const char *key, double v);
 BN_API bn_status bn_gguf_writer_set_bool(bn_gguf_writer *w, const char *key, bool v);
 BN_API bn_status bn_gguf_writer_set_str(bn_gguf_writer *w, const char *key, const char *v);
 /* An array of n scalars of elem_type (not STRING/ARRAY), copied from data. */
@@ -876,6 +877,13 @@ BN_API bn_status bn_tokenizer_load_gguf(const bn_gguf *g, bn_tokenizer **out);
 BN_API bn_status bn_tokenizer_load_file(const char *path, bn_tokenizer **out);
 
 BN_API void bn_tokenizer_free(bn_tokenizer *t);
+
+/* Adds the tokenizer.* metadata keys of t to a GGUF being written (the keys
+ * bn_tokenizer_load_gguf reads: family, vocabulary with scores and types, BPE merges
+ * and pre-tokenizer, special ids, flags, chat template), whatever t was loaded from, so
+ * that a model file carries a tokenizer that gives the same ids. BN_ERR_UNSUPPORTED for
+ * a token whose text holds a NUL byte. */
+BN_API bn_status bn_tokenizer_write_gguf(const bn_tokenizer *t, bn_gguf_writer *w);
 
 BN_API bn_tokenizer_kind bn_tokenizer_kind_of(const bn_tokenizer *t);
 BN_API int32_t bn_tokenizer_n_vocab(const bn_tokenizer *t);
@@ -947,6 +955,152 @@ typedef struct bn_chat_message {
 BN_API bn_status bn_chat_format(const bn_tokenizer *t, const char *template_name,
                                 const bn_chat_message *msgs, size_t n_msgs,
                                 bool add_assistant, char **text, size_t *len);
+
+/* A checksum of what decides a tokenizer's ids: 64-bit FNV-1a over, in order, the
+ * family (BPE or SPM), the vocabulary size, every entry (in id order: its type, its
+ * text's length and text, its score's bits), the BOS and EOS ids, add_space_prefix and
+ * the family's own rules (BPE: the pre-tokenizer's name, ignore_merges, the number of
+ * merges and the sum of the FNV-1a hashes of each merge's rank, left id, right id and
+ * result id); numbers as 4 little-endian bytes (8 for the pair key and the sum). Two
+ * loads of one file, or of files that tokenize alike (a tokenizer.json whose merges
+ * are "a b" strings or [a, b] pairs) give the same value. Token shards record it. */
+BN_API uint64_t bn_tokenizer_checksum(const bn_tokenizer *t);
+
+/* ====================================================== training a tokenizer */
+/* Byte-level BPE as LLaMA 3 has it, learned from text:
+ *
+ *     bn_bpe_train_params p = bn_bpe_train_default_params();
+ *     p.vocab_size = 8192;
+ *     bn_bpe_trainer *tr;
+ *     bn_bpe_trainer_create(&p, &tr);
+ *     bn_bpe_trainer_add_file(tr, "corpus.txt");           // as many as wanted
+ *     bn_bpe_trainer_train(tr);
+ *     bn_bpe_trainer_save(tr, "out/tokenizer.json", true);
+ *     bn_bpe_trainer_free(tr);
+ *
+ * The text is split by LLaMA 3's pre-tokenizer (the same split that encoding makes)
+ * and each distinct piece ("word") is counted; memory grows with the number of
+ * distinct words, not with the text. Merging starts from the 256 bytes (ids 0..255 in
+ * the order of GPT-2's byte-level alphabet, as LLaMA 3 numbers them) and repeatedly
+ * merges the adjacent pair of symbols with the largest count summed over the words
+ * (weighted by how often each occurs). Ties go to the pair with the smaller left id,
+ * then the smaller right id. A merge whose text is already a token (two merges can
+ * spell one text) keeps that token's id, as Hugging Face's trainer does; every other
+ * merge adds the next id. Training stops when the vocabulary holds vocab_size tokens
+ * or when the best pair occurs fewer than min_count times. After the merges come the
+ * special tokens <|begin_of_text|> (BOS), <|end_of_text|> (EOS), <|start_header_id|>,
+ * <|end_header_id|> and <|eot_id|> (LLaMA 3's chat markers). */
+typedef struct bn_bpe_trainer bn_bpe_trainer;
+
+typedef struct bn_bpe_train_params {
+    int32_t vocab_size;  /* every token: 256 bytes, the merges, 5 special tokens
+                            (default 32000; at least bn_bpe_train_min_vocab()) */
+    int64_t min_count;   /* stop when the best pair occurs fewer times (default 2) */
+    /* called now and then: while counting (n_tokens 0: n_bytes read so far) and while
+     * merging (n_tokens of n_target made); may be NULL */
+    void (*on_progress)(void *user, int32_t n_tokens, int32_t n_target, uint64_t n_bytes);
+    void *progress_user;
+} bn_bpe_train_params;
+
+typedef struct bn_bpe_train_stats {
+    uint64_t n_bytes;      /* text read */
+    uint64_t n_pretokens;  /* pieces the pre-tokenizer made */
+    uint64_t n_words;      /* distinct pieces */
+    int32_t  n_merges;     /* merges learned */
+    int32_t  vocab_size;   /* tokens in the result (0 before training) */
+    int64_t  last_count;   /* the count of the last merge */
+} bn_bpe_train_stats;
+
+BN_API bn_bpe_train_params bn_bpe_train_default_params(void);
+/* The smallest vocab_size: 256 bytes and the 5 special tokens. */
+BN_API int32_t bn_bpe_train_min_vocab(void);
+
+/* A trainer. params NULL means the defaults; a vocab_size below the minimum is
+ * BN_ERR_INVALID_ARG saying so. Free with bn_bpe_trainer_free. */
+BN_API bn_status bn_bpe_trainer_create(const bn_bpe_train_params *params,
+                                       bn_bpe_trainer **out);
+/* Counts the words of text (any bytes). Each call is pre-tokenized on its own: a piece
+ * never spans two calls, so cut text only where pieces end (between lines that start
+ * with a letter or digit, as add_file does). A text of 512 KiB or more is counted on
+ * the threads of the library's default pool (bn_set_num_threads), with the same
+ * result as on one. */
+BN_API bn_status bn_bpe_trainer_add_text(bn_bpe_trainer *tr, const char *text, size_t len);
+/* Counts the words of a file, read in chunks. BN_ERR_IO naming the file when it cannot
+ * be opened or read. */
+BN_API bn_status bn_bpe_trainer_add_file(bn_bpe_trainer *tr, const char *path);
+/* Learns the merges. No text at all is BN_ERR_INVALID_ARG. A text too small for the
+ * vocabulary gives fewer tokens (see the stats). */
+BN_API bn_status bn_bpe_trainer_train(bn_bpe_trainer *tr);
+BN_API void bn_bpe_trainer_stats(const bn_bpe_trainer *tr, bn_bpe_train_stats *out);
+/* Writes the trained tokenizer as a Hugging Face tokenizer.json at path (LLaMA 3's
+ * pre-tokenizer, byte-level decoder, BOS added by the post-processor) and, with
+ * with_config, tokenizer_config.json in the same folder (bos_token, eos_token and a
+ * LLaMA 3 chat template). Files are written whole or not at all (bn_out_file). */
+BN_API bn_status bn_bpe_trainer_save(const bn_bpe_trainer *tr, const char *path,
+                                     bool with_config);
+BN_API void bn_bpe_trainer_free(bn_bpe_trainer *tr);
+
+/* ================================================================ token shards */
+/* A tokenized corpus, as `bitnet corpus` writes it (docs/FORMATS.md, "Token shards"):
+ * files of token ids with a 64-byte header (magic "BNTOKSHD", version 1, token width 2
+ * or 4 bytes, the vocabulary size, the tokenizer's bn_tokenizer_checksum, the token and
+ * document counts). Reading:
+ *
+ *     bn_shards *s;
+ *     bn_shards_open("data/", "train", &s);                // or one .bin file, NULL
+ *     if (bn_shards_tokenizer_checksum(s) != bn_tokenizer_checksum(tok)) ... refuse
+ *     int32_t buf[4096];
+ *     bn_shards_read(s, offset, 4096, buf);                 // tokens [offset, +4096)
+ *     bn_shards_close(s);
+ *
+ * The shards of a directory read as one sequence of tokens, in file order. */
+typedef struct bn_shards bn_shards;
+
+/* Opens path: a shard file (split ignored, may be NULL), or a directory: then the files
+ * SPLIT-00000.bin, SPLIT-00001.bin, ... in it (split "train" or "val"), numbered from
+ * 0 without gaps. Each file is mapped read-only and checked: the magic (else "not a
+ * token shard"), the version, the token width, a size that matches the header's count
+ * (else "truncated": a shorter file, or "has N bytes after its tokens"), and, across
+ * the files of a directory, one tokenizer checksum, width and vocabulary size. Errors
+ * are BN_ERR_IO (cannot open) or BN_ERR_FORMAT, naming the file. */
+BN_API bn_status bn_shards_open(const char *path, const char *split, bn_shards **out);
+BN_API void bn_shards_close(bn_shards *s);
+
+BN_API uint64_t bn_shards_n_tokens(const bn_shards *s);     /* all files together */
+BN_API uint64_t bn_shards_n_docs(const bn_shards *s);
+BN_API uint64_t bn_shards_tokenizer_checksum(const bn_shards *s);
+BN_API int32_t bn_shards_n_vocab(const bn_shards *s);       /* of the tokenizer */
+BN_API int32_t bn_shards_n_files(const bn_shards *s);
+
+/* Copies tokens [offset, offset + n) into out (n int32 values), across files as
+ * needed. A range past the end is BN_ERR_INVALID_ARG; a stored id not below the
+ * vocabulary size is BN_ERR_FORMAT naming the file and position. Safe to call from
+ * several threads at once. */
+BN_API bn_status bn_shards_read(const bn_shards *s, uint64_t offset, size_t n, int32_t *out);
+
+/* Writing shards: tokens are appended document by document; a shard file is written
+ * (whole, through bn_out_file) each time max_tokens are held and at the end, as
+ * DIR/SPLIT-NNNNN.bin. A document never spans two files unless it alone is longer
+ * than max_tokens. */
+typedef struct bn_shard_writer bn_shard_writer;
+
+typedef struct bn_shard_writer_params {
+    const char *dir;            /* an existing directory */
+    const char *split;          /* file name prefix: "train", "val" */
+    uint64_t    tokenizer_checksum;
+    int32_t     n_vocab;        /* ids must be below it; the width is 2 bytes when it
+                                   is at most 65536, else 4 */
+    uint64_t    max_tokens;     /* per file (default 1 << 26) */
+} bn_shard_writer_params;
+
+BN_API bn_status bn_shard_writer_create(const bn_shard_writer_params *params,
+                                        bn_shard_writer **out);
+/* Appends one document's tokens (ids checked against n_vocab: BN_ERR_INVALID_ARG). */
+BN_API bn_status bn_shard_writer_add_doc(bn_shard_writer *w, const int32_t *ids, size_t n);
+/* Writes what is held; *n_files (may be NULL) gets the number of files written. */
+BN_API bn_status bn_shard_writer_finish(bn_shard_writer *w, int32_t *n_files);
+/* Frees w; files not yet written are not written. NULL is a no-op. */
+BN_API void bn_shard_writer_free(bn_shard_writer *w);
 
 /* ==================================================================== inference */
 /* Running a BitNet b1.58 (or LLaMA-architecture ternary) GGUF model:

@@ -1,6 +1,7 @@
 #!/bin/sh
-# fuzz.sh [SECONDS] - fuzzes the GGUF reader, the tokenizers, and the readers of
-# tokenizer.json and tokenizer.model files, SECONDS each (default 60). The last three
+# fuzz.sh [SECONDS] - fuzzes the GGUF reader, the token shard reader, the BPE trainer,
+# the tokenizers, and the readers of tokenizer.json and tokenizer.model files, SECONDS
+# each (default 60). The last three
 # targets need the reference tokenizers in ../shared/data (or $BITNET_FUZZ_DATA), which
 # they load or cut their seeds from, and are skipped, saying so, without them.
 #
@@ -8,7 +9,8 @@
 # sources (no CMake build needed), writes its seed corpus (the GGUF target and the two
 # file readers' targets are built a second time as seed writers, -DBN_FUZZ_SEED_WRITER,
 # that write small valid files), and runs it. New inputs collect in $FUZZ_DIR/corpus,
-# tok-corpus, json-corpus and model-corpus (default FUZZ_DIR: build-fuzz) and are kept
+# shards-corpus, train-corpus, tok-corpus, json-corpus and model-corpus (default
+# FUZZ_DIR: build-fuzz) and are kept
 # between runs; a crashing, leaking or slow input is saved under $FUZZ_DIR/artifacts/
 # and the script exits non-zero. Reproduce one by running its target on it, e.g.
 # build-fuzz/fuzz_gguf build-fuzz/artifacts/crash-...
@@ -40,6 +42,10 @@ build fuzz_gguf "$dir/fuzz_gguf" -fsanitize=fuzzer,address,undefined -fno-saniti
 build fuzz_gguf "$dir/fuzz_gguf_seeds" -fsanitize=address,undefined -DBN_FUZZ_SEED_WRITER
 build fuzz_tokenizer "$dir/fuzz_tokenizer" -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined
+for target in fuzz_shards fuzz_bpe_train; do
+    build "$target" "$dir/$target" -fsanitize=fuzzer,address,undefined \
+        -fno-sanitize-recover=undefined
+done
 for target in fuzz_tokenizer_json fuzz_tokenizer_model; do
     build "$target" "$dir/$target" -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined fuzz/fuzz_tok_check.c
@@ -73,6 +79,27 @@ echo "fuzz.sh: fuzzing the GGUF reader for $seconds s"
 "$dir/fuzz_gguf" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -error_exitcode=1 \
     -dict="$dir/gguf.dict" -artifact_prefix="$dir/artifacts/" -print_final_stats=1 \
     "$dir/corpus" "$dir/seeds"
+
+# Token shards: a valid file of 3 two-byte tokens (vocabulary 700) and one of 2
+# four-byte tokens (vocabulary 128256) as seeds.
+mkdir -p "$dir/shards-seeds" "$dir/shards-corpus" "$dir/train-seeds" "$dir/train-corpus"
+z8='\000\000\000\000\000\000\000\000'
+printf "BNTOKSHD\001\000\000\000\002\000\000\000\274\002\000\000\000\000\000\000\021\042\063\104\125\146\167\210\003\000\000\000\000\000\000\000\001\000\000\000\000\000\000\000$z8$z8\001\000\002\000\273\002" \
+    > "$dir/shards-seeds/two-byte.bin"
+printf "BNTOKSHD\001\000\000\000\004\000\000\000\000\365\001\000\000\000\000\000\021\042\063\104\125\146\167\210\002\000\000\000\000\000\000\000\001\000\000\000\000\000\000\000$z8$z8\000\364\001\000\377\364\001\000" \
+    > "$dir/shards-seeds/four-byte.bin"
+echo "fuzz.sh: fuzzing the token shard reader for $seconds s"
+"$dir/fuzz_shards" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -error_exitcode=1 \
+    -artifact_prefix="$dir/artifacts/" -print_final_stats=1 \
+    "$dir/shards-corpus" "$dir/shards-seeds"
+# The BPE trainer: the first byte picks the vocabulary size, the rest is the text.
+printf '\040Hello, hello world! 123 4567\n\n  x' > "$dir/train-seeds/a"
+head -c 3000 tests/fixtures/tokenizer/bpe-train-corpus.txt | sed '1s/^/\100/' > "$dir/train-seeds/b"
+tail -c 1200 tests/fixtures/tokenizer/bpe-train-corpus.txt | sed '1s/^/\020/' > "$dir/train-seeds/c"
+echo "fuzz.sh: fuzzing the BPE trainer for $seconds s"
+"$dir/fuzz_bpe_train" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=20 -error_exitcode=1 \
+    -max_len=4096 -artifact_prefix="$dir/artifacts/" -print_final_stats=1 \
+    "$dir/train-corpus" "$dir/train-seeds"
 
 data=${BITNET_FUZZ_DATA:-../shared/data}
 if [ ! -f "$data/tokenizer/llama3/tokenizer.json" ] || [ ! -f "$data/tokenizer/llama2/tokenizer.model" ]; then

@@ -9,6 +9,14 @@
 #   scripts/install-deps.sh --interop   also node and npm, for tests/interop
 #   scripts/install-deps.sh --cross     also the aarch64 cross compiler and qemu-user,
 #                                       for scripts/cross-test-aarch64.sh
+#   scripts/install-deps.sh --mpi       also MPICH, for data-parallel training over MPI
+#                                       (mpirun -np N bitnet train ...)
+#   scripts/install-deps.sh --corpus    also the Debian packages of public-domain books
+#                                       that scripts/corpus/build.sh extracts (apt adds
+#                                       R itself as a dependency of janeaustenr; the
+#                                       extraction does not use it)
+#   scripts/install-deps.sh --bench     also sentencepiece (spm_train), for
+#                                       bench/tokenizer_train.sh
 set -eu
 
 packages="build-essential cmake pkg-config liblapacke-dev libopenblas-dev libjansson-dev libpcre2-dev libedit-dev libsimde-dev valgrind python3 time clang-14 libclang-rt-14-dev"
@@ -18,6 +26,9 @@ for arg in "$@"; do
         --numpy) packages="$packages python3-numpy" ;;
         --interop) command -v npm >/dev/null 2>&1 || packages="$packages nodejs npm" ;;
         --cross) packages="$packages gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user" ;;
+        --mpi) packages="$packages libmpich-dev mpich" ;;
+        --corpus) packages="$packages r-cran-janeaustenr sword-text-web" ;;
+        --bench) packages="$packages sentencepiece" ;;
         -h|--help) sed -n '2,/^set/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
     esac

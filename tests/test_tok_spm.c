@@ -245,6 +245,34 @@ static void test_fixture_cases(const bn_tokenizer *t)
     json_decref(root);
 }
 
+/* The tokenizer written as GGUF metadata (bn_tokenizer_write_gguf) and loaded back
+ * gives spm_encode's ids on every fixture case, as the tokenizer.model it came from. */
+static void test_written_gguf(const bn_tokenizer *from_model)
+{
+    char path[] = "/tmp/bitnet-test-spm-gguf-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "temporary file");
+    if (fd < 0)
+        return;
+    close(fd);
+    bn_gguf_writer *w = NULL;
+    CHECK_OK(bn_gguf_writer_create(&w));
+    CHECK_OK(bn_gguf_writer_set_str(w, "general.architecture", "llama"));
+    CHECK_OK(bn_tokenizer_write_gguf(from_model, w));
+    CHECK_OK(bn_gguf_writer_write(w, path, NULL, NULL));
+    bn_gguf_writer_free(w);
+    bn_tokenizer *t = NULL;
+    CHECK_OK(bn_tokenizer_load_file(path, &t));
+    unlink(path);
+    if (!t)
+        return;
+    CHECK(bn_tokenizer_kind_of(t) == BN_TOKENIZER_SPM && t->n_vocab == 32000 &&
+          t->bos == 1 && t->eos == 2 && t->add_bos && t->add_space_prefix,
+          "the written GGUF's family, size, special ids and flags");
+    test_fixture_cases(t);
+    bn_tokenizer_free(t);
+}
+
 /* Special tokens in the text, when parsed, are their ids. */
 static void test_specials(const bn_tokenizer *t)
 {
@@ -1149,6 +1177,7 @@ int main(void)
 
     test_metadata(t);
     test_fixture_cases(t);
+    test_written_gguf(t);
     test_specials(t);
     test_raw_bytes(t);
     test_long_lines(t);

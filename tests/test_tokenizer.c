@@ -15,6 +15,7 @@
 
 #include "bitnet.h"
 #include "check.h"
+#include "tokenizer/tokenizer_internal.h"
 
 #ifndef BN_SHARED_DATA_DIR
 #error "BN_SHARED_DATA_DIR must be defined by the build"
@@ -210,6 +211,57 @@ static void test_gguf_loading(const bn_tokenizer *from_json)
     bn_tokenizer_free(t);
 }
 
+/* The tokenizer loaded from tokenizer.json, written as GGUF metadata by
+ * bn_tokenizer_write_gguf and loaded back: HF's ids on every reference case, with the
+ * chat template and special ids. */
+static void test_written_gguf(const bn_tokenizer *from_json)
+{
+    char path[] = "/tmp/bitnet-test-tokw-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0)
+        close(fd);
+    CHECK(fd >= 0, "temporary file");
+    bn_gguf_writer *w = NULL;
+    CHECK_OK(bn_gguf_writer_create(&w));
+    CHECK_OK(bn_gguf_writer_set_str(w, "general.architecture", "bitnet-b1.58"));
+    CHECK_OK(bn_tokenizer_write_gguf(from_json, w));
+    CHECK_OK(bn_gguf_writer_write(w, path, NULL, NULL));
+    bn_gguf_writer_free(w);
+    bn_tokenizer *t = NULL;
+    CHECK_OK(bn_tokenizer_load_file(path, &t));
+    unlink(path);
+    if (!t)
+        return;
+    CHECK(bn_tokenizer_kind_of(t) == BN_TOKENIZER_BPE && bn_tokenizer_n_vocab(t) == 128256 &&
+          bn_tokenizer_bos(t) == 128000 && bn_tokenizer_eos(t) == 128001 &&
+          bn_tokenizer_eot(t) == 128009 &&
+          bn_tokenizer_wants_bos(t) == bn_tokenizer_wants_bos(from_json),
+          "written GGUF: family, size, special ids");
+    const char *a = from_json->chat_template, *b = t->chat_template;
+    CHECK(a && b && strcmp(a, b) == 0, "written GGUF: the chat template");
+    const char *files[] = {cases_path};
+    for (int f = 0; f < 1; f++) {
+        json_error_t err;
+        json_t *cases = json_load_file(files[f], JSON_ALLOW_NUL, &err);
+        CHECK(cases != NULL, "%s: %s", files[f], err.text);
+        size_t i;
+        json_t *c;
+        int bad = 0;
+        json_array_foreach(cases, i, c) {
+            json_t *jt = json_object_get(c, "text");
+            if (!same_ids(t, json_string_value(jt), json_string_length(jt),
+                          json_object_get(c, "ids"), true)) {
+                if (bad++ < 5)
+                    fprintf(stderr, "written GGUF differs on: %s\n", json_string_value(jt));
+            }
+        }
+        CHECK(bad == 0 && i > 10, "written GGUF: %d of %zu cases of %s differ", bad, i,
+              files[f]);
+        json_decref(cases);
+    }
+    bn_tokenizer_free(t);
+}
+
 static void test_specials(const bn_tokenizer *t)
 {
     const char *text = "a<|eot_id|>b";
@@ -328,6 +380,7 @@ int main(void)
     if (t) {
         test_chat(t);
         test_gguf_loading(t);
+        test_written_gguf(t);
         test_specials(t);
         test_stream(t);
         test_failure_injection(t);

@@ -834,11 +834,28 @@ bn_status bn_gguf_get_str(const bn_gguf *g, const char *key, const char **out)
     return BN_OK;
 }
 
+static uintptr_t bn_release_unit(const bn_gguf *g)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (g->mem_size && bn_thp_size() > page)
+        page = (uintptr_t)bn_thp_size();
+    return page;
+}
+
+const void *bn_gguf_release_mark(const bn_gguf *g, const void *data, const void *end)
+{
+    uintptr_t unit = bn_release_unit(g), e = (uintptr_t)end & ~(unit - 1);
+    return e > (uintptr_t)data ? (const void *)e : data;
+}
+
 void bn_gguf_release_pages(const bn_gguf *g, const void *data, size_t size)
 {
     if (!g->mapped || size == 0)
         return;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    /* a read-in image may sit in transparent huge pages: a part of one given back
+     * stays charged to the process until the kernel gets round to splitting it, so
+     * only whole huge pages are given back there */
+    uintptr_t page = bn_release_unit(g);
     uintptr_t a = ((uintptr_t)data + page - 1) & ~(page - 1);
     uintptr_t b = ((uintptr_t)data + size) & ~(page - 1);
     if (!(a < b && a >= (uintptr_t)g->base && b <= (uintptr_t)g->base + g->size))
@@ -847,13 +864,9 @@ void bn_gguf_release_pages(const bn_gguf *g, const void *data, size_t size)
         madvise((void *)a, b - a, MADV_DONTNEED);
         return;
     }
-    /* read in: map the same bytes of the file elsewhere, then move that mapping over
-     * the range, which frees the memory there; when either step fails, the range keeps
-     * its memory, and the bytes are the same either way */
-    void *m = mmap(NULL, b - a, PROT_READ, MAP_PRIVATE, g->fd,
-                   (off_t)(a - (uintptr_t)g->base));
-    if (m == MAP_FAILED)
-        return;
-    if (mremap(m, b - a, b - a, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)a) == MAP_FAILED)
-        munmap(m, b - a);
+    /* read in: map the same bytes of the file over the range (MAP_FIXED replaces the
+     * memory there in one step, which frees it); when that fails, the range keeps its
+     * memory, and the bytes are the same either way */
+    (void)mmap((void *)a, b - a, PROT_READ, MAP_PRIVATE | MAP_FIXED, g->fd,
+               (off_t)(a - (uintptr_t)g->base));
 }

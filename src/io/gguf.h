@@ -27,9 +27,34 @@ bool bn_gguf_is_read(const bn_gguf *g);
 uint64_t bn_gguf_huge_bytes(const bn_gguf *g);
 
 /* Give back the memory of the pages that hold [data, data + size) (whole pages inside
- * the range only) of a file opened with bn_gguf_open or bn_gguf_open_read: the bytes
- * stay readable, from the file, read again if touched. Does nothing for an image
- * opened from memory. */
+ * the range only: of bn_thp_size() for an image read in, where huge pages may hold it)
+ * of a file opened with bn_gguf_open or bn_gguf_open_read: the bytes stay readable,
+ * from the file, read again if touched. Does nothing for an image opened from memory.
+ * A caller giving back a tensor piece by piece passes the range from the end of the
+ * last whole page given back (bn_gguf_release_mark). */
 void bn_gguf_release_pages(const bn_gguf *g, const void *data, size_t size);
+
+/* Where a release of [data, end) stopped: end rounded down to the page size that
+ * bn_gguf_release_pages uses for g (never below data). */
+const void *bn_gguf_release_mark(const bn_gguf *g, const void *data, const void *end);
+
+/* A sealed GGUF: the file followed by BN_SEAL_BYTES of trailer, the 8 bytes
+ * BN_SEAL_MAGIC and the checksum (bn_seal_hash, little-endian u64) of every byte
+ * before the trailer. Training checkpoints are written so; a GGUF reader sees only
+ * trailing bytes after the data. */
+#define BN_SEAL_MAGIC "BNSEAL01"
+#define BN_SEAL_BYTES 16
+
+/* FNV-1a 64 over the 64-bit little-endian words of data (a last partial word padded
+ * with zeros). */
+uint64_t bn_seal_hash(const void *data, size_t n);
+
+/* bn_gguf_writer_write, then the trailer. */
+bn_status bn_gguf_writer_write_sealed(bn_gguf_writer *w, const char *path,
+                                      bn_progress_fn progress, void *user);
+
+/* Checks the trailer of a sealed file's bytes: BN_OK with *payload = the bytes before
+ * it, or BN_ERR_FORMAT saying whether the trailer is missing or the checksum differs. */
+bn_status bn_gguf_seal_check(const void *data, size_t size, size_t *payload);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/gguf.h"
 #include "io/gguf_internal.h"
 
 typedef struct bn_wkv {
@@ -182,6 +183,11 @@ bn_status bn_gguf_writer_set_u64(bn_gguf_writer *w, const char *key, uint64_t v)
 bn_status bn_gguf_writer_set_f32(bn_gguf_writer *w, const char *key, float v)
 {
     return bn_writer_scalar(w, key, BN_GGUF_FLOAT32, &v, 4);
+}
+
+bn_status bn_gguf_writer_set_f64(bn_gguf_writer *w, const char *key, double v)
+{
+    return bn_writer_scalar(w, key, BN_GGUF_FLOAT64, &v, 8);
 }
 
 bn_status bn_gguf_writer_set_bool(bn_gguf_writer *w, const char *key, bool v)
@@ -366,9 +372,70 @@ static bn_status bn_writer_header(const bn_gguf_writer *w, size_t align, bn_buf 
     return b->failed ? bn_error_wrap(BN_OK, "encoding the GGUF header") : BN_OK;
 }
 
+/* The seal's checksum: FNV-1a over 64-bit little-endian words (a last partial word
+ * zero-padded), the state carried across calls in h, and the bytes of a partial word
+ * between calls in carry. */
+typedef struct bn_seal {
+    uint64_t h;
+    uint8_t  carry[8];
+    size_t   n_carry;
+} bn_seal;
+
+#define BN_SEAL_FNV_OFFSET 0xcbf29ce484222325ULL
+#define BN_SEAL_FNV_PRIME  0x100000001b3ULL
+
+static inline uint64_t bn_seal_word(uint64_t h, const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return (h ^ v) * BN_SEAL_FNV_PRIME;
+}
+
+static void bn_seal_add(bn_seal *s, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    while (n && s->n_carry) {
+        s->carry[s->n_carry++] = *p++;
+        n--;
+        if (s->n_carry == 8) {
+            s->h = bn_seal_word(s->h, s->carry);
+            s->n_carry = 0;
+        }
+    }
+    for (; n >= 8; p += 8, n -= 8)
+        s->h = bn_seal_word(s->h, p);
+    memcpy(s->carry, p, n);
+    s->n_carry = n;
+}
+
+static uint64_t bn_seal_end(bn_seal *s)
+{
+    if (s->n_carry) {
+        memset(s->carry + s->n_carry, 0, 8 - s->n_carry);
+        s->h = bn_seal_word(s->h, s->carry);
+        s->n_carry = 0;
+    }
+    return s->h;
+}
+
+uint64_t bn_seal_hash(const void *data, size_t n)
+{
+    bn_seal s = {.h = BN_SEAL_FNV_OFFSET};
+    bn_seal_add(&s, data, n);
+    return bn_seal_end(&s);
+}
+
+/* bn_out_file_write, adding the bytes to the seal when there is one. */
+static bn_status bn_emit_write(bn_out_file *f, bn_seal *seal, const void *data, size_t n)
+{
+    if (seal)
+        bn_seal_add(seal, data, n);
+    return bn_out_file_write(f, data, n);
+}
+
 /* Writes header and tensors to f, reporting progress. */
 static bn_status bn_writer_emit(const bn_gguf_writer *w, bn_out_file *f, const char *path,
-                                bn_progress_fn progress, void *user)
+                                bn_progress_fn progress, void *user, bn_seal *seal)
 {
     size_t align = bn_writer_alignment(w);
     bn_buf header = {0};
@@ -377,7 +444,7 @@ static bn_status bn_writer_emit(const bn_gguf_writer *w, bn_out_file *f, const c
     if (st != BN_OK)
         st = bn_error_wrap(BN_OK, "writing %s", path);
     else
-        st = bn_out_file_write(f, header.p, header.len);
+        st = bn_emit_write(f, seal, header.p, header.len);
     uint64_t total = header.len + data_size, done = header.len;
     bn_free(header.p);
     static const unsigned char zeros[64] = {0};
@@ -386,14 +453,14 @@ static bn_status bn_writer_emit(const bn_gguf_writer *w, bn_out_file *f, const c
         const bn_wtensor *t = &w->tensors[i];
         for (size_t off = 0; st == BN_OK && off < t->nbytes; off += chunk) {
             size_t n = t->nbytes - off < chunk ? t->nbytes - off : chunk;
-            st = bn_out_file_write(f, (const unsigned char *)t->data + off, n);
+            st = bn_emit_write(f, seal, (const unsigned char *)t->data + off, n);
             done += n;
             if (st == BN_OK && progress && !progress(done, total, user))
                 st = bn_error_set(BN_ERR_IO, "writing %s: cancelled", path);
         }
         size_t pad = (align - t->nbytes % align) % align;
         if (st == BN_OK && pad)
-            st = bn_out_file_write(f, zeros, pad);
+            st = bn_emit_write(f, seal, zeros, pad);
         done += pad;
     }
     if (st == BN_OK && progress && !progress(total, total, user))
@@ -408,9 +475,48 @@ bn_status bn_gguf_writer_write(bn_gguf_writer *w, const char *path,
     bn_status st = bn_out_file_open(path, &f);
     if (st != BN_OK)
         return st;
-    st = bn_writer_emit(w, f, path, progress, user);
+    st = bn_writer_emit(w, f, path, progress, user, NULL);
     if (st == BN_OK)
         return bn_out_file_commit(f);
     bn_out_file_discard(f);
     return st;
+}
+
+bn_status bn_gguf_writer_write_sealed(bn_gguf_writer *w, const char *path,
+                                      bn_progress_fn progress, void *user)
+{
+    bn_out_file *f = NULL;
+    bn_status st = bn_out_file_open(path, &f);
+    if (st != BN_OK)
+        return st;
+    bn_seal seal = {.h = BN_SEAL_FNV_OFFSET};
+    st = bn_writer_emit(w, f, path, progress, user, &seal);
+    if (st == BN_OK) {
+        uint8_t trailer[BN_SEAL_BYTES];
+        memcpy(trailer, BN_SEAL_MAGIC, 8);
+        uint64_t h = bn_seal_end(&seal);
+        memcpy(trailer + 8, &h, 8);
+        st = bn_out_file_write(f, trailer, sizeof trailer);
+    }
+    if (st == BN_OK)
+        return bn_out_file_commit(f);
+    bn_out_file_discard(f);
+    return st;
+}
+
+bn_status bn_gguf_seal_check(const void *data, size_t size, size_t *payload)
+{
+    if (size < BN_SEAL_BYTES || memcmp((const uint8_t *)data + size - BN_SEAL_BYTES,
+                                       BN_SEAL_MAGIC, 8) != 0)
+        return bn_error_set(BN_ERR_FORMAT, "no checksum at its end (truncated, or not "
+                            "written by this program)");
+    uint64_t want;
+    memcpy(&want, (const uint8_t *)data + size - 8, 8);
+    uint64_t got = bn_seal_hash(data, size - BN_SEAL_BYTES);
+    if (got != want)
+        return bn_error_set(BN_ERR_FORMAT, "checksum mismatch (%016llx, the file says "
+                            "%016llx): the file is damaged", (unsigned long long)got,
+                            (unsigned long long)want);
+    *payload = size - BN_SEAL_BYTES;
+    return BN_OK;
 }

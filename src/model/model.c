@@ -479,11 +479,13 @@ static bn_status bn_model_convert_output(bn_model *m, int type)
         return bn_error_wrap(BN_OK, "converting the output layer to %s", to->name);
     }
     bn_advise_huge(job.dst, row * (size_t)l->n_out);
+    const uint8_t *released = l->data;     /* given back up to here */
     for (job.r0 = 0; job.r0 < l->n_out && !job.failed; job.r0 = job.r1) {
         job.r1 = l->n_out - job.r0 < BN_CONVERT_ROWS ? l->n_out : job.r0 + BN_CONVERT_ROWS;
         bn_run_on_default_pool(bn_convert_task, &job);
-        bn_gguf_release_pages(m->gguf, l->data + (size_t)job.r0 * l->row_bytes,
-                              (size_t)(job.r1 - job.r0) * l->row_bytes);
+        const uint8_t *end = l->data + (size_t)job.r1 * l->row_bytes;
+        bn_gguf_release_pages(m->gguf, released, (size_t)(end - released));
+        released = bn_gguf_release_mark(m->gguf, released, end);
     }
     bn_free(job.tmp);
     if (job.failed) {

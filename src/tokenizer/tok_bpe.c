@@ -19,6 +19,7 @@
  * The result is the same as Hugging Face tokenizers' BPE model with a ByteLevel
  * pre-tokenizer (tests/test_tok_bpe.c checks it on cases that HF encoded).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -87,6 +88,7 @@ typedef struct bn_bpe_pair {
 typedef struct bn_bpe {
     pcre2_general_context *gctx;       /* PCRE2 allocates through bn_malloc */
     pcre2_code            *re;
+    const char            *pre;        /* "llama3" or "gpt2" */
     bool                   ignore_merges;
     bn_bpe_pair           *pairs;      /* open addressing, n_slots a power of two */
     size_t                 n_slots;
@@ -405,22 +407,22 @@ static size_t bn_utf8_char_len(const unsigned char *p, size_t n)
     return 0;
 }
 
-/* Splits a run of valid UTF-8 with the pre-tokenizer regex and encodes each piece
+/* Splits a run of valid UTF-8 with the pre-tokenizer regex and hands each piece to fn
  * (a gap between matches, which these patterns never leave, is a piece too). */
-static bn_status bn_bpe_split(const bn_tokenizer *t, bn_bpe_work *w, pcre2_match_data *md,
-                              const unsigned char *text, size_t len, bn_tok_vec *out)
+static bn_status bn_bpe_split(const pcre2_code *re, pcre2_match_data *md,
+                              const unsigned char *text, size_t len, bn_pretok_fn fn,
+                              void *user)
 {
-    const bn_bpe *bpe = t->impl;
     bn_status st = BN_OK;
     size_t done = 0;     /* bytes handed to BPE so far */
     size_t search = 0;   /* where the next match may start (a character boundary) */
     while (done < len && st == BN_OK) {
         size_t start = len, end = len;
-        int rc = search < len ? pcre2_match(bpe->re, text, len, search, PCRE2_NO_UTF_CHECK,
+        int rc = search < len ? pcre2_match(re, text, len, search, PCRE2_NO_UTF_CHECK,
                                             md, NULL)
                               : PCRE2_ERROR_NOMATCH;
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT)   /* the interpreter keeps its stack on the heap */
-            rc = pcre2_match(bpe->re, text, len, search, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
+            rc = pcre2_match(re, text, len, search, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
                              md, NULL);
         if (rc >= 0) {
             const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -438,45 +440,69 @@ static bn_status bn_bpe_split(const bn_tokenizer *t, bn_bpe_work *w, pcre2_match
             continue;
         }
         if (start > done)
-            st = bn_bpe_word(t, w, text + done, start - done, out);
+            st = fn(user, text + done, start - done);
         if (st == BN_OK && end > start)
-            st = bn_bpe_word(t, w, text + start, end - start, out);
+            st = fn(user, text + start, end - start);
         done = search = end;
     }
     return st;
 }
 
-/* Encodes text: runs of valid UTF-8 go through the regex; each run of invalid bytes is
- * a pre-token of its own (byte-level BPE encodes any bytes). Matching each valid run as
- * a whole subject is what matching the whole text with PCRE2_MATCH_INVALID_UTF would
- * do (no match crosses an invalid byte, and a lookahead sees none there), but it lets
- * every match skip PCRE2's UTF check, which without JIT rescans the rest of the text
- * on every call. */
-static bn_status bn_bpe_encode(const bn_tokenizer *t, const char *text, size_t len,
-                               bool at_start, bn_tok_vec *out)
+/* Splits text into pre-tokens: runs of valid UTF-8 go through the regex; each run of
+ * invalid bytes is a pre-token of its own (byte-level BPE encodes any bytes). Matching
+ * each valid run as a whole subject is what matching the whole text with
+ * PCRE2_MATCH_INVALID_UTF would do (no match crosses an invalid byte, and a lookahead
+ * sees none there), but it lets every match skip PCRE2's UTF check, which without JIT
+ * rescans the rest of the text on every call. */
+static bn_status bn_bpe_split_text(const pcre2_code *re, pcre2_general_context *gctx,
+                                   const char *text, size_t len, bn_pretok_fn fn,
+                                   void *user)
 {
-    (void)at_start;
-    const bn_bpe *bpe = t->impl;
     const unsigned char *bytes = (const unsigned char *)text;
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(bpe->re, bpe->gctx);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, gctx);
     if (!md)
         return bn_error_wrap(BN_ERR_OOM, "pre-tokenizer match data");
-    bn_bpe_work w = {0};
     bn_status st = BN_OK;
     for (size_t i = 0; i < len && st == BN_OK;) {
         size_t start = i;
         for (size_t k; i < len && (k = bn_utf8_char_len(bytes + i, len - i)) > 0;)
             i += k;                                      /* a run of valid characters */
         if (i > start)
-            st = bn_bpe_split(t, &w, md, bytes + start, i - start, out);
+            st = bn_bpe_split(re, md, bytes + start, i - start, fn, user);
         start = i;
         while (i < len && bn_utf8_char_len(bytes + i, len - i) == 0)
             i++;                                         /* a run of invalid bytes */
         if (st == BN_OK && i > start)
-            st = bn_bpe_word(t, &w, bytes + start, i - start, out);
+            st = fn(user, bytes + start, i - start);
     }
-    bn_bpe_work_free(&w);
     pcre2_match_data_free(md);
+    return st;
+}
+
+/* What bn_bpe_encode hands to each pre-token. */
+typedef struct bn_bpe_encode_job {
+    const bn_tokenizer *t;
+    bn_bpe_work        *w;
+    bn_tok_vec         *out;
+} bn_bpe_encode_job;
+
+static bn_status bn_bpe_encode_piece(void *user, const unsigned char *piece, size_t len)
+{
+    bn_bpe_encode_job *job = user;
+    return bn_bpe_word(job->t, job->w, piece, len, job->out);
+}
+
+/* Encodes text: pre-tokens, then BPE on each. */
+static bn_status bn_bpe_encode(const bn_tokenizer *t, const char *text, size_t len,
+                               bool at_start, bn_tok_vec *out)
+{
+    (void)at_start;
+    const bn_bpe *bpe = t->impl;
+    bn_bpe_work w = {0};
+    bn_bpe_encode_job job = {.t = t, .w = &w, .out = out};
+    bn_status st = bn_bpe_split_text(bpe->re, bpe->gctx, text, len, bn_bpe_encode_piece,
+                                     &job);
+    bn_bpe_work_free(&w);
     return st;
 }
 
@@ -530,9 +556,30 @@ static void bn_bpe_free(void *impl)
     bn_free(bpe);
 }
 
+/* The pre-tokenizer, ignore_merges and the merges: each (rank, left, right, result)
+ * hashed alone and the hashes summed, so the table's layout does not matter. */
+static uint64_t bn_bpe_digest(const bn_tokenizer *t, uint64_t h)
+{
+    const bn_bpe *bpe = t->impl;
+    uint64_t merges = 0;
+    for (size_t i = 0; i < bpe->n_slots; i++) {
+        const bn_bpe_pair *p = &bpe->pairs[i];
+        if (p->key == BN_BPE_NO_KEY)
+            continue;
+        uint64_t m = bn_fnv_u32(BN_FNV_START, (uint32_t)p->rank);
+        m = bn_fnv_u64(m, p->key);
+        merges += bn_fnv_u32(m, (uint32_t)p->merged);
+    }
+    h = bn_fnv_bytes(h, bpe->pre, strlen(bpe->pre));
+    h = bn_fnv_u32(h, bpe->ignore_merges);
+    h = bn_fnv_u32(h, (uint32_t)bpe->n_pairs);
+    return bn_fnv_u64(h, merges);
+}
+
 static const bn_tok_ops bn_bpe_ops = {
     .encode = bn_bpe_encode,
     .piece_bytes = bn_bpe_piece_bytes,
+    .digest = bn_bpe_digest,
     .free_impl = bn_bpe_free,
 };
 
@@ -562,18 +609,19 @@ static const char *bn_bpe_pattern(const char *pre)
 
 /* Compiles the pre-tokenizer regex: UTF-8 with Unicode properties (subjects are
  * valid runs, checked by bn_bpe_encode), JIT-compiled when PCRE2 can. */
-static bn_status bn_bpe_compile(bn_bpe *bpe, const char *pattern)
+static bn_status bn_bpe_compile(const char *pattern, pcre2_general_context **gctx,
+                                pcre2_code **re)
 {
-    bpe->gctx = pcre2_general_context_create(bn_bpe_pcre_malloc, bn_bpe_pcre_free, NULL);
-    pcre2_compile_context *cctx = bpe->gctx ? pcre2_compile_context_create(bpe->gctx) : NULL;
+    *gctx = pcre2_general_context_create(bn_bpe_pcre_malloc, bn_bpe_pcre_free, NULL);
+    pcre2_compile_context *cctx = *gctx ? pcre2_compile_context_create(*gctx) : NULL;
     if (!cctx)
         return bn_error_wrap(BN_ERR_OOM, "compiling the pre-tokenizer regex");
     int err = 0;
     PCRE2_SIZE err_at = 0;
-    bpe->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-                            PCRE2_UTF | PCRE2_UCP, &err, &err_at, cctx);
+    *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                        PCRE2_UTF | PCRE2_UCP, &err, &err_at, cctx);
     pcre2_compile_context_free(cctx);
-    if (!bpe->re) {
+    if (!*re) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(err, msg, sizeof msg);
         bool oom = err == PCRE2_ERROR_NOMEMORY || err == PCRE2_ERROR_HEAP_FAILED;
@@ -582,7 +630,7 @@ static bn_status bn_bpe_compile(bn_bpe *bpe, const char *pattern)
                             (const char *)msg);
     }
     /* without JIT (a build or machine without it) pcre2_match interprets: slower, same */
-    (void)pcre2_jit_compile(bpe->re, PCRE2_JIT_COMPLETE);
+    (void)pcre2_jit_compile(*re, PCRE2_JIT_COMPLETE);
     return BN_OK;
 }
 
@@ -598,6 +646,7 @@ bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
     if (!bpe)
         return bn_error_wrap(BN_OK, "creating the BPE tokenizer");
     bpe->ignore_merges = ignore_merges;
+    bpe->pre = pattern == bn_bpe_re_gpt2 ? "gpt2" : "llama3";
     bn_bpe_byte_table(bpe);
     for (int b = 0; b < 256; b++) {
         unsigned char byte = (unsigned char)b;
@@ -607,7 +656,7 @@ bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
     }
     bn_status st = bn_bpe_read_merges(bpe, t, merges, merge_lens, n_merges);
     if (st == BN_OK)
-        st = bn_bpe_compile(bpe, pattern);
+        st = bn_bpe_compile(pattern, &bpe->gctx, &bpe->re);
     if (st != BN_OK) {
         bn_bpe_free(bpe);
         return bn_error_wrap(BN_OK, "initialising BPE");
@@ -615,4 +664,88 @@ bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
     t->impl = bpe;
     t->ops = &bn_bpe_ops;
     return BN_OK;
+}
+
+static int bn_bpe_cmp_rank(const void *a, const void *b)
+{
+    const bn_bpe_pair *x = a, *y = b;
+    return (x->rank > y->rank) - (x->rank < y->rank);
+}
+
+bn_status bn_tok_bpe_describe(const bn_tokenizer *t, bn_tok_bpe_info *out)
+{
+    if (t->kind != BN_TOKENIZER_BPE || t->ops != &bn_bpe_ops)
+        return bn_error_set(BN_ERR_INVALID_ARG, "not a byte-level BPE tokenizer");
+    const bn_bpe *bpe = t->impl;
+    bn_bpe_pair *list = bn_malloc((bpe->n_pairs ? bpe->n_pairs : 1) * sizeof *list,
+                                  "tokenizer");
+    if (!list)
+        return bn_error_wrap(BN_OK, "listing %zu merges", bpe->n_pairs);
+    size_t n = 0;
+    for (size_t i = 0; i < bpe->n_slots; i++)
+        if (bpe->pairs[i].key != BN_BPE_NO_KEY)
+            list[n++] = bpe->pairs[i];
+    qsort(list, n, sizeof *list, bn_bpe_cmp_rank);
+    bn_token *pairs = bn_malloc((n ? n : 1) * 2 * sizeof *pairs, "tokenizer");
+    if (!pairs) {
+        bn_free(list);
+        return bn_error_wrap(BN_OK, "listing %zu merges", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        pairs[2 * i] = (bn_token)(list[i].key >> 32);
+        pairs[2 * i + 1] = (bn_token)(list[i].key & 0xffffffffu);
+    }
+    bn_free(list);
+    out->pairs = pairs;
+    out->n_merges = n;
+    out->pre = strcmp(bpe->pre, "gpt2") == 0 ? "gpt2" : "llama-bpe";
+    out->ignore_merges = bpe->ignore_merges;
+    return BN_OK;
+}
+
+/* ------------------------------------------------------------------ the pre-tokenizer alone */
+
+struct bn_pretok {
+    pcre2_general_context *gctx;
+    pcre2_code            *re;
+};
+
+bn_status bn_pretok_create(const char *pre, bn_pretok **out)
+{
+    const char *pattern = bn_bpe_pattern(pre);
+    if (!pattern)
+        return bn_error_set(BN_ERR_UNSUPPORTED, "BPE pre-tokenizer '%s' is not supported "
+                            "(llama3, llama-bpe and gpt2 are)", pre);
+    bn_pretok *p = bn_calloc(1, sizeof *p, "tokenizer");
+    if (!p)
+        return bn_error_wrap(BN_OK, "creating the pre-tokenizer");
+    bn_status st = bn_bpe_compile(pattern, &p->gctx, &p->re);
+    if (st != BN_OK) {
+        bn_pretok_free(p);
+        return st;
+    }
+    *out = p;
+    return BN_OK;
+}
+
+bn_status bn_pretok_split(const bn_pretok *p, const char *text, size_t len,
+                          bn_pretok_fn fn, void *user)
+{
+    return bn_bpe_split_text(p->re, p->gctx, text, len, fn, user);
+}
+
+void bn_pretok_free(bn_pretok *p)
+{
+    if (!p)
+        return;
+    pcre2_code_free(p->re);
+    pcre2_general_context_free(p->gctx);
+    bn_free(p);
+}
+
+void bn_bpe_byte_alphabet(uint16_t byte_to_cp[256])
+{
+    bn_bpe bpe;
+    bn_bpe_byte_table(&bpe);
+    memcpy(byte_to_cp, bpe.byte_to_cp, sizeof bpe.byte_to_cp);
 }

@@ -166,6 +166,27 @@ bn_token bn_tokenizer_eos(const bn_tokenizer *t) { return t->eos; }
 bn_token bn_tokenizer_eot(const bn_tokenizer *t) { return t->eot; }
 bool bn_tokenizer_wants_bos(const bn_tokenizer *t) { return t->add_bos && t->bos >= 0; }
 
+uint64_t bn_tokenizer_checksum(const bn_tokenizer *t)
+{
+    uint64_t h = bn_fnv_u32(BN_FNV_START, (uint32_t)t->kind);
+    h = bn_fnv_u32(h, (uint32_t)t->n_vocab);
+    for (bn_token id = 0; id < t->n_vocab; id++) {
+        const bn_tok_entry *e = &t->vocab[id];
+        uint32_t score_bits;
+        memcpy(&score_bits, &e->score, sizeof score_bits);
+        h = bn_fnv_u32(h, (uint32_t)e->type);
+        h = bn_fnv_u32(h, e->len);
+        h = bn_fnv_bytes(h, e->text, e->len);
+        h = bn_fnv_u32(h, score_bits);
+    }
+    h = bn_fnv_u32(h, (uint32_t)t->bos);
+    h = bn_fnv_u32(h, (uint32_t)t->eos);
+    h = bn_fnv_u32(h, t->add_space_prefix);
+    if (t->ops && t->ops->digest)
+        h = t->ops->digest(t, h);
+    return h;
+}
+
 bool bn_tokenizer_is_eog(const bn_tokenizer *t, bn_token id)
 {
     return id >= 0 && (id == t->eos || id == t->eot);

@@ -11,6 +11,8 @@
  *   3. tok_bpe_hf.c      the readers of one format each: tokenizer.json,
  *      tok_spm_model.c   tokenizer.model and GGUF metadata; each creates a tokenizer
  *      load_gguf.c       (core), fills its vocabulary and calls a family's init.
+ *      bpe_train.c       learns a byte-level BPE tokenizer with tok_bpe.c's pre-tokenizer
+ *                        and writes it as a tokenizer.json.
  *   4. load_file.c       tells a file's format by its first bytes and calls its reader.
  * Above them the model (src/model/) uses the public functions of bitnet.h.
  */
@@ -55,9 +57,32 @@ typedef struct bn_tok_ops {
     /* With add_space_prefix, decoding drops the space that the encoder put before the
      * first word (SPM's dummy prefix), so that the text comes back as it went in. */
     bool drops_space_prefix;
+    /* Folds the family's own rules into checksum h (bn_fnv_*); NULL: it has none. */
+    uint64_t (*digest)(const bn_tokenizer *t, uint64_t h);
     /* Frees `impl`. */
     void (*free_impl)(void *impl);
 } bn_tok_ops;
+
+/* 64-bit FNV-1a, for bn_tokenizer_checksum: bytes, and numbers as 4 or 8 little-endian
+ * bytes. */
+#define BN_FNV_START 0xcbf29ce484222325ULL
+static inline uint64_t bn_fnv_bytes(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+static inline uint64_t bn_fnv_u32(uint64_t h, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        h = (h ^ ((v >> (8 * i)) & 0xff)) * 0x100000001b3ULL;
+    return h;
+}
+static inline uint64_t bn_fnv_u64(uint64_t h, uint64_t v)
+{
+    return bn_fnv_u32(bn_fnv_u32(h, (uint32_t)v), (uint32_t)(v >> 32));
+}
 
 struct bn_tokenizer {
     bn_tokenizer_kind kind;
@@ -97,6 +122,32 @@ bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
                           const uint32_t *merge_lens, size_t n_merges, const char *pre,
                           bool ignore_merges);
 bn_status bn_tok_spm_init(bn_tokenizer *t);
+
+/* What a BPE tokenizer was built from, for writing it out again: its merges as (left
+ * id, right id) pairs in rank order (bn_malloc'd, [n_merges][2]; a merge listed twice
+ * appears once, at its later rank, as it acts), the pre-tokenizer's GGUF name
+ * ("llama-bpe" or "gpt2") and whether whole-vocabulary pre-tokens skip the merges.
+ * BN_ERR_INVALID_ARG for a tokenizer of another family. */
+typedef struct bn_tok_bpe_info {
+    bn_token   *pairs;
+    size_t      n_merges;
+    const char *pre;
+    bool        ignore_merges;
+} bn_tok_bpe_info;
+bn_status bn_tok_bpe_describe(const bn_tokenizer *t, bn_tok_bpe_info *out);
+/* Byte-level BPE's pre-tokenizer alone (tok_bpe.c), for the trainer: the same split
+ * that encoding makes. bn_pretok_split calls fn(user, piece, len) for each pre-token of
+ * text in order (every byte in exactly one; a run of invalid UTF-8 is a piece of its
+ * own) and stops at the first status fn returns that is not BN_OK. */
+typedef struct bn_pretok bn_pretok;
+typedef bn_status (*bn_pretok_fn)(void *user, const unsigned char *piece, size_t len);
+bn_status bn_pretok_create(const char *pre, bn_pretok **out);
+bn_status bn_pretok_split(const bn_pretok *p, const char *text, size_t len,
+                          bn_pretok_fn fn, void *user);
+void bn_pretok_free(bn_pretok *p);
+
+/* GPT-2's byte-level alphabet: the code point that stands for each byte. */
+void bn_bpe_byte_alphabet(uint16_t byte_to_cp[256]);
 
 /* The readers of the tokenizer files (load_file.c calls them by the file's contents):
  * a Hugging Face tokenizer.json (tok_bpe_hf.c) and a SentencePiece tokenizer.model

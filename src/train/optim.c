@@ -99,16 +99,38 @@ void bn_train_adamw_step(bn_train_model *m, const bn_adamw_params *p, double lr)
     bn_train_parallel(m, (int64_t)m->n_params, bn_adamw_range, &j);
 }
 
+/* lr_min + (from - lr_min) (1 + cos(pi r)) / 2 with r = (step - start) / span, held
+ * at 1 beyond the span. */
+static double bn_cosine(double from, double lr_min, int64_t step, int64_t start,
+                        int64_t span)
+{
+    double ratio = (double)(step - start) / (double)(span > 1 ? span : 1);
+    if (ratio > 1.0)
+        ratio = 1.0;
+    const double coeff = 0.5 * (1.0 + cos(3.14159265358979323846 * ratio));
+    return lr_min + coeff * (from - lr_min);
+}
+
 double bn_lr_at(const bn_lr_schedule *s, int64_t step)
 {
     if (step < s->warmup)
         return s->lr_max * (double)(step + 1) / (double)s->warmup;
-    const int64_t span = s->steps - 1 - s->warmup;
-    double ratio = (double)(step - s->warmup) / (double)(span > 1 ? span : 1);
-    if (ratio > 1.0)
-        ratio = 1.0;
-    const double coeff = 0.5 * (1.0 + cos(3.14159265358979323846 * ratio));
-    return s->lr_min + coeff * (s->lr_max - s->lr_min);
+    if (s->kind == BN_LR_TWO_STAGE && step >= s->drop_step)
+        return bn_cosine(s->lr_stage2, s->lr_min, step, s->drop_step,
+                         s->steps - 1 - s->drop_step);
+    return bn_cosine(s->lr_max, s->lr_min, step, s->warmup, s->steps - 1 - s->warmup);
+}
+
+double bn_wd_at(const bn_lr_schedule *s, int64_t step, double wd)
+{
+    return s->kind == BN_LR_TWO_STAGE && step >= s->drop_step ? 0.0 : wd;
+}
+
+float bn_lambda_at(int64_t ramp, int64_t step)
+{
+    if (ramp <= 0 || step >= ramp)
+        return 1.0f;
+    return (float)((double)step / (double)ramp);
 }
 
 bn_status bn_train_step(bn_train_model *m, const bn_train_step_params *p,
@@ -134,8 +156,13 @@ bn_status bn_train_step(bn_train_model *m, const bn_train_step_params *p,
         loss += l;
     }
     res->loss = (float)(loss / p->n_micro);
+    if (p->reduce_grads && !p->reduce_grads(m, p->reduce_user))
+        return bn_error_wrap(BN_OK, "train step %lld: combining the gradients",
+                             (long long)m->step);
     res->grad_norm = bn_train_clip_grad(m, p->clip_norm);
     res->lr = bn_lr_at(&p->lr, m->step);
-    bn_train_adamw_step(m, &p->adamw, res->lr);
+    bn_adamw_params adamw = p->adamw;
+    adamw.weight_decay = bn_wd_at(&p->lr, m->step, p->adamw.weight_decay);
+    bn_train_adamw_step(m, &adamw, res->lr);
     return BN_OK;
 }

@@ -247,14 +247,34 @@ bn_adamw_params bn_adamw_default_params(void);
 /* One AdamW step with learning rate lr from m->grads; counts m->step. */
 void bn_train_adamw_step(bn_train_model *m, const bn_adamw_params *p, double lr);
 
-/* The learning rate: linear warm-up over `warmup` steps, lr(s) = lr_max (s + 1) /
- * warmup, then a cosine from lr_max to lr_min at step `steps - 1` (and lr_min after). */
+/* The learning rate of step s (counted from 0) in a run of `steps` steps.
+ * Both kinds start with a linear warm-up over `warmup` steps, lr(s) = lr_max (s + 1) /
+ * warmup. Then:
+ *   cosine: a cosine from lr_max to lr_min at step steps - 1 (and lr_min after);
+ *   two-stage (the BitNet b1.58 recipe): the same cosine until step drop_step, where
+ *     the rate falls to lr_stage2, then a cosine from lr_stage2 to lr_min at step
+ *     steps - 1. Weight decay applies in stage one only (bn_wd_at). */
+typedef enum bn_lr_kind {
+    BN_LR_COSINE = 0,
+    BN_LR_TWO_STAGE
+} bn_lr_kind;
+
 typedef struct bn_lr_schedule {
     double  lr_max, lr_min;
     int32_t warmup, steps;
+    bn_lr_kind kind;
+    int32_t drop_step;     /* two-stage: the first step of stage two */
+    double  lr_stage2;     /* two-stage: the rate at drop_step */
 } bn_lr_schedule;
 
 double bn_lr_at(const bn_lr_schedule *s, int64_t step);
+
+/* The weight decay of step s: wd, except 0 in stage two of a two-stage schedule. */
+double bn_wd_at(const bn_lr_schedule *s, int64_t step, double wd);
+
+/* Progressive quantization's strength at step s: s / ramp up to 1 (0 at step 0), or 1
+ * from the start when ramp <= 0. */
+float bn_lambda_at(int64_t ramp, int64_t step);
 
 /* What one optimizer step does. */
 typedef struct bn_train_step_params {
@@ -263,6 +283,11 @@ typedef struct bn_train_step_params {
     double  clip_norm;     /* global-norm clipping; <= 0: none */
     int32_t n_micro;       /* micro-batches accumulated per step */
     float   lambda;        /* quantization strength */
+    /* Called once the micro-batches' gradients are in m->grads, before clipping and
+     * the update (data parallelism averages the ranks' gradients here); false stops
+     * the step with the error it set. NULL: none. */
+    bool  (*reduce_grads)(bn_train_model *m, void *user);
+    void   *reduce_user;
 } bn_train_step_params;
 
 /* What it gives back. */
@@ -274,7 +299,7 @@ typedef struct bn_train_step_result {
 
 /* One optimizer step: the gradients of n_micro micro-batches of B sequences
  * (tokens and targets [n_micro][B][T]) averaged, clipped, and AdamW at the schedule's
- * rate for m->step. Errors as bn_train_forward; on error the parameters are
+ * rate and weight decay (bn_wd_at of adamw.weight_decay) for m->step. Errors as bn_train_forward; on error the parameters are
  * unchanged. */
 bn_status bn_train_step(bn_train_model *m, const bn_train_step_params *p,
                         const int32_t *tokens, const int32_t *targets,

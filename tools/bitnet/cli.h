@@ -45,6 +45,8 @@ int cli_fail(const char *cmd);
 
 /* Parses a whole decimal integer in [lo, hi]; false on anything else. */
 bool cli_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out);
+/* A finite decimal number in [lo, hi] (the whole string). */
+bool cli_parse_double(const char *s, double lo, double hi, double *out);
 
 /* "1.19 GB", "512 B": bytes in decimal units into buf; returns buf. */
 char *cli_bytes(uint64_t n, char *buf, size_t cap);
@@ -69,6 +71,10 @@ int cmd_chat(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_train_tokenizer(int argc, char **argv);
+int cmd_corpus(int argc, char **argv);
 
 extern const char cmd_info_help[];
 extern const char cmd_quantize_help[];
@@ -83,5 +89,9 @@ extern const char cmd_chat_commands_help[];
 extern const char cmd_perplexity_help[];
 extern const char cmd_logits_help[];
 extern const char cmd_bench_help[];
+extern const char cmd_train_help[];
+extern const char cmd_export_help[];
+extern const char cmd_train_tokenizer_help[];
+extern const char cmd_corpus_help[];
 
 #endif

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "train_dist.h"
 
 const char cmd_info_help[] =
     "usage: bitnet info [--json] [--all] FILE.gguf\n"
@@ -19,8 +20,9 @@ const char cmd_info_help[] =
     "\n"
     "With --system, describe this machine instead: processor, logical CPUs, the SIMD\n"
     "features detected at run time, the kernel family chosen, thread count, devices\n"
-    "and memory (with --json: one object with the keys bitnet, cpu, arch,\n"
-    "logical_cpus, features, kernels, threads, devices, memory_bytes).\n"
+    "and memory, and whether 'bitnet train' can run on many processes over MPI (with\n"
+    "--json: one object with the keys bitnet, cpu, arch, logical_cpus, features,\n"
+    "kernels, threads, devices, memory_bytes, mpi).\n"
     "\n"
     "options:\n"
     "  --json       print the same as one JSON object\n"
@@ -73,11 +75,12 @@ static int info_system_json(void)
             json_array_append_new(feat, json_string(flags[i].name));
     for (int i = 0; i < bn_device_count(); i++)
         json_array_append_new(dev, json_string(bn_device_name(bn_device_get(i))));
-    json_t *root = json_pack("{s:s, s:s, s:s, s:i, s:o, s:s, s:i, s:o, s:I}",
+    json_t *root = json_pack("{s:s, s:s, s:s, s:i, s:o, s:s, s:i, s:o, s:I, s:b}",
                              "bitnet", bn_version(), "cpu", cpu->brand, "arch", cpu->arch,
                              "logical_cpus", cpu->n_logical, "features", feat,
                              "kernels", bn_kernels_name(), "threads", bn_get_num_threads(),
-                             "devices", dev, "memory_bytes", (json_int_t)system_memory());
+                             "devices", dev, "memory_bytes", (json_int_t)system_memory(),
+                             "mpi", train_dist_built());
     char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);
     if (!text) {
@@ -116,6 +119,8 @@ static int info_system(void)
     uint64_t mem = system_memory();
     if (mem)
         printf("memory:    %.1f GiB\n", (double)mem / (1024.0 * 1024 * 1024));
+    printf("mpi:       %s\n", train_dist_built() ? "yes (mpirun -np N bitnet train ...)"
+                                                  : "no (built without MPI)");
     return 0;
 }
 

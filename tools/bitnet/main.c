@@ -33,11 +33,19 @@ static const command commands[] = {
      {cmd_bench_help}, cmd_bench, false},
     {"info", "describe a GGUF file, or this machine (--system)", {cmd_info_help}, cmd_info,
      false},
+    {"train", "train a BitNet b1.58 model on a text file",
+     {cmd_train_help}, cmd_train, false},
+    {"export", "a training checkpoint as a GGUF model", {cmd_export_help}, cmd_export,
+     false},
     {"quantize", "convert a GGUF model's weights to ternary (or other) types",
      {cmd_quantize_help}, cmd_quantize, false},
     {"tokenize", "text to token ids with a model's tokenizer", {cmd_tokenize_help},
      cmd_tokenize, false},
     {"detokenize", "token ids back to text", {cmd_detokenize_help}, cmd_detokenize, false},
+    {"train-tokenizer", "learn a byte-level BPE tokenizer from text",
+     {cmd_train_tokenizer_help}, cmd_train_tokenizer, false},
+    {"corpus", "turn text into token shards for training", {cmd_corpus_help}, cmd_corpus,
+     false},
     {"help", "show help for a command",
      {"usage: bitnet help [COMMAND]\n"
       "\n"
@@ -54,18 +62,18 @@ static const command commands[] = {
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "bitnet %s - run and quantize 1.58-bit (ternary) language models\n"
+            "bitnet %s - run, train and quantize 1.58-bit (ternary) language models\n"
             "\n"
             "usage: bitnet [GLOBAL OPTIONS] COMMAND [ARGS]\n"
             "\n"
             "commands:\n", bn_version());
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (!commands[i].hidden)
-            fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
+            fprintf(out, "  %-15s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\ncommands for tests and benchmarks:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (commands[i].hidden)
-            fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
+            fprintf(out, "  %-15s %s\n", commands[i].name, commands[i].summary);
     fprintf(out,
             "\n"
             "global options:\n"
@@ -116,6 +124,17 @@ bool cli_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
         return false;
     *out = v;
     return true;
