@@ -586,6 +586,29 @@ static bn_status bn_bpe_compile(bn_bpe *bpe, const char *pattern)
     return BN_OK;
 }
 
+/* Copies the merges and the pre-tokenizer's name into the arena, so that the tokenizer
+ * can be written to a GGUF file (bn_tok_write_gguf) as it was read. */
+static bn_status bn_bpe_keep_merges(bn_tokenizer *t, const char *const *merges,
+                                    const uint32_t *merge_lens, size_t n_merges,
+                                    const char *pre)
+{
+    t->merges = bn_arena_alloc(t->arena, (n_merges + 1) * sizeof *t->merges,
+                               sizeof(void *));
+    t->pre = bn_arena_strdup(t->arena, pre ? pre : "llama3");
+    if (!t->merges || !t->pre)
+        return bn_error_wrap(BN_OK, "keeping %zu merges", n_merges);
+    for (size_t i = 0; i < n_merges; i++) {
+        char *m = bn_arena_alloc(t->arena, (size_t)merge_lens[i] + 1, 1);
+        if (!m)
+            return bn_error_wrap(BN_OK, "keeping %zu merges", n_merges);
+        memcpy(m, merges[i], merge_lens[i]);
+        m[merge_lens[i]] = '\0';
+        t->merges[i] = m;
+    }
+    t->n_merges = n_merges;
+    return BN_OK;
+}
+
 bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
                           const uint32_t *merge_lens, size_t n_merges, const char *pre,
                           bool ignore_merges)
@@ -614,5 +637,5 @@ bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
     }
     t->impl = bpe;
     t->ops = &bn_bpe_ops;
-    return BN_OK;
+    return bn_bpe_keep_merges(t, merges, merge_lens, n_merges, pre);
 }

@@ -71,6 +71,9 @@ struct bn_tokenizer {
     bn_token         *specials;       /* control/user-defined ids, longest text first */
     int32_t           n_specials;
     const char       *chat_template;  /* tokenizer.chat_template, or NULL */
+    const char       *pre;            /* BPE: the pre-tokenizer's name ("llama3"...) */
+    const char      **merges;         /* BPE: the merges in rank order (in the arena), */
+    size_t            n_merges;       /* kept to write them to a GGUF file */
     const bn_tok_ops *ops;
     void             *impl;           /* the family's own state */
 };
@@ -103,5 +106,11 @@ bn_status bn_tok_spm_init(bn_tokenizer *t);
  * (tok_spm_model.c). */
 bn_status bn_tok_load_hf_json(const char *path, bn_tokenizer **out);
 bn_status bn_tok_load_spm_model(const void *data, size_t size, bn_tokenizer **out);
+
+/* bn_tokenizer_write_gguf for a model of n_vocab (>= the tokenizer's) rows: the ids
+ * past the vocabulary are written as user-defined tokens "[PAD<id>]", as llama.cpp
+ * does for embeddings padded beyond their tokenizer. */
+bn_status bn_tokenizer_write_gguf_padded(const bn_tokenizer *t, int32_t n_vocab,
+                                         bn_gguf_writer *w);
 
 #endif
