@@ -406,6 +406,10 @@ void bn_st_release(const bn_safetensors *s, const bn_st_tensor *t)
 
 bn_status bn_st_to_f32(const bn_st_tensor *t, float *dst)
 {
+    if (t->dtype != BN_ST_F32 && t->dtype != BN_ST_F16 && t->dtype != BN_ST_BF16 &&
+        t->dtype != BN_ST_F64)
+        return bn_error_set(BN_ERR_DTYPE, "tensor '%s': dtype %s is not a float type",
+                            t->name, bn_st_dtype_name(t->dtype));
     const unsigned char *p = t->data;
     size_t sz = bn_st_dtype_size(t->dtype);
     for (int64_t i = 0; i < t->numel; i++, p += sz) {
@@ -415,13 +419,10 @@ bn_status bn_st_to_f32(const bn_st_tensor *t, float *dst)
             uint16_t h;
             memcpy(&h, p, 2);
             dst[i] = t->dtype == BN_ST_F16 ? bn_f16_to_f32(h) : bn_bf16_to_f32(h);
-        } else if (t->dtype == BN_ST_F64) {
+        } else {
             double d;
             memcpy(&d, p, 8);
             dst[i] = (float)d;
-        } else {
-            return bn_error_set(BN_ERR_DTYPE, "tensor '%s': dtype %s is not a float type",
-                                t->name, bn_st_dtype_name(t->dtype));
         }
     }
     return BN_OK;
