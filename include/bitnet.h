@@ -893,6 +893,32 @@ BN_API bn_convert_params bn_convert_default_params(void);
 BN_API bn_status bn_convert_hf(const char *hf_dir, const char *out_path,
                                const bn_convert_params *params, bn_convert_stats *stats);
 
+/* Writing a BitNet b1.58 GGUF model (arch bitnet-b1.58, bitnet-25 or bitnet: the ones
+ * with sub-norms) as a Hugging Face folder in the BitNetForCausalLM layout of
+ * microsoft/bitnet-b1.58-2B-4T, which transformers loads and bn_convert_hf reads back:
+ * config.json (quantization_config: bitnet, linear_class autobitlinear, offline),
+ * model.safetensors (projections as uint8 [out/4, in], four 2-bit codes a byte along
+ * the output rows, code = ternary + 1, with an F32 [1] weight_scale that multiplies;
+ * norms and embeddings in their own float type, F32 for quantized ones), tokenizer.json
+ * and tokenizer_config.json (byte-level BPE tokenizers only). */
+typedef struct bn_export_hf_params {
+    bn_progress_fn progress;      /* called while model.safetensors is written */
+    void          *progress_user;
+} bn_export_hf_params;
+
+BN_API bn_export_hf_params bn_export_hf_default_params(void);
+
+/* Export the model at gguf_path into the folder out_dir (created when missing; the
+ * four files in it replaced, each written whole or not at all). A projection must
+ * hold one scale per tensor: I2_S always does, TQ2_0 / TQ1_0 when all their block
+ * scales are equal (else BN_ERR_UNSUPPORTED naming the tensor); float projections
+ * that are not ternary already are ternarized with the absmean rule. An arch without
+ * sub-norms (llama), a model without a tokenizer or a SentencePiece one is an error
+ * saying so. Converting the folder back with bn_convert_hf (I2_S projections, the
+ * embedding's own type) gives the same tensors. params NULL means the defaults. */
+BN_API bn_status bn_export_hf(const char *gguf_path, const char *out_dir,
+                              const bn_export_hf_params *params);
+
 /* =================================================================== tokenizers */
 
 /* Two tokenizer families: byte-level BPE as GPT-2 and LLaMA 3 use it (the tokenizer of
