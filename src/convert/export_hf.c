@@ -167,7 +167,8 @@ static bn_status bn_ex_json(const char *dir, const char *name, json_t *v)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *text = v ? json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    char *text = v ? json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
+                                   JSON_REAL_PRECISION(9)) : NULL;
     json_decref(v);
     if (!text)
         return bn_error_set(BN_ERR_OOM, "writing %s: encoding", path);
@@ -249,6 +250,18 @@ static bn_status bn_ex_tokenizer(const char *dir, const bn_tokenizer *t)
     return bn_ex_json(dir, "tokenizer_config.json", cfg);
 }
 
+/* The shortest decimal that reads back as the float x (1e-05, not 9.99999975e-06). */
+static double bn_ex_short(float x)
+{
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)x);
+        if ((float)strtod(buf, NULL) == x)
+            break;
+    }
+    return strtod(buf, NULL);
+}
+
 /* config.json. */
 static json_t *bn_ex_config(const bn_model_info *in, const bn_tokenizer *t)
 {
@@ -259,8 +272,8 @@ static json_t *bn_ex_config(const bn_model_info *in, const bn_tokenizer *t)
                           (int)in->n_head_kv, "num_hidden_layers", (int)in->n_layer,
                           "vocab_size", (int)in->n_vocab, "max_position_embeddings",
                           (int)(in->n_ctx_train > 0 ? in->n_ctx_train : 2048),
-                          "rms_norm_eps", (double)in->rms_eps, "rope_theta",
-                          (double)in->rope_theta, "hidden_act",
+                          "rms_norm_eps", bn_ex_short(in->rms_eps), "rope_theta",
+                          bn_ex_short(in->rope_theta), "hidden_act",
                           in->ffn_act == BN_FFN_ACT_SILU ? "silu" : "relu2",
                           "tie_word_embeddings", in->tied_output, "torch_dtype", "bfloat16");
     if (t && t->bos >= 0)
