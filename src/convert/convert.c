@@ -547,11 +547,14 @@ static bn_status bn_cv_fill_float(const bn_cv_job *j, void *dst, size_t nbytes)
         bn_st_tensor part = *j->src;
         part.data = (const unsigned char *)j->src->data + (size_t)(r0 * cols) * elem;
         part.numel = n * cols;
+        part.begin = j->src->begin + (uint64_t)(r0 * cols) * elem;
+        part.end = part.begin + (uint64_t)(n * cols) * elem;
         st = bn_st_to_f32(&part, w);
         size_t at = (size_t)r0 * row_bytes;
         if (st == BN_OK)
             st = bn_quantize(j->type, w, cols, n, (unsigned char *)dst + at,
                              chunk == rows ? nbytes : (size_t)n * row_bytes);
+        bn_st_model_release(j->cv->st, &part);   /* done with these source pages */
     }
     bn_free(w);
     return st;

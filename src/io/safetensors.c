@@ -406,26 +406,38 @@ void bn_st_release(const bn_safetensors *s, const bn_st_tensor *t)
 
 bn_status bn_st_to_f32(const bn_st_tensor *t, float *dst)
 {
-    if (t->dtype != BN_ST_F32 && t->dtype != BN_ST_F16 && t->dtype != BN_ST_BF16 &&
-        t->dtype != BN_ST_F64)
-        return bn_error_set(BN_ERR_DTYPE, "tensor '%s': dtype %s is not a float type",
-                            t->name, bn_st_dtype_name(t->dtype));
     const unsigned char *p = t->data;
-    size_t sz = bn_st_dtype_size(t->dtype);
-    for (int64_t i = 0; i < t->numel; i++, p += sz) {
-        if (t->dtype == BN_ST_F32) {
-            memcpy(&dst[i], p, 4);
-        } else if (t->dtype == BN_ST_F16 || t->dtype == BN_ST_BF16) {
+    int64_t n = t->numel;
+    switch (t->dtype) {
+    case BN_ST_F32:
+        memcpy(dst, p, (size_t)n * 4);
+        return BN_OK;
+    case BN_ST_F16:
+    case BN_ST_BF16:
+        if ((uintptr_t)p % 2 == 0) {   /* the row converters take aligned halves */
+            if (t->dtype == BN_ST_F16)
+                bn_f16_to_f32_row((const uint16_t *)(const void *)p, dst, n);
+            else
+                bn_bf16_to_f32_row((const uint16_t *)(const void *)p, dst, n);
+            return BN_OK;
+        }
+        for (int64_t i = 0; i < n; i++) {
             uint16_t h;
-            memcpy(&h, p, 2);
+            memcpy(&h, p + 2 * i, 2);
             dst[i] = t->dtype == BN_ST_F16 ? bn_f16_to_f32(h) : bn_bf16_to_f32(h);
-        } else {
+        }
+        return BN_OK;
+    case BN_ST_F64:
+        for (int64_t i = 0; i < n; i++) {
             double d;
-            memcpy(&d, p, 8);
+            memcpy(&d, p + 8 * i, 8);
             dst[i] = (float)d;
         }
+        return BN_OK;
+    default:
+        return bn_error_set(BN_ERR_DTYPE, "tensor '%s': dtype %s is not a float type",
+                            t->name, bn_st_dtype_name(t->dtype));
     }
-    return BN_OK;
 }
 
 /* ------------------------------------------------------------------ sharded */
