@@ -9,6 +9,7 @@
 # rope_freqs.weight against the transformers formula; and the messages for an unknown
 # architecture, a missing tensor, a shape that does not fit, a missing tokenizer, a
 # broken shard index and a malformed safetensors file, none of which leaves an output.
+# With ../shared/data, also a folder with LLaMA 2's SentencePiece tokenizer.model.
 # Skipped (77) without python3 and NumPy.
 set -u
 BITNET=${BITNET:?set BITNET to the program}
@@ -92,6 +93,31 @@ done
 same "ids from the GGUF" "$(cat "$out")" "$(cat "$tmp/ids.json")"
 "$BITNET" info "$tmp/bitnet_bf16.gguf" >"$out" 2>&1
 grep_in "$out" "tokenizer.chat_template" "the chat template is written"
+
+# a SentencePiece tokenizer.model (LLaMA 2's, from ../shared/data when it is there) in a
+# 1bitLLM folder with an embedding of its 32,000 rows
+spm=${DATA:-$root/../shared/data}/tokenizer/llama2/tokenizer.model
+if [ -f "$spm" ]; then
+    "$py" -c "
+import sys; sys.path.insert(0, '$root/scripts/fixtures')
+import make_hf_checkpoints as mk, numpy as np
+s = dict(mk.PRESETS['tiny'], V=32000, L=1)
+mk.write_layout('$tmp/spm', 'onebit', s, np.random.default_rng(1))" &&
+    rm "$tmp/spm/onebit/tokenizer.json" "$tmp/spm/onebit/tokenizer_config.json" &&
+    cp "$spm" "$tmp/spm/onebit/"
+    "$BITNET" convert -q "$tmp/spm/onebit" -o "$tmp/spm.gguf" >"$out" 2>"$err"
+    same "convert with a tokenizer.model" "$?" 0
+    text="Hello world, this is a test of the <s> tokenizer"
+    "$BITNET" tokenize -m "$spm" -p "$text" --bos >"$tmp/ids" 2>&1
+    "$BITNET" tokenize -m "$tmp/spm.gguf" -p "$text" --bos >"$out" 2>&1
+    same "SentencePiece ids from the GGUF" "$(cat "$out")" "$(cat "$tmp/ids")"
+    "$BITNET" info "$tmp/spm.gguf" >"$out" 2>&1
+    grep_in "$out" 'tokenizer.ggml.model                           string         "llama"' \
+        "the SentencePiece family is written"
+    rm -rf "$tmp/spm" "$tmp/spm.gguf"
+else
+    echo "test_convert: no $spm: the tokenizer.model case is skipped"
+fi
 
 # --- refused inputs: a message naming the problem, exit 1, no output file
 bad() {   # bad WHAT FOLDER EXPECTED
