@@ -81,6 +81,17 @@ printf 'onebit as f32: '
 if "$py" "$here/convert_check.py" logits "$fixture" 2 "$tmp/f32.f32"; then ok; else
     fail "f32 logits"; fi
 
+# a config without tie_word_embeddings and a checkpoint without lm_head: tied
+mkdir "$tmp/notie" && cp "$tmp/hf/bitnet_bf16/"* "$tmp/notie/" &&
+    grep -v tie_word_embeddings "$tmp/hf/bitnet_bf16/config.json" >"$tmp/notie/config.json"
+"$BITNET" convert -q "$tmp/notie" -o "$tmp/notie.gguf" 2>"$err"
+same "convert without tie_word_embeddings" "$?" 0
+"$BITNET" logits -m "$tmp/notie.gguf" --tokens "$tokens" --all --kv f32 -o "$tmp/notie.f32" \
+    >"$out" 2>&1
+printf 'bitnet_bf16 without tie_word_embeddings: '
+if "$py" "$here/convert_check.py" logits "$fixture" 0 "$tmp/notie.f32"; then ok; else
+    fail "untied logits"; fi
+
 # --- the tokenizer: vocabulary and merges as tokenizer.json has them (onebit: padded)
 for name in bitnet_bf16 onebit; do
     if "$py" "$here/convert_check.py" vocab "$tmp/hf/$name/tokenizer.json" "$tmp/$name.gguf"

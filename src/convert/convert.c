@@ -78,6 +78,7 @@ typedef struct bn_cv_config {
     int64_t      n_embd, n_ff, n_head, n_head_kv, n_layer, n_vocab, n_ctx, head_dim;
     double       rms_eps, rope_theta;
     bool         tied;
+    bool         tie_given;      /* tie_word_embeddings is in the config */
     bool         scale_multiplies;  /* linear_class autobitlinear */
     /* LLaMA 3 RoPE scaling, when rope_scaling.rope_type is "llama3" */
     bool         rope_llama3;
@@ -261,6 +262,7 @@ static bn_status bn_cv_shape(const json_t *cfg, bn_cv_config *c)
         return bn_error_set(BN_ERR_FORMAT, "config.json: tie_word_embeddings is not a "
                             "boolean");
     c->tied = tie && json_is_true(tie);
+    c->tie_given = tie != NULL;
     if (json_object_get(cfg, "attention_bias") == json_true() ||
         json_object_get(cfg, "mlp_bias") == json_true())
         return bn_error_set(BN_ERR_UNSUPPORTED, "config.json: biases (attention_bias, "
@@ -426,7 +428,15 @@ static bn_status bn_cv_plan(bn_cv_state *cv)
     if (st == BN_OK)
         st = bn_cv_add(cv, "output_norm.weight", "model.norm.weight", BN_CV_NORM,
                        BN_QT_F32, E, 0, 0);
-    if (st == BN_OK && !c->tied)
+    if (st == BN_OK && !c->tied && !c->tie_given &&
+        !bn_st_model_find(cv->st, "lm_head.weight")) {
+        /* no key and no lm_head: the output layer can only be the embedding */
+        bn_log(BN_LOG_INFO, "convert: no tie_word_embeddings and no lm_head.weight: the "
+               "output layer is the embedding");
+        cv->cfg.tied = true;
+        cv->jobs[0].type = cv->params.lm_head_type;
+    }
+    if (st == BN_OK && !cv->cfg.tied)
         st = bn_cv_add(cv, "output.weight", "lm_head.weight", BN_CV_FLOAT,
                        cv->params.lm_head_type, c->n_vocab, E, 0);
     if (st == BN_OK && c->rope_llama3) {
@@ -441,6 +451,28 @@ static bn_status bn_cv_plan(bn_cv_state *cv)
         j->ne[1] = 1;
     }
     return st;
+}
+
+/* Logs the checkpoint's tensors that the conversion does not use (rotary inv_freq
+ * buffers, a tied lm_head...). */
+static void bn_cv_report_unused(const bn_cv_state *cv)
+{
+    int64_t unused = 0;
+    const char *first = NULL;
+    for (int f = 0; f < bn_st_model_n_files(cv->st); f++) {
+        const bn_safetensors *s = bn_st_model_file(cv->st, f);
+        for (int64_t i = 0; i < bn_st_n_tensors(s); i++) {
+            const bn_st_tensor *t = bn_st_get(s, i);
+            bool used = false;
+            for (int j = 0; j < cv->n_jobs && !used; j++)
+                used = cv->jobs[j].src == t || cv->jobs[j].scale == t;
+            if (!used && unused++ == 0)
+                first = t->name;
+        }
+    }
+    if (unused)
+        bn_log(BN_LOG_INFO, "convert: %lld tensors of the checkpoint are not used (the "
+               "first: '%s')", (long long)unused, first);
 }
 
 /* Moves row r of a q/k matrix of `heads` heads from Hugging Face's order (each head's
@@ -709,6 +741,8 @@ bn_status bn_convert_hf(const char *hf_dir, const char *out_path,
         st = bn_st_model_open(hf_dir, &cv.st);
     if (st == BN_OK)
         st = bn_cv_plan(&cv);
+    if (st == BN_OK)
+        bn_cv_report_unused(&cv);
     bn_tokenizer *tok = NULL;
     if (st == BN_OK)
         st = bn_cv_tokenizer(hf_dir, &tok);
