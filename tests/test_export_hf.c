@@ -142,6 +142,89 @@ static void check_layout(const char *gguf_path, const char *dir)
     bn_gguf_close(g);
 }
 
+/* Writes text to dir/name. */
+static void put_file(const char *dir, const char *name, const char *text, size_t n)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(text, 1, n, f) == n, "writing %s", path);
+    if (f)
+        fclose(f);
+}
+
+/* Conversions that fail at each stage (config, weights, a tensor's shape, the
+ * tokenizer, the output path) leave no block allocated. `dir` holds a good export. */
+static void failures_free_everything(const char *dir)
+{
+    char path[512], cfg[8192];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(cfg, 1, sizeof cfg - 1, f) : 0;
+    if (f)
+        fclose(f);
+    cfg[n] = 0;
+    char *at = strstr(cfg, "\"intermediate_size\": 768");
+    CHECK(at != NULL, "the config has intermediate_size 768");
+    bn_convert_params p = bn_convert_default_params();
+    for (int k = 0; k < 5; k++) {
+        char target[512];
+        snprintf(target, sizeof target, "%s/out.gguf", tmp_dir);
+        if (k == 1 && at) {            /* a shape that does not fit the tensors */
+            memcpy(at, "\"intermediate_size\": 512", 24);
+            put_file(dir, "config.json", cfg, n);
+        } else if (k == 2 && at) {     /* an unknown architecture */
+            memcpy(at, "\"intermediate_size\": 768", 24);
+            char *arch = strstr(cfg, "BitNetForCausalLM");
+            if (arch)
+                memcpy(arch, "BatNetForCausalLM", 17);
+            put_file(dir, "config.json", cfg, n);
+        } else if (k == 3) {           /* no tokenizer */
+            char *arch = strstr(cfg, "BatNetForCausalLM");
+            if (arch)
+                memcpy(arch, "BitNetForCausalLM", 17);
+            put_file(dir, "config.json", cfg, n);
+            snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+            char moved[600];
+            snprintf(moved, sizeof moved, "%s/tokenizer.json.away", dir);
+            rename(path, moved);
+        } else if (k == 4) {           /* an output that cannot be written */
+            snprintf(path, sizeof path, "%s/tokenizer.json.away", dir);
+            char back[600];
+            snprintf(back, sizeof back, "%s/tokenizer.json", dir);
+            rename(path, back);
+            snprintf(target, sizeof target, "/nonexistent-dir/x.gguf");
+        }
+        bn_mem_stats before, after;
+        bn_mem_get_stats(&before);
+        bn_status st = bn_convert_hf(k == 0 ? "/nonexistent-folder" : dir, target, &p, NULL);
+        bn_mem_get_stats(&after);
+        static const char *const why[] = {
+            "no config.json (is it a Hugging Face model folder?)",
+            "tensor 'model.layers.0.mlp.gate_proj.weight' has shape [192, 256], expected "
+            "[128, 256]",
+            "config.json: architecture 'BatNetForCausalLM' is not supported",
+            "no tokenizer.json or tokenizer.model",
+            "writing /nonexistent-dir/x.gguf: cannot create a file in /nonexistent-dir",
+        };
+        CHECK(st != BN_OK && strstr(bn_last_error(), why[k]), "failure %d: '%s'", k,
+              bn_last_error());
+        CHECK(after.live_blocks == before.live_blocks, "failure %d (%s): %llu blocks left",
+              k, bn_last_error(), (unsigned long long)(after.live_blocks - before.live_blocks));
+        struct stat sb;
+        CHECK(stat(target, &sb) != 0, "failure %d: no output", k);
+    }
+    bn_mem_stats before, after;
+    bn_mem_get_stats(&before);
+    char again[512];
+    snprintf(again, sizeof again, "%s/again.gguf", tmp_dir);
+    CHECK_OK(bn_convert_hf(dir, again, &p, NULL));   /* the folder is whole again */
+    unlink(again);
+    bn_mem_get_stats(&after);
+    CHECK(after.live_blocks == before.live_blocks, "success: %llu blocks left",
+          (unsigned long long)(after.live_blocks - before.live_blocks));
+}
+
 static void round_trip(const char *bitnet, const char *type)
 {
     char src[256], dir[256], back[256], cmd[1024];
@@ -160,6 +243,8 @@ static void round_trip(const char *bitnet, const char *type)
     CHECK_OK(bn_convert_hf(dir, back, &p, &stats));
     CHECK(strcmp(stats.arch, "bitnet-b1.58") == 0, "arch %s", stats.arch);
     same_tensors(type, src, back);
+    if (strcmp(type, "i2_s") == 0)
+        failures_free_everything(dir);
     const char *files[] = {"config.json", "model.safetensors", "tokenizer.json",
                            "tokenizer_config.json"};
     for (int i = 0; i < 4; i++) {

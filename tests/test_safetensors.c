@@ -213,6 +213,8 @@ static void test_sharded(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
         save(path, cases[i][0], strlen(cases[i][0]));
+        bn_mem_stats before, after;
+        bn_mem_get_stats(&before);
         bn_st_model *m = NULL;
         bn_status st = bn_st_model_open(dir, &m);
         if (!cases[i][1]) {
@@ -228,6 +230,9 @@ static void test_sharded(void)
                   "'%s'", i, msg, want);
         }
         bn_st_model_close(m);
+        bn_mem_get_stats(&after);
+        CHECK(after.live_blocks == before.live_blocks, "case %zu: %llu blocks left", i,
+              (unsigned long long)(after.live_blocks - before.live_blocks));
     }
     unlink(path);
     snprintf(path, sizeof path, "%s/s1.safetensors", dir);

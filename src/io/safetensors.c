@@ -475,12 +475,11 @@ static bn_status bn_st_model_add(bn_st_model *m, const char *dir, const char *na
     if (!copy)
         return bn_error_wrap(BN_OK, "opening %s", path);
     memcpy(copy, name, nl);
-    int f = m->n_files;
+    int f = m->n_files++;     /* counted at once, so that close frees the name */
     m->names[f] = copy;
     bn_status st = bn_st_open(path, &m->files[f]);
     if (st != BN_OK)
         return st;
-    m->n_files++;
     bn_safetensors *s = m->files[f];
     for (int64_t i = 0; i < s->n_tensors; i++) {
         const char *tn = s->tensors[i].name;
@@ -585,7 +584,7 @@ const bn_safetensors *bn_st_model_file(const bn_st_model *m, int i)
 const bn_st_tensor *bn_st_model_find(const bn_st_model *m, const char *name)
 {
     int32_t f = bn_strmap_get(m->by_name, name, strlen(name), -1);
-    return f >= 0 ? bn_st_find(m->files[f], name) : NULL;
+    return f >= 0 && m->files[f] ? bn_st_find(m->files[f], name) : NULL;
 }
 
 void bn_st_model_release(const bn_st_model *m, const bn_st_tensor *t)
