@@ -7,7 +7,9 @@
  * merges, special ids, chat template). The exported files are checked against the
  * layout itself: model.safetensors read by the safetensors reader holds uint8 [out/4,
  * in] projections whose codes, unpacked as transformers does, times weight_scale give
- * the GGUF's dequantized weights. A llama-arch model is refused with its message.
+ * the GGUF's dequantized weights. A llama-arch model is refused with its message, and
+ * conversions that fail at each stage (no folder, a shape, the architecture, no
+ * tokenizer, an output that cannot be created) say why and leave no block allocated.
  */
 #include <stdio.h>
 #include <stdlib.h>
