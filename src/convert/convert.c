@@ -743,6 +743,10 @@ bn_status bn_convert_hf(const char *hf_dir, const char *out_path,
         st = bn_cv_plan(&cv);
     if (st == BN_OK)
         bn_cv_report_unused(&cv);
+    if (st == BN_OK && cv.cfg.layout == BN_CV_LLAMA_PACKED && !pq->is_ternary)
+        bn_log(BN_LOG_WARN, "convert: a llama model with %s projections runs with float "
+               "activations by default; the checkpoint's BitLinear quantizes them to 8 "
+               "bits: run it with --act-quant on", pq->name);
     bn_tokenizer *tok = NULL;
     if (st == BN_OK)
         st = bn_cv_tokenizer(hf_dir, &tok);
