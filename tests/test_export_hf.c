@@ -203,8 +203,8 @@ static void failures_free_everything(const char *dir)
         bn_mem_get_stats(&after);
         static const char *const why[] = {
             "no config.json (is it a Hugging Face model folder?)",
-            "tensor 'model.layers.0.mlp.gate_proj.weight' has shape [192, 256], expected "
-            "[128, 256]",
+            ("tensor 'model.layers.0.mlp.gate_proj.weight' has shape [192, 256], expected "
+             "[128, 256]"),
             "config.json: architecture 'BatNetForCausalLM' is not supported",
             "no tokenizer.json or tokenizer.model",
             "writing /nonexistent-dir/x.gguf: cannot create a file in /nonexistent-dir",
