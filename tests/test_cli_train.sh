@@ -11,7 +11,9 @@
 # - resume: from a checkpoint, and after Ctrl-C (exit 130 and a checkpoint), the run
 #   ends with the same model.gguf, byte for byte, and the same losses as the
 #   uninterrupted run; options that disagree with the checkpoint are refused;
-# - `bitnet export` of the last checkpoint writes model.gguf's bytes again;
+# - `bitnet export` of the last checkpoint writes model.gguf's bytes again; `bitnet
+#   export --hf` writes a Hugging Face folder that `bitnet convert` turns back into the
+#   same tensors (the same table, the same logits);
 # - bad input: missing or empty data, a tokenizer that does not load, heads that do not
 #   divide the width, a context longer than the data, --steps 0, a shape i2_s cannot
 #   hold, a full disk when saving: a message, a non-zero exit, no file left behind.
@@ -99,6 +101,16 @@ same "resumed run: losses" "$(cut -d, -f1-4 "$tmp/b/train.csv")" \
 expect 0 "export of the last checkpoint" -- export "$tmp/a/ckpt-000012.ckpt" "$tmp/e.gguf"
 if cmp -s "$tmp/a/model.gguf" "$tmp/e.gguf"; then ok; else
     fail "bitnet export: not model.gguf's bytes"; fi
+# to a Hugging Face folder and back (bitnet convert): the same tensors, the same logits
+expect 0 "export --hf of the last checkpoint" -- export "$tmp/a/ckpt-000012.ckpt" --hf "$tmp/hf"
+same "the Hugging Face folder" "$(cd "$tmp/hf" && ls | tr '\n' ' ')" \
+    "config.json model.safetensors tokenizer.json tokenizer_config.json "
+expect 0 "convert it back" -- convert "$tmp/hf" -o "$tmp/back.gguf" -q
+tensors() { "$BITNET" info "$1" | grep -E '^  (token_embd|blk|output)'; }
+same "converted back: the tensor table" "$(tensors "$tmp/back.gguf")" "$(tensors "$tmp/a/model.gguf")"
+"$BITNET" logits -m "$tmp/a/model.gguf" --tokens 1,5,9,30,200 --all -o "$tmp/l1" 2>/dev/null
+"$BITNET" logits -m "$tmp/back.gguf" --tokens 1,5,9,30,200 --all -o "$tmp/l2" 2>/dev/null
+if cmp -s "$tmp/l1" "$tmp/l2"; then ok; else fail "converted back: other logits"; fi
 expect 1 "resume with another learning rate" -- train --data "$tmp/train.txt" \
     --val "$tmp/val.txt" --resume "$tmp/a/ckpt-000008.ckpt" --out "$tmp/c" --lr 0.5
 grep_in "$err" "lr 0.5 disagrees with the checkpoint" "the disagreeing option is named"

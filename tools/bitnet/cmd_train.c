@@ -107,11 +107,17 @@ const char cmd_train_help[] =
 
 const char cmd_export_help[] =
     "usage: bitnet export CKPT OUT.gguf [--type i2_s|tq2_0|tq1_0|f16|f32] [--embd-type T]\n"
+    "       bitnet export CKPT_OR_GGUF --hf DIR\n"
     "\n"
     "Writes the model of a training checkpoint (bitnet train) as a GGUF file of arch\n"
     "bitnet-b1.58 with its tokenizer, as 'bitnet train' writes model.gguf: generate,\n"
     "chat, perplexity and info take it. The projections of a ternary run are ternarized\n"
     "as its forward does (one absmean scale per tensor).\n"
+    "\n"
+    "With --hf, writes a Hugging Face folder instead (config.json, model.safetensors in\n"
+    "the BitNetForCausalLM layout of microsoft/bitnet-b1.58-2B-4T, tokenizer.json and\n"
+    "tokenizer_config.json) from a checkpoint or a bitnet-b1.58 GGUF model, so that a\n"
+    "trained model can be published; 'bitnet convert DIR' reads it back (docs/CONVERT.md).\n"
     "\n"
     "options:\n"
     "  --type T             the projections (default i2_s; f16/f32 hold the ternary\n"
@@ -119,6 +125,7 @@ const char cmd_export_help[] =
     "  --embd-type T        the token embedding, which is the output layer too (default\n"
     "                       f16; f32, bf16, q8_0, q6_k)\n"
     "  --name NAME          general.name (default \"bitnet trained\")\n"
+    "  --hf DIR             a Hugging Face folder instead of OUT.gguf (made when missing)\n"
     "  -h, --help           show this help\n"
     "\n";
 
@@ -859,10 +866,50 @@ done:
 
 /* ------------------------------------------------------------------ export */
 
+/* Whether path is a training checkpoint (a GGUF of arch bitnet-train); false for
+ * anything else, which the caller then treats as a model file. */
+static bool is_checkpoint(const char *path)
+{
+    bn_gguf *g = NULL;
+    if (bn_gguf_open(path, &g) != BN_OK)
+        return false;
+    const char *arch = NULL;
+    bool yes = bn_gguf_find_kv(g, "general.architecture") >= 0 &&
+               bn_gguf_get_str(g, "general.architecture", &arch) == BN_OK &&
+               strcmp(arch, "bitnet-train") == 0;
+    bn_gguf_close(g);
+    return yes;
+}
+
+/* A checkpoint's model written as a GGUF file at path; false with a message. */
+static bool export_ckpt(const char *in, const char *path, const bn_train_export_params *ep,
+                        bool quiet)
+{
+    bn_train_settings s;
+    bn_train_progress p;
+    bn_tokenizer *tok = NULL;
+    bn_train_model *m = NULL;
+    if (bn_train_ckpt_load(in, 1, &s, &p, &tok, &m) != BN_OK) {
+        cli_fail("export");
+        return false;
+    }
+    bool ok = bn_train_export(path, m, s.ternary, tok, ep) == BN_OK;
+    if (!ok)
+        cli_fail("export");
+    else if (!quiet)
+        fprintf(stderr, "wrote %s: step %lld of a %s run, %s projections\n", path,
+                (long long)p.step, s.ternary ? "ternary" : "float",
+                bn_qtype_get(ep->proj_type)->name);
+    bn_train_model_free(m);
+    bn_tokenizer_free(tok);
+    bn_train_progress_free(&p);
+    return ok;
+}
+
 int cmd_export(int argc, char **argv)
 {
     const char *cmd = "export";
-    const char *in = NULL, *out = NULL, *name = NULL;
+    const char *in = NULL, *out = NULL, *name = NULL, *hf = NULL;
     bn_qtype type = BN_QT_I2_S, embd = BN_QT_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -874,6 +921,8 @@ int cmd_export(int argc, char **argv)
                 return cli_usage_error(cmd, "unknown type '%s' for %s", argv[i], a);
         } else if (!strcmp(a, "--name") && i + 1 < argc) {
             name = argv[++i];
+        } else if (!strcmp(a, "--hf") && i + 1 < argc) {
+            hf = argv[++i];
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s' (or it needs a value)", a);
         } else if (!in) {
@@ -884,8 +933,12 @@ int cmd_export(int argc, char **argv)
             return cli_usage_error(cmd, "unexpected argument '%s'", a);
         }
     }
-    if (!in || !out)
-        return cli_usage_error(cmd, "a checkpoint and an output file are needed");
+    if (!in)
+        return cli_usage_error(cmd, "no checkpoint given");
+    if (hf && out)
+        return cli_usage_error(cmd, "--hf DIR writes a folder: no OUT.gguf with it");
+    if (!hf && !out)
+        return cli_usage_error(cmd, "no output given (OUT.gguf, or --hf DIR)");
     if (!(type == BN_QT_I2_S || type == BN_QT_TQ2_0 || type == BN_QT_TQ1_0 ||
           type == BN_QT_F16 || type == BN_QT_F32))
         return cli_usage_error(cmd, "--type %s: i2_s, tq2_0, tq1_0, f16 or f32",
@@ -894,21 +947,36 @@ int cmd_export(int argc, char **argv)
           embd == BN_QT_Q8_0 || embd == BN_QT_Q6_K))
         return cli_usage_error(cmd, "--embd-type %s: f32, f16, bf16, q8_0 or q6_k",
                                bn_qtype_get(embd)->name);
-    bn_train_settings s;
-    bn_train_progress p;
-    bn_tokenizer *tok = NULL;
-    bn_train_model *m = NULL;
-    if (bn_train_ckpt_load(in, 1, &s, &p, &tok, &m) != BN_OK)
-        return cli_fail(cmd);
     bn_train_export_params ep = {.proj_type = type, .embd_type = embd, .name = name};
+    if (!hf)
+        return export_ckpt(in, out, &ep, false) ? 0 : 1;
+    /* --hf: a checkpoint goes through a GGUF model first (I2_S: one scale per tensor,
+     * as the Hugging Face layout holds it), in a temporary file removed afterwards */
+    const char *model = in;
+    char tmp[] = "/tmp/bitnet-export-XXXXXX";
+    char path[64] = "";
+    if (is_checkpoint(in)) {
+        if (!mkdtemp(tmp)) {
+            fprintf(stderr, "bitnet export: a temporary directory: %s\n", strerror(errno));
+            return 1;
+        }
+        snprintf(path, sizeof path, "%s/model.gguf", tmp);
+        ep.proj_type = BN_QT_I2_S;
+        if (!export_ckpt(in, path, &ep, true)) {
+            rmdir(tmp);
+            return 1;
+        }
+        model = path;
+    }
     int rc = 0;
-    if (bn_train_export(out, m, s.ternary, tok, &ep) != BN_OK)
+    if (bn_export_hf(model, hf, NULL) != BN_OK)
         rc = cli_fail(cmd);
     else
-        fprintf(stderr, "wrote %s: step %lld of a %s run, %s projections\n", out,
-                (long long)p.step, s.ternary ? "ternary" : "float", bn_qtype_get(type)->name);
-    bn_train_model_free(m);
-    bn_tokenizer_free(tok);
-    bn_train_progress_free(&p);
+        fprintf(stderr, "wrote %s/: config.json, model.safetensors, tokenizer.json, "
+                "tokenizer_config.json\n", hf);
+    if (path[0]) {
+        unlink(path);
+        rmdir(tmp);
+    }
     return rc;
 }
