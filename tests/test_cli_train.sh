@@ -108,8 +108,8 @@ same "the Hugging Face folder" "$(cd "$tmp/hf" && ls | tr '\n' ' ')" \
 expect 0 "convert it back" -- convert "$tmp/hf" -o "$tmp/back.gguf" -q
 tensors() { "$BITNET" info "$1" | grep -E '^  (token_embd|blk|output)'; }
 same "converted back: the tensor table" "$(tensors "$tmp/back.gguf")" "$(tensors "$tmp/a/model.gguf")"
-"$BITNET" logits -m "$tmp/a/model.gguf" --tokens 1,5,9,30,200 --all -o "$tmp/l1" 2>/dev/null
-"$BITNET" logits -m "$tmp/back.gguf" --tokens 1,5,9,30,200 --all -o "$tmp/l2" 2>/dev/null
+"$BITNET" logits -m "$tmp/a/model.gguf" --tokens 1,5,9,30,200 --all -o "$tmp/l1" > /dev/null 2>&1
+"$BITNET" logits -m "$tmp/back.gguf" --tokens 1,5,9,30,200 --all -o "$tmp/l2" > /dev/null 2>&1
 if cmp -s "$tmp/l1" "$tmp/l2"; then ok; else fail "converted back: other logits"; fi
 expect 1 "resume with another learning rate" -- train --data "$tmp/train.txt" \
     --val "$tmp/val.txt" --resume "$tmp/a/ckpt-000008.ckpt" --out "$tmp/c" --lr 0.5
