@@ -14,6 +14,8 @@
 # - `bitnet export` of the last checkpoint writes model.gguf's bytes again; `bitnet
 #   export --hf` writes a Hugging Face folder that `bitnet convert` turns back into the
 #   same tensors (the same table, the same logits);
+# - token shards (bitnet corpus) as --data, with their val split; shards of another
+#   tokenizer are refused;
 # - bad input: missing or empty data, a tokenizer that does not load, heads that do not
 #   divide the width, a context longer than the data, --steps 0, a shape i2_s cannot
 #   hold, a full disk when saving: a message, a non-zero exit, no file left behind.
@@ -147,6 +149,21 @@ expect 0 "the same run uninterrupted" -- train --data "$tmp/train.txt" --val "$t
     $small --steps $steps --eval-every 100 --val-windows 2 --out "$tmp/long"
 if cmp -s "$tmp/long/model.gguf" "$tmp/int/model.gguf"; then ok; else
     fail "interrupted and resumed: model.gguf differs from the uninterrupted run's"; fi
+
+# token shards as --data (bitnet corpus), their val split for validation; shards of
+# another tokenizer are refused
+sed 's/$/\n/' "$tmp/train.txt" > "$tmp/paras.txt"
+expect 0 "bitnet corpus" -- corpus --tokenizer "$tmp/tok.gguf" -o "$tmp/shards" \
+    --val-frac 0.1 "$tmp/paras.txt"
+expect 0 "a run on token shards" -- train --data "$tmp/shards" $small --steps 4 \
+    --eval-every 2 --val-windows 4 --out "$tmp/sh"
+grep_in "$err" "validation tokens in 4 windows of 16 (token shards)" "shards: said"
+same "shards: val_loss on evaluation steps" \
+    "$(awk -F, 'NR > 1 && $4 != "" { printf "%s ", $1 }' "$tmp/sh/train.csv")" "2 4 "
+"$BITNET" synth "$tmp/tok2.gguf" --layers 1 --vocab 600 > /dev/null 2>&1
+expect 1 "shards of another tokenizer" -- train --data "$tmp/shards" $small \
+    --tokenizer "$tmp/tok2.gguf" --steps 4 --out "$tmp/sh2"
+grep_in "$err" "made with another tokenizer" "shards of another tokenizer: said"
 
 # ---------------------------------------------------------------- bad input
 d="$tmp/bad"

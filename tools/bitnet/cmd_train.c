@@ -46,9 +46,12 @@ const char cmd_train_help[] =
     "losses; a resumed run continues as if it had never stopped.\n"
     "\n"
     "data and output:\n"
-    "  --data FILE          the training text (UTF-8)\n"
+    "  --data FILE          the training text (UTF-8), or token shards that 'bitnet\n"
+    "                       corpus' wrote (its directory, or one .bin file) with the same\n"
+    "                       tokenizer\n"
     "  --val FILE           the validation text (default: the last --val-frac of --data,\n"
-    "                       cut at a line start, which training then does not see)\n"
+    "                       cut at a line start, which training then does not see; for\n"
+    "                       a shard directory its val split)\n"
     "  --val-frac X         (default 0.1)\n"
     "  --tokenizer FILE     what 'bitnet tokenize -m' takes: a GGUF model, tokenizer.json\n"
     "                       or tokenizer.model; the vocabulary sets the model's\n"
@@ -458,8 +461,125 @@ static bool same_tokenizer(const bn_tokenizer *a, const bn_tokenizer *b)
 
 /* Reads --data and --val (or splits --data), checks them against a resumed run's
  * checksums and tokenizes them. */
+/* Whether path holds token shards (bitnet corpus): a directory, or a file that starts
+ * with the shard magic. */
+static bool is_shards(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return false;
+    if (S_ISDIR(st.st_mode))
+        return true;
+    FILE *f = fopen(path, "rb");
+    char magic[8] = {0};
+    bool yes = f && fread(magic, 1, 8, f) == 8 && memcmp(magic, "BNTOKSHD", 8) == 0;
+    if (f)
+        fclose(f);
+    return yes;
+}
+
+/* The tokens of a split of the shards at path (a directory: its SPLIT-*.bin; a file:
+ * itself) as a stream; false with a message. Their tokenizer must be the run's. */
+static bool read_shards(train_run *r, const char *path, const char *split,
+                        bn_train_stream *out)
+{
+    struct stat st;
+    bool dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    bn_shards *sh = NULL;
+    if (bn_shards_open(path, dir ? split : NULL, &sh) != BN_OK) {
+        cli_fail("train");
+        return false;
+    }
+    bool ok = false;
+    if (bn_shards_tokenizer_checksum(sh) != bn_tokenizer_checksum(r->tok)) {
+        fprintf(stderr, "bitnet train: the shards of %s were made with another tokenizer "
+                "(checksum %016llx, this one's %016llx)\n", path,
+                (unsigned long long)bn_shards_tokenizer_checksum(sh),
+                (unsigned long long)bn_tokenizer_checksum(r->tok));
+        goto done;
+    }
+    uint64_t n = bn_shards_n_tokens(sh);
+    *out = (bn_train_stream){.ids = bn_malloc((size_t)(n ? n : 1) * sizeof *out->ids,
+                                              "train: shards"), .n = (size_t)n};
+    if (!out->ids || bn_shards_read(sh, 0, (size_t)n, out->ids) != BN_OK) {
+        cli_fail("train");
+        bn_train_stream_free(out);
+        goto done;
+    }
+    ok = true;
+done:
+    bn_shards_close(sh);
+    return ok;
+}
+
+/* --data given as token shards: the training tokens, and the validation tokens of
+ * --val (shards), of the directory's val split, or the last --val-frac of the tokens. */
+static bool load_shards(train_run *r, bool resumed)
+{
+    const int32_t T = r->s.cfg.n_ctx;
+    bn_train_stream val = {0};
+    if (!read_shards(r, r->o.data, "train", &r->train))
+        return false;
+    struct stat st;
+    bool dir = stat(r->o.data, &st) == 0 && S_ISDIR(st.st_mode);
+    bool ok = false;
+    if (r->o.val) {
+        if (!is_shards(r->o.val)) {
+            fprintf(stderr, "bitnet train: --data is token shards, so --val must be too\n");
+            goto done;
+        }
+        if (!read_shards(r, r->o.val, "val", &val))
+            goto done;
+    } else if (dir) {
+        if (!read_shards(r, r->o.data, "val", &val))
+            goto done;
+    } else {
+        double frac = isnan(r->o.val_frac) ? 0.1 : r->o.val_frac;
+        size_t cut = (size_t)((1.0 - frac) * (double)r->train.n);
+        val.n = r->train.n - cut;
+        if (!(val.ids = bn_malloc((val.n ? val.n : 1) * sizeof *val.ids, "train: shards"))) {
+            cli_fail("train");
+            goto done;
+        }
+        memcpy(val.ids, r->train.ids + cut, val.n * sizeof *val.ids);
+        r->train.n = cut;
+    }
+    uint64_t dh = bn_seal_hash(r->train.ids, r->train.n * sizeof *r->train.ids);
+    uint64_t vh = bn_seal_hash(val.ids, val.n * sizeof *val.ids);
+    if (resumed && (dh != r->s.data_hash || vh != r->s.val_hash)) {
+        fprintf(stderr, "bitnet train: the %s tokens are not the checkpoint's\n",
+                dh != r->s.data_hash ? "training" : "validation");
+        goto done;
+    }
+    r->s.data_hash = dh;
+    r->s.data_bytes = r->train.n * sizeof *r->train.ids;
+    r->s.val_hash = vh;
+    r->s.val_bytes = val.n * sizeof *val.ids;
+    r->bos = bn_train_bos(r->tok);
+    if (r->train.n < bn_train_min_tokens(T, r->bos)) {
+        fprintf(stderr, "bitnet train: the training shards hold %zu tokens, fewer than one "
+                "sequence of --ctx %d needs (%zu)\n", r->train.n, T,
+                bn_train_min_tokens(T, r->bos));
+        goto done;
+    }
+    int64_t max_w = r->o.val_windows >= 0 ? r->o.val_windows : 64;
+    if (bn_train_val_tokens(&val, T, r->bos, max_w, &r->val) != BN_OK) {
+        fprintf(stderr, "bitnet train: %s\n", bn_last_error());
+        goto done;
+    }
+    INFO("data: %zu training tokens, %zu validation tokens in %lld window%s of %d (token "
+         "shards)\n", r->train.n, r->val.s.n, (long long)r->val.n_windows,
+         CLI_S(r->val.n_windows), T);
+    ok = true;
+done:
+    bn_train_stream_free(&val);
+    return ok;
+}
+
 static bool load_data(train_run *r, bool resumed)
 {
+    if (is_shards(r->o.data))
+        return load_shards(r, resumed);
     size_t len = 0, vlen = 0;
     char *text = read_text("--data", r->o.data, &len), *vtext = NULL;
     if (!text)
