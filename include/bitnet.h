@@ -840,9 +840,85 @@ BN_API bn_status bn_gguf_writer_add_tensor(bn_gguf_writer *w, const char *name,
                                            bn_qtype type, int n_dims, const int64_t *ne,
                                            const void *data, size_t nbytes);
 
+/* Produces a tensor's nbytes bytes into dst when the file is written. */
+typedef bn_status (*bn_gguf_fill_fn)(void *user, void *dst, size_t nbytes);
+
+/* Add a tensor whose bytes are made only while the file is written: fill is called
+ * once, in file order, with a buffer of nbytes (bn_qtype_tensor_size of the type and
+ * shape) that is written and freed before the next tensor's, so that a file of many
+ * tensors is written holding one at a time. A failure from fill stops the write (no
+ * file appears) with its status, the message naming the tensor. */
+BN_API bn_status bn_gguf_writer_add_tensor_fn(bn_gguf_writer *w, const char *name,
+                                              bn_qtype type, int n_dims, const int64_t *ne,
+                                              size_t nbytes, bn_gguf_fill_fn fill,
+                                              void *user);
+
 /* Write the file (GGUF v3, alignment from general.alignment or 32). */
 BN_API bn_status bn_gguf_writer_write(bn_gguf_writer *w, const char *path,
                                       bn_progress_fn progress, void *user);
+
+/* ======================================================= Hugging Face conversion */
+
+/* Converting a Hugging Face checkpoint folder (config.json, model.safetensors or the
+ * shards of model.safetensors.index.json, tokenizer.json + tokenizer_config.json or
+ * tokenizer.model) to a GGUF model. The layouts (docs/CONVERT.md):
+ * BitNetForCausalLM with float master weights (microsoft bitnet-b1.58-2B-4T-bf16) or
+ * packed 2-bit weights (bitnet-b1.58-2B-4T), 1bitLLM's BitnetForCausalLM (float latent
+ * weights) and LlamaForCausalLM with a bitnet quantization_config (Falcon3-1.58bit,
+ * Llama3-8B-1.58). Float weights are ternarized per tensor with the absmean rule
+ * (bn_ternarize). */
+typedef struct bn_convert_params {
+    bn_qtype       proj_type;     /* the ternary projections: default I2_S */
+    bn_qtype       embd_type;     /* token_embd when not tied: default F16 */
+    bn_qtype       lm_head_type;  /* output.weight, or token_embd when tied: default F16 */
+    bn_progress_fn progress;      /* called while the file is written; may be NULL */
+    void          *progress_user;
+} bn_convert_params;
+
+typedef struct bn_convert_stats {
+    char     layout[96];          /* the layout recognised, in words */
+    char     arch[32];            /* the GGUF architecture written */
+    int64_t  n_tensors;           /* tensors converted */
+    uint64_t bytes_written;       /* tensor bytes */
+    size_t   peak_heap_bytes;     /* the library's peak allocation during the run */
+} bn_convert_stats;
+
+BN_API bn_convert_params bn_convert_default_params(void);
+
+/* Convert the checkpoint in hf_dir to a GGUF file at out_path (written whole or not
+ * at all, bn_out_file). Everything (config, tensor names, dtypes, shapes, tokenizer)
+ * is checked before the file is started; then the tensors are made one at a time as
+ * the file is written, so memory stays near the largest tensor. An unknown
+ * architecture, a missing tensor or a shape that does not fit is an error naming it.
+ * params NULL means the defaults; stats (may be NULL) is filled as far as the run got. */
+BN_API bn_status bn_convert_hf(const char *hf_dir, const char *out_path,
+                               const bn_convert_params *params, bn_convert_stats *stats);
+
+/* Writing a BitNet b1.58 GGUF model (arch bitnet-b1.58, bitnet-25 or bitnet: the ones
+ * with sub-norms) as a Hugging Face folder in the BitNetForCausalLM layout of
+ * microsoft/bitnet-b1.58-2B-4T, which transformers loads and bn_convert_hf reads back:
+ * config.json (quantization_config: bitnet, linear_class autobitlinear, offline),
+ * model.safetensors (projections as uint8 [out/4, in], four 2-bit codes a byte along
+ * the output rows, code = ternary + 1, with an F32 [1] weight_scale that multiplies;
+ * norms and embeddings in their own float type, F32 for quantized ones), tokenizer.json
+ * and tokenizer_config.json (byte-level BPE tokenizers only). */
+typedef struct bn_export_hf_params {
+    bn_progress_fn progress;      /* called while model.safetensors is written */
+    void          *progress_user;
+} bn_export_hf_params;
+
+BN_API bn_export_hf_params bn_export_hf_default_params(void);
+
+/* Export the model at gguf_path into the folder out_dir (created when missing; the
+ * four files in it replaced, each written whole or not at all). A projection must
+ * hold one scale per tensor: I2_S always does, TQ2_0 / TQ1_0 when all their block
+ * scales are equal (else BN_ERR_UNSUPPORTED naming the tensor); float projections
+ * that are not ternary already are ternarized with the absmean rule. An arch without
+ * sub-norms (llama), a model without a tokenizer or a SentencePiece one is an error
+ * saying so. Converting the folder back with bn_convert_hf (I2_S projections, the
+ * embedding's own type) gives the same tensors. params NULL means the defaults. */
+BN_API bn_status bn_export_hf(const char *gguf_path, const char *out_dir,
+                              const bn_export_hf_params *params);
 
 /* =================================================================== tokenizers */
 
@@ -878,11 +954,10 @@ BN_API bn_status bn_tokenizer_load_file(const char *path, bn_tokenizer **out);
 
 BN_API void bn_tokenizer_free(bn_tokenizer *t);
 
-/* Adds the tokenizer.* metadata keys of t to a GGUF being written (the keys
- * bn_tokenizer_load_gguf reads: family, vocabulary with scores and types, BPE merges
- * and pre-tokenizer, special ids, flags, chat template), whatever t was loaded from, so
- * that a model file carries a tokenizer that gives the same ids. BN_ERR_UNSUPPORTED for
- * a token whose text holds a NUL byte. */
+/* Add the tokenizer to a GGUF file being written, as the tokenizer.ggml.* keys (and
+ * tokenizer.chat_template) that bn_tokenizer_load_gguf and llama.cpp read: the family
+ * ("gpt2" or "llama"), tokens, scores, types, BPE merges and pre-tokenizer, the special
+ * ids, add_bos_token (SPM: add_space_prefix) and the chat template. */
 BN_API bn_status bn_tokenizer_write_gguf(const bn_tokenizer *t, bn_gguf_writer *w);
 
 BN_API bn_tokenizer_kind bn_tokenizer_kind_of(const bn_tokenizer *t);

@@ -1,7 +1,7 @@
 #!/bin/sh
-# fuzz.sh [SECONDS] - fuzzes the GGUF reader, the token shard reader, the BPE trainer,
-# the tokenizers, and the readers of tokenizer.json and tokenizer.model files, SECONDS
-# each (default 60). The last three
+# fuzz.sh [SECONDS] - fuzzes the GGUF reader, the safetensors header parser, the token
+# shard reader, the BPE trainer, the tokenizers, and the readers of tokenizer.json and
+# tokenizer.model files, SECONDS each (default 60). The last three
 # targets need the reference tokenizers in ../shared/data (or $BITNET_FUZZ_DATA), which
 # they load or cut their seeds from, and are skipped, saying so, without them.
 #
@@ -40,6 +40,10 @@ build() {
 echo "fuzz.sh: building the targets in $dir with $CC"
 build fuzz_gguf "$dir/fuzz_gguf" -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 build fuzz_gguf "$dir/fuzz_gguf_seeds" -fsanitize=address,undefined -DBN_FUZZ_SEED_WRITER
+build fuzz_safetensors "$dir/fuzz_safetensors" -fsanitize=fuzzer,address,undefined \
+    -fno-sanitize-recover=undefined
+build fuzz_safetensors "$dir/fuzz_safetensors_seeds" -fsanitize=address,undefined \
+    -DBN_FUZZ_SEED_WRITER
 build fuzz_tokenizer "$dir/fuzz_tokenizer" -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined
 for target in fuzz_shards fuzz_bpe_train; do
@@ -100,6 +104,31 @@ echo "fuzz.sh: fuzzing the BPE trainer for $seconds s"
 "$dir/fuzz_bpe_train" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=20 -error_exitcode=1 \
     -max_len=4096 -artifact_prefix="$dir/artifacts/" -print_final_stats=1 \
     "$dir/train-corpus" "$dir/train-seeds"
+# The safetensors header parser: seeds written by its seed writer, and a dictionary of
+# the member names, dtypes and the JSON that the parser must bound.
+mkdir -p "$dir/st-corpus" "$dir/st-seeds"
+"$dir/fuzz_safetensors_seeds" "$dir/st-seeds"
+cat > "$dir/st.dict" << 'EOF'
+"\"dtype\""
+"\"shape\""
+"\"data_offsets\""
+"\"__metadata__\""
+"\"F32\""
+"\"F16\""
+"\"BF16\""
+"\"U8\""
+"\"I8\""
+"\"F64\""
+"\"I64\""
+"[[[[[["
+"18446744073709551615"
+"9223372036854775807"
+"\x00\x00\x00\x00\x00\x00\x00"
+EOF
+echo "fuzz.sh: fuzzing the safetensors header parser for $seconds s"
+"$dir/fuzz_safetensors" -max_total_time="$seconds" -error_exitcode=1 -rss_limit_mb=2048 \
+    -timeout=10 -max_len=16384 -dict="$dir/st.dict" -artifact_prefix="$dir/artifacts/" \
+    -print_final_stats=1 "$dir/st-corpus" "$dir/st-seeds"
 
 data=${BITNET_FUZZ_DATA:-../shared/data}
 if [ ! -f "$data/tokenizer/llama3/tokenizer.json" ] || [ ! -f "$data/tokenizer/llama2/tokenizer.model" ]; then

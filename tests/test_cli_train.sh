@@ -11,7 +11,11 @@
 # - resume: from a checkpoint, and after Ctrl-C (exit 130 and a checkpoint), the run
 #   ends with the same model.gguf, byte for byte, and the same losses as the
 #   uninterrupted run; options that disagree with the checkpoint are refused;
-# - `bitnet export` of the last checkpoint writes model.gguf's bytes again;
+# - `bitnet export` of the last checkpoint writes model.gguf's bytes again; `bitnet
+#   export --hf` writes a Hugging Face folder that `bitnet convert` turns back into the
+#   same tensors (the same table, the same logits);
+# - token shards (bitnet corpus) as --data, with their val split; shards of another
+#   tokenizer are refused;
 # - bad input: missing or empty data, a tokenizer that does not load, heads that do not
 #   divide the width, a context longer than the data, --steps 0, a shape i2_s cannot
 #   hold, a full disk when saving: a message, a non-zero exit, no file left behind.
@@ -99,6 +103,16 @@ same "resumed run: losses" "$(cut -d, -f1-4 "$tmp/b/train.csv")" \
 expect 0 "export of the last checkpoint" -- export "$tmp/a/ckpt-000012.ckpt" "$tmp/e.gguf"
 if cmp -s "$tmp/a/model.gguf" "$tmp/e.gguf"; then ok; else
     fail "bitnet export: not model.gguf's bytes"; fi
+# to a Hugging Face folder and back (bitnet convert): the same tensors, the same logits
+expect 0 "export --hf of the last checkpoint" -- export "$tmp/a/ckpt-000012.ckpt" --hf "$tmp/hf"
+same "the Hugging Face folder" "$(cd "$tmp/hf" && ls | tr '\n' ' ')" \
+    "config.json model.safetensors tokenizer.json tokenizer_config.json "
+expect 0 "convert it back" -- convert "$tmp/hf" -o "$tmp/back.gguf" -q
+tensors() { "$BITNET" info "$1" | grep -E '^  (token_embd|blk|output)'; }
+same "converted back: the tensor table" "$(tensors "$tmp/back.gguf")" "$(tensors "$tmp/a/model.gguf")"
+"$BITNET" logits -m "$tmp/a/model.gguf" --tokens 1,5,9,30,200 --all -o "$tmp/l1" > /dev/null 2>&1
+"$BITNET" logits -m "$tmp/back.gguf" --tokens 1,5,9,30,200 --all -o "$tmp/l2" > /dev/null 2>&1
+if cmp -s "$tmp/l1" "$tmp/l2"; then ok; else fail "converted back: other logits"; fi
 expect 1 "resume with another learning rate" -- train --data "$tmp/train.txt" \
     --val "$tmp/val.txt" --resume "$tmp/a/ckpt-000008.ckpt" --out "$tmp/c" --lr 0.5
 grep_in "$err" "lr 0.5 disagrees with the checkpoint" "the disagreeing option is named"
@@ -135,6 +149,21 @@ expect 0 "the same run uninterrupted" -- train --data "$tmp/train.txt" --val "$t
     $small --steps $steps --eval-every 100 --val-windows 2 --out "$tmp/long"
 if cmp -s "$tmp/long/model.gguf" "$tmp/int/model.gguf"; then ok; else
     fail "interrupted and resumed: model.gguf differs from the uninterrupted run's"; fi
+
+# token shards as --data (bitnet corpus), their val split for validation; shards of
+# another tokenizer are refused
+sed 's/$/\n/' "$tmp/train.txt" > "$tmp/paras.txt"
+expect 0 "bitnet corpus" -- corpus --tokenizer "$tmp/tok.gguf" -o "$tmp/shards" \
+    --val-frac 0.1 "$tmp/paras.txt"
+expect 0 "a run on token shards" -- train --data "$tmp/shards" $small --steps 4 \
+    --eval-every 2 --val-windows 4 --out "$tmp/sh"
+grep_in "$err" "validation tokens in 4 windows of 16 (token shards)" "shards: said"
+same "shards: val_loss on evaluation steps" \
+    "$(awk -F, 'NR > 1 && $4 != "" { printf "%s ", $1 }' "$tmp/sh/train.csv")" "2 4 "
+"$BITNET" synth "$tmp/tok2.gguf" --layers 1 --vocab 600 > /dev/null 2>&1
+expect 1 "shards of another tokenizer" -- train --data "$tmp/shards" $small \
+    --tokenizer "$tmp/tok2.gguf" --steps 4 --out "$tmp/sh2"
+grep_in "$err" "made with another tokenizer" "shards of another tokenizer: said"
 
 # ---------------------------------------------------------------- bad input
 d="$tmp/bad"

@@ -28,6 +28,8 @@ typedef struct bn_wtensor {
     int64_t     ne[BN_GGUF_MAX_DIMS];
     const void *data;
     size_t      nbytes;
+    bn_gguf_fill_fn fill;   /* data made at write time, when not NULL */
+    void       *fill_user;
 } bn_wtensor;
 
 struct bn_gguf_writer {
@@ -307,6 +309,8 @@ bn_status bn_gguf_writer_add_tensor(bn_gguf_writer *w, const char *name, bn_qtyp
     for (int64_t i = 0; i < w->n_tensors; i++)
         if (strcmp(w->tensors[i].name, name) == 0)
             return bn_error_set(BN_ERR_INVALID_ARG, "tensor '%s' added twice", name);
+    if (!data && nbytes)
+        return bn_error_set(BN_ERR_INVALID_ARG, "tensor '%s': no data", name);
     char *n = bn_strdup_tracked(name);
     if (!n || !bn_grow((void **)&w->tensors, w->n_tensors, &w->cap_tensors,
                        sizeof *w->tensors)) {
@@ -318,6 +322,22 @@ bn_status bn_gguf_writer_add_tensor(bn_gguf_writer *w, const char *name, bn_qtyp
                       .nbytes = nbytes};
     for (int d = 0; d < BN_GGUF_MAX_DIMS; d++)
         t->ne[d] = d < n_dims ? ne[d] : 1;
+    return BN_OK;
+}
+
+bn_status bn_gguf_writer_add_tensor_fn(bn_gguf_writer *w, const char *name, bn_qtype type,
+                                       int n_dims, const int64_t *ne, size_t nbytes,
+                                       bn_gguf_fill_fn fill, void *user)
+{
+    /* checked and recorded as a tensor with data, then marked as filled at write time */
+    static const unsigned char none;
+    bn_status st = bn_gguf_writer_add_tensor(w, name, type, n_dims, ne, &none, nbytes);
+    if (st != BN_OK)
+        return st;
+    bn_wtensor *t = &w->tensors[w->n_tensors - 1];
+    t->data = NULL;
+    t->fill = fill;
+    t->fill_user = user;
     return BN_OK;
 }
 
@@ -451,13 +471,24 @@ static bn_status bn_writer_emit(const bn_gguf_writer *w, bn_out_file *f, const c
     const size_t chunk = (size_t)16 << 20;
     for (int64_t i = 0; st == BN_OK && i < w->n_tensors; i++) {
         const bn_wtensor *t = &w->tensors[i];
+        const unsigned char *bytes = t->data;
+        unsigned char *made = NULL;
+        if (t->fill) {
+            made = bn_malloc(t->nbytes, "gguf_writer");
+            st = made ? t->fill(t->fill_user, made, t->nbytes)
+                      : bn_error_wrap(BN_OK, "tensor '%s'", t->name);
+            if (st != BN_OK)
+                st = bn_error_wrap(BN_OK, "tensor '%s'", t->name);
+            bytes = made;
+        }
         for (size_t off = 0; st == BN_OK && off < t->nbytes; off += chunk) {
             size_t n = t->nbytes - off < chunk ? t->nbytes - off : chunk;
-            st = bn_emit_write(f, seal, (const unsigned char *)t->data + off, n);
+            st = bn_emit_write(f, seal, bytes + off, n);
             done += n;
             if (st == BN_OK && progress && !progress(done, total, user))
                 st = bn_error_set(BN_ERR_IO, "writing %s: cancelled", path);
         }
+        bn_free(made);
         size_t pad = (align - t->nbytes % align) % align;
         if (st == BN_OK && pad)
             st = bn_emit_write(f, seal, zeros, pad);

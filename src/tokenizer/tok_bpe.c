@@ -634,6 +634,30 @@ static bn_status bn_bpe_compile(const char *pattern, pcre2_general_context **gct
     return BN_OK;
 }
 
+/* Copies the merges and the pre-tokenizer's name into the arena, so that the tokenizer
+ * can be written to a GGUF file (bn_tok_write_gguf) as it was read. */
+static bn_status bn_bpe_keep_merges(bn_tokenizer *t, const char *const *merges,
+                                    const uint32_t *merge_lens, size_t n_merges,
+                                    const char *pre)
+{
+    t->merges = bn_arena_alloc(t->arena, (n_merges + 1) * sizeof *t->merges,
+                               sizeof(void *));
+    t->pre = bn_arena_strdup(t->arena, pre ? pre : "llama3");
+    if (!t->merges || !t->pre)
+        return bn_error_wrap(BN_OK, "keeping %zu merges", n_merges);
+    for (size_t i = 0; i < n_merges; i++) {
+        const size_t len = merge_lens ? merge_lens[i] : strlen(merges[i]);
+        char *m = bn_arena_alloc(t->arena, len + 1, 1);
+        if (!m)
+            return bn_error_wrap(BN_OK, "keeping %zu merges", n_merges);
+        memcpy(m, merges[i], len);
+        m[len] = '\0';
+        t->merges[i] = m;
+    }
+    t->n_merges = n_merges;
+    return BN_OK;
+}
+
 bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
                           const uint32_t *merge_lens, size_t n_merges, const char *pre,
                           bool ignore_merges)
@@ -663,44 +687,7 @@ bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
     }
     t->impl = bpe;
     t->ops = &bn_bpe_ops;
-    return BN_OK;
-}
-
-static int bn_bpe_cmp_rank(const void *a, const void *b)
-{
-    const bn_bpe_pair *x = a, *y = b;
-    return (x->rank > y->rank) - (x->rank < y->rank);
-}
-
-bn_status bn_tok_bpe_describe(const bn_tokenizer *t, bn_tok_bpe_info *out)
-{
-    if (t->kind != BN_TOKENIZER_BPE || t->ops != &bn_bpe_ops)
-        return bn_error_set(BN_ERR_INVALID_ARG, "not a byte-level BPE tokenizer");
-    const bn_bpe *bpe = t->impl;
-    bn_bpe_pair *list = bn_malloc((bpe->n_pairs ? bpe->n_pairs : 1) * sizeof *list,
-                                  "tokenizer");
-    if (!list)
-        return bn_error_wrap(BN_OK, "listing %zu merges", bpe->n_pairs);
-    size_t n = 0;
-    for (size_t i = 0; i < bpe->n_slots; i++)
-        if (bpe->pairs[i].key != BN_BPE_NO_KEY)
-            list[n++] = bpe->pairs[i];
-    qsort(list, n, sizeof *list, bn_bpe_cmp_rank);
-    bn_token *pairs = bn_malloc((n ? n : 1) * 2 * sizeof *pairs, "tokenizer");
-    if (!pairs) {
-        bn_free(list);
-        return bn_error_wrap(BN_OK, "listing %zu merges", n);
-    }
-    for (size_t i = 0; i < n; i++) {
-        pairs[2 * i] = (bn_token)(list[i].key >> 32);
-        pairs[2 * i + 1] = (bn_token)(list[i].key & 0xffffffffu);
-    }
-    bn_free(list);
-    out->pairs = pairs;
-    out->n_merges = n;
-    out->pre = strcmp(bpe->pre, "gpt2") == 0 ? "gpt2" : "llama-bpe";
-    out->ignore_merges = bpe->ignore_merges;
-    return BN_OK;
+    return bn_bpe_keep_merges(t, merges, merge_lens, n_merges, pre);
 }
 
 /* ------------------------------------------------------------------ the pre-tokenizer alone */

@@ -96,6 +96,9 @@ struct bn_tokenizer {
     bn_token         *specials;       /* control/user-defined ids, longest text first */
     int32_t           n_specials;
     const char       *chat_template;  /* tokenizer.chat_template, or NULL */
+    const char       *pre;            /* BPE: the pre-tokenizer's name ("llama3"...) */
+    const char      **merges;         /* BPE: the merges in rank order (in the arena), */
+    size_t            n_merges;       /* kept to write them to a GGUF file */
     const bn_tok_ops *ops;
     void             *impl;           /* the family's own state */
 };
@@ -123,18 +126,6 @@ bn_status bn_tok_bpe_init(bn_tokenizer *t, const char *const *merges,
                           bool ignore_merges);
 bn_status bn_tok_spm_init(bn_tokenizer *t);
 
-/* What a BPE tokenizer was built from, for writing it out again: its merges as (left
- * id, right id) pairs in rank order (bn_malloc'd, [n_merges][2]; a merge listed twice
- * appears once, at its later rank, as it acts), the pre-tokenizer's GGUF name
- * ("llama-bpe" or "gpt2") and whether whole-vocabulary pre-tokens skip the merges.
- * BN_ERR_INVALID_ARG for a tokenizer of another family. */
-typedef struct bn_tok_bpe_info {
-    bn_token   *pairs;
-    size_t      n_merges;
-    const char *pre;
-    bool        ignore_merges;
-} bn_tok_bpe_info;
-bn_status bn_tok_bpe_describe(const bn_tokenizer *t, bn_tok_bpe_info *out);
 /* Byte-level BPE's pre-tokenizer alone (tok_bpe.c), for the trainer: the same split
  * that encoding makes. bn_pretok_split calls fn(user, piece, len) for each pre-token of
  * text in order (every byte in exactly one; a run of invalid UTF-8 is a piece of its
@@ -154,5 +145,11 @@ void bn_bpe_byte_alphabet(uint16_t byte_to_cp[256]);
  * (tok_spm_model.c). */
 bn_status bn_tok_load_hf_json(const char *path, bn_tokenizer **out);
 bn_status bn_tok_load_spm_model(const void *data, size_t size, bn_tokenizer **out);
+
+/* bn_tokenizer_write_gguf for a model of n_vocab (>= the tokenizer's) rows: the ids
+ * past the vocabulary are written as user-defined tokens "[PAD<id>]", as llama.cpp
+ * does for embeddings padded beyond their tokenizer. */
+bn_status bn_tokenizer_write_gguf_padded(const bn_tokenizer *t, int32_t n_vocab,
+                                         bn_gguf_writer *w);
 
 #endif

@@ -98,6 +98,20 @@ bn_status bn_train_val_text(const bn_tokenizer *t, const char *text, size_t len,
     return BN_OK;
 }
 
+bn_status bn_train_val_tokens(bn_train_stream *s, int32_t T, bn_token bos,
+                              int64_t max_windows, bn_train_val *out)
+{
+    *out = (bn_train_val){.s = *s, .bos = bos};
+    *s = (bn_train_stream){0};
+    if (out->s.n < 2 * (size_t)T)
+        return bn_error_set(BN_ERR_INVALID_ARG, "the validation tokens are %zu; a context "
+                            "of %d needs at least %d", out->s.n, (int)T, 2 * (int)T);
+    out->n_windows = (int64_t)(out->s.n / (size_t)T);
+    if (max_windows > 0 && max_windows < out->n_windows)
+        out->n_windows = max_windows;
+    return BN_OK;
+}
+
 bn_status bn_train_val_loss(bn_train_model *m, const bn_train_val *v, float lambda,
                             double *loss)
 {

@@ -91,6 +91,11 @@ typedef struct bn_train_val {
 bn_status bn_train_val_text(const bn_tokenizer *t, const char *text, size_t len, int32_t T,
                             int64_t max_windows, bn_train_val *out);
 
+/* The validation set from tokens already (token shards): s is taken over (freed by
+ * the caller through out->s); the same windows and scoring as bn_train_val_text. */
+bn_status bn_train_val_tokens(bn_train_stream *s, int32_t T, bn_token bos,
+                              int64_t max_windows, bn_train_val *out);
+
 /* The mean negative log-likelihood of the scored positions of every validation window
  * (m's batch at a time, the last batch padded with repeats that are not scored), with
  * the forward at strength lambda. Errors as bn_train_forward. */

@@ -2,7 +2,8 @@
 # run.sh - checks that GGUF files written by `bitnet synth` are read correctly by two
 # independent implementations installed from the npm registry, as a user gets them:
 # Hugging Face's parser (@huggingface/gguf) and llama.cpp (node-llama-cpp's prebuilt
-# CPU binaries), and that our forward pass agrees with llama.cpp's (llama_compare.sh).
+# CPU binaries), and that our forward pass agrees with llama.cpp's (llama_compare.sh),
+# also on a file written by `bitnet convert` (convert_llama_cpp.sh).
 # Installs the pinned packages into tests/interop/node_modules when missing (npm ci
 # without the optional GPU builds, then the CPU build for this machine; no install
 # scripts, so nothing but the registry is fetched).
@@ -147,6 +148,9 @@ elif [ -n "$pkg" ]; then
         tq2_0="$work/tiny_tq2_0.gguf" i2_s="$work/tiny_i2_s.gguf"
     # (c) the forward pass against llama.cpp's (llama_compare.sh; exit 77: skipped)
     BITNET=$BITNET sh llama_compare.sh >"$work/out" 2>&1
+    if [ $? -eq 77 ]; then cat "$work/out"; else tally "$work/out"; fi
+    # (d) a file written by `bitnet convert` from a LLaMA ternary checkpoint
+    BITNET=$BITNET sh convert_llama_cpp.sh >"$work/out" 2>&1
     if [ $? -eq 77 ]; then cat "$work/out"; else tally "$work/out"; fi
 else
     echo "interop: node-llama-cpp has no prebuilt CPU build for this machine: llama.cpp skipped"

@@ -61,6 +61,7 @@ void cli_signals_init(void);
 
 int cmd_info(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_membw(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
@@ -78,6 +79,7 @@ int cmd_corpus(int argc, char **argv);
 
 extern const char cmd_info_help[];
 extern const char cmd_quantize_help[];
+extern const char cmd_convert_help[];
 extern const char cmd_synth_help[];
 extern const char cmd_membw_help[];
 extern const char cmd_tokenize_help[];

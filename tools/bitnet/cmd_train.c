@@ -46,9 +46,12 @@ const char cmd_train_help[] =
     "losses; a resumed run continues as if it had never stopped.\n"
     "\n"
     "data and output:\n"
-    "  --data FILE          the training text (UTF-8)\n"
+    "  --data FILE          the training text (UTF-8), or token shards that 'bitnet\n"
+    "                       corpus' wrote (its directory, or one .bin file) with the same\n"
+    "                       tokenizer\n"
     "  --val FILE           the validation text (default: the last --val-frac of --data,\n"
-    "                       cut at a line start, which training then does not see)\n"
+    "                       cut at a line start, which training then does not see; for\n"
+    "                       a shard directory its val split)\n"
     "  --val-frac X         (default 0.1)\n"
     "  --tokenizer FILE     what 'bitnet tokenize -m' takes: a GGUF model, tokenizer.json\n"
     "                       or tokenizer.model; the vocabulary sets the model's\n"
@@ -107,11 +110,17 @@ const char cmd_train_help[] =
 
 const char cmd_export_help[] =
     "usage: bitnet export CKPT OUT.gguf [--type i2_s|tq2_0|tq1_0|f16|f32] [--embd-type T]\n"
+    "       bitnet export CKPT_OR_GGUF --hf DIR\n"
     "\n"
     "Writes the model of a training checkpoint (bitnet train) as a GGUF file of arch\n"
     "bitnet-b1.58 with its tokenizer, as 'bitnet train' writes model.gguf: generate,\n"
     "chat, perplexity and info take it. The projections of a ternary run are ternarized\n"
     "as its forward does (one absmean scale per tensor).\n"
+    "\n"
+    "With --hf, writes a Hugging Face folder instead (config.json, model.safetensors in\n"
+    "the BitNetForCausalLM layout of microsoft/bitnet-b1.58-2B-4T, tokenizer.json and\n"
+    "tokenizer_config.json) from a checkpoint or a bitnet-b1.58 GGUF model, so that a\n"
+    "trained model can be published; 'bitnet convert DIR' reads it back (docs/CONVERT.md).\n"
     "\n"
     "options:\n"
     "  --type T             the projections (default i2_s; f16/f32 hold the ternary\n"
@@ -119,6 +128,7 @@ const char cmd_export_help[] =
     "  --embd-type T        the token embedding, which is the output layer too (default\n"
     "                       f16; f32, bf16, q8_0, q6_k)\n"
     "  --name NAME          general.name (default \"bitnet trained\")\n"
+    "  --hf DIR             a Hugging Face folder instead of OUT.gguf (made when missing)\n"
     "  -h, --help           show this help\n"
     "\n";
 
@@ -451,8 +461,125 @@ static bool same_tokenizer(const bn_tokenizer *a, const bn_tokenizer *b)
 
 /* Reads --data and --val (or splits --data), checks them against a resumed run's
  * checksums and tokenizes them. */
+/* Whether path holds token shards (bitnet corpus): a directory, or a file that starts
+ * with the shard magic. */
+static bool is_shards(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return false;
+    if (S_ISDIR(st.st_mode))
+        return true;
+    FILE *f = fopen(path, "rb");
+    char magic[8] = {0};
+    bool yes = f && fread(magic, 1, 8, f) == 8 && memcmp(magic, "BNTOKSHD", 8) == 0;
+    if (f)
+        fclose(f);
+    return yes;
+}
+
+/* The tokens of a split of the shards at path (a directory: its SPLIT-*.bin; a file:
+ * itself) as a stream; false with a message. Their tokenizer must be the run's. */
+static bool read_shards(train_run *r, const char *path, const char *split,
+                        bn_train_stream *out)
+{
+    struct stat st;
+    bool dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    bn_shards *sh = NULL;
+    if (bn_shards_open(path, dir ? split : NULL, &sh) != BN_OK) {
+        cli_fail("train");
+        return false;
+    }
+    bool ok = false;
+    if (bn_shards_tokenizer_checksum(sh) != bn_tokenizer_checksum(r->tok)) {
+        fprintf(stderr, "bitnet train: the shards of %s were made with another tokenizer "
+                "(checksum %016llx, this one's %016llx)\n", path,
+                (unsigned long long)bn_shards_tokenizer_checksum(sh),
+                (unsigned long long)bn_tokenizer_checksum(r->tok));
+        goto done;
+    }
+    uint64_t n = bn_shards_n_tokens(sh);
+    *out = (bn_train_stream){.ids = bn_malloc((size_t)(n ? n : 1) * sizeof *out->ids,
+                                              "train: shards"), .n = (size_t)n};
+    if (!out->ids || bn_shards_read(sh, 0, (size_t)n, out->ids) != BN_OK) {
+        cli_fail("train");
+        bn_train_stream_free(out);
+        goto done;
+    }
+    ok = true;
+done:
+    bn_shards_close(sh);
+    return ok;
+}
+
+/* --data given as token shards: the training tokens, and the validation tokens of
+ * --val (shards), of the directory's val split, or the last --val-frac of the tokens. */
+static bool load_shards(train_run *r, bool resumed)
+{
+    const int32_t T = r->s.cfg.n_ctx;
+    bn_train_stream val = {0};
+    if (!read_shards(r, r->o.data, "train", &r->train))
+        return false;
+    struct stat st;
+    bool dir = stat(r->o.data, &st) == 0 && S_ISDIR(st.st_mode);
+    bool ok = false;
+    if (r->o.val) {
+        if (!is_shards(r->o.val)) {
+            fprintf(stderr, "bitnet train: --data is token shards, so --val must be too\n");
+            goto done;
+        }
+        if (!read_shards(r, r->o.val, "val", &val))
+            goto done;
+    } else if (dir) {
+        if (!read_shards(r, r->o.data, "val", &val))
+            goto done;
+    } else {
+        double frac = isnan(r->o.val_frac) ? 0.1 : r->o.val_frac;
+        size_t cut = (size_t)((1.0 - frac) * (double)r->train.n);
+        val.n = r->train.n - cut;
+        if (!(val.ids = bn_malloc((val.n ? val.n : 1) * sizeof *val.ids, "train: shards"))) {
+            cli_fail("train");
+            goto done;
+        }
+        memcpy(val.ids, r->train.ids + cut, val.n * sizeof *val.ids);
+        r->train.n = cut;
+    }
+    uint64_t dh = bn_seal_hash(r->train.ids, r->train.n * sizeof *r->train.ids);
+    uint64_t vh = bn_seal_hash(val.ids, val.n * sizeof *val.ids);
+    if (resumed && (dh != r->s.data_hash || vh != r->s.val_hash)) {
+        fprintf(stderr, "bitnet train: the %s tokens are not the checkpoint's\n",
+                dh != r->s.data_hash ? "training" : "validation");
+        goto done;
+    }
+    r->s.data_hash = dh;
+    r->s.data_bytes = r->train.n * sizeof *r->train.ids;
+    r->s.val_hash = vh;
+    r->s.val_bytes = val.n * sizeof *val.ids;
+    r->bos = bn_train_bos(r->tok);
+    if (r->train.n < bn_train_min_tokens(T, r->bos)) {
+        fprintf(stderr, "bitnet train: the training shards hold %zu tokens, fewer than one "
+                "sequence of --ctx %d needs (%zu)\n", r->train.n, T,
+                bn_train_min_tokens(T, r->bos));
+        goto done;
+    }
+    int64_t max_w = r->o.val_windows >= 0 ? r->o.val_windows : 64;
+    if (bn_train_val_tokens(&val, T, r->bos, max_w, &r->val) != BN_OK) {
+        fprintf(stderr, "bitnet train: %s\n", bn_last_error());
+        goto done;
+    }
+    INFO("data: %zu training tokens, %zu validation tokens in %lld window%s of %d (token "
+         "shards)\n", r->train.n, r->val.s.n, (long long)r->val.n_windows,
+         CLI_S(r->val.n_windows), T);
+    ok = true;
+done:
+    bn_train_stream_free(&val);
+    return ok;
+}
+
 static bool load_data(train_run *r, bool resumed)
 {
+    if (is_shards(r->o.data))
+        return load_shards(r, resumed);
     size_t len = 0, vlen = 0;
     char *text = read_text("--data", r->o.data, &len), *vtext = NULL;
     if (!text)
@@ -864,10 +991,50 @@ done:
 
 /* ------------------------------------------------------------------ export */
 
+/* Whether path is a training checkpoint (a GGUF of arch bitnet-train); false for
+ * anything else, which the caller then treats as a model file. */
+static bool is_checkpoint(const char *path)
+{
+    bn_gguf *g = NULL;
+    if (bn_gguf_open(path, &g) != BN_OK)
+        return false;
+    const char *arch = NULL;
+    bool yes = bn_gguf_find_kv(g, "general.architecture") >= 0 &&
+               bn_gguf_get_str(g, "general.architecture", &arch) == BN_OK &&
+               strcmp(arch, "bitnet-train") == 0;
+    bn_gguf_close(g);
+    return yes;
+}
+
+/* A checkpoint's model written as a GGUF file at path; false with a message. */
+static bool export_ckpt(const char *in, const char *path, const bn_train_export_params *ep,
+                        bool quiet)
+{
+    bn_train_settings s;
+    bn_train_progress p;
+    bn_tokenizer *tok = NULL;
+    bn_train_model *m = NULL;
+    if (bn_train_ckpt_load(in, 1, &s, &p, &tok, &m) != BN_OK) {
+        cli_fail("export");
+        return false;
+    }
+    bool ok = bn_train_export(path, m, s.ternary, tok, ep) == BN_OK;
+    if (!ok)
+        cli_fail("export");
+    else if (!quiet)
+        fprintf(stderr, "wrote %s: step %lld of a %s run, %s projections\n", path,
+                (long long)p.step, s.ternary ? "ternary" : "float",
+                bn_qtype_get(ep->proj_type)->name);
+    bn_train_model_free(m);
+    bn_tokenizer_free(tok);
+    bn_train_progress_free(&p);
+    return ok;
+}
+
 int cmd_export(int argc, char **argv)
 {
     const char *cmd = "export";
-    const char *in = NULL, *out = NULL, *name = NULL;
+    const char *in = NULL, *out = NULL, *name = NULL, *hf = NULL;
     bn_qtype type = BN_QT_I2_S, embd = BN_QT_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -879,6 +1046,8 @@ int cmd_export(int argc, char **argv)
                 return cli_usage_error(cmd, "unknown type '%s' for %s", argv[i], a);
         } else if (!strcmp(a, "--name") && i + 1 < argc) {
             name = argv[++i];
+        } else if (!strcmp(a, "--hf") && i + 1 < argc) {
+            hf = argv[++i];
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s' (or it needs a value)", a);
         } else if (!in) {
@@ -889,8 +1058,12 @@ int cmd_export(int argc, char **argv)
             return cli_usage_error(cmd, "unexpected argument '%s'", a);
         }
     }
-    if (!in || !out)
-        return cli_usage_error(cmd, "a checkpoint and an output file are needed");
+    if (!in)
+        return cli_usage_error(cmd, "no checkpoint given");
+    if (hf && out)
+        return cli_usage_error(cmd, "--hf DIR writes a folder: no OUT.gguf with it");
+    if (!hf && !out)
+        return cli_usage_error(cmd, "no output given (OUT.gguf, or --hf DIR)");
     if (!(type == BN_QT_I2_S || type == BN_QT_TQ2_0 || type == BN_QT_TQ1_0 ||
           type == BN_QT_F16 || type == BN_QT_F32))
         return cli_usage_error(cmd, "--type %s: i2_s, tq2_0, tq1_0, f16 or f32",
@@ -899,21 +1072,36 @@ int cmd_export(int argc, char **argv)
           embd == BN_QT_Q8_0 || embd == BN_QT_Q6_K))
         return cli_usage_error(cmd, "--embd-type %s: f32, f16, bf16, q8_0 or q6_k",
                                bn_qtype_get(embd)->name);
-    bn_train_settings s;
-    bn_train_progress p;
-    bn_tokenizer *tok = NULL;
-    bn_train_model *m = NULL;
-    if (bn_train_ckpt_load(in, 1, &s, &p, &tok, &m) != BN_OK)
-        return cli_fail(cmd);
     bn_train_export_params ep = {.proj_type = type, .embd_type = embd, .name = name};
+    if (!hf)
+        return export_ckpt(in, out, &ep, false) ? 0 : 1;
+    /* --hf: a checkpoint goes through a GGUF model first (I2_S: one scale per tensor,
+     * as the Hugging Face layout holds it), in a temporary file removed afterwards */
+    const char *model = in;
+    char tmp[] = "/tmp/bitnet-export-XXXXXX";
+    char path[64] = "";
+    if (is_checkpoint(in)) {
+        if (!mkdtemp(tmp)) {
+            fprintf(stderr, "bitnet export: a temporary directory: %s\n", strerror(errno));
+            return 1;
+        }
+        snprintf(path, sizeof path, "%s/model.gguf", tmp);
+        ep.proj_type = BN_QT_I2_S;
+        if (!export_ckpt(in, path, &ep, true)) {
+            rmdir(tmp);
+            return 1;
+        }
+        model = path;
+    }
     int rc = 0;
-    if (bn_train_export(out, m, s.ternary, tok, &ep) != BN_OK)
+    if (bn_export_hf(model, hf, NULL) != BN_OK)
         rc = cli_fail(cmd);
     else
-        fprintf(stderr, "wrote %s: step %lld of a %s run, %s projections\n", out,
-                (long long)p.step, s.ternary ? "ternary" : "float", bn_qtype_get(type)->name);
-    bn_train_model_free(m);
-    bn_tokenizer_free(tok);
-    bn_train_progress_free(&p);
+        fprintf(stderr, "wrote %s/: config.json, model.safetensors, tokenizer.json, "
+                "tokenizer_config.json\n", hf);
+    if (path[0]) {
+        unlink(path);
+        rmdir(tmp);
+    }
     return rc;
 }

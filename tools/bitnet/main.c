@@ -39,6 +39,8 @@ static const command commands[] = {
      false},
     {"quantize", "convert a GGUF model's weights to ternary (or other) types",
      {cmd_quantize_help}, cmd_quantize, false},
+    {"convert", "convert a Hugging Face checkpoint folder to a GGUF model",
+     {cmd_convert_help}, cmd_convert, false},
     {"tokenize", "text to token ids with a model's tokenizer", {cmd_tokenize_help},
      cmd_tokenize, false},
     {"detokenize", "token ids back to text", {cmd_detokenize_help}, cmd_detokenize, false},
