@@ -168,7 +168,7 @@ static const opt_def train_defs[] = {
     OI("--steps", steps, 1, INT32_MAX, "step count"),
     OI("--warmup", warmup, 0, INT32_MAX, "warm-up"),
     OI("--lambda-ramp", lambda_ramp, 0, INT32_MAX, "ramp"),
-    OI("--seed", seed, 0, INT64_MAX, "seed"),
+    OI("--seed", seed, 0, 1e18, "seed"),
     OI("--eval-every", eval_every, 1, INT32_MAX, "interval"),
     OI("--val-windows", val_windows, 0, INT32_MAX, "window count"),
     OI("--save-every", save_every, 1, INT32_MAX, "interval"),
