@@ -14,6 +14,7 @@
 # - `bitnet export` of the last checkpoint writes model.gguf's bytes again; `bitnet
 #   export --hf` writes a Hugging Face folder that `bitnet convert` turns back into the
 #   same tensors (the same table, the same logits);
+# - 1 and 2 threads give the same model.gguf and losses;
 # - token shards (bitnet corpus) as --data, with their val split; shards of another
 #   tokenizer are refused;
 # - bad input: missing or empty data, a tokenizer that does not load, heads that do not
@@ -149,6 +150,16 @@ expect 0 "the same run uninterrupted" -- train --data "$tmp/train.txt" --val "$t
     $small --steps $steps --eval-every 100 --val-windows 2 --out "$tmp/long"
 if cmp -s "$tmp/long/model.gguf" "$tmp/int/model.gguf"; then ok; else
     fail "interrupted and resumed: model.gguf differs from the uninterrupted run's"; fi
+
+# the thread count changes nothing: 1 and 2 threads, the same model and losses
+expect 0 "1 thread" -- train --data "$tmp/train.txt" --val "$tmp/val.txt" $small --steps 6 \
+    --eval-every 3 --val-windows 4 -t 1 --out "$tmp/t1"
+expect 0 "2 threads" -- train --data "$tmp/train.txt" --val "$tmp/val.txt" $small --steps 6 \
+    --eval-every 3 --val-windows 4 -t 2 --out "$tmp/t2"
+if cmp -s "$tmp/t1/model.gguf" "$tmp/t2/model.gguf"; then ok; else
+    fail "1 and 2 threads: model.gguf differs"; fi
+same "1 and 2 threads: losses" "$(cut -d, -f1-4 "$tmp/t2/train.csv")" \
+    "$(cut -d, -f1-4 "$tmp/t1/train.csv")"
 
 # token shards as --data (bitnet corpus), their val split for validation; shards of
 # another tokenizer are refused

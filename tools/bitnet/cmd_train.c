@@ -95,6 +95,8 @@ const char cmd_train_help[] =
     "  --save-every N       a checkpoint every N steps (default: at the end and on\n"
     "                       Ctrl-C only)\n"
     "  --keep N             keep the N newest checkpoints (default 2)\n"
+    "  -t, --threads N      threads (default: every online CPU, or the global -t);\n"
+    "                       the results are the same for any count\n"
     "  --type T             model.gguf's projections: i2_s (default), tq2_0, tq1_0, f16\n"
     "                       (the default of --mode float), f32\n"
     "  -h, --help           show this help\n"
@@ -138,7 +140,7 @@ typedef struct train_opts {
     const char *data, *val, *tokenizer, *out, *resume, *schedule, *mode, *type;
     /* -1 / NAN: not given */
     int64_t dim, layers, heads, kv_heads, ffn, ctx, batch, accum, steps, warmup,
-        lambda_ramp, seed, eval_every, val_windows, save_every, keep;
+        lambda_ramp, seed, eval_every, val_windows, save_every, keep, threads;
     double lr, lr_min, lr2, drop, wd, beta1, beta2, clip, val_frac, rope_theta;
 } train_opts;
 
@@ -173,6 +175,7 @@ static const opt_def train_defs[] = {
     OI("--val-windows", val_windows, 0, INT32_MAX, "window count"),
     OI("--save-every", save_every, 1, INT32_MAX, "interval"),
     OI("--keep", keep, 1, 1 << 20, "count"),
+    OI("--threads", threads, 1, 512, "thread count"),
     OD("--lr", lr, 1e-12, 10, "learning rate"), OD("--lr-min", lr_min, 0, 10, "learning rate"),
     OD("--lr2", lr2, 0, 10, "learning rate"), OD("--drop", drop, 0, 1, "fraction"),
     OD("--wd", wd, 0, 10, "weight decay"), OD("--beta1", beta1, 0, 0.999999, "beta"),
@@ -206,6 +209,8 @@ static int parse_train_opts(int argc, char **argv, train_opts *o, int *help_rc)
         }
         if (!strcmp(a, "-s"))
             a = "--seed";
+        if (!strcmp(a, "-t"))
+            a = "--threads";
         const opt_def *d = NULL;
         for (size_t k = 0; k < sizeof train_defs / sizeof train_defs[0] && !d; k++)
             if (!strcmp(a, train_defs[k].name))
@@ -855,6 +860,8 @@ int cmd_train(int argc, char **argv)
                     !(type == BN_QT_I2_S || type == BN_QT_TQ2_0 || type == BN_QT_TQ1_0 ||
                       type == BN_QT_F16 || type == BN_QT_F32)))
         return cli_usage_error(cmd, "--type '%s': i2_s, tq2_0, tq1_0, f16 or f32", o->type);
+    if (o->threads > 0 && bn_set_num_threads((int)o->threads) != BN_OK)
+        return cli_fail(cmd);
     r.tty = isatty(2);
     if (!train_dist_init(&argc, &argv, &dist))
         return 1;
