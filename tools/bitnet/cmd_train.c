@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -688,14 +689,39 @@ static bool save_checkpoint(train_run *r)
         return false;
     if (dist.rank != 0)
         return true;
-    /* the older ones: every ckpt-N.ckpt with N <= step - keep-th newest */
-    for (int64_t s = r->p.step - 1, kept = 1; s >= 0; s--) {
-        ckpt_path(path, sizeof path, r->o.out, s);
-        if (access(path, F_OK) != 0)
+    /* the older ones: the checkpoints of earlier steps beyond the --keep newest */
+    DIR *d = opendir(r->o.out);
+    int64_t *steps = NULL;
+    size_t n = 0, cap = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        long long st;
+        int end = 0;
+        if (sscanf(e->d_name, "ckpt-%lld.ckpt%n", &st, &end) != 1 || e->d_name[end] ||
+            st >= r->p.step)
             continue;
-        if (++kept > r->keep)
-            unlink(path);
+        if (n == cap) {
+            int64_t *grown = realloc(steps, (cap = cap ? 2 * cap : 16) * sizeof *steps);
+            if (!grown)
+                break;
+            steps = grown;
+        }
+        steps[n++] = st;
     }
+    if (d)
+        closedir(d);
+    /* newest first: keep the first keep - 1 (the one just written is the newest) */
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (steps[j] > steps[i]) {
+                int64_t t = steps[i];
+                steps[i] = steps[j];
+                steps[j] = t;
+            }
+    for (size_t i = (size_t)(r->keep - 1); i < n; i++) {
+        ckpt_path(path, sizeof path, r->o.out, steps[i]);
+        unlink(path);
+    }
+    free(steps);
     return write_log_files(r);
 }
 
