@@ -11,7 +11,7 @@
 #                                       for scripts/cross-test-aarch64.sh
 set -eu
 
-packages="build-essential cmake pkg-config liblapacke-dev libopenblas-dev libjansson-dev libpcre2-dev libedit-dev libsimde-dev valgrind python3 time clang-14 libclang-rt-14-dev"
+packages="build-essential cmake pkg-config liblapacke-dev libopenblas-dev libjansson-dev libpcre2-dev libedit-dev libmicrohttpd-dev libsimde-dev valgrind python3 time clang-14 libclang-rt-14-dev"
 for arg in "$@"; do
     case "$arg" in
         --fixtures) packages="$packages python3-numpy python3-torch" ;;

@@ -69,6 +69,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 extern const char cmd_info_help[];
 extern const char cmd_quantize_help[];
@@ -83,5 +84,6 @@ extern const char cmd_chat_commands_help[];
 extern const char cmd_perplexity_help[];
 extern const char cmd_logits_help[];
 extern const char cmd_bench_help[];
+extern const char cmd_serve_help[];
 
 #endif
