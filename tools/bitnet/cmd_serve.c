@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "run_common.h"
 #include "serve.h"
@@ -97,6 +98,7 @@ typedef struct serve_server {
     pthread_mutex_t    lock;          /* the counters below */
     uint64_t           requests[ROUTE_COUNT][N_COUNTED + 1];
     uint64_t           next_id;
+    int32_t            in_flight;     /* requests begun and not completed */
 } serve_server;
 
 /* One request on a connection (MHD's con_cls), from its headers to its end. */
@@ -410,9 +412,11 @@ static bool stream_next(serve_conn *sc)
     if (job->finished && sc->phase == 1) {
         sc->phase = 2;
         bool ok;
-        if (job->error[0] || job->oom) {
+        if (job->error[0] || job->oom || job->result.stop == BN_STOP_CANCELLED) {
             serve_error err;
-            serve_fail(&err, 500, NULL, "%s", job->oom ? "out of memory" : job->error);
+            serve_fail(&err, job->error[0] || job->oom ? 500 : 503, NULL, "%s",
+                       job->oom ? "out of memory" : job->error[0] ? job->error
+                       : "the server is shutting down");
             ok = sse_event(sc, error_body(&err));
         } else {
             ok = sse_event(sc, chunk(sc, NULL, finish_reason(job), false));
@@ -497,6 +501,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, serve_conn *sc,
     }
     job->gp.stops = (const char *const *)sc->req.stops;
     job->gp.n_stops = sc->req.n_stops;
+    job->gp.ignore_eog = sc->req.ignore_eos;
     pthread_mutex_lock(&srv->lock);
     snprintf(sc->id, sizeof sc->id, "%s-%llx%06llx", kind == SERVE_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)srv->started, (unsigned long long)++srv->next_id);
@@ -604,12 +609,26 @@ static enum MHD_Result handle_detokenize(struct MHD_Connection *c, serve_conn *s
     return reply_json(c, sc, 200, s ? json_pack("{s:o}", "content", s) : NULL);
 }
 
+/* The resident set size of the process now (/proc/self/statm), 0 when unknown. */
+static uint64_t resident_bytes(void)
+{
+    unsigned long long pages_total = 0, pages_resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    int n = fscanf(f, "%llu %llu", &pages_total, &pages_resident);
+    fclose(f);
+    return n == 2 ? (uint64_t)pages_resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
 /* GET /metrics: Prometheus' text format. */
 static enum MHD_Result handle_metrics(struct MHD_Connection *c, serve_conn *sc)
 {
     serve_server *srv = sc->srv;
     serve_stats st;
     serve_engine_stats(srv->engine, &st);
+    bn_mem_stats mem;
+    bn_mem_get_stats(&mem);
     size_t cap = 16384, n = 0;
     char *s = malloc(cap);
     if (!s)
@@ -660,12 +679,19 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *c, serve_conn *sc)
         "bitnet_queue_length %d\n"
         "# HELP bitnet_queue_capacity Requests that may wait before 503.\n"
         "# TYPE bitnet_queue_capacity gauge\n"
-        "bitnet_queue_capacity %d\n",
+        "bitnet_queue_capacity %d\n"
+        "# HELP bitnet_memory_live_bytes Bytes the library's allocator holds now.\n"
+        "# TYPE bitnet_memory_live_bytes gauge\n"
+        "bitnet_memory_live_bytes %zu\n"
+        "# HELP bitnet_resident_bytes Resident memory of the process.\n"
+        "# TYPE bitnet_resident_bytes gauge\n"
+        "bitnet_resident_bytes %llu\n",
         (unsigned long long)st.prompt_tokens, (unsigned long long)st.generated_tokens,
         (unsigned long long)st.jobs_done, (unsigned long long)st.jobs_cancelled,
         (unsigned long long)st.steps, st.busy_seconds,
         st.busy_seconds > 0 ? (double)st.generated_tokens / st.busy_seconds : 0.0,
-        st.n_slots, st.slots_busy, st.queue_len, st.queue_max);
+        st.n_slots, st.slots_busy, st.queue_len, st.queue_max, mem.live_bytes,
+        (unsigned long long)resident_bytes());
 #undef OUT
     if (n >= cap) {
         free(s);
@@ -747,6 +773,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_NO;
         *con_cls = sc;
         sc->srv = srv;
+        pthread_mutex_lock(&srv->lock);
+        srv->in_flight++;
+        pthread_mutex_unlock(&srv->lock);
         sc->t0 = run_now();
         sc->route = route_of(url);
         snprintf(sc->method, sizeof sc->method, "%s", method);
@@ -834,6 +863,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         k++;
     pthread_mutex_lock(&srv->lock);
     srv->requests[sc->route][k]++;
+    srv->in_flight--;
     pthread_mutex_unlock(&srv->lock);
     double ms = (run_now() - sc->t0) * 1e3;
     int n_prompt = sc->submitted ? sc->job.result.n_prompt : 0;
@@ -890,6 +920,28 @@ static bool serve_pick_template(const bn_tokenizer *tok, const char *name, const
     return true;
 }
 
+/* libmicrohttpd's messages (a client that went away, a malformed request line):
+ * informational, shown with -v. */
+static void on_http_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    bn_log(BN_LOG_INFO, "serve: http: %s", msg);
+}
+
+/* Requests begun and not completed. */
+static int32_t serve_in_flight(serve_server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    int32_t n = srv->in_flight;
+    pthread_mutex_unlock(&srv->lock);
+    return n;
+}
+
 static void on_stop_signal(int sig)
 {
     (void)sig;
@@ -927,6 +979,7 @@ static struct MHD_Daemon *serve_listen(serve_server *srv, const char *host, int 
         MHD_OPTION_CONNECTION_LIMIT, conn_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_EXTERNAL_LOGGER, on_http_log, NULL,
         MHD_OPTION_END);
     if (!d)
         fprintf(stderr, "bitnet serve: cannot listen on %s port %d: %s\n", host, port,
@@ -1075,6 +1128,13 @@ int cmd_serve(int argc, char **argv)
                 serve_engine_pending(srv.engine), CLI_S(serve_engine_pending(srv.engine)),
                 (long long)shutdown_timeout);
     serve_engine_drain(srv.engine, true);
+    /* the responses of the requests that ended get out before the sockets close
+     * (a second at most: a client that does not read is not waited for) */
+    deadline = run_now() + 1.0;
+    while (serve_in_flight(&srv) > 0 && run_now() < deadline) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(srv.daemon);           /* waits for the connections' threads */
     srv.daemon = NULL;
     fprintf(stderr, "serve: stopped\n");

@@ -46,6 +46,7 @@ typedef struct serve_request {
     bool       stream;
     bool       include_usage;  /* stream_options.include_usage */
     bool       echo;           /* completions: the prompt before the text */
+    bool       ignore_eos;     /* go on after an end-of-text token (llama.cpp's field) */
 } serve_request;
 
 /* What a refused request gets: an HTTP status, an OpenAI error type and code, the

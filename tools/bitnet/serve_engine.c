@@ -87,7 +87,10 @@ static void engine_admit(serve_engine *e)
             job->result = res;
             e->st.prompt_tokens += (uint64_t)res.n_prompt;
             e->st.generated_tokens += (uint64_t)res.n_generated;
-            e->st.jobs_done++;
+            if (res.stop == BN_STOP_CANCELLED)
+                e->st.jobs_cancelled++;
+            else
+                e->st.jobs_done++;
         } else if (job->cancelled) {
             job->result.stop = BN_STOP_CANCELLED;
             e->st.jobs_cancelled++;

@@ -305,6 +305,7 @@ static bool get_options(const json_t *o, serve_request *req, serve_error *err)
     if (logprobs)
         return serve_fail(err, 400, "logprobs", "'logprobs' is not supported");
     if (!get_bool(o, "stream", &req->stream, err) ||
+        !get_bool(o, "ignore_eos", &req->ignore_eos, err) ||
         (req->kind == SERVE_COMPLETION && !get_bool(o, "echo", &req->echo, err)) ||
         !get_stops(o, req, err))
         return false;
