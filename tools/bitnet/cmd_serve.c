@@ -629,6 +629,8 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *c, serve_conn *sc)
     serve_engine_stats(srv->engine, &st);
     bn_mem_stats mem;
     bn_mem_get_stats(&mem);
+    bn_mem_stats gen_mem = {0};
+    bn_mem_get_tag_stats("generator", &gen_mem);
     size_t cap = 16384, n = 0;
     char *s = malloc(cap);
     if (!s)
@@ -683,6 +685,10 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *c, serve_conn *sc)
         "# HELP bitnet_memory_live_bytes Bytes the library's allocator holds now.\n"
         "# TYPE bitnet_memory_live_bytes gauge\n"
         "bitnet_memory_live_bytes %zu\n"
+        "# HELP bitnet_memory_generator_bytes Of those, the generator's (its batch buffer\n"
+        "# keeps the size of the largest step so far).\n"
+        "# TYPE bitnet_memory_generator_bytes gauge\n"
+        "bitnet_memory_generator_bytes %zu\n"
         "# HELP bitnet_resident_bytes Resident memory of the process.\n"
         "# TYPE bitnet_resident_bytes gauge\n"
         "bitnet_resident_bytes %llu\n",
@@ -691,6 +697,7 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *c, serve_conn *sc)
         (unsigned long long)st.steps, st.busy_seconds,
         st.busy_seconds > 0 ? (double)st.generated_tokens / st.busy_seconds : 0.0,
         st.n_slots, st.slots_busy, st.queue_len, st.queue_max, mem.live_bytes,
+        gen_mem.live_bytes,
         (unsigned long long)resident_bytes());
 #undef OUT
     if (n >= cap) {
