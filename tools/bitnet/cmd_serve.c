@@ -37,6 +37,7 @@ const char cmd_serve_help[] =
     "       \"stream\": true for server-sent events)\n"
     "  POST /tokenize {\"content\": TEXT}, POST /detokenize {\"tokens\": [IDS]}\n"
     "  GET /health, GET /metrics (Prometheus text)\n"
+    "  GET /  a chat page for a browser (streams the reply, with a stop button)\n"
     "One line per request goes to stderr (time, method, path, status, prompt and\n"
     "generated tokens, milliseconds). SIGTERM or Ctrl-C stops accepting connections,\n"
     "lets running requests finish for up to --shutdown-timeout seconds, then cancels\n"
@@ -56,6 +57,8 @@ const char cmd_serve_help[] =
     "                       from $BITNET_API_KEY\n"
     "  --template NAME      chat template: llama3 or bitnet (default: the model's)\n"
     "  --alias NAME         the model's id in responses (default: the file's name)\n"
+    "  --ignore-eos         every request goes on after end-of-text tokens (for tests\n"
+    "                       and benchmarks; a request can ask with \"ignore_eos\": true)\n"
     "  --max-body N         largest request body in bytes (default 4194304)\n"
     "  --timeout N          seconds a connection may stay idle (default 60)\n"
     "  --shutdown-timeout N seconds running requests get to finish at SIGTERM (default\n"
@@ -67,13 +70,17 @@ const char cmd_serve_help[] =
 /* The routes, for the access log and /metrics. */
 typedef enum serve_route {
     ROUTE_CHAT = 0, ROUTE_COMPLETIONS, ROUTE_MODELS, ROUTE_HEALTH, ROUTE_METRICS,
-    ROUTE_TOKENIZE, ROUTE_DETOKENIZE, ROUTE_OTHER, ROUTE_COUNT
+    ROUTE_TOKENIZE, ROUTE_DETOKENIZE, ROUTE_PAGE, ROUTE_OTHER, ROUTE_COUNT
 } serve_route;
 
 static const char *const route_path[ROUTE_COUNT] = {
     "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics",
-    "/tokenize", "/detokenize", "other"
+    "/tokenize", "/detokenize", "/", "other"
 };
+
+/* The chat page (serve_page.html, embedded by cmake/embed.cmake). */
+extern const char serve_page[];
+extern const size_t serve_page_len;
 
 /* Status codes counted per route in /metrics. */
 static const int counted_status[] = {200, 400, 401, 404, 405, 413, 500, 503};
@@ -99,6 +106,7 @@ typedef struct serve_server {
     uint64_t           requests[ROUTE_COUNT][N_COUNTED + 1];
     uint64_t           next_id;
     int32_t            in_flight;     /* requests begun and not completed */
+    bool               ignore_eos;    /* --ignore-eos: for every request */
 } serve_server;
 
 /* One request on a connection (MHD's con_cls), from its headers to its end. */
@@ -501,7 +509,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, serve_conn *sc,
     }
     job->gp.stops = (const char *const *)sc->req.stops;
     job->gp.n_stops = sc->req.n_stops;
-    job->gp.ignore_eog = sc->req.ignore_eos;
+    job->gp.ignore_eog = sc->req.ignore_eos || srv->ignore_eos;
     pthread_mutex_lock(&srv->lock);
     snprintf(sc->id, sizeof sc->id, "%s-%llx%06llx", kind == SERVE_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)srv->started, (unsigned long long)++srv->next_id);
@@ -725,6 +733,8 @@ static serve_route route_of(const char *url)
             return (serve_route)r;
     if (!strcmp(url, "/v1/health"))
         return ROUTE_HEALTH;
+    if (!strcmp(url, "/index.html"))
+        return ROUTE_PAGE;
     return ROUTE_OTHER;
 }
 
@@ -757,7 +767,7 @@ static enum MHD_Result check_request(struct MHD_Connection *c, serve_conn *sc,
         !(strcmp(method, "HEAD") == 0 && !post))
         return reply_fail(c, sc, 405, NULL, "%s needs %s, not %s", route_path[sc->route],
                           post ? "POST" : "GET", method);
-    if (sc->route != ROUTE_HEALTH && !authorized(c, srv))
+    if (sc->route != ROUTE_HEALTH && sc->route != ROUTE_PAGE && !authorized(c, srv))
         return reply_fail(c, sc, 401, "invalid_api_key", "a valid API key is needed: "
                           "'Authorization: Bearer KEY'");
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
@@ -831,6 +841,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return handle_metrics(c, sc);
     case ROUTE_HEALTH:
         return reply_json(c, sc, 200, json_pack("{s:s}", "status", "ok"));
+    case ROUTE_PAGE: {
+        struct MHD_Response *r = MHD_create_response_from_buffer(
+            serve_page_len, (void *)serve_page, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+        MHD_add_response_header(r, "Content-Security-Policy", "default-src 'self'; "
+                                "script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+        sc->status = 200;
+        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
     case ROUTE_MODELS: {
         bn_model_info in;
         bn_model_get_info(srv->model, &in);
@@ -1003,7 +1026,7 @@ int cmd_serve(int argc, char **argv)
     const char *alias = NULL;
     int64_t port = 8080, parallel = 4, queue = 64, n_predict = -1, max_body = 4 << 20;
     int64_t timeout = 60, shutdown_timeout = 10;
-    bool log_json = false;
+    bool log_json = false, ignore_eos = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = run_parse_opt(cmd, argc, argv, &i, &o, true);
@@ -1035,6 +1058,8 @@ int cmd_serve(int argc, char **argv)
             tmpl_name = argv[++i];
         } else if (!strcmp(a, "--alias") && v) {
             alias = argv[++i];
+        } else if (!strcmp(a, "--ignore-eos")) {
+            ignore_eos = true;
         } else if (!strcmp(a, "--max-body") && v) {
             if (!cli_parse_int(argv[++i], 1024, (int64_t)1 << 30, &max_body))
                 return cli_usage_error(cmd, "invalid --max-body '%s' (1024 to 2^30)", v);
@@ -1101,6 +1126,7 @@ int cmd_serve(int argc, char **argv)
     srv.n_ctx = bn_context_n_ctx(srv.ctx);
     srv.max_body = (size_t)max_body;
     srv.log_json = log_json;
+    srv.ignore_eos = ignore_eos;
     srv.started = time(NULL);
     if (!(srv.engine = serve_engine_start(srv.ctx, (int32_t)queue)))
         goto done;
