@@ -6,7 +6,9 @@
 #   scripts/install-deps.sh             build + test dependencies
 #   scripts/install-deps.sh --fixtures  also NumPy and PyTorch, to regenerate the
 #                                       reference fixtures under tests/fixtures
-#   scripts/install-deps.sh --interop   also node and npm, for tests/interop
+#   scripts/install-deps.sh --interop   also node and npm, for tests/interop and
+#                                       tests/serve, and chromium for the chat page's
+#                                       test (tests/serve/page.sh)
 #   scripts/install-deps.sh --cross     also the aarch64 cross compiler and qemu-user,
 #                                       for scripts/cross-test-aarch64.sh
 set -eu
@@ -16,7 +18,8 @@ for arg in "$@"; do
     case "$arg" in
         --fixtures) packages="$packages python3-numpy python3-torch" ;;
         --numpy) packages="$packages python3-numpy" ;;
-        --interop) command -v npm >/dev/null 2>&1 || packages="$packages nodejs npm" ;;
+        --interop) command -v npm >/dev/null 2>&1 || packages="$packages nodejs npm"
+                   packages="$packages chromium" ;;
         --cross) packages="$packages gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user" ;;
         -h|--help) sed -n '2,/^set/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
