@@ -309,7 +309,19 @@ grep -q '^20[0-9-]*T[0-9:]*Z POST /v1/completions 200 prompt=[0-9]* generated=[0
     "$tmp/server.err" && ok || fail "access log line"
 
 # --- the API key, JSON log lines
-start_server -m "$tmp/m.gguf" --parallel 1 -c 128 -t 1 --api-key s3cret --log-format json
+start_server -m "$tmp/m.gguf" --parallel 1 -c 128 -t 1 --api-key s3cret --log-format json \
+    --timeout 1
+# a slow sender: half the headers, then nothing; --timeout 1 closes it
+if python3 - "$port" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+s.settimeout(10)
+t0 = time.monotonic()
+data = s.recv(1000)
+sys.exit(0 if (data == b"" or data.startswith(b"HTTP/1.1 4")) and time.monotonic() - t0 < 5 else 1)
+PY
+then ok; else fail "a slow sender was not closed after --timeout 1"; fi
 req POST /v1/completions '{"prompt": "a", "max_tokens": 2}'
 expect_code 401 "no key"
 same "401 type" "$(py 'd["error"]["type"]')" authentication_error
