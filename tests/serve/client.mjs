@@ -167,18 +167,30 @@ async function load() {
     }));
     return { wrong, done };
 }
-const before_load = await metrics();
+// the idle value: the last request's memory is freed just after its answer went out,
+// so read until two reads 100 ms apart agree
+async function idle() {
+    let prev = await metrics();
+    for (let i = 0; i < 50; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        const m = await metrics();
+        if (m.live === prev.live && m.busy === 0) return m;
+        prev = m;
+    }
+    return prev;
+}
+const before_load = await idle();
 const t0 = Date.now();
 const first = await load();
 same(first.done, clients * requests, "requests answered under load");
 same(first.wrong, 0, "answers under load that differ from the same request alone");
-const warm = await metrics();
+const warm = await idle();
 const sanitized = process.env.SANITIZED === "1";
 if (!sanitized) {
     const second = await load();
     same(second.wrong, 0, "answers of a second load that differ");
 }
-const after = await metrics();
+const after = await idle();
 console.log(`load: ${(sanitized ? 1 : 2) * clients * requests} requests from ${clients} clients in ` +
             `${((Date.now() - t0) / 1000).toFixed(1)} s; live bytes ${before_load.live} -> ${warm.live} -> ` +
             `${after.live} (and the generator's ${before_load.gen} -> ${after.gen})` +
