@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "run_common.h"
-#include "serve.h"
+#include "serve_http.h"
 
 const char cmd_serve_help[] =
     "usage: bitnet serve -m MODEL [--host ADDR] [--port N] [--parallel N] [options]\n"
@@ -67,143 +67,8 @@ const char cmd_serve_help[] =
     "  -h, --help           show this help\n"
     "\n";
 
-/* The routes, for the access log and /metrics. */
-typedef enum serve_route {
-    ROUTE_CHAT = 0, ROUTE_COMPLETIONS, ROUTE_MODELS, ROUTE_HEALTH, ROUTE_METRICS,
-    ROUTE_TOKENIZE, ROUTE_DETOKENIZE, ROUTE_PAGE, ROUTE_OTHER, ROUTE_COUNT
-} serve_route;
-
-static const char *const route_path[ROUTE_COUNT] = {
-    "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics",
-    "/tokenize", "/detokenize", "/", "other"
-};
-
-/* The chat page (serve_page.html, embedded by cmake/embed.cmake). */
-extern const char serve_page[];
-extern const size_t serve_page_len;
-
-/* Status codes counted per route in /metrics. */
-static const int counted_status[] = {200, 400, 401, 404, 405, 413, 500, 503};
-#define N_COUNTED (sizeof counted_status / sizeof counted_status[0])
-
-typedef struct serve_server {
-    struct MHD_Daemon *daemon;
-    serve_engine      *engine;
-    bn_model          *model;
-    bn_context        *ctx;
-    const bn_tokenizer *tok;
-    const char        *model_id;
-    const char        *api_key;       /* NULL: none */
-    const char        *tmpl;          /* chat template; NULL: the model's */
-    bn_sampler_params  sp;            /* request defaults */
-    bool               seed_given;
-    int32_t            chat_max_tokens;
-    int32_t            n_ctx;
-    size_t             max_body;
-    bool               log_json;
-    time_t             started;
-    pthread_mutex_t    lock;          /* the counters below */
-    uint64_t           requests[ROUTE_COUNT][N_COUNTED + 1];
-    uint64_t           next_id;
-    int32_t            in_flight;     /* requests begun and not completed */
-    bool               ignore_eos;    /* --ignore-eos: for every request */
-} serve_server;
-
-/* One request on a connection (MHD's con_cls), from its headers to its end. */
-typedef struct serve_conn {
-    serve_server  *srv;
-    serve_route    route;
-    char           method[8];
-    char           path[64];
-    double         t0;
-    int            status;        /* of the response queued */
-    char          *body;          /* the upload (owned) */
-    size_t         len, cap;
-    bool           too_big;
-    bool           refused;       /* a response was queued before the body came */
-    MHD_socket     fd;
-    /* a generation */
-    serve_request  req;
-    bool           have_req;
-    bn_token      *ids;
-    size_t         n_ids;
-    serve_job      job;
-    bool           submitted;
-    char           id[48];
-    time_t         created;
-    /* a stream */
-    char          *out;           /* SSE bytes not yet handed to MHD (owned) */
-    size_t         out_len, out_pos;
-    size_t         framed;        /* bytes of job.text already in events */
-    int            phase;         /* 0: the opening event, 1: text, 2: closing sent */
-} serve_conn;
 
 static volatile sig_atomic_t serve_stop_signal;
-
-/* ------------------------------------------------------------------ responses */
-
-/* Queues a JSON response (takes the reference to body). */
-static enum MHD_Result reply_json(struct MHD_Connection *c, serve_conn *sc, int status,
-                                  json_t *body)
-{
-    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(body);
-    if (!s) {
-        status = 500;
-        s = strdup("{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
-                   "\"param\":null,\"code\":null}}");
-        if (!s)
-            return MHD_NO;
-    }
-    size_t n = strlen(s);
-    s[n] = '\n';                /* the NUL's place: curl's output ends its line */
-    struct MHD_Response *r = MHD_create_response_from_buffer(n + 1, s, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(s);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    if (status == 503)
-        MHD_add_response_header(r, "Retry-After", "1");
-    if (status == 401)
-        MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
-    sc->status = status;
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-static json_t *error_body(const serve_error *err)
-{
-    return json_pack("{s:{s:s, s:s, s:o, s:o}}", "error", "message", err->message,
-                     "type", err->type, "param",
-                     err->param[0] ? json_string(err->param) : json_null(),
-                     "code", err->code ? json_string(err->code) : json_null());
-}
-
-static enum MHD_Result reply_error(struct MHD_Connection *c, serve_conn *sc,
-                                   const serve_error *err)
-{
-    return reply_json(c, sc, err->status, error_body(err));
-}
-
-/* reply_error with a message made here. */
-static enum MHD_Result reply_fail(struct MHD_Connection *c, serve_conn *sc, int status,
-                                  const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static enum MHD_Result reply_fail(struct MHD_Connection *c, serve_conn *sc, int status,
-                                  const char *code, const char *fmt, ...)
-{
-    serve_error err;
-    serve_fail(&err, status, NULL, "%s", "");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err.message, sizeof err.message, fmt, ap);
-    va_end(ap);
-    err.code = code;
-    return reply_error(c, sc, &err);
-}
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -249,13 +114,13 @@ static bool prepare_prompt(struct MHD_Connection *c, serve_conn *sc)
         int32_t nv = bn_tokenizer_n_vocab(srv->tok);
         for (size_t i = 0; i < req->n_prompt_ids; i++)
             if (req->prompt_ids[i] >= nv) {
-                reply_fail(c, sc, 400, NULL, "token id %d of 'prompt' is out of the "
-                           "vocabulary (%d tokens)", req->prompt_ids[i], nv);
+                serve_reply_fail(c, sc, 400, NULL, "token id %d of 'prompt' is out of the "
+                                 "vocabulary (%d tokens)", req->prompt_ids[i], nv);
                 return false;
             }
         sc->ids = bn_malloc(req->n_prompt_ids * sizeof *sc->ids, "serve");
         if (!sc->ids) {
-            reply_fail(c, sc, 500, NULL, "out of memory");
+            serve_reply_fail(c, sc, 500, NULL, "out of memory");
             return false;
         }
         memcpy(sc->ids, req->prompt_ids, req->n_prompt_ids * sizeof *sc->ids);
@@ -269,11 +134,12 @@ static bool prepare_prompt(struct MHD_Connection *c, serve_conn *sc)
         char *text = NULL;
         size_t len = 0;
         if (!m) {
-            reply_fail(c, sc, 500, NULL, "out of memory");
+            serve_reply_fail(c, sc, 500, NULL, "out of memory");
             return false;
         }
         for (size_t i = 0; i < req->n_msgs; i++)
-            m[i] = (bn_chat_message){.role = req->msgs[i].role, .content = req->msgs[i].content};
+            m[i] = (bn_chat_message){.role = req->msgs[i].role,
+                                     .content = req->msgs[i].content};
         st = bn_chat_format(srv->tok, srv->tmpl, m, req->n_msgs, true, &text, &len);
         free(m);
         if (st == BN_OK) {
@@ -283,17 +149,17 @@ static bool prepare_prompt(struct MHD_Connection *c, serve_conn *sc)
         }
     }
     if (st != BN_OK) {
-        reply_fail(c, sc, st == BN_ERR_OOM ? 500 : 400, NULL, "%s", bn_last_error());
+        serve_reply_fail(c, sc, st == BN_ERR_OOM ? 500 : 400, NULL, "%s", bn_last_error());
         return false;
     }
     if (sc->n_ids == 0) {
-        reply_fail(c, sc, 400, NULL, "the prompt is empty");
+        serve_reply_fail(c, sc, 400, NULL, "the prompt is empty");
         return false;
     }
     if ((int64_t)sc->n_ids >= srv->n_ctx) {
-        reply_fail(c, sc, 400, "context_length_exceeded", "the prompt is %zu tokens but "
-                   "the context holds %d positions (leaving none to generate)", sc->n_ids,
-                   srv->n_ctx);
+        serve_reply_fail(c, sc, 400, "context_length_exceeded", "the prompt is %zu tokens "
+                         "but the context holds %d positions (leaving none to generate)",
+                         sc->n_ids, srv->n_ctx);
         return false;
     }
     return true;
@@ -425,7 +291,7 @@ static bool stream_next(serve_conn *sc)
             serve_fail(&err, job->error[0] || job->oom ? 500 : 503, NULL, "%s",
                        job->oom ? "out of memory" : job->error[0] ? job->error
                        : "the server is shutting down");
-            ok = sse_event(sc, error_body(&err));
+            ok = sse_event(sc, serve_error_body(&err));
         } else {
             ok = sse_event(sc, chunk(sc, NULL, finish_reason(job), false));
             if (ok && sc->req.include_usage) {
@@ -490,7 +356,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, serve_conn *sc,
     serve_error err;
     if (!serve_request_parse(sc->body ? sc->body : "", sc->len, kind, &srv->sp,
                              kind == SERVE_CHAT ? srv->chat_max_tokens : 16, &sc->req, &err))
-        return reply_error(c, sc, &err);
+        return serve_reply_error(c, sc, &err);
     sc->have_req = true;
     if (!prepare_prompt(c, sc))
         return MHD_YES;
@@ -516,8 +382,8 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, serve_conn *sc,
     pthread_mutex_unlock(&srv->lock);
     sc->created = time(NULL);
     if (!serve_engine_submit(srv->engine, job))
-        return reply_fail(c, sc, 503, NULL, "the server is busy: every slot is taken and "
-                          "the queue is full; try again");
+        return serve_reply_fail(c, sc, 503, NULL, "the server is busy: every slot is taken "
+                                "and the queue is full; try again");
     sc->submitted = true;
     if (sc->req.stream) {
         struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
@@ -534,194 +400,10 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, serve_conn *sc,
     if (!wait_job(sc))
         return MHD_NO;                   /* the client went away: close */
     if (job->oom || job->error[0])
-        return reply_fail(c, sc, 500, NULL, "%s", job->oom ? "out of memory" : job->error);
+        return serve_reply_fail(c, sc, 500, NULL, "%s", job->oom ? "out of memory" : job->error);
     if (job->result.stop == BN_STOP_CANCELLED)
-        return reply_fail(c, sc, 503, NULL, "the server is shutting down");
-    return reply_json(c, sc, 200, full_response(sc));
-}
-
-/* POST /tokenize {"content": TEXT, "add_special": false, "parse_special": true} */
-static enum MHD_Result handle_tokenize(struct MHD_Connection *c, serve_conn *sc)
-{
-    json_error_t jerr;
-    json_t *o = json_loadb(sc->body ? sc->body : "", sc->len, 0, &jerr);
-    json_t *content = json_object_get(o, "content");
-    json_t *add = json_object_get(o, "add_special");
-    json_t *special = json_object_get(o, "parse_special");
-    serve_error err;
-    if (!o)
-        serve_fail(&err, 400, NULL, "the body is not valid JSON: %s", jerr.text);
-    else if (!json_is_string(content))
-        serve_fail(&err, 400, "content", "'content' must be a string");
-    else if (add && !json_is_boolean(add))
-        serve_fail(&err, 400, "add_special", "'add_special' must be true or false");
-    else if (special && !json_is_boolean(special))
-        serve_fail(&err, 400, "parse_special", "'parse_special' must be true or false");
-    else
-        err.status = 0;
-    if (err.status) {
-        json_decref(o);
-        return reply_error(c, sc, &err);
-    }
-    bn_tokenize_params tp = bn_tokenize_default_params();
-    tp.add_bos = json_is_true(add) && bn_tokenizer_bos(sc->srv->tok) >= 0;
-    tp.parse_special = !special || json_is_true(special);
-    bn_token *ids = NULL;
-    size_t n = 0;
-    bn_status st = bn_tokenize(sc->srv->tok, json_string_value(content),
-                               json_string_length(content), &tp, &ids, &n);
-    json_decref(o);
-    if (st != BN_OK)
-        return reply_fail(c, sc, 500, NULL, "%s", bn_last_error());
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_integer(ids[i]));
-    bn_free(ids);
-    return reply_json(c, sc, 200, json_pack("{s:o}", "tokens", arr));
-}
-
-/* POST /detokenize {"tokens": [IDS]} */
-static enum MHD_Result handle_detokenize(struct MHD_Connection *c, serve_conn *sc)
-{
-    json_error_t jerr;
-    json_t *o = json_loadb(sc->body ? sc->body : "", sc->len, 0, &jerr);
-    json_t *tokens = json_object_get(o, "tokens");
-    if (!o)
-        return reply_fail(c, sc, 400, NULL, "the body is not valid JSON: %s", jerr.text);
-    size_t n = json_array_size(tokens);
-    bn_token *ids = malloc((n ? n : 1) * sizeof *ids);
-    int32_t nv = bn_tokenizer_n_vocab(sc->srv->tok);
-    bool ok = json_is_array(tokens) && ids;
-    for (size_t i = 0; ok && i < n; i++) {
-        json_t *t = json_array_get(tokens, i);
-        ok = json_is_integer(t) && json_integer_value(t) >= 0 && json_integer_value(t) < nv;
-        if (ok)
-            ids[i] = (bn_token)json_integer_value(t);
-    }
-    json_decref(o);
-    if (!ok) {
-        free(ids);
-        serve_error err;
-        serve_fail(&err, 400, "tokens", "'tokens' must be an array of token ids (0 to %d)",
-                   nv - 1);
-        return reply_error(c, sc, &err);
-    }
-    char *text = NULL;
-    size_t len = 0;
-    bn_status st = bn_detokenize(sc->srv->tok, ids, n, false, &text, &len);
-    free(ids);
-    if (st != BN_OK)
-        return reply_fail(c, sc, 500, NULL, "%s", bn_last_error());
-    json_t *s = serve_json_text(text, len);
-    bn_free(text);
-    return reply_json(c, sc, 200, s ? json_pack("{s:o}", "content", s) : NULL);
-}
-
-/* The resident set size of the process now (/proc/self/statm), 0 when unknown. */
-static uint64_t resident_bytes(void)
-{
-    unsigned long long pages_total = 0, pages_resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f)
-        return 0;
-    int n = fscanf(f, "%llu %llu", &pages_total, &pages_resident);
-    fclose(f);
-    return n == 2 ? (uint64_t)pages_resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
-}
-
-/* GET /metrics: Prometheus' text format. */
-static enum MHD_Result handle_metrics(struct MHD_Connection *c, serve_conn *sc)
-{
-    serve_server *srv = sc->srv;
-    serve_stats st;
-    serve_engine_stats(srv->engine, &st);
-    bn_mem_stats mem;
-    bn_mem_get_stats(&mem);
-    bn_mem_stats gen_mem = {0};
-    bn_mem_get_tag_stats("generator", &gen_mem);
-    size_t cap = 16384, n = 0;
-    char *s = malloc(cap);
-    if (!s)
-        return reply_fail(c, sc, 500, NULL, "out of memory");
-#define OUT(...) (n += (size_t)snprintf(s + n, n < cap ? cap - n : 0, __VA_ARGS__))
-    OUT("# HELP bitnet_requests_total HTTP requests answered, by route and status.\n"
-        "# TYPE bitnet_requests_total counter\n");
-    pthread_mutex_lock(&srv->lock);
-    for (int r = 0; r < ROUTE_COUNT; r++)
-        for (size_t k = 0; k <= N_COUNTED; k++)
-            if (srv->requests[r][k]) {
-                if (k < N_COUNTED)
-                    OUT("bitnet_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                        route_path[r], counted_status[k],
-                        (unsigned long long)srv->requests[r][k]);
-                else
-                    OUT("bitnet_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-                        route_path[r], (unsigned long long)srv->requests[r][k]);
-            }
-    pthread_mutex_unlock(&srv->lock);
-    OUT("# HELP bitnet_prompt_tokens_total Prompt tokens evaluated.\n"
-        "# TYPE bitnet_prompt_tokens_total counter\n"
-        "bitnet_prompt_tokens_total %llu\n"
-        "# HELP bitnet_generated_tokens_total Tokens generated.\n"
-        "# TYPE bitnet_generated_tokens_total counter\n"
-        "bitnet_generated_tokens_total %llu\n"
-        "# HELP bitnet_generations_total Generations finished, by how.\n"
-        "# TYPE bitnet_generations_total counter\n"
-        "bitnet_generations_total{end=\"done\"} %llu\n"
-        "bitnet_generations_total{end=\"cancelled\"} %llu\n"
-        "# HELP bitnet_decode_steps_total Steps of the batched decode.\n"
-        "# TYPE bitnet_decode_steps_total counter\n"
-        "bitnet_decode_steps_total %llu\n"
-        "# HELP bitnet_busy_seconds_total Seconds spent in decode steps.\n"
-        "# TYPE bitnet_busy_seconds_total counter\n"
-        "bitnet_busy_seconds_total %.6f\n"
-        "# HELP bitnet_tokens_per_second Generated tokens per second of decoding.\n"
-        "# TYPE bitnet_tokens_per_second gauge\n"
-        "bitnet_tokens_per_second %.3f\n"
-        "# HELP bitnet_slots Slots (sequences generated at once).\n"
-        "# TYPE bitnet_slots gauge\n"
-        "bitnet_slots %d\n"
-        "# HELP bitnet_slots_busy Slots generating now.\n"
-        "# TYPE bitnet_slots_busy gauge\n"
-        "bitnet_slots_busy %d\n"
-        "# HELP bitnet_queue_length Requests waiting for a slot.\n"
-        "# TYPE bitnet_queue_length gauge\n"
-        "bitnet_queue_length %d\n"
-        "# HELP bitnet_queue_capacity Requests that may wait before 503.\n"
-        "# TYPE bitnet_queue_capacity gauge\n"
-        "bitnet_queue_capacity %d\n"
-        "# HELP bitnet_memory_live_bytes Bytes the library's allocator holds now.\n"
-        "# TYPE bitnet_memory_live_bytes gauge\n"
-        "bitnet_memory_live_bytes %zu\n"
-        "# HELP bitnet_memory_generator_bytes Of those, the generator's (its batch buffer\n"
-        "# keeps the size of the largest step so far).\n"
-        "# TYPE bitnet_memory_generator_bytes gauge\n"
-        "bitnet_memory_generator_bytes %zu\n"
-        "# HELP bitnet_resident_bytes Resident memory of the process.\n"
-        "# TYPE bitnet_resident_bytes gauge\n"
-        "bitnet_resident_bytes %llu\n",
-        (unsigned long long)st.prompt_tokens, (unsigned long long)st.generated_tokens,
-        (unsigned long long)st.jobs_done, (unsigned long long)st.jobs_cancelled,
-        (unsigned long long)st.steps, st.busy_seconds,
-        st.busy_seconds > 0 ? (double)st.generated_tokens / st.busy_seconds : 0.0,
-        st.n_slots, st.slots_busy, st.queue_len, st.queue_max, mem.live_bytes,
-        gen_mem.live_bytes,
-        (unsigned long long)resident_bytes());
-#undef OUT
-    if (n >= cap) {
-        free(s);
-        return reply_fail(c, sc, 500, NULL, "metrics too long");
-    }
-    struct MHD_Response *r = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(s);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
-    sc->status = 200;
-    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
-    MHD_destroy_response(r);
-    return ret;
+        return serve_reply_fail(c, sc, 503, NULL, "the server is shutting down");
+    return serve_reply_json(c, sc, 200, full_response(sc));
 }
 
 /* ------------------------------------------------------------------ requests */
@@ -762,18 +444,18 @@ static enum MHD_Result check_request(struct MHD_Connection *c, serve_conn *sc,
                 sc->route == ROUTE_TOKENIZE || sc->route == ROUTE_DETOKENIZE;
     sc->refused = true;
     if (sc->route == ROUTE_OTHER)
-        return reply_fail(c, sc, 404, NULL, "no such endpoint: %s %s", method, sc->path);
+        return serve_reply_fail(c, sc, 404, NULL, "no such endpoint: %s %s", method, sc->path);
     if (strcmp(method, post ? "POST" : "GET") != 0 &&
         !(strcmp(method, "HEAD") == 0 && !post))
-        return reply_fail(c, sc, 405, NULL, "%s needs %s, not %s", route_path[sc->route],
-                          post ? "POST" : "GET", method);
+        return serve_reply_fail(c, sc, 405, NULL, "%s needs %s, not %s", route_path[sc->route],
+                                post ? "POST" : "GET", method);
     if (sc->route != ROUTE_HEALTH && sc->route != ROUTE_PAGE && !authorized(c, srv))
-        return reply_fail(c, sc, 401, "invalid_api_key", "a valid API key is needed: "
-                          "'Authorization: Bearer KEY'");
+        return serve_reply_fail(c, sc, 401, "invalid_api_key", "a valid API key is needed: "
+                                "'Authorization: Bearer KEY'");
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > srv->max_body)
-        return reply_fail(c, sc, 413, NULL, "the body is larger than %zu bytes",
-                          srv->max_body);
+        return serve_reply_fail(c, sc, 413, NULL, "the body is larger than %zu bytes",
+                                srv->max_body);
     sc->refused = false;
     return MHD_YES;
 }
@@ -826,45 +508,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (sc->too_big)
-        return reply_fail(c, sc, 413, NULL, "the body is larger than %zu bytes",
-                          srv->max_body);
+        return serve_reply_fail(c, sc, 413, NULL, "the body is larger than %zu bytes",
+                                srv->max_body);
     switch (sc->route) {
     case ROUTE_CHAT:
         return handle_generate(c, sc, SERVE_CHAT);
     case ROUTE_COMPLETIONS:
         return handle_generate(c, sc, SERVE_COMPLETION);
     case ROUTE_TOKENIZE:
-        return handle_tokenize(c, sc);
+        return serve_handle_tokenize(c, sc);
     case ROUTE_DETOKENIZE:
-        return handle_detokenize(c, sc);
+        return serve_handle_detokenize(c, sc);
     case ROUTE_METRICS:
-        return handle_metrics(c, sc);
+        return serve_handle_metrics(c, sc);
     case ROUTE_HEALTH:
-        return reply_json(c, sc, 200, json_pack("{s:s}", "status", "ok"));
-    case ROUTE_PAGE: {
-        struct MHD_Response *r = MHD_create_response_from_buffer(
-            serve_page_len, (void *)serve_page, MHD_RESPMEM_PERSISTENT);
-        if (!r)
-            return MHD_NO;
-        MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
-        MHD_add_response_header(r, "Content-Security-Policy", "default-src 'self'; "
-                                "script-src 'unsafe-inline'; style-src 'unsafe-inline'");
-        sc->status = 200;
-        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
-        MHD_destroy_response(r);
-        return ret;
-    }
-    case ROUTE_MODELS: {
-        bn_model_info in;
-        bn_model_get_info(srv->model, &in);
-        json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:{s:s, s:i, s:i, s:I}}", "id",
-                              srv->model_id, "object", "model", "created",
-                              (json_int_t)srv->started, "owned_by", "bitnet", "meta",
-                              "arch", in.arch, "n_ctx", srv->n_ctx, "n_vocab",
-                              bn_tokenizer_n_vocab(srv->tok), "size",
-                              (json_int_t)in.file_size);
-        return reply_json(c, sc, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", m));
-    }
+        return serve_reply_json(c, sc, 200, json_pack("{s:s}", "status", "ok"));
+    case ROUTE_PAGE:
+        return serve_handle_page(c, sc);
+    case ROUTE_MODELS:
+        return serve_handle_models(c, sc);
     case ROUTE_OTHER:
     case ROUTE_COUNT:
         break;
