@@ -1,7 +1,8 @@
 #!/bin/sh
 # fuzz.sh [SECONDS] - fuzzes the GGUF reader, the safetensors header parser, the token
-# shard reader, the BPE trainer, the tokenizers, and the readers of tokenizer.json and
-# tokenizer.model files, SECONDS each (default 60). The last three
+# shard reader, the BPE trainer, the request reader of `bitnet serve`, the tokenizers,
+# and the readers of tokenizer.json and tokenizer.model files, SECONDS each (default
+# 60). The last three
 # targets need the reference tokenizers in ../shared/data (or $BITNET_FUZZ_DATA), which
 # they load or cut their seeds from, and are skipped, saying so, without them.
 #
@@ -50,6 +51,11 @@ for target in fuzz_shards fuzz_bpe_train; do
     build "$target" "$dir/$target" -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined
 done
+# the server's request reader needs jansson alone, not the library
+"$CC" -std=c11 -g -O1 -fno-omit-frame-pointer -Wall -I include -I tools/bitnet -D_GNU_SOURCE \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    fuzz/fuzz_serve_request.c tools/bitnet/serve_request.c $(pkg-config --libs jansson) -lm \
+    -o "$dir/fuzz_serve_request"
 for target in fuzz_tokenizer_json fuzz_tokenizer_model; do
     build "$target" "$dir/$target" -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined fuzz/fuzz_tok_check.c
@@ -129,6 +135,56 @@ echo "fuzz.sh: fuzzing the safetensors header parser for $seconds s"
 "$dir/fuzz_safetensors" -max_total_time="$seconds" -error_exitcode=1 -rss_limit_mb=2048 \
     -timeout=10 -max_len=16384 -dict="$dir/st.dict" -artifact_prefix="$dir/artifacts/" \
     -print_final_stats=1 "$dir/st-corpus" "$dir/st-seeds"
+# The server's request bodies: seeds for both endpoints (first byte: 0 completions,
+# 1 chat), and the member names the reader looks for.
+mkdir -p "$dir/serve-corpus" "$dir/serve-seeds"
+printf '\000{"prompt": "Hello", "max_tokens": 16, "temperature": 0.5, "stop": ["a", "b"], "seed": 7, "stream": true, "stream_options": {"include_usage": true}}' > "$dir/serve-seeds/completion"
+printf '\000{"prompt": [1, 2, 3], "top_k": 4, "top_p": 0.9, "min_p": 0.1, "echo": true, "n": 1, "logprobs": null}' > "$dir/serve-seeds/ids"
+printf '\001{"model": "m", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi \\u00e9"}]}], "max_completion_tokens": 8, "presence_penalty": 1.5, "frequency_penalty": -1, "response_format": {"type": "text"}, "tools": []}' > "$dir/serve-seeds/chat"
+cat > "$dir/serve.dict" << 'EOF'
+"\"prompt\""
+"\"messages\""
+"\"role\""
+"\"content\""
+"\"type\""
+"\"text\""
+"\"temperature\""
+"\"top_p\""
+"\"top_k\""
+"\"min_p\""
+"\"seed\""
+"\"max_tokens\""
+"\"max_completion_tokens\""
+"\"stop\""
+"\"stream\""
+"\"stream_options\""
+"\"include_usage\""
+"\"presence_penalty\""
+"\"frequency_penalty\""
+"\"repeat_penalty\""
+"\"logprobs\""
+"\"echo\""
+"\"ignore_eos\""
+"\"response_format\""
+"\"tools\""
+"\"n\""
+"\"user\""
+"\"assistant\""
+"\"system\""
+"\"developer\""
+"null"
+"true"
+"false"
+"1e400"
+"-1"
+"9223372036854775807"
+"\\u0000"
+"\xff"
+EOF
+echo "fuzz.sh: fuzzing the server's request reader for $seconds s"
+"$dir/fuzz_serve_request" -max_total_time="$seconds" -error_exitcode=1 -rss_limit_mb=2048 \
+    -timeout=10 -max_len=8192 -dict="$dir/serve.dict" -artifact_prefix="$dir/artifacts/" \
+    -print_final_stats=1 "$dir/serve-corpus" "$dir/serve-seeds"
 
 data=${BITNET_FUZZ_DATA:-../shared/data}
 if [ ! -f "$data/tokenizer/llama3/tokenizer.json" ] || [ ! -f "$data/tokenizer/llama2/tokenizer.model" ]; then

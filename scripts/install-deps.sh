@@ -6,7 +6,9 @@
 #   scripts/install-deps.sh             build + test dependencies
 #   scripts/install-deps.sh --fixtures  also NumPy and PyTorch, to regenerate the
 #                                       reference fixtures under tests/fixtures
-#   scripts/install-deps.sh --interop   also node and npm, for tests/interop
+#   scripts/install-deps.sh --interop   also node and npm, for tests/interop and
+#                                       tests/serve, and chromium for the chat page's
+#                                       test (tests/serve/page.sh)
 #   scripts/install-deps.sh --cross     also the aarch64 cross compiler and qemu-user,
 #                                       for scripts/cross-test-aarch64.sh
 #   scripts/install-deps.sh --mpi       also MPICH, for data-parallel training over MPI
@@ -19,12 +21,13 @@
 #                                       bench/tokenizer_train.sh
 set -eu
 
-packages="build-essential cmake pkg-config liblapacke-dev libopenblas-dev libjansson-dev libpcre2-dev libedit-dev libsimde-dev valgrind python3 time clang-14 libclang-rt-14-dev"
+packages="build-essential cmake pkg-config liblapacke-dev libopenblas-dev libjansson-dev libpcre2-dev libedit-dev libmicrohttpd-dev libsimde-dev valgrind python3 time clang-14 libclang-rt-14-dev"
 for arg in "$@"; do
     case "$arg" in
         --fixtures) packages="$packages python3-numpy python3-torch" ;;
         --numpy) packages="$packages python3-numpy" ;;
-        --interop) command -v npm >/dev/null 2>&1 || packages="$packages nodejs npm" ;;
+        --interop) command -v npm >/dev/null 2>&1 || packages="$packages nodejs npm"
+                   packages="$packages chromium" ;;
         --cross) packages="$packages gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user" ;;
         --mpi) packages="$packages libmpich-dev mpich" ;;
         --corpus) packages="$packages r-cran-janeaustenr sword-text-web" ;;

@@ -76,6 +76,7 @@ int cmd_train(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_train_tokenizer(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 extern const char cmd_info_help[];
 extern const char cmd_quantize_help[];
@@ -95,5 +96,6 @@ extern const char cmd_train_help[];
 extern const char cmd_export_help[];
 extern const char cmd_train_tokenizer_help[];
 extern const char cmd_corpus_help[];
+extern const char cmd_serve_help[];
 
 #endif

@@ -25,6 +25,8 @@ static const command commands[] = {
     {"chat", "talk with a model through its chat template",
      {cmd_chat_help, cmd_chat_commands_help, "\n", run_model_help, "\n", run_sampling_help},
      cmd_chat, false},
+    {"serve", "an HTTP server with OpenAI's API, many requests at once",
+     {cmd_serve_help, run_model_help, "\n", run_sampling_help}, cmd_serve, false},
     {"perplexity", "perplexity of a model on a text file",
      {cmd_perplexity_help, run_model_help}, cmd_perplexity, false},
     {"logits", "write a prompt's raw logits (for conformance checks)",
