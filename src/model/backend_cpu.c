@@ -137,6 +137,8 @@ static void bn_cpu_rope_angles(const bn_model *m, const bn_rows *r, float *rope)
         for (int64_t i = 0; i < half; i++) {
             double ang = (double)r->pos[t] * pow((double)m->info.rope_theta,
                                                  -2.0 * (double)i / (double)m->n_rot);
+            if (m->rope_freqs)
+                ang /= (double)m->rope_freqs[i];
             rope[(t * half + i) * 2] = (float)cos(ang);
             rope[(t * half + i) * 2 + 1] = (float)sin(ang);
         }

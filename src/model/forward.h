@@ -84,7 +84,8 @@ typedef struct bn_backend {
     /* h[t] = the embedding row of token[t]. h: [T, E]. */
     void (*embed)(const bn_model *m, const bn_rows *r, float *h);
     /* The RoPE angles of each row's position: rope[t][i] = cos, sin of
-     * pos[t] * theta^(-2i / n_rot), taken in double. rope: [T][n_rot / 2][2]. */
+     * pos[t] * theta^(-2i / n_rot) (divided by rope_freqs[i] when the model has
+     * frequency factors), taken in double. rope: [T][n_rot / 2][2]. */
     void (*rope_angles)(const bn_model *m, const bn_rows *r, float *rope);
     /* y = x / sqrt(mean(x^2) + eps) * w per row, the mean in double. x, y: [T, n];
      * w: [n]. */

@@ -16,6 +16,7 @@
  *                            untied output.weight
  */
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,36 @@ static bn_status bn_load_norm(const bn_gguf *g, const char *name, int64_t n, flo
         if (!(dst[i] - dst[i] == 0.0f))
             return bn_error_set(BN_ERR_FORMAT, "tensor '%s' holds %g at index %lld", name,
                                 dst[i], (long long)i);
+    return BN_OK;
+}
+
+/* LLaMA 3.1's RoPE frequency factors, when the file has them: f32, one finite positive
+ * value per rotated pair (n_rot / 2), copied to m->rope_freqs. */
+static bn_status bn_load_rope_freqs(const bn_gguf *g, bn_model *m)
+{
+    const char *name = "rope_freqs.weight";
+    if (bn_gguf_find_tensor(g, name) < 0)
+        return BN_OK;
+    const int64_t half = m->n_rot / 2;
+    const bn_gguf_tensor *t = NULL;
+    bn_status st = bn_get_tensor(g, name, half, 0, &t);
+    if (st != BN_OK)
+        return bn_error_wrap(st, "RoPE frequency factors (one per rotated pair, %lld)",
+                             (long long)half);
+    if (t->type != BN_QT_F32) {
+        const bn_qtype_info *qi = bn_qtype_get(t->type);
+        return bn_error_set(BN_ERR_FORMAT, "tensor '%s' is %s; RoPE frequency factors must "
+                            "be f32", name, qi ? qi->name : "of an unknown type");
+    }
+    m->rope_freqs = bn_malloc((size_t)half * sizeof(float), "model");
+    if (!m->rope_freqs)
+        return bn_last_status();
+    memcpy(m->rope_freqs, t->data, (size_t)half * sizeof(float));
+    for (int64_t i = 0; i < half; i++)
+        if (!(m->rope_freqs[i] > 0.0f) || !isfinite(m->rope_freqs[i]))
+            return bn_error_set(BN_ERR_FORMAT, "tensor '%s' holds %g at index %lld; RoPE "
+                                "frequency factors must be finite and positive", name,
+                                (double)m->rope_freqs[i], (long long)i);
     return BN_OK;
 }
 
@@ -289,18 +320,20 @@ static bn_status bn_model_read(bn_model *m, const bn_model_params *params)
     if (m->n_rot > head_dim || m->n_rot % 2)
         return bn_error_set(BN_ERR_FORMAT, "rope.dimension_count %d does not fit head size %d",
                             m->n_rot, head_dim);
-    /* RoPE scaling (LLaMA 3.1 style frequency factors, YaRN, linear) is not implemented:
-     * refuse rather than compute other logits than the model means */
+    /* RoPE scaling: LLaMA 3.1's frequency factors (the tensor rope_freqs.weight, one
+     * divisor of each rotated pair's angle, as llama.cpp applies it) are run; the other
+     * kinds (linear, YaRN) are refused rather than computing other logits than the model
+     * means */
     char skey[160];
     snprintf(skey, sizeof skey, "%s.rope.scaling.type", arch);
     const char *stype = NULL;
     if (bn_gguf_find_kv(g, skey) >= 0 && bn_gguf_get_str(g, skey, &stype) == BN_OK &&
         strcmp(stype, "none") != 0)
         return bn_error_set(BN_ERR_UNSUPPORTED, "RoPE scaling ('%s' = '%s') is not "
-                            "supported", skey, stype);
-    if (bn_gguf_find_tensor(g, "rope_freqs.weight") >= 0)
-        return bn_error_set(BN_ERR_UNSUPPORTED, "RoPE frequency factors (tensor "
-                            "'rope_freqs.weight') are not supported");
+                            "supported; only LLaMA 3.1 frequency factors (tensor "
+                            "'rope_freqs.weight') are", skey, stype);
+    if ((st = bn_load_rope_freqs(g, m)) != BN_OK)
+        return st;
 
     /* embedding */
     int64_t ie = bn_gguf_find_tensor(g, "token_embd.weight");
@@ -651,6 +684,7 @@ void bn_model_free(bn_model *m)
     bn_free(m->output_mem);
     bn_free(m->proj_mem);
     bn_free(m->norms);
+    bn_free(m->rope_freqs);
     bn_free(m->layers);
     bn_free(m->path);
     bn_free(m);

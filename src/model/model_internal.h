@@ -37,6 +37,7 @@ struct bn_model {
     bn_model_info info;
     bn_rope_kind  rope;
     int32_t       n_rot;        /* dimensions of each head that RoPE rotates */
+    float        *rope_freqs;   /* [n_rot / 2] divisors of each pair's angle, or NULL */
     bool          act_quant;
     bool          float_proj;   /* a block projection is not ternary-stored */
     bn_ffn_act    ffn_act;
