@@ -27,7 +27,8 @@ down(ffn_sub_norm(relu(gate)^2 * up)); LLaMA: down(silu(gate) * up). Float32 thr
 --scale-rule and --no-permute exist for the negative controls of the fixture script:
 the wrong weight_scale rule, or a llama file whose q/k rows were not permuted for
 RoPE on adjacent pairs (this reference computes the half-split RoPE; the permutation is
-only in the GGUF). Writes the logits of every position as raw float32 [T, vocab].
+only in the GGUF); forward(..., rope_scaling=False) runs a model as if its config had
+no rope_scaling. Writes the logits of every position as raw float32 [T, vocab].
 """
 import argparse
 import json
@@ -156,9 +157,11 @@ def inv_freqs(cfg, d):
     return inv
 
 
-def forward(folder, tokens, scale_rule="auto", permute=True):
+def forward(folder, tokens, scale_rule="auto", permute=True, rope_scaling=True):
     with open(os.path.join(folder, "config.json")) as f:
         cfg = json.load(f)
+    if not rope_scaling:
+        cfg.pop("rope_scaling", None)
     arch = cfg["architectures"][0]
     q = cfg.get("quantization_config")
     packed = bool(q) and q.get("quant_method") == "bitnet"
