@@ -11,6 +11,10 @@
     convert_check.py vocab TOKENIZER.json FILE.gguf   the GGUF's tokens and merges are the
                                                   tokenizer.json's (ids, texts, order)
     convert_check.py tokens FIXTURE               print the fixture's prompt ("1,2,...")
+    convert_check.py break-rope FILE.gguf OUT.gguf zero|nan|f16|short
+                                                  a copy of FILE whose rope_freqs.weight
+                                                  has a 0 or a NaN at index 5, type f16,
+                                                  or half the length
 Exit 0 when it holds; otherwise 1, saying what differs.
 """
 import hashlib
@@ -52,6 +56,28 @@ def read_bnfx(path):
 
 def main(a):
     cmd = a[1]
+    if cmd == "break-rope":
+        t = GGUFReader(a[2]).tensors["rope_freqs.weight"]
+        with open(a[2], "rb") as f:
+            buf = bytearray(f.read())
+        name = b"rope_freqs.weight"
+        at = buf.index(struct.pack("<Q", len(name)) + name) + 8 + len(name)
+        # tensor info: u32 n_dims, u64 ne[n_dims], u32 type, u64 offset
+        if struct.unpack_from("<IQI", buf, at) != (1, t.ne[0], 0):
+            sys.exit("convert_check.py: rope_freqs.weight is not a 1-d f32 tensor")
+        what = a[4]
+        if what in ("zero", "nan"):
+            struct.pack_into("<f", buf, t.data_offset + 5 * 4,
+                             0.0 if what == "zero" else float("nan"))
+        elif what == "f16":
+            struct.pack_into("<I", buf, at + 12, 1)
+        elif what == "short":
+            struct.pack_into("<Q", buf, at + 4, t.ne[0] // 2)
+        else:
+            sys.exit("convert_check.py: break-rope: unknown change " + what)
+        with open(a[3], "wb") as f:
+            f.write(buf)
+        return 0
     if cmd == "tokens":
         fx = read_bnfx(a[2])
         print(",".join(str(int(t)) for t in fx["tokens"]))

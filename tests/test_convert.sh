@@ -6,7 +6,9 @@
 # the safetensors (tests/fixtures/convert_ref.bnfx, scripts/fixtures/make_convert_ref.py)
 # within docs/CONFORMANCE.md's act-quant tolerances; the vocabulary and merges written
 # against tokenizer.json (by scripts/reference/gguf_reader.py); Llama 3.1's
-# rope_freqs.weight against the transformers formula; and the messages for an unknown
+# rope_freqs.weight against the transformers formula (and the Llama 3.1 checkpoint's
+# logits, run with it, against the reference); a malformed rope_freqs.weight and linear
+# RoPE scaling refused at load; and the messages for an unknown
 # architecture, a missing tensor, a shape that does not fit, a missing tokenizer, a
 # broken shard index and a malformed safetensors file, none of which leaves an output.
 # With ../shared/data, also a folder with LLaMA 2's SentencePiece tokenizer.model.
@@ -50,20 +52,40 @@ for name in bitnet_bf16 bitnet_packed onebit llama_packed llama31; do
     if [ "$name" = llama31 ]; then
         if "$py" "$here/convert_check.py" rope "$fixture" $k "$tmp/$name.gguf"; then ok; else
             fail "$name: rope_freqs.weight"; fi
-        "$BITNET" logits -m "$tmp/$name.gguf" --tokens 1,2 -o "$tmp/x.f32" >"$out" 2>"$err"
-        same "logits of a file with RoPE frequency factors" "$?" 1
-        grep_in "$err" "RoPE frequency factors (tensor 'rope_freqs.weight') are not supported" \
-            "the engine refuses what it cannot compute"
-    else
-        "$BITNET" logits -m "$tmp/$name.gguf" --tokens "$tokens" --all --kv f32 \
-            -o "$tmp/$name.f32" >"$out" 2>"$err"
-        same "logits of $name" "$?" 0
-        printf '%s: ' "$name"
-        if "$py" "$here/convert_check.py" logits "$fixture" $k "$tmp/$name.f32"; then ok; else
-            fail "$name: logits differ from the reference"; fi
     fi
+    "$BITNET" logits -m "$tmp/$name.gguf" --tokens "$tokens" --all --kv f32 \
+        -o "$tmp/$name.f32" >"$out" 2>"$err"
+    same "logits of $name" "$?" 0
+    printf '%s: ' "$name"
+    if "$py" "$here/convert_check.py" logits "$fixture" $k "$tmp/$name.f32"; then ok; else
+        fail "$name: logits differ from the reference"; fi
     k=$((k + 1))
 done
+
+# --- a malformed rope_freqs.weight is refused at load, naming the problem
+badrope() {   # badrope CHANGE EXPECTED
+    "$py" "$here/convert_check.py" break-rope "$tmp/llama31.gguf" "$tmp/br.gguf" "$1" ||
+        { fail "break-rope $1"; return; }
+    "$BITNET" logits -m "$tmp/br.gguf" --tokens 1,2 -o "$tmp/x.f32" >"$out" 2>"$err"
+    same "rope_freqs.weight $1: exit" "$?" 1
+    grep_in "$err" "$2" "rope_freqs.weight $1"
+}
+badrope zero "tensor 'rope_freqs.weight' holds 0 at index 5; RoPE frequency factors must be finite and positive"
+badrope nan "tensor 'rope_freqs.weight' holds nan at index 5"
+badrope f16 "tensor 'rope_freqs.weight' is f16; RoPE frequency factors must be f32"
+badrope short "tensor 'rope_freqs.weight' has shape [16, 1, 1, 1], expected [32, 1]"
+rm -f "$tmp/br.gguf"
+# linear RoPE scaling converts (as llama.cpp writes it) but is not run
+mkdir "$tmp/lin" && cp "$tmp/hf/llama_packed/"* "$tmp/lin/" &&
+    sed 's/"rope_theta"/"rope_scaling": {"rope_type": "linear", "factor": 2.0}, "rope_theta"/' \
+        "$tmp/hf/llama_packed/config.json" >"$tmp/lin/config.json"
+"$BITNET" convert -q "$tmp/lin" -o "$tmp/lin.gguf" >"$out" 2>"$err"
+same "convert with linear RoPE scaling" "$?" 0
+"$BITNET" logits -m "$tmp/lin.gguf" --tokens 1,2 -o "$tmp/x.f32" >"$out" 2>"$err"
+same "logits with linear RoPE scaling: exit" "$?" 1
+grep_in "$err" "RoPE scaling ('llama.rope.scaling.type' = 'linear') is not supported" \
+    "linear RoPE scaling is refused"
+rm -rf "$tmp/lin" "$tmp/lin.gguf"
 
 # --- other projection types hold the same ternary weights (tq2_0's scales are f16)
 "$BITNET" convert -q "$tmp/hf/bitnet_bf16" -o "$tmp/tq2.gguf" --type tq2_0 2>"$err"
