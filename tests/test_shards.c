@@ -216,6 +216,25 @@ static void test_refused(void)
     write_file("w3.bin", w3, sizeof w3);
     path_of(p, sizeof p, "w3.bin");
     expect_refused(p, NULL, "token width 3 is not 2 or 4");
+    /* 4-byte tokens for a vocabulary that 2 bytes hold (found by fuzz_shards), and the
+     * unused header bytes not zero */
+    unsigned char w4[64 + 16];
+    header(w4, 4, 62721, 5, 4, 1);
+    memset(w4 + 64, 0, 16);
+    write_file("w4.bin", w4, sizeof w4);
+    path_of(p, sizeof p, "w4.bin");
+    expect_refused(p, NULL, "4-byte tokens for a vocabulary of 62721 (the format takes 2)");
+    unsigned char rz[sizeof good];
+    memcpy(rz, good, sizeof good);
+    rz[56] = 8;
+    write_file("reserved.bin", rz, sizeof rz);
+    path_of(p, sizeof p, "reserved.bin");
+    expect_refused(p, NULL, "header bytes 20-23 or 48-63 are not zero");
+    memcpy(rz, good, sizeof good);
+    rz[21] = 1;
+    write_file("reserved2.bin", rz, sizeof rz);
+    path_of(p, sizeof p, "reserved2.bin");
+    expect_refused(p, NULL, "header bytes 20-23 or 48-63 are not zero");
 
     /* an id outside the vocabulary: refused when read */
     unsigned char big[sizeof good];

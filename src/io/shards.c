@@ -143,6 +143,16 @@ static bn_status bn_shard_file_open(const char *path, bn_shard_file *f)
         (h->width == 2 && h->n_vocab > 65536))
         return bn_error_set(BN_ERR_FORMAT, "%s: vocabulary size %u does not fit %u-byte "
                             "tokens", path, h->n_vocab, h->width);
+    /* the width is the one the format gives the vocabulary, and the unused fields are
+     * zero (what a later version may use is never taken for this one's) */
+    if (h->width != (h->n_vocab <= 65536 ? 2u : 4u))
+        return bn_error_set(BN_ERR_FORMAT, "%s: %u-byte tokens for a vocabulary of %u "
+                            "(the format takes %u)", path, h->width, h->n_vocab,
+                            h->n_vocab <= 65536 ? 2u : 4u);
+    static const unsigned char zero[16];
+    if (memcmp(p + 20, zero, 4) != 0 || memcmp(p + 48, zero, 16) != 0)
+        return bn_error_set(BN_ERR_FORMAT, "%s: header bytes 20-23 or 48-63 are not zero",
+                            path);
     uint64_t room = (size - BN_SHARD_HEADER) / h->width;
     if (h->n_tokens > room)
         return bn_error_set(BN_ERR_FORMAT, "%s: truncated: the header counts %llu tokens "
