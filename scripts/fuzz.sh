@@ -104,8 +104,8 @@ echo "fuzz.sh: fuzzing the token shard reader for $seconds s"
     "$dir/shards-corpus" "$dir/shards-seeds"
 # The BPE trainer: the first byte picks the vocabulary size, the rest is the text.
 printf '\040Hello, hello world! 123 4567\n\n  x' > "$dir/train-seeds/a"
-head -c 3000 tests/fixtures/tokenizer/bpe-train-corpus.txt | sed '1s/^/\100/' > "$dir/train-seeds/b"
-tail -c 1200 tests/fixtures/tokenizer/bpe-train-corpus.txt | sed '1s/^/\020/' > "$dir/train-seeds/c"
+{ printf '\100'; head -c 3000 tests/fixtures/tokenizer/bpe-train-corpus.txt; } > "$dir/train-seeds/b"
+{ printf '\020'; tail -c 1200 tests/fixtures/tokenizer/bpe-train-corpus.txt; } > "$dir/train-seeds/c"
 echo "fuzz.sh: fuzzing the BPE trainer for $seconds s"
 "$dir/fuzz_bpe_train" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=20 -error_exitcode=1 \
     -max_len=4096 -artifact_prefix="$dir/artifacts/" -print_final_stats=1 \
