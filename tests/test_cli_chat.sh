@@ -154,8 +154,10 @@ m=$tmp/m.gguf
 chat 0 "--help" "" -- --help
 grep_in "$out" "usage: bitnet chat" "help shows usage"
 grep_in "$out" "/save FILE" "help lists the commands"
-chat 2 "no model" "" --
-grep_in "$err" "no model given" "says the model is missing"
+export BITNET_MODEL="$tmp/missing.gguf"     # without -m: this, not the shipped model
+chat 1 "BITNET_MODEL names a missing file" "" --
+unset BITNET_MODEL
+grep_in "$err" "missing.gguf" "names the missing model"
 chat 2 "bad -n" "" -- -m "$m" -n 0
 chat 2 "unknown template" "" -- -m "$m" --template chatml
 grep_in "$err" "unknown chat template 'chatml'" "names the unknown template"

@@ -266,8 +266,8 @@ int cmd_batch(int argc, char **argv)
             return cli_usage_error(cmd, "unexpected argument '%s'", a);
         }
     }
-    if (!o.model)
-        return cli_usage_error(cmd, "no model given (-m FILE)");
+    if (!run_model_or_default(cmd, &o))
+        return EXIT_USAGE;
     if (!file)
         return cli_usage_error(cmd, "no prompts given (-f FILE)");
 

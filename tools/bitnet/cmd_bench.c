@@ -361,8 +361,8 @@ int cmd_bench(int argc, char **argv)
             threads[n_threads++] = bn_get_num_threads();
         return bench_kernels(o.model, threads, n_threads, mib, (int)reps);
     }
-    if (!o.model)
-        return cli_usage_error(cmd, "no model given (-m FILE)");
+    if (!run_model_or_default(cmd, &o))
+        return EXIT_USAGE;
     if (o.n_ctx || o.n_batch)
         return cli_usage_error(cmd, "-c and -b do not apply: the context holds -p or -n "
                                "tokens and the prompt is one batch");

@@ -18,7 +18,7 @@
 #include "run_common.h"
 
 const char cmd_chat_help[] =
-    "usage: bitnet chat -m MODEL [options]\n"
+    "usage: bitnet chat [-m MODEL] [options]\n"
     "\n"
     "Talk with the model. Each line you type is a message; the model's reply is\n"
     "streamed to stdout. A line ending in \\ continues on the next line. Lines starting\n"
@@ -623,8 +623,8 @@ int cmd_chat(int argc, char **argv)
             return cli_usage_error(chat_cmd, "unexpected argument '%s'", a);
         }
     }
-    if (!o.model)
-        return cli_usage_error(chat_cmd, "no model given (-m FILE)");
+    if (!run_model_or_default(chat_cmd, &o))
+        return EXIT_USAGE;
 
     int rc = 1;
     chat_session s;

@@ -8,7 +8,7 @@
 #include "run_common.h"
 
 const char cmd_generate_help[] =
-    "usage: bitnet generate -m MODEL (-p TEXT | -f FILE) [options]\n"
+    "usage: bitnet generate [-m MODEL] (-p TEXT | -f FILE) [options]\n"
     "\n"
     "Continue TEXT with the model and print the prompt and the continuation as it is\n"
     "produced. Stops after N tokens, at the model's end-of-text token, at a --stop text,\n"
@@ -86,8 +86,8 @@ int cmd_generate(int argc, char **argv)
             return cli_usage_error(cmd, "unexpected argument '%s'", a);
         }
     }
-    if (!o.model)
-        return cli_usage_error(cmd, "no model given (-m FILE)");
+    if (!run_model_or_default(cmd, &o))
+        return EXIT_USAGE;
     if (!prompt && !file)
         return cli_usage_error(cmd, "no prompt given (-p TEXT or -f FILE)");
     if (prompt && file)

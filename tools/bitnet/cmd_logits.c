@@ -131,8 +131,8 @@ int cmd_logits(int argc, char **argv)
             return cli_usage_error(cmd, "unexpected argument '%s'", a);
         }
     }
-    if (!o.model)
-        return cli_usage_error(cmd, "no model given (-m FILE)");
+    if (!run_model_or_default(cmd, &o))
+        return EXIT_USAGE;
     if (!prompt == !tokens)
         return cli_usage_error(cmd, "give either -p TEXT or --tokens LIST");
     if (!output)

@@ -57,8 +57,8 @@ int cmd_perplexity(int argc, char **argv)
             return cli_usage_error(cmd, "unexpected argument '%s'", a);
         }
     }
-    if (!o.model)
-        return cli_usage_error(cmd, "no model given (-m FILE)");
+    if (!run_model_or_default(cmd, &o))
+        return EXIT_USAGE;
     if (!file)
         return cli_usage_error(cmd, "no text given (-f FILE)");
     if (o.n_ctx < 8)

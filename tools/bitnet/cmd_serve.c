@@ -744,8 +744,8 @@ int cmd_serve(int argc, char **argv)
             return cli_usage_error(cmd, "unexpected argument '%s'", a);
         }
     }
-    if (!o.model)
-        return cli_usage_error(cmd, "no model given (-m FILE)");
+    if (!run_model_or_default(cmd, &o))
+        return EXIT_USAGE;
     if (api_key && !*api_key)
         api_key = NULL;
 

@@ -13,9 +13,46 @@
 
 #include "run_common.h"
 
+/* where the model that ships with the project is looked for (CMakeLists.txt) */
+#define BITNET_DEFAULT_MODEL_NAME "tiny-en.gguf"
+#ifndef BITNET_SOURCE_MODELS
+#define BITNET_SOURCE_MODELS "models"
+#endif
+#ifndef BITNET_INSTALLED_MODELS
+#define BITNET_INSTALLED_MODELS "/usr/local/share/bitnet"
+#endif
+
+bool run_model_or_default(const char *cmd, run_opts *o)
+{
+    if (o->model)
+        return true;
+    const char *env = getenv("BITNET_MODEL");
+    if (env && *env) {
+        o->model = env;
+        return true;
+    }
+    /* the copy in the source tree this program was built from, then the installed one */
+    static const char *const where[] = {
+        BITNET_SOURCE_MODELS "/" BITNET_DEFAULT_MODEL_NAME,
+        BITNET_INSTALLED_MODELS "/" BITNET_DEFAULT_MODEL_NAME,
+    };
+    for (size_t k = 0; k < sizeof where / sizeof where[0]; k++) {
+        if (access(where[k], R_OK) == 0) {
+            o->model = where[k];
+            fprintf(stderr, "bitnet %s: the default model, %s (-m FILE or BITNET_MODEL "
+                    "for another)\n", cmd, where[k]);
+            return true;
+        }
+    }
+    cli_usage_error(cmd, "no model given (-m FILE or BITNET_MODEL), and the default "
+                    "model is in neither %s nor %s", where[0], where[1]);
+    return false;
+}
+
 const char run_model_help[] =
     "model options:\n"
-    "  -m, --model FILE     the GGUF model (required)\n"
+    "  -m, --model FILE     the GGUF model (default: $BITNET_MODEL, else the model that\n"
+    "                       ships with bitnet, models/" BITNET_DEFAULT_MODEL_NAME ")\n"
     "  -c, --ctx-size N     context positions (default: the model's training context,\n"
     "                       lowered if its KV cache would not fit in half the free memory)\n"
     "  -b, --batch-size N   most tokens evaluated at once (default 512)\n"

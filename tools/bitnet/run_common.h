@@ -23,6 +23,12 @@ typedef struct run_opts {
     int               n_stops;
 } run_opts;
 
+/* When no -m was given: $BITNET_MODEL, else the model that ships with the project
+ * (models/tiny-en.gguf in the source tree the program was built from, then where
+ * `make install` puts it), with a line on stderr saying which. Returns false after a
+ * usage error when there is none. */
+bool run_model_or_default(const char *cmd, run_opts *o);
+
 /* Defaults: KV f16, n_ctx 0 (the model's), the library's model and sampler defaults. */
 void run_opts_init(run_opts *o);
 
