@@ -158,6 +158,22 @@ sys.stdout.write(b.decode("utf-8", "replace"))' "$tmp/cli.txt")
          "$(python3 -c 'import json, sys; print(json.dumps([sys.argv[1], "length", True, None]), end="")' "$want")"
 done
 
+# --- logprobs whose last token ends in bytes the decoder holds (this prompt's 5th
+# token is an incomplete UTF-8 sequence): they go to the last token, streamed or not,
+# and the tokens join to the text
+lp5='{"prompt": "Hello world", "max_tokens": 5, "temperature": 0, "logprobs": 1'
+req POST /v1/completions "$lp5}"
+py 'json.dumps([d["choices"][0]["text"], d["choices"][0]["logprobs"]["tokens"]])' >"$tmp/lp5.json"
+req POST /v1/completions "$lp5, \"stream\": true}" -N
+same "logprobs with bytes held at the end, streamed and not" "$(python3 -c 'import json, sys
+ev = [json.loads(l[6:]) for l in open(sys.argv[1]) if l.startswith("data: {")]
+c = [x["choices"][0] for x in ev]
+text = "".join(x["text"] for x in c)
+toks = sum([x["logprobs"]["tokens"] for x in c if x["logprobs"]], [])
+whole = json.load(open(sys.argv[2]))
+ok = [text, toks] == whole and "".join(toks) == text and text.endswith("\ufffd")
+print("ok" if ok else json.dumps([text, toks, whole]), end="")' "$out" "$tmp/lp5.json")" ok
+
 # --- seeded sampling repeats; another seed gives another text
 body='{"prompt": "Once upon", "max_tokens": 24, "temperature": 1.0, "seed": 42, "top_k": 0, "top_p": 1, "min_p": 0}'
 req POST /v1/completions "$body"

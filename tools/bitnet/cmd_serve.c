@@ -447,11 +447,11 @@ static bool stream_next(serve_conn *sc)
     bool failed = job->finished && (job->error[0] || job->oom);
     if (sc->req.logprobs >= 0 && !failed) {
         /* the text goes out with its tokens' entries: up to the end of the last
-         * entry whose text is all out, everything once the job finished */
+         * entry whose text is all out, everything once the job finished. The newest
+         * token waits for the next one: if it is the last, it takes the bytes the
+         * decoder still holds at the end */
         size_t n = lp_ready(job), upto = sc->framed;
-        /* tokens without text at the end wait: the last may take the bytes the
-         * decoder holds at the end */
-        while (!job->finished && n > sc->lp_sent && job->lp[n - 1].len == 0)
+        if (!job->finished && n > 0 && n == job->n_lp)
             n--;
         if (job->finished)
             upto = job->len;
