@@ -75,6 +75,11 @@ static void check_request(const serve_request *r, serve_kind kind)
         fuzz_fail("a sampling field out of range");
     if (r->max_tokens < -1)
         fuzz_fail("max_tokens below -1");
+    if (r->logprobs < -1 ||
+        r->logprobs > (kind == SERVE_CHAT ? SERVE_MAX_TOP_LOGPROBS : 5))
+        fuzz_fail("logprobs out of range");
+    if (r->logprobs >= 0 && r->echo)
+        fuzz_fail("logprobs with echo accepted");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -997,6 +997,15 @@ BN_API bn_status bn_tokenize(const bn_tokenizer *t, const char *text, size_t len
 BN_API bn_status bn_detokenize(const bn_tokenizer *t, const bn_token *ids, size_t n_ids,
                                bool render_special, char **text, size_t *len);
 
+/* The bytes of one token as it decodes inside a text (a new NUL-terminated *text of
+ * *len bytes, freed with bn_free): bn_detokenize's bytes for it, except that SPM's
+ * leading space is kept (bn_detokenize drops it only at the start of a text). A byte
+ * token gives its byte alone, which may be part of a UTF-8 sequence. Special tokens:
+ * their text when render_special, else nothing. An id out of range is
+ * BN_ERR_INVALID_ARG. */
+BN_API bn_status bn_token_bytes(const bn_tokenizer *t, bn_token id, bool render_special,
+                                char **text, size_t *len);
+
 /* Streaming decoding: tokens go in one at a time and bytes come out as soon as they
  * form complete UTF-8 characters, so a multi-byte character split across tokens is
  * never printed in halves. */
@@ -1415,6 +1424,15 @@ BN_API bn_token bn_sampler_sample(bn_sampler *s, const float *logits);
 /* The distribution the next draw uses: probs[n_vocab] with zeros for filtered tokens
  * (greedy: 1 at the argmax). Does not advance the random state. */
 BN_API void bn_sampler_probs(bn_sampler *s, const float *logits, float *probs);
+/* Log-probabilities of the softmax of logits[n_vocab] (computed in double precision:
+ * logit - log(sum of exp(logits))). *logprob gets token id's (id out of range: -inf;
+ * logprob may be NULL), and the k most probable tokens go to top_ids[k] and
+ * top_logprobs[k], most probable first (equal logits: the lower id first; either may be
+ * NULL when k is 0). Returns how many were written: min(k, n_vocab), 0 for k <= 0.
+ * Reads logits only: calling it changes nothing a sampler does. O(n_vocab * k) at
+ * worst, O(n_vocab) for typical logits. */
+BN_API int32_t bn_logprobs(const float *logits, int32_t n_vocab, bn_token id, int32_t k,
+                           float *logprob, bn_token *top_ids, float *top_logprobs);
 /* Record a token as part of the text (for the penalties). */
 BN_API void bn_sampler_accept(bn_sampler *s, bn_token id);
 /* Forget accepted tokens and restart the random sequence from the seed. */
@@ -1469,6 +1487,21 @@ typedef enum bn_stop_reason {
  * there is any (not after a stop text); that call's return value is ignored. */
 typedef bool (*bn_token_fn)(bn_token id, const char *text, size_t len, void *user);
 
+/* Called for each generated token that is counted (not for an end-of-generation token
+ * that ends it by rule 2), after it was drawn and before its text goes to on_token,
+ * with the logits it was drawn from: the model's raw output at that position, n_vocab
+ * floats (the tokenizer's vocabulary), before the sampler's penalties, filters and
+ * temperature, valid during the call only (bn_logprobs turns them into
+ * log-probabilities). piece[piece_len] is the token's own text as the decoder gives it
+ * (whole UTF-8 characters: a token that ends a character split across tokens carries
+ * the whole character, the ones before it nothing; special tokens only with
+ * render_special), before any of it is held back for a stop text; joined, the pieces
+ * are the generated text (up to a stop text, and without the incomplete UTF-8 sequence
+ * that the last call of on_token may carry at the end). It does not change what is
+ * drawn; with on_logits NULL (default) nothing of this is computed. */
+typedef void (*bn_logits_fn)(bn_token id, const float *logits, int32_t n_vocab,
+                             const char *piece, size_t piece_len, void *user);
+
 typedef struct bn_generate_params {
     int32_t            max_tokens;   /* most tokens to generate; -1 (default): no limit
                                         (until a stop rule or a full context) */
@@ -1484,7 +1517,9 @@ typedef struct bn_generate_params {
     bool               render_special; /* special tokens' text in the pieces (default
                                         false: they decode to nothing) */
     bn_token_fn        on_token;     /* default NULL: the text goes nowhere */
-    void              *user;         /* passed to on_token */
+    void              *user;         /* passed to on_token and on_logits */
+    bn_logits_fn       on_logits;    /* default NULL: each token's logits and text
+                                        before on_token (for log-probabilities) */
 } bn_generate_params;
 
 BN_API bn_generate_params bn_generate_default_params(void);

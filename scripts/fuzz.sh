@@ -163,6 +163,7 @@ cat > "$dir/serve.dict" << 'EOF'
 "\"frequency_penalty\""
 "\"repeat_penalty\""
 "\"logprobs\""
+"\"top_logprobs\""
 "\"echo\""
 "\"ignore_eos\""
 "\"response_format\""

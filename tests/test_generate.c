@@ -9,6 +9,8 @@
  *   - the stop-text matcher hands out and holds back the bytes written out below; a stop
  *     text cut from the greedy text ends bn_generate right before its first occurrence,
  *     at the token that completes it;
+ *   - on_logits gets each token before on_token, with the logits bn_eval gives by hand
+ *     and the pieces that join to the text;
  *   - max_tokens, a full context and a cancelling callback stop it with the right
  *     reason, count and context position; n_prompt 0 continues where it stopped;
  *   - the chat session: a reply after reusing the KV cache is the greedy loop by hand
@@ -322,6 +324,77 @@ static void test_greedy(fixture *f)
           same_ids(r->ids, f->greedy, 3) && bn_context_n_past(c) == f->n_prompt + 2,
           "cancelled at 3: stop %d, %d tokens", res.stop, res.n_generated);
     free(r);
+    bn_context_free(c);
+}
+
+/* What on_logits saw, after what on_token saw (user points at both). */
+typedef struct logit_record {
+    record   r;              /* first: on_token's */
+    bn_token ids[16];
+    float    chosen[16];     /* the logit of the token drawn */
+    float    other[16];      /* the logit of id 1 (any fixed one) */
+    int      tokens_seen[16];/* on_token's count at each call */
+    int32_t  n_vocab;
+    int      n;
+    char     pieces[1024];
+    size_t   len;
+} logit_record;
+
+static void on_logits(bn_token id, const float *logits, int32_t n_vocab, const char *piece,
+                      size_t piece_len, void *user)
+{
+    logit_record *lr = user;
+    if (lr->n >= 16)
+        return;
+    lr->ids[lr->n] = id;
+    lr->chosen[lr->n] = logits[id];
+    lr->other[lr->n] = logits[1];
+    lr->tokens_seen[lr->n] = lr->r.n_ids;
+    lr->n_vocab = n_vocab;
+    lr->n++;
+    if (lr->len + piece_len < sizeof lr->pieces) {
+        memcpy(lr->pieces + lr->len, piece, piece_len);
+        lr->len += piece_len;
+    }
+}
+
+/* on_logits: each token's raw logits (those of bn_eval by hand) and its piece, before
+ * on_token; the tokens drawn are those drawn without it. */
+static void test_on_logits(const fixture *f)
+{
+    bn_context *c = new_context(f->m, 256);
+    logit_record *lr = calloc(1, sizeof *lr);
+    bn_generate_params gp = greedy_params(&lr->r, 12);
+    gp.on_logits = on_logits;
+    gp.user = lr;
+    bn_generate_result res;
+    CHECK_OK(bn_generate(c, f->prompt, f->n_prompt, &gp, &res));
+    CHECK(lr->n == 12 && lr->r.n_ids == 12 && same_ids(lr->ids, f->greedy, 12) &&
+          same_ids(lr->r.ids, f->greedy, 12), "on_logits saw the 12 greedy tokens (%d)",
+          lr->n);
+    CHECK(lr->n_vocab == bn_tokenizer_n_vocab(bn_model_tokenizer(f->m)), "n_vocab %d",
+          lr->n_vocab);
+    int before = 0;
+    for (int i = 0; i < lr->n; i++)
+        before += lr->tokens_seen[i] == i;
+    CHECK(before == 12, "on_logits comes before on_token: %d of 12", before);
+    size_t want_len = 0;
+    char *want = detok(f->m, f->greedy, 12, &want_len);
+    CHECK(want && lr->len <= want_len && memcmp(lr->pieces, want, lr->len) == 0 &&
+          lr->r.len == want_len, "the pieces are the text (%zu of %zu bytes)", lr->len,
+          want_len);
+    bn_free(want);
+    /* the same logits by hand */
+    bn_context_truncate(c, 0);
+    CHECK_OK(bn_eval(c, f->prompt, f->n_prompt));
+    int same = 0;
+    for (int i = 0; i < 12; i++) {
+        const float *l = bn_get_logits(c, -1);
+        same += l[f->greedy[i]] == lr->chosen[i] && l[1] == lr->other[i];
+        CHECK_OK(bn_eval(c, &f->greedy[i], 1));
+    }
+    CHECK(same == 12, "the logits of bn_eval by hand: %d of 12 steps", same);
+    free(lr);
     bn_context_free(c);
 }
 
@@ -962,6 +1035,7 @@ int main(void)
     bn_free(ids);
 
     test_greedy(&f);
+    test_on_logits(&f);
     test_context_full(&f);
     test_stops(&f);
     test_sampled_eog(&f);

@@ -11,6 +11,7 @@
  *   the history), another seed gives another, and bn_sampler_probs draws nothing;
  * - 20000 draws from a small distribution fit bn_sampler_probs (a chi-square bound;
  *   the seed is fixed, so the outcome is too);
+ * - bn_logprobs against closed-form log-softmax values (ties, -inf, NaN, large logits);
  * - bad parameters are BN_ERR_INVALID_ARG naming the parameter; out-of-range ids given
  *   to bn_sampler_accept are ignored; every allocation failure in bn_sampler_create is
  *   BN_ERR_OOM and leaks nothing.
@@ -449,6 +450,35 @@ static void test_alloc_failures(void)
     }
 }
 
+/* bn_logprobs on rows whose log-softmax is known in closed form. */
+static void test_logprobs(void)
+{
+    /* exp: 1, 2, 2, 0, 0 -> probabilities 1/5, 2/5, 2/5, 0, 0 */
+    const float l[5] = {0.0f, logf(2.0f), logf(2.0f), -INFINITY, NAN};
+    bn_token ids[5];
+    float lps[5], lp = 0.0f;
+    int32_t n = bn_logprobs(l, 5, 0, 3, &lp, ids, lps);
+    CHECK(n == 3 && ids[0] == 1 && ids[1] == 2 && ids[2] == 0, "top-3 order: %d (%d %d %d)",
+          n, ids[0], ids[1], ids[2]);
+    CHECK_NEAR(lp, -log(5.0), 1e-6, 0);
+    CHECK_NEAR(lps[0], log(0.4), 1e-6, 0);
+    CHECK_NEAR(lps[1], log(0.4), 1e-6, 0);
+    CHECK_NEAR(lps[2], -log(5.0), 1e-6, 0);
+    n = bn_logprobs(l, 5, 4, 5, &lp, ids, lps);
+    CHECK(n == 5 && ids[3] == 3 && ids[4] == 4 && isinf(lps[3]) && lps[3] < 0 &&
+          isinf(lps[4]) && isinf(lp) && lp < 0, "-inf and NaN last, as -inf");
+    CHECK(bn_logprobs(l, 5, 9, 0, &lp, NULL, NULL) == 0 && isinf(lp) && lp < 0,
+          "an id out of range: -inf; k 0: none");
+    CHECK(bn_logprobs(l, 5, 1, 9, NULL, ids, lps) == 5, "k beyond the vocabulary");
+    /* large logits: exp would overflow without the max taken out */
+    const float big[3] = {1000.0f, 1000.0f, 990.0f};
+    n = bn_logprobs(big, 3, 2, 1, &lp, ids, lps);
+    double z = log(2.0 + exp(-10.0));
+    CHECK(n == 1 && ids[0] == 0, "ties: the lower id");
+    CHECK_NEAR(lps[0], -z, 1e-6, 0);
+    CHECK_NEAR(lp, -10.0 - z, 1e-5, 0);
+}
+
 int main(void)
 {
     fx = fx_open("sampler.bnfx");
@@ -461,6 +491,7 @@ int main(void)
     test_frequencies();
     test_invalid_params();
     test_alloc_failures();
+    test_logprobs();
     fx_close(fx);
     return check_summary("test_sampler");
 }

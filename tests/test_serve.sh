@@ -158,6 +158,22 @@ sys.stdout.write(b.decode("utf-8", "replace"))' "$tmp/cli.txt")
          "$(python3 -c 'import json, sys; print(json.dumps([sys.argv[1], "length", True, None]), end="")' "$want")"
 done
 
+# --- logprobs whose last token ends in bytes the decoder holds (this prompt's 5th
+# token is an incomplete UTF-8 sequence): they go to the last token, streamed or not,
+# and the tokens join to the text
+lp5='{"prompt": "Hello world", "max_tokens": 5, "temperature": 0, "logprobs": 1'
+req POST /v1/completions "$lp5}"
+py 'json.dumps([d["choices"][0]["text"], d["choices"][0]["logprobs"]["tokens"]])' >"$tmp/lp5.json"
+req POST /v1/completions "$lp5, \"stream\": true}" -N
+same "logprobs with bytes held at the end, streamed and not" "$(python3 -c 'import json, sys
+ev = [json.loads(l[6:]) for l in open(sys.argv[1]) if l.startswith("data: {")]
+c = [x["choices"][0] for x in ev]
+text = "".join(x["text"] for x in c)
+toks = sum([x["logprobs"]["tokens"] for x in c if x["logprobs"]], [])
+whole = json.load(open(sys.argv[2]))
+ok = [text, toks] == whole and "".join(toks) == text and text.endswith("\ufffd")
+print("ok" if ok else json.dumps([text, toks, whole]), end="")' "$out" "$tmp/lp5.json")" ok
+
 # --- seeded sampling repeats; another seed gives another text
 body='{"prompt": "Once upon", "max_tokens": 24, "temperature": 1.0, "seed": 42, "top_k": 0, "top_p": 1, "min_p": 0}'
 req POST /v1/completions "$body"
@@ -321,6 +337,161 @@ stop_server
 grep -q '^20[0-9-]*T[0-9:]*Z POST /v1/completions 200 prompt=[0-9]* generated=[0-9]* [0-9.]*ms$' \
     "$tmp/server.err" && ok || fail "access log line"
 
+# --- logprobs against the PyTorch reference: tests/fixtures/serve_logprobs.json
+# (scripts/fixtures/make_serve_logprobs.py: greedy ids, their log-softmax and the top
+# alternatives of scripts/reference/bitnet_ref.py with act-quant off and k/v rounded to
+# f16, as the engine's f16 KV cache does; tolerance 4e-3, twice the reference's
+# recommended logit tolerance for that configuration, see the script)
+fx=$(cd "$(dirname "$0")" && pwd)/fixtures/serve_logprobs.json
+"$BITNET" synth "$tmp/ref.gguf" $(py '" ".join(d["synth_args"])' "$fx") >/dev/null 2>&1 ||
+    { echo "synth failed" >&2; exit 1; }
+start_server -m "$tmp/ref.gguf" $(py '" ".join(d["serve_args"])' "$fx") --parallel 2 \
+    -c 128 -t 1
+cat >"$tmp/lp.py" <<'PY'
+import json, sys
+fx = json.load(open(sys.argv[1]))
+tol, k = fx["tol"], fx["top_k"]
+what = sys.argv[2]
+case = [c for c in fx["cases"] if c["endpoint"] == what.split("-")[0]][0]
+steps = case["steps"]
+def events(path):   # the data of a stream's events, [DONE] last
+    ev = [l[6:] for l in open(path, encoding="utf-8").read().split("\n") if l.startswith("data: ")]
+    assert ev[-1] == "[DONE]", ev[-1]
+    return [json.loads(e) for e in ev[:-1]]
+def check_chat(content, text):
+    assert len(content) == len(steps), len(content)
+    assert "".join(c["token"] for c in content) == text
+    for i, (c, s) in enumerate(zip(content, steps)):
+        assert c["token"] == s["token"] and c["bytes"] == s["bytes"], (i, c, s["token"])
+        assert abs(c["logprob"] - s["logprob"]) <= tol, (i, c["logprob"], s["logprob"])
+        top, ref = c["top_logprobs"], {bytes(t["bytes"]): t["logprob"] for t in s["top"]}
+        assert len(top) == k and [t["logprob"] for t in top] == sorted(
+            (t["logprob"] for t in top), reverse=True), (i, top)
+        for t in top:   # among the reference's best, with its value, ties allowed
+            b = bytes(t["bytes"])
+            assert b in ref and abs(t["logprob"] - ref[b]) <= tol, (i, t)
+            assert ref[b] >= s["top"][k - 1]["logprob"] - 2 * tol, (i, t)
+            assert t["token"] == b.decode("utf-8", "replace"), (i, t)
+        got = {bytes(t["bytes"]) for t in top}
+        for t in s["top"][:k]:   # every clear member of the reference's top k
+            assert bytes(t["bytes"]) in got or t["logprob"] < s["top"][k]["logprob"] + 2 * tol, (i, t)
+        assert bytes(top[0]["bytes"]) == bytes(s["top"][0]["bytes"])   # greedy: the best
+def check_completion(lp, text):
+    assert lp["tokens"] == [s["token"] for s in steps], lp["tokens"]
+    assert "".join(lp["tokens"]) == text
+    for i, (v, s) in enumerate(zip(lp["token_logprobs"], steps)):
+        assert abs(v - s["logprob"]) <= tol, (i, v, s["logprob"])
+    offs, o = [], 0
+    for t in lp["tokens"]:
+        offs.append(o)
+        o += len(t)
+    assert lp["text_offset"] == offs, lp["text_offset"]
+    for i, (top, s) in enumerate(zip(lp["top_logprobs"], steps)):
+        assert 1 <= len(top) <= k, (i, top)
+        for key, v in top.items():   # a token of that text, with the reference's value
+            assert any(bytes(t["bytes"]).decode("utf-8", "replace") == key and
+                       abs(v - t["logprob"]) <= tol for t in s["top"]), (i, key, v)
+if what == "chat":
+    d = json.load(open(sys.argv[3]))
+    c = d["choices"][0]
+    check_chat(c["logprobs"]["content"], c["message"]["content"])
+    assert c["finish_reason"] == "length" and d["usage"]["completion_tokens"] == len(steps)
+    assert d["usage"]["prompt_tokens"] == len(case["prompt"])
+elif what == "chat-stream":
+    content, text = [], ""
+    for e in events(sys.argv[3]):
+        for c in e["choices"]:
+            part = (c["logprobs"] or {}).get("content") or []
+            delta = c["delta"].get("content", "")
+            assert "".join(t["token"] for t in part) == delta, (part, delta)
+            content += part
+            text += delta
+    check_chat(content, text)
+    whole = json.load(open(sys.argv[4]))["choices"][0]["logprobs"]["content"]
+    assert content == whole   # the same values as the whole reply
+elif what == "completions":
+    d = json.load(open(sys.argv[3]))
+    check_completion(d["choices"][0]["logprobs"], d["choices"][0]["text"])
+elif what == "completions-stream":
+    lp = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    text = ""
+    for e in events(sys.argv[3]):
+        for c in e["choices"]:
+            if c["logprobs"]:
+                assert "".join(c["logprobs"]["tokens"]) == c["text"]
+                for f in lp:
+                    lp[f] += c["logprobs"][f]
+            else:
+                assert c["text"] == ""
+            text += c["text"]
+    check_completion(lp, text)
+PY
+lp_check() {
+    if python3 "$tmp/lp.py" "$fx" "$@" 2>"$tmp/lp.err"; then ok; else
+        fail "logprobs ($1) against the reference: $(tail -n 3 "$tmp/lp.err")"; fi
+}
+prompt=$(py '[c for c in d["cases"] if c["endpoint"] == "completions"][0]["prompt"]' "$fx")
+content=$(py '[c for c in d["cases"] if c["endpoint"] == "chat"][0]["content"]' "$fx")
+lp_body="{\"prompt\": $prompt, \"max_tokens\": 16, \"temperature\": 0, \"logprobs\": 5"
+req POST /v1/completions "$lp_body}"
+expect_code 200 "completion with logprobs 5"
+lp_check completions "$out"
+req POST /v1/completions "$lp_body, \"stream\": true}" -N
+lp_check completions-stream "$out"
+lp_body="{\"messages\": [{\"role\": \"user\", \"content\": \"$content\"}], \"max_tokens\": 16, \"temperature\": 0, \"logprobs\": true, \"top_logprobs\": 5"
+req POST /v1/chat/completions "$lp_body}"
+expect_code 200 "chat with top_logprobs 5"
+lp_check chat "$out"
+cp "$out" "$tmp/lp_chat.json"
+req POST /v1/chat/completions "$lp_body, \"stream\": true}" -N
+lp_check chat-stream "$out" "$tmp/lp_chat.json"
+# a stop text that begins inside a token: the token keeps its text before the stop
+# text, the tokens after it are left out, and the tokens join to the text (expected:
+# the fixture's tokens, cut where "dcdf" begins in their text)
+cut_py='import json, sys
+steps = [c for c in json.load(open(sys.argv[1]))["cases"] if c["endpoint"] == "completions"][0]["steps"]
+text = "".join(s["token"] for s in steps)
+cut = text.index("dcdf")
+toks, o = [], 0
+for s in steps:
+    if o < cut:
+        toks.append(s["token"][:cut - o])
+    o += len(s["token"])
+print(json.dumps([text[:cut], toks] + sys.argv[2:]), end="")'
+req POST /v1/completions "{\"prompt\": $prompt, \"max_tokens\": 16, \"temperature\": 0, \"logprobs\": 0, \"stop\": \"dcdf\"}"
+same "logprobs cut by a stop text" "$(py 'json.dumps([d["choices"][0]["text"], d["choices"][0]["logprobs"]["tokens"], d["choices"][0]["finish_reason"]])')" \
+     "$(python3 -c "$cut_py" "$fx" stop)"
+req POST /v1/completions "{\"prompt\": $prompt, \"max_tokens\": 16, \"temperature\": 0, \"logprobs\": 0, \"stop\": \"dcdf\", \"stream\": true}" -N
+same "streamed logprobs cut by a stop text" "$(python3 -c 'import json, sys
+ev = [json.loads(l[6:]) for l in open(sys.argv[1]) if l.startswith("data: {")]
+c = [x["choices"][0] for x in ev]
+print(json.dumps(["".join(x["text"] for x in c), sum([x["logprobs"]["tokens"] for x in c if x["logprobs"]], [])]), end="")' "$out")" \
+     "$(python3 -c "$cut_py" "$fx")"
+# asking for logprobs changes nothing that is drawn
+lp_body="{\"prompt\": $prompt, \"max_tokens\": 24, \"temperature\": 1.0, \"seed\": 7, \"top_k\": 0, \"top_p\": 1, \"min_p\": 0"
+req POST /v1/completions "$lp_body}"
+plain=$(py 'd["choices"][0]["text"]')
+req POST /v1/completions "$lp_body, \"logprobs\": 3}"
+same "a seeded sample with logprobs" "$(py 'd["choices"][0]["text"]')" "$plain"
+same "a seeded sample's tokens join to its text" "$(py '"".join(d["choices"][0]["logprobs"]["tokens"])')" "$plain"
+# bad values: 400 naming the field
+for case in '/v1/chat/completions|"logprobs": true, "top_logprobs": 21|top_logprobs' \
+            '/v1/chat/completions|"logprobs": true, "top_logprobs": -1|top_logprobs' \
+            '/v1/chat/completions|"logprobs": true, "top_logprobs": "2"|top_logprobs' \
+            '/v1/chat/completions|"top_logprobs": 2|top_logprobs' \
+            '/v1/chat/completions|"logprobs": false, "top_logprobs": 2|top_logprobs' \
+            '/v1/chat/completions|"logprobs": 1|logprobs' \
+            '/v1/completions|"logprobs": 6|logprobs' \
+            '/v1/completions|"logprobs": -1|logprobs' \
+            '/v1/completions|"logprobs": true|logprobs' \
+            '/v1/completions|"logprobs": 1.5|logprobs'; do
+    path=${case%%|*}; rest=${case#*|}; field=${rest#*|}; extra=${rest%|*}
+    req POST "$path" "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"prompt\": \"x\", $extra}"
+    expect_code 400 "$path with $extra"
+    same "$path with $extra names" "$(py 'd["error"]["param"]')" "$field"
+done
+stop_server
+
 # --- the API key, JSON log lines
 start_server -m "$tmp/m.gguf" --parallel 1 -c 128 -t 1 --api-key s3cret --log-format json \
     --timeout 1
@@ -384,8 +555,10 @@ curl -s "$url/metrics" >"$out"
 grep -q '^bitnet_generations_total{end="cancelled"} 1$' "$out" && ok ||
     fail "the stream whose client went away was not cancelled"
 
-# --- SIGTERM with a request running: it is cancelled within --shutdown-timeout, exit 0
-curl -s -N "$url/v1/completions" -d "$long" >"$tmp/long.out" &
+# --- SIGTERM with a stream running: cancelled within --shutdown-timeout, it ends as
+# OpenAI clients expect a server-side cut to: a last chunk with a finish_reason
+# ("stop"), then data: [DONE]; its tokens' logprobs join to its text; exit 0
+curl -s -N "$url/v1/completions" -d '{"prompt": "a", "max_tokens": 2000, "stream": true, "ignore_eos": true, "logprobs": 1}' >"$tmp/long.out" &
 long_pid=$!
 sleep 0.5
 kill -TERM "$pid"
@@ -394,10 +567,15 @@ rc=$?
 pid=""
 same "exit status at SIGTERM with a running request" "$rc" 0
 wait "$long_pid"
-grep -v '^$' "$tmp/long.out" | tail -n 1 | grep -q '^data: \[DONE\]$' && ok ||
-    fail "the running stream did not end with [DONE]: $(tail -c 300 "$tmp/long.out")"
-grep -q '^data: {"error":{"message":"the server is shutting down","type":"server_error"' \
-    "$tmp/long.out" && ok || fail "the running stream did not end with an error event"
+same "the stream cut at SIGTERM" "$(python3 -c 'import json, sys
+ev = [l[6:] for l in open(sys.argv[1]).read().split("\n") if l]
+last = json.loads(ev[-2])["choices"][0]
+body = [json.loads(e)["choices"][0] for e in ev[:-2]]
+text = "".join(c["text"] for c in body)
+toks = "".join("".join(c["logprobs"]["tokens"]) for c in body if c["logprobs"])
+print(json.dumps([ev[-1], last["finish_reason"], last["text"], len(text) > 0, toks == text]), end="")' "$tmp/long.out")" \
+     '["[DONE]", "stop", "", true, true]'
+if grep -q '"error"' "$tmp/long.out"; then fail "an error event in the stream cut at SIGTERM"; else ok; fi
 grep -q 'serve: stopped' "$tmp/server.err" && ok || fail "no 'serve: stopped'"
 
 echo "$passed passed, $failed failed"

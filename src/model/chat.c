@@ -360,6 +360,14 @@ static bool bn_chat_on_token(bn_token id, const char *text, size_t len, void *us
     return go_on;
 }
 
+/* bn_generate's logits callback: passed on with the caller's user pointer. */
+static void bn_chat_on_logits(bn_token id, const float *logits, int32_t n_vocab,
+                              const char *piece, size_t piece_len, void *user)
+{
+    const bn_chat_turn *turn = user;
+    turn->params->on_logits(id, logits, n_vocab, piece, piece_len, turn->params->user);
+}
+
 bn_status bn_chat_reply(bn_chat *chat, const bn_generate_params *params,
                         bn_generate_result *result)
 {
@@ -389,6 +397,7 @@ bn_status bn_chat_reply(bn_chat *chat, const bn_generate_params *params,
     bn_generate_params gp = *p;
     gp.sampler = sampler;
     gp.on_token = bn_chat_on_token;
+    gp.on_logits = p->on_logits ? bn_chat_on_logits : NULL;
     gp.user = &turn;
     chat->reply_len = 0;
     if (bn_chat_reply_append(chat, "", 0) != BN_OK) {

@@ -56,8 +56,9 @@ static bn_status bn_gen_check(const bn_model *model, const bn_context *ctx,
 bn_status bn_gen_setup(bn_gen_state *g, const bn_model *model)
 {
     bn_status st = bn_stop_text_init(&g->stops, g->p->stops, g->p->n_stops);
+    g->n_vocab = bn_generate_n_vocab(model);
     if (st == BN_OK && !g->sampler) {
-        st = bn_sampler_create(&g->p->sampling, bn_generate_n_vocab(model), &g->own_sampler);
+        st = bn_sampler_create(&g->p->sampling, g->n_vocab, &g->own_sampler);
         g->sampler = g->own_sampler;
     }
     if (st == BN_OK)
@@ -78,15 +79,18 @@ static bool bn_gen_emit(const bn_gen_state *g, bn_token id, const char *text, si
     return g->p->on_token ? g->p->on_token(id, text, len, g->p->user) : true;
 }
 
-/* Decodes token t and passes its text through the stop texts to the callback. Sets
- * *stop when a rule ends generation with this token. */
-static bn_status bn_gen_deliver(bn_gen_state *g, bn_token t, bool *stop,
-                                bn_stop_reason *why)
+/* Decodes token t (drawn from logits) and passes its text through the stop texts to
+ * the callback, its logits and text first to on_logits when there is one. Sets *stop
+ * when a rule ends generation with this token. */
+static bn_status bn_gen_deliver(bn_gen_state *g, bn_token t, const float *logits,
+                                bool *stop, bn_stop_reason *why)
 {
     const char *piece, *out;
     size_t piece_len, out_len;
     bool hit;
     bn_status st = bn_detok_stream_push(g->detok, t, &piece, &piece_len);
+    if (st == BN_OK && g->p->on_logits)
+        g->p->on_logits(t, logits, g->n_vocab, piece, piece_len, g->p->user);
     if (st == BN_OK)
         st = bn_stop_text_push(&g->stops, piece, piece_len, &out, &out_len, &hit);
     if (st != BN_OK)
@@ -135,7 +139,7 @@ bn_status bn_gen_next(bn_gen_state *g, const float *logits, int32_t *n_generated
     ++*n_generated;
     bn_sampler_accept(g->sampler, t);
     bool ended = false;                                                 /* rules 3 and 4 */
-    bn_status st = bn_gen_deliver(g, t, &ended, why);
+    bn_status st = bn_gen_deliver(g, t, logits, &ended, why);
     if (st != BN_OK || ended)
         return st;
     if (p->max_tokens >= 0 && *n_generated >= p->max_tokens) {          /* rule 5 */

@@ -24,6 +24,7 @@ typedef struct bn_gen_state {
     bn_sampler      *own_sampler;
     bn_detok_stream *detok;
     bn_stop_text     stops;
+    int32_t          n_vocab;      /* the tokens a sampler may draw (bn_generate_n_vocab) */
 } bn_gen_state;
 
 /* Makes the stop texts, the sampler (unless p->sampler) and the decoder of g, whose p,

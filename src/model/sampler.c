@@ -517,3 +517,47 @@ void bn_sampler_probs(bn_sampler *s, const float *logits, float *probs)
     for (int32_t i = 0; i < s->n_cand; i++)
         probs[s->cand[i].id] = (float)(s->weight[i] / s->total);
 }
+
+/* ------------------------------------------------------------------ log-probabilities */
+
+int32_t bn_logprobs(const float *logits, int32_t n_vocab, bn_token id, int32_t k,
+                    float *logprob, bn_token *top_ids, float *top_logprobs)
+{
+    assert(logits || n_vocab <= 0);
+    /* log(sum exp(l)) = max + log(sum exp(l - max)); a NaN counts as -inf */
+    double max = -INFINITY;
+    for (int32_t i = 0; i < n_vocab; i++)
+        if (logits[i] > max)
+            max = logits[i];
+    double sum = 0.0;
+    for (int32_t i = 0; i < n_vocab && isfinite(max); i++)
+        if (logits[i] > -INFINITY)
+            sum += exp((double)logits[i] - max);
+    const double lse = isfinite(max) ? max + log(sum) : max;
+    if (logprob)
+        *logprob = id >= 0 && id < n_vocab && logits[id] > -INFINITY
+                   ? (float)((double)logits[id] - lse) : -INFINITY;
+    if (k <= 0 || n_vocab <= 0)
+        return 0;
+    k = k < n_vocab ? k : n_vocab;
+    /* the k best so far, best first: a token enters when it beats the last (a later id
+     * with an equal logit does not), so ties keep the lower id first */
+    int32_t n = 0;
+    for (int32_t i = 0; i < n_vocab; i++) {
+        float l = logits[i] > -INFINITY ? logits[i] : -INFINITY;
+        if (n == k && !(l > top_logprobs[n - 1]))
+            continue;
+        int32_t j = n < k ? n++ : n - 1;
+        while (j > 0 && l > top_logprobs[j - 1]) {
+            top_logprobs[j] = top_logprobs[j - 1];
+            top_ids[j] = top_ids[j - 1];
+            j--;
+        }
+        top_logprobs[j] = l;
+        top_ids[j] = i;
+    }
+    for (int32_t j = 0; j < n; j++)
+        top_logprobs[j] = top_logprobs[j] > -INFINITY ? (float)(top_logprobs[j] - lse)
+                                                      : -INFINITY;
+    return n;
+}

@@ -334,6 +334,23 @@ bn_status bn_detokenize(const bn_tokenizer *t, const bn_token *ids, size_t n_ids
     return BN_OK;
 }
 
+bn_status bn_token_bytes(const bn_tokenizer *t, bn_token id, bool render_special,
+                         char **text, size_t *len)
+{
+    bn_bytes out = {0};
+    bool first_text = false;   /* inside a text: SPM's leading space stays */
+    bn_status st = bn_bytes_append(&out, "", 0);
+    if (st == BN_OK)
+        st = bn_decode_token(t, id, render_special, &first_text, &out);
+    if (st != BN_OK) {
+        bn_free(out.p);
+        return bn_error_wrap(BN_OK, "decoding token %d", id);
+    }
+    *text = out.p;
+    *len = out.n;
+    return BN_OK;
+}
+
 struct bn_detok_stream {
     const bn_tokenizer *t;
     bool                render_special;
@@ -355,8 +372,10 @@ bn_status bn_detok_stream_create(const bn_tokenizer *t, bool render_special,
     return BN_OK;
 }
 
-/* Length of the prefix of p[0, n) that ends on a character boundary: a trailing lead
- * byte whose continuation bytes have not all arrived is held back. */
+/* Length of the prefix of p[0, n) that ends on a character boundary: a trailing
+ * sequence that the next bytes may still complete into a well-formed character is held
+ * back; one that can no longer be (a second byte out of its lead's range, as in
+ * F4 93) is not, as a UTF-8 decoder replaces it at once. */
 static size_t bn_utf8_complete(const unsigned char *p, size_t n)
 {
     for (size_t back = 1; back <= 3 && back <= n; back++) {
@@ -364,9 +383,15 @@ static size_t bn_utf8_complete(const unsigned char *p, size_t n)
         if ((c & 0xc0) == 0x80)
             continue;                       /* a continuation byte: look further back */
         size_t need = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 1;
-        if (c >= 0xf5 || need == 1)
-            return n;                       /* ASCII or invalid lead: nothing to wait for */
-        return back < need ? n - back : n;
+        if (c >= 0xf5 || need == 1 || back >= need)
+            return n;                       /* ASCII, an invalid lead, or complete */
+        if (back >= 2) {                    /* the second byte's range (Unicode table 3-7) */
+            unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+            unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+            if (p[n - back + 1] < lo || p[n - back + 1] > hi)
+                return n;
+        }
+        return n - back;
     }
     return n;
 }

@@ -112,6 +112,60 @@ const s2 = await completion({ ...p, prompt: "The quick brown fox", max_tokens: 4
                             true);
 same(s2.text, before, "streamed stop text");
 
+// --- logprobs, where the SDK's types put them (openai/resources/chat/completions:
+// ChatCompletion.Choice.Logprobs {content, refusal}, ChatCompletionTokenLogprob {token,
+// logprob, bytes, top_logprobs: TopLogprob[]}; openai/resources/completions:
+// CompletionChoice.Logprobs {tokens, token_logprobs, top_logprobs: {[token]: number}[],
+// text_offset}); greedy, so the chosen token is the first alternative
+const utf8 = (bytes) => new TextDecoder("utf-8").decode(Uint8Array.from(bytes));
+function tokenLogprob(t, top) {
+    return typeof t.token === "string" && typeof t.logprob === "number" && t.logprob <= 0 &&
+        Array.isArray(t.bytes) && t.bytes.every((b) => Number.isInteger(b) && b >= 0 && b < 256) &&
+        utf8(t.bytes) === t.token &&
+        (top === undefined || (Array.isArray(t.top_logprobs) && t.top_logprobs.length === top &&
+            t.top_logprobs.every((x) => tokenLogprob(x)) &&
+            t.top_logprobs.every((x, i) => i === 0 || x.logprob <= t.top_logprobs[i - 1].logprob)));
+}
+const lq = { model, messages: msgs, max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 3 };
+const l1 = await client.chat.completions.create(lq);
+const lc = l1.choices[0].logprobs?.content ?? [];
+same(lc.length, l1.usage.completion_tokens, "chat logprobs: an entry per generated token");
+check(lc.length > 0 && lc.every((t) => tokenLogprob(t, 3)), "chat logprobs: the SDK's types");
+same(lc.map((t) => t.token).join(""), l1.choices[0].message.content, "chat logprobs join to the text");
+same(l1.choices[0].logprobs?.refusal, null, "chat logprobs refusal");
+check(lc.every((t) => t.logprob === t.top_logprobs[0].logprob), "greedy: the chosen token is the best");
+// streamed, merged by the SDK's own stream helper
+const l2 = await client.chat.completions.stream(lq).finalChatCompletion();
+same(JSON.stringify(l2.choices[0].logprobs?.content), JSON.stringify(lc),
+     "streamed chat logprobs (the SDK's finalChatCompletion) as the whole reply's");
+const lp = { model, prompt: "Hello world", max_tokens: 8, temperature: 0, logprobs: 2 };
+const l3 = await client.completions.create(lp);
+const ll = l3.choices[0].logprobs;
+const n = l3.usage.completion_tokens;
+check(ll && [ll.tokens, ll.token_logprobs, ll.top_logprobs, ll.text_offset].every(
+          (a) => Array.isArray(a) && a.length === n), "completion logprobs: four lists of one entry per token");
+check(ll.tokens.every((t) => typeof t === "string") &&
+      ll.token_logprobs.every((v) => typeof v === "number" && v <= 0) &&
+      ll.top_logprobs.every((o) => Object.keys(o).length >= 1 && Object.keys(o).length <= 3 &&
+                                   Object.values(o).every((v) => typeof v === "number" && v <= 0)),
+      "completion logprobs: the SDK's types");
+same(ll.tokens.join(""), l3.choices[0].text, "completion logprobs join to the text");
+same(JSON.stringify(ll.text_offset), JSON.stringify(ll.tokens.map((t, i) =>
+         [...ll.tokens.slice(0, i).join("")].length)), "text_offset: characters before each token");
+const merged = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+for await (const c of await client.completions.create({ ...lp, stream: true }))
+    for (const ch of c.choices)
+        if (ch.logprobs)
+            for (const f of Object.keys(merged)) merged[f].push(...ch.logprobs[f]);
+same(JSON.stringify(merged), JSON.stringify(ll), "streamed completion logprobs as the whole reply's");
+try {
+    await client.chat.completions.create({ ...lq, top_logprobs: 21 });
+    check(false, "top_logprobs 21 accepted");
+} catch (e) {
+    check(e instanceof OpenAI.BadRequestError, `BadRequestError (${e.constructor.name})`);
+    same(e.param, "top_logprobs", "param of top_logprobs 21");
+}
+
 // --- errors as the client's exceptions
 try {
     await client.chat.completions.create({ model, messages: msgs, max_tokens: "ten" });

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -89,9 +90,11 @@ static const char *finish_reason(const serve_job *job)
     case BN_STOP_TEXT:
         return "stop";
     case BN_STOP_CANCELLED:
+        /* cut by the server (its shutdown): OpenAI's finish reasons have no word for
+         * it, and "length" would say a limit was reached; "stop" says the text ended */
         break;
     }
-    return "cancelled";
+    return "stop";
 }
 
 static json_t *usage_object(const serve_job *job)
@@ -99,6 +102,150 @@ static json_t *usage_object(const serve_job *job)
     return json_pack("{s:i, s:i, s:i}", "prompt_tokens", job->result.n_prompt,
                      "completion_tokens", job->result.n_generated, "total_tokens",
                      job->result.n_prompt + job->result.n_generated);
+}
+
+/* ------------------------------------------------------------------ logprobs */
+
+/* How many of the job's log-probability entries belong to the text (lock held).
+ * Before the job finished: those whose text is all out (the text of a later one may
+ * still be held for a stop text). After: every one whose text starts before the end
+ * of the text; the tokens of a stop text are left out. */
+static size_t lp_ready(const serve_job *job)
+{
+    size_t n = 0;
+    for (; n < job->n_lp; n++) {
+        const serve_logprob *l = &job->lp[n];
+        if (job->finished ? l->start > job->len || (l->start == job->len && l->len > 0)
+                          : l->start + l->len > job->len)
+            break;
+    }
+    return n;
+}
+
+/* Where entry i of the n ready ones lies in the text: [*from, *to). Once the job
+ * finished, the last one ends where the text ends: a token that a stop text cuts
+ * keeps its text before the stop text, and the last token takes the bytes the
+ * decoder still held at the end (an incomplete UTF-8 sequence). */
+static void lp_span(const serve_job *job, size_t i, size_t n, size_t *from, size_t *to)
+{
+    *from = job->lp[i].start;
+    *to = job->lp[i].start + job->lp[i].len;
+    if (job->finished && i + 1 == n)
+        *to = job->len;
+}
+
+/* A log-probability as JSON (-9999 for an impossible token: JSON has no -inf). */
+static json_t *lp_value(float lp)
+{
+    return json_real(isfinite(lp) ? (double)lp : -9999.0);
+}
+
+static json_t *lp_bytes(const char *p, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_integer((unsigned char)p[i]));
+    return a;
+}
+
+/* {"token", "logprob", "bytes"} of text[n]. */
+static json_t *lp_chat_item(const char *text, size_t n, float lp)
+{
+    return json_pack("{s:o?, s:o?, s:o?}", "token", serve_json_text(text, n), "logprob",
+                     lp_value(lp), "bytes", lp_bytes(text, n));
+}
+
+/* The text of an alternative token: its bytes inside a text, special tokens shown. */
+static char *lp_alt_text(const serve_server *srv, bn_token id, size_t *n)
+{
+    char *t = NULL;
+    if (bn_token_bytes(srv->tok, id, true, &t, n) != BN_OK) {
+        *n = 0;
+        return NULL;
+    }
+    return t;
+}
+
+/* Characters (code points) of a JSON string. */
+static size_t lp_chars(const json_t *s)
+{
+    const unsigned char *p = (const unsigned char *)json_string_value(s);
+    size_t n = 0;
+    for (size_t i = 0; i < json_string_length(s); i++)
+        n += (p[i] & 0xC0) != 0x80;
+    return n;
+}
+
+/* The entries [first, last) of the n ready ones: chat's "content" list, or the
+ * completions' legacy object {tokens, token_logprobs, top_logprobs, text_offset}, whose
+ * offsets count characters from *chars (the characters before entry `first`; moved
+ * past the entries). */
+static json_t *lp_json(serve_conn *sc, size_t first, size_t last, size_t n, size_t *chars)
+{
+    const serve_job *job = &sc->job;
+    const char *text = job->text ? job->text : "";
+    bool chat = sc->req.kind == SERVE_CHAT;
+    json_t *content = json_array(), *tokens = json_array(), *lps = json_array();
+    json_t *tops = json_array(), *offsets = json_array();
+    bool ok = content && tokens && lps && tops && offsets;
+    for (size_t i = first; ok && i < last; i++) {
+        const serve_logprob *l = &job->lp[i];
+        size_t from, to;
+        lp_span(job, i, n, &from, &to);
+        json_t *top = chat ? json_array() : json_object();
+        ok = top != NULL;
+        bool have_chosen = false;
+        for (int32_t k = 0; ok && k < l->n_top; k++) {
+            size_t len = 0;
+            char *alt = lp_alt_text(sc->srv, l->top_ids[k], &len);
+            if (chat) {
+                ok = json_array_append_new(top, lp_chat_item(alt ? alt : "", len,
+                                                             l->top_logprobs[k])) == 0;
+            } else {
+                json_t *key = serve_json_text(alt ? alt : "", len);
+                ok = key != NULL;
+                if (ok && !json_object_get(top, json_string_value(key)))
+                    ok = json_object_set_new(top, json_string_value(key),
+                                             lp_value(l->top_logprobs[k])) == 0;
+                json_decref(key);
+            }
+            have_chosen |= l->top_ids[k] == l->id;
+            bn_free(alt);
+        }
+        if (chat) {
+            json_t *item = ok ? lp_chat_item(text + from, to - from, l->logprob) : NULL;
+            if (item && json_object_set(item, "top_logprobs", top) == 0)
+                ok = json_array_append_new(content, item) == 0;
+            else
+                ok = false, json_decref(item);
+        } else if (ok) {
+            json_t *tok = serve_json_text(text + from, to - from);
+            /* as OpenAI does: the chosen token is among its alternatives, even when
+             * it is not one of the most probable */
+            if (tok && !have_chosen && !json_object_get(top, json_string_value(tok)))
+                json_object_set_new(top, json_string_value(tok), lp_value(l->logprob));
+            ok = tok && json_array_append_new(tokens, tok) == 0 &&
+                 json_array_append_new(lps, lp_value(l->logprob)) == 0 &&
+                 json_array_append(tops, top) == 0 &&
+                 json_array_append_new(offsets, json_integer((json_int_t)*chars)) == 0;
+            if (ok)
+                *chars += lp_chars(tok);
+        }
+        json_decref(top);
+    }
+    json_t *r = NULL;
+    if (ok && chat) {
+        r = json_pack("{s:O, s:n}", "content", content, "refusal");
+    } else if (ok) {
+        r = json_pack("{s:O, s:O, s:O, s:O}", "tokens", tokens, "token_logprobs", lps,
+                      "top_logprobs", tops, "text_offset", offsets);
+    }
+    json_decref(content);
+    json_decref(tokens);
+    json_decref(lps);
+    json_decref(tops);
+    json_decref(offsets);
+    return r;
 }
 
 /* ------------------------------------------------------------------ generation */
@@ -206,14 +353,24 @@ static json_t *full_response(serve_conn *sc)
     }
     if (!text)
         return NULL;
+    json_t *lp = json_null();
+    if (sc->req.logprobs >= 0) {
+        size_t n = lp_ready(job);
+        json_decref(lp);
+        size_t chars = 0;
+        if (!(lp = lp_json(sc, 0, n, n, &chars))) {
+            json_decref(text);
+            return NULL;
+        }
+    }
     json_t *choice;
     if (sc->req.kind == SERVE_CHAT)
-        choice = json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role",
-                           "assistant", "content", text, "logprobs", "finish_reason",
+        choice = json_pack("{s:i, s:{s:s, s:o}, s:o, s:s}", "index", 0, "message", "role",
+                           "assistant", "content", text, "logprobs", lp, "finish_reason",
                            finish_reason(job));
     else
-        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", text, "logprobs",
-                           "finish_reason", finish_reason(job));
+        choice = json_pack("{s:i, s:o, s:o, s:s}", "index", 0, "text", text, "logprobs",
+                           lp, "finish_reason", finish_reason(job));
     return json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", sc->id, "object",
                      sc->req.kind == SERVE_CHAT ? "chat.completion" : "text_completion",
                      "created", (json_int_t)sc->created, "model", srv->model_id,
@@ -242,8 +399,10 @@ static bool sse_event(serve_conn *sc, json_t *data)
     return true;
 }
 
-/* A chunk event: delta text (NULL: none), a finish reason (NULL: null), the role. */
-static json_t *chunk(serve_conn *sc, json_t *text, const char *finish, bool role)
+/* A chunk event: delta text (NULL: none), a finish reason (NULL: null), the role;
+ * the log-probabilities of its tokens (NULL: null; the reference is taken). */
+static json_t *chunk_lp(serve_conn *sc, json_t *text, const char *finish, bool role,
+                        json_t *lp)
 {
     json_t *choice;
     if (sc->req.kind == SERVE_CHAT) {
@@ -252,17 +411,24 @@ static json_t *chunk(serve_conn *sc, json_t *text, const char *finish, bool role
             json_object_set_new(delta, "role", json_string("assistant"));
         if (text)
             json_object_set_new(delta, "content", text);
-        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "delta", delta, "logprobs",
-                           "finish_reason", finish ? json_string(finish) : json_null());
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs",
+                           lp ? lp : json_null(), "finish_reason",
+                           finish ? json_string(finish) : json_null());
     } else {
-        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "text",
-                           text ? text : json_string(""), "logprobs", "finish_reason",
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "text",
+                           text ? text : json_string(""), "logprobs",
+                           lp ? lp : json_null(), "finish_reason",
                            finish ? json_string(finish) : json_null());
     }
     return json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", sc->id, "object",
                      sc->req.kind == SERVE_CHAT ? "chat.completion.chunk" : "text_completion",
                      "created", (json_int_t)sc->created, "model", sc->srv->model_id,
                      "choices", choice);
+}
+
+static json_t *chunk(serve_conn *sc, json_t *text, const char *finish, bool role)
+{
+    return chunk_lp(sc, text, finish, role, NULL);
 }
 
 /* Fills sc->out with the next events (lock held); false on out of memory. */
@@ -278,7 +444,33 @@ static bool stream_next(serve_conn *sc)
                                                            sc->req.prompt_len), NULL, false));
         return true;
     }
-    if (job->len > sc->framed) {
+    bool failed = job->finished && (job->error[0] || job->oom);
+    if (sc->req.logprobs >= 0 && !failed) {
+        /* the text goes out with its tokens' entries: up to the end of the last
+         * entry whose text is all out, everything once the job finished. The newest
+         * token waits for the next one: if it is the last, it takes the bytes the
+         * decoder still holds at the end */
+        size_t n = lp_ready(job), upto = sc->framed;
+        if (!job->finished && n > 0 && n == job->n_lp)
+            n--;
+        if (job->finished)
+            upto = job->len;
+        else if (n > 0 && job->lp[n - 1].start + job->lp[n - 1].len > upto)
+            upto = job->lp[n - 1].start + job->lp[n - 1].len;
+        if (upto > sc->framed || n > sc->lp_sent) {
+            json_t *lp = lp_json(sc, sc->lp_sent, n, n, &sc->lp_chars);
+            json_t *t = serve_json_text(job->text ? job->text + sc->framed : "",
+                                        upto - sc->framed);
+            sc->framed = upto;
+            sc->lp_sent = n;
+            if (!lp || !t) {
+                json_decref(lp);
+                json_decref(t);
+                return false;
+            }
+            return sse_event(sc, chunk_lp(sc, t, NULL, false, lp));
+        }
+    } else if (job->len > sc->framed) {
         json_t *t = serve_json_text(job->text + sc->framed, job->len - sc->framed);
         sc->framed = job->len;
         return sse_event(sc, chunk(sc, t, NULL, false));
@@ -286,11 +478,9 @@ static bool stream_next(serve_conn *sc)
     if (job->finished && sc->phase == 1) {
         sc->phase = 2;
         bool ok;
-        if (job->error[0] || job->oom || job->result.stop == BN_STOP_CANCELLED) {
+        if (failed) {
             serve_error err;
-            serve_fail(&err, job->error[0] || job->oom ? 500 : 503, NULL, "%s",
-                       job->oom ? "out of memory" : job->error[0] ? job->error
-                       : "the server is shutting down");
+            serve_fail(&err, 500, NULL, "%s", job->oom ? "out of memory" : job->error);
             ok = sse_event(sc, serve_error_body(&err));
         } else {
             ok = sse_event(sc, chunk(sc, NULL, finish_reason(job), false));
@@ -336,7 +526,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         if (sc->out_len == had && sc->phase != 2) {
-            serve_engine_wait(e, &sc->job, sc->framed, 100);
+            serve_engine_wait(e, &sc->job, sc->job.len, 100);   /* for more text */
             serve_engine_unlock(e);
             if (client_gone(sc->fd)) {
                 serve_engine_cancel(e, &sc->job);
@@ -376,6 +566,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, serve_conn *sc,
     job->gp.stops = (const char *const *)sc->req.stops;
     job->gp.n_stops = sc->req.n_stops;
     job->gp.ignore_eog = sc->req.ignore_eos || srv->ignore_eos;
+    job->logprobs = sc->req.logprobs;
     pthread_mutex_lock(&srv->lock);
     snprintf(sc->id, sizeof sc->id, "%s-%llx%06llx", kind == SERVE_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)srv->started, (unsigned long long)++srv->next_id);

@@ -36,11 +36,11 @@ struct serve_engine {
  * (stop) when the client went away or the text cannot be kept. */
 static bool engine_on_token(bn_token id, const char *text, size_t len, void *user)
 {
-    (void)id;
     serve_job *job = user;
     serve_engine *e = job->engine;
     pthread_mutex_lock(&e->lock);
-    bool go_on = !job->cancelled;
+    job->n_generated += id >= 0;
+    bool go_on = !job->cancelled && !job->oom;
     if (job->t_first == 0)
         job->t_first = run_now();
     if (len > 0 && job->len + len + 1 > job->cap) {
@@ -62,6 +62,38 @@ static bool engine_on_token(bn_token id, const char *text, size_t len, void *use
     }
     pthread_mutex_unlock(&e->lock);
     return go_on;
+}
+
+/* The generator's logits callback, for a job that asked for log-probabilities: the
+ * token's and its best alternatives' (computed before the lock is taken), and where
+ * its text lies, kept for the connection. */
+static void engine_on_logits(bn_token id, const float *logits, int32_t n_vocab,
+                             const char *piece, size_t piece_len, void *user)
+{
+    (void)piece;
+    serve_job *job = user;
+    serve_engine *e = job->engine;
+    serve_logprob lp = {.id = id};
+    lp.n_top = bn_logprobs(logits, n_vocab, id, job->logprobs, &lp.logprob, lp.top_ids,
+                           lp.top_logprobs);
+    pthread_mutex_lock(&e->lock);
+    if (job->n_lp == job->cap_lp && !job->oom) {
+        size_t cap = job->cap_lp ? 2 * job->cap_lp : 64;
+        serve_logprob *p = realloc(job->lp, cap * sizeof *p);
+        if (p) {
+            job->lp = p;
+            job->cap_lp = cap;
+        } else {
+            job->oom = true;           /* on_token, called next, stops the generation */
+        }
+    }
+    if (!job->oom) {
+        lp.start = job->pieces_len;
+        lp.len = piece_len;
+        job->lp[job->n_lp++] = lp;
+        job->pieces_len += piece_len;
+    }
+    pthread_mutex_unlock(&e->lock);
 }
 
 /* Marks the job finished and wakes its connection (lock held). */
@@ -92,7 +124,12 @@ static void engine_admit(serve_engine *e)
             else
                 e->st.jobs_done++;
         } else if (job->cancelled) {
+            /* dropped between two steps: what it had done still counts */
             job->result.stop = BN_STOP_CANCELLED;
+            job->result.n_prompt = job->n_ids;
+            job->result.n_generated = job->n_generated;
+            e->st.prompt_tokens += (uint64_t)job->n_ids;
+            e->st.generated_tokens += (uint64_t)job->n_generated;
             e->st.jobs_cancelled++;
         } else {
             continue;
@@ -207,6 +244,7 @@ bool serve_engine_submit(serve_engine *e, serve_job *job)
     if (ok) {
         job->engine = e;
         job->gp.on_token = engine_on_token;
+        job->gp.on_logits = job->logprobs >= 0 ? engine_on_logits : NULL;
         job->gp.user = job;
         job->queued = true;
         job->t_submit = run_now();
@@ -341,4 +379,7 @@ void serve_job_free(serve_job *job)
     free(job->text);
     job->text = NULL;
     job->len = job->cap = 0;
+    free(job->lp);
+    job->lp = NULL;
+    job->n_lp = job->cap_lp = 0;
 }

@@ -75,6 +75,8 @@ typedef struct serve_conn {
     char          *out;           /* SSE bytes not yet handed to MHD (owned) */
     size_t         out_len, out_pos;
     size_t         framed;        /* bytes of job.text already in events */
+    size_t         lp_sent;       /* entries of job.lp already in events */
+    size_t         lp_chars;      /* characters of their text */
     int            phase;         /* 0: the opening event, 1: text, 2: closing sent */
 } serve_conn;
 

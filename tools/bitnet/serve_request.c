@@ -260,6 +260,37 @@ static bool get_prompt(const json_t *obj, serve_request *req, serve_error *err)
     return true;
 }
 
+/* Chat: "logprobs" true or false and "top_logprobs" 0 to 20 (with logprobs only);
+ * completions: "logprobs" 0 to 5, the alternatives per token. */
+static bool get_logprobs(const json_t *o, serve_request *req, serve_error *err)
+{
+    json_int_t n = -1;
+    bool given = false;
+    req->logprobs = -1;
+    if (req->kind == SERVE_COMPLETION) {
+        json_t *v = field(o, "logprobs");
+        if (v && !json_is_integer(v) && !json_is_real(v))
+            return serve_fail(err, 400, "logprobs", "'logprobs' must be an integer from 0 "
+                              "to 5 (the alternatives per token)");
+        if (!get_int(o, "logprobs", 0, 5, &n, &given, err))
+            return false;
+        if (given && json_is_true(json_object_get(o, "echo")))
+            return serve_fail(err, 400, "logprobs", "'logprobs' with 'echo' is not "
+                              "supported (no log-probabilities of the prompt)");
+        req->logprobs = given ? (int32_t)n : -1;
+        return true;
+    }
+    bool on = false;
+    if (!get_bool(o, "logprobs", &on, err) ||
+        !get_int(o, "top_logprobs", 0, SERVE_MAX_TOP_LOGPROBS, &n, &given, err))
+        return false;
+    if (given && !on)
+        return serve_fail(err, 400, "top_logprobs", "'top_logprobs' needs \"logprobs\": "
+                          "true");
+    req->logprobs = on ? (given ? (int32_t)n : 0) : -1;
+    return true;
+}
+
 /* Every field of the request but the prompt or messages. */
 static bool get_options(const json_t *o, serve_request *req, serve_error *err)
 {
@@ -296,14 +327,8 @@ static bool get_options(const json_t *o, serve_request *req, serve_error *err)
         return false;
     if (i != 1)
         return serve_fail(err, 400, "n", "'n' must be 1 (one choice per request)");
-    bool logprobs = false;
-    json_t *lp = field(o, "logprobs");
-    if (lp && json_is_integer(lp) && req->kind == SERVE_COMPLETION)
-        logprobs = json_integer_value(lp) > 0;   /* completions: a count */
-    else if (!get_bool(o, "logprobs", &logprobs, err))
+    if (!get_logprobs(o, req, err))
         return false;
-    if (logprobs)
-        return serve_fail(err, 400, "logprobs", "'logprobs' is not supported");
     if (!get_bool(o, "stream", &req->stream, err) ||
         !get_bool(o, "ignore_eos", &req->ignore_eos, err) ||
         (req->kind == SERVE_COMPLETION && !get_bool(o, "echo", &req->echo, err)) ||
