@@ -11,7 +11,7 @@
 #     --bitnet BIN  the program (default build/bitnet, built first when missing)
 #     --float       also train the same shape in float mode (no quantization) on the
 #                   same data, steps and seed, into DIR/float, at the same time as
-#                   the ternary run when there are two or more threads
+#                   the ternary run when the machine has two or more CPUs
 #     -t N          threads of each training run (default: every CPU, or half of
 #                   them each with --float); the results do not depend on it
 #     --root DIR    read the corpus packages unpacked under DIR (see
@@ -20,7 +20,8 @@
 #                   count the result is a different model and is not checked
 #     --smoke       a few steps of a small batch: every stage runs, in a minute or two
 #     --resume      continue the runs from their newest checkpoints in DIR (after an
-#                   interruption); the result is the same as an uninterrupted run
+#                   interruption), keeping DIR's corpus, tokenizer and shards; the
+#                   result is the same as an uninterrupted run
 # Exit 0 when the model is written (and, for the full recipe, matches the shipped
 # checksum), 1 otherwise.
 set -eu
@@ -42,7 +43,7 @@ HEADS=6
 FFN=1024
 CTX=256
 BATCH=16
-STEPS=1300
+STEPS=800
 LR=2e-3
 SEED=1
 VAL_FRAC=0.01
@@ -64,7 +65,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 full=1
-[ "$STEPS" = 1300 ] || full=0
+[ "$STEPS" = 800 ] || full=0
 if [ "$smoke" = 1 ]; then
     STEPS=3
     BATCH=2
@@ -89,22 +90,25 @@ fi
 mkdir -p "$out"
 t0=$(date +%s)
 
+austen="$out/corpus/austen.txt"
+web="$out/corpus/web.txt"
+if [ "$resume" = 1 ] && [ -f "$out/shards/val-00000.bin" ] && [ -f "$out/tokenizer.json" ]; then
+    echo "== 1-3/5 --resume: the corpus, tokenizer and shards in $out as they are"
+else
 echo "== 1/5 corpus: Jane Austen's novels and the World English Bible, from Debian packages"
 if [ -n "$root" ]; then
     "$top/scripts/corpus/build.sh" -o "$out/corpus" --root "$root"
 else
     "$top/scripts/corpus/build.sh" -o "$out/corpus"
 fi
-texts="$out/corpus/austen.txt $out/corpus/web.txt"
-
 echo "== 2/5 tokenizer: byte-level BPE, $VOCAB tokens"
-# shellcheck disable=SC2086
-"$bitnet" -t "$ncpu" train-tokenizer -q --vocab $VOCAB -o "$out/tokenizer.json" $texts
+"$bitnet" -t "$ncpu" train-tokenizer -q --vocab $VOCAB -o "$out/tokenizer.json" \
+    "$austen" "$web"
 
 echo "== 3/5 token shards (validation: $VAL_FRAC of the paragraphs)"
-# shellcheck disable=SC2086
 "$bitnet" corpus -q --tokenizer "$out/tokenizer.json" -o "$out/shards" \
-    --val-frac $VAL_FRAC --seed 0 $texts
+    --val-frac $VAL_FRAC --seed 0 "$austen" "$web"
+fi
 
 # The newest checkpoint of a run's folder, or nothing.
 newest() {
@@ -112,12 +116,11 @@ newest() {
         sort -n | tail -1 | cut -d' ' -f2-
 }
 train() {   # train MODE
-    from=""
-    if [ "$resume" = 1 ]; then
-        ck=$(newest "$out/$1")
-        [ -n "$ck" ] && from="--resume $ck"
-    fi
-    if [ -z "$from" ]; then
+    ck=""
+    [ "$resume" = 1 ] && ck=$(newest "$out/$1")
+    if [ -n "$ck" ]; then
+        set -- "$1" --resume "$ck"
+    else
         rm -rf "$out/$1"
     fi
     # shellcheck disable=SC2086
@@ -125,15 +128,18 @@ train() {   # train MODE
         --out "$out/$1" --mode $1 --dim $DIM --layers $LAYERS --heads $HEADS \
         --ffn $FFN --ctx $CTX --batch $BATCH --steps $STEPS --lr $LR --seed $SEED \
         --schedule two-stage --val-windows $VAL_WINDOWS --save-every 100 \
-        -t "$threads" $from
+        -t "$threads" "$@"
 }
 echo "== 4/5 training: ternary, dim $DIM, $LAYERS layers, $STEPS steps of $BATCH x $CTX tokens, $threads thread(s)"
 if [ "$float" = 1 ] && [ "$ncpu" -ge 2 ]; then
     echo "   (and the float baseline beside it: $out/float.log)"
     train float > "$out/float.log" 2>&1 &
     fpid=$!
+    trap 'kill $fpid 2>/dev/null' EXIT
+    trap 'exit 130' INT TERM
     train ternary
     wait $fpid || { echo "train-default-model.sh: the float run failed; see $out/float.log" >&2; exit 1; }
+    trap - EXIT INT TERM
 else
     train ternary
     [ "$float" = 1 ] && train float
@@ -150,7 +156,9 @@ for mode in ternary float; do
 done
 echo "time: $(( $(date +%s) - t0 )) s"
 if [ "$full" = 1 ]; then
-    if (cd "$out" && sha256sum -c --quiet "$top/models/tiny-en.gguf.sha256" 2>/dev/null); then
+    if [ ! -f "$top/models/tiny-en.gguf.sha256" ]; then
+        echo "no models/tiny-en.gguf.sha256 to compare with"
+    elif (cd "$out" && sha256sum -c --quiet "$top/models/tiny-en.gguf.sha256" 2>/dev/null); then
         echo "the result is models/tiny-en.gguf, bit for bit"
     else
         echo "train-default-model.sh: $out/tiny-en.gguf differs from models/tiny-en.gguf" >&2

@@ -86,7 +86,10 @@ grep_in "$err" "the prompt is empty" "empty prompt message"
 long=$(yes "hello world" | head -n 40 | tr '\n' ' ')
 expect 1 "prompt longer than the context" -- generate -m "$m" -p "$long" -c 32
 grep_in "$err" "tokens but the context holds 32 positions" "context message"
-expect 2 "no model" -- generate -p hi
+BITNET_MODEL=$tmp/none.gguf; export BITNET_MODEL     # without -m: this, not the shipped model
+expect 1 "a BITNET_MODEL that does not exist" -- generate -p hi
+unset BITNET_MODEL
+grep_in "$err" "none.gguf" "names the missing BITNET_MODEL"
 expect 2 "no prompt" -- generate -m "$m"
 expect 2 "bad temperature" -- generate -m "$m" -p hi --temp -1
 expect 2 "bad top-p" -- generate -m "$m" -p hi --top-p 2

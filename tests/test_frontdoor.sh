@@ -150,8 +150,10 @@ check $? "a failing test's output, and the skipped ones, in make test's output" 
 check $? "make run" "$t/make.out"
 ! grep -q "Entering directory\|Leaving directory" "$t/make.out"
 check $? "make run prints no Entering/Leaving directory lines" "$t/make.out"
-grep -q "^bitnet generate -m build/demo.gguf" "$t/make.out"
-check $? "make run runs the program" "$t/make.out"
+grep -q "^bitnet generate -p Elizabeth looked at her sister, and said -n 64 --temp 0 --repeat-penalty 1.15$" \
+    "$t/make.out" &&
+    grep -q "^bitnet generate -p .* --temp 0.8 --seed 1$" "$t/make.out"
+check $? "make run generates from the default model, greedy and sampled" "$t/make.out"
 
 echo "test_frontdoor: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

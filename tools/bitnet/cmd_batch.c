@@ -11,7 +11,7 @@
 #include "run_common.h"
 
 const char cmd_batch_help[] =
-    "usage: bitnet batch -m MODEL -f PROMPTS [--parallel N] [-n N] [options]\n"
+    "usage: bitnet batch [-m MODEL] -f PROMPTS [--parallel N] [-n N] [options]\n"
     "\n"
     "Generate a completion for every prompt of PROMPTS, up to N at a time in one\n"
     "context: the prompts of new requests and one token of every running generation are\n"

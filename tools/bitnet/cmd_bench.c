@@ -19,7 +19,7 @@
 #include "run_common.h"
 
 const char cmd_bench_help[] =
-    "usage: bitnet bench -m MODEL [-p N] [-n N] [-d LIST] [-t LIST] [--parallel LIST]\n"
+    "usage: bitnet bench [-m MODEL] [-p N] [-n N] [-d LIST] [-t LIST] [--parallel LIST]\n"
     "                    [-r N] [-o md|json|csv] [options]\n"
     "\n"
     "Measure prompt processing (ppN: one batch of N tokens) and text generation (tgN:\n"

@@ -9,7 +9,7 @@
 #include "run_common.h"
 
 const char cmd_logits_help[] =
-    "usage: bitnet logits -m MODEL (-p TEXT | --tokens 1,2,3) [--all] -o FILE [options]\n"
+    "usage: bitnet logits [-m MODEL] (-p TEXT | --tokens 1,2,3) [--all] -o FILE [options]\n"
     "\n"
     "Evaluate the prompt in one batch and write the logits of its last position (of\n"
     "every position with --all) to FILE as raw little-endian float32, n_vocab values per\n"

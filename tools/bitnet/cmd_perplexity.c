@@ -14,7 +14,7 @@
 #include "run_common.h"
 
 const char cmd_perplexity_help[] =
-    "usage: bitnet perplexity -m MODEL -f FILE [-c CTX] [--chunks N] [options]\n"
+    "usage: bitnet perplexity [-m MODEL] -f FILE [-c CTX] [--chunks N] [options]\n"
     "\n"
     "Perplexity of the model on the text of FILE, over non-overlapping windows of CTX\n"
     "tokens (default 512), scoring the second half of each window, as llama.cpp's\n"

@@ -27,7 +27,7 @@
 #include "serve_http.h"
 
 const char cmd_serve_help[] =
-    "usage: bitnet serve -m MODEL [--host ADDR] [--port N] [--parallel N] [options]\n"
+    "usage: bitnet serve [-m MODEL] [--host ADDR] [--port N] [--parallel N] [options]\n"
     "\n"
     "Serve the model over HTTP with OpenAI's API, so that editors, agents and chat\n"
     "front ends that speak it can use it. Up to N requests are generated at once in one\n"
@@ -148,11 +148,11 @@ static json_t *lp_bytes(const char *p, size_t n)
     return a;
 }
 
-/* {"token", "logprob", "bytes"} of text[n]. */
-static json_t *lp_chat_item(const char *text, size_t n, float lp)
+/* {"token", "logprob", "bytes"}: token text[n], bytes b[nb]. */
+static json_t *lp_chat_item(const char *text, size_t n, const char *b, size_t nb, float lp)
 {
     return json_pack("{s:o?, s:o?, s:o?}", "token", serve_json_text(text, n), "logprob",
-                     lp_value(lp), "bytes", lp_bytes(text, n));
+                     lp_value(lp), "bytes", lp_bytes(b, nb));
 }
 
 /* The text of an alternative token: its bytes inside a text, special tokens shown. */
@@ -200,6 +200,7 @@ static json_t *lp_json(serve_conn *sc, size_t first, size_t last, size_t n, size
             char *alt = lp_alt_text(sc->srv, l->top_ids[k], &len);
             if (chat) {
                 ok = json_array_append_new(top, lp_chat_item(alt ? alt : "", len,
+                                                             alt ? alt : "", len,
                                                              l->top_logprobs[k])) == 0;
             } else {
                 json_t *key = serve_json_text(alt ? alt : "", len);
@@ -213,7 +214,15 @@ static json_t *lp_json(serve_conn *sc, size_t first, size_t last, size_t n, size
             bn_free(alt);
         }
         if (chat) {
-            json_t *item = ok ? lp_chat_item(text + from, to - from, l->logprob) : NULL;
+            /* token: the text it added to the reply; bytes: its own bytes, as OpenAI
+             * has them (joined, they rebuild a character split across tokens) */
+            size_t own_n = 0;
+            char *own = NULL;
+            if (bn_token_bytes(sc->srv->tok, l->id, false, &own, &own_n) != BN_OK)
+                own_n = 0;
+            json_t *item = ok ? lp_chat_item(text + from, to - from, own ? own : "", own_n,
+                                             l->logprob) : NULL;
+            bn_free(own);
             if (item && json_object_set(item, "top_logprobs", top) == 0)
                 ok = json_array_append_new(content, item) == 0;
             else

@@ -13,14 +13,34 @@
 
 #include "run_common.h"
 
-/* where the model that ships with the project is looked for (CMakeLists.txt) */
+/* Where the model that ships with the project is looked for (CMakeLists.txt): the
+ * source tree, for a program that runs from its build tree; PREFIX/share/bitnet beside
+ * an installed program (found from the program's own path, so an installed tree can
+ * move), then the data folder the build was configured with. */
 #define BITNET_DEFAULT_MODEL_NAME "tiny-en.gguf"
+#ifndef BITNET_BUILD_DIR
+#define BITNET_BUILD_DIR ""
+#endif
 #ifndef BITNET_SOURCE_MODELS
 #define BITNET_SOURCE_MODELS "models"
 #endif
 #ifndef BITNET_INSTALLED_MODELS
 #define BITNET_INSTALLED_MODELS "/usr/local/share/bitnet"
 #endif
+
+/* The folder of the running program (from /proc/self/exe) into buf; false if unknown. */
+static bool run_exe_dir(char *buf, size_t cap)
+{
+    ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+    if (n <= 0 || (size_t)n >= cap - 1)
+        return false;
+    buf[n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        return false;
+    *slash = '\0';
+    return true;
+}
 
 bool run_model_or_default(const char *cmd, run_opts *o)
 {
@@ -29,23 +49,34 @@ bool run_model_or_default(const char *cmd, run_opts *o)
     const char *env = getenv("BITNET_MODEL");
     if (env && *env) {
         o->model = env;
+        fprintf(stderr, "bitnet %s: the model of BITNET_MODEL, %s\n", cmd, env);
         return true;
     }
-    /* the copy in the source tree this program was built from, then the installed one */
-    static const char *const where[] = {
-        BITNET_SOURCE_MODELS "/" BITNET_DEFAULT_MODEL_NAME,
-        BITNET_INSTALLED_MODELS "/" BITNET_DEFAULT_MODEL_NAME,
-    };
-    for (size_t k = 0; k < sizeof where / sizeof where[0]; k++) {
-        if (access(where[k], R_OK) == 0) {
-            o->model = where[k];
-            fprintf(stderr, "bitnet %s: the default model, %s (-m FILE or BITNET_MODEL "
-                    "for another)\n", cmd, where[k]);
-            return true;
-        }
+    static char found[4200];
+    char exe[4096], cand[3][4200];
+    int n = 0;
+    size_t bl = strlen(BITNET_BUILD_DIR);
+    if (run_exe_dir(exe, sizeof exe)) {
+        if (bl > 0 && !strncmp(exe, BITNET_BUILD_DIR, bl) && (exe[bl] == '/' || !exe[bl]))
+            snprintf(cand[n++], sizeof cand[0], "%s/%s", BITNET_SOURCE_MODELS,
+                     BITNET_DEFAULT_MODEL_NAME);
+        snprintf(cand[n++], sizeof cand[0], "%s/../share/bitnet/%s", exe,
+                 BITNET_DEFAULT_MODEL_NAME);
     }
-    cli_usage_error(cmd, "no model given (-m FILE or BITNET_MODEL), and the default "
-                    "model is in neither %s nor %s", where[0], where[1]);
+    snprintf(cand[n++], sizeof cand[0], "%s/%s", BITNET_INSTALLED_MODELS,
+             BITNET_DEFAULT_MODEL_NAME);
+    for (int k = 0; k < n; k++) {
+        if (access(cand[k], R_OK) != 0)
+            continue;
+        if (!realpath(cand[k], found))
+            memcpy(found, cand[k], sizeof found);
+        o->model = found;
+        fprintf(stderr, "bitnet %s: the default model, %s (-m FILE or BITNET_MODEL for "
+                "another)\n", cmd, found);
+        return true;
+    }
+    cli_usage_error(cmd, "no model given (-m FILE or BITNET_MODEL), and the model that "
+                    "ships with bitnet is not installed (looked for %s)", cand[n - 1]);
     return false;
 }
 

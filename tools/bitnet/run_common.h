@@ -24,9 +24,10 @@ typedef struct run_opts {
 } run_opts;
 
 /* When no -m was given: $BITNET_MODEL, else the model that ships with the project
- * (models/tiny-en.gguf in the source tree the program was built from, then where
- * `make install` puts it), with a line on stderr saying which. Returns false after a
- * usage error when there is none. */
+ * (models/tiny-en.gguf of the source tree for a program run from its build tree, else
+ * PREFIX/share/bitnet/tiny-en.gguf beside the installed program, else in the data
+ * folder the build was configured with), with a line on stderr saying which. Returns
+ * false after a usage error when there is none. */
 bool run_model_or_default(const char *cmd, run_opts *o);
 
 /* Defaults: KV f16, n_ctx 0 (the model's), the library's model and sampler defaults. */
