@@ -116,16 +116,18 @@ newest() {
         sort -n | tail -1 | cut -d' ' -f2-
 }
 train() {   # train MODE
+    mode=$1
+    shift
     ck=""
-    [ "$resume" = 1 ] && ck=$(newest "$out/$1")
+    [ "$resume" = 1 ] && ck=$(newest "$out/$mode")
     if [ -n "$ck" ]; then
-        set -- "$1" --resume "$ck"
+        set -- --resume "$ck"
     else
-        rm -rf "$out/$1"
+        rm -rf "${out:?}/$mode"
     fi
     # shellcheck disable=SC2086
     "$bitnet" train --data "$out/shards" --tokenizer "$out/tokenizer.json" \
-        --out "$out/$1" --mode $1 --dim $DIM --layers $LAYERS --heads $HEADS \
+        --out "$out/$mode" --mode $mode --dim $DIM --layers $LAYERS --heads $HEADS \
         --ffn $FFN --ctx $CTX --batch $BATCH --steps $STEPS --lr $LR --seed $SEED \
         --schedule two-stage --val-windows $VAL_WINDOWS --save-every 100 \
         -t "$threads" "$@"
