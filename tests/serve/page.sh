@@ -22,16 +22,11 @@ if ! command -v node >/dev/null 2>&1; then
     exit 77
 fi
 cd "$here" || exit 1
-if [ ! -d node_modules/puppeteer-core ] || [ ! -d node_modules/openai ]; then
-    if ! command -v npm >/dev/null 2>&1; then
-        echo "serve page: npm not found to install puppeteer-core: skipped"
-        exit 77
-    fi
-    echo "serve page: installing the pinned npm packages into $here/node_modules"
-    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error || {
-        echo "serve page: npm could not install the packages"
-        exit 1
-    }
+sh "$here/npm-install.sh"
+rc=$?
+if [ $rc -ne 0 ]; then
+    [ $rc -eq 77 ] && echo "serve page: skipped"
+    exit $rc
 fi
 
 tmp=$(mktemp -d)

@@ -16,16 +16,11 @@ if ! command -v node >/dev/null 2>&1; then
     exit 77
 fi
 cd "$here" || exit 1
-if [ ! -d node_modules/openai ]; then
-    if ! command -v npm >/dev/null 2>&1; then
-        echo "serve client: npm not found to install the openai package: skipped"
-        exit 77
-    fi
-    echo "serve client: installing the pinned npm packages into $here/node_modules"
-    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error || {
-        echo "serve client: npm could not install the packages"
-        exit 1
-    }
+sh "$here/npm-install.sh"
+rc=$?
+if [ $rc -ne 0 ]; then
+    [ $rc -eq 77 ] && echo "serve client: skipped"
+    exit $rc
 fi
 
 tmp=$(mktemp -d)
