@@ -570,40 +570,44 @@ static void test_axpy(const bn_kernel_table *k)
     }
 }
 
-/* The attention kernels, each row read once for up to four queries: every score is
- * the one-row dot_f16_f32 of the same table bit for bit (and the exact sum within float
+/* The attention kernels, each row read once for several queries (up to
+ * BN_F16_MULTI_MAX scores, four values): every score is the one-row dot_f16_f32 of
+ * the same table bit for bit (and the exact sum within float
  * rounding); the values follow the rule y = y + a * x (a multiply, then an add), row
  * after row in order, bit for bit. Row counts around the kernel's runs of rows, lengths
  * that are and are not multiples of its widths (and rows as long as an output layer's,
- * which take the one-pass body), one to four queries. */
+ * which take the one-pass body), one to eight queries. */
 static void test_attention_multi(const bn_kernel_table *k)
 {
     static const int64_t lengths[] = {1, 7, 8, 9, 16, 17, 64, 100, 128, 131, 512, 519, 2560};
     static const int64_t counts[] = {0, 1, 5, 63, 64, 65, 130};
     for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        enum { M = BN_F16_MULTI_MAX };
         const int64_t n = lengths[li], stride = n + 5, maxr = 130;
         uint16_t *x = malloc((size_t)(stride * maxr) * sizeof *x);
-        float *yv = malloc((size_t)(4 * n) * sizeof *yv), *av = malloc(4 * maxr * sizeof *av);
+        float *yv = malloc((size_t)(M * n) * sizeof *yv), *av = malloc(4 * maxr * sizeof *av);
         float *acc = malloc((size_t)(4 * n) * sizeof *acc);
-        float *want = malloc((size_t)(4 * n) * sizeof *want), *sc = malloc(4 * maxr * sizeof *sc);
+        float *want = malloc((size_t)(4 * n) * sizeof *want), *sc = malloc(M * maxr * sizeof *sc);
         for (int64_t i = 0; i < stride * maxr; i++)
             x[i] = bn_f32_to_f16(((float)(rng() % 20001) - 10000.0f) / 4000.0f);
-        for (int64_t i = 0; i < 4 * n; i++)
+        for (int64_t i = 0; i < M * n; i++)
             yv[i] = ((float)(rng() % 20001) - 10000.0f) / 3000.0f;
         for (int64_t i = 0; i < 4 * maxr; i++)   /* softmax-like weights, some zero */
             av[i] = rng() % 7 == 0 ? 0.0f : (float)(rng() % 10001) / 10000.0f;
         for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
             const int64_t nx = counts[ci];
-            for (int ny = 1; ny <= 4; ny++) {
-                const float *y[4], *a[4];
-                float *out[4], *accp[4];
-                for (int j = 0; j < 4; j++) {
+            for (int ny = 1; ny <= M; ny++) {
+                const float *y[M], *a[4];
+                float *out[M], *accp[4];
+                for (int j = 0; j < M; j++) {
                     y[j] = yv + j * n;
-                    a[j] = av + j * maxr;
                     out[j] = sc + j * maxr;
+                }
+                for (int j = 0; j < 4; j++) {
+                    a[j] = av + j * maxr;
                     accp[j] = acc + j * n;
                 }
-                for (int64_t i = 0; i < 4 * maxr; i++)
+                for (int64_t i = 0; i < M * maxr; i++)
                     sc[i] = NAN;
                 k->dot_f16_f32_multi(x, (size_t)stride, nx, y, ny, n, out);
                 for (int j = 0; j < ny; j++)
@@ -619,6 +623,8 @@ static void test_attention_multi(const bn_kernel_table *k)
                         CHECK(fabs(out[j][i] - exact) <= 1e-5 * (double)n, "%s scores n=%lld:"
                               " %.9g vs exact %.9g", k->name, (long long)n, out[j][i], exact);
                     }
+                if (ny > 4)   /* the values take up to four queries */
+                    continue;
                 for (int64_t i = 0; i < 4 * n; i++)
                     acc[i] = want[i] = ((float)(rng() % 2001) - 1000.0f) / 1000.0f;
                 for (int j = 0; j < ny; j++)

@@ -96,6 +96,9 @@ static inline float bn_f16_decode(uint16_t h)
 #define BN_GEMM_MR_F32 12
 #define BN_MAC_PEAK_CHUNK (128 * 128)
 
+/* The most queries dot_f16_f32_multi takes in one call. */
+#define BN_F16_MULTI_MAX 8
+
 /* The per-ISA kernel table, chosen once at run time (core/kernel_choice.c). Every entry has a
  * scalar reference; fast versions are tested against it. Every entry of a family's table
  * is set; a family may name another family's function for an entry it does not
@@ -113,9 +116,10 @@ typedef struct bn_kernel_table {
     void  (*dot_f16_f32_rows)(const uint16_t *x, size_t stride, int64_t nrows,
                               const float *y, int64_t n, float *out);
     void  (*f32_to_f16)(const float *src, uint16_t *dst, int64_t n);
-    /* Attention over an f16 cache, each key or value row read once for up to four
-     * queries (ny <= 4). Scores: out[j][i] = dot_f16_f32(x + i * stride, y[j], n) for
-     * i < nx, j < ny, bit for bit. Values: for i = 0 .. nx - 1 in order and each j,
+    /* Attention over an f16 cache, and an f16 output layer against several tokens: each
+     * key or value row read once for several queries. Scores (ny <= BN_F16_MULTI_MAX):
+     * out[j][i] = dot_f16_f32(x + i * stride, y[j], n) for i < nx, j < ny, bit for bit.
+     * Values (ny <= 4): for i = 0 .. nx - 1 in order and each j,
      * y[j][e] = y[j][e] + a[j][i] * x_i[e] for e < n, with x_i = x + i * stride in f16:
      * a multiply then an add per element, never fused, so every table gives the same
      * floats, and a query's floats do not depend on the others sharing its rows. */

@@ -238,11 +238,13 @@ BN_AVX2 void bn_dot_f16_f32_multi_avx2(const uint16_t *x, size_t stride, int64_t
         }
         return;
     }
-    switch (ny) {
-    case 4: bn_dot_f16_multi_body(x, stride, nx, y, 4, n, out); break;
-    case 3: bn_dot_f16_multi_body(x, stride, nx, y, 3, n, out); break;
-    case 2: bn_dot_f16_multi_body(x, stride, nx, y, 2, n, out); break;
-    default: bn_dot_f16_multi_body(x, stride, nx, y, 1, n, out); break;
+    for (int j0 = 0; j0 < ny; j0 += 4) {
+        switch (ny - j0 < 4 ? ny - j0 : 4) {
+        case 4: bn_dot_f16_multi_body(x, stride, nx, y + j0, 4, n, out + j0); break;
+        case 3: bn_dot_f16_multi_body(x, stride, nx, y + j0, 3, n, out + j0); break;
+        case 2: bn_dot_f16_multi_body(x, stride, nx, y + j0, 2, n, out + j0); break;
+        default: bn_dot_f16_multi_body(x, stride, nx, y + j0, 1, n, out + j0); break;
+        }
     }
 }
 

@@ -639,6 +639,158 @@ BN_AVX512 static void bn_gemm_f32_tile_avx512(const float *a, const float *b, in
 #undef BN_TILE_ROW
 #endif
 
+/* The f16 rows of an output layer against up to eight tokens (a step of several
+ * sequences, the last tokens of prompts): each row is read and converted once for all of
+ * them, where the AVX2 kernel reads it again for every two tokens. The floats are the
+ * AVX2 one-row kernel's (bn_dot_f16_f32_avx2): its four 8-lane accumulators take
+ * elements 32k + 8a; here a zmm holds two of them side by side (lanes 0-7 accumulator
+ * 0 and 8-15 accumulator 1, the second zmm 2 and 3), and each lane sees the same fused
+ * multiply-adds in the same order. The rest after the multiple of 32 and the reduction
+ * are that kernel's, on the four halves. Not built under SIMDe, whose portable fmadd
+ * rounds twice: there the AVX2 entry's place is the scalar one. */
+#if !defined(BN_KERNELS_SIMDE)
+#define BN_F16_LONG_ROW_AVX512 512
+
+BN_AVX512 BN_INLINE float bn_f16_finish_avx512(const uint16_t *x, const float *y, int64_t n,
+                                               __m512 lo, __m512 hi)
+{
+    int64_t i = n / 32 * 32;
+    __m256 a0 = _mm512_castps512_ps256(lo);
+    const __m256 a1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(lo), 1));
+    const __m256 a2 = _mm512_castps512_ps256(hi);
+    const __m256 a3 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(hi), 1));
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))),
+                             _mm256_loadu_ps(y + i), a0);
+    __m256 acc = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    half = _mm_add_ss(half, _mm_movehdup_ps(half));
+    float sum = _mm_cvtss_f32(half);
+    for (; i < n; i++)
+        sum += bn_f16_decode(x[i]) * y[i];
+    return sum;
+}
+
+/* Rows in blocks of BN_F16_RB, each block's columns in chunks of BN_F16_KC: the
+ * queries' chunks (8 KB for eight) stay in the first-level cache while the block's rows
+ * pass over them, every (row, query) keeping its two accumulators in acc[] between
+ * chunks; read straight through, eight queries of 2,560 floats came from the
+ * second-level cache at every row. In a chunk, two rows meet up to four queries at a
+ * time (16 accumulators): each query's vector is loaded once for the two rows and each
+ * row converted once for the four queries, so that the loads stay below the
+ * multiply-adds. The next block's rows are asked into the second-level cache meanwhile. */
+#define BN_F16_RB 8
+#define BN_F16_KC 256
+
+BN_AVX512 BN_INLINE void bn_f16_pass(const uint16_t *x0, const uint16_t *x1,
+                                     const float *const *y, const int NY, const int NR,
+                                     int64_t c, int64_t ce, __m512 (*acc0)[2],
+                                     __m512 (*acc1)[2])
+{
+    __m512 lo0[4], hi0[4], lo1[4], hi1[4];
+    for (int j = 0; j < NY; j++) {
+        lo0[j] = acc0[j][0];
+        hi0[j] = acc0[j][1];
+        if (NR == 2) {
+            lo1[j] = acc1[j][0];
+            hi1[j] = acc1[j][1];
+        }
+    }
+    for (int64_t k = c; k < ce; k += 32) {
+        const __m512 a0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x0 + k)));
+        const __m512 b0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x0 + k + 16)));
+        __m512 a1 = a0, b1 = b0;
+        if (NR == 2) {
+            a1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x1 + k)));
+            b1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x1 + k + 16)));
+        }
+        for (int j = 0; j < NY; j++) {
+            const __m512 yl = _mm512_loadu_ps(y[j] + k), yh = _mm512_loadu_ps(y[j] + k + 16);
+            lo0[j] = _mm512_fmadd_ps(a0, yl, lo0[j]);
+            hi0[j] = _mm512_fmadd_ps(b0, yh, hi0[j]);
+            if (NR == 2) {
+                lo1[j] = _mm512_fmadd_ps(a1, yl, lo1[j]);
+                hi1[j] = _mm512_fmadd_ps(b1, yh, hi1[j]);
+            }
+        }
+    }
+    for (int j = 0; j < NY; j++) {
+        acc0[j][0] = lo0[j];
+        acc0[j][1] = hi0[j];
+        if (NR == 2) {
+            acc1[j][0] = lo1[j];
+            acc1[j][1] = hi1[j];
+        }
+    }
+}
+
+BN_AVX512 static void bn_dot_f16_long_avx512(const uint16_t *x, size_t stride, int64_t nx,
+                                             const float *const *y, int ny, int64_t n,
+                                             float *const *out)
+{
+    const int64_t n32 = n / 32 * 32;
+    __m512 acc[BN_F16_RB][BN_F16_MULTI_MAX][2];
+    for (int64_t i0 = 0; i0 < nx; i0 += BN_F16_RB) {
+        const int rb = nx - i0 < BN_F16_RB ? (int)(nx - i0) : BN_F16_RB;
+        for (int r = 0; r < rb; r++)
+            for (int j = 0; j < ny; j++)
+                acc[r][j][0] = acc[r][j][1] = _mm512_setzero_ps();
+        for (int64_t c = 0; c < n32; c += BN_F16_KC) {
+            const int64_t ce = c + BN_F16_KC < n32 ? c + BN_F16_KC : n32;
+            for (int r = 0; r < rb; r++)
+                for (int64_t k = c; k < ce; k += 32)
+                    _mm_prefetch((const char *)(x + (size_t)(i0 + BN_F16_RB + r) * stride +
+                                                (size_t)k), _MM_HINT_T1);
+            for (int r = 0; r < rb; r += 2) {
+                const uint16_t *x0 = x + (size_t)(i0 + r) * stride, *x1 = x0 + stride;
+                for (int j0 = 0; j0 < ny; j0 += 4) {
+                    const int m = ny - j0 < 4 ? ny - j0 : 4;
+                    const float *const *yj = y + j0;
+                    __m512 (*a0)[2] = acc[r] + j0, (*a1)[2] = acc[r + 1 < rb ? r + 1 : r] + j0;
+                    if (r + 1 < rb) {
+                        switch (m) {
+                        case 4: bn_f16_pass(x0, x1, yj, 4, 2, c, ce, a0, a1); break;
+                        case 3: bn_f16_pass(x0, x1, yj, 3, 2, c, ce, a0, a1); break;
+                        case 2: bn_f16_pass(x0, x1, yj, 2, 2, c, ce, a0, a1); break;
+                        default: bn_f16_pass(x0, x1, yj, 1, 2, c, ce, a0, a1); break;
+                        }
+                    } else {
+                        switch (m) {
+                        case 4: bn_f16_pass(x0, x0, yj, 4, 1, c, ce, a0, a0); break;
+                        case 3: bn_f16_pass(x0, x0, yj, 3, 1, c, ce, a0, a0); break;
+                        case 2: bn_f16_pass(x0, x0, yj, 2, 1, c, ce, a0, a0); break;
+                        default: bn_f16_pass(x0, x0, yj, 1, 1, c, ce, a0, a0); break;
+                        }
+                    }
+                }
+            }
+        }
+        for (int r = 0; r < rb; r++)
+            for (int j = 0; j < ny; j++)
+                out[j][i0 + r] = bn_f16_finish_avx512(x + (size_t)(i0 + r) * stride, y[j], n,
+                                                      acc[r][j][0], acc[r][j][1]);
+    }
+}
+
+BN_AVX512 static void bn_dot_f16_f32_multi_avx512(const uint16_t *x, size_t stride,
+                                                  int64_t nx, const float *const *y, int ny,
+                                                  int64_t n, float *const *out)
+{
+    if (n < BN_F16_LONG_ROW_AVX512) {   /* attention's rows: the AVX2 kernel */
+        bn_dot_f16_f32_multi_avx2(x, stride, nx, y, ny, n, out);
+        return;
+    }
+    for (int j0 = 0; j0 < ny; j0 += BN_F16_MULTI_MAX)
+        bn_dot_f16_long_avx512(x, stride, nx, y + j0,
+                               ny - j0 < BN_F16_MULTI_MAX ? ny - j0 : BN_F16_MULTI_MAX, n,
+                               out + j0);
+}
+#define BN_F16_MULTI_AVX512 bn_dot_f16_f32_multi_avx512
+#else
+#define BN_F16_MULTI_AVX512 NULL
+#endif
+
 const bn_kernel_table BN_AVX512_TABLE = {
     .name       = BN_AVX512_NAME,
     .dot_f32    = BN_FROM_AVX2(bn_dot_f32_avx2),
@@ -646,7 +798,7 @@ const bn_kernel_table BN_AVX512_TABLE = {
     .dot_f16_f32 = BN_FROM_AVX2(bn_dot_f16_f32_avx2),
     .dot_f16_f32_rows = BN_FROM_AVX2(bn_dot_f16_f32_rows_avx2),
     .f32_to_f16 = BN_FROM_AVX2(bn_f32_to_f16_avx2),
-    .dot_f16_f32_multi = BN_FROM_AVX2(bn_dot_f16_f32_multi_avx2),
+    .dot_f16_f32_multi = BN_F16_MULTI_AVX512,
     .axpy_f16_f32_multi = BN_FROM_AVX2(bn_axpy_f16_f32_multi_avx2),
     .relu2_mul  = BN_FROM_AVX2(bn_relu2_mul_avx2),
     .dot_i2s_q8 = bn_dot_i2s_q8_avx512,

@@ -124,8 +124,9 @@ static void bn_linear_f16_decode(const bn_linear *lin, float *out, int64_t r0, i
 }
 
 /* f16 rows against several tokens, read in place: a group of rows meets one tile of up
- * to 4 tokens after the other (the multi-query kernel converts each row once for the
- * tile), so the rows are read from memory once for all tokens. Every value is the
+ * to BN_F16_MULTI_MAX tokens after the other (the multi-query kernel converts each row
+ * once or once for two tokens of the tile), so the rows are read from memory once for
+ * all tokens. Every value is the
  * one-row kernel's, bit for bit. */
 static void bn_linear_f16_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
                                   const bn_act *act, bool use_q, bn_linear_scratch *sc)
@@ -139,10 +140,10 @@ static void bn_linear_f16_prefill(const bn_linear *lin, float *out, int64_t r0, 
     for (int64_t g0 = r0; g0 < r1; g0 += group) {
         const int64_t g1 = g0 + group < r1 ? g0 + group : r1;
         const uint16_t *rows = (const uint16_t *)(lin->data + (size_t)g0 * lin->row_bytes);
-        for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
-            const int nt = act->T - t0 < 4 ? act->T - t0 : 4;
-            const float *y[4];
-            float *o[4];
+        for (int32_t t0 = 0; t0 < act->T; t0 += BN_F16_MULTI_MAX) {
+            const int nt = act->T - t0 < BN_F16_MULTI_MAX ? act->T - t0 : BN_F16_MULTI_MAX;
+            const float *y[BN_F16_MULTI_MAX];
+            float *o[BN_F16_MULTI_MAX];
             for (int j = 0; j < nt; j++) {
                 y[j] = x + (size_t)(t0 + j) * n;
                 o[j] = out + (size_t)(t0 + j) * lin->n_out + g0;
