@@ -617,10 +617,25 @@ BN_API bn_status bn_quantize(bn_qtype type, const float *src, int64_t row_len,
 
 /* ================================================================= benchmarks */
 
-/* The memory read bandwidth: `bytes` (at least 1 MiB) of memory, written first, then
- * summed `repeat` times on the default pool with the widest loads the chosen kernel
- * family has; the best pass, in GB/s (10^9 bytes per second). The reference figure
- * beside which benchmarks report their own throughput. */
+/* One way of reading memory and the bandwidth it reached. */
+#define BN_READ_METHODS 6
+typedef struct bn_read_method {
+    char   name[48];   /* e.g. "one stream, huge pages" */
+    double gb_per_s;   /* its best pass, 10^9 bytes per second */
+} bn_read_method;
+
+/* The memory read bandwidth by each read method: a buffer of `bytes` (at least 1 MiB),
+ * in huge pages and then in 4 KiB pages, written first, then summed `repeat` times on
+ * the default pool by each method in turn: each thread reading its part front to back
+ * as one stream, as four streams side by side, and as the chosen kernel family's eight
+ * streams with lines asked ahead. Up to `max` results (BN_READ_METHODS in all) in
+ * methods[], their number in *count. */
+BN_API bn_status bn_bench_read_methods(size_t bytes, int repeat, bn_read_method *methods,
+                                       int max, int *count);
+
+/* The memory read bandwidth: the best of bn_bench_read_methods, in GB/s. The reference
+ * figure beside which benchmarks report their own throughput (a probe that under-reads
+ * would flatter them). */
 BN_API bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s);
 
 /* The int8 multiply-add peak: the integer multiply-accumulate instructions of the

@@ -5,7 +5,10 @@
  * forward pass.
  */
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "model/model_internal.h"
@@ -17,29 +20,90 @@ static double bn_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The read methods `membw` tries, the best of which is the machine's read bandwidth: a
+ * probe that reads more slowly than the hardware allows would flatter every "share of
+ * the limit" measured against it. */
+typedef enum bn_bw_method {
+    BN_BW_ONE_STREAM,     /* each thread sums its part front to back */
+    BN_BW_FOUR_STREAMS,   /* ... a line of each quarter of it in turn */
+    BN_BW_KERNEL,         /* the kernel family's sum_u64 (eight streams, lines asked ahead) */
+    BN_BW_N_METHODS
+} bn_bw_method;
+
+static const char *const bn_bw_method_names[BN_BW_N_METHODS] = {
+    "one stream", "four streams", "eight streams, prefetched",
+};
+
 typedef struct bn_bw_job {
     const uint64_t *words;
-    int64_t n;              /* words, a multiple of 64 * threads */
+    int64_t n;              /* words, a multiple of 4096 */
+    bn_bw_method method;
     uint64_t sums[512];
 } bn_bw_job;
+
+/* x[0..n) summed in order in four accumulators (vectorized by the compiler). */
+static uint64_t bn_sum_one_stream(const uint64_t *x, int64_t n)
+{
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        a0 += x[i];
+        a1 += x[i + 1];
+        a2 += x[i + 2];
+        a3 += x[i + 3];
+    }
+    for (; i < n; i++)
+        a0 += x[i];
+    return a0 + a1 + a2 + a3;
+}
+
+/* The same over four quarters read side by side, 64 bytes of each in turn. */
+static uint64_t bn_sum_four_streams(const uint64_t *x, int64_t n)
+{
+    const int64_t seg = n / 4 / 8 * 8;
+    const uint64_t *p0 = x, *p1 = x + seg, *p2 = x + 2 * seg, *p3 = x + 3 * seg;
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int64_t i = 0; i < seg; i += 8) {
+        a0 += bn_sum_one_stream(p0 + i, 8);
+        a1 += bn_sum_one_stream(p1 + i, 8);
+        a2 += bn_sum_one_stream(p2 + i, 8);
+        a3 += bn_sum_one_stream(p3 + i, 8);
+    }
+    uint64_t s = a0 + a1 + a2 + a3;
+    for (int64_t i = 4 * seg; i < n; i++)
+        s += x[i];
+    return s;
+}
 
 static void bn_bw_task(void *ctx, int ith, int nth)
 {
     bn_bw_job *j = ctx;
     int64_t per = j->n / nth / 64 * 64;
     int64_t begin = per * ith, len = ith == nth - 1 ? j->n - begin : per;
-    j->sums[ith & 511] += bn_kernels()->sum_u64(j->words + begin, len);
+    const uint64_t *x = j->words + begin;
+    uint64_t s = j->method == BN_BW_ONE_STREAM     ? bn_sum_one_stream(x, len)
+                 : j->method == BN_BW_FOUR_STREAMS ? bn_sum_four_streams(x, len)
+                                                   : bn_kernels()->sum_u64(x, len);
+    j->sums[ith & 511] += s;
 }
 
-bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s)
+/* Every method on one buffer, in huge pages or not: out[m] is method m's best pass of
+ * `repeat`, the methods taking turns pass by pass. */
+static bn_status bn_bw_methods(size_t bytes, int repeat, bool huge, double *out)
 {
-    if (!gb_per_s || bytes < (1u << 20) || repeat < 1)
-        return bn_error_set(BN_ERR_INVALID_ARG, "read bandwidth: at least 1 MiB, once");
-    bytes &= ~(size_t)4095;
     uint64_t *words = bn_malloc(bytes, "bench");
     if (!words)
         return bn_last_status();
-    bn_advise_huge(words, bytes);   /* as the weights of a model read into memory */
+    if (huge)
+        bn_advise_huge(words, bytes);   /* as the weights of a model read into memory */
+#ifdef MADV_NOHUGEPAGE
+    else {
+        uintptr_t a = ((uintptr_t)words + 4095) & ~(uintptr_t)4095;
+        uintptr_t b = ((uintptr_t)words + bytes) & ~(uintptr_t)4095;
+        if (a < b)
+            madvise((void *)a, b - a, MADV_NOHUGEPAGE);
+    }
+#endif
     memset(words, 1, bytes);    /* every page touched before the timing */
     bn_bw_job *job = bn_calloc(1, sizeof *job, "bench");
     if (!job) {
@@ -48,23 +112,72 @@ bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s)
     }
     job->words = words;
     job->n = (int64_t)(bytes / 8) / 4096 * 4096;
-    double best = INFINITY;
-    for (int r = 0; r < repeat; r++) {
-        double t0 = bn_now();
-        bn_run_on_default_pool(bn_bw_task, job);
-        double dt = bn_now() - t0;
-        best = dt < best ? dt : best;
-    }
-    uint64_t check = 0;
-    for (int i = 0; i < 512; i++)
-        check += job->sums[i];
+    double best[BN_BW_N_METHODS];
+    for (int m = 0; m < BN_BW_N_METHODS; m++)
+        best[m] = INFINITY;
+    bn_status st = BN_OK;
+    for (int r = 0; r < repeat && st == BN_OK; r++)
+        for (int m = 0; m < BN_BW_N_METHODS; m++) {
+            memset(job->sums, 0, sizeof job->sums);
+            job->method = (bn_bw_method)m;
+            double t0 = bn_now();
+            bn_run_on_default_pool(bn_bw_task, job);
+            double dt = bn_now() - t0;
+            best[m] = dt < best[m] ? dt : best[m];
+            uint64_t check = 0;
+            for (int i = 0; i < 512; i++)
+                check += job->sums[i];
+            /* every word is 0x0101010101010101: the sum proves the loads happened */
+            if (check != (uint64_t)job->n * 0x0101010101010101ull) {
+                st = bn_error_set(BN_ERR_INTERNAL, "read bandwidth: wrong sum (%s)",
+                                  bn_bw_method_names[m]);
+                break;
+            }
+        }
     const int64_t n_words = job->n;
     bn_free(job);
     bn_free(words);
-    /* every word is 0x0101010101010101: the sums prove the loads happened */
-    if (check != (uint64_t)repeat * (uint64_t)n_words * 0x0101010101010101ull)
-        return bn_error_set(BN_ERR_INTERNAL, "read bandwidth: wrong sum");
-    *gb_per_s = (double)(n_words * 8) / best / 1e9;
+    if (st == BN_OK)
+        for (int m = 0; m < BN_BW_N_METHODS; m++)
+            out[m] = (double)(n_words * 8) / best[m] / 1e9;
+    return st;
+}
+
+bn_status bn_bench_read_methods(size_t bytes, int repeat, bn_read_method *methods, int max,
+                                int *count)
+{
+    if (!methods || !count || max < 1 || bytes < (1u << 20) || repeat < 1)
+        return bn_error_set(BN_ERR_INVALID_ARG, "read bandwidth: at least 1 MiB, once");
+    bytes &= ~(size_t)4095;
+    int k = 0;
+    for (int huge = 1; huge >= 0; huge--) {
+        double gb[BN_BW_N_METHODS];
+        bn_status st = bn_bw_methods(bytes, repeat, huge != 0, gb);
+        if (st != BN_OK)
+            return st;
+        for (int m = 0; m < BN_BW_N_METHODS && k < max; m++, k++) {
+            snprintf(methods[k].name, sizeof methods[k].name, "%s, %s",
+                     bn_bw_method_names[m], huge ? "huge pages" : "4 KiB pages");
+            methods[k].gb_per_s = gb[m];
+        }
+    }
+    *count = k;
+    return BN_OK;
+}
+
+bn_status bn_bench_read_bandwidth(size_t bytes, int repeat, double *gb_per_s)
+{
+    if (!gb_per_s)
+        return bn_error_set(BN_ERR_INVALID_ARG, "read bandwidth: no result");
+    bn_read_method m[BN_READ_METHODS];
+    int count = 0;
+    bn_status st = bn_bench_read_methods(bytes, repeat, m, BN_READ_METHODS, &count);
+    if (st != BN_OK)
+        return st;
+    double best = 0;
+    for (int i = 0; i < count; i++)
+        best = m[i].gb_per_s > best ? m[i].gb_per_s : best;
+    *gb_per_s = best;
     return BN_OK;
 }
 
