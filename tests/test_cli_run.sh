@@ -211,6 +211,22 @@ grep_in "$out" "| 1 | 2 | tg2 | [0-9.]* ± [0-9.]* |" "parallel row"
 expect 2 "bench bad parallel list" -- bench -m "$m" --parallel 0
 expect 2 "bench parallel over the limit" -- bench -m "$m" --parallel 257
 
+# --- membw: six read methods, each named and measured; the headline is the best of them
+expect 0 "membw" -- membw --mib 8 --repeat 1 -t 2
+if python3 - "$out" <<'PY'
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+head = re.match(r"read bandwidth: ([0-9.]+) GB/s \(2 threads, 8 MiB, best of 1; (.+)\)$", lines[0])
+rows = [re.match(r"  (.+?) +([0-9.]+) GB/s$", l) for l in lines[1:]]
+assert head and len(rows) == 6 and all(rows), lines
+names = [r.group(1) for r in rows]
+assert len(set(names)) == 6 and sum("huge pages" in n for n in names) == 3, names
+best = max(rows, key=lambda r: float(r.group(2)))
+assert head.group(1) == best.group(2) and head.group(2) == best.group(1), (head.groups(), best.groups())
+PY
+then ok; else fail "membw: six methods, the headline their best"; fi
+expect 2 "membw below 1 MiB" -- membw --mib 0
+
 # --- bench --kernels: the rows, and the bytes per token worked out here from the shapes
 # (2B-4T: 30 layers of 2560x2560 q/o, 2560x640 k/v, three 2560x6912 FFN matrices, each
 # i2_s: n/4 bytes + a 32-byte tail; a 128256 x 2560 f16 output layer)
