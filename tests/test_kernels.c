@@ -669,10 +669,10 @@ static void test_relu2(const bn_kernel_table *k)
     CHECK(memcmp(g, want, sizeof g) == 0, "%s relu2_mul", k->name);
 }
 
-/* The TQ2_0 / TQ1_0 prefill tile of one row p (nb bytes) against 1..BN_TILE_MAX token
- * rows (rows j > 0 are q reversed, negated and shifted by j - 1, at most 127): each
- * token's value is its block sums against the weights the dequantizer reads back, minus
- * the activation sums, times the block scales, added in block order in double. Checked for the row's own scales and for the same
+/* The TQ2_0 / TQ1_0 prefill tile of one row p (nb bytes) against 1..4 token rows (rows
+ * j > 0 are q reversed and negated): each token's value is its block sums against the
+ * weights the dequantizer reads back, minus the activation sums, times the block scales,
+ * added in block order in double. Checked for the row's own scales and for the same
  * codes under others: one scale per block, and uniform large, negative zero, subnormal
  * and infinite ones (a row with one finite scale for all its blocks takes a faster path
  * that must give the same doubles). Bit for bit, the sign of a zero included; NaN only
@@ -685,13 +685,13 @@ static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, 
     static const uint16_t uniform[5] = {0, 0x7bff, 0x8000, 0x0001, 0x7c00};
     const size_t stride = type == BN_QT_TQ2_0 ? 66 : 54, doff = stride - 2;
     float *wb = malloc((size_t)n * sizeof *wb);
-    int8_t *qt4 = malloc((size_t)(BN_TILE_MAX * n));
+    int8_t *qt4 = malloc((size_t)(4 * n));
     uint8_t *pv = malloc(nb);
-    int32_t qbs4[BN_TILE_MAX * 32];
-    for (int j = 0; j < BN_TILE_MAX; j++) {
+    int32_t qbs4[4 * 32];
+    for (int j = 0; j < 4; j++) {
         for (int64_t i = 0; i < n; i++)
-            qt4[j * n + i] = j == 0 ? q[i] : (int8_t)(-q[n - 1 - i] + j - 1 > 127
-                                                          ? 127 : -q[n - 1 - i] + j - 1);
+            qt4[j * n + i] = j == 0 ? q[i] : (int8_t)(q[n - 1 - i] == -128 ? 127
+                                                                      : -q[n - 1 - i] + j - 1);
         for (int64_t b = 0; b < n / 256; b++) {
             qbs4[j * (n / 256) + b] = 0;
             for (int i = 0; i < 256; i++)
@@ -711,8 +711,8 @@ static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, 
             memcpy(p1 + b * stride + doff, &(uint16_t){0x3c00}, 2);
         CHECK(bn_dequantize(type, p1, nb, n, 1, wb) == BN_OK, "tile: weights back");
         free(p1);
-        for (int nt = 1; nt <= BN_TILE_MAX; nt++) {
-            double tile[BN_TILE_MAX];
+        for (int nt = 1; nt <= 4; nt++) {
+            double tile[4];
             if (type == BN_QT_TQ2_0)
                 k->dot_tq2_q8_tile(pv, qt4, qbs4, n, nt, tile);
             else
@@ -829,15 +829,15 @@ static void test_family(const bn_kernel_table *k)
             int32_t got = k->dot_i2s_q8(p, q, n);
             CHECK(got == ref[0], "%s i2_s n=%lld pattern %d: %d, reference %lld", k->name,
                   (long long)n, pattern, got, (long long)ref[0]);
-            /* tiles of 2..BN_TILE_MAX token rows: rows j > 0 are q reversed, negated and
-             * shifted by j - 1 (at most 127), checked against the single-row kernel */
-            int8_t *q4 = malloc((size_t)(BN_TILE_MAX * n));
-            for (int j = 0; j < BN_TILE_MAX; j++)
+            /* tiles of 2..4 token rows: rows j > 0 are q reversed and negated, checked
+             * against the single-row kernel */
+            int8_t *q4 = malloc((size_t)(4 * n));
+            for (int j = 0; j < 4; j++)
                 for (int64_t i = 0; i < n; i++)
-                    q4[j * n + i] = j == 0 ? q[i] : (int8_t)(-q[n - 1 - i] + j - 1 > 127
-                                                    ? 127 : -q[n - 1 - i] + j - 1);
-            for (int nt = 1; nt <= BN_TILE_MAX; nt++) {
-                int32_t tile[BN_TILE_MAX];
+                    q4[j * n + i] = j == 0 ? q[i] : (int8_t)(q[n - 1 - i] == -128 ? 127
+                                                    : -q[n - 1 - i] + j - 1);
+            for (int nt = 1; nt <= 4; nt++) {
+                int32_t tile[4];
                 k->dot_i2s_q8_tile(p, q4, n, nt, tile);
                 for (int j = 0; j < nt; j++) {
                     int32_t one = k->dot_i2s_q8(p, q4 + j * n, n);

@@ -98,8 +98,6 @@ static inline float bn_f16_decode(uint16_t h)
 
 /* The most queries dot_f16_f32_multi takes in one call. */
 #define BN_F16_MULTI_MAX 8
-/* The most token rows a ternary prefill tile (I2_S, TQ2_0, TQ1_0) takes in one call. */
-#define BN_TILE_MAX 8
 
 /* The per-ISA kernel table, chosen once at run time (core/kernel_choice.c). Every entry has a
  * scalar reference; fast versions are tested against it. Every entry of a family's table
@@ -136,8 +134,8 @@ typedef struct bn_kernel_table {
      * byte j holds weights j, 32+j, 64+j, 96+j in bits 7-6, 5-4, 3-2, 1-0) and n int8
      * activations; n a multiple of 128. Exact: every table returns the same integer. */
     int32_t (*dot_i2s_q8)(const uint8_t *codes, const int8_t *q, int64_t n);
-    /* dot_i2s_q8 of one row against nt <= BN_TILE_MAX activation rows q + j * n (a
-     * prefill tile: the codes are read once); out[j] for row j */
+    /* dot_i2s_q8 of one row against nt <= 4 activation rows q + j * n (a prefill
+     * tile: the codes are read once); out[j] for row j */
     void (*dot_i2s_q8_tile)(const uint8_t *codes, const int8_t *q, int64_t n, int nt,
                             int32_t *out);
     /* dot_i2s_q8 of nrows consecutive rows (row_bytes apart) against one token: the
@@ -167,9 +165,9 @@ typedef struct bn_kernel_table {
      * out[r] = acc. Every product is exact in double, so every table agrees. */
     void (*dot_tq2_q8_rows)(const uint8_t *rows, size_t row_bytes, int64_t nrows,
                             const int8_t *q, const int32_t *qbsum, int64_t n, double *out);
-    /* The same for one TQ2_0 row against nt <= BN_TILE_MAX activation rows q + j * n
-     * with their block sums qbsum + j * (n / 256) (a prefill tile: the codes are read
-     * once): out[j] for activation row j */
+    /* The same for one TQ2_0 row against nt <= 4 activation rows q + j * n with their
+     * block sums qbsum + j * (n / 256) (a prefill tile: the codes are read once):
+     * out[j] for activation row j */
     void (*dot_tq2_q8_tile)(const uint8_t *row, const int8_t *q, const int32_t *qbsum,
                             int64_t n, int nt, double *out);
     /* The same for TQ1_0 blocks (54 bytes: 48 bytes of five trits each, 4 of four, an
@@ -179,7 +177,7 @@ typedef struct bn_kernel_table {
                        int32_t *sums);
     /* dot_tq2_q8_tile for a TQ1_0 row: out[j] = sum over blocks b, in block order, of
      * (double)(sums[b] - qbsum[j * (n / 256) + b]) * d_b in double, with sums[b] as
-     * dot_tq1_q8 gives them for activation row q + j * n (j < nt <= BN_TILE_MAX) */
+     * dot_tq1_q8 gives them for activation row q + j * n (j < nt <= 4) */
     void (*dot_tq1_q8_tile)(const uint8_t *row, const int8_t *q, const int32_t *qbsum,
                             int64_t n, int nt, double *out);
     /* Q8_0 weights w against Q8_0 activations x (n / 32 blocks of an f16 scale and 32

@@ -471,14 +471,11 @@ bn_i2s_tile_body(const uint8_t *codes, const int8_t *q, int64_t n, const int NT,
 BN_AVX2 static void bn_dot_i2s_q8_tile_avx2(const uint8_t *codes, const int8_t *q,
                                             int64_t n, int nt, int32_t *out)
 {
-    for (int j0 = 0; j0 < nt; j0 += 4) {   /* four token rows at a time */
-        const int8_t *qj = q + (size_t)j0 * (size_t)n;
-        switch (nt - j0 < 4 ? nt - j0 : 4) {
-        case 4: bn_i2s_tile_body(codes, qj, n, 4, out + j0); break;
-        case 3: bn_i2s_tile_body(codes, qj, n, 3, out + j0); break;
-        case 2: bn_i2s_tile_body(codes, qj, n, 2, out + j0); break;
-        default: bn_i2s_tile_body(codes, qj, n, 1, out + j0); break;
-        }
+    switch (nt) {
+    case 4: bn_i2s_tile_body(codes, q, n, 4, out); break;
+    case 3: bn_i2s_tile_body(codes, q, n, 3, out); break;
+    case 2: bn_i2s_tile_body(codes, q, n, 2, out); break;
+    default: bn_i2s_tile_body(codes, q, n, 1, out); break;
     }
 }
 
@@ -827,28 +824,20 @@ bn_tq_tile_avx2(const uint8_t *row, const int8_t *q, const int32_t *qbsum, int64
     const size_t stride = tq1 ? sizeof(bn_block_tq1_0) : sizeof(bn_block_tq2_0);
     const size_t doff = tq1 ? offsetof(bn_block_tq1_0, d) : offsetof(bn_block_tq2_0, d);
     double d;
-    const bool uniform = bn_tq_uniform_scale(row, n / 256, stride, doff, &d);
-    const int64_t nb = n / 256;
-    for (int j0 = 0; j0 < nt; j0 += 4) {   /* four token rows at a time */
-        const int8_t *qj = q + (size_t)j0 * (size_t)n;
-        const int32_t *qbj = qbsum + j0 * nb;
-        double *o = out + j0;
-        const int m = nt - j0 < 4 ? nt - j0 : 4;
-        if (uniform) {
-            switch (m) {
-            case 4: bn_tq_tile_uniform_body(row, qj, qbj, n, 4, tq1, d, o); break;
-            case 3: bn_tq_tile_uniform_body(row, qj, qbj, n, 3, tq1, d, o); break;
-            case 2: bn_tq_tile_uniform_body(row, qj, qbj, n, 2, tq1, d, o); break;
-            default: bn_tq_tile_uniform_body(row, qj, qbj, n, 1, tq1, d, o); break;
-            }
-            continue;
+    if (bn_tq_uniform_scale(row, n / 256, stride, doff, &d)) {
+        switch (nt) {
+        case 4: bn_tq_tile_uniform_body(row, q, qbsum, n, 4, tq1, d, out); break;
+        case 3: bn_tq_tile_uniform_body(row, q, qbsum, n, 3, tq1, d, out); break;
+        case 2: bn_tq_tile_uniform_body(row, q, qbsum, n, 2, tq1, d, out); break;
+        default: bn_tq_tile_uniform_body(row, q, qbsum, n, 1, tq1, d, out); break;
         }
-        switch (m) {
-        case 4: bn_tq_tile_body(row, qj, qbj, n, 4, tq1, o); break;
-        case 3: bn_tq_tile_body(row, qj, qbj, n, 3, tq1, o); break;
-        case 2: bn_tq_tile_body(row, qj, qbj, n, 2, tq1, o); break;
-        default: bn_tq_tile_body(row, qj, qbj, n, 1, tq1, o); break;
-        }
+        return;
+    }
+    switch (nt) {
+    case 4: bn_tq_tile_body(row, q, qbsum, n, 4, tq1, out); break;
+    case 3: bn_tq_tile_body(row, q, qbsum, n, 3, tq1, out); break;
+    case 2: bn_tq_tile_body(row, q, qbsum, n, 2, tq1, out); break;
+    default: bn_tq_tile_body(row, q, qbsum, n, 1, tq1, out); break;
     }
 }
 

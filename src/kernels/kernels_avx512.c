@@ -202,15 +202,15 @@ BN_AVX512 BN_INLINE void bn_store_sums(__m512i acc[4][2], const int NT, int32_t 
     }
 }
 
-/* The tile body for a constant number of token rows NT (2..8): each block's codes are
+/* The tile body for a constant number of token rows NT (2..4): each block's codes are
  * extracted once for all tokens; two accumulators a token, so that no chain of
  * dependent multiply-adds sets the pace. */
 BN_AVX512 BN_INLINE void bn_i2s_tile_body(const uint8_t *codes, const int8_t *q, int64_t n,
                                           const int NT, int32_t *out)
 {
     const int64_t nb = n / 128;
-    __m512i acc[BN_TILE_MAX][2];
-    for (int t = 0; t < BN_TILE_MAX; t++)
+    __m512i acc[4][2];
+    for (int t = 0; t < 4; t++)
         acc[t][0] = acc[t][1] = _mm512_setzero_si512();
     for (int64_t b = 0; b < nb; b++) {
         __m512i g = bn_bcast32(codes + b * 32);
@@ -221,19 +221,13 @@ BN_AVX512 BN_INLINE void bn_i2s_tile_body(const uint8_t *codes, const int8_t *q,
             acc[t][1] = bn_dp64(acc[t][1], c1, qb + (size_t)t * (size_t)n + 64);
         }
     }
-    bn_store_sums(acc, NT < 4 ? NT : 4, out);
-    if (NT > 4)
-        bn_store_sums(acc + 4, NT - 4, out + 4);
+    bn_store_sums(acc, NT, out);
 }
 
 BN_AVX512 static void bn_dot_i2s_q8_tile_avx512(const uint8_t *codes, const int8_t *q,
                                                 int64_t n, int nt, int32_t *out)
 {
     switch (nt) {
-    case 8: bn_i2s_tile_body(codes, q, n, 8, out); break;
-    case 7: bn_i2s_tile_body(codes, q, n, 7, out); break;
-    case 6: bn_i2s_tile_body(codes, q, n, 6, out); break;
-    case 5: bn_i2s_tile_body(codes, q, n, 5, out); break;
     case 4: bn_i2s_tile_body(codes, q, n, 4, out); break;
     case 3: bn_i2s_tile_body(codes, q, n, 3, out); break;
     case 2: bn_i2s_tile_body(codes, q, n, 2, out); break;
@@ -439,8 +433,7 @@ BN_AVX512 BN_INLINE void bn_tq2_tile_body(const uint8_t *row, const int8_t *q,
         out[t] = v[t];
 }
 
-/* The tile body for a row whose blocks all have the same finite scale d (NT <= 8 token
- * rows, the codes extracted once for all of them): every partial
+/* The tile body for a row whose blocks all have the same finite scale d: every partial
  * sum of the block-order double sum is then d times an int32, exact, so that sum is d
  * times the row's integer sum, taken here in int32 lanes over the whole row (half a
  * block at a time, as the I2_S tile goes) and reduced once per token. The same doubles
@@ -451,8 +444,8 @@ BN_AVX512 BN_INLINE void bn_tq2_tile_uniform_body(const uint8_t *row, const int8
 {
     const size_t stride = sizeof(bn_block_tq2_0);
     const int64_t nb = n / 256;
-    __m512i acc[BN_TILE_MAX][2];
-    for (int t = 0; t < BN_TILE_MAX; t++)
+    __m512i acc[4][2];
+    for (int t = 0; t < 4; t++)
         acc[t][0] = acc[t][1] = _mm512_setzero_si512();
     for (int64_t u = 0; u < 2 * nb; u++) {
         __m512i g = bn_bcast32(row + (size_t)(u / 2) * stride + 32 * (u & 1));
@@ -463,10 +456,8 @@ BN_AVX512 BN_INLINE void bn_tq2_tile_uniform_body(const uint8_t *row, const int8
             acc[t][1] = bn_dp64(acc[t][1], c1, qu + (size_t)t * (size_t)n + 64);
         }
     }
-    int32_t s[BN_TILE_MAX];
-    bn_store_sums(acc, NT < 4 ? NT : 4, s);
-    if (NT > 4)
-        bn_store_sums(acc + 4, NT - 4, s + 4);
+    int32_t s[4];
+    bn_store_sums(acc, 4, s);
     for (int t = 0; t < NT; t++) {
         int32_t qs = 0;
         for (int64_t b = 0; b < nb; b++)
@@ -503,10 +494,6 @@ BN_AVX512 static void bn_dot_tq2_q8_tile_avx512(const uint8_t *row, const int8_t
     double d;
     if (bn_tq2_uniform_scale(row, n / 256, &d)) {
         switch (nt) {
-        case 8: bn_tq2_tile_uniform_body(row, q, qbsum, n, 8, d, out); break;
-        case 7: bn_tq2_tile_uniform_body(row, q, qbsum, n, 7, d, out); break;
-        case 6: bn_tq2_tile_uniform_body(row, q, qbsum, n, 6, d, out); break;
-        case 5: bn_tq2_tile_uniform_body(row, q, qbsum, n, 5, d, out); break;
         case 4: bn_tq2_tile_uniform_body(row, q, qbsum, n, 4, d, out); break;
         case 3: bn_tq2_tile_uniform_body(row, q, qbsum, n, 3, d, out); break;
         case 2: bn_tq2_tile_uniform_body(row, q, qbsum, n, 2, d, out); break;
@@ -514,17 +501,11 @@ BN_AVX512 static void bn_dot_tq2_q8_tile_avx512(const uint8_t *row, const int8_t
         }
         return;
     }
-    /* a scale a block: four token rows at a time (their block sums fill the registers) */
-    const int64_t nb = n / 256;
-    for (int j0 = 0; j0 < nt; j0 += 4) {
-        const int8_t *qj = q + (size_t)j0 * (size_t)n;
-        const int32_t *qbj = qbsum + j0 * nb;
-        switch (nt - j0 < 4 ? nt - j0 : 4) {
-        case 4: bn_tq2_tile_body(row, qj, qbj, n, 4, out + j0); break;
-        case 3: bn_tq2_tile_body(row, qj, qbj, n, 3, out + j0); break;
-        case 2: bn_tq2_tile_body(row, qj, qbj, n, 2, out + j0); break;
-        default: bn_tq2_tile_body(row, qj, qbj, n, 1, out + j0); break;
-        }
+    switch (nt) {
+    case 4: bn_tq2_tile_body(row, q, qbsum, n, 4, out); break;
+    case 3: bn_tq2_tile_body(row, q, qbsum, n, 3, out); break;
+    case 2: bn_tq2_tile_body(row, q, qbsum, n, 2, out); break;
+    default: bn_tq2_tile_body(row, q, qbsum, n, 1, out); break;
     }
 }
 

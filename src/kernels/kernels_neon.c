@@ -50,9 +50,7 @@ int32_t bn_dot_i2s_q8_neon(const uint8_t *codes, const int8_t *q, int64_t n)
 void bn_dot_i2s_q8_tile_neon(const uint8_t *codes, const int8_t *q, int64_t n, int nt,
                              int32_t *out)
 {
-    int32x4_t acc[BN_TILE_MAX];
-    for (int j = 0; j < nt; j++)
-        acc[j] = vdupq_n_s32(0);
+    int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
     for (int64_t b = 0; b < n / 128; b++) {
         uint8x16_t p0 = vld1q_u8(codes + b * 32), p1 = vld1q_u8(codes + b * 32 + 16);
         for (int j = 0; j < nt; j++)
@@ -171,9 +169,7 @@ BN_DOTPROD int32_t bn_dot_i2s_q8_neon_dot(const uint8_t *codes, const int8_t *q,
 BN_DOTPROD void bn_dot_i2s_q8_tile_neon_dot(const uint8_t *codes, const int8_t *q, int64_t n,
                                             int nt, int32_t *out)
 {
-    int32x4_t acc[BN_TILE_MAX];
-    for (int j = 0; j < nt; j++)
-        acc[j] = vdupq_n_s32(0);
+    int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
     for (int64_t b = 0; b < n / 128; b++) {
         uint8x16_t p0 = vld1q_u8(codes + b * 32), p1 = vld1q_u8(codes + b * 32 + 16);
         for (int j = 0; j < nt; j++)

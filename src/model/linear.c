@@ -235,8 +235,8 @@ static void bn_linear_i2s_decode(const bn_linear *lin, float *out, int64_t r0, i
     }
 }
 
-/* I2_S prefill: sum (c - 1) q = sum c q - sum q, in tiles of up to BN_TILE_MAX tokens; a
- * group of rows meets one tile after the other, so that the tile's activations and the rows'
+/* I2_S prefill: sum (c - 1) q = sum c q - sum q, in tiles of up to 4 tokens; a group of
+ * rows meets one tile after the other, so that the tile's activations and the rows'
  * codes stay in the first-level cache. */
 static void bn_linear_i2s_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
                                   const bn_act *act, bool use_q, bn_linear_scratch *sc)
@@ -247,13 +247,13 @@ static void bn_linear_i2s_prefill(const bn_linear *lin, float *out, int64_t r0, 
     const bn_kernel_table *k = bn_kernels();
     for (int64_t g0 = r0; g0 < r1; g0 += group) {
         int64_t g1 = g0 + group < r1 ? g0 + group : r1;
-        for (int32_t t0 = 0; t0 < act->T; t0 += BN_TILE_MAX) {
-            int nt = act->T - t0 < BN_TILE_MAX ? act->T - t0 : BN_TILE_MAX;
+        for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
+            int nt = act->T - t0 < 4 ? act->T - t0 : 4;
             const int8_t *qt = act->q + (size_t)t0 * n;
-            int32_t sums[BN_TILE_MAX][group];
+            int32_t sums[4][group];
             for (int64_t r = g0; r < g1; r++) {
                 const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
-                int32_t s4[BN_TILE_MAX];
+                int32_t s4[4];
                 if (nt == 1)
                     s4[0] = k->dot_i2s_q8(row, qt, n);
                 else
@@ -293,10 +293,9 @@ static void bn_linear_tq2_decode(const bn_linear *lin, float *out, int64_t r0, i
 typedef void (*bn_tq_tile_fn)(const uint8_t *row, const int8_t *q, const int32_t *qbsum,
                               int64_t n, int nt, double *out);
 
-/* TQ2_0 / TQ1_0 prefill: tiles of up to BN_TILE_MAX tokens (the codes extracted once
- * per tile, or once per four where a family's registers hold no more), each combined in
- * double by the kernel; a group of rows meets one tile after the other, so that codes
- * and activations stay in the first-level cache. */
+/* TQ2_0 / TQ1_0 prefill: tiles of up to 4 tokens (the codes extracted once per tile),
+ * each combined in double by the kernel; a group of rows meets one tile after the
+ * other, so that codes and activations stay in the first-level cache. */
 static void bn_linear_tq_tiles(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
                                const bn_act *act, bn_tq_tile_fn tile)
 {
@@ -304,9 +303,9 @@ static void bn_linear_tq_tiles(const bn_linear *lin, float *out, int64_t r0, int
     const int64_t n = lin->n_in, nb = n / BN_QK_K;
     for (int64_t g0 = r0; g0 < r1; g0 += group) {
         int64_t g1 = g0 + group < r1 ? g0 + group : r1;
-        for (int32_t t0 = 0; t0 < act->T; t0 += BN_TILE_MAX) {
-            const int nt = act->T - t0 < BN_TILE_MAX ? act->T - t0 : BN_TILE_MAX;
-            double acc[BN_TILE_MAX];
+        for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
+            const int nt = act->T - t0 < 4 ? act->T - t0 : 4;
+            double acc[4];
             for (int64_t r = g0; r < g1; r++) {
                 tile(lin->data + (size_t)r * lin->row_bytes, act->q + (size_t)t0 * n,
                      act->qbsum + (size_t)t0 * (size_t)nb, n, nt, acc);
