@@ -7,13 +7,15 @@
 #   - TQ2_0 (and TQ1_0) projections, arch bitnet: ours and llama.cpp bench the same file;
 #   each with the tied lm_head in F16 (the 2B-4T default) and in Q6_K; and ours on the
 #   F16 files with the lm_head kept in Q8_0 at load time (`--lm-head q8_0`, rows
-#   "ours, lm_head q8_0": 349 MB of Q8_0 read per token instead of 657 MB of F16).
+#   "ours, lm_head q8_0": 349 MB of Q8_0 read per token instead of 657 MB of F16); and,
+#   where our kernels are the avx512 family, ours on the F16 files with
+#   BITNET_KERNELS=avx2 (rows "ours, avx2 kernels", with "ours / ours-avx2" ratios).
 # Tests as llama-bench defines them: pp128 = one batch of 128 prompt tokens, tg64 = 64
 # single-token decodes; the median of REPEAT samples (default 3) in tokens/s. Thread
 # counts (THREADS, default "1 2") are interleaved: for each count, every engine and
 # model in turn, each after a read-bandwidth measurement (`bitnet membw -t T --mib 512
-# --repeat 3`); the count's bandwidth is the highest of these, so that a slow moment of
-# a shared machine cannot lower the limit.
+# --repeat 3`, the best of its read methods); the count's bandwidth is the highest of
+# these, so that a slow moment of a shared machine cannot lower the limit.
 # "MB per token" is the sum of all tensor bytes (`bitnet info --json`): every weight is
 # read once per decoded token, the tied embedding as lm_head. tg/limit divides tg64 by
 # that count's decode limit (read bandwidth / bytes per token). The "ours / peer" rows
@@ -119,10 +121,16 @@ rows, cols = e["shape"][1], e["shape"][0]
 print(sum(t["bytes"] for t in ts) - e["bytes"] + rows * cols // 32 * 34)' > "$tmp/$m-q8.bytes"
 done
 
-# engine model: the rows, in this order (each peer row right after ours on its file)
+# engine model: the rows, in this order (each peer row right after ours on its file);
+# where our kernels are a wider family than AVX2 (avx512), ours again with
+# BITNET_KERNELS=avx2 on the F16 files (rows "ours, avx2 kernels")
+wide=
+if "$BITNET" info --system | grep -q '^kernels: *avx512'; then
+    wide=" ours-avx2:i2s-f16 ours-avx2:tq2-f16"
+fi
 runs="ours:i2s-f16 bitnet.cpp:i2s-f16 ours-q8:i2s-f16 ours:i2s-q6k bitnet.cpp:i2s-q6k
 ours:tq2-f16 llama.cpp:tq2-f16 ours-q8:tq2-f16 ours:tq2-q6k llama.cpp:tq2-q6k
-ours:tq1-q6k llama.cpp:tq1-q6k"
+ours:tq1-q6k llama.cpp:tq1-q6k$wide"
 
 # engine model threads -> $tmp/res: "engine model threads pp tg", or "... fail fail"
 parse='
@@ -142,6 +150,8 @@ bench() {
         ours) set -- "$BITNET" bench -m "$f" -p 128 -n 64 -t "$t" -r "$repeat" --json ;;
         ours-q8) set -- "$BITNET" bench -m "$f" -p 128 -n 64 -t "$t" -r "$repeat" --json \
                      --lm-head q8_0 ;;
+        ours-avx2) set -- env BITNET_KERNELS=avx2 "$BITNET" bench -m "$f" -p 128 -n 64 \
+                       -t "$t" -r "$repeat" --json ;;
         llama.cpp) set -- "$llama_bench" -m "$f" -p 128 -n 64 -t "$t" -r "$repeat" -o json ;;
         bitnet.cpp) set -- "$bitnet_bench" -m "$f" -p 128 -n 64 -t "$t" -r "$repeat" -o json ;;
     esac
@@ -218,7 +228,8 @@ n = len(threads)
 for engine, model in rows:
     c = cols(engine, model)
     shown = label[model] if engine != "ours-q8" else label[model].split(" /")[0] + " / Q8_0"
-    name = "ours, lm_head q8_0" if engine == "ours-q8" else engine
+    name = {"ours-q8": "ours, lm_head q8_0", "ours-avx2": "ours, avx2 kernels"}.get(engine,
+                                                                                  engine)
     print("| %s | %s | %.0f | %s |" % (name, shown, nbytes(model, engine) / 1e6,
           " | ".join([fmt(v) for v in c[:2 * n]] + [fmt(v, 2) for v in c[2 * n:]])))
     if engine not in ("ours", "ours-q8") and ("ours", model) in rows:
