@@ -163,6 +163,22 @@ static void test_two_bit_all_bytes(const bn_kernel_table *k)
             CHECK(tile[j] == want, "%s i2_s raw bytes tile, round %d, token %d: %d, "
                   "reference %lld", k->name, round, j, tile[j], (long long)want);
         }
+        /* the two-row tile, where the family has one: rows r and r + 1 against 1..4
+         * tokens, each sum against the codes read back */
+        for (int r = 0; k->dot_i2s_q8_tile2 && r + 1 < rows; r++)
+            for (int nt2 = 1; nt2 <= 4; nt2++) {
+                int32_t two[8];
+                k->dot_i2s_q8_tile2(i2s + r * (ni / 4), ni / 4, q4, ni, nt2, two);
+                for (int h = 0; h < 2; h++)
+                    for (int j = 0; j < nt2; j++) {
+                        int64_t want = 0;
+                        for (int i = 0; i < ni; i++)
+                            want += (int64_t)(wi[(r + h) * ni + i] + 1.0f) * q4[j * ni + i];
+                        CHECK(two[4 * h + j] == want, "%s i2_s raw bytes two-row tile of "
+                              "%d, round %d, row %d, token %d: %d, reference %lld", k->name,
+                              nt2, round, r + h, j, two[4 * h + j], (long long)want);
+                    }
+            }
         /* TQ2_0: block sums and decode rows (scales 1: the sums minus the activation
          * sums, exact in double), then the prefill tile under several scales */
         int32_t qbs[ntb];
@@ -735,6 +751,36 @@ static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, 
                       v, tile[j], want);
             }
         }
+        /* the two-row tile: this row, then its blocks in reverse order under the scales
+         * of another variant; each row's doubles the one-row tile's */
+        if (type == BN_QT_TQ2_0 && k->dot_tq2_q8_tile2) {
+            const int64_t nblk = n / 256;
+            uint8_t *pair = malloc(2 * nb);
+            memcpy(pair, pv, nb);
+            for (int64_t b = 0; b < nblk; b++)
+                memcpy(pair + nb + b * stride, p + (nblk - 1 - b) * stride, stride);
+            const int w = (v + 3) % 7;
+            for (int64_t b = 0; w > 0 && b < nblk; b++) {
+                uint16_t h = w == 1 ? mixed[(b + 2) % 7] : uniform[w - 2];
+                memcpy(pair + nb + b * stride + doff, &h, 2);
+            }
+            for (int nt = 1; nt <= 4; nt++) {
+                double two[8], one[2][4];
+                k->dot_tq2_q8_tile2(pair, nb, qt4, qbs4, n, nt, two);
+                k->dot_tq2_q8_tile(pair, qt4, qbs4, n, nt, one[0]);
+                k->dot_tq2_q8_tile(pair + nb, qt4, qbs4, n, nt, one[1]);
+                for (int r = 0; r < 2; r++)
+                    for (int j = 0; j < nt; j++) {
+                        double got = two[4 * r + j], want = one[r][j];
+                        bool same = isnan(want) ? isnan(got)
+                                                : memcmp(&got, &want, sizeof want) == 0;
+                        CHECK(same, "%s tq2_0 two-row tile of %d, row %d token %d, n=%lld, "
+                              "scales %d/%d: %.17g, want %.17g", k->name, nt, r, j,
+                              (long long)n, v, w, got, want);
+                    }
+            }
+            free(pair);
+        }
     }
     free(pv);
     free(qt4);
@@ -933,8 +979,8 @@ static void test_avx512_simde(void)
     bn_kernel_table k = bn_kernels_avx512_simde;
     const bn_kernel_table *s = &bn_kernels_scalar;
     /* its own entries */
-    CHECK(k.dot_i2s_q8 && k.dot_i2s_q8_tile && k.dot_tq2_q8 && k.dot_tq2_q8_tile &&
-          k.dot_tq2_q8_rows && k.mac_i8_peak && k.gemm_f64_tile,
+    CHECK(k.dot_i2s_q8 && k.dot_i2s_q8_tile && k.dot_i2s_q8_tile2 && k.dot_tq2_q8 &&
+          k.dot_tq2_q8_tile && k.dot_tq2_q8_tile2 && k.dot_tq2_q8_rows && k.mac_i8_peak && k.gemm_f64_tile,
           "avx512-simde: an entry of its own is missing");
     /* the AVX2 family's, left NULL there */
     CHECK(!k.dot_f32 && !k.f16_to_f32 && !k.dot_f16_f32 && !k.dot_f16_f32_rows &&

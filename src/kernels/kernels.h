@@ -138,6 +138,11 @@ typedef struct bn_kernel_table {
      * tile: the codes are read once); out[j] for row j */
     void (*dot_i2s_q8_tile)(const uint8_t *codes, const int8_t *q, int64_t n, int nt,
                             int32_t *out);
+    /* dot_i2s_q8_tile for two rows, codes and codes + row_bytes, at once (the
+     * activations read once for both): out[j] for the first, out[4 + j] for the
+     * second. Optional: NULL where a family has none (one row at a time then). */
+    void (*dot_i2s_q8_tile2)(const uint8_t *codes, size_t row_bytes, const int8_t *q,
+                             int64_t n, int nt, int32_t *out);
     /* dot_i2s_q8 of nrows consecutive rows (row_bytes apart) against one token: the
      * decode step, which streams the rows in order; out[r] for row r */
     void (*dot_i2s_q8_rows)(const uint8_t *codes, size_t row_bytes, int64_t nrows,
@@ -170,6 +175,12 @@ typedef struct bn_kernel_table {
      * out[j] for activation row j */
     void (*dot_tq2_q8_tile)(const uint8_t *row, const int8_t *q, const int32_t *qbsum,
                             int64_t n, int nt, double *out);
+    /* dot_tq2_q8_tile for two rows, row and row + row_bytes, at once (the activations
+     * read once for both): out[j] for the first, out[4 + j] for the second, each the
+     * one-row tile's double bit for bit. Optional: NULL where a family has none, and
+     * the rows then take dot_tq2_q8_tile one at a time. */
+    void (*dot_tq2_q8_tile2)(const uint8_t *row, size_t row_bytes, const int8_t *q,
+                             const int32_t *qbsum, int64_t n, int nt, double *out);
     /* The same for TQ1_0 blocks (54 bytes: 48 bytes of five trits each, 4 of four, an
      * f16 scale; trit k of byte v is ((v * 3^k mod 256) * 3) >> 8): sums[b] is the
      * exact sum of trit * q over block b, at `stride` bytes per block. */

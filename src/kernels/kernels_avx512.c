@@ -235,6 +235,54 @@ BN_AVX512 static void bn_dot_i2s_q8_tile_avx512(const uint8_t *codes, const int8
     }
 }
 
+/* Two rows (codes0, codes1) against NT token rows: each block's activations loaded
+ * into registers once for both rows, one accumulator a row and token. out[j] for the
+ * first row, out[4 + j] for the second: the exact integer sums of bn_i2s_tile_body. */
+BN_AVX512 BN_INLINE void bn_i2s_tile2_body(const uint8_t *codes0, const uint8_t *codes1,
+                                           const int8_t *q, int64_t n, const int NT,
+                                           int32_t *out)
+{
+    const int64_t nb = n / 128;
+    __m512i acc[2][4];
+    for (int t = 0; t < 4; t++)
+        acc[0][t] = acc[1][t] = _mm512_setzero_si512();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i g0 = bn_bcast32(codes0 + b * 32), g1 = bn_bcast32(codes1 + b * 32);
+        __m512i c00 = bn_codes64(g0, bn_i2s_shift_lo()), c01 = bn_codes64(g0, bn_i2s_shift_hi());
+        __m512i c10 = bn_codes64(g1, bn_i2s_shift_lo()), c11 = bn_codes64(g1, bn_i2s_shift_hi());
+        const int8_t *qb = q + b * 128;
+        for (int t = 0; t < NT; t++) {
+            const int8_t *qt = qb + (size_t)t * (size_t)n;
+            __m512i a0 = _mm512_loadu_si512((const void *)qt);
+            __m512i a1 = _mm512_loadu_si512((const void *)(qt + 64));
+            acc[0][t] = bn_dpbusd(bn_dpbusd(acc[0][t], c00, a0), c01, a1);
+            acc[1][t] = bn_dpbusd(bn_dpbusd(acc[1][t], c10, a0), c11, a1);
+        }
+    }
+    __m128i s0 = bn_hsum4_i32_avx512(acc[0][0], acc[0][1], acc[0][2], acc[0][3]);
+    __m128i s1 = bn_hsum4_i32_avx512(acc[1][0], acc[1][1], acc[1][2], acc[1][3]);
+    int32_t s[2][4];
+    _mm_storeu_si128((__m128i *)s[0], s0);
+    _mm_storeu_si128((__m128i *)s[1], s1);
+    for (int t = 0; t < NT; t++) {
+        out[t] = s[0][t];
+        out[4 + t] = s[1][t];
+    }
+}
+
+BN_AVX512 static void bn_dot_i2s_q8_tile2_avx512(const uint8_t *codes, size_t row_bytes,
+                                                 const int8_t *q, int64_t n, int nt,
+                                                 int32_t *out)
+{
+    const uint8_t *codes1 = codes + row_bytes;
+    switch (nt) {
+    case 4: bn_i2s_tile2_body(codes, codes1, q, n, 4, out); break;
+    case 3: bn_i2s_tile2_body(codes, codes1, q, n, 3, out); break;
+    case 2: bn_i2s_tile2_body(codes, codes1, q, n, 2, out); break;
+    default: bn_i2s_tile2_body(codes, codes1, q, n, 1, out); break;
+    }
+}
+
 /* ------------------------------------------------------------- TQ2_0 */
 
 /* The TQ2_0 decode works in ymm registers (vpdpbusd of AVX512-VL): on the machine
@@ -507,6 +555,71 @@ BN_AVX512 static void bn_dot_tq2_q8_tile_avx512(const uint8_t *row, const int8_t
     case 2: bn_tq2_tile_body(row, q, qbsum, n, 2, out); break;
     default: bn_tq2_tile_body(row, q, qbsum, n, 1, out); break;
     }
+}
+
+/* Two rows with one scale each (d0, d1) against NT token rows: the uniform body for both
+ * at once, each half block's activations loaded into registers once for the two rows
+ * (one accumulator a row and token, the two halves of a half block added into it in
+ * turn). Each row's doubles are bn_tq2_tile_uniform_body's, bit for bit. */
+BN_AVX512 BN_INLINE void bn_tq2_tile2_uniform_body(const uint8_t *row0, const uint8_t *row1,
+                                                   const int8_t *q, const int32_t *qbsum,
+                                                   int64_t n, const int NT, double d0,
+                                                   double d1, double *out)
+{
+    const size_t stride = sizeof(bn_block_tq2_0);
+    const int64_t nb = n / 256;
+    __m512i acc[2][4];
+    for (int t = 0; t < 4; t++)
+        acc[0][t] = acc[1][t] = _mm512_setzero_si512();
+    for (int64_t u = 0; u < 2 * nb; u++) {
+        const size_t off = (size_t)(u / 2) * stride + 32 * (u & 1);
+        __m512i g0 = bn_bcast32(row0 + off), g1 = bn_bcast32(row1 + off);
+        __m512i c00 = bn_codes64(g0, bn_tq2_shift_lo()), c01 = bn_codes64(g0, bn_tq2_shift_hi());
+        __m512i c10 = bn_codes64(g1, bn_tq2_shift_lo()), c11 = bn_codes64(g1, bn_tq2_shift_hi());
+        const int8_t *qu = q + u * 128;
+        for (int t = 0; t < NT; t++) {
+            const int8_t *qt = qu + (size_t)t * (size_t)n;
+            __m512i a0 = _mm512_loadu_si512((const void *)qt);
+            __m512i a1 = _mm512_loadu_si512((const void *)(qt + 64));
+            acc[0][t] = bn_dpbusd(bn_dpbusd(acc[0][t], c00, a0), c01, a1);
+            acc[1][t] = bn_dpbusd(bn_dpbusd(acc[1][t], c10, a0), c11, a1);
+        }
+    }
+    __m128i s0 = bn_hsum4_i32_avx512(acc[0][0], acc[0][1], acc[0][2], acc[0][3]);
+    __m128i s1 = bn_hsum4_i32_avx512(acc[1][0], acc[1][1], acc[1][2], acc[1][3]);
+    int32_t s[2][4];
+    _mm_storeu_si128((__m128i *)s[0], s0);
+    _mm_storeu_si128((__m128i *)s[1], s1);
+    for (int t = 0; t < NT; t++) {
+        int32_t qs = 0;
+        for (int64_t b = 0; b < nb; b++)
+            qs += qbsum[t * nb + b];
+        /* 0.0 + : an all-zero sum gives +0.0, as the block-order sum does */
+        out[t] = 0.0 + (double)(s[0][t] - qs) * d0;
+        out[4 + t] = 0.0 + (double)(s[1][t] - qs) * d1;
+    }
+}
+
+/* Two TQ2_0 rows (row and row + row_bytes) against nt <= 4 token rows: out[j] for the
+ * first row, out[4 + j] for the second. Rows that each have one scale take the two-row
+ * body; any other pair the one-row tile twice. */
+BN_AVX512 static void bn_dot_tq2_q8_tile2_avx512(const uint8_t *row, size_t row_bytes,
+                                                 const int8_t *q, const int32_t *qbsum,
+                                                 int64_t n, int nt, double *out)
+{
+    double d0, d1;
+    const uint8_t *row1 = row + row_bytes;
+    if (bn_tq2_uniform_scale(row, n / 256, &d0) && bn_tq2_uniform_scale(row1, n / 256, &d1)) {
+        switch (nt) {
+        case 4: bn_tq2_tile2_uniform_body(row, row1, q, qbsum, n, 4, d0, d1, out); break;
+        case 3: bn_tq2_tile2_uniform_body(row, row1, q, qbsum, n, 3, d0, d1, out); break;
+        case 2: bn_tq2_tile2_uniform_body(row, row1, q, qbsum, n, 2, d0, d1, out); break;
+        default: bn_tq2_tile2_uniform_body(row, row1, q, qbsum, n, 1, d0, d1, out); break;
+        }
+        return;
+    }
+    bn_dot_tq2_q8_tile_avx512(row, q, qbsum, n, nt, out);
+    bn_dot_tq2_q8_tile_avx512(row1, q, qbsum, n, nt, out + 4);
 }
 
 /* ------------------------------------------------------------- the probe */
@@ -803,9 +916,11 @@ const bn_kernel_table BN_AVX512_TABLE = {
     .relu2_mul  = BN_FROM_AVX2(bn_relu2_mul_avx2),
     .dot_i2s_q8 = bn_dot_i2s_q8_avx512,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx512,
+    .dot_i2s_q8_tile2 = bn_dot_i2s_q8_tile2_avx512,
     .dot_i2s_q8_rows = BN_FROM_AVX2(bn_dot_i2s_q8_rows_avx2),
     .dot_tq2_q8 = bn_dot_tq2_q8_avx512,
     .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_avx512,
+    .dot_tq2_q8_tile2 = bn_dot_tq2_q8_tile2_avx512,
     .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_avx512,
     .sum_u64    = BN_FROM_AVX2(bn_sum_u64_avx2),
     .mac_i8_peak = bn_mac_i8_peak_avx512,

@@ -237,7 +237,8 @@ static void bn_linear_i2s_decode(const bn_linear *lin, float *out, int64_t r0, i
 
 /* I2_S prefill: sum (c - 1) q = sum c q - sum q, in tiles of up to 4 tokens; a group of
  * rows meets one tile after the other, so that the tile's activations and the rows'
- * codes stay in the first-level cache. */
+ * codes stay in the first-level cache. Where the family has a two-row tile, rows go two
+ * at a time, the activations read once for both. */
 static void bn_linear_i2s_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
                                   const bn_act *act, bool use_q, bn_linear_scratch *sc)
 {
@@ -251,15 +252,19 @@ static void bn_linear_i2s_prefill(const bn_linear *lin, float *out, int64_t r0, 
             int nt = act->T - t0 < 4 ? act->T - t0 : 4;
             const int8_t *qt = act->q + (size_t)t0 * n;
             int32_t sums[4][group];
-            for (int64_t r = g0; r < g1; r++) {
+            for (int64_t r = g0; r < g1;) {
                 const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
-                int32_t s4[4];
-                if (nt == 1)
-                    s4[0] = k->dot_i2s_q8(row, qt, n);
+                int32_t s8[8];
+                const int nr = k->dot_i2s_q8_tile2 && r + 1 < g1 ? 2 : 1;
+                if (nr == 2)
+                    k->dot_i2s_q8_tile2(row, lin->row_bytes, qt, n, nt, s8);
+                else if (nt == 1)
+                    s8[0] = k->dot_i2s_q8(row, qt, n);
                 else
-                    k->dot_i2s_q8_tile(row, qt, n, nt, s4);
-                for (int j = 0; j < nt; j++)
-                    sums[j][r - g0] = s4[j];
+                    k->dot_i2s_q8_tile(row, qt, n, nt, s8);
+                for (int i = 0; i < nr; i++, r++)
+                    for (int j = 0; j < nt; j++)
+                        sums[j][r - g0] = s8[4 * i + j];
             }
             /* scaled a token at a time: contiguous outputs, a vector loop */
             for (int j = 0; j < nt; j++) {
@@ -289,15 +294,20 @@ static void bn_linear_tq2_decode(const bn_linear *lin, float *out, int64_t r0, i
     }
 }
 
-/* A TQ prefill tile kernel (the table's dot_tq2_q8_tile or dot_tq1_q8_tile). */
+/* A TQ prefill tile kernel (the table's dot_tq2_q8_tile or dot_tq1_q8_tile), and one
+ * for two rows at once (dot_tq2_q8_tile2). */
 typedef void (*bn_tq_tile_fn)(const uint8_t *row, const int8_t *q, const int32_t *qbsum,
                               int64_t n, int nt, double *out);
+typedef void (*bn_tq_tile2_fn)(const uint8_t *row, size_t row_bytes, const int8_t *q,
+                               const int32_t *qbsum, int64_t n, int nt, double *out);
 
 /* TQ2_0 / TQ1_0 prefill: tiles of up to 4 tokens (the codes extracted once per tile),
  * each combined in double by the kernel; a group of rows meets one tile after the
- * other, so that codes and activations stay in the first-level cache. */
+ * other, so that codes and activations stay in the first-level cache. Where the family
+ * has a two-row tile (tile2, else NULL), rows go two at a time, the activations read
+ * once for both. */
 static void bn_linear_tq_tiles(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
-                               const bn_act *act, bn_tq_tile_fn tile)
+                               const bn_act *act, bn_tq_tile_fn tile, bn_tq_tile2_fn tile2)
 {
     enum { group = 16 };
     const int64_t n = lin->n_in, nb = n / BN_QK_K;
@@ -305,13 +315,20 @@ static void bn_linear_tq_tiles(const bn_linear *lin, float *out, int64_t r0, int
         int64_t g1 = g0 + group < r1 ? g0 + group : r1;
         for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
             const int nt = act->T - t0 < 4 ? act->T - t0 : 4;
-            double acc[4];
-            for (int64_t r = g0; r < g1; r++) {
-                tile(lin->data + (size_t)r * lin->row_bytes, act->q + (size_t)t0 * n,
-                     act->qbsum + (size_t)t0 * (size_t)nb, n, nt, acc);
-                for (int j = 0; j < nt; j++)
-                    out[(size_t)(t0 + j) * lin->n_out + r] =
-                        (float)acc[j] / act->s[t0 + j] * lin->out_scale;
+            const int8_t *q = act->q + (size_t)t0 * n;
+            const int32_t *qbsum = act->qbsum + (size_t)t0 * (size_t)nb;
+            double acc[8];
+            for (int64_t r = g0; r < g1;) {
+                const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
+                const int nr = tile2 && r + 1 < g1 ? 2 : 1;
+                if (nr == 2)
+                    tile2(row, lin->row_bytes, q, qbsum, n, nt, acc);
+                else
+                    tile(row, q, qbsum, n, nt, acc);
+                for (int i = 0; i < nr; i++, r++)
+                    for (int j = 0; j < nt; j++)
+                        out[(size_t)(t0 + j) * lin->n_out + r] =
+                            (float)acc[4 * i + j] / act->s[t0 + j] * lin->out_scale;
             }
         }
     }
@@ -323,14 +340,15 @@ static void bn_linear_tq2_prefill(const bn_linear *lin, float *out, int64_t r0, 
                                   const bn_act *act, bool use_q, bn_linear_scratch *sc)
 {
     (void)use_q, (void)sc;
-    bn_linear_tq_tiles(lin, out, r0, r1, act, bn_kernels()->dot_tq2_q8_tile);
+    bn_linear_tq_tiles(lin, out, r0, r1, act, bn_kernels()->dot_tq2_q8_tile,
+                       bn_kernels()->dot_tq2_q8_tile2);
 }
 
 static void bn_linear_tq1_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
                                   const bn_act *act, bool use_q, bn_linear_scratch *sc)
 {
     (void)use_q, (void)sc;
-    bn_linear_tq_tiles(lin, out, r0, r1, act, bn_kernels()->dot_tq1_q8_tile);
+    bn_linear_tq_tiles(lin, out, r0, r1, act, bn_kernels()->dot_tq1_q8_tile, NULL);
 }
 
 /* ------------------------------------------------------------- the table */
