@@ -24,8 +24,11 @@ async function one() {
     const r = await fetch(`${url}/v1/completions`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
+        // cache_prompt: false keeps llama-server from reusing the previous request's
+        // evaluated prompt (every request here sends the same one); bitnet serve
+        // ignores the field and evaluates every prompt
         body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0,
-                               ignore_eos: true, stream: true,
+                               ignore_eos: true, stream: true, cache_prompt: false,
                                stream_options: { include_usage: true } }),
     });
     if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
