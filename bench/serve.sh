@@ -35,7 +35,8 @@ node "$here/serve_load.mjs" http://127.0.0.1:8091 "bitnet serve" 1 4 8 16
 kill "$pid"; wait "$pid" || true; pid=""
 
 if [ -n "${LLAMA_SERVER:-}" ]; then
-    # -np slots, -c is the total context (split among the slots), no prompt reuse (the requests say cache_prompt: false)
+    # -np slots, -c is the total context (split among the slots); no prompt reuse
+    # (the requests say cache_prompt: false)
     "$LLAMA_SERVER" -m "$tmp/m.gguf" --port 8092 -np 16 -c $((ctx * 16)) -t "$threads" \
         -tb "$threads" --no-webui >"$tmp/llama.err" 2>&1 &
     pid=$!
