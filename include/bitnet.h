@@ -1535,13 +1535,20 @@ typedef struct bn_generate_params {
     void              *user;         /* passed to on_token and on_logits */
     bn_logits_fn       on_logits;    /* default NULL: each token's logits and text
                                         before on_token (for log-probabilities) */
+    bool               reuse_prompt; /* bn_generator only (bn_generate ignores it):
+                                        reuse what a sequence holds from an earlier
+                                        generation for the beginning of the prompt that
+                                        is the same (default true) */
 } bn_generate_params;
 
 BN_API bn_generate_params bn_generate_default_params(void);
 
 typedef struct bn_generate_result {
     bn_stop_reason stop;             /* which stop rule ended it */
-    int32_t  n_prompt;               /* prompt tokens evaluated */
+    int32_t  n_prompt;               /* prompt tokens */
+    int32_t  n_prompt_reused;        /* of those, how many were not evaluated again:
+                                        their keys and values were kept in the sequence
+                                        from an earlier generation (bn_generator) */
     int32_t  n_generated;            /* tokens generated (handed to on_token) */
     double   prompt_seconds;         /* evaluating the prompt */
     double   generate_seconds;       /* from the first sampling to the end, the
@@ -1574,6 +1581,11 @@ BN_API bn_status bn_generate(bn_context *ctx, const bn_token *prompt, int32_t n_
  * the tokens and text bn_generate gives for the same prompt and parameters in a
  * context of its own.
  *
+ * A released sequence keeps what it evaluated (its prompt and generated tokens): a new
+ * prompt goes to the free sequence that shares the longest beginning with it, and only
+ * the rest is evaluated (params->reuse_prompt, on by default; the result's
+ * n_prompt_reused says how many were not). The generation is the same either way.
+ *
  *     bn_generator *gen;  bn_generator_create(ctx, &gen);
  *     bn_generator_add(gen, ids, n_ids, &params, &seq);      (as requests arrive)
  *     while (bn_generator_step(gen, &n_active) == BN_OK) {
@@ -1594,8 +1606,11 @@ BN_API bn_status bn_generator_create(bn_context *ctx, bn_generator **out);
 BN_API void bn_generator_free(bn_generator *gen);
 /* Sequences free for a new generation. */
 BN_API int32_t bn_generator_n_free(const bn_generator *gen);
-/* Starts a generation of n_prompt >= 1 tokens in a free sequence (cleared first),
- * whose number goes to *seq; the prompt is copied and evaluated at the next step.
+/* Starts a generation of n_prompt >= 1 tokens in a free sequence, whose number goes to
+ * *seq: with params->reuse_prompt, the one whose kept tokens share the longest
+ * beginning with the prompt (at most n_prompt - 1 of them), cleared past that; else, or
+ * when none shares any, the one given a generation least recently, cleared. The prompt
+ * is copied and what is not reused is evaluated at the next step.
  * params (NULL: the defaults) is copied, but its stop texts and user pointer are the
  * caller's and must live until the generation is released; params->sampler must be
  * NULL (each generation makes its own from params->sampling). Errors: every sequence
@@ -1616,7 +1631,9 @@ BN_API bn_status bn_generator_step(bn_generator *gen, int32_t *n_active);
 BN_API bool bn_generator_done(const bn_generator *gen, int32_t seq,
                               bn_generate_result *result);
 /* Ends the generation in seq, done or not (a running one is dropped without a last
- * callback), and frees the sequence. A free or out-of-range seq changes nothing. */
+ * callback), and frees the sequence; its positions stay in the KV cache for a later
+ * prompt to reuse (bn_generator_add clears them when it gives the sequence to another
+ * prompt). A free or out-of-range seq changes nothing. */
 BN_API void bn_generator_release(bn_generator *gen, int32_t seq);
 
 /* ========================================================================= chat */

@@ -845,6 +845,107 @@ static int gen_case(const fixture *f, int i, bn_token *prompt, bn_generate_param
     return n;
 }
 
+/* One generation through gen to its end: its record, result and sequence. */
+static int32_t gen_run(bn_generator *gen, const bn_token *prompt, int n,
+                       const bn_generate_params *gp, bn_generate_result *res)
+{
+    int32_t seq = -1;
+    CHECK_OK(bn_generator_add(gen, prompt, n, gp, &seq));
+    for (int step = 0; seq >= 0 && step < 200 && !bn_generator_done(gen, seq, res); step++)
+        CHECK_OK(bn_generator_step(gen, NULL));
+    CHECK(seq >= 0 && bn_generator_done(gen, seq, res), "generation done");
+    bn_generator_release(gen, seq);
+    return seq;
+}
+
+/* Prompt reuse: a request whose prompt begins with what a released sequence evaluated
+ * (an earlier prompt and its generated tokens but the last) reuses exactly that many
+ * tokens, goes to that sequence, and gets what bn_generate gives alone; with
+ * reuse_prompt off, or a prompt that shares nothing, nothing is reused and the
+ * generation is the same. */
+static void test_generator_reuse(const fixture *f)
+{
+    bn_context_params cp = bn_context_default_params();
+    cp.n_ctx = GEN_CTX;
+    cp.n_seq = 2;
+    bn_context *c = NULL;
+    bn_generator *gen = NULL;
+    CHECK_OK(bn_context_create(f->m, &cp, &c));
+    CHECK_OK(bn_generator_create(c, &gen));
+    if (!gen) {
+        bn_context_free(c);
+        return;
+    }
+    bn_token a[GEN_CTX], b[GEN_CTX];
+    bn_generate_params gp;
+    record ra = {0};
+    bn_generate_result res;
+    const int na = gen_case(f, 0, a, &gp, &ra, NULL);   /* greedy, 6 tokens */
+    const int32_t sa = gen_run(gen, a, na, &gp, &res);
+    CHECK(res.n_prompt == na && res.n_prompt_reused == 0 && ra.n_ids == 6,
+          "first request: %d prompt tokens, %d reused, %d generated", res.n_prompt,
+          res.n_prompt_reused, ra.n_ids);
+    CHECK(bn_context_seq_n_past(c, sa) == na + 5, "its sequence keeps prompt and 5 "
+          "evaluated tokens: %d", bn_context_seq_n_past(c, sa));
+    /* b: a's prompt, its first 3 generated tokens, then 4 tokens of its own */
+    int nb = 0;
+    for (int k = 0; k < na; k++)
+        b[nb++] = a[k];
+    for (int k = 0; k < 3; k++)
+        b[nb++] = ra.ids[k];
+    b[nb] = ra.ids[3] == f->prompt[1] ? f->prompt[2] : f->prompt[1];   /* not ra.ids[3] */
+    nb++;
+    for (int k = 0; k < 3; k++)
+        b[nb++] = f->greedy[k];
+    for (int mode = 0; mode < 3; mode++) {   /* reuse; reuse off; a prompt sharing nothing */
+        bn_token pr[GEN_CTX];
+        int n = nb;
+        memcpy(pr, b, sizeof b);
+        if (mode == 2)
+            pr[0] = pr[0] == f->greedy[5] ? f->greedy[6] : f->greedy[5];
+        record want = {0}, got = {0};
+        bn_generate_result wres, gres;
+        bn_context *alone = new_context(f->m, GEN_CTX);
+        gp = bn_generate_default_params();
+        gp.max_tokens = 7;
+        gp.sampling.temp = 0.8f;
+        gp.sampling.seed = 7 + (uint32_t)mode;
+        gp.on_token = on_token;
+        gp.user = &want;
+        CHECK_OK(bn_generate(alone, pr, n, &gp, &wres));
+        bn_context_free(alone);
+        gp.user = &got;
+        gp.reuse_prompt = mode != 1;
+        if (mode > 0) {   /* the kept tokens are a's again: run a first */
+            record scratch = {0};
+            bn_generate_params ga;
+            gen_case(f, 0, a, &ga, &scratch, NULL);
+            gen_run(gen, a, na, &ga, &res);
+        }
+        const int32_t sb = gen_run(gen, pr, n, &gp, &gres);
+        const int want_reused = mode == 0 ? na + 3 : 0;
+        CHECK(gres.n_prompt == n && gres.n_prompt_reused == want_reused,
+              "mode %d: %d prompt tokens, %d reused (want %d)", mode, gres.n_prompt,
+              gres.n_prompt_reused, want_reused);
+        CHECK(mode != 0 || sb == sa, "reuse takes the sequence that holds the beginning");
+        CHECK(gres.stop == wres.stop && gres.n_generated == wres.n_generated &&
+              got.n_ids == want.n_ids && same_ids(got.ids, want.ids, got.n_ids < MAX_IDS ?
+                                                                     got.n_ids : MAX_IDS) &&
+              got.len == want.len && memcmp(got.text, want.text, got.len) == 0,
+              "mode %d: the generation is what bn_generate gives alone", mode);
+    }
+    /* a prompt equal to what a sequence holds still evaluates its last token */
+    gp = bn_generate_default_params();
+    gp.max_tokens = 2;
+    const int32_t s1 = gen_run(gen, a, na, &gp, &res);
+    gen_run(gen, a, na, &gp, &res);
+    CHECK(res.n_prompt_reused == na - 1, "the same prompt twice: %d of %d reused",
+          res.n_prompt_reused, na);
+    (void)s1;
+    bn_generator_free(gen);
+    bn_context_free(c);
+}
+
 /* Every generation of the generator (three sequences for seven requests: requests
  * wait, sequences are reused) gives the tokens, text, stop and counts that bn_generate
  * gives for its prompt and params in a context of its own. */
@@ -960,13 +1061,15 @@ static void test_generator(const fixture *f)
     CHECK(!bn_generator_done(gen, seq, NULL) && bn_context_seq_n_past(c, seq) == n,
           "running after its prefill");
     bn_generator_release(gen, seq);
-    CHECK(bn_generator_n_free(gen) == GEN_SEQ && bn_context_seq_n_past(c, seq) == 0,
-          "a running generation released");
+    CHECK(bn_generator_n_free(gen) == GEN_SEQ && bn_context_seq_n_past(c, seq) == n,
+          "a running generation released, its positions kept for reuse");
     int32_t active = -1;
     CHECK_OK(bn_generator_step(gen, &active));
     CHECK(active == 0, "a step with nothing to do");
     bn_generator_free(gen);
     bn_context_free(c);
+
+    test_generator_reuse(f);
 
     /* every allocation of creating a generator, adding requests and stepping them can
      * fail: an error, nothing leaked, and the generator still usable until freed */

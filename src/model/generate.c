@@ -17,6 +17,7 @@ bn_generate_params bn_generate_default_params(void)
     bn_generate_params p = {0};
     p.max_tokens = -1;
     p.sampling = bn_sampler_default_params();
+    p.reuse_prompt = true;
     return p;
 }
 

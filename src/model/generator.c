@@ -6,6 +6,13 @@
  * samples each generation's next token by the rules of bn_generate (generate.c).
  * A generation's tokens and text are those bn_generate gives for the same prompt and
  * parameters in a context of its own.
+ *
+ * Prompt reuse: a sequence keeps its keys and values when its generation is released,
+ * and the generator keeps the list of tokens they were computed for. A new prompt goes
+ * to the free sequence whose list shares the longest beginning with it, and only the
+ * rest of the prompt is evaluated (at least its last token, whose logits are needed).
+ * A token's keys and values do not depend on the batch it was evaluated in (the
+ * kernels' sums are exact and the rest is per row), so the generation is the same.
  */
 #include <assert.h>
 #include <string.h>
@@ -24,8 +31,10 @@ typedef struct bn_gen_slot {
     bn_slot_state state;
     bn_generate_params p;     /* the caller's, copied (its stop texts stay theirs) */
     bn_gen_state g;
-    bn_token *prompt;         /* [n_prompt], until the step that evaluates it */
+    bn_token *prompt;         /* [n_eval] the part of the prompt to evaluate, until the
+                                 step that evaluates it */
     int32_t n_prompt, n_generated;
+    int32_t n_eval;           /* n_prompt less the tokens reused from the sequence */
     bn_token next;            /* the token the next step evaluates (RUNNING) */
     int32_t row;              /* its last token's index in the step's batch, or -1 */
     double t_added, t_prefilled;
@@ -40,6 +49,12 @@ struct bn_generator {
     bn_token *tokens;         /* [cap] a step's batch */
     int32_t *seq;             /* [cap] */
     int32_t cap;
+    int32_t n_ctx;
+    bn_token *kept;           /* [n_slots * n_ctx]: sequence i's evaluated tokens, in
+                                 order, at kept + i * n_ctx */
+    int32_t *n_kept;          /* [n_slots] their count (the sequence's positions) */
+    uint64_t *last_used;      /* [n_slots] when each was last given a generation */
+    uint64_t clock;
 };
 
 bn_status bn_generator_create(bn_context *ctx, bn_generator **out)
@@ -55,10 +70,16 @@ bn_status bn_generator_create(bn_context *ctx, bn_generator **out)
     gen->model = model;
     gen->n_slots = bn_context_n_seq(ctx);
     gen->cap = gen->n_slots;
+    gen->n_ctx = bn_context_n_ctx(ctx);
     gen->slots = bn_calloc((size_t)gen->n_slots, sizeof *gen->slots, "generator");
     gen->tokens = bn_malloc((size_t)gen->cap * sizeof *gen->tokens, "generator");
     gen->seq = bn_malloc((size_t)gen->cap * sizeof *gen->seq, "generator");
-    if (!gen->slots || !gen->tokens || !gen->seq) {
+    gen->kept = bn_malloc((size_t)gen->n_slots * (size_t)gen->n_ctx * sizeof *gen->kept,
+                          "generator");
+    gen->n_kept = bn_calloc((size_t)gen->n_slots, sizeof *gen->n_kept, "generator");
+    gen->last_used = bn_calloc((size_t)gen->n_slots, sizeof *gen->last_used, "generator");
+    if (!gen->slots || !gen->tokens || !gen->seq || !gen->kept || !gen->n_kept ||
+        !gen->last_used) {
         bn_generator_free(gen);
         return bn_error_wrap(BN_OK, "generator");
     }
@@ -83,6 +104,9 @@ void bn_generator_free(bn_generator *gen)
     bn_free(gen->slots);
     bn_free(gen->tokens);
     bn_free(gen->seq);
+    bn_free(gen->kept);
+    bn_free(gen->n_kept);
+    bn_free(gen->last_used);
     bn_free(gen);
 }
 
@@ -141,16 +165,30 @@ bn_status bn_generator_add(bn_generator *gen, const bn_token *prompt, int32_t n_
         if (prompt[i] < 0 || prompt[i] >= n_vocab)
             return bn_error_set(BN_ERR_INVALID_ARG, "generator: token %d (at %d) is not in "
                                 "the vocabulary of %d", prompt[i], i, n_vocab);
-    int32_t free_slot = -1;
-    for (int32_t i = 0; i < gen->n_slots && free_slot < 0; i++)
-        if (gen->slots[i].state == BN_SLOT_FREE)
+    /* the free sequence that shares the longest beginning with the prompt (with reuse),
+     * else the one given a generation least recently, so that the others keep theirs */
+    int32_t free_slot = -1, reuse = 0;
+    for (int32_t i = 0; i < gen->n_slots; i++) {
+        if (gen->slots[i].state != BN_SLOT_FREE)
+            continue;
+        int32_t common = 0;
+        const bn_token *k = gen->kept + (size_t)i * (size_t)gen->n_ctx;
+        if (p->reuse_prompt && gen->n_kept[i] == bn_context_seq_n_past(gen->ctx, i))
+            while (common < gen->n_kept[i] && common < n_prompt - 1 &&
+                   k[common] == prompt[common])
+                common++;
+        if (free_slot < 0 || common > reuse ||
+            (common == reuse && gen->last_used[i] < gen->last_used[free_slot])) {
             free_slot = i;
+            reuse = common;
+        }
+    }
     if (free_slot < 0)
         return bn_error_set(BN_ERR_BUSY, "generator: all %d sequences are generating",
                             gen->n_slots);
-    int64_t pending = n_prompt;
+    int64_t pending = n_prompt - reuse;
     for (int32_t i = 0; i < gen->n_slots; i++)
-        pending += gen->slots[i].state == BN_SLOT_PREFILL ? gen->slots[i].n_prompt
+        pending += gen->slots[i].state == BN_SLOT_PREFILL ? gen->slots[i].n_eval
                                                           : gen->slots[i].state != 0;
     bn_status st = bn_generator_reserve(gen, pending);
     if (st != BN_OK)
@@ -159,19 +197,22 @@ bn_status bn_generator_add(bn_generator *gen, const bn_token *prompt, int32_t n_
     s->p = *p;
     s->g = (bn_gen_state){.p = &s->p, .tok = bn_model_tokenizer(gen->model),
                           .ctx = gen->ctx};
-    s->prompt = bn_malloc((size_t)n_prompt * sizeof *s->prompt, "generator");
+    s->prompt = bn_malloc((size_t)(n_prompt - reuse) * sizeof *s->prompt, "generator");
     st = s->prompt ? bn_gen_setup(&s->g, gen->model) : bn_last_status();
     if (st != BN_OK) {
         bn_slot_clear(s);
         return bn_error_wrap(st, "generator");
     }
-    memcpy(s->prompt, prompt, (size_t)n_prompt * sizeof *prompt);
-    for (int32_t i = 0; i < n_prompt; i++)   /* the penalties see the prompt */
+    memcpy(s->prompt, prompt + reuse, (size_t)(n_prompt - reuse) * sizeof *prompt);
+    for (int32_t i = 0; i < n_prompt; i++)   /* the penalties see the whole prompt */
         bn_sampler_accept(s->g.sampler, prompt[i]);
     s->n_prompt = n_prompt;
+    s->n_eval = n_prompt - reuse;
     s->state = BN_SLOT_PREFILL;
     s->t_added = bn_generate_now();
-    bn_context_seq_truncate(gen->ctx, free_slot, 0);
+    bn_context_seq_truncate(gen->ctx, free_slot, reuse);
+    gen->n_kept[free_slot] = reuse;
+    gen->last_used[free_slot] = ++gen->clock;
     *seq = free_slot;
     return BN_OK;
 }
@@ -184,6 +225,7 @@ static bn_status bn_slot_stop(bn_gen_slot *s, bn_stop_reason why)
     s->state = BN_SLOT_DONE;
     s->result = (bn_generate_result){
         .stop = why, .n_prompt = s->n_prompt, .n_generated = s->n_generated,
+        .n_prompt_reused = s->n_prompt - s->n_eval,
         .prompt_seconds = s->t_prefilled - s->t_added,
         .generate_seconds = bn_generate_now() - s->t_prefilled,
     };
@@ -199,10 +241,10 @@ bn_status bn_generator_step(bn_generator *gen, int32_t *n_active)
         bn_gen_slot *s = &gen->slots[i];
         s->row = -1;
         if (s->state == BN_SLOT_PREFILL) {
-            memcpy(gen->tokens + n, s->prompt, (size_t)s->n_prompt * sizeof *s->prompt);
-            for (int32_t k = 0; k < s->n_prompt; k++)
+            memcpy(gen->tokens + n, s->prompt, (size_t)s->n_eval * sizeof *s->prompt);
+            for (int32_t k = 0; k < s->n_eval; k++)
                 gen->seq[n + k] = i;
-            n += s->n_prompt;
+            n += s->n_eval;
         } else if (s->state == BN_SLOT_RUNNING) {
             gen->tokens[n] = s->next;
             gen->seq[n++] = i;
@@ -215,8 +257,12 @@ bn_status bn_generator_step(bn_generator *gen, int32_t *n_active)
     if (n > 0) {
         bn_batch bt = {.n = n, .tokens = gen->tokens, .seq = gen->seq};
         st = bn_decode(ctx, &bt);
-        if (st != BN_OK)
+        if (st != BN_OK) {
+            /* what the sequences of the step hold is not known: none is reused */
+            for (int32_t k = 0; k < n; k++)
+                gen->n_kept[gen->seq[k]] = -1;
             return bn_error_wrap(st, "generator: a step of %d tokens", n);
+        }
     }
     const double now = bn_generate_now();
     const int32_t n_ctx = bn_context_n_ctx(ctx);
@@ -226,6 +272,17 @@ bn_status bn_generator_step(bn_generator *gen, int32_t *n_active)
         bn_gen_slot *s = &gen->slots[i];
         if (s->row < 0)
             continue;
+        /* the tokens just evaluated join the sequence's list */
+        bn_token *kept = gen->kept + (size_t)i * (size_t)gen->n_ctx;
+        const bool prefill = s->state == BN_SLOT_PREFILL;
+        const int32_t n_new = prefill ? s->n_eval : 1;
+        if (gen->n_kept[i] >= 0 && gen->n_kept[i] + n_new <= gen->n_ctx) {
+            memcpy(kept + gen->n_kept[i], prefill ? s->prompt : &s->next,
+                   (size_t)n_new * sizeof *kept);
+            gen->n_kept[i] += n_new;
+        } else {
+            gen->n_kept[i] = -1;
+        }
         if (s->state == BN_SLOT_PREFILL) {
             bn_free(s->prompt);
             s->prompt = NULL;
@@ -269,5 +326,9 @@ void bn_generator_release(bn_generator *gen, int32_t seq)
     if (seq < 0 || seq >= gen->n_slots)
         return;
     bn_slot_clear(&gen->slots[seq]);
-    bn_context_seq_truncate(gen->ctx, seq, 0);
+    /* the sequence keeps its keys and values for a later prompt that begins the same */
+    if (gen->n_kept[seq] < 0) {
+        bn_context_seq_truncate(gen->ctx, seq, 0);
+        gen->n_kept[seq] = 0;
+    }
 }

@@ -91,6 +91,17 @@ same(whole.usage.completion_tokens, 16, "usage.completion_tokens");
 const streamed = await completion(p, true);
 same(streamed.text, want, "streamed completion as bitnet generate --temp 0");
 
+// --- prompt reuse: the same request again reuses the slot that holds its prompt (all of
+// it but the last token, whose logits are needed) and gets the same text; with
+// cache_prompt: false (llama.cpp's field) nothing is reused, and the text is the same
+const again = await completion(p, false);
+same(again.text, want, "the same completion again");
+same(again.usage.prompt_tokens_details?.cached_tokens, again.usage.prompt_tokens - 1,
+     "usage.prompt_tokens_details.cached_tokens of a repeated prompt");
+const fresh = await completion({ ...p, cache_prompt: false }, false);
+same(fresh.text, want, "the same completion with cache_prompt: false");
+same(fresh.usage.prompt_tokens_details?.cached_tokens, 0, "cache_prompt: false reuses nothing");
+
 // --- chat: whole and streamed alike, usage at the end of the stream
 const msgs = [{ role: "system", content: "Be brief." }, { role: "user", content: "Hello!" }];
 const c1 = await chat({ model, messages: msgs, max_tokens: 10, temperature: 0 }, false);

@@ -99,9 +99,11 @@ static const char *finish_reason(const serve_job *job)
 
 static json_t *usage_object(const serve_job *job)
 {
-    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", job->result.n_prompt,
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", job->result.n_prompt,
                      "completion_tokens", job->result.n_generated, "total_tokens",
-                     job->result.n_prompt + job->result.n_generated);
+                     job->result.n_prompt + job->result.n_generated,
+                     "prompt_tokens_details", "cached_tokens",
+                     job->result.n_prompt_reused);
 }
 
 /* ------------------------------------------------------------------ logprobs */
@@ -575,6 +577,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, serve_conn *sc,
     job->gp.stops = (const char *const *)sc->req.stops;
     job->gp.n_stops = sc->req.n_stops;
     job->gp.ignore_eog = sc->req.ignore_eos || srv->ignore_eos;
+    job->gp.reuse_prompt = sc->req.cache_prompt;
     job->logprobs = sc->req.logprobs;
     pthread_mutex_lock(&srv->lock);
     snprintf(sc->id, sizeof sc->id, "%s-%llx%06llx", kind == SERVE_CHAT ? "chatcmpl" : "cmpl",

@@ -48,6 +48,8 @@ typedef struct serve_request {
     bool       include_usage;  /* stream_options.include_usage */
     bool       echo;           /* completions: the prompt before the text */
     bool       ignore_eos;     /* go on after an end-of-text token (llama.cpp's field) */
+    bool       cache_prompt;   /* reuse a slot's kept tokens for the beginning of the
+                                  prompt (llama.cpp's field; default true) */
     int32_t    logprobs;       /* -1: none; else the alternatives per token (chat's
                                   top_logprobs, completions' logprobs) */
 } serve_request;
@@ -132,6 +134,7 @@ typedef struct serve_engine serve_engine;
 typedef struct serve_stats {
     int32_t  n_slots, slots_busy, queue_len, queue_max;
     uint64_t prompt_tokens, generated_tokens, jobs_done, jobs_cancelled, steps;
+    uint64_t prompt_tokens_reused;   /* prompt tokens not evaluated: kept in a slot */
     double   busy_seconds;        /* time spent in steps */
 } serve_stats;
 

@@ -117,7 +117,8 @@ static void engine_admit(serve_engine *e)
             continue;
         if (bn_generator_done(e->gen, s, &res)) {
             job->result = res;
-            e->st.prompt_tokens += (uint64_t)res.n_prompt;
+            e->st.prompt_tokens += (uint64_t)(res.n_prompt - res.n_prompt_reused);
+            e->st.prompt_tokens_reused += (uint64_t)res.n_prompt_reused;
             e->st.generated_tokens += (uint64_t)res.n_generated;
             if (res.stop == BN_STOP_CANCELLED)
                 e->st.jobs_cancelled++;
@@ -127,6 +128,7 @@ static void engine_admit(serve_engine *e)
             /* dropped between two steps: what it had done still counts */
             job->result.stop = BN_STOP_CANCELLED;
             job->result.n_prompt = job->n_ids;
+            job->result.n_prompt_reused = 0;
             job->result.n_generated = job->n_generated;
             e->st.prompt_tokens += (uint64_t)job->n_ids;
             e->st.generated_tokens += (uint64_t)job->n_generated;

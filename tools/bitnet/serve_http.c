@@ -205,6 +205,10 @@ enum MHD_Result serve_handle_metrics(struct MHD_Connection *c, serve_conn *sc)
     OUT("# HELP bitnet_prompt_tokens_total Prompt tokens evaluated.\n"
         "# TYPE bitnet_prompt_tokens_total counter\n"
         "bitnet_prompt_tokens_total %llu\n"
+        "# HELP bitnet_prompt_tokens_reused_total Prompt tokens not evaluated again: a\n"
+        "# slot still held them from an earlier request.\n"
+        "# TYPE bitnet_prompt_tokens_reused_total counter\n"
+        "bitnet_prompt_tokens_reused_total %llu\n"
         "# HELP bitnet_generated_tokens_total Tokens generated.\n"
         "# TYPE bitnet_generated_tokens_total counter\n"
         "bitnet_generated_tokens_total %llu\n"
@@ -243,7 +247,8 @@ enum MHD_Result serve_handle_metrics(struct MHD_Connection *c, serve_conn *sc)
         "# HELP bitnet_resident_bytes Resident memory of the process.\n"
         "# TYPE bitnet_resident_bytes gauge\n"
         "bitnet_resident_bytes %llu\n",
-        (unsigned long long)st.prompt_tokens, (unsigned long long)st.generated_tokens,
+        (unsigned long long)st.prompt_tokens, (unsigned long long)st.prompt_tokens_reused,
+        (unsigned long long)st.generated_tokens,
         (unsigned long long)st.jobs_done, (unsigned long long)st.jobs_cancelled,
         (unsigned long long)st.steps, st.busy_seconds,
         st.busy_seconds > 0 ? (double)st.generated_tokens / st.busy_seconds : 0.0,

@@ -331,6 +331,7 @@ static bool get_options(const json_t *o, serve_request *req, serve_error *err)
         return false;
     if (!get_bool(o, "stream", &req->stream, err) ||
         !get_bool(o, "ignore_eos", &req->ignore_eos, err) ||
+        !get_bool(o, "cache_prompt", &req->cache_prompt, err) ||
         (req->kind == SERVE_COMPLETION && !get_bool(o, "echo", &req->echo, err)) ||
         !get_stops(o, req, err))
         return false;
@@ -365,6 +366,7 @@ bool serve_request_parse(const char *body, size_t len, serve_kind kind,
     req->kind = kind;
     req->sp = *defaults;
     req->max_tokens = default_max_tokens;
+    req->cache_prompt = true;
     json_error_t jerr;
     json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     bool ok;
