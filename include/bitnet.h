@@ -1606,6 +1606,12 @@ BN_API bn_status bn_generator_create(bn_context *ctx, bn_generator **out);
 BN_API void bn_generator_free(bn_generator *gen);
 /* Sequences free for a new generation. */
 BN_API int32_t bn_generator_n_free(const bn_generator *gen);
+/* At most n_tokens prompt tokens in one step (0, the default: no limit). Prompts are
+ * taken in the order they were added; one that does not fit is evaluated in parts over
+ * the next steps while the running generations go on, so that a long prompt does not
+ * hold back their next tokens for the whole of its evaluation. The generations are the
+ * same whatever the limit. */
+BN_API void bn_generator_set_prefill_chunk(bn_generator *gen, int32_t n_tokens);
 /* Starts a generation of n_prompt >= 1 tokens in a free sequence, whose number goes to
  * *seq: with params->reuse_prompt, the one whose kept tokens share the longest
  * beginning with the prompt (at most n_prompt - 1 of them), cleared past that; else, or

@@ -942,6 +942,21 @@ static void test_generator_reuse(const fixture *f)
     CHECK(res.n_prompt_reused == na - 1, "the same prompt twice: %d of %d reused",
           res.n_prompt_reused, na);
     (void)s1;
+    /* a prompt in parts, 3 tokens a step, until its last token is sampled */
+    bn_generator_set_prefill_chunk(gen, 3);
+    gp.reuse_prompt = false;
+    int32_t sq = -1;
+    CHECK(na > 6, "a prompt of more than two parts (%d tokens)", na);
+    CHECK_OK(bn_generator_add(gen, a, na, &gp, &sq));
+    for (int step = 1; sq >= 0 && step * 3 < na; step++) {
+        int32_t act = 0;
+        CHECK_OK(bn_generator_step(gen, &act));
+        CHECK(bn_context_seq_n_past(c, sq) == step * 3 && act == 1 &&
+              !bn_generator_done(gen, sq, NULL), "step %d: %d positions, %d active", step,
+              bn_context_seq_n_past(c, sq), act);
+    }
+    CHECK_OK(bn_generator_step(gen, NULL));
+    CHECK(sq >= 0 && bn_context_seq_n_past(c, sq) == na, "the prompt's last part");
     bn_generator_free(gen);
     bn_context_free(c);
 }
@@ -994,52 +1009,60 @@ static void test_generator(const fixture *f)
         bn_context_free(c);
         return;
     }
-    int owner[GEN_SEQ] = {-1, -1, -1}, next = 0, finished = 0, steps = 0, busy_seen = 0;
-    while (finished < GEN_N && steps < 500) {
-        while (next < GEN_N) {
-            int n = gen_case(f, next, prompt, &gp, &got[next], next == 2 ? stops[2] : NULL);
-            int32_t seq = -1;
-            bn_status st = bn_generator_add(gen, prompt, n, &gp, &seq);
-            if (st == BN_ERR_BUSY) {
-                busy_seen++;
-                CHECK(seq == -1 && bn_generator_n_free(gen) == 0, "busy: no sequence free");
-                break;
+    /* pass 0: prompts whole, beginnings reused where requests share them; pass 1: no
+     * reuse, at most 3 prompt tokens a step (prompts in parts over several steps) */
+    for (int pass = 0; pass < 2; pass++) {
+        bn_generator_set_prefill_chunk(gen, pass == 0 ? 0 : 3);
+        memset(got, 0, sizeof got);
+        int owner[GEN_SEQ] = {-1, -1, -1}, next = 0, finished = 0, steps = 0, busy_seen = 0;
+        while (finished < GEN_N && steps < 500) {
+            while (next < GEN_N) {
+                int n = gen_case(f, next, prompt, &gp, &got[next], next == 2 ? stops[2] : NULL);
+                gp.reuse_prompt = pass == 0;
+                int32_t seq = -1;
+                bn_status st = bn_generator_add(gen, prompt, n, &gp, &seq);
+                if (st == BN_ERR_BUSY) {
+                    busy_seen++;
+                    CHECK(seq == -1 && bn_generator_n_free(gen) == 0, "busy: no sequence free");
+                    break;
+                }
+                CHECK(st == BN_OK && seq >= 0 && seq < GEN_SEQ && owner[seq] < 0,
+                      "request %d into a free sequence (%d): %s", next, seq, bn_last_error());
+                if (st != BN_OK || seq < 0)
+                    break;
+                owner[seq] = next++;
             }
-            CHECK(st == BN_OK && seq >= 0 && seq < GEN_SEQ && owner[seq] < 0,
-                  "request %d into a free sequence (%d): %s", next, seq, bn_last_error());
-            if (st != BN_OK || seq < 0)
-                break;
-            owner[seq] = next++;
+            int32_t active = -1;
+            CHECK_OK(bn_generator_step(gen, &active));
+            steps++;
+            for (int32_t s = 0; s < GEN_SEQ; s++) {
+                bn_generate_result res;
+                if (owner[s] < 0 || !bn_generator_done(gen, s, &res))
+                    continue;
+                got_res[owner[s]] = res;
+                bn_generator_release(gen, s);
+                CHECK(!bn_generator_done(gen, s, NULL), "released");
+                owner[s] = -1;
+                finished++;
+            }
         }
-        int32_t active = -1;
-        CHECK_OK(bn_generator_step(gen, &active));
-        steps++;
-        for (int32_t s = 0; s < GEN_SEQ; s++) {
-            bn_generate_result res;
-            if (owner[s] < 0 || !bn_generator_done(gen, s, &res))
-                continue;
-            got_res[owner[s]] = res;
-            bn_generator_release(gen, s);
-            CHECK(!bn_generator_done(gen, s, NULL), "released");
-            owner[s] = -1;
-            finished++;
+        CHECK(finished == GEN_N && busy_seen > 0, "all %d requests finished (%d), some "
+              "waited (%d)", GEN_N, finished, busy_seen);
+        for (int i = 0; i < GEN_N; i++) {
+            CHECK(got_res[i].stop == want_res[i].stop &&
+                  got_res[i].n_prompt == want_res[i].n_prompt &&
+                  got_res[i].n_generated == want_res[i].n_generated,
+                  "request %d: stop %d, %d + %d tokens (alone: %d, %d + %d)", i, got_res[i].stop,
+                  got_res[i].n_prompt, got_res[i].n_generated, want_res[i].stop,
+                  want_res[i].n_prompt, want_res[i].n_generated);
+            CHECK(got[i].n_ids == want[i].n_ids && same_ids(got[i].ids, want[i].ids,
+                  got[i].n_ids < MAX_IDS ? got[i].n_ids : MAX_IDS), "request %d: tokens", i);
+            CHECK(got[i].len == want[i].len && memcmp(got[i].text, want[i].text, got[i].len) == 0 &&
+                  got[i].n_final == want[i].n_final, "request %d: text (%zu vs %zu bytes)", i,
+                  got[i].len, want[i].len);
         }
     }
-    CHECK(finished == GEN_N && busy_seen > 0, "all %d requests finished (%d), some "
-          "waited (%d)", GEN_N, finished, busy_seen);
-    for (int i = 0; i < GEN_N; i++) {
-        CHECK(got_res[i].stop == want_res[i].stop &&
-              got_res[i].n_prompt == want_res[i].n_prompt &&
-              got_res[i].n_generated == want_res[i].n_generated,
-              "request %d: stop %d, %d + %d tokens (alone: %d, %d + %d)", i, got_res[i].stop,
-              got_res[i].n_prompt, got_res[i].n_generated, want_res[i].stop,
-              want_res[i].n_prompt, want_res[i].n_generated);
-        CHECK(got[i].n_ids == want[i].n_ids && same_ids(got[i].ids, want[i].ids,
-              got[i].n_ids < MAX_IDS ? got[i].n_ids : MAX_IDS), "request %d: tokens", i);
-        CHECK(got[i].len == want[i].len && memcmp(got[i].text, want[i].text, got[i].len) == 0 &&
-              got[i].n_final == want[i].n_final, "request %d: text (%zu vs %zu bytes)", i,
-              got[i].len, want[i].len);
-    }
+    bn_generator_set_prefill_chunk(gen, 0);
 
     /* errors change nothing; a generation released while running frees its sequence */
     int32_t seq = 7;

@@ -35,6 +35,10 @@ typedef struct bn_gen_slot {
                                  step that evaluates it */
     int32_t n_prompt, n_generated;
     int32_t n_eval;           /* n_prompt less the tokens reused from the sequence */
+    int32_t n_done;           /* of those, evaluated in earlier steps (a prompt in
+                                 chunks) */
+    int32_t n_step;           /* tokens of the sequence in the current step */
+    uint64_t order;           /* when it was added (prompts are taken in this order) */
     bn_token next;            /* the token the next step evaluates (RUNNING) */
     int32_t row;              /* its last token's index in the step's batch, or -1 */
     double t_added, t_prefilled;
@@ -55,6 +59,9 @@ struct bn_generator {
     int32_t *n_kept;          /* [n_slots] their count (the sequence's positions) */
     uint64_t *last_used;      /* [n_slots] when each was last given a generation */
     uint64_t clock;
+    bool *want;               /* [cap] which tokens of a step keep their logits */
+    int32_t *pending;         /* [n_slots] the prompts of a step, in the order added */
+    int32_t chunk;            /* most prompt tokens a step evaluates; 0: no limit */
 };
 
 bn_status bn_generator_create(bn_context *ctx, bn_generator **out)
@@ -78,8 +85,10 @@ bn_status bn_generator_create(bn_context *ctx, bn_generator **out)
                           "generator");
     gen->n_kept = bn_calloc((size_t)gen->n_slots, sizeof *gen->n_kept, "generator");
     gen->last_used = bn_calloc((size_t)gen->n_slots, sizeof *gen->last_used, "generator");
+    gen->want = bn_malloc((size_t)gen->cap * sizeof *gen->want, "generator");
+    gen->pending = bn_malloc((size_t)gen->n_slots * sizeof *gen->pending, "generator");
     if (!gen->slots || !gen->tokens || !gen->seq || !gen->kept || !gen->n_kept ||
-        !gen->last_used) {
+        !gen->last_used || !gen->want || !gen->pending) {
         bn_generator_free(gen);
         return bn_error_wrap(BN_OK, "generator");
     }
@@ -107,7 +116,15 @@ void bn_generator_free(bn_generator *gen)
     bn_free(gen->kept);
     bn_free(gen->n_kept);
     bn_free(gen->last_used);
+    bn_free(gen->want);
+    bn_free(gen->pending);
     bn_free(gen);
+}
+
+void bn_generator_set_prefill_chunk(bn_generator *gen, int32_t n_tokens)
+{
+    assert(gen);
+    gen->chunk = n_tokens > 0 ? n_tokens : 0;
 }
 
 int32_t bn_generator_n_free(const bn_generator *gen)
@@ -129,15 +146,19 @@ static bn_status bn_generator_reserve(bn_generator *gen, int64_t n)
                             (long long)n);
     bn_token *t = bn_malloc((size_t)n * sizeof *t, "generator");
     int32_t *s = bn_malloc((size_t)n * sizeof *s, "generator");
-    if (!t || !s) {
+    bool *w = bn_malloc((size_t)n * sizeof *w, "generator");
+    if (!t || !s || !w) {
         bn_free(t);
         bn_free(s);
+        bn_free(w);
         return bn_last_status();
     }
     bn_free(gen->tokens);
     bn_free(gen->seq);
+    bn_free(gen->want);
     gen->tokens = t;
     gen->seq = s;
+    gen->want = w;
     gen->cap = (int32_t)n;
     return BN_OK;
 }
@@ -188,8 +209,9 @@ bn_status bn_generator_add(bn_generator *gen, const bn_token *prompt, int32_t n_
                             gen->n_slots);
     int64_t pending = n_prompt - reuse;
     for (int32_t i = 0; i < gen->n_slots; i++)
-        pending += gen->slots[i].state == BN_SLOT_PREFILL ? gen->slots[i].n_eval
-                                                          : gen->slots[i].state != 0;
+        pending += gen->slots[i].state == BN_SLOT_PREFILL
+                       ? gen->slots[i].n_eval - gen->slots[i].n_done
+                       : gen->slots[i].state != 0;
     bn_status st = bn_generator_reserve(gen, pending);
     if (st != BN_OK)
         return bn_error_wrap(st, "generator");
@@ -208,11 +230,12 @@ bn_status bn_generator_add(bn_generator *gen, const bn_token *prompt, int32_t n_
         bn_sampler_accept(s->g.sampler, prompt[i]);
     s->n_prompt = n_prompt;
     s->n_eval = n_prompt - reuse;
+    s->order = ++gen->clock;
     s->state = BN_SLOT_PREFILL;
     s->t_added = bn_generate_now();
     bn_context_seq_truncate(gen->ctx, free_slot, reuse);
     gen->n_kept[free_slot] = reuse;
-    gen->last_used[free_slot] = ++gen->clock;
+    gen->last_used[free_slot] = gen->clock;
     *seq = free_slot;
     return BN_OK;
 }
@@ -236,26 +259,47 @@ bn_status bn_generator_step(bn_generator *gen, int32_t *n_active)
 {
     assert(gen);
     bn_context *ctx = gen->ctx;
-    int32_t n = 0;
+    int32_t n = 0, n_pending = 0;
+    /* the next token of every running generation */
     for (int32_t i = 0; i < gen->n_slots; i++) {
         bn_gen_slot *s = &gen->slots[i];
         s->row = -1;
-        if (s->state == BN_SLOT_PREFILL) {
-            memcpy(gen->tokens + n, s->prompt, (size_t)s->n_eval * sizeof *s->prompt);
-            for (int32_t k = 0; k < s->n_eval; k++)
-                gen->seq[n + k] = i;
-            n += s->n_eval;
-        } else if (s->state == BN_SLOT_RUNNING) {
+        s->n_step = 0;
+        if (s->state == BN_SLOT_RUNNING) {
             gen->tokens[n] = s->next;
+            gen->want[n] = true;
             gen->seq[n++] = i;
-        } else {
-            continue;
+            s->row = n - 1;
+            s->n_step = 1;
+        } else if (s->state == BN_SLOT_PREFILL) {   /* in the order added */
+            int32_t k = n_pending++;
+            for (; k > 0 && gen->slots[gen->pending[k - 1]].order > s->order; k--)
+                gen->pending[k] = gen->pending[k - 1];
+            gen->pending[k] = i;
         }
-        s->row = n - 1;
+    }
+    /* then the prompts, each whole or, past the step's budget, in part */
+    int32_t budget = gen->chunk > 0 ? gen->chunk : INT32_MAX;
+    for (int32_t k = 0; k < n_pending && budget > 0; k++) {
+        const int32_t i = gen->pending[k];
+        bn_gen_slot *s = &gen->slots[i];
+        const int32_t left = s->n_eval - s->n_done, take = left < budget ? left : budget;
+        memcpy(gen->tokens + n, s->prompt + s->n_done, (size_t)take * sizeof *s->prompt);
+        for (int32_t t = 0; t < take; t++) {
+            gen->seq[n + t] = i;
+            gen->want[n + t] = false;
+        }
+        n += take;
+        budget -= take;
+        s->n_step = take;
+        if (take == left) {   /* the prompt's last token: its logits are sampled */
+            gen->want[n - 1] = true;
+            s->row = n - 1;
+        }
     }
     bn_status st = BN_OK;
     if (n > 0) {
-        bn_batch bt = {.n = n, .tokens = gen->tokens, .seq = gen->seq};
+        bn_batch bt = {.n = n, .tokens = gen->tokens, .seq = gen->seq, .logits = gen->want};
         st = bn_decode(ctx, &bt);
         if (st != BN_OK) {
             /* what the sequences of the step hold is not known: none is reused */
@@ -270,20 +314,26 @@ bn_status bn_generator_step(bn_generator *gen, int32_t *n_active)
     bn_status first = BN_OK;   /* a generation that fails is stopped; the others go on */
     for (int32_t i = 0; i < gen->n_slots; i++) {
         bn_gen_slot *s = &gen->slots[i];
-        if (s->row < 0)
+        if (s->n_step == 0) {
+            active += s->state == BN_SLOT_RUNNING || s->state == BN_SLOT_PREFILL;
             continue;
+        }
         /* the tokens just evaluated join the sequence's list */
         bn_token *kept = gen->kept + (size_t)i * (size_t)gen->n_ctx;
         const bool prefill = s->state == BN_SLOT_PREFILL;
-        const int32_t n_new = prefill ? s->n_eval : 1;
-        if (gen->n_kept[i] >= 0 && gen->n_kept[i] + n_new <= gen->n_ctx) {
-            memcpy(kept + gen->n_kept[i], prefill ? s->prompt : &s->next,
-                   (size_t)n_new * sizeof *kept);
-            gen->n_kept[i] += n_new;
+        if (gen->n_kept[i] >= 0 && gen->n_kept[i] + s->n_step <= gen->n_ctx) {
+            memcpy(kept + gen->n_kept[i], prefill ? s->prompt + s->n_done : &s->next,
+                   (size_t)s->n_step * sizeof *kept);
+            gen->n_kept[i] += s->n_step;
         } else {
             gen->n_kept[i] = -1;
         }
-        if (s->state == BN_SLOT_PREFILL) {
+        if (prefill) {
+            s->n_done += s->n_step;
+            if (s->n_done < s->n_eval) {   /* the rest of its prompt at the next steps */
+                active++;
+                continue;
+            }
             bn_free(s->prompt);
             s->prompt = NULL;
             s->t_prefilled = now;

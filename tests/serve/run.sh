@@ -32,8 +32,10 @@ trap '[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
     -t 1 >"$tmp/expect.txt" 2>/dev/null || { echo "generate failed" >&2; exit 1; }
 
 : >"$tmp/server.err"
+# prompts in parts of at most 5 tokens a step, so that the load's answers are checked
+# with prompts evaluated over several steps beside running generations
 "$BITNET" serve -m "$tmp/m.gguf" --port 0 --parallel 4 -c 256 -t 1 --api-key k3y \
-    2>"$tmp/server.err" &
+    --prefill-chunk 5 2>"$tmp/server.err" &
 pid=$!
 port=""
 i=0

@@ -52,6 +52,12 @@ const char cmd_serve_help[] =
     "  --parallel N         requests generated at once (default 4, at most 256); each\n"
     "                       has a context of -c positions\n"
     "  --queue N            requests that may wait for a slot (default 64)\n"
+    "  --prefill-chunk N    most prompt tokens evaluated in one step (default 256; 0: no\n"
+    "                       limit): a longer prompt is evaluated in parts while the\n"
+    "                       running requests go on, instead of holding them back for\n"
+    "                       the whole of it. A slot keeps what it evaluated after its\n"
+    "                       request, and a prompt that begins the same reuses it\n"
+    "                       (\"cache_prompt\": false in a request asks for none)\n"
     "  -n, --n-predict N    default max_tokens of a chat request (default -1: until the\n"
     "                       end of text or a full context); completions default to 16\n"
     "  --api-key KEY        require 'Authorization: Bearer KEY' (else 401); also read\n"
@@ -890,6 +896,7 @@ int cmd_serve(int argc, char **argv)
     const char *host = "127.0.0.1", *api_key = getenv("BITNET_API_KEY"), *tmpl_name = NULL;
     const char *alias = NULL;
     int64_t port = 8080, parallel = 4, queue = 64, n_predict = -1, max_body = 4 << 20;
+    int64_t prefill_chunk = 256;
     int64_t timeout = 60, shutdown_timeout = 10;
     bool log_json = false, ignore_eos = false;
     for (int i = 1; i < argc; i++) {
@@ -911,6 +918,10 @@ int cmd_serve(int argc, char **argv)
             if (!cli_parse_int(argv[++i], 1, BN_MAX_SEQ, &parallel))
                 return cli_usage_error(cmd, "invalid --parallel '%s' (1 to %d)", v,
                                        BN_MAX_SEQ);
+        } else if (!strcmp(a, "--prefill-chunk") && v) {
+            if (!cli_parse_int(argv[++i], 0, INT32_MAX, &prefill_chunk))
+                return cli_usage_error(cmd, "invalid --prefill-chunk '%s' (0 for no limit, "
+                                       "or a count of tokens)", v);
         } else if (!strcmp(a, "--queue") && v) {
             if (!cli_parse_int(argv[++i], 0, 4096, &queue))
                 return cli_usage_error(cmd, "invalid --queue '%s' (0 to 4096)", v);
@@ -993,7 +1004,7 @@ int cmd_serve(int argc, char **argv)
     srv.log_json = log_json;
     srv.ignore_eos = ignore_eos;
     srv.started = time(NULL);
-    if (!(srv.engine = serve_engine_start(srv.ctx, (int32_t)queue)))
+    if (!(srv.engine = serve_engine_start(srv.ctx, (int32_t)queue, (int32_t)prefill_chunk)))
         goto done;
     /* room for every slot and queued request, and as many more to be refused */
     unsigned conn_limit = (unsigned)(2 * (parallel + queue) + 16);

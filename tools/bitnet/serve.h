@@ -138,9 +138,10 @@ typedef struct serve_stats {
     double   busy_seconds;        /* time spent in steps */
 } serve_stats;
 
-/* The engine over ctx (n_seq slots), with a queue of at most queue_max waiting jobs;
- * starts its thread. NULL with a message on stderr on failure. */
-serve_engine *serve_engine_start(bn_context *ctx, int32_t queue_max);
+/* The engine over ctx (n_seq slots), with a queue of at most queue_max waiting jobs and
+ * at most prefill_chunk prompt tokens a step (0: no limit); starts its thread. NULL
+ * with a message on stderr on failure. */
+serve_engine *serve_engine_start(bn_context *ctx, int32_t queue_max, int32_t prefill_chunk);
 /* Queues job (its prompt and params filled in). false when the queue is full or the
  * engine stops (the job is untouched then). */
 bool serve_engine_submit(serve_engine *e, serve_job *job);

@@ -198,7 +198,7 @@ static void *engine_main(void *arg)
     return NULL;
 }
 
-serve_engine *serve_engine_start(bn_context *ctx, int32_t queue_max)
+serve_engine *serve_engine_start(bn_context *ctx, int32_t queue_max, int32_t prefill_chunk)
 {
     serve_engine *e = calloc(1, sizeof *e);
     if (!e) {
@@ -227,6 +227,7 @@ serve_engine *serve_engine_start(bn_context *ctx, int32_t queue_max)
         serve_engine_free(e);
         return NULL;
     }
+    bn_generator_set_prefill_chunk(e->gen, prefill_chunk);
     int rc = pthread_create(&e->thread, NULL, engine_main, e);
     if (rc != 0) {
         fprintf(stderr, "bitnet serve: cannot start a thread: %s\n", strerror(rc));
