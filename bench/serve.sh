@@ -6,7 +6,8 @@
 # same slots, context per slot and threads, in the same run. Needs node.
 #
 #   BITNET=build/bitnet [LLAMA_SERVER=.../llama-server] [THREADS=2] bench/serve.sh
-# env: REQUESTS per client per level (2), MAX_TOKENS per request (32)
+# env: REQUESTS per client per level (2), MAX_TOKENS per request (32), CACHE_PROMPT (0:
+# every request's prompt evaluated; 1: both servers may reuse a slot's earlier prompt)
 set -eu
 BITNET=${BITNET:-build/bitnet}
 threads=${THREADS:-2}
@@ -35,8 +36,7 @@ node "$here/serve_load.mjs" http://127.0.0.1:8091 "bitnet serve" 1 4 8 16
 kill "$pid"; wait "$pid" || true; pid=""
 
 if [ -n "${LLAMA_SERVER:-}" ]; then
-    # -np slots, -c is the total context (split among the slots); no prompt reuse
-    # (the requests say cache_prompt: false)
+    # -np slots, -c is the total context (split among the slots)
     "$LLAMA_SERVER" -m "$tmp/m.gguf" --port 8092 -np 16 -c $((ctx * 16)) -t "$threads" \
         -tb "$threads" --no-webui >"$tmp/llama.err" 2>&1 &
     pid=$!

@@ -6,10 +6,13 @@
 // inter-token latency (a request's (last - first token time) / (tokens - 1)), median
 // and p95 over the requests.
 //
-//   node serve_load.mjs URL NAME [C...]     env: REQUESTS (2), MAX_TOKENS (32)
+//   node serve_load.mjs URL NAME [C...]     env: REQUESTS (2), MAX_TOKENS (32),
+//                                           CACHE_PROMPT (0; 1: servers may reuse a
+//                                           slot's evaluated prompt)
 const [url, name, ...levels] = process.argv.slice(2);
 const requests = Number(process.env.REQUESTS || 2);
 const maxTokens = Number(process.env.MAX_TOKENS || 32);
+const cachePrompt = process.env.CACHE_PROMPT === "1";
 const prompt = "The history of the city begins with a small settlement on the river, " +
                "where traders met to exchange";
 
@@ -24,11 +27,10 @@ async function one() {
     const r = await fetch(`${url}/v1/completions`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        // cache_prompt: false keeps llama-server from reusing the previous request's
-        // evaluated prompt (every request here sends the same one); bitnet serve
-        // ignores the field and evaluates every prompt
+        // every request sends the same prompt: with cache_prompt false (the default
+        // here) neither server reuses the previous request's evaluated prompt
         body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0,
-                               ignore_eos: true, stream: true, cache_prompt: false,
+                               ignore_eos: true, stream: true, cache_prompt: cachePrompt,
                                stream_options: { include_usage: true } }),
     });
     if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
