@@ -255,6 +255,8 @@ BN_AVX512 BN_INLINE void bn_i2s_tile2_body(const uint8_t *codes0, const uint8_t 
             const int8_t *qt = qb + (size_t)t * (size_t)n;
             __m512i a0 = _mm512_loadu_si512((const void *)qt);
             __m512i a1 = _mm512_loadu_si512((const void *)(qt + 64));
+            BN_OPAQUE(a0);   /* loaded once for both rows: GCC would load again */
+            BN_OPAQUE(a1);
             acc[0][t] = bn_dpbusd(bn_dpbusd(acc[0][t], c00, a0), c01, a1);
             acc[1][t] = bn_dpbusd(bn_dpbusd(acc[1][t], c10, a0), c11, a1);
         }
@@ -581,6 +583,8 @@ BN_AVX512 BN_INLINE void bn_tq2_tile2_uniform_body(const uint8_t *row0, const ui
             const int8_t *qt = qu + (size_t)t * (size_t)n;
             __m512i a0 = _mm512_loadu_si512((const void *)qt);
             __m512i a1 = _mm512_loadu_si512((const void *)(qt + 64));
+            BN_OPAQUE(a0);   /* loaded once for both rows: GCC would load again */
+            BN_OPAQUE(a1);
             acc[0][t] = bn_dpbusd(bn_dpbusd(acc[0][t], c00, a0), c01, a1);
             acc[1][t] = bn_dpbusd(bn_dpbusd(acc[1][t], c10, a0), c11, a1);
         }
