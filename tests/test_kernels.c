@@ -269,6 +269,12 @@ static void test_extremes(const bn_kernel_table *k)
             for (int j = 0; j < 4; j++)
                 CHECK(tile[j] == want, "%s i2_s tile extreme code %d q %d: %d", k->name,
                       code, qv, tile[j]);
+            /* decode rows: three rows of n / 4 weights each */
+            int32_t rows3[3];
+            k->dot_i2s_q8_rows(p, (size_t)n / 16, 3, q, n / 4, rows3);
+            for (int r = 0; r < 3; r++)
+                CHECK(rows3[r] == want / 4, "%s i2_s rows extreme code %d q %d, row %d: %d",
+                      k->name, code, qv, r, rows3[r]);
             /* TQ2_0 blocks: 64 code bytes and an f16 scale */
             uint8_t blk[66 * 4];
             memset(blk, code == 3 ? 0xFF : 0xAA, sizeof blk);
@@ -290,6 +296,22 @@ static void test_extremes(const bn_kernel_table *k)
                       "q %d: %g", k->name, code, qv, acc[j]);
         }
     }
+    free(p);
+    free(q);
+    /* one long row at the extremes, code 3 against -128: 3 * 2^20 + 384 weights, beyond any
+     * fixed run of blocks a kernel may sum in its lanes before reducing them (the sum,
+     * -3 * 128 * n, still fits an int32) */
+    const int64_t nl = 3 * (1 << 20) + 384;
+    p = malloc((size_t)nl / 4 * 2);
+    q = malloc((size_t)nl);
+    memset(p, 0xFF, (size_t)nl / 4 * 2);
+    memset(q, -128, (size_t)nl);
+    int32_t two[2];
+    k->dot_i2s_q8_rows(p, (size_t)nl / 4, 2, q, nl, two);
+    int32_t one = k->dot_i2s_q8(p, q, nl);
+    for (int r = 0; r < 2; r++)
+        CHECK(two[r] == -3 * 128 * nl && one == -3 * 128 * nl, "%s i2_s long row %d: rows "
+              "%d, one-row %d, want %lld", k->name, r, two[r], one, (long long)(-3 * 128 * nl));
     free(p);
     free(q);
 }
@@ -985,7 +1007,7 @@ static void test_avx512_simde(void)
     /* the AVX2 family's, left NULL there */
     CHECK(!k.dot_f32 && !k.f16_to_f32 && !k.dot_f16_f32 && !k.dot_f16_f32_rows &&
           !k.f32_to_f16 && !k.dot_f16_f32_multi && !k.axpy_f16_f32_multi && !k.relu2_mul &&
-          !k.dot_i2s_q8_rows && !k.sum_u64 && !k.dot_tq1_q8 && !k.dot_tq1_q8_tile &&
+          !k.sum_u64 && !k.dot_tq1_q8 && !k.dot_tq1_q8_tile &&
           !k.dot_q8_0_q8_0 && !k.dot_q8_0_q8_0_rows && !k.dot_q6_k_q8_0 &&
           !k.dot_q6_k_q8_0_rows && !k.quantize_act_i8 && !k.gemm_f32_tile,
           "avx512-simde: an AVX2 entry is set (update this test)");
@@ -997,7 +1019,6 @@ static void test_avx512_simde(void)
     k.dot_f16_f32_multi = s->dot_f16_f32_multi;
     k.axpy_f16_f32_multi = s->axpy_f16_f32_multi;
     k.relu2_mul = s->relu2_mul;
-    k.dot_i2s_q8_rows = s->dot_i2s_q8_rows;
     k.sum_u64 = s->sum_u64;
     k.dot_tq1_q8 = s->dot_tq1_q8;
     k.dot_tq1_q8_tile = s->dot_tq1_q8_tile;

@@ -234,8 +234,8 @@ extern const bn_kernel_table bn_kernels_scalar;
 void bn_quantize_act_i8_scalar(const float *x, int64_t n, int8_t *q, float *scale);
 #if defined(__x86_64__) || defined(__i386__)
 extern const bn_kernel_table bn_kernels_avx2;
-/* AVX-512 F/BW/VL + VNNI (kernels_avx512.c): its own I2_S (but the decode rows) and TQ2_0
- * kernels and int8 probe, on vpdpbusd, and its own f16 rows against several queries
+/* AVX-512 F/BW/VL + VNNI (kernels_avx512.c): its own I2_S and TQ2_0 kernels and int8
+ * probe, on vpdpbusd; its own f16 decode rows, and f16 rows against several queries
  * (for rows of 512 or more; shorter ones go to the AVX2 function); every other entry is
  * the AVX2 family's function, declared below.
  * A family may reuse another's functions in this way (its table names them, so every
@@ -244,16 +244,12 @@ extern const bn_kernel_table bn_kernels_avx512;
 float bn_dot_f32_avx2(const float *x, const float *y, int64_t n);
 void bn_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n);
 float bn_dot_f16_f32_avx2(const uint16_t *x, const float *y, int64_t n);
-void bn_dot_f16_f32_rows_avx2(const uint16_t *x, size_t stride, int64_t nrows,
-                              const float *y, int64_t n, float *out);
 void bn_f32_to_f16_avx2(const float *src, uint16_t *dst, int64_t n);
 void bn_dot_f16_f32_multi_avx2(const uint16_t *x, size_t stride, int64_t nx,
                                const float *const *y, int ny, int64_t n, float *const *out);
 void bn_axpy_f16_f32_multi_avx2(const float *const *a, int ny, const uint16_t *x,
                                 size_t stride, int64_t nx, float *const *y, int64_t n);
 void bn_relu2_mul_avx2(float *g, const float *u, int64_t n);
-void bn_dot_i2s_q8_rows_avx2(const uint8_t *codes, size_t row_bytes, int64_t nrows,
-                             const int8_t *q, int64_t n, int32_t *out);
 uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n);
 void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
                         int32_t *sums);

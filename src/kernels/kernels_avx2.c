@@ -104,8 +104,9 @@ BN_AVX2 float bn_dot_f16_f32_avx2(const uint16_t *x, const float *y, int64_t n)
 
 #define BN_F16_TURN 128     /* elements of a row per turn: 256 bytes */
 
-BN_AVX2 void bn_dot_f16_f32_rows_avx2(const uint16_t *x, size_t stride, int64_t nrows,
-                                             const float *y, int64_t n, float *out)
+BN_AVX2 static void bn_dot_f16_f32_rows_avx2(const uint16_t *x, size_t stride,
+                                             int64_t nrows, const float *y, int64_t n,
+                                             float *out)
 {
     const int64_t per = nrows / BN_STREAMS, n32 = n / 32 * 32;
     for (int64_t k = 0; k < per; k++) {
@@ -407,9 +408,9 @@ BN_AVX2 static int32_t bn_dot_i2s_q8_avx2(const uint8_t *codes, const int8_t *q,
 }
 
 /* Rows in order, four at a time reduced together. */
-BN_AVX2 void bn_dot_i2s_q8_rows_avx2(const uint8_t *codes, size_t row_bytes,
-                                            int64_t nrows, const int8_t *q, int64_t n,
-                                            int32_t *out)
+BN_AVX2 static void bn_dot_i2s_q8_rows_avx2(const uint8_t *codes, size_t row_bytes,
+                                           int64_t nrows, const int8_t *q, int64_t n,
+                                           int32_t *out)
 {
     int64_t r = 0;
     for (; r + 4 <= nrows; r += 4) {

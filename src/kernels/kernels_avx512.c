@@ -11,10 +11,11 @@
  * order; shifts of 2 and 0 give weights 64..127. A TQ2_0 half block is the same with
  * the fields the other way round.
  *
- * zmm registers where the data sit in the caches (the prefill tiles, the lone token of a
- * prefill); ymm ones (vpdpbusd of AVX512-VL) or the AVX2 kernels where rows stream from
- * memory (the decode): on the machine measured (AMD Zen 4) zmm loads stream from memory
- * markedly slower than ymm loads.
+ * zmm registers for the arithmetic; the rows that stream from memory (the decode) are
+ * read 32 bytes a load: on the machine measured (AMD Zen 4) zmm loads stream from
+ * memory markedly slower than ymm loads. The I2_S decode takes a block with one
+ * broadcast load and its codes with masks instead of shifts (see bn_i2s_row); the
+ * TQ2_0 decode stays in ymm registers (vpdpbusd of AVX512-VL).
  *
  * Compiled for every x86 build with per-function target attributes and only called
  * after the CPU (and its OS) was seen to have these features. Compiled a second time
@@ -64,6 +65,15 @@
  * the AVX2 ones do). */
 #ifndef BN_PREFETCH_AHEAD
 #define BN_PREFETCH_AHEAD 4096
+#endif
+
+/* How far ahead the I2_S decode asks for lines, and into the second-level cache (T1)
+ * rather than the first: on the machine measured (AMD Zen 4, rows in huge pages) it
+ * streamed 12 to 15 GB/s asking into the first-level cache 4 or 8 KiB ahead, 28 to 30
+ * asking into the second 8 to 12 KiB ahead, where a plain read of the same rows took
+ * 31 to 34. */
+#ifndef BN_DECODE_AHEAD
+#define BN_DECODE_AHEAD 8192
 #endif
 
 /* The shifts of the 64-bit lanes that bring the fields of a broadcast 32-byte group to
@@ -140,6 +150,15 @@ BN_AVX512 BN_INLINE int32_t bn_hsum_i32_avx512(__m512i v)
     return _mm_cvtsi128_si32(s);
 }
 
+/* Sum of the eight int32 lanes. */
+BN_AVX512 BN_INLINE int32_t bn_hsum_i32_256(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
 /* The lane sums of four vectors at once: element j of the result is the sum of v_j. */
 BN_AVX512 BN_INLINE __m128i bn_hsum4_i32_avx512(__m512i v0, __m512i v1, __m512i v2,
                                                 __m512i v3)
@@ -151,37 +170,79 @@ BN_AVX512 BN_INLINE __m128i bn_hsum4_i32_avx512(__m512i v0, __m512i v1, __m512i 
 
 /* ------------------------------------------------------------- I2_S */
 
-/* One I2_S block (32 bytes at p, 128 weights) against q[0..127] into two accumulators. */
-BN_AVX512 BN_INLINE void bn_i2s_block(const uint8_t *p, const int8_t *q, __m512i *lo,
-                                      __m512i *hi)
+/* One row against one token (the decode, and the lone token of a prefill) takes the
+ * codes without shifts: a code byte masked in place with 0xC0, 0x30, 0x0C or 0x03 is
+ * 64, 16, 4 or 1 times one of its codes, still an unsigned byte. A block broadcast to
+ * both halves of a zmm and masked with 0xC0 below and 0x30 above holds weights 0..63
+ * of the block, times 64 and 16; with 0x0C and 0x03, weights 64..127, times 4 and 1.
+ * Each lane's sum is divided exactly (an arithmetic shift) at the end. Per block: one
+ * load, two ANDs and two vpdpbusd (the tiles' shifting form needs two shifts more). A
+ * product is at most 192 * 128 in magnitude and a lane takes four a block, so the
+ * lanes of a run of BN_I2S_RUN blocks stay below 2^31; longer rows are summed run by
+ * run. */
+#define BN_I2S_RUN 8192
+
+/* A mask of bytes lo in the low half and hi in the high one. */
+BN_AVX512 BN_INLINE __m512i bn_halves8(int lo, int hi)
 {
-    __m512i g = bn_bcast32(p);
-    *lo = bn_dp64(*lo, bn_codes64(g, bn_i2s_shift_lo()), q);
-    *hi = bn_dp64(*hi, bn_codes64(g, bn_i2s_shift_hi()), q + 64);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi8((char)lo)),
+                              _mm256_set1_epi8((char)hi), 1);
 }
 
-/* The lanes of one row's sum (the lone token of a prefill, a row the caches hold): two
- * blocks (one 64-byte line) a step into four accumulators, one prefetch per line
- * BN_PREFETCH_AHEAD bytes ahead. */
-BN_AVX512 BN_INLINE __m512i bn_i2s_row(const uint8_t *codes, const int8_t *q, int64_t n)
+/* The lanes of v (an accumulator of masked codes) divided by 2^lo below and 2^hi
+ * above (exact), folded to eight. */
+BN_AVX512 BN_INLINE __m256i bn_unmask(__m512i v, int lo, int hi)
 {
+    return _mm256_add_epi32(_mm256_srai_epi32(_mm512_castsi512_si256(v), lo),
+                            _mm256_srai_epi32(_mm512_extracti64x4_epi64(v, 1), hi));
+}
+
+/* The lanes of one row's sum: two blocks (one 64-byte line) a step into four
+ * accumulators, the lines BN_DECODE_AHEAD bytes ahead asked into the second-level
+ * cache. */
+BN_AVX512 BN_INLINE __m256i bn_i2s_row(const uint8_t *codes, const int8_t *q, int64_t n)
+{
+    const __m512i m01 = bn_halves8(0xC0, 0x30), m23 = bn_halves8(0x0C, 0x03);
     const int64_t nb = n / 128;
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const uint8_t *p = codes + b * 32;
-        _mm_prefetch((const char *)p + BN_PREFETCH_AHEAD, _MM_HINT_T0);
-        bn_i2s_block(p, q + b * 128, &a0, &a1);
-        bn_i2s_block(p + 32, q + b * 128 + 128, &a2, &a3);
+    __m256i t = _mm256_setzero_si256();
+    for (int64_t b0 = 0; b0 < nb; b0 += BN_I2S_RUN) {
+        const int64_t b1 = nb - b0 < BN_I2S_RUN ? nb : b0 + BN_I2S_RUN;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        int64_t b = b0;
+        for (; b + 2 <= b1; b += 2) {
+            const uint8_t *p = codes + b * 32;
+            const int8_t *qb = q + b * 128;
+            _mm_prefetch((const char *)p + BN_DECODE_AHEAD, _MM_HINT_T1);
+            __m512i g = bn_bcast32(p), h = bn_bcast32(p + 32);
+            a0 = bn_dp64(a0, _mm512_and_si512(g, m01), qb);
+            a1 = bn_dp64(a1, _mm512_and_si512(g, m23), qb + 64);
+            a2 = bn_dp64(a2, _mm512_and_si512(h, m01), qb + 128);
+            a3 = bn_dp64(a3, _mm512_and_si512(h, m23), qb + 192);
+        }
+        if (b < b1) {
+            __m512i g = bn_bcast32(codes + b * 32);
+            a0 = bn_dp64(a0, _mm512_and_si512(g, m01), q + b * 128);
+            a1 = bn_dp64(a1, _mm512_and_si512(g, m23), q + b * 128 + 64);
+        }
+        t = _mm256_add_epi32(t, _mm256_add_epi32(bn_unmask(_mm512_add_epi32(a0, a2), 6, 4),
+                                                 bn_unmask(_mm512_add_epi32(a1, a3), 2, 0)));
     }
-    if (b < nb)
-        bn_i2s_block(codes + b * 32, q + b * 128, &a0, &a1);
-    return _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
+    return t;
 }
 
 BN_AVX512 static int32_t bn_dot_i2s_q8_avx512(const uint8_t *codes, const int8_t *q, int64_t n)
 {
-    return bn_hsum_i32_avx512(bn_i2s_row(codes, q, n));
+    return bn_hsum_i32_256(bn_i2s_row(codes, q, n));
+}
+
+/* The decode: one row after the other (on the machine measured, AMD Zen 4, two rows
+ * read side by side streamed from memory at half the rate of one). */
+BN_AVX512 static void bn_dot_i2s_q8_rows_avx512(const uint8_t *codes, size_t row_bytes,
+                                                int64_t nrows, const int8_t *q, int64_t n,
+                                                int32_t *out)
+{
+    for (int64_t r = 0; r < nrows; r++)
+        out[r] = bn_hsum_i32_256(bn_i2s_row(codes + (size_t)r * row_bytes, q, n));
 }
 
 /* The lane sums of NT tokens' accumulator pairs into out[0..NT-1], reduced together
@@ -290,8 +351,7 @@ BN_AVX512 static void bn_dot_i2s_q8_tile2_avx512(const uint8_t *codes, size_t ro
 /* The TQ2_0 decode works in ymm registers (vpdpbusd of AVX512-VL): on the machine
  * measured (AMD Zen 4) a loop of zmm loads streamed from memory at 0.67 to 0.93 of the
  * rate of the same loop with ymm loads (three runs), and the zmm form of this kernel
- * was no faster than the AVX2 one where the ymm form is (the I2_S decode, on memory's
- * pace in either form, is the AVX2 one). */
+ * was no faster than the AVX2 one where the ymm form is. */
 
 /* One TQ2_0 block (its 64 code bytes at qs; in each 32-byte half, byte m holds weights
  * m, 32+m, 64+m, 96+m of the half in bits 1-0, 3-2, 5-4, 7-6) against q[0..255]: eight
@@ -315,14 +375,6 @@ BN_AVX512 BN_INLINE __m256i bn_tq2_block(const uint8_t *qs, const int8_t *q)
     return _mm256_add_epi32(a, e);
 }
 
-/* Sum of the eight int32 lanes. */
-BN_AVX512 BN_INLINE int32_t bn_hsum_i32_256(__m256i v)
-{
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
 
 /* Four consecutive TQ2_0 blocks (`stride` bytes apart) against q[0..1023]: their four
  * sums; the four lines BN_PREFETCH_AHEAD bytes on are asked for first. */
@@ -890,6 +942,31 @@ BN_AVX512 static void bn_dot_f16_long_avx512(const uint16_t *x, size_t stride, i
     }
 }
 
+/* The f16 decode (the output layer against one token): one row after the other, 32
+ * elements a step into two zmm accumulators (the AVX2 one-row kernel's four side by
+ * side, so every float is that kernel's). No software prefetch: in a harness on the
+ * machine measured (AMD Zen 4, 256 MiB of rows in huge pages, best of seven) this loop
+ * streamed 21 to 30 GB/s without, 22 to 24 asking 8 KiB ahead into the second-level
+ * cache, and the AVX2 kernel's four runs of rows side by side 10 to 26. */
+BN_AVX512 static void bn_dot_f16_f32_rows_avx512(const uint16_t *x, size_t stride,
+                                                 int64_t nrows, const float *y, int64_t n,
+                                                 float *out)
+{
+    const int64_t n32 = n / 32 * 32;
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint16_t *row = x + (size_t)r * stride;
+        __m512 lo = _mm512_setzero_ps(), hi = lo;
+        for (int64_t i = 0; i < n32; i += 32) {
+            lo = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + i))),
+                                 _mm512_loadu_ps(y + i), lo);
+            hi = _mm512_fmadd_ps(
+                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + i + 16))),
+                _mm512_loadu_ps(y + i + 16), hi);
+        }
+        out[r] = bn_f16_finish_avx512(row, y, n, lo, hi);
+    }
+}
+
 BN_AVX512 static void bn_dot_f16_f32_multi_avx512(const uint16_t *x, size_t stride,
                                                   int64_t nx, const float *const *y, int ny,
                                                   int64_t n, float *const *out)
@@ -904,7 +981,9 @@ BN_AVX512 static void bn_dot_f16_f32_multi_avx512(const uint16_t *x, size_t stri
                                out + j0);
 }
 #define BN_F16_MULTI_AVX512 bn_dot_f16_f32_multi_avx512
+#define BN_F16_ROWS_AVX512 bn_dot_f16_f32_rows_avx512
 #else
+#define BN_F16_ROWS_AVX512 NULL
 #define BN_F16_MULTI_AVX512 NULL
 #endif
 
@@ -913,7 +992,7 @@ const bn_kernel_table BN_AVX512_TABLE = {
     .dot_f32    = BN_FROM_AVX2(bn_dot_f32_avx2),
     .f16_to_f32 = BN_FROM_AVX2(bn_f16_to_f32_avx2),
     .dot_f16_f32 = BN_FROM_AVX2(bn_dot_f16_f32_avx2),
-    .dot_f16_f32_rows = BN_FROM_AVX2(bn_dot_f16_f32_rows_avx2),
+    .dot_f16_f32_rows = BN_F16_ROWS_AVX512,
     .f32_to_f16 = BN_FROM_AVX2(bn_f32_to_f16_avx2),
     .dot_f16_f32_multi = BN_F16_MULTI_AVX512,
     .axpy_f16_f32_multi = BN_FROM_AVX2(bn_axpy_f16_f32_multi_avx2),
@@ -921,7 +1000,7 @@ const bn_kernel_table BN_AVX512_TABLE = {
     .dot_i2s_q8 = bn_dot_i2s_q8_avx512,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx512,
     .dot_i2s_q8_tile2 = bn_dot_i2s_q8_tile2_avx512,
-    .dot_i2s_q8_rows = BN_FROM_AVX2(bn_dot_i2s_q8_rows_avx2),
+    .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_avx512,
     .dot_tq2_q8 = bn_dot_tq2_q8_avx512,
     .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_avx512,
     .dot_tq2_q8_tile2 = bn_dot_tq2_q8_tile2_avx512,
