@@ -773,6 +773,33 @@ static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, 
                       v, tile[j], want);
             }
         }
+        /* the decode rows kernel under the same scales: this row twice, against each
+         * token, the same doubles as the reference's block-order sum */
+        if (type == BN_QT_TQ2_0) {
+            uint8_t *twice = malloc(2 * nb);
+            memcpy(twice, pv, nb);
+            memcpy(twice + nb, pv, nb);
+            for (int j = 0; j < 4; j++) {
+                double got[2], want = 0.0;
+                k->dot_tq2_q8_rows(twice, nb, 2, qt4 + j * n, qbs4 + j * (n / 256), n, got);
+                for (int64_t b = 0; b < n / 256; b++) {
+                    int64_t s4 = 0;
+                    for (int64_t i = b * 256; i < (b + 1) * 256; i++)
+                        s4 += (int64_t)(wb[i] + 1.0f) * qt4[j * n + i];
+                    uint16_t d16;
+                    memcpy(&d16, pv + b * stride + doff, 2);
+                    want += (double)(s4 - qbs4[j * (n / 256) + b]) *
+                            (double)bn_f16_to_f32(d16);
+                }
+                for (int r = 0; r < 2; r++) {
+                    bool same = isnan(want) ? isnan(got[r])
+                                            : memcmp(&got[r], &want, sizeof want) == 0;
+                    CHECK(same, "%s tq2_0 decode rows, row %d, token %d, n=%lld, scales %d: "
+                          "%.17g, want %.17g", k->name, r, j, (long long)n, v, got[r], want);
+                }
+            }
+            free(twice);
+        }
         /* the two-row tile: this row, then its blocks in reverse order under the scales
          * of another variant; each row's doubles the one-row tile's */
         if (type == BN_QT_TQ2_0 && k->dot_tq2_q8_tile2) {
