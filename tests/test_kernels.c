@@ -313,6 +313,24 @@ static void test_extremes(const bn_kernel_table *k)
         CHECK(two[r] == -3 * 128 * nl && one == -3 * 128 * nl, "%s i2_s long row %d: rows "
               "%d, one-row %d, want %lld", k->name, r, two[r], one, (long long)(-3 * 128 * nl));
     free(p);
+    /* the same for a TQ2_0 decode row of one scale (1.0): sum (3 - 1) * -128 per weight */
+    const int64_t nbl = nl / 256 + 1, nt = nbl * 256;
+    uint8_t *t = malloc((size_t)nbl * 66);
+    int32_t *qbs = malloc((size_t)nbl * sizeof *qbs);
+    int8_t *qt = malloc((size_t)nt);
+    memset(qt, -128, (size_t)nt);
+    for (int64_t b = 0; b < nbl; b++) {
+        memset(t + b * 66, 0xFF, 64);
+        memcpy(t + b * 66 + 64, &(uint16_t){0x3c00}, 2);
+        qbs[b] = -128 * 256;
+    }
+    double acc;
+    k->dot_tq2_q8_rows(t, (size_t)nbl * 66, 1, qt, qbs, nt, &acc);
+    CHECK(acc == -2.0 * 128 * (double)nt, "%s tq2_0 long row: %.17g, want %.17g", k->name,
+          acc, -2.0 * 128 * (double)nt);
+    free(t);
+    free(qbs);
+    free(qt);
     free(q);
 }
 

@@ -13,9 +13,10 @@
  *
  * zmm registers for the arithmetic; the rows that stream from memory (the decode) are
  * read 32 bytes a load: on the machine measured (AMD Zen 4) zmm loads stream from
- * memory markedly slower than ymm loads. The I2_S decode takes a block with one
- * broadcast load and its codes with masks instead of shifts (see bn_i2s_row); the
- * TQ2_0 decode stays in ymm registers (vpdpbusd of AVX512-VL).
+ * memory markedly slower than ymm loads. The I2_S decode, and the TQ2_0 decode of a
+ * row with one scale, take 32 code bytes with one broadcast load and the codes with
+ * masks instead of shifts (see bn_i2s_row); a TQ2_0 row with mixed scales goes block by
+ * block in ymm registers (vpdpbusd of AVX512-VL).
  *
  * Compiled for every x86 build with per-function target attributes and only called
  * after the CPU (and its OS) was seen to have these features. Compiled a second time
@@ -348,10 +349,11 @@ BN_AVX512 static void bn_dot_i2s_q8_tile2_avx512(const uint8_t *codes, size_t ro
 
 /* ------------------------------------------------------------- TQ2_0 */
 
-/* The TQ2_0 decode works in ymm registers (vpdpbusd of AVX512-VL): on the machine
- * measured (AMD Zen 4) a loop of zmm loads streamed from memory at 0.67 to 0.93 of the
- * rate of the same loop with ymm loads (three runs), and the zmm form of this kernel
- * was no faster than the AVX2 one where the ymm form is. */
+/* The block sums, and the decode of a TQ2_0 row whose blocks have mixed scales, work in
+ * ymm registers (vpdpbusd of AVX512-VL): on the machine measured (AMD Zen 4) a loop of
+ * zmm loads streamed from memory at 0.67 to 0.93 of the rate of the same loop with ymm
+ * loads (three runs), and the zmm form of this kernel was no faster than the AVX2 one
+ * where the ymm form is. Rows with one scale take bn_tq2_row_codes below. */
 
 /* One TQ2_0 block (its 64 code bytes at qs; in each 32-byte half, byte m holds weights
  * m, 32+m, 64+m, 96+m of the half in bits 1-0, 3-2, 5-4, 7-6) against q[0..255]: eight
