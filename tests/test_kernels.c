@@ -767,6 +767,20 @@ static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, 
             memcpy(p1 + b * stride + doff, &(uint16_t){0x3c00}, 2);
         CHECK(bn_dequantize(type, p1, nb, n, 1, wb) == BN_OK, "tile: weights back");
         free(p1);
+        /* each token's reference: the block-order double sum */
+        double want4[4];
+        for (int j = 0; j < 4; j++) {
+            want4[j] = 0.0;
+            for (int64_t b = 0; b < n / 256; b++) {
+                int64_t s4 = 0;
+                for (int64_t i = b * 256; i < (b + 1) * 256; i++)
+                    s4 += (int64_t)(wb[i] + 1.0f) * qt4[j * n + i];
+                uint16_t d16;
+                memcpy(&d16, pv + b * stride + doff, 2);
+                want4[j] += (double)(s4 - qbs4[j * (n / 256) + b]) *
+                            (double)bn_f16_to_f32(d16);
+            }
+        }
         for (int nt = 1; nt <= 4; nt++) {
             double tile[4];
             if (type == BN_QT_TQ2_0)
@@ -774,16 +788,7 @@ static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, 
             else
                 k->dot_tq1_q8_tile(pv, qt4, qbs4, n, nt, tile);
             for (int j = 0; j < nt; j++) {
-                double want = 0.0;
-                for (int64_t b = 0; b < n / 256; b++) {
-                    int64_t s4 = 0;
-                    for (int64_t i = b * 256; i < (b + 1) * 256; i++)
-                        s4 += (int64_t)(wb[i] + 1.0f) * qt4[j * n + i];
-                    uint16_t d16;
-                    memcpy(&d16, pv + b * stride + doff, 2);
-                    want += (double)(s4 - qbs4[j * (n / 256) + b]) *
-                            (double)bn_f16_to_f32(d16);
-                }
+                const double want = want4[j];
                 bool same = isnan(want) ? isnan(tile[j])
                                         : memcmp(&tile[j], &want, sizeof want) == 0;
                 CHECK(same, "%s %s tile of %d, row %d, n=%lld, scales %d: %.17g, want %.17g",
@@ -798,17 +803,9 @@ static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, 
             memcpy(twice, pv, nb);
             memcpy(twice + nb, pv, nb);
             for (int j = 0; j < 4; j++) {
-                double got[2], want = 0.0;
+                double got[2];
+                const double want = want4[j];
                 k->dot_tq2_q8_rows(twice, nb, 2, qt4 + j * n, qbs4 + j * (n / 256), n, got);
-                for (int64_t b = 0; b < n / 256; b++) {
-                    int64_t s4 = 0;
-                    for (int64_t i = b * 256; i < (b + 1) * 256; i++)
-                        s4 += (int64_t)(wb[i] + 1.0f) * qt4[j * n + i];
-                    uint16_t d16;
-                    memcpy(&d16, pv + b * stride + doff, 2);
-                    want += (double)(s4 - qbs4[j * (n / 256) + b]) *
-                            (double)bn_f16_to_f32(d16);
-                }
                 for (int r = 0; r < 2; r++) {
                     bool same = isnan(want) ? isnan(got[r])
                                             : memcmp(&got[r], &want, sizeof want) == 0;
