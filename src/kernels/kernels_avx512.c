@@ -62,8 +62,8 @@
 #define BN_OPAQUE(v) __asm__("" : "+v"(v))
 #endif
 
-/* How far ahead of the weights being read the decode kernels ask for cache lines (as
- * the AVX2 ones do). */
+/* How far ahead of the weights being read the TQ2_0 block sums (and so the decode of a
+ * row with mixed scales) ask for cache lines, as the AVX2 kernels do. */
 #ifndef BN_PREFETCH_AHEAD
 #define BN_PREFETCH_AHEAD 4096
 #endif
