@@ -535,6 +535,8 @@ typedef struct bn_cpu_info {
     int  n_logical;       /* online logical CPUs */
     bool sse3, ssse3, avx, avx2, fma, f16c;
     bool avx512f, avx512bw, avx512vl, avx512vnni, avx512vbmi, avx512bf16, avx_vnni;
+    bool amx_int8;        /* AMX tiles with int8 dot products, their state enabled by the
+                           * OS and granted to this process (asked for at detection) */
     bool neon, dotprod;   /* ARM */
 } bn_cpu_info;
 
@@ -544,7 +546,7 @@ BN_API const bn_cpu_info *bn_cpu_get_info(void);
 
 /* Which kernel family the library dispatches to: "scalar", "avx2", ... It is the best
  * the CPU has unless the build forces scalar (BITNET_FORCE_SCALAR) or $BITNET_KERNELS
- * names one (scalar|avx2|avx512|neon|neon-dotprod, in any case). */
+ * names one (scalar|avx2|avx512|amx|neon|neon-dotprod, in any case). */
 BN_API const char *bn_kernels_name(void);
 
 /* BN_OK when $BITNET_KERNELS is unset, empty or names a family of this build that this

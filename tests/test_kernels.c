@@ -905,6 +905,114 @@ static void test_gemm_tile_f32(const bn_kernel_table *k)
     }
 }
 
+
+/* I2_S code i of a row, as the format defines it: block i / 128 of 32 bytes, byte
+ * i % 32 of it, bits 7-6, 5-4, 3-2 or 1-0 for weights 0-31, 32-63, 64-95, 96-127. */
+static int i2s_code(const uint8_t *row, int64_t i)
+{
+    const int64_t k = i % 128;
+    return (row[i / 128 * 32 + k % 32] >> (6 - 2 * (k / 32))) & 3;
+}
+
+/* The matrix kernels (the amx family): nr rows against T tokens packed by
+ * bn_pack_q8_matrix. I2_S: rows of arbitrary bytes (code 3 included) against
+ * activations across the int8 range, each sum against the format's definition. TQ2_0:
+ * rows of arbitrary bytes under every scale variant of the tiles (rows of one scale and
+ * of mixed ones side by side in a call), each double against the scalar family's
+ * one-row tile, bit for bit. Row and token counts cross the 16-line tiles' edges. */
+static void test_matrix(const bn_kernel_table *k)
+{
+    static const int64_t ns[] = {128, 384, 2560};
+    static const int nrs[] = {1, 5, 16, 17, 31, 32};
+    static const int Ts[] = {1, 4, 15, 16, 17, 31, 32, 33, 50};
+    static const uint16_t scales[] = {0x3c00, 0x0000, 0x8000, 0x0001, 0x7bff, 0x7c00, 0x3555};
+    enum { TMAX = 50, RMAX = BN_MATRIX_ROWS };
+    const bn_kernel_table *ref = &bn_kernels_scalar;
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+        const int64_t n = ns[ni], nb = n / 256;
+        const size_t i2s_bytes = (size_t)n / 4, tq2_bytes = (size_t)nb * 66;
+        uint8_t *i2s = malloc(RMAX * i2s_bytes), *tq2 = malloc(RMAX * tq2_bytes + 1);
+        int8_t *q = malloc((size_t)TMAX * (size_t)n);
+        int8_t *qp = calloc((TMAX + 15) / 16 * 16, (size_t)n);
+        int32_t *qbsum = malloc((size_t)TMAX * (size_t)(nb + 1) * sizeof *qbsum);
+        int32_t *isum = malloc((size_t)RMAX * 64 * sizeof *isum);
+        double *dsum = malloc((size_t)RMAX * 64 * sizeof *dsum);
+        uint8_t *work = malloc((size_t)RMAX * (size_t)n);
+        for (size_t i = 0; i < RMAX * i2s_bytes; i++)
+            i2s[i] = (uint8_t)rng();
+        for (size_t i = 0; i < RMAX * tq2_bytes; i++)
+            tq2[i] = (uint8_t)rng();
+        /* TQ2_0 row r: one scale scales[r % 7] over its blocks for r % 3 != 2, else a
+         * different one for each block */
+        for (int r = 0; r < RMAX; r++)
+            for (int64_t b = 0; b < nb; b++) {
+                uint16_t h = r % 3 != 2 ? scales[r % 7] : scales[(r + b) % 7];
+                memcpy(tq2 + (size_t)r * tq2_bytes + (size_t)b * 66 + 64, &h, 2);
+            }
+        for (int t = 0; t < TMAX; t++) {
+            for (int64_t i = 0; i < n; i++) {
+                int v = (int)(rng() % 8);
+                q[(size_t)t * (size_t)n + (size_t)i] =
+                    (int8_t)(v == 0 ? -128 : v == 1 ? 127 : (int)(rng() % 256) - 128);
+            }
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t s = 0;
+                for (int i = 0; i < 256; i++)
+                    s += q[(size_t)t * (size_t)n + (size_t)(b * 256 + i)];
+                qbsum[t * nb + b] = s;
+            }
+        }
+        for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+            const int T = Ts[ti], ldo = (T + 31) / 32 * 32;
+            memset(qp, 0, (size_t)(TMAX + 15) / 16 * 16 * (size_t)n);
+            for (int t = 0; t < T; t++)
+                bn_pack_q8_matrix(q + (size_t)t * (size_t)n, n, t, qp);
+            for (size_t ri = 0; ri < sizeof nrs / sizeof nrs[0]; ri++) {
+                const int nr = nrs[ri];
+                k->dot_i2s_q8_matrix(i2s, i2s_bytes, nr, qp, n, T, isum, ldo, work);
+                for (int r = 0; r < nr; r++)
+                    for (int t = 0; t < T; t++) {
+                        int64_t want = 0;
+                        for (int64_t i = 0; i < n; i++)
+                            want += (int64_t)i2s_code(i2s + (size_t)r * i2s_bytes, i) *
+                                    q[(size_t)t * (size_t)n + (size_t)i];
+                        CHECK(isum[r * ldo + t] == want,
+                              "%s i2_s matrix n=%lld, %d rows, %d tokens: row %d token %d "
+                              "%d, want %lld", k->name, (long long)n, nr, T, r, t,
+                              isum[r * ldo + t], (long long)want);
+                    }
+                if (n % 256)   /* TQ2_0 rows are whole blocks of 256 */
+                    continue;
+                k->dot_tq2_q8_matrix(tq2, tq2_bytes, nr, qp, q, qbsum, n, T, dsum, ldo, work);
+                for (int r = 0; r < nr; r++)
+                    for (int t0 = 0; t0 < T; t0 += 4) {
+                        const int nt = T - t0 < 4 ? T - t0 : 4;
+                        double want[4];
+                        ref->dot_tq2_q8_tile(tq2 + (size_t)r * tq2_bytes,
+                                             q + (size_t)t0 * (size_t)n, qbsum + t0 * nb, n, nt,
+                                             want);
+                        for (int j = 0; j < nt; j++) {
+                            const double got = dsum[r * ldo + t0 + j];
+                            bool same = isnan(want[j]) ? isnan(got)
+                                                       : memcmp(&got, &want[j], 8) == 0;
+                            CHECK(same, "%s tq2_0 matrix n=%lld, %d rows, %d tokens: row %d "
+                                  "token %d %.17g, want %.17g", k->name, (long long)n, nr, T,
+                                  r, t0 + j, got, want[j]);
+                        }
+                    }
+            }
+        }
+        free(i2s);
+        free(tq2);
+        free(q);
+        free(qp);
+        free(qbsum);
+        free(isum);
+        free(dsum);
+        free(work);
+    }
+}
+
 static void test_family(const bn_kernel_table *k)
 {
     test_gemm_tile(k);
@@ -1094,6 +1202,21 @@ int main(void)
     } else {
         printf("avx512 kernels: not on this CPU\n");
     }
+    /* the amx family is the avx512 one (checked above) with its matrix kernels */
+    bool amx_built = false;
+    for (int i = 0; i < bn_kernel_family_count; i++)
+        if (strcmp(bn_kernel_families[i]->name, "amx") == 0) {
+            amx_built = true;
+            if (bn_kernel_family_runs(bn_kernel_families[i])) {
+                test_matrix(bn_kernel_families[i]);
+                printf("amx kernels checked (native)\n");
+            } else {
+                printf("amx kernels: not on this CPU (or not granted by the OS): "
+                       "not checked\n");
+            }
+        }
+    if (!amx_built)
+        printf("amx kernels: not built by this compiler\n");
 #endif
 #if defined(__aarch64__)
     test_family(&bn_kernels_neon);

@@ -12,6 +12,9 @@
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__linux__)
+#  include <sys/syscall.h>
+#endif
 
 #include "kernels/kernels.h"
 
@@ -72,6 +75,24 @@ static void cpu_copy_trimmed(char *dst, size_t cap, const char *s)
 #define BN_XCR0_OPMASK    (1u << 5)
 #define BN_XCR0_ZMM_HI256 (1u << 6)
 #define BN_XCR0_HI16_ZMM  (1u << 7)
+#define BN_XCR0_XTILECFG  (1u << 17)
+#define BN_XCR0_XTILEDATA (1u << 18)
+
+/* Linux's arch_prctl request for an extended state component (5.16 and later): the
+ * AMX tile data must be asked for once per process before any thread touches it. */
+#define BN_ARCH_REQ_XCOMP_PERM 0x1023
+#define BN_XFEATURE_XTILEDATA  18
+
+/* True when this process may use the AMX tile registers: asked of the kernel once;
+ * false where it refuses (an older kernel, a sandbox, a tool that emulates the CPU). */
+static bool cpu_x86_amx_granted(void)
+{
+#if defined(__linux__) && defined(__x86_64__)
+    return syscall(SYS_arch_prctl, BN_ARCH_REQ_XCOMP_PERM, BN_XFEATURE_XTILEDATA) == 0;
+#else
+    return false;
+#endif
+}
 
 /* Extended control register `index`. Written as bytes rather than the _xgetbv
  * intrinsic, which needs -mxsave, or the mnemonic, which old assemblers lack. */
@@ -130,6 +151,9 @@ static void cpu_x86_features(bn_cpu_info *info)
     info->avx512vl = info->avx512f && (ebx & (1u << 31));
     info->avx512vbmi = info->avx512f && (ecx & (1u << 1));
     info->avx512vnni = info->avx512f && (ecx & (1u << 11));
+    const uint64_t tile_state = BN_XCR0_XTILECFG | BN_XCR0_XTILEDATA;
+    info->amx_int8 = info->avx512f && (edx & (1u << 24)) && (edx & (1u << 25)) &&
+                     (xcr0 & tile_state) == tile_state && cpu_x86_amx_granted();
     if (max_sub7 < 1)
         return;
     __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx);

@@ -481,6 +481,12 @@ static bool bn_cpu_has_avx512_family(void)
     return bn_cpu_has_avx2_family() && cpu->avx512f && cpu->avx512bw && cpu->avx512vl &&
            cpu->avx512vnni;
 }
+
+/* The AMX family is built where the compiler knows AMX (kernels_avx512.c says which). */
+#if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 12) || \
+                            (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define BN_HAVE_AMX_FAMILY 1
+#endif
 #endif
 
 const bn_kernel_table *const bn_kernel_families[] = {
@@ -488,6 +494,9 @@ const bn_kernel_table *const bn_kernel_families[] = {
 #if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))
     &bn_kernels_avx2,
     &bn_kernels_avx512,
+#ifdef BN_HAVE_AMX_FAMILY
+    &bn_kernels_amx,
+#endif
 #endif
 #if defined(__aarch64__) && !defined(BITNET_FORCE_SCALAR)
     &bn_kernels_neon,
@@ -504,6 +513,10 @@ bool bn_kernel_family_runs(const bn_kernel_table *k)
         return bn_cpu_has_avx2_family();
     if (k == &bn_kernels_avx512)
         return bn_cpu_has_avx512_family();
+#ifdef BN_HAVE_AMX_FAMILY
+    if (k == &bn_kernels_amx)
+        return bn_cpu_has_avx512_family() && bn_cpu_get_info()->amx_int8;
+#endif
 #endif
 #if defined(__aarch64__) && !defined(BITNET_FORCE_SCALAR)
     if (k == &bn_kernels_neon)

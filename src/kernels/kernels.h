@@ -226,7 +226,37 @@ typedef struct bn_kernel_table {
      * fused multiply-add (one rounding) per product, one accumulator per element: every
      * table returns the scalar one's floats. */
     void (*gemm_f32_tile)(const float *a, const float *b, int64_t k, float *c);
+    /* A matrix unit's prefill (the amx family; NULL in every other, whose projections
+     * take the tiles above). The activations come packed as bn_pack_q8_matrix lays them
+     * out (qp, T tokens of n codes, n a multiple of 128); nr <= BN_MATRIX_ROWS rows,
+     * row_bytes apart, meet every token. dot_i2s_q8_matrix: out[r * ldo + t] =
+     * dot_i2s_q8(row r, token t), the same integers. dot_tq2_q8_matrix: out[r * ldo + t]
+     * = dot_tq2_q8_tile's double for row r and token t (q the tokens' codes unpacked,
+     * qbsum their block sums), bit for bit. ldo >= T rounded up to 32; work holds
+     * BN_MATRIX_ROWS * n bytes. */
+    void (*dot_i2s_q8_matrix)(const uint8_t *codes, size_t row_bytes, int nr,
+                              const int8_t *qp, int64_t n, int T, int32_t *out, int ldo,
+                              uint8_t *work);
+    void (*dot_tq2_q8_matrix)(const uint8_t *rows, size_t row_bytes, int nr,
+                              const int8_t *qp, const int8_t *q, const int32_t *qbsum,
+                              int64_t n, int T, double *out, int ldo, uint8_t *work);
 } bn_kernel_table;
+
+/* The rows one call of a matrix kernel takes (two tiles of 16). */
+#define BN_MATRIX_ROWS 32
+
+/* The activation layout of the matrix kernels: tokens in tiles of 16, each tile n / 64
+ * chunks of 16 lines of 64 bytes, line i of chunk c holding codes 64c + 4i .. 64c + 4i + 3
+ * of the tile's 16 tokens side by side (token j at bytes 4j .. 4j + 3). Token t's codes
+ * q (n of them, n a multiple of 64) go to their places in qp, which holds the tiles of
+ * ceil(T / 16) * 16 tokens; the places of tokens past T must hold zeros. */
+static inline void bn_pack_q8_matrix(const int8_t *q, int64_t n, int64_t t, int8_t *qp)
+{
+    int8_t *tile = qp + (size_t)(t / 16) * (size_t)n * 16 + (size_t)(t % 16) * 4;
+    for (int64_t c = 0; c < n / 64; c++)
+        for (int i = 0; i < 16; i++)
+            memcpy(tile + (size_t)c * 1024 + (size_t)i * 64, q + 64 * c + 4 * i, 4);
+}
 
 const bn_kernel_table *bn_kernels(void);
 extern const bn_kernel_table bn_kernels_scalar;
@@ -241,6 +271,9 @@ extern const bn_kernel_table bn_kernels_avx2;
  * A family may reuse another's functions in this way (its table names them, so every
  * table stays complete); the functions shared are those declared here. */
 extern const bn_kernel_table bn_kernels_avx512;
+/* The avx512 family with the AMX matrix kernels for the ternary prefill (built where
+ * the compiler knows AMX; runs where bn_cpu_info's amx_int8 is true). */
+extern const bn_kernel_table bn_kernels_amx;
 float bn_dot_f32_avx2(const float *x, const float *y, int64_t n);
 void bn_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n);
 float bn_dot_f16_f32_avx2(const uint16_t *x, const float *y, int64_t n);

@@ -1051,39 +1051,241 @@ BN_AVX512 static void bn_dot_f16_f32_multi_avx512(const uint16_t *x, size_t stri
 #define BN_F16_MULTI_AVX512 NULL
 #endif
 
+
+/* ------------------------------------------------------------- the matrix unit (AMX) */
+
+/* AMX is built natively only (SIMDe has no tiles), by compilers that know it. */
+#if !defined(BN_KERNELS_SIMDE) && defined(__x86_64__) && \
+    ((defined(__clang__) && __clang_major__ >= 12) || \
+     (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define BN_AMX_BUILD 1
+#define BN_AMX \
+    __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+/* The tile configuration (palette 1): eight tiles of 16 lines of 64 bytes. Tiles 0-3
+ * hold the sums (rows 0-15 and 16-31 against tokens 0-15 and 16-31 of a pair of token
+ * tiles), 4-5 the two 16-row slices of the weights' codes, 6-7 the two token tiles. */
+typedef struct bn_tile_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} bn_tile_config;
+
+BN_AMX BN_INLINE void bn_amx_begin(void)
+{
+    bn_tile_config c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        c.rows[i] = 16;
+        c.colsb[i] = 64;
+    }
+    _tile_loadconfig(&c);
+}
+
+/* The codes (0..3, a byte each) of nr I2_S rows into w, n bytes a row; rows nr .. 31
+ * zeroed where the second slice is used. */
+BN_AMX BN_INLINE void bn_amx_unpack_i2s(const uint8_t *codes, size_t row_bytes, int nr,
+                                        int64_t n, uint8_t *w)
+{
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *row = codes + (size_t)r * row_bytes;
+        uint8_t *o = w + (size_t)r * (size_t)n;
+        for (int64_t b = 0; b < n / 128; b++) {
+            __m512i g = bn_bcast32(row + 32 * b);
+            _mm512_storeu_si512(o + 128 * b, bn_codes64(g, bn_i2s_shift_lo()));
+            _mm512_storeu_si512(o + 128 * b + 64, bn_codes64(g, bn_i2s_shift_hi()));
+        }
+    }
+    if (nr > 16 && nr < BN_MATRIX_ROWS)
+        memset(w + (size_t)nr * (size_t)n, 0, (size_t)(BN_MATRIX_ROWS - nr) * (size_t)n);
+}
+
+/* The same for TQ2_0 rows (codes 0..2; blocks of 256 with their scale after). */
+BN_AMX BN_INLINE void bn_amx_unpack_tq2(const uint8_t *rows, size_t row_bytes, int nr,
+                                        int64_t n, uint8_t *w)
+{
+    const size_t stride = sizeof(bn_block_tq2_0);
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *row = rows + (size_t)r * row_bytes;
+        uint8_t *o = w + (size_t)r * (size_t)n;
+        for (int64_t u = 0; u < n / 128; u++) {
+            __m512i g = bn_bcast32(row + (size_t)(u / 2) * stride + 32 * (u & 1));
+            _mm512_storeu_si512(o + 128 * u, bn_codes64(g, bn_tq2_shift_lo()));
+            _mm512_storeu_si512(o + 128 * u + 64, bn_codes64(g, bn_tq2_shift_hi()));
+        }
+    }
+    if (nr > 16 && nr < BN_MATRIX_ROWS)
+        memset(w + (size_t)nr * (size_t)n, 0, (size_t)(BN_MATRIX_ROWS - nr) * (size_t)n);
+}
+
+/* The integer sums of the unpacked rows w (ROWS2: 32 of them, else 16) against one or
+ * two token tiles of qp (TOK2) from token tile tt on, over the n codes: row r, token
+ * 16 * tt + j at out[r * ldo + j]. Exact: int32 sums of byte products. */
+BN_AMX BN_INLINE void bn_amx_sums(const uint8_t *w, const int8_t *qp, int64_t n, int tt,
+                                  const bool ROWS2, const bool TOK2, int32_t *out, int ldo)
+{
+    const size_t tile_bytes = (size_t)n * 16, ws = (size_t)n, os = (size_t)ldo * 4;
+    const int8_t *b0 = qp + (size_t)tt * tile_bytes, *b1 = b0 + tile_bytes;
+    _tile_zero(0);
+    if (TOK2)
+        _tile_zero(1);
+    if (ROWS2) {
+        _tile_zero(2);
+        if (TOK2)
+            _tile_zero(3);
+    }
+    for (int64_t c = 0; c < n / 64; c++) {
+        _tile_loadd(4, w + 64 * c, ws);
+        _tile_loadd(6, b0 + 1024 * c, 64);
+        _tile_dpbusd(0, 4, 6);
+        if (TOK2) {
+            _tile_loadd(7, b1 + 1024 * c, 64);
+            _tile_dpbusd(1, 4, 7);
+        }
+        if (ROWS2) {
+            _tile_loadd(5, w + 16 * ws + 64 * c, ws);
+            _tile_dpbusd(2, 5, 6);
+            if (TOK2)
+                _tile_dpbusd(3, 5, 7);
+        }
+    }
+    _tile_stored(0, out, os);
+    if (TOK2)
+        _tile_stored(1, out + 16, os);
+    if (ROWS2) {
+        _tile_stored(2, out + 16 * (size_t)ldo, os);
+        if (TOK2)
+            _tile_stored(3, out + 16 * (size_t)ldo + 16, os);
+    }
+}
+
+/* bn_amx_sums for nr (<= 32) rows and the token tiles tt and, when it exists, tt + 1
+ * (of T tokens). */
+BN_AMX BN_INLINE void bn_amx_sums_at(const uint8_t *w, int nr, const int8_t *qp, int64_t n,
+                                     int T, int tt, int32_t *out, int ldo)
+{
+    const bool tok2 = 16 * (tt + 1) < T;
+    if (nr > 16 && tok2)
+        bn_amx_sums(w, qp, n, tt, true, true, out, ldo);
+    else if (nr > 16)
+        bn_amx_sums(w, qp, n, tt, true, false, out, ldo);
+    else if (tok2)
+        bn_amx_sums(w, qp, n, tt, false, true, out, ldo);
+    else
+        bn_amx_sums(w, qp, n, tt, false, false, out, ldo);
+}
+
+/* I2_S rows against T tokens: each row's codes unpacked once into work, then the
+ * tiles' dot products (an unsigned code byte times a signed activation, four to an
+ * int32) for a pair of token tiles at a time. */
+BN_AMX static void bn_dot_i2s_q8_matrix_amx(const uint8_t *codes, size_t row_bytes, int nr,
+                                            const int8_t *qp, int64_t n, int T,
+                                            int32_t *out, int ldo, uint8_t *work)
+{
+    bn_amx_begin();
+    bn_amx_unpack_i2s(codes, row_bytes, nr, n, work);
+    for (int tt = 0; 16 * tt < T; tt += 2)
+        bn_amx_sums_at(work, nr, qp, n, T, tt, out + 16 * tt, ldo);
+    _tile_release();
+}
+
+/* TQ2_0 rows against T tokens. A row whose blocks share one scale d (as converted
+ * BitNet models' rows do) gets 0.0 + (double)(S - Q) * d from its integer sum S and the
+ * token's code sum Q, the uniform tile's doubles (bn_tq2_tile_uniform_body argues they
+ * are the block-order sum's); a row with mixed scales takes the avx512 tile. */
+BN_AMX static void bn_dot_tq2_q8_matrix_amx(const uint8_t *rows, size_t row_bytes, int nr,
+                                            const int8_t *qp, const int8_t *q,
+                                            const int32_t *qbsum, int64_t n, int T,
+                                            double *out, int ldo, uint8_t *work)
+{
+    const int64_t nb = n / 256;
+    int32_t sums[BN_MATRIX_ROWS * 32];   /* 32 tokens at a time, then their doubles */
+    bn_amx_begin();
+    bn_amx_unpack_tq2(rows, row_bytes, nr, n, work);
+    for (int tt = 0; 16 * tt < T; tt += 2) {
+        bn_amx_sums_at(work, nr, qp, n, T, tt, sums, 32);
+        const int t0 = 16 * tt, t1 = t0 + 32 < T ? t0 + 32 : T;
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *row = rows + (size_t)r * row_bytes;
+            double d;
+            if (!bn_tq2_uniform_scale(row, nb, &d))
+                continue;
+            for (int t = t0; t < t1; t++) {
+                int32_t qs = 0;
+                for (int64_t b = 0; b < nb; b++)
+                    qs += qbsum[(size_t)t * (size_t)nb + (size_t)b];
+                out[(size_t)r * (size_t)ldo + (size_t)t] =
+                    0.0 + (double)(sums[r * 32 + t - t0] - qs) * d;
+            }
+        }
+    }
+    _tile_release();
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *row = rows + (size_t)r * row_bytes;
+        double d, acc[4];
+        if (bn_tq2_uniform_scale(row, nb, &d))
+            continue;
+        for (int t0 = 0; t0 < T; t0 += 4) {
+            const int nt = T - t0 < 4 ? T - t0 : 4;
+            bn_dot_tq2_q8_tile_avx512(row, q + (size_t)t0 * (size_t)n,
+                                      qbsum + (size_t)t0 * (size_t)nb, n, nt, acc);
+            for (int j = 0; j < nt; j++)
+                out[(size_t)r * (size_t)ldo + (size_t)(t0 + j)] = acc[j];
+        }
+    }
+}
+#endif /* AMX */
+
+/* SIMDe's portable fmadd rounds twice: no fused result, no f32 training tile */
+#if defined(BN_KERNELS_SIMDE)
+#define BN_GEMM_F32_AVX512 NULL
+#else
+#define BN_GEMM_F32_AVX512 bn_gemm_f32_tile_avx512
+#endif
+
+/* The entries of the avx512 family, which the amx family shares. */
+#define BN_AVX512_ENTRIES \
+    .dot_f32    = BN_FROM_AVX2(bn_dot_f32_avx2), \
+    .f16_to_f32 = BN_FROM_AVX2(bn_f16_to_f32_avx2), \
+    .dot_f16_f32 = BN_FROM_AVX2(bn_dot_f16_f32_avx2), \
+    .dot_f16_f32_rows = BN_F16_ROWS_AVX512, \
+    .f32_to_f16 = BN_FROM_AVX2(bn_f32_to_f16_avx2), \
+    .dot_f16_f32_multi = BN_F16_MULTI_AVX512, \
+    .axpy_f16_f32_multi = BN_FROM_AVX2(bn_axpy_f16_f32_multi_avx2), \
+    .relu2_mul  = BN_FROM_AVX2(bn_relu2_mul_avx2), \
+    .dot_i2s_q8 = bn_dot_i2s_q8_avx512, \
+    .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx512, \
+    .dot_i2s_q8_tile2 = bn_dot_i2s_q8_tile2_avx512, \
+    .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_avx512, \
+    .dot_tq2_q8 = bn_dot_tq2_q8_avx512, \
+    .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_avx512, \
+    .dot_tq2_q8_tile2 = bn_dot_tq2_q8_tile2_avx512, \
+    .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_avx512, \
+    .sum_u64    = BN_FROM_AVX2(bn_sum_u64_avx2), \
+    .mac_i8_peak = bn_mac_i8_peak_avx512, \
+    .dot_tq1_q8 = BN_FROM_AVX2(bn_dot_tq1_q8_avx2), \
+    .dot_tq1_q8_tile = BN_FROM_AVX2(bn_dot_tq1_q8_tile_avx2), \
+    .dot_q8_0_q8_0 = BN_FROM_AVX2(bn_dot_q8_0_q8_0_avx2), \
+    .dot_q8_0_q8_0_rows = BN_FROM_AVX2(bn_dot_q8_0_q8_0_rows_avx2), \
+    .dot_q6_k_q8_0 = BN_FROM_AVX2(bn_dot_q6_k_q8_0_avx2), \
+    .dot_q6_k_q8_0_rows = BN_FROM_AVX2(bn_dot_q6_k_q8_0_rows_avx2), \
+    .quantize_act_i8 = BN_FROM_AVX2(bn_quantize_act_i8_avx2), \
+    .gemm_f64_tile = bn_gemm_f64_tile_avx512, \
+    .gemm_f32_tile = BN_GEMM_F32_AVX512,
+
 const bn_kernel_table BN_AVX512_TABLE = {
     .name       = BN_AVX512_NAME,
-    .dot_f32    = BN_FROM_AVX2(bn_dot_f32_avx2),
-    .f16_to_f32 = BN_FROM_AVX2(bn_f16_to_f32_avx2),
-    .dot_f16_f32 = BN_FROM_AVX2(bn_dot_f16_f32_avx2),
-    .dot_f16_f32_rows = BN_F16_ROWS_AVX512,
-    .f32_to_f16 = BN_FROM_AVX2(bn_f32_to_f16_avx2),
-    .dot_f16_f32_multi = BN_F16_MULTI_AVX512,
-    .axpy_f16_f32_multi = BN_FROM_AVX2(bn_axpy_f16_f32_multi_avx2),
-    .relu2_mul  = BN_FROM_AVX2(bn_relu2_mul_avx2),
-    .dot_i2s_q8 = bn_dot_i2s_q8_avx512,
-    .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx512,
-    .dot_i2s_q8_tile2 = bn_dot_i2s_q8_tile2_avx512,
-    .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_avx512,
-    .dot_tq2_q8 = bn_dot_tq2_q8_avx512,
-    .dot_tq2_q8_tile = bn_dot_tq2_q8_tile_avx512,
-    .dot_tq2_q8_tile2 = bn_dot_tq2_q8_tile2_avx512,
-    .dot_tq2_q8_rows = bn_dot_tq2_q8_rows_avx512,
-    .sum_u64    = BN_FROM_AVX2(bn_sum_u64_avx2),
-    .mac_i8_peak = bn_mac_i8_peak_avx512,
-    .dot_tq1_q8 = BN_FROM_AVX2(bn_dot_tq1_q8_avx2),
-    .dot_tq1_q8_tile = BN_FROM_AVX2(bn_dot_tq1_q8_tile_avx2),
-    .dot_q8_0_q8_0 = BN_FROM_AVX2(bn_dot_q8_0_q8_0_avx2),
-    .dot_q8_0_q8_0_rows = BN_FROM_AVX2(bn_dot_q8_0_q8_0_rows_avx2),
-    .dot_q6_k_q8_0 = BN_FROM_AVX2(bn_dot_q6_k_q8_0_avx2),
-    .dot_q6_k_q8_0_rows = BN_FROM_AVX2(bn_dot_q6_k_q8_0_rows_avx2),
-    .quantize_act_i8 = BN_FROM_AVX2(bn_quantize_act_i8_avx2),
-    .gemm_f64_tile = bn_gemm_f64_tile_avx512,
-#if defined(BN_KERNELS_SIMDE)
-    .gemm_f32_tile = NULL,   /* SIMDe's portable fmadd rounds twice: no fused result */
-#else
-    .gemm_f32_tile = bn_gemm_f32_tile_avx512,
-#endif
+    BN_AVX512_ENTRIES
 };
+
+#ifdef BN_AMX_BUILD
+const bn_kernel_table bn_kernels_amx = {
+    .name       = "amx",
+    BN_AVX512_ENTRIES
+    .dot_i2s_q8_matrix = bn_dot_i2s_q8_matrix_amx,
+    .dot_tq2_q8_matrix = bn_dot_tq2_q8_matrix_amx,
+};
+#endif
 
 #endif /* BN_AVX512_BUILD */

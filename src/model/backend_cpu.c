@@ -28,6 +28,8 @@ typedef struct bn_cpu_state {
     bn_linear_scratch *lsc;   /* [n_threads] */
     void  *lsc_mem;           /* what lsc points into */
     float *att;               /* [n_threads][BN_ATT_QUERIES][n_ctx + head_dim] */
+    int8_t *qp;               /* [n_batch rounded up to 16][max(E, F)] the codes in the
+                               * matrix kernels' layout, or NULL where the family has none */
 } bn_cpu_state;
 
 static void *bn_cpu_alloc(size_t bytes, const char *tag) { return bn_malloc(bytes, tag); }
@@ -41,6 +43,7 @@ static void bn_cpu_free_state(bn_context *c)
     bn_free(s->lsc_mem);
     bn_free(s->lsc);
     bn_free(s->att);
+    bn_free(s->qp);
     bn_free(s);
     c->be_state = NULL;
 }
@@ -58,20 +61,29 @@ static bn_status bn_cpu_prepare(bn_context *c)
     const size_t d_bytes = (size_t)(max_in / BN_QK_K + 1) * sizeof(float);
     const size_t wf_bytes = (size_t)max_in * sizeof(float);
     const size_t bs_bytes = (size_t)(max_in / BN_QK_K + 1 + BN_LINEAR_ROWS) * sizeof(int32_t);
+    /* the matrix kernels' rows and sums (doubles: TQ2_0's), where the family has them */
+    const bool matrix = bn_kernels()->dot_i2s_q8_matrix != NULL;
+    const int64_t T32 = ((int64_t)c->n_batch + 31) / 32 * 32;
+    const size_t mw_bytes = matrix ? (size_t)BN_MATRIX_ROWS * (size_t)max_in : 0;
+    const size_t ms_bytes = matrix ? (size_t)BN_MATRIX_ROWS * (size_t)T32 * sizeof(double) : 0;
+    const size_t qp_bytes = matrix ? (size_t)(c->n_batch + 15) / 16 * 16 * (size_t)max_in : 0;
 #define BN_AL(b) (((size_t)(b) + 63) & ~(size_t)63)
-    const size_t per = BN_AL(w_bytes) + BN_AL(d_bytes) + BN_AL(wf_bytes) + BN_AL(bs_bytes);
+    const size_t per = BN_AL(w_bytes) + BN_AL(d_bytes) + BN_AL(wf_bytes) + BN_AL(bs_bytes) +
+                       BN_AL(mw_bytes) + BN_AL(ms_bytes);
     const size_t att_per = BN_ATT_QUERIES * ((size_t)c->n_ctx + (size_t)in->head_dim);
     bn_cpu_state *s = bn_calloc(1, sizeof *s, "context");
     if (s) {
         s->lsc_mem = bn_malloc((size_t)n * per, "context");
         s->lsc = bn_malloc((size_t)n * sizeof *s->lsc, "context");
         s->att = bn_malloc((size_t)n * att_per * sizeof(float), "context");
+        s->qp = matrix ? bn_malloc(qp_bytes, "context") : NULL;
     }
-    if (!s || !s->lsc_mem || !s->lsc || !s->att) {
+    if (!s || !s->lsc_mem || !s->lsc || !s->att || (matrix && !s->qp)) {
         if (s) {
             bn_free(s->lsc_mem);
             bn_free(s->lsc);
             bn_free(s->att);
+            bn_free(s->qp);
             bn_free(s);
         }
         return bn_last_status();
@@ -85,12 +97,16 @@ static bn_status bn_cpu_prepare(bn_context *c)
         s->lsc[i].wf = (float *)p;
         p += BN_AL(wf_bytes);
         s->lsc[i].bs = (int32_t *)p;
+        p += BN_AL(bs_bytes);
+        s->lsc[i].mw = matrix ? p : NULL;
+        p += BN_AL(mw_bytes);
+        s->lsc[i].ms = matrix ? (void *)p : NULL;
     }
 #undef BN_AL
     s->n_threads = n;
     bn_cpu_free_state(c);
     c->be_state = s;
-    c->be_state_bytes = (size_t)n * (per + att_per * sizeof(float));
+    c->be_state_bytes = (size_t)n * (per + att_per * sizeof(float)) + qp_bytes;
     return BN_OK;
 }
 
@@ -180,6 +196,7 @@ typedef struct bn_quant_job {
     const float *x;
     const bn_fwd_bufs *b;
     bool want_qf;
+    int8_t *qp;        /* the codes in the matrix kernels' layout too, or NULL */
 } bn_quant_job;
 
 /* The codes of each row, their scale, their sum and the sums of each block of 256,
@@ -208,18 +225,29 @@ static void bn_quant_rows(const void *ctx, int64_t t0, int64_t t1)
         for (int64_t i = nb * BN_QK_K; i < n; i++)
             sum += q[i];
         b->aqsum[t] = sum;
+        if (job->qp)
+            bn_pack_q8_matrix(q, n, t, job->qp);
     }
 }
 
 static void bn_cpu_quantize(bn_context *c, int64_t T, int64_t n, const float *x, bn_act *act)
 {
     const bn_fwd_bufs *b = &c->b;
-    bn_quant_job job = {.n = n, .x = x, .b = b, .want_qf = c->m->float_proj};
+    const bn_cpu_state *s = c->be_state;
+    /* the matrix layout for steps of enough rows (its last tile's spare places zero) */
+    int8_t *qp = s->qp && T >= BN_MATRIX_MIN_T && n % 64 == 0 ? s->qp : NULL;
+    bn_quant_job job = {.n = n, .x = x, .b = b, .want_qf = c->m->float_proj, .qp = qp};
     bn_rows_parallel(bn_quant_rows, &job, T);
+    if (qp) {
+        for (int64_t t = T; t % 16; t++)
+            for (int64_t i = 0; i < n / 4; i++)
+                memset(qp + (size_t)(t / 16) * (size_t)n * 16 + (size_t)(i / 16) * 1024 +
+                           (size_t)(i % 16) * 64 + (size_t)(t % 16) * 4, 0, 4);
+    }
     *act = (bn_act){
         .T = (int32_t)T, .n = n, .x = x,
         .q = b->aq, .s = b->as, .qsum = b->aqsum, .qbsum = b->aqbsum,
-        .qf = c->m->float_proj ? b->aqf : NULL,
+        .qf = c->m->float_proj ? b->aqf : NULL, .qp = qp,
     };
 }
 

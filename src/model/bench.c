@@ -295,9 +295,19 @@ bn_status bn_bench_projection(bn_qtype type, int64_t rows, int64_t cols, int32_t
     int nth = bn_get_num_threads();
     if (nth > 512)
         nth = 512;
+    /* the matrix kernels' codes, sums and packed activations, where the family has them */
+    const bool matrix = bn_kernels()->dot_i2s_q8_matrix && act_quant &&
+                        n_tokens >= BN_MATRIX_MIN_T && cols % 64 == 0;
+    const size_t mw_bytes = matrix ? (size_t)BN_MATRIX_ROWS * (size_t)cols + 64 : 0;
+    const size_t ms_bytes =
+        matrix ? (size_t)BN_MATRIX_ROWS * ((size_t)n_tokens + 31) / 32 * 32 * sizeof(double) + 64
+               : 0;
+    int8_t *qp = matrix ? bn_calloc(((size_t)n_tokens + 15) / 16 * 16, (size_t)cols, "bench")
+                        : NULL;
     size_t per = ((size_t)cols + 64) * (sizeof(int8_t) + 2 * sizeof(float)) +
-                 2 * ((size_t)cols / BN_QK_K + 1 + BN_LINEAR_ROWS) * sizeof(float) + 256;
-    if (w && xf && q && s && qsum && qbsum && qf && out && sc)
+                 2 * ((size_t)cols / BN_QK_K + 1 + BN_LINEAR_ROWS) * sizeof(float) + 256 +
+                 mw_bytes + ms_bytes;
+    if (w && xf && q && s && qsum && qbsum && qf && out && sc && (qp || !matrix))
         scmem = bn_malloc(per * (size_t)nth, "bench");
     if (!scmem) {
         st = bn_last_status();
@@ -353,8 +363,14 @@ bn_status bn_bench_projection(bn_qtype type, int64_t rows, int64_t cols, int32_t
         b += (((size_t)cols / BN_QK_K + 1 + BN_LINEAR_ROWS) * sizeof(int32_t) + 63) &
              ~(size_t)63;
         sc[i].w = (int8_t *)b;
+        b += ((size_t)cols + 63) & ~(size_t)63;
+        sc[i].mw = matrix ? b : NULL;
+        b += mw_bytes;
+        sc[i].ms = matrix ? (void *)b : NULL;
     }
-    bn_act act = {n_tokens, cols, xf, act_quant ? q : NULL, s, qsum, qbsum, qf, NULL};
+    for (int32_t t = 0; matrix && t < n_tokens; t++)
+        bn_pack_q8_matrix(q + (size_t)t * (size_t)cols, cols, t, qp);
+    bn_act act = {n_tokens, cols, xf, act_quant ? q : NULL, s, qsum, qbsum, qf, NULL, qp};
     const size_t q8row = (size_t)(cols / 32) * sizeof(bn_block_q8_0);
     if (type == BN_QT_Q8_0 || type == BN_QT_Q6_K) {   /* as a Q8_0/Q6_K output layer */
         q8 = bn_malloc(q8row * (size_t)n_tokens, "bench");
@@ -381,6 +397,7 @@ bn_status bn_bench_projection(bn_qtype type, int64_t rows, int64_t cols, int32_t
     if (weight_bytes)
         *weight_bytes = wbytes;
 done:
+    bn_free(qp);
     bn_free(q8);
     bn_free(scmem);
     bn_free(sc);

@@ -235,6 +235,29 @@ static void bn_linear_i2s_decode(const bn_linear *lin, float *out, int64_t r0, i
     }
 }
 
+/* I2_S prefill on the matrix kernels: BN_MATRIX_ROWS rows at a time against every
+ * token, the same sums as the tiles, scaled as they are. */
+static void bn_linear_i2s_matrix(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                 const bn_act *act, bn_linear_scratch *sc)
+{
+    const int64_t n = lin->n_in;
+    const int ldo = (act->T + 31) / 32 * 32;
+    int32_t *sums = sc->ms;
+    for (int64_t g0 = r0; g0 < r1; g0 += BN_MATRIX_ROWS) {
+        const int nr = (int)(r1 - g0 < BN_MATRIX_ROWS ? r1 - g0 : BN_MATRIX_ROWS);
+        bn_kernels()->dot_i2s_q8_matrix(lin->data + (size_t)g0 * lin->row_bytes,
+                                        lin->row_bytes, nr, act->qp, n, act->T, sums, ldo,
+                                        sc->mw);
+        for (int32_t t = 0; t < act->T; t++) {
+            const int32_t qs = act->qsum[t];
+            const float st = act->s[t];
+            float *o = out + (size_t)t * lin->n_out + g0;
+            for (int r = 0; r < nr; r++)
+                o[r] = (float)(sums[r * ldo + t] - qs) / st * lin->scale * lin->out_scale;
+        }
+    }
+}
+
 /* I2_S prefill: sum (c - 1) q = sum c q - sum q, in tiles of up to 4 tokens; a group of
  * rows meets one tile after the other, so that the tile's activations and the rows'
  * codes stay in the first-level cache. Where the family has a two-row tile, rows go two
@@ -242,10 +265,14 @@ static void bn_linear_i2s_decode(const bn_linear *lin, float *out, int64_t r0, i
 static void bn_linear_i2s_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
                                   const bn_act *act, bool use_q, bn_linear_scratch *sc)
 {
-    (void)use_q, (void)sc;
+    (void)use_q;
     enum { group = 16 };
     const int64_t n = lin->n_in;
     const bn_kernel_table *k = bn_kernels();
+    if (act->qp && k->dot_i2s_q8_matrix) {
+        bn_linear_i2s_matrix(lin, out, r0, r1, act, sc);
+        return;
+    }
     for (int64_t g0 = r0; g0 < r1; g0 += group) {
         int64_t g1 = g0 + group < r1 ? g0 + group : r1;
         for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
@@ -334,12 +361,38 @@ static void bn_linear_tq_tiles(const bn_linear *lin, float *out, int64_t r0, int
     }
 }
 
-/* The TQ prefill paths: the tiles above with the type's kernel. TQ1_0 has no decode
- * path: one token takes its tile of one. */
+/* TQ2_0 prefill on the matrix kernels: BN_MATRIX_ROWS rows at a time against every
+ * token, the tiles' doubles, scaled as they are. */
+static void bn_linear_tq2_matrix(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
+                                 const bn_act *act, bn_linear_scratch *sc)
+{
+    const int64_t n = lin->n_in;
+    const int ldo = (act->T + 31) / 32 * 32;
+    double *acc = sc->ms;
+    for (int64_t g0 = r0; g0 < r1; g0 += BN_MATRIX_ROWS) {
+        const int nr = (int)(r1 - g0 < BN_MATRIX_ROWS ? r1 - g0 : BN_MATRIX_ROWS);
+        bn_kernels()->dot_tq2_q8_matrix(lin->data + (size_t)g0 * lin->row_bytes,
+                                        lin->row_bytes, nr, act->qp, act->q, act->qbsum, n,
+                                        act->T, acc, ldo, sc->mw);
+        for (int32_t t = 0; t < act->T; t++) {
+            float *o = out + (size_t)t * lin->n_out + g0;
+            for (int r = 0; r < nr; r++)
+                o[r] = (float)acc[r * ldo + t] / act->s[t] * lin->out_scale;
+        }
+    }
+}
+
+/* The TQ prefill paths: the tiles above with the type's kernel (TQ2_0: the matrix
+ * kernels where the family has them). TQ1_0 has no decode path: one token takes its
+ * tile of one. */
 static void bn_linear_tq2_prefill(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
                                   const bn_act *act, bool use_q, bn_linear_scratch *sc)
 {
-    (void)use_q, (void)sc;
+    (void)use_q;
+    if (act->qp && bn_kernels()->dot_tq2_q8_matrix) {
+        bn_linear_tq2_matrix(lin, out, r0, r1, act, sc);
+        return;
+    }
     bn_linear_tq_tiles(lin, out, r0, r1, act, bn_kernels()->dot_tq2_q8_tile,
                        bn_kernels()->dot_tq2_q8_tile2);
 }

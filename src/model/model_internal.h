@@ -65,7 +65,13 @@ typedef struct bn_act {
     const int32_t *qbsum;  /* [T][n / 256] sums of each block of 256 codes (n % 256 == 0) */
     const float *qf;       /* [T, n] the codes as floats, or NULL */
     const uint8_t *q8;     /* [T][n / 32] Q8_0 blocks of x, for Q8_0 weights, or NULL */
+    const int8_t *qp;      /* the codes as the matrix kernels read them (bn_pack_q8_matrix),
+                            * or NULL: the ternary prefill then takes the tiles */
 } bn_act;
+
+/* The fewest rows a step must have for the ternary prefill to take the matrix kernels
+ * (where the kernel family has them): below it the vector tiles are as fast. */
+#define BN_MATRIX_MIN_T 4
 
 /* Rows a decode step hands to one kernel call (the scratch holds their sums). */
 #define BN_LINEAR_ROWS 256
@@ -76,6 +82,9 @@ typedef struct bn_linear_scratch {
     float  *d;            /* [n_in_max / 256] its block scales */
     float  *wf;           /* [n_in_max] a row as f32 */
     int32_t *bs;          /* [n_in_max / 256 + 1 + BN_LINEAR_ROWS] I2_S decode row sums */
+    uint8_t *mw;          /* [BN_MATRIX_ROWS * n_in_max] the matrix kernels' codes, or NULL */
+    void *ms;             /* [BN_MATRIX_ROWS][T rounded up to 32] their sums (int32 or
+                           * double), or NULL */
 } bn_linear_scratch;
 
 /* Evaluate `count` projections on the same input: out[i] is [T, lin[i]->n_out]. The
