@@ -1,6 +1,6 @@
 #!/bin/sh
 # test_train_families.sh - the training step gives the same bits on every kernel family
-# this build and CPU run (scalar, avx2, avx512) and on 1 and 2 threads: bench's
+# this build and CPU run (scalar, avx2, avx512, amx) and on 1 and 2 threads: bench's
 # train_speed, on a small shape that reaches every path of src/train/fast.c (n_embd 128
 # for the I2_S kernel, n_ff 192 for the integer loop, partial tiles, a chunked sum),
 # prints a hash of the parameters and AdamW moments after 3 steps; every run of a mode
@@ -12,7 +12,7 @@ shape="--dim 128 --layers 2 --heads 4 --kv-heads 2 --ffn 192 --ctx 7 --vocab 50 
 for mode in float ternary; do
     want=""
     runs=""
-    for fam in scalar avx2 avx512; do
+    for fam in scalar avx2 avx512 amx; do
         for t in 1 2; do
             # shellcheck disable=SC2086
             out=$(BITNET_KERNELS=$fam "$TRAIN_SPEED" $shape --mode $mode --threads $t \
