@@ -8,8 +8,10 @@
 #   each with the tied lm_head in F16 (the 2B-4T default) and in Q6_K; and ours on the
 #   F16 files with the lm_head kept in Q8_0 at load time (`--lm-head q8_0`, rows
 #   "ours, lm_head q8_0": 349 MB of Q8_0 read per token instead of 657 MB of F16); and,
-#   where our kernels are the avx512 family, ours on the F16 files with
-#   BITNET_KERNELS=avx2 (rows "ours, avx2 kernels", with "ours / ours-avx2" ratios).
+#   where our kernels are the avx512 or amx family, ours on the F16 files with
+#   BITNET_KERNELS=avx2 (rows "ours, avx2 kernels", with "ours / ours-avx2" ratios),
+#   and where they are amx, with BITNET_KERNELS=avx512 as well ("ours, avx512
+#   kernels", "ours / ours-avx512").
 # Tests as llama-bench defines them: pp128 = one batch of 128 prompt tokens, tg64 = 64
 # single-token decodes; the median of REPEAT samples (default 3) in tokens/s. Thread
 # counts (THREADS, default "1 2") are interleaved: for each count, every engine and
@@ -122,11 +124,15 @@ print(sum(t["bytes"] for t in ts) - e["bytes"] + rows * cols // 32 * 34)' > "$tm
 done
 
 # engine model: the rows, in this order (each peer row right after ours on its file);
-# where our kernels are a wider family than AVX2 (avx512), ours again with
-# BITNET_KERNELS=avx2 on the F16 files (rows "ours, avx2 kernels")
+# where our kernels are a wider family than AVX2 (avx512, amx), ours again with
+# BITNET_KERNELS=avx2 on the F16 files (rows "ours, avx2 kernels"), and with avx512
+# where they are amx
 wide=
-if "$BITNET" info --system | grep -q '^kernels: *avx512'; then
+if "$BITNET" info --system | grep -Eq '^kernels: *(avx512|amx)'; then
     wide=" ours-avx2:i2s-f16 ours-avx2:tq2-f16"
+fi
+if "$BITNET" info --system | grep -q '^kernels: *amx'; then
+    wide="$wide ours-avx512:i2s-f16 ours-avx512:tq2-f16"
 fi
 runs="ours:i2s-f16 bitnet.cpp:i2s-f16 ours-q8:i2s-f16 ours:i2s-q6k bitnet.cpp:i2s-q6k
 ours:tq2-f16 llama.cpp:tq2-f16 ours-q8:tq2-f16 ours:tq2-q6k llama.cpp:tq2-q6k
@@ -152,6 +158,8 @@ bench() {
                      --lm-head q8_0 ;;
         ours-avx2) set -- env BITNET_KERNELS=avx2 "$BITNET" bench -m "$f" -p 128 -n 64 \
                        -t "$t" -r "$repeat" --json ;;
+        ours-avx512) set -- env BITNET_KERNELS=avx512 "$BITNET" bench -m "$f" -p 128 \
+                         -n 64 -t "$t" -r "$repeat" --json ;;
         llama.cpp) set -- "$llama_bench" -m "$f" -p 128 -n 64 -t "$t" -r "$repeat" -o json ;;
         bitnet.cpp) set -- "$bitnet_bench" -m "$f" -p 128 -n 64 -t "$t" -r "$repeat" -o json ;;
     esac
@@ -228,8 +236,8 @@ n = len(threads)
 for engine, model in rows:
     c = cols(engine, model)
     shown = label[model] if engine != "ours-q8" else label[model].split(" /")[0] + " / Q8_0"
-    name = {"ours-q8": "ours, lm_head q8_0", "ours-avx2": "ours, avx2 kernels"}.get(engine,
-                                                                                  engine)
+    name = {"ours-q8": "ours, lm_head q8_0", "ours-avx2": "ours, avx2 kernels",
+            "ours-avx512": "ours, avx512 kernels"}.get(engine, engine)
     print("| %s | %s | %.0f | %s |" % (name, shown, nbytes(model, engine) / 1e6,
           " | ".join([fmt(v) for v in c[:2 * n]] + [fmt(v, 2) for v in c[2 * n:]])))
     if engine not in ("ours", "ours-q8") and ("ours", model) in rows:

@@ -937,7 +937,7 @@ static void test_matrix(const bn_kernel_table *k)
         int32_t *qbsum = malloc((size_t)TMAX * (size_t)(nb + 1) * sizeof *qbsum);
         int32_t *isum = malloc((size_t)RMAX * 64 * sizeof *isum);
         double *dsum = malloc((size_t)RMAX * 64 * sizeof *dsum);
-        uint8_t *work = malloc((size_t)RMAX * (size_t)n);
+        uint8_t *work = aligned_alloc(64, BN_MATRIX_WORK(64));
         for (size_t i = 0; i < RMAX * i2s_bytes; i++)
             i2s[i] = (uint8_t)rng();
         for (size_t i = 0; i < RMAX * tq2_bytes; i++)

@@ -3,7 +3,7 @@
 # shares every float kernel with avx512 and its integer sums are the tiles', so its
 # logits must equal the avx512 family's bit for bit. On synthetic I2_S and TQ2_0
 # models: the logits of every position of prompts of 1 to 100 tokens (steps below and
-# above the matrix kernels' 4 rows, across their 16- and 32-row tiles), and eight
+# above the matrix kernels' 8 rows, across their 16- and 32-row tiles), and eight
 # greedy completions batched in one context (steps mixing prefill and decode rows).
 # Skips, saying so, where this CPU or build has no amx family. BITNET: the program.
 set -u

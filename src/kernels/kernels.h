@@ -233,7 +233,7 @@ typedef struct bn_kernel_table {
      * dot_i2s_q8(row r, token t), the same integers. dot_tq2_q8_matrix: out[r * ldo + t]
      * = dot_tq2_q8_tile's double for row r and token t (q the tokens' codes unpacked,
      * qbsum their block sums), bit for bit. ldo >= T rounded up to 32; work holds
-     * BN_MATRIX_ROWS * n bytes. */
+     * BN_MATRIX_WORK(ldo) bytes, 64-byte aligned. */
     void (*dot_i2s_q8_matrix)(const uint8_t *codes, size_t row_bytes, int nr,
                               const int8_t *qp, int64_t n, int T, int32_t *out, int ldo,
                               uint8_t *work);
@@ -242,8 +242,11 @@ typedef struct bn_kernel_table {
                               int64_t n, int T, double *out, int ldo, uint8_t *work);
 } bn_kernel_table;
 
-/* The rows one call of a matrix kernel takes (two tiles of 16). */
+/* The rows one call of a matrix kernel takes (two tiles of 16), the codes of each it
+ * unpacks at a time, and the bytes of work it needs for sums ldo tokens apart. */
 #define BN_MATRIX_ROWS 32
+#define BN_MATRIX_KC 512
+#define BN_MATRIX_WORK(ldo) ((size_t)BN_MATRIX_ROWS * (BN_MATRIX_KC + 4 * (size_t)(ldo)))
 
 /* The activation layout of the matrix kernels: tokens in tiles of 16, each tile n / 64
  * chunks of 16 lines of 64 bytes, line i of chunk c holding codes 64c + 4i .. 64c + 4i + 3

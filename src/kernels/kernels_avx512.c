@@ -1059,6 +1059,9 @@ BN_AVX512 static void bn_dot_f16_f32_multi_avx512(const uint16_t *x, size_t stri
     ((defined(__clang__) && __clang_major__ >= 12) || \
      (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #define BN_AMX_BUILD 1
+#ifndef BN_AMX_HINT
+#define BN_AMX_HINT _MM_HINT_T1
+#endif
 #define BN_AMX \
     __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
@@ -1083,59 +1086,51 @@ BN_AMX BN_INLINE void bn_amx_begin(void)
     _tile_loadconfig(&c);
 }
 
-/* The codes (0..3, a byte each) of nr I2_S rows into w, n bytes a row; rows nr .. 31
- * zeroed where the second slice is used. */
-BN_AMX BN_INLINE void bn_amx_unpack_i2s(const uint8_t *codes, size_t row_bytes, int nr,
-                                        int64_t n, uint8_t *w)
+/* The codes (0..3, a byte each) of units u0 .. u1 - 1 (128 weights each) of nr rows
+ * into w, a row every ws bytes: an I2_S unit is a 32-byte block; a TQ2_0 one is half
+ * of a block's codes (blocks of 256 weights with their scale after). */
+BN_AMX BN_INLINE void bn_amx_unpack(const uint8_t *rows, size_t row_bytes, int nr,
+                                    const bool TQ2, int64_t u0, int64_t u1, uint8_t *w,
+                                    size_t ws)
 {
-    for (int r = 0; r < nr; r++) {
-        const uint8_t *row = codes + (size_t)r * row_bytes;
-        uint8_t *o = w + (size_t)r * (size_t)n;
-        for (int64_t b = 0; b < n / 128; b++) {
-            __m512i g = bn_bcast32(row + 32 * b);
-            _mm512_storeu_si512(o + 128 * b, bn_codes64(g, bn_i2s_shift_lo()));
-            _mm512_storeu_si512(o + 128 * b + 64, bn_codes64(g, bn_i2s_shift_hi()));
-        }
-    }
-    if (nr > 16 && nr < BN_MATRIX_ROWS)
-        memset(w + (size_t)nr * (size_t)n, 0, (size_t)(BN_MATRIX_ROWS - nr) * (size_t)n);
-}
-
-/* The same for TQ2_0 rows (codes 0..2; blocks of 256 with their scale after). */
-BN_AMX BN_INLINE void bn_amx_unpack_tq2(const uint8_t *rows, size_t row_bytes, int nr,
-                                        int64_t n, uint8_t *w)
-{
-    const size_t stride = sizeof(bn_block_tq2_0);
+    const __m512i lo = TQ2 ? bn_tq2_shift_lo() : bn_i2s_shift_lo();
+    const __m512i hi = TQ2 ? bn_tq2_shift_hi() : bn_i2s_shift_hi();
     for (int r = 0; r < nr; r++) {
         const uint8_t *row = rows + (size_t)r * row_bytes;
-        uint8_t *o = w + (size_t)r * (size_t)n;
-        for (int64_t u = 0; u < n / 128; u++) {
-            __m512i g = bn_bcast32(row + (size_t)(u / 2) * stride + 32 * (u & 1));
-            _mm512_storeu_si512(o + 128 * u, bn_codes64(g, bn_tq2_shift_lo()));
-            _mm512_storeu_si512(o + 128 * u + 64, bn_codes64(g, bn_tq2_shift_hi()));
+        uint8_t *o = w + (size_t)r * ws - 128 * u0;
+        for (int64_t u = u0; u < u1; u++) {
+            const uint8_t *p = TQ2 ? row + (size_t)(u / 2) * sizeof(bn_block_tq2_0) + 32 * (u & 1)
+                                   : row + 32 * u;
+            __m512i g = bn_bcast32(p);
+            _mm512_storeu_si512(o + 128 * u, bn_codes64(g, lo));
+            _mm512_storeu_si512(o + 128 * u + 64, bn_codes64(g, hi));
         }
     }
-    if (nr > 16 && nr < BN_MATRIX_ROWS)
-        memset(w + (size_t)nr * (size_t)n, 0, (size_t)(BN_MATRIX_ROWS - nr) * (size_t)n);
 }
 
-/* The integer sums of the unpacked rows w (ROWS2: 32 of them, else 16) against one or
- * two token tiles of qp (TOK2) from token tile tt on, over the n codes: row r, token
- * 16 * tt + j at out[r * ldo + j]. Exact: int32 sums of byte products. */
-BN_AMX BN_INLINE void bn_amx_sums(const uint8_t *w, const int8_t *qp, int64_t n, int tt,
-                                  const bool ROWS2, const bool TOK2, int32_t *out, int ldo)
+/* One chunk of codes (ncs steps of 64, unpacked in w, a row every ws bytes: ROWS2, 32
+ * rows, else 16) against one token tile of qp at b0 (and TOK2, the next at b1), the
+ * chunk's part of those tiles: the sums at out (row r, token j at out[r * ldo + j])
+ * taken up (LOAD) or started from zero, and stored back (STORE) or kept in the tiles
+ * for the next chunk. Exact: int32 sums of byte products. */
+BN_AMX BN_INLINE void bn_amx_chunk(const uint8_t *w, size_t ws, int64_t ncs,
+                                   const int8_t *b0, const int8_t *b1, const bool ROWS2,
+                                   const bool TOK2, bool load, bool store, int32_t *out,
+                                   int ldo)
 {
-    const size_t tile_bytes = (size_t)n * 16, ws = (size_t)n, os = (size_t)ldo * 4;
-    const int8_t *b0 = qp + (size_t)tt * tile_bytes, *b1 = b0 + tile_bytes;
-    _tile_zero(0);
-    if (TOK2)
-        _tile_zero(1);
-    if (ROWS2) {
-        _tile_zero(2);
+    const size_t os = (size_t)ldo * 4;
+    int32_t *out1 = out + 16 * (size_t)ldo;
+    if (load) {
+        _tile_loadd(0, out, os);
         if (TOK2)
-            _tile_zero(3);
+            _tile_loadd(1, out + 16, os);
+        if (ROWS2) {
+            _tile_loadd(2, out1, os);
+            if (TOK2)
+                _tile_loadd(3, out1 + 16, os);
+        }
     }
-    for (int64_t c = 0; c < n / 64; c++) {
+    for (int64_t c = 0; c < ncs; c++) {
         _tile_loadd(4, w + 64 * c, ws);
         _tile_loadd(6, b0 + 1024 * c, 64);
         _tile_dpbusd(0, 4, 6);
@@ -1150,43 +1145,79 @@ BN_AMX BN_INLINE void bn_amx_sums(const uint8_t *w, const int8_t *qp, int64_t n,
                 _tile_dpbusd(3, 5, 7);
         }
     }
-    _tile_stored(0, out, os);
-    if (TOK2)
-        _tile_stored(1, out + 16, os);
-    if (ROWS2) {
-        _tile_stored(2, out + 16 * (size_t)ldo, os);
+    if (store) {
+        _tile_stored(0, out, os);
         if (TOK2)
-            _tile_stored(3, out + 16 * (size_t)ldo + 16, os);
+            _tile_stored(1, out + 16, os);
+        if (ROWS2) {
+            _tile_stored(2, out1, os);
+            if (TOK2)
+                _tile_stored(3, out1 + 16, os);
+        }
     }
 }
 
-/* bn_amx_sums for nr (<= 32) rows and the token tiles tt and, when it exists, tt + 1
- * (of T tokens). */
-BN_AMX BN_INLINE void bn_amx_sums_at(const uint8_t *w, int nr, const int8_t *qp, int64_t n,
-                                     int T, int tt, int32_t *out, int ldo)
+/* The integer sums of nr (<= 32) rows against T tokens, into out[r * ldo + t]
+ * (ldo >= T rounded up to 32): the rows' codes unpacked BN_MATRIX_KC at a time into
+ * work (in the first-level cache), each chunk met by every pair of token tiles. With one
+ * pair (T <= 32, the batched decode) its sums stay in the tiles from chunk to chunk;
+ * with more they go to out and back. */
+BN_AMX BN_INLINE void bn_amx_sums(const uint8_t *rows, size_t row_bytes, int nr,
+                                  const bool TQ2, const int8_t *qp, int64_t n, int T,
+                                  int32_t *out, int ldo, uint8_t *work)
 {
-    const bool tok2 = 16 * (tt + 1) < T;
-    if (nr > 16 && tok2)
-        bn_amx_sums(w, qp, n, tt, true, true, out, ldo);
-    else if (nr > 16)
-        bn_amx_sums(w, qp, n, tt, true, false, out, ldo);
-    else if (tok2)
-        bn_amx_sums(w, qp, n, tt, false, true, out, ldo);
-    else
-        bn_amx_sums(w, qp, n, tt, false, false, out, ldo);
+    const size_t tile_bytes = (size_t)n * 16;
+    const bool one_pair = T <= 32, rows2 = nr > 16;
+    /* the rows of the next call (the next BN_MATRIX_ROWS rows, one block of memory) are
+     * asked for into the second-level cache a share a chunk: the chunks read 32 rows
+     * side by side, which the hardware's prefetcher does not follow */
+    const char *next = (const char *)rows + (size_t)BN_MATRIX_ROWS * row_bytes;
+    const size_t next_bytes = (size_t)BN_MATRIX_ROWS * row_bytes;
+    const int64_t chunks = (n + BN_MATRIX_KC - 1) / BN_MATRIX_KC;
+    if (rows2 && nr < BN_MATRIX_ROWS)   /* the second slice's spare rows: zero codes */
+        memset(work + (size_t)nr * BN_MATRIX_KC, 0,
+               (size_t)(BN_MATRIX_ROWS - nr) * BN_MATRIX_KC);
+    for (int64_t k0 = 0; k0 < n; k0 += BN_MATRIX_KC) {
+        const int64_t k1 = k0 + BN_MATRIX_KC < n ? k0 + BN_MATRIX_KC : n;
+        const bool first = k0 == 0, last = k1 == n;
+        const int64_t ci = k0 / BN_MATRIX_KC;
+        for (size_t off = next_bytes * (size_t)ci / (size_t)chunks & ~(size_t)63;
+             off < next_bytes * (size_t)(ci + 1) / (size_t)chunks; off += 64)
+            if (BN_AMX_HINT >= 0) _mm_prefetch(next + off, BN_AMX_HINT);
+        bn_amx_unpack(rows, row_bytes, nr, TQ2, k0 / 128, k1 / 128, work, BN_MATRIX_KC);
+        for (int tt = 0; 16 * tt < T; tt += 2) {
+            const int8_t *b0 = qp + (size_t)tt * tile_bytes + (size_t)(k0 / 64) * 1024;
+            const int8_t *b1 = b0 + tile_bytes;
+            const bool tok2 = 16 * (tt + 1) < T;
+            const bool load = !first && !one_pair, store = last || !one_pair;
+            int32_t *o = out + 16 * tt;
+            if (first) {
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+            }
+            const int64_t ncs = (k1 - k0) / 64;
+            if (rows2 && tok2)
+                bn_amx_chunk(work, BN_MATRIX_KC, ncs, b0, b1, true, true, load, store, o, ldo);
+            else if (rows2)
+                bn_amx_chunk(work, BN_MATRIX_KC, ncs, b0, b1, true, false, load, store, o, ldo);
+            else if (tok2)
+                bn_amx_chunk(work, BN_MATRIX_KC, ncs, b0, b1, false, true, load, store, o, ldo);
+            else
+                bn_amx_chunk(work, BN_MATRIX_KC, ncs, b0, b1, false, false, load, store, o, ldo);
+        }
+    }
 }
 
-/* I2_S rows against T tokens: each row's codes unpacked once into work, then the
- * tiles' dot products (an unsigned code byte times a signed activation, four to an
- * int32) for a pair of token tiles at a time. */
+/* I2_S rows against T tokens: the tiles' dot products of unsigned code bytes with
+ * signed activations, four to an int32. */
 BN_AMX static void bn_dot_i2s_q8_matrix_amx(const uint8_t *codes, size_t row_bytes, int nr,
                                             const int8_t *qp, int64_t n, int T,
                                             int32_t *out, int ldo, uint8_t *work)
 {
     bn_amx_begin();
-    bn_amx_unpack_i2s(codes, row_bytes, nr, n, work);
-    for (int tt = 0; 16 * tt < T; tt += 2)
-        bn_amx_sums_at(work, nr, qp, n, T, tt, out + 16 * tt, ldo);
+    bn_amx_sums(codes, row_bytes, nr, false, qp, n, T, out, ldo, work);
     _tile_release();
 }
 
@@ -1200,38 +1231,27 @@ BN_AMX static void bn_dot_tq2_q8_matrix_amx(const uint8_t *rows, size_t row_byte
                                             double *out, int ldo, uint8_t *work)
 {
     const int64_t nb = n / 256;
-    int32_t sums[BN_MATRIX_ROWS * 32];   /* 32 tokens at a time, then their doubles */
+    int32_t *sums = (int32_t *)(void *)(work + BN_MATRIX_ROWS * BN_MATRIX_KC);
     bn_amx_begin();
-    bn_amx_unpack_tq2(rows, row_bytes, nr, n, work);
-    for (int tt = 0; 16 * tt < T; tt += 2) {
-        bn_amx_sums_at(work, nr, qp, n, T, tt, sums, 32);
-        const int t0 = 16 * tt, t1 = t0 + 32 < T ? t0 + 32 : T;
-        for (int r = 0; r < nr; r++) {
-            const uint8_t *row = rows + (size_t)r * row_bytes;
-            double d;
-            if (!bn_tq2_uniform_scale(row, nb, &d))
-                continue;
-            for (int t = t0; t < t1; t++) {
-                int32_t qs = 0;
-                for (int64_t b = 0; b < nb; b++)
-                    qs += qbsum[(size_t)t * (size_t)nb + (size_t)b];
-                out[(size_t)r * (size_t)ldo + (size_t)t] =
-                    0.0 + (double)(sums[r * 32 + t - t0] - qs) * d;
-            }
-        }
-    }
+    bn_amx_sums(rows, row_bytes, nr, true, qp, n, T, sums, ldo, work);
     _tile_release();
     for (int r = 0; r < nr; r++) {
         const uint8_t *row = rows + (size_t)r * row_bytes;
-        double d, acc[4];
-        if (bn_tq2_uniform_scale(row, nb, &d))
+        double *o = out + (size_t)r * (size_t)ldo;
+        double d;
+        if (bn_tq2_uniform_scale(row, nb, &d)) {
+            for (int t = 0; t < T; t++) {
+                int32_t qs = 0;
+                for (int64_t b = 0; b < nb; b++)
+                    qs += qbsum[(size_t)t * (size_t)nb + (size_t)b];
+                o[t] = 0.0 + (double)(sums[r * ldo + t] - qs) * d;
+            }
             continue;
+        }
         for (int t0 = 0; t0 < T; t0 += 4) {
             const int nt = T - t0 < 4 ? T - t0 : 4;
             bn_dot_tq2_q8_tile_avx512(row, q + (size_t)t0 * (size_t)n,
-                                      qbsum + (size_t)t0 * (size_t)nb, n, nt, acc);
-            for (int j = 0; j < nt; j++)
-                out[(size_t)r * (size_t)ldo + (size_t)(t0 + j)] = acc[j];
+                                      qbsum + (size_t)t0 * (size_t)nb, n, nt, o + t0);
         }
     }
 }

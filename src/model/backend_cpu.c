@@ -64,7 +64,7 @@ static bn_status bn_cpu_prepare(bn_context *c)
     /* the matrix kernels' rows and sums (doubles: TQ2_0's), where the family has them */
     const bool matrix = bn_kernels()->dot_i2s_q8_matrix != NULL;
     const int64_t T32 = ((int64_t)c->n_batch + 31) / 32 * 32;
-    const size_t mw_bytes = matrix ? (size_t)BN_MATRIX_ROWS * (size_t)max_in : 0;
+    const size_t mw_bytes = matrix ? BN_MATRIX_WORK(T32) : 0;
     const size_t ms_bytes = matrix ? (size_t)BN_MATRIX_ROWS * (size_t)T32 * sizeof(double) : 0;
     const size_t qp_bytes = matrix ? (size_t)(c->n_batch + 15) / 16 * 16 * (size_t)max_in : 0;
 #define BN_AL(b) (((size_t)(b) + 63) & ~(size_t)63)

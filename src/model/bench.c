@@ -298,7 +298,8 @@ bn_status bn_bench_projection(bn_qtype type, int64_t rows, int64_t cols, int32_t
     /* the matrix kernels' codes, sums and packed activations, where the family has them */
     const bool matrix = bn_kernels()->dot_i2s_q8_matrix && act_quant &&
                         n_tokens >= BN_MATRIX_MIN_T && cols % 64 == 0;
-    const size_t mw_bytes = matrix ? (size_t)BN_MATRIX_ROWS * (size_t)cols + 64 : 0;
+    const size_t mw_bytes =
+        matrix ? BN_MATRIX_WORK(((size_t)n_tokens + 31) / 32 * 32) + 64 : 0;
     const size_t ms_bytes =
         matrix ? (size_t)BN_MATRIX_ROWS * ((size_t)n_tokens + 31) / 32 * 32 * sizeof(double) + 64
                : 0;

@@ -71,7 +71,7 @@ typedef struct bn_act {
 
 /* The fewest rows a step must have for the ternary prefill to take the matrix kernels
  * (where the kernel family has them): below it the vector tiles are as fast. */
-#define BN_MATRIX_MIN_T 4
+#define BN_MATRIX_MIN_T 8
 
 /* Rows a decode step hands to one kernel call (the scratch holds their sums). */
 #define BN_LINEAR_ROWS 256
@@ -82,7 +82,8 @@ typedef struct bn_linear_scratch {
     float  *d;            /* [n_in_max / 256] its block scales */
     float  *wf;           /* [n_in_max] a row as f32 */
     int32_t *bs;          /* [n_in_max / 256 + 1 + BN_LINEAR_ROWS] I2_S decode row sums */
-    uint8_t *mw;          /* [BN_MATRIX_ROWS * n_in_max] the matrix kernels' codes, or NULL */
+    uint8_t *mw;          /* [BN_MATRIX_WORK(T rounded up to 32)] the matrix kernels' work,
+                           * or NULL */
     void *ms;             /* [BN_MATRIX_ROWS][T rounded up to 32] their sums (int32 or
                            * double), or NULL */
 } bn_linear_scratch;
