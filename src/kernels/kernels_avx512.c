@@ -1059,9 +1059,6 @@ BN_AVX512 static void bn_dot_f16_f32_multi_avx512(const uint16_t *x, size_t stri
     ((defined(__clang__) && __clang_major__ >= 12) || \
      (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #define BN_AMX_BUILD 1
-#ifndef BN_AMX_HINT
-#define BN_AMX_HINT _MM_HINT_T1
-#endif
 #define BN_AMX \
     __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
@@ -1183,7 +1180,7 @@ BN_AMX BN_INLINE void bn_amx_sums(const uint8_t *rows, size_t row_bytes, int nr,
         const int64_t ci = k0 / BN_MATRIX_KC;
         for (size_t off = next_bytes * (size_t)ci / (size_t)chunks & ~(size_t)63;
              off < next_bytes * (size_t)(ci + 1) / (size_t)chunks; off += 64)
-            if (BN_AMX_HINT >= 0) _mm_prefetch(next + off, BN_AMX_HINT);
+            _mm_prefetch(next + off, _MM_HINT_T1);
         bn_amx_unpack(rows, row_bytes, nr, TQ2, k0 / 128, k1 / 128, work, BN_MATRIX_KC);
         for (int tt = 0; 16 * tt < T; tt += 2) {
             const int8_t *b0 = qp + (size_t)tt * tile_bytes + (size_t)(k0 / 64) * 1024;
