@@ -89,7 +89,7 @@ static void print_usage(FILE *out)
             "\n"
             "environment:\n"
             "  BITNET_THREADS    default thread count\n"
-            "  BITNET_KERNELS    force a kernel family (scalar, avx2, avx512, neon or\n"
+            "  BITNET_KERNELS    force a kernel family (scalar, avx2, avx512, amx, neon or\n"
             "                    neon-dotprod, in any case); one this build or CPU lacks\n"
             "                    is an error\n"
             "\n"
