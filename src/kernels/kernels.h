@@ -246,7 +246,8 @@ typedef struct bn_kernel_table {
  * unpacks at a time, and the bytes of work it needs for sums ldo tokens apart. */
 #define BN_MATRIX_ROWS 32
 #define BN_MATRIX_KC 512
-#define BN_MATRIX_WORK(ldo) ((size_t)BN_MATRIX_ROWS * (BN_MATRIX_KC + 4 * (size_t)(ldo)))
+#define BN_MATRIX_WORK(ldo) \
+    ((size_t)BN_MATRIX_ROWS * (BN_MATRIX_KC + 4 * (size_t)(ldo)) + 4 * (size_t)(ldo))
 
 /* The activation layout of the matrix kernels: tokens in tiles of 16, each tile n / 64
  * chunks of 16 lines of 64 bytes, line i of chunk c holding codes 64c + 4i .. 64c + 4i + 3

@@ -1166,8 +1166,10 @@ BN_AMX BN_INLINE void bn_amx_sums(const uint8_t *rows, size_t row_bytes, int nr,
     const size_t tile_bytes = (size_t)n * 16;
     const bool one_pair = T <= 32, rows2 = nr > 16;
     /* the rows of the next call (the next BN_MATRIX_ROWS rows, one block of memory) are
-     * asked for into the second-level cache a share a chunk: the chunks read 32 rows
-     * side by side, which the hardware's prefetcher does not follow */
+     * asked for into the second-level cache, a share each chunk: the chunks read 32 rows
+     * side by side, which the hardware's prefetcher follows badly. On the machine
+     * measured (Intel Xeon with AMX, 2 threads, eight sequences decoding together) this
+     * gave 64 to 67 tokens/s against 60 to 61 without; asking two calls ahead, 64 to 66. */
     const char *next = (const char *)rows + (size_t)BN_MATRIX_ROWS * row_bytes;
     const size_t next_bytes = (size_t)BN_MATRIX_ROWS * row_bytes;
     const int64_t chunks = (n + BN_MATRIX_KC - 1) / BN_MATRIX_KC;
@@ -1229,20 +1231,22 @@ BN_AMX static void bn_dot_tq2_q8_matrix_amx(const uint8_t *rows, size_t row_byte
 {
     const int64_t nb = n / 256;
     int32_t *sums = (int32_t *)(void *)(work + BN_MATRIX_ROWS * BN_MATRIX_KC);
+    int32_t *qs = sums + BN_MATRIX_ROWS * ldo;   /* each token's code sum */
     bn_amx_begin();
     bn_amx_sums(rows, row_bytes, nr, true, qp, n, T, sums, ldo, work);
     _tile_release();
+    for (int t = 0; t < T; t++) {
+        qs[t] = 0;
+        for (int64_t b = 0; b < nb; b++)
+            qs[t] += qbsum[(size_t)t * (size_t)nb + (size_t)b];
+    }
     for (int r = 0; r < nr; r++) {
         const uint8_t *row = rows + (size_t)r * row_bytes;
         double *o = out + (size_t)r * (size_t)ldo;
         double d;
         if (bn_tq2_uniform_scale(row, nb, &d)) {
-            for (int t = 0; t < T; t++) {
-                int32_t qs = 0;
-                for (int64_t b = 0; b < nb; b++)
-                    qs += qbsum[(size_t)t * (size_t)nb + (size_t)b];
-                o[t] = 0.0 + (double)(sums[r * ldo + t] - qs) * d;
-            }
+            for (int t = 0; t < T; t++)
+                o[t] = 0.0 + (double)(sums[r * ldo + t] - qs[t]) * d;
             continue;
         }
         for (int t0 = 0; t0 < T; t0 += 4) {
