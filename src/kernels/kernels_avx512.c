@@ -1094,13 +1094,13 @@ BN_AMX BN_INLINE void bn_amx_unpack(const uint8_t *rows, size_t row_bytes, int n
     const __m512i hi = TQ2 ? bn_tq2_shift_hi() : bn_i2s_shift_hi();
     for (int r = 0; r < nr; r++) {
         const uint8_t *row = rows + (size_t)r * row_bytes;
-        uint8_t *o = w + (size_t)r * ws - 128 * u0;
-        for (int64_t u = u0; u < u1; u++) {
+        uint8_t *o = w + (size_t)r * ws;
+        for (int64_t u = u0; u < u1; u++, o += 128) {
             const uint8_t *p = TQ2 ? row + (size_t)(u / 2) * sizeof(bn_block_tq2_0) + 32 * (u & 1)
                                    : row + 32 * u;
             __m512i g = bn_bcast32(p);
-            _mm512_storeu_si512(o + 128 * u, bn_codes64(g, lo));
-            _mm512_storeu_si512(o + 128 * u + 64, bn_codes64(g, hi));
+            _mm512_storeu_si512(o, bn_codes64(g, lo));
+            _mm512_storeu_si512(o + 64, bn_codes64(g, hi));
         }
     }
 }
@@ -1156,7 +1156,10 @@ BN_AMX BN_INLINE void bn_amx_chunk(const uint8_t *w, size_t ws, int64_t ncs,
 
 /* The integer sums of nr (<= 32) rows against T tokens, into out[r * ldo + t]
  * (ldo >= T rounded up to 32): the rows' codes unpacked BN_MATRIX_KC at a time into
- * work (in the first-level cache), each chunk met by every pair of token tiles. With one
+ * work (in the first-level cache), each chunk met by every pair of token tiles. (Two
+ * buffers in turn, so that unpacking need not wait for the last chunk's tile loads,
+ * were no faster on the machine measured: 60 to 61 tokens/s for eight sequences at
+ * 2 threads against 63 to 65, and 64 to 66 with chunks of 256.) With one
  * pair (T <= 32, the batched decode) its sums stay in the tiles from chunk to chunk;
  * with more they go to out and back. */
 BN_AMX BN_INLINE void bn_amx_sums(const uint8_t *rows, size_t row_bytes, int nr,
@@ -1170,7 +1173,7 @@ BN_AMX BN_INLINE void bn_amx_sums(const uint8_t *rows, size_t row_bytes, int nr,
      * side by side, which the hardware's prefetcher follows badly. On the machine
      * measured (Intel Xeon with AMX, 2 threads, eight sequences decoding together) this
      * gave 64 to 67 tokens/s against 60 to 61 without; asking two calls ahead, 64 to 66. */
-    const char *next = (const char *)rows + (size_t)BN_MATRIX_ROWS * row_bytes;
+    const uintptr_t next = (uintptr_t)rows + (size_t)BN_MATRIX_ROWS * row_bytes;
     const size_t next_bytes = (size_t)BN_MATRIX_ROWS * row_bytes;
     const int64_t chunks = (n + BN_MATRIX_KC - 1) / BN_MATRIX_KC;
     if (rows2 && nr < BN_MATRIX_ROWS)   /* the second slice's spare rows: zero codes */
@@ -1182,7 +1185,7 @@ BN_AMX BN_INLINE void bn_amx_sums(const uint8_t *rows, size_t row_bytes, int nr,
         const int64_t ci = k0 / BN_MATRIX_KC;
         for (size_t off = next_bytes * (size_t)ci / (size_t)chunks & ~(size_t)63;
              off < next_bytes * (size_t)(ci + 1) / (size_t)chunks; off += 64)
-            _mm_prefetch(next + off, _MM_HINT_T1);
+            _mm_prefetch((const char *)(next + off), _MM_HINT_T1);   /* never faults */
         bn_amx_unpack(rows, row_bytes, nr, TQ2, k0 / 128, k1 / 128, work, BN_MATRIX_KC);
         for (int tt = 0; 16 * tt < T; tt += 2) {
             const int8_t *b0 = qp + (size_t)tt * tile_bytes + (size_t)(k0 / 64) * 1024;
