@@ -1015,6 +1015,8 @@ static void test_matrix(const bn_kernel_table *k)
 
 static void test_family(const bn_kernel_table *k)
 {
+    if (k->dot_i2s_q8_matrix)
+        test_matrix(k);
     test_gemm_tile(k);
     test_gemm_tile_f32(k);
     test_mac_peak(k);
@@ -1202,13 +1204,13 @@ int main(void)
     } else {
         printf("avx512 kernels: not on this CPU\n");
     }
-    /* the amx family is the avx512 one (checked above) with its matrix kernels */
+    /* the amx family: the avx512 one with its matrix kernels and decode rows */
     bool amx_built = false;
     for (int i = 0; i < bn_kernel_family_count; i++)
         if (strcmp(bn_kernel_families[i]->name, "amx") == 0) {
             amx_built = true;
             if (bn_kernel_family_runs(bn_kernel_families[i])) {
-                test_matrix(bn_kernel_families[i]);
+                test_family(bn_kernel_families[i]);
                 printf("amx kernels checked (native)\n");
             } else {
                 printf("amx kernels: not on this CPU (or not granted by the OS): "
