@@ -237,8 +237,12 @@ static int bench_kernels(const char *model, const int *threads, int n_threads, i
         /* the prefill's ceiling: the int8 multiply-adds of the kernels, from registers
          * (0 where this family has no probe) */
         double peak = 0;
+        /* the amx family's ternary prefill runs on the AMX tiles, beyond the vector
+         * units' peak that the probe measures */
+        const bool tiles = strcmp(bn_kernels_name(), "amx") == 0;
         if (bn_bench_int8_peak(reps, &peak) == BN_OK)
-            printf("| %d | (int8 multiply-add peak) | | | %.1f | 1.00 |\n", threads[ti], peak);
+            printf("| %d | (int8 multiply-add peak%s) | | | %.1f | 1.00 |\n", threads[ti],
+                   tiles ? " of the vector units; the prefill uses AMX tiles" : "", peak);
         else if (bn_last_status() != BN_ERR_UNSUPPORTED)
             return cli_fail("bench");
         double gbps[KB_MAX_TYPES] = {0}, gmacs[KB_MAX_TYPES] = {0};
