@@ -19,7 +19,9 @@
  *
  * Each thread takes a contiguous range of output rows over all projections of the
  * call; a row is read once for a tile of up to 4 tokens (I2_S) or for every token of
- * the batch.
+ * the batch. Where the kernel family has matrix kernels (amx) and the step has
+ * BN_MATRIX_MIN_T rows or more, the I2_S and TQ2_0 prefill paths hand them
+ * BN_MATRIX_ROWS rows at a time against every token instead (act->qp set).
  */
 #include <assert.h>
 
