@@ -1319,6 +1319,62 @@ BN_AMX BN_INLINE void bn_amx_chunk(const uint8_t *w, size_t ws, int64_t ncs,
     }
 }
 
+/* One chunk against a single token tile (T <= 16, the batched decode): the steps of
+ * 64 codes take turns between two sets of sums, tiles 0 and 2 (rows 0-15, 16-31) and
+ * tiles 1 and 3, which stay in the tiles for the next chunk. Two chains of dependent
+ * multiplies instead of one for each tile of rows, as the unit takes several steps to
+ * finish one; the integer sums of the two sets are added at the end (exact in any
+ * order). */
+BN_AMX BN_INLINE void bn_amx_chunk_one(const uint8_t *w, size_t ws, int64_t ncs,
+                                       const int8_t *b0, const bool ROWS2)
+{
+    int64_t c = 0;
+    for (; c + 2 <= ncs; c += 2) {
+        _tile_loadd(4, w + 64 * c, ws);
+        _tile_loadd(6, b0 + 1024 * c, 64);
+        _tile_dpbusd(0, 4, 6);
+        if (ROWS2) {
+            _tile_loadd(5, w + 16 * ws + 64 * c, ws);
+            _tile_dpbusd(2, 5, 6);
+        }
+        _tile_loadd(4, w + 64 * (c + 1), ws);
+        _tile_loadd(7, b0 + 1024 * (c + 1), 64);
+        _tile_dpbusd(1, 4, 7);
+        if (ROWS2) {
+            _tile_loadd(5, w + 16 * ws + 64 * (c + 1), ws);
+            _tile_dpbusd(3, 5, 7);
+        }
+    }
+    if (c < ncs) {
+        _tile_loadd(4, w + 64 * c, ws);
+        _tile_loadd(6, b0 + 1024 * c, 64);
+        _tile_dpbusd(0, 4, 6);
+        if (ROWS2) {
+            _tile_loadd(5, w + 16 * ws + 64 * c, ws);
+            _tile_dpbusd(2, 5, 6);
+        }
+    }
+}
+
+/* The sums of bn_amx_chunk_one's two sets into out (tmp: 2 KiB of 64-byte aligned
+ * scratch). */
+BN_AMX BN_INLINE void bn_amx_store_one(int32_t *out, int ldo, const bool ROWS2,
+                                       int32_t *tmp)
+{
+    const size_t os = (size_t)ldo * 4;
+    _tile_stored(0, out, os);
+    _tile_stored(1, tmp, 64);
+    if (ROWS2) {
+        _tile_stored(2, out + 16 * (size_t)ldo, os);
+        _tile_stored(3, tmp + 256, 64);
+    }
+    for (int r = 0; r < (ROWS2 ? 32 : 16); r++) {
+        int32_t *o = out + (size_t)r * (size_t)ldo;
+        _mm512_storeu_si512(o, _mm512_add_epi32(_mm512_loadu_si512(o),
+                                                _mm512_load_si512(tmp + 16 * r)));
+    }
+}
+
 /* The integer sums of nr (<= 32) rows against T tokens, into out[r * ldo + t]
  * (ldo >= T rounded up to 32): the rows' codes unpacked BN_MATRIX_KC at a time into
  * work (in the first-level cache), each chunk met by every pair of token tiles. (Two
@@ -1355,6 +1411,22 @@ BN_AMX BN_INLINE void bn_amx_sums(const uint8_t *rows, size_t row_bytes, int nr,
         bn_amx_unpack(rows, row_bytes, nr, TQ2, k0 / 128, k1 / 128, work, BN_MATRIX_KC,
                       next + next_bytes * (size_t)ci / (size_t)chunks,
                       next + next_bytes * (size_t)(ci + 1) / (size_t)chunks);
+        if (T <= 16) {
+            if (first) {
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+            }
+            const int8_t *b0 = qp + (size_t)(k0 / 64) * 1024;
+            if (rows2)
+                bn_amx_chunk_one(work, BN_MATRIX_KC, (k1 - k0) / 64, b0, true);
+            else
+                bn_amx_chunk_one(work, BN_MATRIX_KC, (k1 - k0) / 64, b0, false);
+            if (last)   /* the codes are no longer needed: their room takes the sums */
+                bn_amx_store_one(out, ldo, rows2, (int32_t *)(void *)work);
+            continue;
+        }
         for (int tt = 0; 16 * tt < T; tt += 2) {
             const int8_t *b0 = qp + (size_t)tt * tile_bytes + (size_t)(k0 / 64) * 1024;
             const int8_t *b1 = b0 + tile_bytes;
