@@ -934,6 +934,7 @@ static void test_matrix(const bn_kernel_table *k)
         uint8_t *i2s = malloc(RMAX * i2s_bytes), *tq2 = malloc(RMAX * tq2_bytes + 1);
         int8_t *q = malloc((size_t)TMAX * (size_t)n);
         int8_t *qp = calloc((TMAX + 15) / 16 * 16, (size_t)n);
+        int8_t *qp2 = malloc((TMAX + 15) / 16 * 16 * (size_t)n);
         int32_t *qbsum = malloc((size_t)TMAX * (size_t)(nb + 1) * sizeof *qbsum);
         int32_t *isum = malloc((size_t)RMAX * 64 * sizeof *isum);
         double *dsum = malloc((size_t)RMAX * 64 * sizeof *dsum);
@@ -967,6 +968,14 @@ static void test_matrix(const bn_kernel_table *k)
             memset(qp, 0, (size_t)(TMAX + 15) / 16 * 16 * (size_t)n);
             for (int t = 0; t < T; t++)
                 bn_pack_q8_matrix(q + (size_t)t * (size_t)n, n, t, qp);
+            /* the chunk by chunk packing, in two ranges over stale bytes: the same
+             * layout, the places past T zero */
+            const size_t qp_bytes = (size_t)(T + 15) / 16 * 16 * (size_t)n;
+            memset(qp2, 0x5a, qp_bytes);
+            bn_pack_q8_matrix_chunks(q, n, T, 0, n / 64 / 3, qp2);
+            bn_pack_q8_matrix_chunks(q, n, T, n / 64 / 3, n / 64, qp2);
+            CHECK(memcmp(qp, qp2, qp_bytes) == 0, "matrix packing by chunks n=%lld T=%d",
+                  (long long)n, T);
             for (size_t ri = 0; ri < sizeof nrs / sizeof nrs[0]; ri++) {
                 const int nr = nrs[ri];
                 k->dot_i2s_q8_matrix(i2s, i2s_bytes, nr, qp, n, T, isum, ldo, work);
@@ -1006,6 +1015,7 @@ static void test_matrix(const bn_kernel_table *k)
         free(tq2);
         free(q);
         free(qp);
+        free(qp2);
         free(qbsum);
         free(isum);
         free(dsum);

@@ -262,6 +262,29 @@ static inline void bn_pack_q8_matrix(const int8_t *q, int64_t n, int64_t t, int8
             memcpy(tile + (size_t)c * 1024 + (size_t)i * 64, q + 64 * c + 4 * i, 4);
 }
 
+/* The same layout built chunk by chunk: chunks c0 .. c1 - 1 of every tile of T tokens
+ * (their codes q, a token every n bytes), the places past T zero. Each 1 KiB chunk of a
+ * tile is written whole by one caller, so that threads given separate ranges of chunks
+ * never write to the same cache line (packed token by token, two threads write into
+ * every line). */
+static inline void bn_pack_q8_matrix_chunks(const int8_t *q, int64_t n, int64_t T,
+                                            int64_t c0, int64_t c1, int8_t *qp)
+{
+    for (int64_t tile = 0; tile < (T + 15) / 16; tile++)
+        for (int64_t c = c0; c < c1; c++) {
+            int8_t *blk = qp + (size_t)tile * (size_t)n * 16 + (size_t)c * 1024;
+            for (int i = 0; i < 16; i++)
+                for (int j = 0; j < 16; j++) {
+                    const int64_t t = tile * 16 + j;
+                    if (t < T)
+                        memcpy(blk + i * 64 + j * 4, q + (size_t)t * (size_t)n + 64 * c + 4 * i,
+                               4);
+                    else
+                        memset(blk + i * 64 + j * 4, 0, 4);
+                }
+        }
+}
+
 const bn_kernel_table *bn_kernels(void);
 extern const bn_kernel_table bn_kernels_scalar;
 /* the scalar activation quantizer, the reference of quantize_act_i8 */

@@ -196,7 +196,6 @@ typedef struct bn_quant_job {
     const float *x;
     const bn_fwd_bufs *b;
     bool want_qf;
-    int8_t *qp;        /* the codes in the matrix kernels' layout too, or NULL */
 } bn_quant_job;
 
 /* The codes of each row, their scale, their sum and the sums of each block of 256,
@@ -225,9 +224,20 @@ static void bn_quant_rows(const void *ctx, int64_t t0, int64_t t1)
         for (int64_t i = nb * BN_QK_K; i < n; i++)
             sum += q[i];
         b->aqsum[t] = sum;
-        if (job->qp)
-            bn_pack_q8_matrix(q, n, t, job->qp);
     }
+}
+
+typedef struct bn_pack_job {
+    const int8_t *q;
+    int64_t n, T;
+    int8_t *qp;
+} bn_pack_job;
+
+/* Chunks c0 .. c1 - 1 of the codes in the matrix kernels' layout, spare places zero. */
+static void bn_pack_chunks(const void *ctx, int64_t c0, int64_t c1)
+{
+    const bn_pack_job *job = ctx;
+    bn_pack_q8_matrix_chunks(job->q, job->n, job->T, c0, c1, job->qp);
 }
 
 static void bn_cpu_quantize(bn_context *c, int64_t T, int64_t n, const float *x, bn_act *act)
@@ -236,13 +246,11 @@ static void bn_cpu_quantize(bn_context *c, int64_t T, int64_t n, const float *x,
     const bn_cpu_state *s = c->be_state;
     /* the matrix layout for steps of enough rows (its last tile's spare places zero) */
     int8_t *qp = s->qp && T >= BN_MATRIX_MIN_T && n % 64 == 0 ? s->qp : NULL;
-    bn_quant_job job = {.n = n, .x = x, .b = b, .want_qf = c->m->float_proj, .qp = qp};
+    bn_quant_job job = {.n = n, .x = x, .b = b, .want_qf = c->m->float_proj};
     bn_rows_parallel(bn_quant_rows, &job, T);
-    if (qp) {
-        for (int64_t t = T; t % 16; t++)
-            for (int64_t i = 0; i < n / 4; i++)
-                memset(qp + (size_t)(t / 16) * (size_t)n * 16 + (size_t)(i / 16) * 1024 +
-                           (size_t)(i % 16) * 64 + (size_t)(t % 16) * 4, 0, 4);
+    if (qp) {   /* split by chunks, so that no two threads write one cache line */
+        bn_pack_job pack = {.q = b->aq, .n = n, .T = T, .qp = qp};
+        bn_rows_parallel(bn_pack_chunks, &pack, n / 64);
     }
     *act = (bn_act){
         .T = (int32_t)T, .n = n, .x = x,
