@@ -1176,18 +1176,29 @@ BN_AVX512 static void bn_dot_f16_f32_rows_ahead_avx512(const uint16_t *x, size_t
     bn_f16_rows_body(x, stride, nrows, y, n, true, out);
 }
 
-BN_AVX512 static void bn_dot_f16_f32_multi_avx512(const uint16_t *x, size_t stride,
-                                                  int64_t nx, const float *const *y, int ny,
-                                                  int64_t n, float *const *out)
+typedef void (*bn_f16_long_fn)(const uint16_t *x, size_t stride, int64_t nx,
+                               const float *const *y, int ny, int64_t n, float *const *out);
+
+/* Rows of BN_F16_LONG_ROW_AVX512 values or more by `long_rows`, the queries
+ * BN_F16_MULTI_MAX at a time; attention's shorter rows by the AVX2 kernel. */
+BN_AVX512 BN_INLINE void bn_f16_multi_body(const uint16_t *x, size_t stride, int64_t nx,
+                                           const float *const *y, int ny, int64_t n,
+                                           float *const *out, bn_f16_long_fn long_rows)
 {
-    if (n < BN_F16_LONG_ROW_AVX512) {   /* attention's rows: the AVX2 kernel */
+    if (n < BN_F16_LONG_ROW_AVX512) {
         bn_dot_f16_f32_multi_avx2(x, stride, nx, y, ny, n, out);
         return;
     }
     for (int j0 = 0; j0 < ny; j0 += BN_F16_MULTI_MAX)
-        bn_dot_f16_long_avx512(x, stride, nx, y + j0,
-                               ny - j0 < BN_F16_MULTI_MAX ? ny - j0 : BN_F16_MULTI_MAX, n,
-                               out + j0);
+        long_rows(x, stride, nx, y + j0,
+                  ny - j0 < BN_F16_MULTI_MAX ? ny - j0 : BN_F16_MULTI_MAX, n, out + j0);
+}
+
+BN_AVX512 static void bn_dot_f16_f32_multi_avx512(const uint16_t *x, size_t stride,
+                                                  int64_t nx, const float *const *y, int ny,
+                                                  int64_t n, float *const *out)
+{
+    bn_f16_multi_body(x, stride, nx, y, ny, n, out, bn_dot_f16_long_avx512);
 }
 
 __attribute__((unused))   /* the amx family's, not built everywhere */
@@ -1195,14 +1206,7 @@ BN_AVX512 static void bn_dot_f16_f32_multi_ahead_avx512(const uint16_t *x, size_
                                                         int64_t nx, const float *const *y,
                                                         int ny, int64_t n, float *const *out)
 {
-    if (n < BN_F16_LONG_ROW_AVX512) {   /* attention's rows: the AVX2 kernel */
-        bn_dot_f16_f32_multi_avx2(x, stride, nx, y, ny, n, out);
-        return;
-    }
-    for (int j0 = 0; j0 < ny; j0 += BN_F16_MULTI_MAX)
-        bn_dot_f16_long_ahead_avx512(x, stride, nx, y + j0,
-                                     ny - j0 < BN_F16_MULTI_MAX ? ny - j0 : BN_F16_MULTI_MAX,
-                                     n, out + j0);
+    bn_f16_multi_body(x, stride, nx, y, ny, n, out, bn_dot_f16_long_ahead_avx512);
 }
 #define BN_F16_MULTI_AVX512 bn_dot_f16_f32_multi_avx512
 #define BN_F16_ROWS_AVX512 bn_dot_f16_f32_rows_avx512
