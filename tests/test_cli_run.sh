@@ -253,7 +253,11 @@ assert len(shares) == 6, shares
 assert shares['f16'][1] == '', shares
 for k, (gmac, share) in shares.items():
     if k != 'f16':
-        assert abs(float(share) - gmac / peak) <= 0.005 + 0.06 / peak, (k, gmac, peak, share)
+        # the share is printed to 0.005, the rates to 0.05 each: the quotient of the
+        # printed rates is off by up to (0.05 + 0.05 * gmac / peak) / peak (and more
+        # than the share's rounding where the share is large, as on AMX tiles)
+        tol = 0.005 + (0.06 + 0.06 * gmac / peak) / peak
+        assert abs(float(share) - gmac / peak) <= tol, (k, gmac, peak, share)
 # the prefill limit: the 2B-4T projections' weights, one multiply-add each per token, at
 # the peak; the kernels alone: all of them at the i2_s rate
 macs = 30 * (2 * 2560 * 2560 + 2 * 2560 * 640 + 3 * 2560 * 6912)
