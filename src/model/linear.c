@@ -20,8 +20,9 @@
  * Each thread takes a contiguous range of output rows over all projections of the
  * call; a row is read once for a tile of up to 4 tokens (I2_S) or for every token of
  * the batch. Where the kernel family has matrix kernels (amx) and the step has
- * BN_MATRIX_MIN_T rows or more, the I2_S and TQ2_0 prefill paths hand them
- * BN_MATRIX_ROWS rows at a time against every token instead (act->qp set).
+ * BN_MATRIX_MIN_T rows or more (TQ2_0: BN_MATRIX_MIN_T_TQ2), the I2_S and TQ2_0
+ * prefill paths hand them BN_MATRIX_ROWS rows at a time against every token instead
+ * (act->qp set).
  */
 #include <assert.h>
 
@@ -391,7 +392,7 @@ static void bn_linear_tq2_prefill(const bn_linear *lin, float *out, int64_t r0, 
                                   const bn_act *act, bool use_q, bn_linear_scratch *sc)
 {
     (void)use_q;
-    if (act->qp && bn_kernels()->dot_tq2_q8_matrix) {
+    if (act->qp && act->T >= BN_MATRIX_MIN_T_TQ2 && bn_kernels()->dot_tq2_q8_matrix) {
         bn_linear_tq2_matrix(lin, out, r0, r1, act, sc);
         return;
     }

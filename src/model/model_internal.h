@@ -70,8 +70,14 @@ typedef struct bn_act {
 } bn_act;
 
 /* The fewest rows a step must have for the ternary prefill to take the matrix kernels
- * (where the kernel family has them): below it the vector tiles are as fast. */
-#define BN_MATRIX_MIN_T 8
+ * (where the kernel family has them): below it the vector tiles are as fast. I2_S from
+ * 4, TQ2_0 from 6: on the Intel Xeon measured (2 threads, 2B-4T shapes, 4 and 6
+ * sequences decoding together, two rounds) I2_S gave 52.9 and 52.3 tokens/s at 4
+ * with the matrix kernels against 47.1 and 46.0 on the tiles, TQ2_0 45.5 and 47.0
+ * against 52.7 and 52.3; at 6, 75.6 and 73.4 against 58.6 and 60.5 (I2_S), 63.9 and
+ * 64.5 against 56.6 and 56.7 (TQ2_0). */
+#define BN_MATRIX_MIN_T 4
+#define BN_MATRIX_MIN_T_TQ2 6
 
 /* Rows a decode step hands to one kernel call (the scratch holds their sums). */
 #define BN_LINEAR_ROWS 256
