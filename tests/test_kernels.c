@@ -883,7 +883,7 @@ static void test_gemm_tile(const bn_kernel_table *k)
 static void test_gemm_tile_f32(const bn_kernel_table *k)
 {
     static const int64_t ks[] = {0, 1, 7, 64, 301};
-    enum { MR = BN_GEMM_MR_F32, NR = BN_GEMM_NR, KMAX = 301 };
+    enum { MR = BN_GEMM_MR_F32, NR = BN_GEMM_NR_F32, KMAX = 301 };
     static float a[KMAX * MR], b[KMAX * NR];
     for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
         const int64_t kk = ks[ki];
@@ -905,6 +905,27 @@ static void test_gemm_tile_f32(const bn_kernel_table *k)
     }
 }
 
+/* transpose_f32: every block shape around the 8 x 8 register blocks, with strides wider
+ * than the block; what lies outside the block in dst stays as it was. */
+static void test_transpose_f32(const bn_kernel_table *k)
+{
+    enum { LDS = 37, LDD = 41, MAXN = 33 };
+    static float src[MAXN * LDS], dst[MAXN * LDD], want[MAXN * LDD];
+    for (int64_t i = 0; i < MAXN * LDS; i++)
+        src[i] = (float)(((double)rng() - 2147483648.0) * 0x1p-20);
+    for (int64_t rows = 0; rows <= MAXN; rows++) {
+        for (int64_t cols = 0; cols <= MAXN; cols += cols < 17 ? 1 : 8) {
+            for (int64_t i = 0; i < MAXN * LDD; i++)
+                dst[i] = want[i] = (float)i;
+            for (int64_t i = 0; i < rows; i++)
+                for (int64_t j = 0; j < cols; j++)
+                    want[j * LDD + i] = src[i * LDS + j];
+            k->transpose_f32(src, LDS, rows, cols, dst, LDD);
+            CHECK(memcmp(dst, want, sizeof dst) == 0, "%s transpose_f32 %lld x %lld",
+                  k->name, (long long)rows, (long long)cols);
+        }
+    }
+}
 
 /* I2_S code i of a row, as the format defines it: block i / 128 of 32 bytes, byte
  * i % 32 of it, bits 7-6, 5-4, 3-2 or 1-0 for weights 0-31, 32-63, 64-95, 96-127. */
@@ -1029,6 +1050,7 @@ static void test_family(const bn_kernel_table *k)
         test_matrix(k);
     test_gemm_tile(k);
     test_gemm_tile_f32(k);
+    test_transpose_f32(k);
     test_mac_peak(k);
     test_relu2(k);
     test_axpy(k);
@@ -1171,7 +1193,8 @@ static void test_avx512_simde(void)
           !k.f32_to_f16 && !k.dot_f16_f32_multi && !k.axpy_f16_f32_multi && !k.relu2_mul &&
           !k.sum_u64 && !k.dot_tq1_q8 && !k.dot_tq1_q8_tile &&
           !k.dot_q8_0_q8_0 && !k.dot_q8_0_q8_0_rows && !k.dot_q6_k_q8_0 &&
-          !k.dot_q6_k_q8_0_rows && !k.quantize_act_i8 && !k.gemm_f32_tile,
+          !k.dot_q6_k_q8_0_rows && !k.quantize_act_i8 && !k.gemm_f32_tile &&
+          !k.transpose_f32,
           "avx512-simde: an AVX2 entry is set (update this test)");
     k.dot_f32 = s->dot_f32;
     k.f16_to_f32 = s->f16_to_f32;
@@ -1190,6 +1213,7 @@ static void test_avx512_simde(void)
     k.dot_q6_k_q8_0_rows = s->dot_q6_k_q8_0_rows;
     k.quantize_act_i8 = s->quantize_act_i8;
     k.gemm_f32_tile = s->gemm_f32_tile;   /* not built under SIMDe (no fused fmadd) */
+    k.transpose_f32 = s->transpose_f32;
     test_family(&k);
     printf("avx512 kernels checked (SIMDe)\n");
 }

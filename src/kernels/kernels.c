@@ -358,19 +358,28 @@ void bn_gemm_f64_tile_scalar(const double *a, const double *b, int64_t k, double
 /* fmaf: the one rounding per product that the SIMD tiles' fused multiply-adds make. */
 void bn_gemm_f32_tile_scalar(const float *a, const float *b, int64_t k, float *c)
 {
-    for (int i = 0; i < BN_GEMM_MR_F32; i++) {
-        float acc[BN_GEMM_NR];
-        for (int j = 0; j < BN_GEMM_NR; j++)
-            acc[j] = c[i * BN_GEMM_NR + j];
+    enum { R = BN_GEMM_MR_F32, C = BN_GEMM_NR_F32 };
+    for (int i = 0; i < R; i++) {
+        float acc[C];
+        for (int j = 0; j < C; j++)
+            acc[j] = c[i * C + j];
         for (int64_t p = 0; p < k; p++) {
-            const float ai = a[p * BN_GEMM_MR_F32 + i];
-            const float *bp = b + p * BN_GEMM_NR;
-            for (int j = 0; j < BN_GEMM_NR; j++)
+            const float ai = a[p * R + i];
+            const float *bp = b + p * C;
+            for (int j = 0; j < C; j++)
                 acc[j] = fmaf(ai, bp[j], acc[j]);
         }
-        for (int j = 0; j < BN_GEMM_NR; j++)
-            c[i * BN_GEMM_NR + j] = acc[j];
+        for (int j = 0; j < C; j++)
+            c[i * C + j] = acc[j];
     }
+}
+
+void bn_transpose_f32_scalar(const float *src, int64_t lds, int64_t rows, int64_t cols,
+                             float *dst, int64_t ldd)
+{
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            dst[j * ldd + i] = src[i * lds + j];
 }
 
 const bn_kernel_table bn_kernels_scalar = {
@@ -400,6 +409,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
     .gemm_f64_tile = bn_gemm_f64_tile_scalar,
     .gemm_f32_tile = bn_gemm_f32_tile_scalar,
+    .transpose_f32 = bn_transpose_f32_scalar,
 };
 
 #if defined(__aarch64__)
@@ -432,6 +442,7 @@ const bn_kernel_table bn_kernels_neon = {
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
     .gemm_f64_tile = bn_gemm_f64_tile_scalar,
     .gemm_f32_tile = bn_gemm_f32_tile_scalar,
+    .transpose_f32 = bn_transpose_f32_scalar,
 };
 
 /* The same with the dotprod integer kernels (Armv8.2 SDOT), where the CPU has them. */
@@ -462,6 +473,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .quantize_act_i8 = bn_quantize_act_i8_scalar,
     .gemm_f64_tile = bn_gemm_f64_tile_scalar,
     .gemm_f32_tile = bn_gemm_f32_tile_scalar,
+    .transpose_f32 = bn_transpose_f32_scalar,
 };
 #endif
 

@@ -92,8 +92,10 @@ static inline float bn_f16_decode(uint16_t h)
 /* The register tile of gemm_f64_tile: BN_GEMM_MR rows by BN_GEMM_NR columns. */
 #define BN_GEMM_MR 6
 #define BN_GEMM_NR 16
-/* gemm_f32_tile's rows: twelve, so that AVX-512 keeps twelve accumulators in flight */
+/* gemm_f32_tile's register tile: twelve rows by 32 columns, so that AVX-512 keeps 24
+ * accumulators in flight and loads 14 vectors for 24 multiply-adds */
 #define BN_GEMM_MR_F32 12
+#define BN_GEMM_NR_F32 32
 #define BN_MAC_PEAK_CHUNK (128 * 128)
 
 /* The most queries dot_f16_f32_multi takes in one call. */
@@ -221,11 +223,16 @@ typedef struct bn_kernel_table {
      * are floats widened), so that a fused multiply-add and a multiply then an add give
      * the same bits: every table returns the scalar one's doubles. */
     void (*gemm_f64_tile)(const double *a, const double *b, int64_t k, double *c);
-    /* The same in float on BN_GEMM_MR_F32 rows (a: [k][MR_F32]): c[i * NR + j] =
-     * fmaf(a[p * MR_F32 + i], b[p * NR + j], c[...]) for p = 0 .. k-1 in that order, one
-     * fused multiply-add (one rounding) per product, one accumulator per element: every
-     * table returns the scalar one's floats. */
+    /* The same in float on a tile of BN_GEMM_MR_F32 by BN_GEMM_NR_F32 (a: [k][MR_F32],
+     * b: [k][NR_F32], c: [MR_F32][NR_F32]): c[i * NR_F32 + j] = fmaf(a[p * MR_F32 + i],
+     * b[p * NR_F32 + j], c[...]) for p = 0 .. k-1 in that order, one fused multiply-add
+     * (one rounding) per product, one accumulator per element: every table returns the
+     * scalar one's floats. */
     void (*gemm_f32_tile)(const float *a, const float *b, int64_t k, float *c);
+    /* dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: a block of floats
+     * transposed (the float products' packing); the same floats on every table */
+    void (*transpose_f32)(const float *src, int64_t lds, int64_t rows, int64_t cols,
+                          float *dst, int64_t ldd);
     /* A matrix unit's prefill (the amx family; NULL in every other, whose projections
      * take the tiles above). The activations come packed as bn_pack_q8_matrix lays them
      * out (qp, T tokens of n codes, n a multiple of 128); nr <= BN_MATRIX_ROWS rows,
@@ -325,10 +332,14 @@ void bn_dot_q6_k_q8_0_rows_avx2(const uint8_t *w, size_t row_bytes, int64_t nrow
                                 const void *x, int64_t n, float *out);
 void bn_quantize_act_i8_avx2(const float *x, int64_t n, int8_t *q, float *scale);
 void bn_gemm_f32_tile_avx2(const float *a, const float *b, int64_t k, float *c);
+void bn_transpose_f32_avx2(const float *src, int64_t lds, int64_t rows, int64_t cols,
+                           float *dst, int64_t ldd);
 #endif
 /* the scalar training tile, the reference of gemm_f64_tile */
 void bn_gemm_f64_tile_scalar(const double *a, const double *b, int64_t k, double *c);
 void bn_gemm_f32_tile_scalar(const float *a, const float *b, int64_t k, float *c);
+void bn_transpose_f32_scalar(const float *src, int64_t lds, int64_t rows, int64_t cols,
+                             float *dst, int64_t ldd);
 /* Not in the library: kernels_avx512.c compiled a second time with SIMDe's portable
  * intrinsics (BN_KERNELS_SIMDE) into the kernel test, so that its code is checked on
  * any machine. Only the avx512 family's own entries are set; those it takes from the

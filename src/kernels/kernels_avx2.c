@@ -1250,14 +1250,15 @@ BN_AVX2 static void bn_gemm_f64_tile_avx2(const double *a, const double *b, int6
     }
 }
 
-/* The float tile in two passes of six rows, each by two ymm of eight floats: twelve
- * accumulators, p ascending with one fused multiply-add per product (the scalar tile's
- * fmaf). */
+/* The float tile in four passes of six rows by sixteen columns, each two ymm of eight
+ * floats: twelve accumulators, p ascending with one fused multiply-add per product (the
+ * scalar tile's fmaf). */
 BN_AVX2 void bn_gemm_f32_tile_avx2(const float *a, const float *b, int64_t k, float *c)
 {
-    enum { R = BN_GEMM_MR_F32, C = BN_GEMM_NR };
-    for (int h = 0; h < R; h += 6) {
-        float *ch = c + h * C;
+    enum { R = BN_GEMM_MR_F32, C = BN_GEMM_NR_F32 };
+    for (int pass = 0; pass < 4; pass++) {
+        const int h = pass / 2 * 6, w = pass % 2 * 16;
+        float *ch = c + h * C + w;
         __m256 c00 = _mm256_loadu_ps(ch + 0 * C), c01 = _mm256_loadu_ps(ch + 0 * C + 8);
         __m256 c10 = _mm256_loadu_ps(ch + 1 * C), c11 = _mm256_loadu_ps(ch + 1 * C + 8);
         __m256 c20 = _mm256_loadu_ps(ch + 2 * C), c21 = _mm256_loadu_ps(ch + 2 * C + 8);
@@ -1266,8 +1267,8 @@ BN_AVX2 void bn_gemm_f32_tile_avx2(const float *a, const float *b, int64_t k, fl
         __m256 c50 = _mm256_loadu_ps(ch + 5 * C), c51 = _mm256_loadu_ps(ch + 5 * C + 8);
         for (int64_t p = 0; p < k; p++) {
             const float *ap = a + p * R + h;
-            const __m256 b0 = _mm256_loadu_ps(b + p * C);
-            const __m256 b1 = _mm256_loadu_ps(b + p * C + 8);
+            const __m256 b0 = _mm256_loadu_ps(b + p * C + w);
+            const __m256 b1 = _mm256_loadu_ps(b + p * C + w + 8);
             __m256 x = _mm256_broadcast_ss(ap + 0);
             c00 = _mm256_fmadd_ps(x, b0, c00);
             c01 = _mm256_fmadd_ps(x, b1, c01);
@@ -1294,6 +1295,46 @@ BN_AVX2 void bn_gemm_f32_tile_avx2(const float *a, const float *b, int64_t k, fl
         _mm256_storeu_ps(ch + 4 * C, c40), _mm256_storeu_ps(ch + 4 * C + 8, c41);
         _mm256_storeu_ps(ch + 5 * C, c50), _mm256_storeu_ps(ch + 5 * C + 8, c51);
     }
+}
+
+/* Blocks of 8 x 8 in registers (two rounds of unpacks and a swap of halves); the edges
+ * one float at a time. */
+BN_AVX2 void bn_transpose_f32_avx2(const float *src, int64_t lds, int64_t rows, int64_t cols,
+                                   float *dst, int64_t ldd)
+{
+    const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+    for (int64_t i = 0; i < r8; i += 8) {
+        for (int64_t j = 0; j < c8; j += 8) {
+            const float *s = src + i * lds + j;
+            const __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + lds);
+            const __m256 r2 = _mm256_loadu_ps(s + 2 * lds), r3 = _mm256_loadu_ps(s + 3 * lds);
+            const __m256 r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds);
+            const __m256 r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
+            const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *d = dst + j * ldd + i;
+            _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+        for (int64_t ii = i; ii < i + 8; ii++)
+            for (int64_t j = c8; j < cols; j++)
+                dst[j * ldd + ii] = src[ii * lds + j];
+    }
+    for (int64_t i = r8; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            dst[j * ldd + i] = src[i * lds + j];
 }
 
 const bn_kernel_table bn_kernels_avx2 = {
@@ -1325,6 +1366,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .quantize_act_i8 = bn_quantize_act_i8_avx2,
     .gemm_f64_tile = bn_gemm_f64_tile_avx2,
     .gemm_f32_tile = bn_gemm_f32_tile_avx2,
+    .transpose_f32 = bn_transpose_f32_avx2,
 };
 
 #endif

@@ -855,24 +855,31 @@ BN_AVX512 static void bn_gemm_f64_tile_avx512(const double *a, const double *b, 
 }
 #undef BN_TILE_ROW
 
-/* The float tile: a row of 16 floats is one zmm, twelve rows twelve accumulators,
- * enough to keep two 512-bit FMA pipes busy through their latency. p ascending, one
- * fused multiply-add per product, as the scalar tile. */
+/* The float tile: a row of 32 floats is two zmm, twelve rows 24 accumulators, enough to
+ * keep two 512-bit FMA pipes busy through their latency; each step loads two vectors of
+ * B and broadcasts twelve floats of A for 24 multiply-adds. p ascending, one fused
+ * multiply-add per product, as the scalar tile. */
 #if !defined(BN_KERNELS_SIMDE)
-#define BN_TILE_ROW(r) c##r = _mm512_fmadd_ps(_mm512_set1_ps(ap[r]), bv, c##r)
+#define BN_TILE_ROW(r)                                                                   \
+    do {                                                                                 \
+        const __m512 x = _mm512_set1_ps(ap[r]);                                          \
+        c##r##a = _mm512_fmadd_ps(x, b0, c##r##a);                                       \
+        c##r##b = _mm512_fmadd_ps(x, b1, c##r##b);                                       \
+    } while (0)
+#define BN_TILE_LOAD(r)                                                                  \
+    __m512 c##r##a = _mm512_loadu_ps(c + r * C), c##r##b = _mm512_loadu_ps(c + r * C + 16)
+#define BN_TILE_STORE(r)                                                                 \
+    _mm512_storeu_ps(c + r * C, c##r##a), _mm512_storeu_ps(c + r * C + 16, c##r##b)
 BN_AVX512 static void bn_gemm_f32_tile_avx512(const float *a, const float *b, int64_t k,
                                               float *c)
 {
-    enum { R = BN_GEMM_MR_F32, C = BN_GEMM_NR };
-    __m512 c0 = _mm512_loadu_ps(c + 0 * C), c1 = _mm512_loadu_ps(c + 1 * C);
-    __m512 c2 = _mm512_loadu_ps(c + 2 * C), c3 = _mm512_loadu_ps(c + 3 * C);
-    __m512 c4 = _mm512_loadu_ps(c + 4 * C), c5 = _mm512_loadu_ps(c + 5 * C);
-    __m512 c6 = _mm512_loadu_ps(c + 6 * C), c7 = _mm512_loadu_ps(c + 7 * C);
-    __m512 c8 = _mm512_loadu_ps(c + 8 * C), c9 = _mm512_loadu_ps(c + 9 * C);
-    __m512 c10 = _mm512_loadu_ps(c + 10 * C), c11 = _mm512_loadu_ps(c + 11 * C);
+    enum { R = BN_GEMM_MR_F32, C = BN_GEMM_NR_F32 };
+    BN_TILE_LOAD(0); BN_TILE_LOAD(1); BN_TILE_LOAD(2); BN_TILE_LOAD(3);
+    BN_TILE_LOAD(4); BN_TILE_LOAD(5); BN_TILE_LOAD(6); BN_TILE_LOAD(7);
+    BN_TILE_LOAD(8); BN_TILE_LOAD(9); BN_TILE_LOAD(10); BN_TILE_LOAD(11);
     for (int64_t p = 0; p < k; p++) {
         const float *ap = a + p * R;
-        const __m512 bv = _mm512_loadu_ps(b + p * C);
+        const __m512 b0 = _mm512_loadu_ps(b + p * C), b1 = _mm512_loadu_ps(b + p * C + 16);
         BN_TILE_ROW(0);
         BN_TILE_ROW(1);
         BN_TILE_ROW(2);
@@ -886,13 +893,12 @@ BN_AVX512 static void bn_gemm_f32_tile_avx512(const float *a, const float *b, in
         BN_TILE_ROW(10);
         BN_TILE_ROW(11);
     }
-    _mm512_storeu_ps(c + 0 * C, c0), _mm512_storeu_ps(c + 1 * C, c1);
-    _mm512_storeu_ps(c + 2 * C, c2), _mm512_storeu_ps(c + 3 * C, c3);
-    _mm512_storeu_ps(c + 4 * C, c4), _mm512_storeu_ps(c + 5 * C, c5);
-    _mm512_storeu_ps(c + 6 * C, c6), _mm512_storeu_ps(c + 7 * C, c7);
-    _mm512_storeu_ps(c + 8 * C, c8), _mm512_storeu_ps(c + 9 * C, c9);
-    _mm512_storeu_ps(c + 10 * C, c10), _mm512_storeu_ps(c + 11 * C, c11);
+    BN_TILE_STORE(0); BN_TILE_STORE(1); BN_TILE_STORE(2); BN_TILE_STORE(3);
+    BN_TILE_STORE(4); BN_TILE_STORE(5); BN_TILE_STORE(6); BN_TILE_STORE(7);
+    BN_TILE_STORE(8); BN_TILE_STORE(9); BN_TILE_STORE(10); BN_TILE_STORE(11);
 }
+#undef BN_TILE_LOAD
+#undef BN_TILE_STORE
 #undef BN_TILE_ROW
 #endif
 
@@ -1537,7 +1543,8 @@ BN_AMX static void bn_dot_tq2_q8_matrix_amx(const uint8_t *rows, size_t row_byte
     .dot_q6_k_q8_0_rows = BN_FROM_AVX2(bn_dot_q6_k_q8_0_rows_avx2), \
     .quantize_act_i8 = BN_FROM_AVX2(bn_quantize_act_i8_avx2), \
     .gemm_f64_tile = bn_gemm_f64_tile_avx512, \
-    .gemm_f32_tile = BN_GEMM_F32_AVX512,
+    .gemm_f32_tile = BN_GEMM_F32_AVX512, \
+    .transpose_f32 = BN_FROM_AVX2(bn_transpose_f32_avx2),
 
 const bn_kernel_table BN_AVX512_TABLE = {
     .name       = BN_AVX512_NAME,

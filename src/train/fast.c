@@ -9,8 +9,9 @@
  *   reads the result, or with m->exact_sums) the products are of widened floats and so
  *   exact, and the tile's fused multiply-adds give the reference's bits; in float (the
  *   backward and the output layer) each product is one fused multiply-add, on every
- *   family. Threads split the output's columns in panels of 16; each element is
- *   computed by one thread. Packing converts the operands once per product.
+ *   family. Threads split the output's columns in panels (16 columns in double,
+ *   32 in float); each element is computed by one thread. Packing converts (or
+ *   transposes) the operands once per product.
  * - the ternary forward sums codes times int8 activations in exact integers.
  * - attention, the norms and the softmax keep the reference's operations per element,
  *   in its order (the softmax's exponentials are a float polynomial unless
@@ -29,8 +30,13 @@
 
 #define MR BN_GEMM_MR
 #define NR BN_GEMM_NR
-_Static_assert(BN_GEMM_MR_F32 * sizeof(float) <= BN_GEMM_MR * sizeof(double),
-               "a thread's tile buffer holds the float tile");
+/* the float products' register tile, and the depth of the chunks of B they take: a
+ * chunk of one column panel (32 KB) stays in the first-level cache while the rows of A
+ * pass over it */
+#define SMR BN_GEMM_MR_F32
+#define SNR BN_GEMM_NR_F32
+#define SKC 256
+_Static_assert(SKC * SNR <= 2 * 256 * NR, "a thread's B buffer holds a float chunk");
 
 static int64_t bn_rup(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -96,8 +102,9 @@ void bn_train_parallel(const bn_train_model *m, int64_t n, void (*fn)(void *, in
 
 /* Thread ith's scratch (sizes from bn_train_thread_plan). */
 typedef struct bn_thread_scratch {
-    double  *bpack;   /* [bpack_k, NR] a packed panel of B */
-    double  *tile;    /* [MR, NR] doubles, or [MR_F32, NR] floats */
+    double  *bpack;   /* [bpack_k, NR] a packed panel of B (float: [SKC][SNR] floats) */
+    double  *tile;    /* [MR, NR] doubles, or [SMR, SNR] floats */
+    float   *carry;   /* [rup(carry_rows, SMR)][SNR] a column panel's partial sums */
     double  *kt, *vt; /* [hd, T] a kv head's keys and values, transposed, in double */
     double  *p, *dp;  /* [T] */
     double  *vec;     /* [max(hd, E, F)] a row of sums */
@@ -118,7 +125,8 @@ static size_t bn_thread_carve(const bn_train_model *m, uint8_t *base, bn_thread_
         off += ((size_t)(n) * sizeof(type) + 63) & ~(size_t)63;                     \
     } while (0)
     BN_CARVE(s->bpack, (size_t)m->gemm_bpack_k * NR, double);
-    BN_CARVE(s->tile, MR * NR, double);
+    BN_CARVE(s->tile, MR * NR > SMR * SNR / 2 ? MR * NR : SMR * SNR / 2, double);
+    BN_CARVE(s->carry, (size_t)bn_rup(m->gemm_carry_rows, SMR) * SNR, float);
     BN_CARVE(s->kt, hd * T, double);
     BN_CARVE(s->vt, hd * T, double);
     BN_CARVE(s->p, T, double);
@@ -343,10 +351,202 @@ static void bn_gemm_task(void *ctx, int ith, int nth)
     }
 }
 
+/* ---------------------------------------------------------------- float products */
+
+/* The float products (g->f32): each element one float accumulator, zero to start, one
+ * fused multiply-add per product over k ascending, then stored (or added to C once).
+ * The register tile takes SMR rows of A by SNR columns of B, B in chunks of SKC rows
+ * that stay in the first-level cache. How the sum is cut into chunks does not change
+ * it: a chunk's tile starts from the floats the last one left.
+ *
+ * Two orders, by whether all of A (packed, every k) fits the shared buffer:
+ * - whole A: all threads pack A's row panels, then each thread takes its column panels
+ *   of C one at a time: for each chunk of k it packs the chunk of its panel of B and
+ *   runs every row panel over it, keeping the panel's partial sums in its own carry
+ *   buffer; at the end it writes the panel to C.
+ * - chunks of A (a sum too long for the buffer, the output's d x over the vocabulary):
+ *   for each chunk of k, all threads pack the chunk of A, then each runs its column
+ *   panels over it, the partial sums of all of C carried in m->gemm_c. */
+
+/* Rows i0 .. i0 + SMR of A, columns k0 .. k0 + kc, into dst [kc][SMR], rows past M zero. */
+static void bn_spack_a(const bn_gemm *g, int64_t i0, int64_t k0, int64_t kc, float *dst)
+{
+    const int64_t mi = g->M - i0 < SMR ? g->M - i0 : SMR;
+    if (g->a_cs == 1) {
+        bn_kernels()->transpose_f32(g->a + i0 * g->a_rs + k0, g->a_rs, mi, kc, dst, SMR);
+        for (int64_t p = 0; p < kc && mi < SMR; p++)
+            for (int64_t ii = mi; ii < SMR; ii++)
+                dst[p * SMR + ii] = 0.0f;
+        return;
+    }
+    for (int64_t p = 0; p < kc; p++) {
+        const float *src = g->a + i0 * g->a_rs + (k0 + p) * g->a_cs;
+        float *d = dst + p * SMR;
+        for (int64_t ii = 0; ii < mi; ii++)
+            d[ii] = src[ii * g->a_rs];
+        for (int64_t ii = mi; ii < SMR; ii++)
+            d[ii] = 0.0f;
+    }
+}
+
+/* Columns j0 .. j0 + SNR of B, rows k0 .. k0 + kc, into dst [kc][SNR], columns past N
+ * zero. */
+static void bn_spack_b(const bn_gemm *g, int64_t j0, int64_t k0, int64_t kc, float *dst)
+{
+    const int64_t nj = g->N - j0 < SNR ? g->N - j0 : SNR;
+    if (g->b_rs == 1 && g->b_cs != 1) {
+        bn_kernels()->transpose_f32(g->b + j0 * g->b_cs + k0, g->b_cs, nj, kc, dst, SNR);
+        for (int64_t p = 0; p < kc && nj < SNR; p++)
+            for (int64_t jj = nj; jj < SNR; jj++)
+                dst[p * SNR + jj] = 0.0f;
+        return;
+    }
+    for (int64_t p = 0; p < kc; p++) {
+        const float *src = g->b + (k0 + p) * g->b_rs + j0 * g->b_cs;
+        float *d = dst + p * SNR;
+        for (int64_t jj = 0; jj < nj; jj++)
+            d[jj] = src[jj * g->b_cs];
+        for (int64_t jj = nj; jj < SNR; jj++)
+            d[jj] = 0.0f;
+    }
+}
+
+/* A finished tile t [SMR][SNR] (rows from i0, columns from j0) into C. */
+static void bn_sgemm_out(const bn_gemm *g, const float *t, int64_t i0, int64_t j0)
+{
+    const int64_t mi = g->M - i0 < SMR ? g->M - i0 : SMR;
+    const int64_t nj = g->N - j0 < SNR ? g->N - j0 : SNR;
+    if (g->c_cs == 1) {
+        for (int64_t ii = 0; ii < mi; ii++) {
+            float *cr = g->c + (i0 + ii) * g->c_rs + j0;
+            const float *tr = t + ii * SNR;
+            if (g->add)
+                for (int64_t jj = 0; jj < nj; jj++)
+                    cr[jj] += tr[jj];
+            else
+                for (int64_t jj = 0; jj < nj; jj++)
+                    cr[jj] = tr[jj];
+        }
+        return;
+    }
+    for (int64_t jj = 0; jj < nj; jj++) {
+        float *cc = g->c + i0 * g->c_rs + (j0 + jj) * g->c_cs;
+        if (g->add)
+            for (int64_t ii = 0; ii < mi; ii++)
+                cc[ii * g->c_rs] += t[ii * SNR + jj];
+        else
+            for (int64_t ii = 0; ii < mi; ii++)
+                cc[ii * g->c_rs] = t[ii * SNR + jj];
+    }
+}
+
+typedef struct bn_sgemm_plan {
+    const bn_gemm *g;
+    int64_t PM, PN;
+    bool whole;   /* all of A packed at once (else in chunks of SKC) */
+} bn_sgemm_plan;
+
+static void bn_sgemm_task(void *ctx, int ith, int nth)
+{
+    const bn_sgemm_plan *pl = ctx;
+    const bn_gemm *g = pl->g;
+    const bn_train_model *m = g->m;
+    const bn_kernel_table *kern = bn_kernels();
+    bn_thread_scratch s = bn_scratch(m, ith);
+    float *apack = (float *)m->gemm_a, *bpack = (float *)s.bpack;
+    const int64_t PM = pl->PM, PN = pl->PN, K = g->K;
+    int64_t p0, p1, j0, j1;
+    bn_share(PM, ith, nth, &p0, &p1);
+    bn_share(PN, ith, nth, &j0, &j1);
+    if (pl->whole) {
+        for (int64_t ip = p0; ip < p1; ip++)
+            bn_spack_a(g, ip * SMR, 0, K, apack + ip * SMR * K);
+        bn_train_barrier(m);
+        for (int64_t jp = j0; jp < j1; jp++) {
+            if (K <= SKC) {
+                bn_spack_b(g, jp * SNR, 0, K, bpack);
+                for (int64_t ip = 0; ip < PM; ip++) {
+                    float *t = (float *)s.tile;
+                    memset(t, 0, SMR * SNR * sizeof(float));
+                    kern->gemm_f32_tile(apack + ip * SMR * K, bpack, K, t);
+                    bn_sgemm_out(g, t, ip * SMR, jp * SNR);
+                }
+                continue;
+            }
+            memset(s.carry, 0, (size_t)(PM * SMR * SNR) * sizeof(float));
+            for (int64_t k0 = 0; k0 < K; k0 += SKC) {
+                const int64_t kc = K - k0 < SKC ? K - k0 : SKC;
+                bn_spack_b(g, jp * SNR, k0, kc, bpack);
+                for (int64_t ip = 0; ip < PM; ip++)
+                    kern->gemm_f32_tile(apack + ip * SMR * K + k0 * SMR, bpack, kc,
+                                        s.carry + ip * SMR * SNR);
+            }
+            for (int64_t ip = 0; ip < PM; ip++)
+                bn_sgemm_out(g, s.carry + ip * SMR * SNR, ip * SMR, jp * SNR);
+        }
+        return;
+    }
+    float *carry = (float *)m->gemm_c;
+    for (int64_t jp = j0; jp < j1; jp++)
+        memset(carry + jp * PM * SMR * SNR, 0, (size_t)(PM * SMR * SNR) * sizeof(float));
+    for (int64_t k0 = 0; k0 < K; k0 += SKC) {
+        const int64_t kc = K - k0 < SKC ? K - k0 : SKC;
+        if (k0 > 0)
+            bn_train_barrier(m);   /* every thread is done with the last chunk's A */
+        for (int64_t ip = p0; ip < p1; ip++)
+            bn_spack_a(g, ip * SMR, k0, kc, apack + ip * SMR * kc);
+        bn_train_barrier(m);
+        for (int64_t jp = j0; jp < j1; jp++) {
+            bn_spack_b(g, jp * SNR, k0, kc, bpack);
+            for (int64_t ip = 0; ip < PM; ip++)
+                kern->gemm_f32_tile(apack + ip * SMR * kc, bpack, kc,
+                                    carry + (jp * PM + ip) * SMR * SNR);
+        }
+    }
+    for (int64_t jp = j0; jp < j1; jp++)
+        for (int64_t ip = 0; ip < PM; ip++)
+            bn_sgemm_out(g, carry + (jp * PM + ip) * SMR * SNR, ip * SMR, jp * SNR);
+}
+
+/* Whether all of A fits the shared buffer at once (with a carry buffer of its rows when
+ * the sum is taken in chunks); else A is taken in chunks of SKC. */
+static bool bn_sgemm_whole(const bn_train_model *m, int64_t M, int64_t K)
+{
+    const int64_t rows = bn_rup(M, SMR);
+    return (size_t)(rows * K) <= 2 * m->gemm_a_cap &&
+           (K <= SKC || rows <= bn_rup(m->gemm_carry_rows, SMR));
+}
+
+bool bn_train_gemm_f32_fits(const bn_train_model *m, int64_t M, int64_t N, int64_t K)
+{
+    if (M < 0 || N < 0 || K < 0)
+        return false;
+    const int64_t rows = bn_rup(M, SMR);
+    return bn_sgemm_whole(m, M, K) || ((size_t)(rows * SKC) <= 2 * m->gemm_a_cap &&
+                                       (size_t)(rows * bn_rup(N, SNR)) <= 2 * m->gemm_c_cap);
+}
+
 static void bn_gemm_run(bn_gemm *g)
 {
-    g->mr = g->f32 ? BN_GEMM_MR_F32 : BN_GEMM_MR;
-    bn_train_run(g->m, bn_gemm_task, g);
+    if (!g->f32) {
+        g->mr = BN_GEMM_MR;
+        bn_train_run(g->m, bn_gemm_task, g);
+        return;
+    }
+    assert(bn_train_gemm_f32_fits(g->m, g->M, g->N, g->K));
+    bn_sgemm_plan pl = {.g = g, .PM = (g->M + SMR - 1) / SMR, .PN = (g->N + SNR - 1) / SNR,
+                        .whole = bn_sgemm_whole(g->m, g->M, g->K)};
+    bn_train_run(g->m, bn_sgemm_task, &pl);
+}
+
+void bn_train_gemm_f32(bn_train_model *m, int64_t M, int64_t N, int64_t K, const float *a,
+                       int64_t a_rs, int64_t a_cs, const float *b, int64_t b_rs,
+                       int64_t b_cs, float *c, int64_t c_rs, int64_t c_cs, bool add)
+{
+    bn_gemm g = {.m = m, .M = M, .N = N, .K = K, .a = a, .a_rs = a_rs, .a_cs = a_cs,
+                 .b = b, .b_rs = b_rs, .b_cs = b_cs, .c = c, .c_rs = c_rs, .c_cs = c_cs,
+                 .add = add, .f32 = true};
+    bn_gemm_run(&g);
 }
 
 /* ---------------------------------------------------------------- BitLinear */
@@ -1000,13 +1200,27 @@ void bn_train_fast_plan(bn_train_model *m)
     const int64_t E = m->cfg.n_embd, F = m->cfg.n_ff, V = m->cfg.n_vocab;
     const int64_t N = (int64_t)m->B * m->cfg.n_ctx;
     const int64_t maxd = E > F ? E : F;
+    /* double products: A whole (rows by k of a projection) */
     const int64_t a1 = bn_rup(N, MR) * maxd, a2 = bn_rup(maxd, MR) * N;
-    m->gemm_a_cap = (size_t)(a1 > a2 ? a1 : a2);
-    /* the output's dx: M = E rows, K = V in chunks of what A's buffer holds */
-    int64_t kc = (int64_t)m->gemm_a_cap / bn_rup(E, MR);
+    int64_t acap = a1 > a2 ? a1 : a2;
+    /* float products, counted in floats: A whole for every product but the output's
+     * d x (sum over V), which takes chunks of SKC when it does not fit */
+    const int64_t fa[] = {bn_rup(N, SMR) * maxd, bn_rup(maxd, SMR) * N,
+                          bn_rup(E, SMR) * SKC};
+    for (size_t i = 0; i < sizeof fa / sizeof fa[0]; i++)
+        if ((fa[i] + 1) / 2 > acap)
+            acap = (fa[i] + 1) / 2;
+    m->gemm_a_cap = (size_t)acap;
+    /* the double output's dx: M = E rows, K = V in chunks of what A's buffer holds */
+    int64_t kc = acap / bn_rup(E, MR);
     if (kc > V)
         kc = V;
     int64_t bk = N > maxd ? N : maxd;
+    if (bk < SKC)
+        bk = SKC;
     m->gemm_bpack_k = bk > kc ? bk : kc;
-    m->gemm_c_cap = (size_t)(bn_rup(E, MR) * bn_rup(N, NR));
+    const int64_t c64 = bn_rup(E, MR) * bn_rup(N, NR);
+    const int64_t c32 = (bn_rup(E, SMR) * bn_rup(N, SNR) + 1) / 2;
+    m->gemm_c_cap = (size_t)(c64 > c32 ? c64 : c32);
+    m->gemm_carry_rows = N > maxd ? N : maxd;
 }

@@ -188,6 +188,7 @@ typedef struct bn_train_model {
                                     index is taken in chunks */
     size_t  gemm_c_cap;
     int64_t gemm_bpack_k;        /* rows of a thread's packed right-hand panel */
+    int64_t gemm_carry_rows;     /* rows of a thread's float partial sums of a panel */
     double *row_loss;            /* [N] each row's cross-entropy, summed in row order */
 } bn_train_model;
 
@@ -422,6 +423,17 @@ void bn_train_fast_output_backward(bn_train_model *m, float *dx, float *dembd, f
  * write only what its range owns). */
 void bn_train_parallel(const bn_train_model *m, int64_t n, void (*fn)(void *, int64_t, int64_t),
                        void *ctx);
+/* C = A B, or C += A B, in float: A(i, k) = a[i a_rs + k a_cs] (M x K), B(k, j) =
+ * b[k b_rs + j b_cs] (K x N), C(i, j) = c[i c_rs + j c_cs]; each element one float
+ * accumulator from zero, one fused multiply-add per product over k ascending, then
+ * stored or added to C, on the model's threads. The shapes must fit the buffers that
+ * bn_train_fast_plan sized (those of the model's own products); fast.c's float
+ * products, exposed for tests. */
+void bn_train_gemm_f32(bn_train_model *m, int64_t M, int64_t N, int64_t K, const float *a,
+                       int64_t a_rs, int64_t a_cs, const float *b, int64_t b_rs,
+                       int64_t b_cs, float *c, int64_t c_rs, int64_t c_cs, bool add);
+/* Whether bn_train_gemm_f32 can take that shape on m's buffers. */
+bool bn_train_gemm_f32_fits(const bn_train_model *m, int64_t M, int64_t N, int64_t K);
 /* Sizes the products' buffers (gemm_a_cap, gemm_c_cap, gemm_bpack_k) from the shape. */
 void bn_train_fast_plan(bn_train_model *m);
 

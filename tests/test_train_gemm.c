@@ -1,0 +1,114 @@
+/*
+ * test_train_gemm.c - the training's float matrix products (bn_train_gemm_f32,
+ * src/train/fast.c) against the definition written out here: each element of C is one
+ * float accumulator that starts at zero and takes fmaf(A(i, k), B(k, j), acc) for k
+ * ascending, then is stored in C or added to it. Bit for bit, on 1, 2 and 3 threads.
+ *
+ * The shapes reach every path of the driver: sums of at most one chunk of B (256 rows),
+ * sums of several chunks with all of A packed at once, and a sum too long for the
+ * packing buffer (as the output layer's d x over the vocabulary), taken in chunks of
+ * A; partial register tiles (12 x 32) in both directions; and each operand read along
+ * its rows or along its columns, as the model's products read them.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitnet.h"
+#include "check.h"
+#include "train/train.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float rnd(void)
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(int32_t)(rng_state >> 32) * 0x1p-31);
+}
+
+typedef struct shape {
+    int64_t M, N, K;
+    const char *what;
+} shape;
+
+/* One product on one layout: a, b and c along rows (1) or columns (0). */
+static void check_one(bn_train_model *m, const shape *sh, int a_rows, int b_rows,
+                      int c_rows, bool add, int threads)
+{
+    const int64_t M = sh->M, N = sh->N, K = sh->K;
+    float *a = malloc((size_t)(M * K + 1) * sizeof *a);
+    float *b = malloc((size_t)(K * N + 1) * sizeof *b);
+    float *c = malloc((size_t)(M * N + 1) * sizeof *c);
+    float *want = malloc((size_t)(M * N + 1) * sizeof *want);
+    for (int64_t i = 0; i < M * K; i++)
+        a[i] = rnd();
+    for (int64_t i = 0; i < K * N; i++)
+        b[i] = rnd() * (i % 7 == 0 ? 1024.0f : 1.0f);
+    for (int64_t i = 0; i < M * N; i++)
+        c[i] = want[i] = rnd();
+    const int64_t a_rs = a_rows ? K : 1, a_cs = a_rows ? 1 : M;
+    const int64_t b_rs = b_rows ? N : 1, b_cs = b_rows ? 1 : K;
+    const int64_t c_rs = c_rows ? N : 1, c_cs = c_rows ? 1 : M;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int64_t k = 0; k < K; k++)
+                acc = fmaf(a[i * a_rs + k * a_cs], b[k * b_rs + j * b_cs], acc);
+            float *w = &want[i * c_rs + j * c_cs];
+            *w = add ? *w + acc : acc;
+        }
+    bn_train_gemm_f32(m, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs, add);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < M * N; i++)
+        bad += memcmp(&c[i], &want[i], sizeof *c) != 0;
+    CHECK(bad == 0, "%s (%lld x %lld x %lld) a %s b %s c %s %s, %d threads: %lld of %lld "
+          "elements differ", sh->what, (long long)M, (long long)N, (long long)K,
+          a_rows ? "rows" : "cols", b_rows ? "rows" : "cols", c_rows ? "rows" : "cols",
+          add ? "added" : "stored", threads, (long long)bad, (long long)(M * N));
+    free(a);
+    free(b);
+    free(c);
+    free(want);
+}
+
+int main(void)
+{
+    /* a small model (27 rows a step): its buffers hold A whole for a projection's
+     * products, and for 12 rows of A by 700 of k, but the output's d x (40 rows by
+     * k = 700) only in chunks of 256 */
+    const bn_train_config cfg = {.n_embd = 40, .n_layer = 1, .n_head = 4, .n_head_kv = 2,
+                                 .n_ff = 56, .n_ctx = 9, .n_vocab = 700, .rms_eps = 1e-5f,
+                                 .rope_theta = 10000.0f};
+    bn_train_model *m = NULL;
+    CHECK_OK(bn_train_model_new(&cfg, 3, &m));
+    if (!m)
+        return check_summary("test_train_gemm");
+    const shape shapes[] = {
+        {27, 56, 40, "a projection's d x (one chunk)"},
+        {56, 40, 27, "a projection's d W"},
+        {27, 700, 40, "the logits"},
+        {40, 700, 27, "the output's d embedding"},
+        {40, 27, 700, "the output's d x (A in chunks)"},
+        {7, 27, 700, "several chunks of B, all of A at once"},
+        {1, 1, 1, "one element"},
+        {5, 3, 0, "an empty sum"},
+    };
+    const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
+    /* the two long sums take the two orders */
+    CHECK(48 * 700 > 2 * (int64_t)m->gemm_a_cap,
+          "the output's d x fits A whole: the test no longer reaches the chunked order");
+    CHECK(12 * 700 <= 2 * (int64_t)m->gemm_a_cap, "7 x 700 no longer fits A whole");
+    for (int threads = 1; threads <= 3; threads++) {
+        CHECK_OK(bn_train_set_threads(m, threads));
+        for (int s = 0; s < nshapes; s++) {
+            CHECK(bn_train_gemm_f32_fits(m, shapes[s].M, shapes[s].N, shapes[s].K),
+                  "%s does not fit the model's buffers", shapes[s].what);
+            for (int layout = 0; layout < 8; layout++)
+                check_one(m, &shapes[s], layout & 1, (layout >> 1) & 1, (layout >> 2) & 1,
+                          (layout + s + threads) % 2 == 0, threads);
+        }
+    }
+    bn_train_model_free(m);
+    CHECK(bn_mem_leak_report() == 0, "blocks left at the end");
+    return check_summary("test_train_gemm");
+}
