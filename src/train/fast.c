@@ -382,8 +382,11 @@ static void bn_spack_a(const bn_gemm *g, int64_t i0, int64_t k0, int64_t kc, flo
     for (int64_t p = 0; p < kc; p++) {
         const float *src = g->a + i0 * g->a_rs + (k0 + p) * g->a_cs;
         float *d = dst + p * SMR;
-        for (int64_t ii = 0; ii < mi; ii++)
-            d[ii] = src[ii * g->a_rs];
+        if (g->a_rs == 1)
+            memcpy(d, src, (size_t)mi * sizeof(float));
+        else
+            for (int64_t ii = 0; ii < mi; ii++)
+                d[ii] = src[ii * g->a_rs];
         for (int64_t ii = mi; ii < SMR; ii++)
             d[ii] = 0.0f;
     }
@@ -404,8 +407,11 @@ static void bn_spack_b(const bn_gemm *g, int64_t j0, int64_t k0, int64_t kc, flo
     for (int64_t p = 0; p < kc; p++) {
         const float *src = g->b + (k0 + p) * g->b_rs + j0 * g->b_cs;
         float *d = dst + p * SNR;
-        for (int64_t jj = 0; jj < nj; jj++)
-            d[jj] = src[jj * g->b_cs];
+        if (g->b_cs == 1)
+            memcpy(d, src, (size_t)nj * sizeof(float));
+        else
+            for (int64_t jj = 0; jj < nj; jj++)
+                d[jj] = src[jj * g->b_cs];
         for (int64_t jj = nj; jj < SNR; jj++)
             d[jj] = 0.0f;
     }
@@ -426,6 +432,22 @@ static void bn_sgemm_out(const bn_gemm *g, const float *t, int64_t i0, int64_t j
             else
                 for (int64_t jj = 0; jj < nj; jj++)
                     cr[jj] = tr[jj];
+        }
+        return;
+    }
+    if (g->c_rs == 1) {
+        /* C's columns are its rows in memory: the tile transposed, then row by row */
+        float tt[SNR * SMR];
+        bn_kernels()->transpose_f32(t, SNR, mi, nj, tt, SMR);
+        for (int64_t jj = 0; jj < nj; jj++) {
+            float *cc = g->c + i0 + (j0 + jj) * g->c_cs;
+            const float *tr = tt + jj * SMR;
+            if (g->add)
+                for (int64_t ii = 0; ii < mi; ii++)
+                    cc[ii] += tr[ii];
+            else
+                for (int64_t ii = 0; ii < mi; ii++)
+                    cc[ii] = tr[ii];
         }
         return;
     }

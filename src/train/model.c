@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/internal.h"
 #include "train/train.h"
 
 /* The projections of a layer, in the order of bn_train_model.linear. */
@@ -293,11 +294,16 @@ bn_status bn_train_model_new(const bn_train_config *cfg, int32_t B, bn_train_mod
     bn_train_fast_plan(m);
     bn_carver count = {NULL, 0};
     bn_train_layout(m, &count);
-    m->mem = bn_calloc(1, count.off, "train");
+    m->mem = bn_malloc(count.off, "train");
     if (!m->mem) {
         bn_free(m);
         return bn_last_status();
     }
+    /* huge pages where the system grants them (asked before the memory is first
+     * written): the products read the logits' rows, 128 KB apart at a vocabulary of
+     * 32000, a few floats at a time */
+    bn_advise_huge(m->mem, count.off);
+    memset(m->mem, 0, count.off);
     m->bytes = count.off;
     bn_carver carve = {m->mem, 0};
     bn_train_layout(m, &carve);
