@@ -1090,6 +1090,11 @@ typedef struct bn_softmax_job {
  * degree 7 (relative error below 2e-7 before the float roundings), times 2^n built in
  * the exponent bits; below -87 the result is clamped to exp(-87) (1.6e-38, which a
  * probability of a row's softmax never notices). NaN stays NaN. */
+/* Sixteen floats, and sixteen lanes of a comparison's result (GCC's and Clang's vector
+ * extension: AVX-512, two AVX2 vectors or four SSE ones, as the clone is built). */
+typedef float bn_v16f __attribute__((vector_size(64)));
+typedef int32_t bn_v16i __attribute__((vector_size(64)));
+
 static inline float bn_exp_neg(float x)
 {
     x = x < -87.0f ? -87.0f : x;
@@ -1126,8 +1131,23 @@ BN_TRAIN_CLONES static void bn_softmax_task(void *ctx, int ith, int nth)
     bn_share(j->N, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
         float *pr = j->probs + t * V;
+        /* the row's largest logit in 16 lanes (a maximum does not depend on the order
+         * it is taken in): a compare and a select per vector of lanes */
+        bn_v16f lane_mx;
+        bn_v16i lane_sel;
+        for (int u = 0; u < 16; u++)
+            lane_mx[u] = -INFINITY;
+        int64_t v16 = 0;
+        for (; v16 + 16 <= V; v16 += 16) {
+            bn_v16f x;
+            memcpy(&x, pr + v16, sizeof x);
+            lane_sel = x > lane_mx;
+            lane_mx = (bn_v16f)(((bn_v16i)x & lane_sel) | ((bn_v16i)lane_mx & ~lane_sel));
+        }
         float mx = -INFINITY;
-        for (int64_t v = 0; v < V; v++)
+        for (int u = 0; u < 16; u++)
+            mx = lane_mx[u] > mx ? lane_mx[u] : mx;
+        for (int64_t v = v16; v < V; v++)
             mx = pr[v] > mx ? pr[v] : mx;
         double sum = 0.0;
         if (j->m->exact_sums) {
