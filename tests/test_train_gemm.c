@@ -7,8 +7,9 @@
  * The shapes reach every path of the driver: sums of at most one chunk of B (256 rows),
  * sums of several chunks with all of A packed at once, and a sum too long for the
  * packing buffer (as the output layer's d x over the vocabulary), taken in chunks of
- * A; partial register tiles (12 x 32) in both directions; and each operand read along
- * its rows or along its columns, as the model's products read them.
+ * A; an A of more than one block of row panels (1.5 MiB); partial register tiles
+ * (12 x 32) in both directions; and each operand read along its rows or along its
+ * columns, as the model's products read them.
  */
 #include <math.h>
 #include <stdio.h>
@@ -25,6 +26,8 @@ static float rnd(void)
     rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
     return (float)((double)(int32_t)(rng_state >> 32) * 0x1p-31);
 }
+
+static int64_t bn_rup12(int64_t x) { return (x + 11) / 12 * 12; }
 
 typedef struct shape {
     int64_t M, N, K;
@@ -106,6 +109,30 @@ int main(void)
             for (int layout = 0; layout < 8; layout++)
                 check_one(m, &shapes[s], layout & 1, (layout >> 1) & 1, (layout >> 2) & 1,
                           (layout + s + threads) % 2 == 0, threads);
+        }
+    }
+    bn_train_model_free(m);
+
+    /* a larger model (768 rows a step, n_ff 600): A of 480 rows by k = 900, or 1700
+     * rows by 250, is more than one block of row panels (1.5 MiB of floats) */
+    const bn_train_config big = {.n_embd = 64, .n_layer = 1, .n_head = 4, .n_head_kv = 2,
+                                 .n_ff = 600, .n_ctx = 64, .n_vocab = 100, .rms_eps = 1e-5f,
+                                 .rope_theta = 10000.0f};
+    CHECK_OK(bn_train_model_new(&big, 12, &m));
+    if (!m)
+        return check_summary("test_train_gemm");
+    const shape blocks[] = {
+        {480, 33, 900, "row panels in two blocks, several chunks of B"},
+        {1700, 33, 250, "row panels in two blocks, one chunk of B"},
+    };
+    for (int threads = 1; threads <= 2; threads++) {
+        CHECK_OK(bn_train_set_threads(m, threads));
+        for (int s = 0; s < 2; s++) {
+            CHECK(bn_train_gemm_f32_fits(m, blocks[s].M, blocks[s].N, blocks[s].K) &&
+                      bn_rup12(blocks[s].M) * blocks[s].K > 384 * 1024,
+                  "%s: the shape no longer takes two blocks", blocks[s].what);
+            check_one(m, &blocks[s], 1, 1, 1, threads == 1, threads);
+            check_one(m, &blocks[s], 0, 0, 0, threads == 2, threads);
         }
     }
     bn_train_model_free(m);

@@ -36,6 +36,7 @@
 #define SMR BN_GEMM_MR_F32
 #define SNR BN_GEMM_NR_F32
 #define SKC 256
+#define SMB (384 * 1024)   /* floats of A (1.5 MiB) that a block of row panels holds */
 _Static_assert(SKC * SNR <= 2 * 256 * NR, "a thread's B buffer holds a float chunk");
 
 static int64_t bn_rup(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -484,27 +485,34 @@ static void bn_sgemm_task(void *ctx, int ith, int nth)
         for (int64_t ip = p0; ip < p1; ip++)
             bn_spack_a(g, ip * SMR, 0, K, apack + ip * SMR * K);
         bn_train_barrier(m);
-        for (int64_t jp = j0; jp < j1; jp++) {
-            if (K <= SKC) {
-                bn_spack_b(g, jp * SNR, 0, K, bpack);
-                for (int64_t ip = 0; ip < PM; ip++) {
-                    float *t = (float *)s.tile;
-                    memset(t, 0, SMR * SNR * sizeof(float));
-                    kern->gemm_f32_tile(apack + ip * SMR * K, bpack, K, t);
-                    bn_sgemm_out(g, t, ip * SMR, jp * SNR);
+        /* the row panels in blocks of at most SMB floats of A, which stay in the
+         * second-level cache while the thread's column panels pass */
+        int64_t blk = K > 0 ? SMB / (SMR * K) : PM;
+        blk = blk < 1 ? 1 : blk;
+        for (int64_t ib = 0; ib < PM; ib += blk) {
+            const int64_t ie = ib + blk < PM ? ib + blk : PM;
+            for (int64_t jp = j0; jp < j1; jp++) {
+                if (K <= SKC) {
+                    bn_spack_b(g, jp * SNR, 0, K, bpack);
+                    for (int64_t ip = ib; ip < ie; ip++) {
+                        float *t = (float *)s.tile;
+                        memset(t, 0, SMR * SNR * sizeof(float));
+                        kern->gemm_f32_tile(apack + ip * SMR * K, bpack, K, t);
+                        bn_sgemm_out(g, t, ip * SMR, jp * SNR);
+                    }
+                    continue;
                 }
-                continue;
+                memset(s.carry, 0, (size_t)((ie - ib) * SMR * SNR) * sizeof(float));
+                for (int64_t k0 = 0; k0 < K; k0 += SKC) {
+                    const int64_t kc = K - k0 < SKC ? K - k0 : SKC;
+                    bn_spack_b(g, jp * SNR, k0, kc, bpack);
+                    for (int64_t ip = ib; ip < ie; ip++)
+                        kern->gemm_f32_tile(apack + ip * SMR * K + k0 * SMR, bpack, kc,
+                                            s.carry + (ip - ib) * SMR * SNR);
+                }
+                for (int64_t ip = ib; ip < ie; ip++)
+                    bn_sgemm_out(g, s.carry + (ip - ib) * SMR * SNR, ip * SMR, jp * SNR);
             }
-            memset(s.carry, 0, (size_t)(PM * SMR * SNR) * sizeof(float));
-            for (int64_t k0 = 0; k0 < K; k0 += SKC) {
-                const int64_t kc = K - k0 < SKC ? K - k0 : SKC;
-                bn_spack_b(g, jp * SNR, k0, kc, bpack);
-                for (int64_t ip = 0; ip < PM; ip++)
-                    kern->gemm_f32_tile(apack + ip * SMR * K + k0 * SMR, bpack, kc,
-                                        s.carry + ip * SMR * SNR);
-            }
-            for (int64_t ip = 0; ip < PM; ip++)
-                bn_sgemm_out(g, s.carry + ip * SMR * SNR, ip * SMR, jp * SNR);
         }
         return;
     }
