@@ -7,7 +7,8 @@
  * The shapes reach every path of the driver: sums of at most one chunk of B (256 rows),
  * sums of several chunks with all of A packed at once, and a sum too long for the
  * packing buffer (as the output layer's d x over the vocabulary), taken in chunks of
- * A; an A of more than one block of row panels (1.5 MiB); partial register tiles
+ * A; an A of more than one block of row panels (1.5 MiB), and more column panels than
+ * are packed together (16) for a short sum; partial register tiles
  * (12 x 32) in both directions; and each operand read along its rows or along its
  * columns, as the model's products read them.
  */
@@ -90,6 +91,7 @@ int main(void)
         {27, 56, 40, "a projection's d x (one chunk)"},
         {56, 40, 27, "a projection's d W"},
         {27, 700, 40, "the logits"},
+        {27, 700, 256, "column panels in two blocks (one thread)"},
         {40, 700, 27, "the output's d embedding"},
         {40, 27, 700, "the output's d x (A in chunks)"},
         {7, 27, 700, "several chunks of B, all of A at once"},

@@ -36,8 +36,10 @@
 #define SMR BN_GEMM_MR_F32
 #define SNR BN_GEMM_NR_F32
 #define SKC 256
+#define SJB 16              /* column panels of B packed together when k <= SKC */
 #define SMB (384 * 1024)   /* floats of A (1.5 MiB) that a block of row panels holds */
-_Static_assert(SKC * SNR <= 2 * 256 * NR, "a thread's B buffer holds a float chunk");
+_Static_assert(SNR <= 2 * NR, "a thread's B buffer (gemm_bpack_k >= SJB * SKC rows of NR "
+                               "doubles) holds SJB float chunks");
 
 static int64_t bn_rup(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -491,17 +493,28 @@ static void bn_sgemm_task(void *ctx, int ith, int nth)
         blk = blk < 1 ? 1 : blk;
         for (int64_t ib = 0; ib < PM; ib += blk) {
             const int64_t ie = ib + blk < PM ? ib + blk : PM;
-            for (int64_t jp = j0; jp < j1; jp++) {
-                if (K <= SKC) {
-                    bn_spack_b(g, jp * SNR, 0, K, bpack);
+            if (K <= SKC) {
+                /* up to SJB column panels packed at once, each row panel of A run over
+                 * all of them in turn: C is written a row of SJB * SNR floats at a
+                 * time, not SNR (the logits: 35 ms of 140 went on scattered writes) */
+                const int64_t jb_n = K > 0 ? SJB * SKC / K : SJB;
+                for (int64_t jb = j0; jb < j1; jb += jb_n) {
+                    const int64_t je = jb + jb_n < j1 ? jb + jb_n : j1;
+                    for (int64_t jp = jb; jp < je; jp++)
+                        bn_spack_b(g, jp * SNR, 0, K, bpack + (jp - jb) * K * SNR);
                     for (int64_t ip = ib; ip < ie; ip++) {
-                        float *t = (float *)s.tile;
-                        memset(t, 0, SMR * SNR * sizeof(float));
-                        kern->gemm_f32_tile(apack + ip * SMR * K, bpack, K, t);
-                        bn_sgemm_out(g, t, ip * SMR, jp * SNR);
+                        for (int64_t jp = jb; jp < je; jp++) {
+                            float *t = (float *)s.tile;
+                            memset(t, 0, SMR * SNR * sizeof(float));
+                            kern->gemm_f32_tile(apack + ip * SMR * K,
+                                                bpack + (jp - jb) * K * SNR, K, t);
+                            bn_sgemm_out(g, t, ip * SMR, jp * SNR);
+                        }
                     }
-                    continue;
                 }
+                continue;
+            }
+            for (int64_t jp = j0; jp < j1; jp++) {
                 memset(s.carry, 0, (size_t)((ie - ib) * SMR * SNR) * sizeof(float));
                 for (int64_t k0 = 0; k0 < K; k0 += SKC) {
                     const int64_t kc = K - k0 < SKC ? K - k0 : SKC;
@@ -1266,8 +1279,8 @@ void bn_train_fast_plan(bn_train_model *m)
     if (kc > V)
         kc = V;
     int64_t bk = N > maxd ? N : maxd;
-    if (bk < SKC)
-        bk = SKC;
+    if (bk < SJB * SKC)
+        bk = SJB * SKC;
     m->gemm_bpack_k = bk > kc ? bk : kc;
     const int64_t c64 = bn_rup(E, MR) * bn_rup(N, NR);
     const int64_t c32 = (bn_rup(E, SMR) * bn_rup(N, SNR) + 1) / 2;
