@@ -191,38 +191,37 @@ typedef struct bn_gemm {
     float *c;
     int64_t c_rs, c_cs;
     bool add;
-    bool f32;   /* the sums in float (gemm_f32_tile) rather than double */
-    int64_t mr; /* the tile's rows: BN_GEMM_MR_F32 in float, BN_GEMM_MR in double */
+    bool f32;   /* the sums in float (the float products below) rather than double */
 } bn_gemm;
 
-/* Panel ip of A, columns k0 .. k0 + kc, into dst [kc][mr] (rows past M zero); and panel
- * jp of B, rows k0 .. k0 + kc, into dst [kc][NR] (columns past N zero); in double or in
- * float. */
+/* The double products. Panel ip of A, columns k0 .. k0 + kc, into dst [kc][MR] (rows
+ * past M zero); and panel jp of B, rows k0 .. k0 + kc, into dst [kc][NR] (columns past N
+ * zero). */
 #define BN_PACK_FUNCS(type, sfx)                                                         \
     static void bn_pack_a##sfx(const bn_gemm *g, int64_t ip, int64_t k0, int64_t kc,      \
                                type *dst)                                                \
     {                                                                                    \
-        for (int64_t ii = 0; ii < g->mr; ii++) {                                            \
-            const int64_t i = ip * g->mr + ii;                                              \
+        for (int64_t ii = 0; ii < MR; ii++) {                                            \
+            const int64_t i = ip * MR + ii;                                              \
             if (i >= g->M) {                                                             \
                 for (int64_t p = 0; p < kc; p++)                                         \
-                    dst[p * g->mr + ii] = 0;                                                \
+                    dst[p * MR + ii] = 0;                                                \
                 continue;                                                                \
             }                                                                            \
             if (g->a_cs != 1)                                                            \
                 continue;                                                                \
             const float *src = g->a + i * g->a_rs + k0;                                  \
             for (int64_t p = 0; p < kc; p++)                                             \
-                dst[p * g->mr + ii] = src[p];                                               \
+                dst[p * MR + ii] = src[p];                                               \
         }                                                                                \
         if (g->a_cs == 1)                                                                \
             return;                                                                      \
         /* A's columns are its rows in memory (a_rs 1): read them in order */            \
-        const int64_t mi = g->M - ip * g->mr < g->mr ? g->M - ip * g->mr : g->mr;                    \
+        const int64_t mi = g->M - ip * MR < MR ? g->M - ip * MR : MR;                    \
         for (int64_t p = 0; p < kc; p++) {                                               \
-            const float *src = g->a + ip * g->mr * g->a_rs + (k0 + p) * g->a_cs;            \
+            const float *src = g->a + ip * MR * g->a_rs + (k0 + p) * g->a_cs;            \
             for (int64_t ii = 0; ii < mi; ii++)                                          \
-                dst[p * g->mr + ii] = src[ii * g->a_rs];                                    \
+                dst[p * MR + ii] = src[ii * g->a_rs];                                    \
         }                                                                                \
     }                                                                                    \
     static void bn_pack_b##sfx(const bn_gemm *g, int64_t jp, int64_t k0, int64_t kc,      \
@@ -253,55 +252,39 @@ typedef struct bn_gemm {
     }
 
 BN_PACK_FUNCS(double, _f64)
-BN_PACK_FUNCS(float, _f32)
 #undef BN_PACK_FUNCS
 
-/* One tile's sums (zero, or carried from the last chunk) plus this chunk's, in the
- * product's precision; written to C on the last chunk, else kept in m->gemm_c. */
-static void bn_gemm_tile(const bn_gemm *g, const bn_kernel_table *kern, void *tile,
-                         const void *apanel, const void *bpanel, int64_t ip, int64_t jp,
+/* One tile's sums (zero, or carried from the last chunk) plus this chunk's, in double;
+ * written to C on the last chunk, else kept in m->gemm_c. */
+static void bn_gemm_tile(const bn_gemm *g, const bn_kernel_table *kern, double *tile,
+                         const double *apanel, const double *bpanel, int64_t ip, int64_t jp,
                          int64_t k0, int64_t kc, int64_t ldc)
 {
     const bn_train_model *m = g->m;
-    const size_t elt = g->f32 ? sizeof(float) : sizeof(double);
-    uint8_t *cd = (uint8_t *)m->gemm_c + (size_t)(ip * g->mr * ldc + jp * NR) * elt;
+    double *cd = m->gemm_c + ip * MR * ldc + jp * NR;
     if (k0 == 0) {
-        memset(tile, 0, g->mr * NR * elt);
+        memset(tile, 0, MR * NR * sizeof(double));
     } else {
-        for (int ii = 0; ii < g->mr; ii++)
-            memcpy((uint8_t *)tile + ii * NR * elt, cd + (size_t)(ii * ldc) * elt, NR * elt);
+        for (int ii = 0; ii < MR; ii++)
+            memcpy(tile + ii * NR, cd + ii * ldc, NR * sizeof(double));
     }
-    if (g->f32)
-        kern->gemm_f32_tile(apanel, bpanel, kc, tile);
-    else
-        kern->gemm_f64_tile(apanel, bpanel, kc, tile);
+    kern->gemm_f64_tile(apanel, bpanel, kc, tile);
     if (k0 + kc < g->K) {
-        for (int ii = 0; ii < g->mr; ii++)
-            memcpy(cd + (size_t)(ii * ldc) * elt, (uint8_t *)tile + ii * NR * elt, NR * elt);
+        for (int ii = 0; ii < MR; ii++)
+            memcpy(cd + ii * ldc, tile + ii * NR, NR * sizeof(double));
         return;
     }
-    const int64_t mi = g->M - ip * g->mr < g->mr ? g->M - ip * g->mr : g->mr;
+    const int64_t mi = g->M - ip * MR < MR ? g->M - ip * MR : MR;
     const int64_t nj = g->N - jp * NR < NR ? g->N - jp * NR : NR;
     for (int64_t ii = 0; ii < mi; ii++) {
-        float *cr = g->c + (ip * g->mr + ii) * g->c_rs + jp * NR * g->c_cs;
-        if (g->f32) {
-            const float *t = (const float *)tile + ii * NR;
-            if (g->add) {
-                for (int64_t jj = 0; jj < nj; jj++)
-                    cr[jj * g->c_cs] += t[jj];
-            } else {
-                for (int64_t jj = 0; jj < nj; jj++)
-                    cr[jj * g->c_cs] = t[jj];
-            }
+        float *cr = g->c + (ip * MR + ii) * g->c_rs + jp * NR * g->c_cs;
+        const double *t = tile + ii * NR;
+        if (g->add) {
+            for (int64_t jj = 0; jj < nj; jj++)
+                cr[jj * g->c_cs] += (float)t[jj];
         } else {
-            const double *t = (const double *)tile + ii * NR;
-            if (g->add) {
-                for (int64_t jj = 0; jj < nj; jj++)
-                    cr[jj * g->c_cs] += (float)t[jj];
-            } else {
-                for (int64_t jj = 0; jj < nj; jj++)
-                    cr[jj * g->c_cs] = (float)t[jj];
-            }
+            for (int64_t jj = 0; jj < nj; jj++)
+                cr[jj * g->c_cs] = (float)t[jj];
         }
     }
 }
@@ -315,41 +298,30 @@ static void bn_gemm_task(void *ctx, int ith, int nth)
     const bn_train_model *m = g->m;
     const bn_kernel_table *kern = bn_kernels();
     bn_thread_scratch s = bn_scratch(m, ith);
-    const int64_t PM = (g->M + g->mr - 1) / g->mr, PN = (g->N + NR - 1) / NR;
-    /* the buffers' capacities are counted in doubles: twice as many floats */
-    const size_t per_double = g->f32 ? 2 : 1;
-    int64_t Kc = (int64_t)(m->gemm_a_cap * per_double / (size_t)(PM * g->mr));
+    const int64_t PM = (g->M + MR - 1) / MR, PN = (g->N + NR - 1) / NR;
+    int64_t Kc = (int64_t)(m->gemm_a_cap / (size_t)(PM * MR));
     if (Kc > m->gemm_bpack_k)
         Kc = m->gemm_bpack_k;
     if (Kc > g->K)
         Kc = g->K;
     assert(Kc >= 1);
     const int64_t ldc = PN * NR;
-    assert(Kc == g->K || (size_t)(PM * g->mr * ldc) <= m->gemm_c_cap * per_double);
+    assert(Kc == g->K || (size_t)(PM * MR * ldc) <= m->gemm_c_cap);
     int64_t p0, p1, j0, j1;
     bn_share(PM, ith, nth, &p0, &p1);
     bn_share(PN, ith, nth, &j0, &j1);
-    const size_t elt = g->f32 ? sizeof(float) : sizeof(double);
     for (int64_t k0 = 0; k0 < g->K; k0 += Kc) {
         const int64_t kc = g->K - k0 < Kc ? g->K - k0 : Kc;
         if (k0 > 0)
             bn_train_barrier(m);   /* every thread is done with the last chunk's A */
-        for (int64_t ip = p0; ip < p1; ip++) {
-            void *dst = (uint8_t *)m->gemm_a + (size_t)(ip * g->mr * kc) * elt;
-            if (g->f32)
-                bn_pack_a_f32(g, ip, k0, kc, dst);
-            else
-                bn_pack_a_f64(g, ip, k0, kc, dst);
-        }
+        for (int64_t ip = p0; ip < p1; ip++)
+            bn_pack_a_f64(g, ip, k0, kc, m->gemm_a + ip * MR * kc);
         bn_train_barrier(m);
         for (int64_t jp = j0; jp < j1; jp++) {
-            if (g->f32)
-                bn_pack_b_f32(g, jp, k0, kc, (float *)s.bpack);
-            else
-                bn_pack_b_f64(g, jp, k0, kc, s.bpack);
+            bn_pack_b_f64(g, jp, k0, kc, s.bpack);
             for (int64_t ip = 0; ip < PM; ip++)
-                bn_gemm_tile(g, kern, s.tile, (uint8_t *)m->gemm_a + (size_t)(ip * g->mr * kc) * elt,
-                             s.bpack, ip, jp, k0, kc, ldc);
+                bn_gemm_tile(g, kern, s.tile, m->gemm_a + ip * MR * kc, s.bpack, ip, jp, k0,
+                             kc, ldc);
         }
     }
 }
@@ -572,7 +544,6 @@ bool bn_train_gemm_f32_fits(const bn_train_model *m, int64_t M, int64_t N, int64
 static void bn_gemm_run(bn_gemm *g)
 {
     if (!g->f32) {
-        g->mr = BN_GEMM_MR;
         bn_train_run(g->m, bn_gemm_task, g);
         return;
     }
