@@ -8,6 +8,7 @@
 #
 #   bench/train.sh [REPEAT] [STEPS]
 #   TRAIN_SPEED=build/train_speed SHAPE="--dim 256 --layers 4 ..." bench/train.sh
+#   BASELINE=old/train_speed bench/train.sh   # also another build, in the same turns
 #
 # Default shape: E 256, 4 layers, 4 heads, 2 kv heads, FFN 640, context 128, vocabulary
 # 32000 (the LLaMA 2 tokenizer's), batch 8 (1024 tokens a step).
@@ -28,14 +29,31 @@ if ! "$PYTHON" -c 'import torch' 2> /dev/null; then
 fi
 # the tokens/s figure of a line "... X tokens/s ..."
 tps() { sed -n 's/.* \([0-9.]*\) tokens\/s.*/\1/p'; }
+BASELINE=${BASELINE:-}
+if [ -n "$BASELINE" ] && [ ! -x "$BASELINE" ]; then
+    echo "bench/train.sh: BASELINE $BASELINE is not an executable" >&2
+    exit 1
+fi
 echo "shape: $SHAPE"
-echo "| mode | threads | bitnet tokens/s | PyTorch tokens/s | bitnet / PyTorch |"
-echo "|---|---:|---:|---:|---:|"
+if [ -n "$BASELINE" ]; then
+    echo "baseline: $BASELINE"
+    echo "| mode | threads | baseline tokens/s | bitnet tokens/s | PyTorch tokens/s | bitnet / baseline | bitnet / PyTorch |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+else
+    echo "| mode | threads | bitnet tokens/s | PyTorch tokens/s | bitnet / PyTorch |"
+    echo "|---|---:|---:|---:|---:|"
+fi
 for mode in float ternary; do
     for t in 1 2; do
         best_c=0
         best_py=0
+        best_b=0
         for r in $(seq "$repeat"); do
+            if [ -n "$BASELINE" ]; then
+                # shellcheck disable=SC2086
+                b=$("$BASELINE" $SHAPE --threads "$t" --mode "$mode" --steps "$steps" | tps)
+                best_b=$("$PYTHON" -c "print(max($best_b, $b))")
+            fi
             # shellcheck disable=SC2086
             c=$("$TRAIN_SPEED" $SHAPE --threads "$t" --mode "$mode" --steps "$steps" | tps)
             # shellcheck disable=SC2086
@@ -44,6 +62,10 @@ for mode in float ternary; do
             best_c=$("$PYTHON" -c "print(max($best_c, $c))")
             best_py=$("$PYTHON" -c "print(max($best_py, $py))")
         done
-        "$PYTHON" -c "print('| $mode | $t | %.0f | %.0f | %.2f |' % ($best_c, $best_py, $best_c / $best_py))"
+        if [ -n "$BASELINE" ]; then
+            "$PYTHON" -c "print('| $mode | $t | %.0f | %.0f | %.0f | %.2f | %.2f |' % ($best_b, $best_c, $best_py, $best_c / $best_b, $best_c / $best_py))"
+        else
+            "$PYTHON" -c "print('| $mode | $t | %.0f | %.0f | %.2f |' % ($best_c, $best_py, $best_c / $best_py))"
+        fi
     done
 done
