@@ -725,6 +725,73 @@ static void test_relu2(const bn_kernel_table *k)
     CHECK(memcmp(g, want, sizeof g) == 0, "%s relu2_mul", k->name);
 }
 
+/* silu_mul: g / (1 + bn_expf(-g)) * u, bit for bit the scalar expression on bn_expf,
+ * across the vector groups' paths: ordinary values, a group holding an |x| of 88 or
+ * more or a NaN (the C library's expf), zeros of both signs, the tail. */
+static void test_silu(const bn_kernel_table *k)
+{
+    enum { N = 83 };
+    float g[N], u[N], want[N];
+    for (int rep = 0; rep < 50; rep++) {
+        for (int64_t i = 0; i < N; i++) {
+            g[i] = ((float)(rng() % 200001) - 100000.0f) / (rep < 25 ? 9999.0f : 999.0f);
+            u[i] = ((float)(rng() % 20001) - 10000.0f) / 777.0f;
+        }
+        if (rep == 1) {
+            g[3] = -0.0f, g[4] = 0.0f, g[5] = NAN, g[13] = -88.0f, g[21] = 87.99999f;
+            g[22] = -87.99999f, g[30] = 88.0f, g[40] = INFINITY, g[48] = -INFINITY;
+            g[56] = 103.5f, g[64] = -1e30f, g[72] = 1e-40f, g[80] = -1e-40f;
+        }
+        for (int64_t i = 0; i < N; i++)
+            want[i] = g[i] / (1.0f + bn_expf(-g[i])) * u[i];
+        k->silu_mul(g, u, N);
+        CHECK(memcmp(g, want, sizeof g) == 0, "%s silu_mul (round %d)", k->name, rep);
+    }
+}
+
+/* bn_expf against the C library's expf. The algorithm is GNU libc's since 2.28 (on a
+ * CPU with fused multiply-add, which every x86-64 family here has), so with such a
+ * library the bits must agree; with another C library only the ulp distance is
+ * checked. Every 61st float of |x| < 88 and the edges; BITNET_TEST_EXHAUSTIVE=1 takes
+ * all 2.2 billion. */
+static void test_expf(void)
+{
+    bool same_lib = false;
+#if defined(__GLIBC__) && defined(__x86_64__)
+    same_lib = __GLIBC__ == 2 && __GLIBC_MINOR__ >= 28 && __GLIBC_MINOR__ <= 40 &&
+               __builtin_cpu_supports("fma");
+#endif
+    const char *ex = getenv("BITNET_TEST_EXHAUSTIVE");
+    const uint32_t step = ex && strcmp(ex, "1") == 0 ? 1 : 61;
+    uint64_t bad = 0, far = 0, n = 0;
+    for (int sgn = 0; sgn < 2; sgn++) {
+        for (uint32_t b = 0; b < 0x42b00000u + 4096; b += b < 4096 || b > 0x42b00000u - 4096 ? 1 : step) {
+            const uint32_t bits = b | (sgn ? 0x80000000u : 0);
+            float x, got, want;
+            memcpy(&x, &bits, sizeof x);
+            got = bn_expf(x);
+            want = expf(x);
+            n++;
+            if (memcmp(&got, &want, sizeof got) != 0) {
+                bad++;
+                int32_t a, w;
+                memcpy(&a, &got, sizeof a);
+                memcpy(&w, &want, sizeof w);
+                if (a - w > 1 || w - a > 1)
+                    far++;
+            }
+        }
+    }
+    if (same_lib)
+        CHECK(bad == 0, "bn_expf differs from this C library's expf at %llu of %llu floats",
+              (unsigned long long)bad, (unsigned long long)n);
+    CHECK(far == 0, "bn_expf is more than 1 ulp from expf at %llu of %llu floats",
+          (unsigned long long)far, (unsigned long long)n);
+    if (step == 1)
+        printf("bn_expf: %llu floats, %llu differ from expf\n", (unsigned long long)n,
+               (unsigned long long)bad);
+}
+
 /* The TQ2_0 / TQ1_0 prefill tile of one row p (nb bytes) against 1..4 token rows (rows
  * j > 0 are q reversed and negated): each token's value is its block sums against the
  * weights the dequantizer reads back, minus the activation sums, times the block scales,
@@ -1051,6 +1118,7 @@ static void test_family(const bn_kernel_table *k)
     test_gemm_tile(k);
     test_gemm_tile_f32(k);
     test_transpose_f32(k);
+    test_silu(k);
     test_mac_peak(k);
     test_relu2(k);
     test_axpy(k);
@@ -1191,6 +1259,7 @@ static void test_avx512_simde(void)
     /* the AVX2 family's, left NULL there */
     CHECK(!k.dot_f32 && !k.f16_to_f32 && !k.dot_f16_f32 && !k.dot_f16_f32_rows &&
           !k.f32_to_f16 && !k.dot_f16_f32_multi && !k.axpy_f16_f32_multi && !k.relu2_mul &&
+          !k.silu_mul &&
           !k.sum_u64 && !k.dot_tq1_q8 && !k.dot_tq1_q8_tile &&
           !k.dot_q8_0_q8_0 && !k.dot_q8_0_q8_0_rows && !k.dot_q6_k_q8_0 &&
           !k.dot_q6_k_q8_0_rows && !k.quantize_act_i8 && !k.gemm_f32_tile &&
@@ -1204,6 +1273,7 @@ static void test_avx512_simde(void)
     k.dot_f16_f32_multi = s->dot_f16_f32_multi;
     k.axpy_f16_f32_multi = s->axpy_f16_f32_multi;
     k.relu2_mul = s->relu2_mul;
+    k.silu_mul = s->silu_mul;
     k.sum_u64 = s->sum_u64;
     k.dot_tq1_q8 = s->dot_tq1_q8;
     k.dot_tq1_q8_tile = s->dot_tq1_q8_tile;
@@ -1221,6 +1291,7 @@ static void test_avx512_simde(void)
 
 int main(void)
 {
+    test_expf();
     test_family(&bn_kernels_scalar);
     printf("scalar kernels checked\n");
 #if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))

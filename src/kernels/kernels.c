@@ -97,6 +97,47 @@ static void bn_relu2_mul_scalar(float *g, const float *u, int64_t n)
     }
 }
 
+/* 2^(i/32) rounded to double (computed to 80 digits and rounded once), less i << 47. */
+const uint64_t bn_expf_table[32] = {
+    0x3ff0000000000000ull, 0x3fefd9b0d3158574ull, 0x3fefb5586cf9890full, 0x3fef9301d0125b51ull,
+    0x3fef72b83c7d517bull, 0x3fef54873168b9aaull, 0x3fef387a6e756238ull, 0x3fef1e9df51fdee1ull,
+    0x3fef06fe0a31b715ull, 0x3feef1a7373aa9cbull, 0x3feedea64c123422ull, 0x3feece086061892dull,
+    0x3feebfdad5362a27ull, 0x3feeb42b569d4f82ull, 0x3feeab07dd485429ull, 0x3feea47eb03a5585ull,
+    0x3feea09e667f3bcdull, 0x3fee9f75e8ec5f74ull, 0x3feea11473eb0187ull, 0x3feea589994cce13ull,
+    0x3feeace5422aa0dbull, 0x3feeb737b0cdc5e5ull, 0x3feec49182a3f090ull, 0x3feed503b23e255dull,
+    0x3feee89f995ad3adull, 0x3feeff76f2fb5e47ull, 0x3fef199bdd85529cull, 0x3fef3720dcef9069ull,
+    0x3fef5818dcfba487ull, 0x3fef7c97337b9b5full, 0x3fefa4afa2a490daull, 0x3fefd0765b6e4540ull,
+};
+
+float bn_expf(float x)
+{
+    uint32_t ix;
+    memcpy(&ix, &x, sizeof ix);
+    if (((ix >> 20) & 0x7ffu) > BN_EXPF_ABSTOP_MAX)
+        return expf(x);
+    const double xd = (double)x;
+    /* z = x 32 / ln 2 + shift: its low bits are k = round(x 32 / ln 2) */
+    const double z = fma(BN_EXPF_INV_LN2_N, xd, BN_EXPF_SHIFT);
+    uint64_t ki;
+    memcpy(&ki, &z, sizeof ki);
+    const double kd = z - BN_EXPF_SHIFT;
+    const double r = fma(BN_EXPF_INV_LN2_N, xd, -kd);
+    const uint64_t t = bn_expf_table[ki & 31] + (ki << 47);
+    double s;
+    memcpy(&s, &t, sizeof s);
+    const double p = fma(BN_EXPF_C0, r, BN_EXPF_C1);
+    const double r2 = r * r;
+    double y = fma(BN_EXPF_C2, r, 1.0);
+    y = fma(p, r2, y);
+    return (float)(y * s);
+}
+
+static void bn_silu_mul_scalar(float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        g[i] = g[i] / (1.0f + bn_expf(-g[i])) * u[i];
+}
+
 static int32_t bn_dot_i2s_q8_scalar(const uint8_t *codes, const int8_t *q, int64_t n)
 {
     int32_t sum = 0;
@@ -392,6 +433,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .dot_f16_f32_multi = bn_dot_f16_f32_multi_scalar,
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
+    .silu_mul   = bn_silu_mul_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_scalar,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_scalar,
@@ -425,6 +467,7 @@ const bn_kernel_table bn_kernels_neon = {
     .dot_f16_f32_multi = bn_dot_f16_f32_multi_scalar,
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
+    .silu_mul   = bn_silu_mul_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon,
@@ -456,6 +499,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .dot_f16_f32_multi = bn_dot_f16_f32_multi_scalar,
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
+    .silu_mul   = bn_silu_mul_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon_dot,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon_dot,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon_dot,

@@ -132,6 +132,9 @@ typedef struct bn_kernel_table {
     /* g[i] = v * v * u[i] with v = g[i] > 0 ? g[i] : 0 (the squared-ReLU FFN gate), the
      * same floats on every table */
     void  (*relu2_mul)(float *g, const float *u, int64_t n);
+    /* g[i] = g[i] / (1 + bn_expf(-g[i])) * u[i] (the SiLU FFN gate), three float
+     * operations after the exponential: the same floats on every table */
+    void  (*silu_mul)(float *g, const float *u, int64_t n);
     /* sum_i c_i * q_i over the n 2-bit codes c_i of an I2_S row (32-byte blocks of 128:
      * byte j holds weights j, 32+j, 64+j, 96+j in bits 7-6, 5-4, 3-2, 1-0) and n int8
      * activations; n a multiple of 128. Exact: every table returns the same integer. */
@@ -319,6 +322,7 @@ void bn_dot_f16_f32_multi_avx2(const uint16_t *x, size_t stride, int64_t nx,
 void bn_axpy_f16_f32_multi_avx2(const float *const *a, int ny, const uint16_t *x,
                                 size_t stride, int64_t nx, float *const *y, int64_t n);
 void bn_relu2_mul_avx2(float *g, const float *u, int64_t n);
+void bn_silu_mul_avx2(float *g, const float *u, int64_t n);
 uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n);
 void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
                         int32_t *sums);
@@ -340,6 +344,23 @@ void bn_gemm_f64_tile_scalar(const double *a, const double *b, int64_t k, double
 void bn_gemm_f32_tile_scalar(const float *a, const float *b, int64_t k, float *c);
 void bn_transpose_f32_scalar(const float *src, int64_t lds, int64_t rows, int64_t cols,
                              float *dst, int64_t ldd);
+
+/* e^x in float: for |x| < 88 the algorithm of the GNU C library's expf since 2.28 as it
+ * runs on a CPU with fused multiply-add (x / ln 2 split into k / 32 + r, a table of the
+ * 32 values 2^(i/32), a cubic in r, all in double, rounded to float once), so that on
+ * such a system the bits are the library's; beyond that (overflow, underflow, infinities,
+ * NaN) the C library's expf itself. The vector silu_mul entries compute the same. */
+float bn_expf(float x);
+/* The algorithm's constants (kernels.c): the table holds the bits of 2^(i/32) less
+ * i << 47, so that adding k << 47 to entry k % 32 gives the bits of 2^(k/32). */
+extern const uint64_t bn_expf_table[32];
+#define BN_EXPF_INV_LN2_N 0x1.71547652b82fep+5   /* 32 / ln 2 */
+#define BN_EXPF_SHIFT     0x1.8p+52              /* rounds to an integer when added */
+#define BN_EXPF_C0        0x1.c6af84b912394p-20  /* the cubic's coefficients, scaled */
+#define BN_EXPF_C1        0x1.ebfce50fac4f3p-13  /* to r in units of 1/32 */
+#define BN_EXPF_C2        0x1.62e42ff0c52d6p-6
+/* |x| at or past which bn_expf leaves x to the C library: the top 12 bits of 88.0f */
+#define BN_EXPF_ABSTOP_MAX 0x42au
 /* Not in the library: kernels_avx512.c compiled a second time with SIMDe's portable
  * intrinsics (BN_KERNELS_SIMDE) into the kernel test, so that its code is checked on
  * any machine. Only the avx512 family's own entries are set; those it takes from the

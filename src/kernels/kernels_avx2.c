@@ -324,6 +324,50 @@ BN_AVX2 void bn_axpy_f16_f32_multi_avx2(const float *const *a, int ny,
 
 /* max(g, +0) returns the second operand for a NaN or a zero g: exactly the scalar
  * g > 0 ? g : 0 */
+/* bn_expf of four lanes in double, the scalar's operations lane by lane. */
+BN_AVX2 static inline __attribute__((always_inline)) __m256d bn_expf4_avx2(__m256d xd)
+{
+    const __m256d inv = _mm256_set1_pd(BN_EXPF_INV_LN2_N), shift = _mm256_set1_pd(BN_EXPF_SHIFT);
+    const __m256d z = _mm256_fmadd_pd(inv, xd, shift);
+    const __m256i ki = _mm256_castpd_si256(z);
+    const __m256d kd = _mm256_sub_pd(z, shift);
+    const __m256d r = _mm256_fmsub_pd(inv, xd, kd);
+    const __m256i idx = _mm256_and_si256(ki, _mm256_set1_epi64x(31));
+    const __m256i tab = _mm256_i64gather_epi64((const long long *)bn_expf_table, idx, 8);
+    const __m256d s = _mm256_castsi256_pd(_mm256_add_epi64(tab, _mm256_slli_epi64(ki, 47)));
+    const __m256d p = _mm256_fmadd_pd(_mm256_set1_pd(BN_EXPF_C0), r, _mm256_set1_pd(BN_EXPF_C1));
+    const __m256d r2 = _mm256_mul_pd(r, r);
+    __m256d y = _mm256_fmadd_pd(_mm256_set1_pd(BN_EXPF_C2), r, _mm256_set1_pd(1.0));
+    y = _mm256_fmadd_pd(p, r2, y);
+    return _mm256_mul_pd(y, s);
+}
+
+/* Eight at a time; a group with an |x| of 88 or more (or a NaN) goes to the scalar. */
+BN_AVX2 void bn_silu_mul_avx2(float *g, const float *u, int64_t n)
+{
+    const __m256i absmask = _mm256_set1_epi32(0x7fffffff);
+    const __m256i limit = _mm256_set1_epi32((int32_t)((BN_EXPF_ABSTOP_MAX << 20) | 0xfffffu));
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + i);
+        const __m256 x = _mm256_xor_ps(gv, sign);
+        const __m256i ax = _mm256_and_si256(_mm256_castps_si256(x), absmask);
+        if (!_mm256_testz_si256(_mm256_cmpgt_epi32(ax, limit), _mm256_set1_epi32(-1))) {
+            for (int j = 0; j < 8; j++)
+                g[i + j] = g[i + j] / (1.0f + bn_expf(-g[i + j])) * u[i + j];
+            continue;
+        }
+        const __m128 e0 = _mm256_cvtpd_ps(bn_expf4_avx2(_mm256_cvtps_pd(_mm256_castps256_ps128(x))));
+        const __m128 e1 = _mm256_cvtpd_ps(bn_expf4_avx2(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
+        const __m256 e = _mm256_insertf128_ps(_mm256_castps128_ps256(e0), e1, 1);
+        const __m256 q = _mm256_div_ps(gv, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(q, _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++)
+        g[i] = g[i] / (1.0f + bn_expf(-g[i])) * u[i];
+}
+
 BN_AVX2 void bn_relu2_mul_avx2(float *g, const float *u, int64_t n)
 {
     const __m256 zero = _mm256_setzero_ps();
@@ -1347,6 +1391,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .dot_f16_f32_multi = bn_dot_f16_f32_multi_avx2,
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_avx2,
     .relu2_mul  = bn_relu2_mul_avx2,
+    .silu_mul   = bn_silu_mul_avx2,
     .dot_i2s_q8 = bn_dot_i2s_q8_avx2,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_avx2,

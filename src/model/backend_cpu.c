@@ -357,8 +357,7 @@ static void bn_act_rows(const void *ctx, int64_t t0, int64_t t1)
         if (job->relu2)
             bn_kernels()->relu2_mul(g, u, job->n);
         else
-            for (int64_t i = 0; i < job->n; i++)
-                g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+            bn_kernels()->silu_mul(g, u, job->n);
     }
 }
 
