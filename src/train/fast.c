@@ -337,8 +337,11 @@ static void bn_gemm_task(void *ctx, int ith, int nth)
  * Two orders, by whether all of A (packed, every k) fits the shared buffer:
  * - whole A: all threads pack A's row panels, then each thread takes its column panels
  *   of C one at a time: for each chunk of k it packs the chunk of its panel of B and
- *   runs every row panel over it, keeping the panel's partial sums in its own carry
- *   buffer; at the end it writes the panel to C.
+ *   runs the row panels over it, keeping the panel's partial sums in its own carry
+ *   buffer; at the end it writes the panel to C. The row panels go in blocks of SMB
+ *   floats (the second-level cache); a sum of one chunk (k <= SKC) packs SJB column
+ *   panels at once and runs each row panel over all of them, so that C is written in
+ *   rows of SJB * SNR floats.
  * - chunks of A (a sum too long for the buffer, the output's d x over the vocabulary):
  *   for each chunk of k, all threads pack the chunk of A, then each runs its column
  *   panels over it, the partial sums of all of C carried in m->gemm_c. */
