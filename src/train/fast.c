@@ -1167,10 +1167,8 @@ BN_TRAIN_CLONES static void bn_softmax_task(void *ctx, int ith, int nth)
         sum = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
               ((lane[1] + lane[5]) + (lane[3] + lane[7]));
         j->row_loss[t] = log(sum) - ((double)pr[j->targets[t]] - mx);
-        /* times the reciprocal: a division per element was a third of the softmax */
-        const double rsum = 1.0 / sum;
         for (v = 0; v < V; v++)
-            pr[v] = (float)((double)exf[v] * rsum);
+            pr[v] = (float)((double)exf[v] / sum);
     }
 }
 
