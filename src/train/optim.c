@@ -16,24 +16,12 @@ void bn_train_zero_grad(bn_train_model *m)
     memset(m->grads, 0, m->n_params * sizeof(float));
 }
 
-/* The squares summed in double in 32 fixed lanes (element i in lane i % 32), the lanes
- * then added pairwise: the same bits on every clone and thread count, and no chain of
- * 11 million dependent additions. */
-BN_TRAIN_CLONES double bn_train_grad_norm(const bn_train_model *m)
+double bn_train_grad_norm(const bn_train_model *m)
 {
-    enum { L = 32 };
-    double lane[L] = {0};
-    const float *g = m->grads;
-    const size_t n = m->n_params, n32 = n / L * L;
-    for (size_t i = 0; i < n32; i += L)
-        for (int u = 0; u < L; u++)
-            lane[u] += (double)g[i + u] * g[i + u];
-    for (size_t i = n32; i < n; i++)
-        lane[i - n32] += (double)g[i] * g[i];
-    for (int w = L / 2; w >= 1; w /= 2)
-        for (int u = 0; u < w; u++)
-            lane[u] += lane[u + w];
-    return sqrt(lane[0]);
+    double ss = 0.0;
+    for (size_t i = 0; i < m->n_params; i++)
+        ss += (double)m->grads[i] * m->grads[i];
+    return sqrt(ss);
 }
 
 typedef struct bn_scale_job {
