@@ -10,6 +10,7 @@
  * for many row lengths. The fused f16 x f32 dot
  * must equal the conversion followed by the f32 dot of the same family, bit for bit.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -726,8 +727,9 @@ static void test_relu2(const bn_kernel_table *k)
 }
 
 /* silu_mul: g / (1 + bn_expf(-g)) * u, bit for bit the scalar expression on bn_expf,
- * across the vector groups' paths: ordinary values, a group holding an |x| of 88 or
- * more or a NaN (the C library's expf), zeros of both signs, the tail. */
+ * across the vector groups' paths: ordinary values, |x| of 88 or more (the C library's
+ * expf in the scalar; clamped in the vector kernels), the overflow edge, infinities, a
+ * group holding a NaN, zeros of both signs, the tail. */
 static void test_silu(const bn_kernel_table *k)
 {
     enum { N = 83 };
@@ -741,6 +743,15 @@ static void test_silu(const bn_kernel_table *k)
             g[3] = -0.0f, g[4] = 0.0f, g[5] = NAN, g[13] = -88.0f, g[21] = 87.99999f;
             g[22] = -87.99999f, g[30] = 88.0f, g[40] = INFINITY, g[48] = -INFINITY;
             g[56] = 103.5f, g[64] = -1e30f, g[72] = 1e-40f, g[80] = -1e-40f;
+        }
+        if (rep >= 40)   /* |g| from 80 to 112: the clamped lanes, few groups of 88 */
+            for (int64_t i = 0; i < N; i++)
+                g[i] = (rng() % 2 ? -1.0f : 1.0f) * (80.0f + (float)(rng() % 32001) / 1000.0f);
+        if (rep == 2) {   /* the overflow edge of expf(-g) and values far past it */
+            g[0] = -0x1.62e42ep6f, g[1] = -0x1.62e430p6f, g[2] = -0x1.62e42cp6f;
+            g[3] = -88.0f, g[4] = -88.5f, g[5] = -89.0f, g[6] = -89.00001f, g[7] = -150.0f;
+            g[8] = -1e30f, g[9] = -FLT_MAX, g[10] = 87.0f, g[11] = 87.00001f, g[12] = 86.99999f;
+            g[13] = 104.0f, g[14] = FLT_MAX, g[15] = -INFINITY, g[16] = INFINITY;
         }
         for (int64_t i = 0; i < N; i++)
             want[i] = g[i] / (1.0f + bn_expf(-g[i])) * u[i];

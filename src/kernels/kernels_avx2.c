@@ -342,22 +342,24 @@ BN_AVX2 static inline __attribute__((always_inline)) __m256d bn_expf4_avx2(__m25
     return _mm256_mul_pd(y, s);
 }
 
-/* Eight at a time; a group with an |x| of 88 or more (or a NaN) goes to the scalar. */
+/* Eight at a time. x = -g is clamped to [-87, 89] first, which changes no result:
+ * below -87, expf(x) < 2^-125 and 1 + expf(x) rounds to 1 as it does for the true x;
+ * above 89, the C library's expf overflows to infinity, as expf(89) does when the
+ * double is rounded to float (between 88 and 88.72 the library takes the same path as
+ * below 88). So only a group holding a NaN goes to the scalar. */
 BN_AVX2 void bn_silu_mul_avx2(float *g, const float *u, int64_t n)
 {
-    const __m256i absmask = _mm256_set1_epi32(0x7fffffff);
-    const __m256i limit = _mm256_set1_epi32((int32_t)((BN_EXPF_ABSTOP_MAX << 20) | 0xfffffu));
     const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    const __m256 lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(89.0f);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 gv = _mm256_loadu_ps(g + i);
-        const __m256 x = _mm256_xor_ps(gv, sign);
-        const __m256i ax = _mm256_and_si256(_mm256_castps_si256(x), absmask);
-        if (!_mm256_testz_si256(_mm256_cmpgt_epi32(ax, limit), _mm256_set1_epi32(-1))) {
+        if (_mm256_movemask_ps(_mm256_cmp_ps(gv, gv, _CMP_UNORD_Q))) {
             for (int j = 0; j < 8; j++)
                 g[i + j] = g[i + j] / (1.0f + bn_expf(-g[i + j])) * u[i + j];
             continue;
         }
+        const __m256 x = _mm256_min_ps(_mm256_max_ps(_mm256_xor_ps(gv, sign), lo), hi);
         const __m128 e0 = _mm256_cvtpd_ps(bn_expf4_avx2(_mm256_cvtps_pd(_mm256_castps256_ps128(x))));
         const __m128 e1 = _mm256_cvtpd_ps(bn_expf4_avx2(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
         const __m256 e = _mm256_insertf128_ps(_mm256_castps128_ps256(e0), e1, 1);
