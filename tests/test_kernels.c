@@ -760,6 +760,92 @@ static void test_silu(const bn_kernel_table *k)
     }
 }
 
+/* rms_norm_rows against the contract written out: per row one double chain of exact
+ * squares in index order, then x / den * w in float. The values span 2^-60 to 2^60 so
+ * that the order of the additions shows in the sums' low bits; every row count from 0
+ * to 19 (groups of eight and four and single rows) and lengths with and without a tail
+ * of the vector step, rows with an infinity, a NaN and zeros. */
+static void test_rms_norm(const bn_kernel_table *k)
+{
+    static const int64_t lens[] = {1, 3, 4, 5, 8, 13, 64, 101, 2560};
+    enum { MAXR = 19, MAXN = 2560 };
+    float *x = malloc(sizeof(float) * MAXR * MAXN), *w = malloc(sizeof(float) * MAXN);
+    float *y = malloc(sizeof(float) * MAXR * MAXN), *want = malloc(sizeof(float) * MAXR * MAXN);
+    if (!x || !w || !y || !want) {
+        CHECK(false, "out of memory");
+        return;
+    }
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int64_t n = lens[li];
+        for (int64_t i = 0; i < n; i++)
+            w[i] = ((float)(rng() % 20001) - 10000.0f) / 3333.0f;
+        for (int64_t nrows = 0; nrows <= MAXR; nrows++) {
+            for (int64_t i = 0; i < nrows * n; i++)
+                x[i] = ldexpf(((float)(rng() % 2000001) - 1000000.0f) / 999983.0f,
+                              (int)(rng() % 121) - 60);
+            if (nrows > 5 && n > 3) {
+                x[5 * n + 1] = INFINITY;
+                x[2 * n] = NAN;
+                for (int64_t i = 0; i < n; i++)
+                    x[3 * n + i] = i % 2 ? 0.0f : -0.0f;
+            }
+            for (int64_t t = 0; t < nrows; t++) {
+                double ss = 0.0;
+                for (int64_t i = 0; i < n; i++)
+                    ss = ss + (double)x[t * n + i] * (double)x[t * n + i];
+                const float den = sqrtf((float)(ss / (double)n) + 1e-5f);
+                for (int64_t i = 0; i < n; i++)
+                    want[t * n + i] = x[t * n + i] / den * w[i];
+            }
+            memset(y, 0x55, sizeof(float) * (size_t)(nrows * n + 1));
+            k->rms_norm_rows(x, w, y, nrows, n, 1e-5f);
+            CHECK(memcmp(y, want, sizeof(float) * (size_t)(nrows * n)) == 0,
+                  "%s rms_norm_rows (%lld rows of %lld)", k->name, (long long)nrows,
+                  (long long)n);
+            uint32_t canary;
+            memcpy(&canary, y + nrows * n, sizeof canary);
+            CHECK(canary == 0x55555555u, "%s rms_norm_rows wrote past %lld rows of %lld",
+                  k->name, (long long)nrows, (long long)n);
+        }
+    }
+    /* Rows where the order shows: 1.5^2 + 2^-24 + 2^-24 is a tie between two floats
+     * (after / 64), and the 61 squares of 2^-54 that follow are each lost against 2.25
+     * in one chain, but summed apart from it (as lanes would) they tip the tie: the
+     * denominators then differ (checked here, so the rows keep their teeth). One such
+     * row at each place of an 8-row and a 4-row group and of a single row. */
+    for (int64_t nrows = 1; nrows <= 13; nrows++)
+        for (int64_t at = 0; at < nrows; at++) {
+            const int64_t n = 64;
+            for (int64_t i = 0; i < nrows * n; i++)
+                x[i] = ldexpf((float)(rng() % 1001) / 1000.0f, -(int)(rng() % 30));
+            float *r = x + at * n;
+            r[0] = 1.5f, r[1] = 0x1p-12f, r[2] = 0x1p-12f;
+            for (int64_t i = 3; i < n; i++)
+                r[i] = 0x1p-27f;
+            double chain = 0.0, lanes[4] = {0};
+            for (int64_t i = 0; i < n; i++) {
+                chain += (double)r[i] * r[i];
+                lanes[i % 4] += (double)r[i] * r[i];
+            }
+            const double split = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+            CHECK(sqrtf((float)(chain / 64.0)) != sqrtf((float)(split / 64.0)),
+                  "rms_norm_rows: the order-sensitive row does not tell the orders apart");
+            for (int64_t t = 0; t < nrows; t++) {
+                double ss = 0.0;
+                for (int64_t i = 0; i < n; i++)
+                    ss = ss + (double)x[t * n + i] * (double)x[t * n + i];
+                const float den = sqrtf((float)(ss / (double)n));
+                for (int64_t i = 0; i < n; i++)
+                    want[t * n + i] = x[t * n + i] / den * w[i];
+            }
+            k->rms_norm_rows(x, w, y, nrows, n, 0.0f);
+            CHECK(memcmp(y, want, sizeof(float) * (size_t)(nrows * n)) == 0,
+                  "%s rms_norm_rows: the order of a row's additions (row %lld of %lld)",
+                  k->name, (long long)at, (long long)nrows);
+        }
+    free(x), free(w), free(y), free(want);
+}
+
 /* bn_expf against the C library's expf. The algorithm is GNU libc's since 2.28 (on a
  * CPU with fused multiply-add, which every x86-64 family here has), so with such a
  * library the bits must agree; with another C library only the ulp distance is
@@ -1130,6 +1216,7 @@ static void test_family(const bn_kernel_table *k)
     test_gemm_tile_f32(k);
     test_transpose_f32(k);
     test_silu(k);
+    test_rms_norm(k);
     test_mac_peak(k);
     test_relu2(k);
     test_axpy(k);
@@ -1270,7 +1357,7 @@ static void test_avx512_simde(void)
     /* the AVX2 family's, left NULL there */
     CHECK(!k.dot_f32 && !k.f16_to_f32 && !k.dot_f16_f32 && !k.dot_f16_f32_rows &&
           !k.f32_to_f16 && !k.dot_f16_f32_multi && !k.axpy_f16_f32_multi && !k.relu2_mul &&
-          !k.silu_mul &&
+          !k.silu_mul && !k.rms_norm_rows &&
           !k.sum_u64 && !k.dot_tq1_q8 && !k.dot_tq1_q8_tile &&
           !k.dot_q8_0_q8_0 && !k.dot_q8_0_q8_0_rows && !k.dot_q6_k_q8_0 &&
           !k.dot_q6_k_q8_0_rows && !k.quantize_act_i8 && !k.gemm_f32_tile &&
@@ -1285,6 +1372,7 @@ static void test_avx512_simde(void)
     k.axpy_f16_f32_multi = s->axpy_f16_f32_multi;
     k.relu2_mul = s->relu2_mul;
     k.silu_mul = s->silu_mul;
+    k.rms_norm_rows = s->rms_norm_rows;
     k.sum_u64 = s->sum_u64;
     k.dot_tq1_q8 = s->dot_tq1_q8;
     k.dot_tq1_q8_tile = s->dot_tq1_q8_tile;

@@ -138,6 +138,21 @@ static void bn_silu_mul_scalar(float *g, const float *u, int64_t n)
         g[i] = g[i] / (1.0f + bn_expf(-g[i])) * u[i];
 }
 
+static void bn_rms_norm_rows_scalar(const float *x, const float *w, float *y, int64_t nrows,
+                                    int64_t n, float eps)
+{
+    for (int64_t t = 0; t < nrows; t++) {
+        const float *xr = x + t * n;
+        float *yr = y + t * n;
+        double ss = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            ss += (double)xr[i] * xr[i];
+        const float den = sqrtf((float)(ss / (double)n) + eps);
+        for (int64_t i = 0; i < n; i++)
+            yr[i] = xr[i] / den * w[i];
+    }
+}
+
 static int32_t bn_dot_i2s_q8_scalar(const uint8_t *codes, const int8_t *q, int64_t n)
 {
     int32_t sum = 0;
@@ -434,6 +449,7 @@ const bn_kernel_table bn_kernels_scalar = {
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
     .silu_mul   = bn_silu_mul_scalar,
+    .rms_norm_rows = bn_rms_norm_rows_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_scalar,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_scalar,
@@ -468,6 +484,7 @@ const bn_kernel_table bn_kernels_neon = {
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
     .silu_mul   = bn_silu_mul_scalar,
+    .rms_norm_rows = bn_rms_norm_rows_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon,
@@ -500,6 +517,7 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
     .silu_mul   = bn_silu_mul_scalar,
+    .rms_norm_rows = bn_rms_norm_rows_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon_dot,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon_dot,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_neon_dot,

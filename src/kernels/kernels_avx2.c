@@ -370,6 +370,81 @@ BN_AVX2 void bn_silu_mul_avx2(float *g, const float *u, int64_t n)
         g[i] = g[i] / (1.0f + bn_expf(-g[i])) * u[i];
 }
 
+/* Four rows' sums of squares in the lanes of a: lane j adds x_j[k]^2, x_j[k+1]^2, ...,
+ * x_j[k+3]^2 in that order (a 4 x 4 transpose puts element k of the four rows in one
+ * vector). */
+BN_AVX2 static inline __attribute__((always_inline)) __m256d
+bn_sumsq4_avx2(__m256d a, const float *x0, const float *x1, const float *x2, const float *x3)
+{
+    __m128 r0 = _mm_loadu_ps(x0), r1 = _mm_loadu_ps(x1), r2 = _mm_loadu_ps(x2),
+           r3 = _mm_loadu_ps(x3);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    __m256d v = _mm256_cvtps_pd(r0);
+    a = _mm256_fmadd_pd(v, v, a);
+    v = _mm256_cvtps_pd(r1);
+    a = _mm256_fmadd_pd(v, v, a);
+    v = _mm256_cvtps_pd(r2);
+    a = _mm256_fmadd_pd(v, v, a);
+    v = _mm256_cvtps_pd(r3);
+    return _mm256_fmadd_pd(v, v, a);
+}
+
+/* y = x / den * w for one row, den from its sum of squares ss */
+BN_AVX2 static inline void bn_rms_scale_avx2(const float *x, const float *w, float *y,
+                                             int64_t n, double ss, float eps)
+{
+    const float den = sqrtf((float)(ss / (double)n) + eps);
+    const __m256 d = _mm256_set1_ps(den);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_div_ps(_mm256_loadu_ps(x + i), d),
+                                              _mm256_loadu_ps(w + i)));
+    for (; i < n; i++)
+        y[i] = x[i] / den * w[i];
+}
+
+/* Each row's sum is one chain of double additions, as the scalar's; the chains of eight
+ * (or four) rows run side by side in the lanes of two (or one) vectors, so that the
+ * adds' latency is paid once for all of them. */
+BN_AVX2 void bn_rms_norm_rows_avx2(const float *x, const float *w, float *y, int64_t nrows,
+                                   int64_t n, float eps)
+{
+    const int64_t n4 = n / 4 * 4;
+    int64_t t = 0;
+    double ss[8];
+    for (; t + 4 <= nrows; ) {
+        const int rows = t + 8 <= nrows ? 8 : 4;
+        const float *r[8];
+        for (int j = 0; j < rows; j++)
+            r[j] = x + (t + j) * n;
+        __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+        if (rows == 8) {
+            for (int64_t k = 0; k < n4; k += 4) {
+                a0 = bn_sumsq4_avx2(a0, r[0] + k, r[1] + k, r[2] + k, r[3] + k);
+                a1 = bn_sumsq4_avx2(a1, r[4] + k, r[5] + k, r[6] + k, r[7] + k);
+            }
+        } else {
+            for (int64_t k = 0; k < n4; k += 4)
+                a0 = bn_sumsq4_avx2(a0, r[0] + k, r[1] + k, r[2] + k, r[3] + k);
+        }
+        _mm256_storeu_pd(ss, a0);
+        _mm256_storeu_pd(ss + 4, a1);
+        for (int j = 0; j < rows; j++) {
+            for (int64_t i = n4; i < n; i++)
+                ss[j] += (double)r[j][i] * r[j][i];
+            bn_rms_scale_avx2(r[j], w, y + (t + j) * n, n, ss[j], eps);
+        }
+        t += rows;
+    }
+    for (; t < nrows; t++) {
+        const float *xr = x + t * n;
+        double s = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            s += (double)xr[i] * xr[i];
+        bn_rms_scale_avx2(xr, w, y + t * n, n, s, eps);
+    }
+}
+
 BN_AVX2 void bn_relu2_mul_avx2(float *g, const float *u, int64_t n)
 {
     const __m256 zero = _mm256_setzero_ps();
@@ -1394,6 +1469,7 @@ const bn_kernel_table bn_kernels_avx2 = {
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_avx2,
     .relu2_mul  = bn_relu2_mul_avx2,
     .silu_mul   = bn_silu_mul_avx2,
+    .rms_norm_rows = bn_rms_norm_rows_avx2,
     .dot_i2s_q8 = bn_dot_i2s_q8_avx2,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,
     .dot_i2s_q8_rows = bn_dot_i2s_q8_rows_avx2,

@@ -171,17 +171,8 @@ static void bn_norm_rows(const void *ctx, int64_t t0, int64_t t1)
 {
     const bn_norm_job *job = ctx;
     const int64_t n = job->n;
-    for (int64_t t = t0; t < t1; t++) {
-        const float *restrict x = job->x + t * n;
-        const float *restrict w = job->w;
-        float *restrict y = job->y + t * n;
-        double ss = 0.0;
-        for (int64_t i = 0; i < n; i++)
-            ss += (double)x[i] * x[i];
-        float den = sqrtf((float)(ss / (double)n) + job->eps);
-        for (int64_t i = 0; i < n; i++)
-            y[i] = x[i] / den * w[i];
-    }
+    bn_kernels()->rms_norm_rows(job->x + t0 * n, job->w, job->y + t0 * n, t1 - t0, n,
+                                job->eps);
 }
 
 static void bn_cpu_rmsnorm(const bn_model *m, int64_t T, int64_t n, const float *x,
