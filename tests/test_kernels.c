@@ -846,6 +846,49 @@ static void test_rms_norm(const bn_kernel_table *k)
     free(x), free(w), free(y), free(want);
 }
 
+/* matrix_out_f64 / matrix_out_i32 against their expressions written out, every nr from
+ * 0 to 33 (BN_MATRIX_ROWS and past the blocks of eight) with token counts that do and
+ * do not fill blocks of eight, the output rows wider than nr with canaries between
+ * them; the sums span large and small magnitudes and both signs. */
+static void test_matrix_out(const bn_kernel_table *k)
+{
+    static const int Ts[] = {0, 1, 7, 8, 9, 16, 23, 40};
+    enum { MAXR = 33, MAXT = 40, LDO = 64, LD = 37 };
+    static double sd[MAXR * LDO];
+    static int32_t si[MAXR * LDO];
+    static float out[MAXT * LD], want[MAXT * LD];
+    float sc[MAXT];
+    int32_t qsum[MAXT];
+    for (int i = 0; i < MAXR * LDO; i++) {
+        sd[i] = ldexp(((double)(rng() % 2000001) - 1000000.0) / 999983.0, (int)(rng() % 61) - 20);
+        si[i] = (int32_t)(rng() % 2000001) - 1000000;
+    }
+    for (int t = 0; t < MAXT; t++) {
+        sc[t] = (float)(1 + rng() % 1000) / 7.0f;
+        qsum[t] = (int32_t)(rng() % 20001) - 10000;
+    }
+    const float k1 = 0.7310586f, k2 = 1.3f;
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
+        for (int nr = 0; nr <= MAXR; nr++) {
+            const int T = Ts[ti];
+            for (int f = 0; f < 2; f++) {
+                for (int i = 0; i < MAXT * LD; i++)
+                    out[i] = want[i] = -12345.0f;
+                for (int t = 0; t < T; t++)
+                    for (int r = 0; r < nr; r++)
+                        want[t * LD + r] =
+                            f == 0 ? (float)sd[r * LDO + t] / sc[t] * k1
+                                   : (float)(si[r * LDO + t] - qsum[t]) / sc[t] * k1 * k2;
+                if (f == 0)
+                    k->matrix_out_f64(sd, LDO, nr, T, sc, k1, out, LD);
+                else
+                    k->matrix_out_i32(si, LDO, nr, T, qsum, sc, k1, k2, out, LD);
+                CHECK(memcmp(out, want, sizeof out) == 0, "%s matrix_out_%s (%d rows, %d tokens)",
+                      k->name, f == 0 ? "f64" : "i32", nr, T);
+            }
+        }
+}
+
 /* bn_expf against the C library's expf. The algorithm is GNU libc's since 2.28 (on a
  * CPU with fused multiply-add, which every x86-64 family here has), so with such a
  * library the bits must agree; with another C library only the ulp distance is
@@ -1217,6 +1260,7 @@ static void test_family(const bn_kernel_table *k)
     test_transpose_f32(k);
     test_silu(k);
     test_rms_norm(k);
+    test_matrix_out(k);
     test_mac_peak(k);
     test_relu2(k);
     test_axpy(k);
@@ -1357,7 +1401,7 @@ static void test_avx512_simde(void)
     /* the AVX2 family's, left NULL there */
     CHECK(!k.dot_f32 && !k.f16_to_f32 && !k.dot_f16_f32 && !k.dot_f16_f32_rows &&
           !k.f32_to_f16 && !k.dot_f16_f32_multi && !k.axpy_f16_f32_multi && !k.relu2_mul &&
-          !k.silu_mul && !k.rms_norm_rows &&
+          !k.silu_mul && !k.rms_norm_rows && !k.matrix_out_f64 && !k.matrix_out_i32 &&
           !k.sum_u64 && !k.dot_tq1_q8 && !k.dot_tq1_q8_tile &&
           !k.dot_q8_0_q8_0 && !k.dot_q8_0_q8_0_rows && !k.dot_q6_k_q8_0 &&
           !k.dot_q6_k_q8_0_rows && !k.quantize_act_i8 && !k.gemm_f32_tile &&
@@ -1373,6 +1417,8 @@ static void test_avx512_simde(void)
     k.relu2_mul = s->relu2_mul;
     k.silu_mul = s->silu_mul;
     k.rms_norm_rows = s->rms_norm_rows;
+    k.matrix_out_f64 = s->matrix_out_f64;
+    k.matrix_out_i32 = s->matrix_out_i32;
     k.sum_u64 = s->sum_u64;
     k.dot_tq1_q8 = s->dot_tq1_q8;
     k.dot_tq1_q8_tile = s->dot_tq1_q8_tile;

@@ -153,6 +153,24 @@ static void bn_rms_norm_rows_scalar(const float *x, const float *w, float *y, in
     }
 }
 
+static void bn_matrix_out_f64_scalar(const double *sums, int ldo, int nr, int T,
+                                     const float *s, float k, float *out, size_t ld)
+{
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < nr; r++)
+            out[(size_t)t * ld + (size_t)r] = (float)sums[(size_t)r * (size_t)ldo + (size_t)t] / s[t] * k;
+}
+
+static void bn_matrix_out_i32_scalar(const int32_t *sums, int ldo, int nr, int T,
+                                     const int32_t *qsum, const float *s, float k1,
+                                     float k2, float *out, size_t ld)
+{
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < nr; r++)
+            out[(size_t)t * ld + (size_t)r] =
+                (float)(sums[(size_t)r * (size_t)ldo + (size_t)t] - qsum[t]) / s[t] * k1 * k2;
+}
+
 static int32_t bn_dot_i2s_q8_scalar(const uint8_t *codes, const int8_t *q, int64_t n)
 {
     int32_t sum = 0;
@@ -449,6 +467,8 @@ const bn_kernel_table bn_kernels_scalar = {
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
     .silu_mul   = bn_silu_mul_scalar,
+    .matrix_out_f64 = bn_matrix_out_f64_scalar,
+    .matrix_out_i32 = bn_matrix_out_i32_scalar,
     .rms_norm_rows = bn_rms_norm_rows_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_scalar,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_scalar,
@@ -484,6 +504,8 @@ const bn_kernel_table bn_kernels_neon = {
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
     .silu_mul   = bn_silu_mul_scalar,
+    .matrix_out_f64 = bn_matrix_out_f64_scalar,
+    .matrix_out_i32 = bn_matrix_out_i32_scalar,
     .rms_norm_rows = bn_rms_norm_rows_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon,
@@ -517,6 +539,8 @@ const bn_kernel_table bn_kernels_neon_dotprod = {
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_scalar,
     .relu2_mul  = bn_relu2_mul_scalar,
     .silu_mul   = bn_silu_mul_scalar,
+    .matrix_out_f64 = bn_matrix_out_f64_scalar,
+    .matrix_out_i32 = bn_matrix_out_i32_scalar,
     .rms_norm_rows = bn_rms_norm_rows_scalar,
     .dot_i2s_q8 = bn_dot_i2s_q8_neon_dot,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_neon_dot,

@@ -256,6 +256,15 @@ typedef struct bn_kernel_table {
     void (*dot_tq2_q8_matrix)(const uint8_t *rows, size_t row_bytes, int nr,
                               const int8_t *qp, const int8_t *q, const int32_t *qbsum,
                               int64_t n, int T, double *out, int ldo, uint8_t *work);
+    /* The matrix kernels' sums (row r of nr, token t of T at sums[r * ldo + t]) to a
+     * projection's outputs, token-major (out[t * ld + r]): matrix_out_f64 gives
+     * (float)sums / s[t] * k, matrix_out_i32 (float)(sums - qsum[t]) / s[t] * k1 * k2,
+     * each operation in float in that order: the same floats on every table. */
+    void (*matrix_out_f64)(const double *sums, int ldo, int nr, int T, const float *s,
+                           float k, float *out, size_t ld);
+    void (*matrix_out_i32)(const int32_t *sums, int ldo, int nr, int T,
+                           const int32_t *qsum, const float *s, float k1, float k2,
+                           float *out, size_t ld);
 } bn_kernel_table;
 
 /* The rows one call of a matrix kernel takes (two tiles of 16), the codes of each it
@@ -329,6 +338,11 @@ void bn_axpy_f16_f32_multi_avx2(const float *const *a, int ny, const uint16_t *x
                                 size_t stride, int64_t nx, float *const *y, int64_t n);
 void bn_relu2_mul_avx2(float *g, const float *u, int64_t n);
 void bn_silu_mul_avx2(float *g, const float *u, int64_t n);
+void bn_matrix_out_f64_avx2(const double *sums, int ldo, int nr, int T, const float *s,
+                            float k, float *out, size_t ld);
+void bn_matrix_out_i32_avx2(const int32_t *sums, int ldo, int nr, int T,
+                            const int32_t *qsum, const float *s, float k1, float k2,
+                            float *out, size_t ld);
 void bn_rms_norm_rows_avx2(const float *x, const float *w, float *y, int64_t nrows,
                            int64_t n, float eps);
 uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n);

@@ -445,6 +445,78 @@ BN_AVX2 void bn_rms_norm_rows_avx2(const float *x, const float *w, float *y, int
     }
 }
 
+/* An 8 x 8 transpose of floats: v[i] lane j becomes v[j] lane i. */
+BN_AVX2 static inline __attribute__((always_inline)) void bn_transpose8_avx2(__m256 v[8])
+{
+    const __m256 a0 = _mm256_unpacklo_ps(v[0], v[1]), a1 = _mm256_unpackhi_ps(v[0], v[1]);
+    const __m256 a2 = _mm256_unpacklo_ps(v[2], v[3]), a3 = _mm256_unpackhi_ps(v[2], v[3]);
+    const __m256 a4 = _mm256_unpacklo_ps(v[4], v[5]), a5 = _mm256_unpackhi_ps(v[4], v[5]);
+    const __m256 a6 = _mm256_unpacklo_ps(v[6], v[7]), a7 = _mm256_unpackhi_ps(v[6], v[7]);
+    const __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xee);
+    const __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xee);
+    const __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xee);
+    const __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xee);
+    v[0] = _mm256_permute2f128_ps(b0, b4, 0x20), v[4] = _mm256_permute2f128_ps(b0, b4, 0x31);
+    v[1] = _mm256_permute2f128_ps(b1, b5, 0x20), v[5] = _mm256_permute2f128_ps(b1, b5, 0x31);
+    v[2] = _mm256_permute2f128_ps(b2, b6, 0x20), v[6] = _mm256_permute2f128_ps(b2, b6, 0x31);
+    v[3] = _mm256_permute2f128_ps(b3, b7, 0x20), v[7] = _mm256_permute2f128_ps(b3, b7, 0x31);
+}
+
+/* Blocks of 8 rows x 8 tokens: each row's eight sums scaled along the tokens (the
+ * scalar's operations lane by lane), then transposed into eight tokens' runs of eight
+ * outputs; the edges by the scalar expression. */
+BN_AVX2 void bn_matrix_out_f64_avx2(const double *sums, int ldo, int nr, int T, const float *s,
+                                    float k, float *out, size_t ld)
+{
+    const int r8 = nr / 8 * 8, t8 = T / 8 * 8;
+    const __m256 kv = _mm256_set1_ps(k);
+    for (int r0 = 0; r0 < r8; r0 += 8)
+        for (int t0 = 0; t0 < t8; t0 += 8) {
+            const __m256 sv = _mm256_loadu_ps(s + t0);
+            __m256 v[8];
+            for (int i = 0; i < 8; i++) {
+                const double *a = sums + (size_t)(r0 + i) * (size_t)ldo + (size_t)t0;
+                const __m256 f = _mm256_insertf128_ps(
+                    _mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(a))),
+                    _mm256_cvtpd_ps(_mm256_loadu_pd(a + 4)), 1);
+                v[i] = _mm256_mul_ps(_mm256_div_ps(f, sv), kv);
+            }
+            bn_transpose8_avx2(v);
+            for (int j = 0; j < 8; j++)
+                _mm256_storeu_ps(out + (size_t)(t0 + j) * ld + (size_t)r0, v[j]);
+        }
+    for (int t = 0; t < T; t++)
+        for (int r = t < t8 ? r8 : 0; r < nr; r++)
+            out[(size_t)t * ld + (size_t)r] = (float)sums[(size_t)r * (size_t)ldo + (size_t)t] / s[t] * k;
+}
+
+BN_AVX2 void bn_matrix_out_i32_avx2(const int32_t *sums, int ldo, int nr, int T,
+                                    const int32_t *qsum, const float *s, float k1, float k2,
+                                    float *out, size_t ld)
+{
+    const int r8 = nr / 8 * 8, t8 = T / 8 * 8;
+    const __m256 k1v = _mm256_set1_ps(k1), k2v = _mm256_set1_ps(k2);
+    for (int r0 = 0; r0 < r8; r0 += 8)
+        for (int t0 = 0; t0 < t8; t0 += 8) {
+            const __m256 sv = _mm256_loadu_ps(s + t0);
+            const __m256i qv = _mm256_loadu_si256((const __m256i *)(qsum + t0));
+            __m256 v[8];
+            for (int i = 0; i < 8; i++) {
+                const __m256i a = _mm256_loadu_si256(
+                    (const __m256i *)(sums + (size_t)(r0 + i) * (size_t)ldo + (size_t)t0));
+                const __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(a, qv));
+                v[i] = _mm256_mul_ps(_mm256_mul_ps(_mm256_div_ps(f, sv), k1v), k2v);
+            }
+            bn_transpose8_avx2(v);
+            for (int j = 0; j < 8; j++)
+                _mm256_storeu_ps(out + (size_t)(t0 + j) * ld + (size_t)r0, v[j]);
+        }
+    for (int t = 0; t < T; t++)
+        for (int r = t < t8 ? r8 : 0; r < nr; r++)
+            out[(size_t)t * ld + (size_t)r] =
+                (float)(sums[(size_t)r * (size_t)ldo + (size_t)t] - qsum[t]) / s[t] * k1 * k2;
+}
+
 BN_AVX2 void bn_relu2_mul_avx2(float *g, const float *u, int64_t n)
 {
     const __m256 zero = _mm256_setzero_ps();
@@ -1469,6 +1541,8 @@ const bn_kernel_table bn_kernels_avx2 = {
     .axpy_f16_f32_multi = bn_axpy_f16_f32_multi_avx2,
     .relu2_mul  = bn_relu2_mul_avx2,
     .silu_mul   = bn_silu_mul_avx2,
+    .matrix_out_f64 = bn_matrix_out_f64_avx2,
+    .matrix_out_i32 = bn_matrix_out_i32_avx2,
     .rms_norm_rows = bn_rms_norm_rows_avx2,
     .dot_i2s_q8 = bn_dot_i2s_q8_avx2,
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx2,

@@ -1527,6 +1527,8 @@ BN_AMX static void bn_dot_tq2_q8_matrix_amx(const uint8_t *rows, size_t row_byte
     .axpy_f16_f32_multi = BN_FROM_AVX2(bn_axpy_f16_f32_multi_avx2), \
     .relu2_mul  = BN_FROM_AVX2(bn_relu2_mul_avx2), \
     .silu_mul   = BN_FROM_AVX2(bn_silu_mul_avx2), \
+    .matrix_out_f64 = BN_FROM_AVX2(bn_matrix_out_f64_avx2), \
+    .matrix_out_i32 = BN_FROM_AVX2(bn_matrix_out_i32_avx2), \
     .rms_norm_rows = BN_FROM_AVX2(bn_rms_norm_rows_avx2), \
     .dot_i2s_q8 = bn_dot_i2s_q8_avx512, \
     .dot_i2s_q8_tile = bn_dot_i2s_q8_tile_avx512, \

@@ -251,13 +251,8 @@ static void bn_linear_i2s_matrix(const bn_linear *lin, float *out, int64_t r0, i
         bn_kernels()->dot_i2s_q8_matrix(lin->data + (size_t)g0 * lin->row_bytes,
                                         lin->row_bytes, nr, act->qp, n, act->T, sums, ldo,
                                         sc->mw);
-        for (int32_t t = 0; t < act->T; t++) {
-            const int32_t qs = act->qsum[t];
-            const float st = act->s[t];
-            float *o = out + (size_t)t * lin->n_out + g0;
-            for (int r = 0; r < nr; r++)
-                o[r] = (float)(sums[r * ldo + t] - qs) / st * lin->scale * lin->out_scale;
-        }
+        bn_kernels()->matrix_out_i32(sums, ldo, nr, act->T, act->qsum, act->s, lin->scale,
+                                     lin->out_scale, out + g0, (size_t)lin->n_out);
     }
 }
 
@@ -377,11 +372,8 @@ static void bn_linear_tq2_matrix(const bn_linear *lin, float *out, int64_t r0, i
         bn_kernels()->dot_tq2_q8_matrix(lin->data + (size_t)g0 * lin->row_bytes,
                                         lin->row_bytes, nr, act->qp, act->q, act->qbsum, n,
                                         act->T, acc, ldo, sc->mw);
-        for (int32_t t = 0; t < act->T; t++) {
-            float *o = out + (size_t)t * lin->n_out + g0;
-            for (int r = 0; r < nr; r++)
-                o[r] = (float)acc[r * ldo + t] / act->s[t] * lin->out_scale;
-        }
+        bn_kernels()->matrix_out_f64(acc, ldo, nr, act->T, act->s, lin->out_scale, out + g0,
+                                     (size_t)lin->n_out);
     }
 }
 
