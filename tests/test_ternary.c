@@ -54,6 +54,29 @@ static void test_weights(void)
     CHECK_OK(bn_ternarize(ties, 4, 1, NULL, q, &g));
     CHECK(g == 1.0f && q[0] == 0 && q[1] == 0 && q[2] == 1 && q[3] == 1,
           "half to even: 0.5 -> 0, 1.5 -> 2 -> clamp 1");
+    /* quotients at the rounding edges (the last value makes the mean exactly 1), and
+     * outliers thousands of times the mean, against the contract with libm's rintf */
+    float edges[2][16] = {{0.49999997f, -0.49999997f, 0.50000006f, -0.50000006f, -1.5f, 2.5f,
+                           -2.5f, -0.0f, 1.0f, -1.0f, 0.5f, 1.49999988f, -1.50000012f,
+                           0.25f, 0.0f, 0.0f},
+                          {4096.0f, -3e5f, 1e-3f, -1e-3f, 2e-3f, -2e-3f, 7e-4f, 0.0f, 1e-4f,
+                           -1e-4f, 3e-3f, -3e-3f, 5e-3f, -5e-3f, 1e-3f, 1e-3f}};
+    double abs_sum = 0.0;
+    for (int i = 0; i < 15; i++)
+        abs_sum += fabs((double)edges[0][i]);
+    edges[0][15] = (float)(16.0 - abs_sum);
+    for (int e = 0; e < 2; e++) {
+        int8_t eq[16];
+        float eg;
+        CHECK_OK(bn_ternarize(edges[e], 16, 1, NULL, eq, &eg));
+        CHECK(e != 0 || eg == 1.0f, "edge rows: the mean is %.9g, not 1", eg);
+        for (int i = 0; i < 16; i++) {
+            float r = rintf(edges[e][i] / eg);
+            int8_t want = (int8_t)(r > 1.0f ? 1 : r < -1.0f ? -1 : r);
+            CHECK(eq[i] == want, "edge row %d, value %d: code %d, rintf gives %d", e, i,
+                  eq[i], want);
+        }
+    }
     float zeros[8] = {0};
     CHECK_OK(bn_ternarize(zeros, 8, 1, NULL, q, &g));
     CHECK(g == 1e-5f && !isnan(g), "all-zero tensor: scale floored at 1e-5, not NaN");
