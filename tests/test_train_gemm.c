@@ -11,8 +11,15 @@
  * are packed together (16) for a short sum; partial register tiles
  * (12 x 32) in both directions; and each operand read along its rows or along its
  * columns, as the model's products read them.
+ *
+ * And the softmax's normalization (bn_train_softmax_normalize), which multiplies by
+ * 1 / sum where that gives the division's float: against (float)((double)e / sum), on
+ * random rows and on rows built so that quotients fall within a few ulp of a float's
+ * rounding midpoint or below 2^-125, where it must divide.
  */
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,8 +82,56 @@ static void check_one(bn_train_model *m, const shape *sh, int a_rows, int b_rows
     free(want);
 }
 
+/* Whether the double q lies within 4 ulp of a float's rounding midpoint. */
+static bool near_midpoint(double q)
+{
+    uint64_t bits;
+    memcpy(&bits, &q, sizeof bits);
+    const int64_t low = (int64_t)(bits & 0x1fffffff) - 0x10000000;
+    return low >= -4 && low <= 4;
+}
+
+static void check_normalize(void)
+{
+    enum { V = 1003 };
+    static float e[V], pr[V];
+    uint64_t state = 12345;
+    int near = 0, tiny = 0;
+    for (int row = 0; row < 400; row++) {
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) {
+            state = state * 6364136223846793005u + 1442695040888963407u;
+            const double u = (double)(state >> 11) * 0x1p-53;
+            e[v] = (float)exp(-87.0 * u * u * u);   /* exp(-87) .. 1 */
+            sum += e[v];
+        }
+        if (row % 2 == 1) {
+            /* quotients near midpoints: for a float f and its midpoint m = f + ulp / 2,
+             * sum = e / m, so that e / sum is m to within an ulp of a double */
+            const double m = 0.75 + (double)(row % 97) * 0x1p-24 + 0x1p-25;
+            sum = (double)e[0] / m;
+            for (int v = 1; v < V; v += 7)
+                e[v] = (float)(sum * (0.5 + (double)(v % 89) * 0x1p-23 + 0x1p-24));
+            e[3] = 1e-38f;   /* below 2^-125 once divided */
+        }
+        bn_train_softmax_normalize(pr, e, V, sum);
+        int bad = 0;
+        for (int v = 0; v < V; v++) {
+            const float want = (float)((double)e[v] / sum);
+            bad += memcmp(&pr[v], &want, sizeof want) != 0;
+            near += near_midpoint((double)e[v] * (1.0 / sum));
+            tiny += (double)e[v] / sum < 0x1p-125;
+        }
+        CHECK(bad == 0, "softmax normalization, row %d: %d floats differ from the division",
+              row, bad);
+    }
+    CHECK(near > 100 && tiny > 100, "the rows reach near-midpoint quotients (%d) and tiny "
+          "ones (%d) too rarely", near, tiny);
+}
+
 int main(void)
 {
+    check_normalize();
     /* a small model (27 rows a step): its buffers hold A whole for a projection's
      * products, and for 12 rows of A by 700 of k, but the output's d x (40 rows by
      * k = 700) only in chunks of 256 */

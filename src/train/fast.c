@@ -1080,15 +1080,20 @@ typedef struct bn_softmax_job {
     double k;
 } bn_softmax_job;
 
+/* Sixteen floats, and sixteen lanes of a comparison's result (GCC's and Clang's vector
+ * extension: AVX-512, two AVX2 vectors or four SSE ones, as the clone is built); eight
+ * doubles and eight 64-bit lanes likewise. */
+typedef float bn_v16f __attribute__((vector_size(64)));
+typedef int32_t bn_v16i __attribute__((vector_size(64)));
+typedef float bn_v8f __attribute__((vector_size(32)));
+typedef double bn_v8d __attribute__((vector_size(64)));
+typedef int64_t bn_v8l __attribute__((vector_size(64)));
+
 /* exp(x) for x <= 0 (or NaN) in float, in operations the compiler vectorizes: x =
  * n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts), exp(r) by its Taylor polynomial of
  * degree 7 (relative error below 2e-7 before the float roundings), times 2^n built in
  * the exponent bits; below -87 the result is clamped to exp(-87) (1.6e-38, which a
  * probability of a row's softmax never notices). NaN stays NaN. */
-/* Sixteen floats, and sixteen lanes of a comparison's result (GCC's and Clang's vector
- * extension: AVX-512, two AVX2 vectors or four SSE ones, as the clone is built). */
-typedef float bn_v16f __attribute__((vector_size(64)));
-typedef int32_t bn_v16i __attribute__((vector_size(64)));
 
 static inline float bn_exp_neg(float x)
 {
@@ -1110,6 +1115,44 @@ static inline float bn_exp_neg(float x)
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
+}
+
+/* pr[v] = (float)((double)e[v] / sum), the division's bits, by a multiplication with
+ * 1 / sum where that gives them: the product q is within 2.5 ulp (of a double) of the
+ * correctly rounded quotient d, so the two round to the same float unless a float's
+ * rounding midpoint lies within 4 ulp of q (one time in 2^26) or q is below 2^-125
+ * (a float of fewer bits). A row where any q is such is divided again, all of it. */
+BN_TRAIN_CLONES static void bn_softmax_normalize(float *pr, const float *e, int64_t V,
+                                                 double sum)
+{
+    const double inv = 1.0 / sum;
+    bn_v8l bad = {0};   /* lanes of all ones where a q is such */
+    int64_t v = 0;
+    for (; v + 8 <= V; v += 8) {
+        bn_v8f ev;
+        memcpy(&ev, e + v, sizeof ev);
+        const bn_v8d q = __builtin_convertvector(ev, bn_v8d) * inv;
+        bn_v8l bits;
+        memcpy(&bits, &q, sizeof bits);
+        /* in arithmetic only (shifts of the sign, which vectorize where comparisons of
+         * 64-bit lanes may not): q below 2^-125 (its bits, signed, below those of
+         * 2^-125: a zero or a NaN with its sign set too, which the division takes as
+         * well), or x = low 29 bits - (2^28 - 4) in 0..8 (within 4 ulp of a midpoint) */
+        const bn_v8l x = (bits & 0x1fffffff) - 0x0ffffffc;
+        bad |= ((bits - 0x3820000000000000) >> 63) | ~((x | (8 - x)) >> 63);
+        const bn_v8f f = __builtin_convertvector(q, bn_v8f);
+        memcpy(pr + v, &f, sizeof f);
+    }
+    int64_t any = 0;
+    for (int u = 0; u < 8; u++)
+        any |= bad[u];
+    for (v = any ? 0 : v; v < V; v++)
+        pr[v] = (float)((double)e[v] / sum);
+}
+
+void bn_train_softmax_normalize(float *pr, const float *e, int64_t V, double sum)
+{
+    bn_softmax_normalize(pr, e, V, sum);
 }
 
 /* A row's softmax: with exact sums, the reference's (each exponential in double, once,
@@ -1167,8 +1210,7 @@ BN_TRAIN_CLONES static void bn_softmax_task(void *ctx, int ith, int nth)
         sum = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
               ((lane[1] + lane[5]) + (lane[3] + lane[7]));
         j->row_loss[t] = log(sum) - ((double)pr[j->targets[t]] - mx);
-        for (v = 0; v < V; v++)
-            pr[v] = (float)((double)exf[v] / sum);
+        bn_softmax_normalize(pr, exf, V, sum);
     }
 }
 

@@ -434,6 +434,9 @@ void bn_train_gemm_f32(bn_train_model *m, int64_t M, int64_t N, int64_t K, const
                        int64_t b_cs, float *c, int64_t c_rs, int64_t c_cs, bool add);
 /* Whether bn_train_gemm_f32 can take that shape on m's buffers. */
 bool bn_train_gemm_f32_fits(const bn_train_model *m, int64_t M, int64_t N, int64_t K);
+/* pr[v] = (float)((double)e[v] / sum) for v < V, bit for bit (a row of the softmax,
+ * e[v] > 0 its exponentials and sum >= 1 their sum); fast.c's, exposed for tests. */
+void bn_train_softmax_normalize(float *pr, const float *e, int64_t V, double sum);
 /* Sizes the products' buffers (gemm_a_cap, gemm_c_cap, gemm_bpack_k) from the shape. */
 void bn_train_fast_plan(bn_train_model *m);
 
