@@ -464,14 +464,17 @@ BN_AVX2 static inline __attribute__((always_inline)) void bn_transpose8_avx2(__m
 
 /* Blocks of 8 rows x 8 tokens: each row's eight sums scaled along the tokens (the
  * scalar's operations lane by lane), then transposed into eight tokens' runs of eight
- * outputs; the edges by the scalar expression. */
+ * outputs; the edges by the scalar expression. The blocks of eight tokens go in turn,
+ * all the rows of one before the next, so that each token's run of outputs is written
+ * whole (on the Intel Xeon, 2 threads, eight 25-token prompts: 563 to 581 tokens/s
+ * against 521 to 563 with the rows outermost). */
 BN_AVX2 void bn_matrix_out_f64_avx2(const double *sums, int ldo, int nr, int T, const float *s,
                                     float k, float *out, size_t ld)
 {
     const int r8 = nr / 8 * 8, t8 = T / 8 * 8;
     const __m256 kv = _mm256_set1_ps(k);
-    for (int r0 = 0; r0 < r8; r0 += 8)
-        for (int t0 = 0; t0 < t8; t0 += 8) {
+    for (int t0 = 0; t0 < t8; t0 += 8)
+        for (int r0 = 0; r0 < r8; r0 += 8) {
             const __m256 sv = _mm256_loadu_ps(s + t0);
             __m256 v[8];
             for (int i = 0; i < 8; i++) {
@@ -496,8 +499,8 @@ BN_AVX2 void bn_matrix_out_i32_avx2(const int32_t *sums, int ldo, int nr, int T,
 {
     const int r8 = nr / 8 * 8, t8 = T / 8 * 8;
     const __m256 k1v = _mm256_set1_ps(k1), k2v = _mm256_set1_ps(k2);
-    for (int r0 = 0; r0 < r8; r0 += 8)
-        for (int t0 = 0; t0 < t8; t0 += 8) {
+    for (int t0 = 0; t0 < t8; t0 += 8)
+        for (int r0 = 0; r0 < r8; r0 += 8) {
             const __m256 sv = _mm256_loadu_ps(s + t0);
             const __m256i qv = _mm256_loadu_si256((const __m256i *)(qsum + t0));
             __m256 v[8];
