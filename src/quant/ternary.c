@@ -46,21 +46,20 @@ int64_t bn_ternary_n_scales(const bn_ternary_params *params, int64_t row_len,
 }
 
 /* Ternarizes one group of n weights with its absmean scale. */
-static float bn_ternarize_group(const float *w, int64_t n, int8_t *q)
+static float bn_ternarize_group(const float *restrict w, int64_t n, int8_t *restrict q)
 {
     double sum = 0.0;
     for (int64_t i = 0; i < n; i++)
         sum += fabs((double)w[i]);
     double mean = sum / (double)n;
     float g = (float)(mean > 1e-5 ? mean : 1e-5);
-    /* rintf(w / g) clamped to [-1, 1]: the quotient clamped to [-2, 2] first (which
-     * changes no code), then rounded to an integer, ties to even, by adding and taking
-     * away 1.5 * 2^23 (exact in that range), so that the loop has no call and vectorizes */
+    /* rintf(w / g) clamped to [-1, 1] is 1 exactly where w / g > 0.5 (0.5 itself
+     * rounds to 0, ties to even; 1.5 and past round to 2 or more, clamped to 1) and -1
+     * where w / g < -0.5: two comparisons, which vectorize where rintf and the clamp's
+     * branches do not */
     for (int64_t i = 0; i < n; i++) {
-        float r = w[i] / g;
-        r = r > 2.0f ? 2.0f : r < -2.0f ? -2.0f : r;
-        r = (r + 0x1.8p23f) - 0x1.8p23f;
-        q[i] = (int8_t)(r > 1.0f ? 1 : r < -1.0f ? -1 : r);
+        const float r = w[i] / g;
+        q[i] = (int8_t)((r > 0.5f) - (r < -0.5f));
     }
     return g;
 }
@@ -78,7 +77,14 @@ bn_status bn_ternarize(const float *w, int64_t row_len, int64_t n_rows,
                             "divide the row length %lld", (long long)p.group_size,
                             (long long)row_len);
     int64_t n = row_len * n_rows;
+    /* any infinity or NaN (all exponent bits set), branch-free; then where */
+    uint32_t nonfinite = 0;
     for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &w[i], sizeof u);
+        nonfinite |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+    }
+    for (int64_t i = 0; nonfinite && i < n; i++) {
         if (!isfinite(w[i]))
             return bn_error_set(BN_ERR_NUMERIC, "ternarize: %s at index %lld (row %lld, "
                                 "column %lld)", isnan(w[i]) ? "NaN" : "infinity",

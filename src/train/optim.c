@@ -64,6 +64,26 @@ typedef struct bn_adamw_job {
     float b1, b2, c1, c2, bc1, bc2, eps, wd, rate;
 } bn_adamw_job;
 
+/* One tensor's run of n elements: the constants in locals and the arrays restrict, so
+ * that the loop vectorizes (with them read through the job, every store to a float
+ * array might have changed them; sqrtf vectorizes as optim.c is built without errno for
+ * the math functions). DECAY is a constant at each call. */
+static inline __attribute__((always_inline)) void
+bn_adamw_run(const bn_adamw_job *j, float *restrict w, const float *restrict g,
+             float *restrict mm, float *restrict vv, int64_t n, const bool DECAY)
+{
+    const float b1 = j->b1, b2 = j->b2, c1 = j->c1, c2 = j->c2, bc1 = j->bc1, bc2 = j->bc2;
+    const float eps = j->eps, wd = j->wd, rate = j->rate;
+    for (int64_t i = 0; i < n; i++) {
+        mm[i] = b1 * mm[i] + c1 * g[i];
+        vv[i] = b2 * vv[i] + c2 * g[i] * g[i];
+        float upd = (mm[i] / bc1) / (sqrtf(vv[i] / bc2) + eps);
+        if (DECAY)
+            upd = upd + wd * w[i];
+        w[i] = w[i] - rate * upd;
+    }
+}
+
 /* Elements [lo, hi) of the flat arrays, tensor by tensor (each element's update reads
  * only itself, so any split gives the same bits). */
 BN_TRAIN_CLONES static void bn_adamw_range(void *ctx, int64_t lo, int64_t hi)
@@ -74,15 +94,14 @@ BN_TRAIN_CLONES static void bn_adamw_range(void *ctx, int64_t lo, int64_t hi)
         const bn_train_tensor *tn = &m->tensors[k];
         const int64_t t0 = (int64_t)tn->offset, t1 = t0 + tn->rows * tn->cols;
         const int64_t a = lo > t0 ? lo : t0, b = hi < t1 ? hi : t1;
-        float *w = m->params, *g = m->grads, *mm = m->adam_m, *vv = m->adam_v;
-        for (int64_t i = a; i < b; i++) {
-            mm[i] = j->b1 * mm[i] + j->c1 * g[i];
-            vv[i] = j->b2 * vv[i] + j->c2 * g[i] * g[i];
-            float upd = (mm[i] / j->bc1) / (sqrtf(vv[i] / j->bc2) + j->eps);
-            if (tn->decay)
-                upd = upd + j->wd * w[i];
-            w[i] = w[i] - j->rate * upd;
-        }
+        if (a >= b)
+            continue;
+        if (tn->decay)
+            bn_adamw_run(j, m->params + a, m->grads + a, m->adam_m + a, m->adam_v + a, b - a,
+                         true);
+        else
+            bn_adamw_run(j, m->params + a, m->grads + a, m->adam_m + a, m->adam_v + a, b - a,
+                         false);
     }
 }
 
