@@ -337,21 +337,35 @@ void bn_train_attention_backward(float *dq, float *dk, float *dv, double *dp,
 
 /* ---------------------------------------------------------------- squared ReLU */
 
+/* g > 0 ? g : +0 (a NaN g gives +0), as a mask of g's bits: no branch, so that the
+ * loops below vectorize. */
+static inline float bn_relu(float g)
+{
+    uint32_t u;
+    memcpy(&u, &g, sizeof u);
+    u &= 0u - (uint32_t)(g > 0.0f);
+    memcpy(&g, &u, sizeof g);
+    return g;
+}
+
 /* out = r * r * u with r = max(g, 0) (the engine's relu2_mul). */
-void bn_train_relu2_forward(float *out, const float *g, const float *u, int64_t n)
+BN_TRAIN_CLONES void bn_train_relu2_forward(float *restrict out, const float *restrict g,
+                                            const float *restrict u, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
-        const float r = g[i] > 0.0f ? g[i] : 0.0f;
+        const float r = bn_relu(g[i]);
         out[i] = r * r * u[i];
     }
 }
 
 /* dg = dout 2 r u (0 where g <= 0), du = dout r^2. */
-void bn_train_relu2_backward(float *dg, float *du, const float *dout, const float *g,
-                             const float *u, int64_t n)
+BN_TRAIN_CLONES void bn_train_relu2_backward(float *restrict dg, float *restrict du,
+                                             const float *restrict dout,
+                                             const float *restrict g,
+                                             const float *restrict u, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
-        const float r = g[i] > 0.0f ? g[i] : 0.0f;
+        const float r = bn_relu(g[i]);
         dg[i] += 2.0f * r * u[i] * dout[i];
         du[i] += r * r * dout[i];
     }
