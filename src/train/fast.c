@@ -611,6 +611,7 @@ static void bn_tern_task(void *ctx, int ith, int nth)
     const bn_kernel_table *kern = bn_kernels();
     const int64_t n_in = lin->n_in, n_out = lin->n_out;
     int32_t *isum = bn_scratch(j->m, ith).isum, *qsum = isum + 4;
+    int32_t sums[32 * 64];
     int64_t o0, o1;
     bn_share(n_out, ith, nth, &o0, &o1);
     if (o0 == o1)
@@ -624,15 +625,22 @@ static void bn_tern_task(void *ctx, int ith, int nth)
                 sq += q[i];
             qsum[t - t0] = sq;
         }
-        for (int64_t o = o0; o < o1; o++) {
-            const uint8_t *row = lin->i2s + o * (n_in / 4);
-            for (int64_t t = t0; t < t1; t += 4) {
-                const int nt = t1 - t < 4 ? (int)(t1 - t) : 4;
-                kern->dot_i2s_q8_tile(row, j->in->q + t * n_in, n_in, nt, isum);
-                for (int u = 0; u < nt; u++)
-                    j->y[(t + u) * n_out + o] =
-                        (float)(isum[u] - qsum[t + u - t0]) / j->in->s[t + u] * lin->scale;
+        /* 32 rows' sums at a time, then scaled and written token by token, a run of
+         * outputs each (the kernel's matrix_out_i32, its second factor 1: the floats of
+         * (float)(sum - qsum) / s * scale) */
+        for (int64_t g0 = o0; g0 < o1; g0 += 32) {
+            const int nr = o1 - g0 < 32 ? (int)(o1 - g0) : 32;
+            for (int r = 0; r < nr; r++) {
+                const uint8_t *row = lin->i2s + (g0 + r) * (n_in / 4);
+                for (int64_t t = t0; t < t1; t += 4) {
+                    const int nt = t1 - t < 4 ? (int)(t1 - t) : 4;
+                    kern->dot_i2s_q8_tile(row, j->in->q + t * n_in, n_in, nt, isum);
+                    for (int u = 0; u < nt; u++)
+                        sums[r * 64 + (t + u - t0)] = isum[u];
+                }
             }
+            kern->matrix_out_i32(sums, 64, nr, (int)(t1 - t0), qsum, j->in->s + t0,
+                                 lin->scale, 1.0f, j->y + t0 * n_out + g0, (size_t)n_out);
         }
     }
 }
