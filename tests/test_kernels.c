@@ -798,7 +798,17 @@ static void test_rms_norm(const bn_kernel_table *k)
                     want[t * n + i] = x[t * n + i] / den * w[i];
             }
             memset(y, 0x55, sizeof(float) * (size_t)(nrows * n + 1));
-            k->rms_norm_rows(x, w, y, nrows, n, 1e-5f);
+            float den[MAXR], want_den[MAXR];
+            for (int64_t t = 0; t < nrows; t++) {
+                double ss = 0.0;
+                for (int64_t i = 0; i < n; i++)
+                    ss = ss + (double)x[t * n + i] * (double)x[t * n + i];
+                want_den[t] = sqrtf((float)(ss / (double)n) + 1e-5f);
+            }
+            k->rms_norm_rows(x, w, y, nrows, n, 1e-5f, nrows % 2 ? den : NULL);
+            CHECK(nrows % 2 == 0 || memcmp(den, want_den, sizeof(float) * (size_t)nrows) == 0,
+                  "%s rms_norm_rows: the denominators (%lld rows of %lld)", k->name,
+                  (long long)nrows, (long long)n);
             CHECK(memcmp(y, want, sizeof(float) * (size_t)(nrows * n)) == 0,
                   "%s rms_norm_rows (%lld rows of %lld)", k->name, (long long)nrows,
                   (long long)n);
@@ -838,7 +848,7 @@ static void test_rms_norm(const bn_kernel_table *k)
                 for (int64_t i = 0; i < n; i++)
                     want[t * n + i] = x[t * n + i] / den * w[i];
             }
-            k->rms_norm_rows(x, w, y, nrows, n, 0.0f);
+            k->rms_norm_rows(x, w, y, nrows, n, 0.0f, NULL);
             CHECK(memcmp(y, want, sizeof(float) * (size_t)(nrows * n)) == 0,
                   "%s rms_norm_rows: the order of a row's additions (row %lld of %lld)",
                   k->name, (long long)at, (long long)nrows);

@@ -139,7 +139,7 @@ static void bn_silu_mul_scalar(float *g, const float *u, int64_t n)
 }
 
 static void bn_rms_norm_rows_scalar(const float *x, const float *w, float *y, int64_t nrows,
-                                    int64_t n, float eps)
+                                    int64_t n, float eps, float *den_out)
 {
     for (int64_t t = 0; t < nrows; t++) {
         const float *xr = x + t * n;
@@ -150,6 +150,8 @@ static void bn_rms_norm_rows_scalar(const float *x, const float *w, float *y, in
         const float den = sqrtf((float)(ss / (double)n) + eps);
         for (int64_t i = 0; i < n; i++)
             yr[i] = xr[i] / den * w[i];
+        if (den_out)
+            den_out[t] = den;
     }
 }
 

@@ -138,9 +138,10 @@ typedef struct bn_kernel_table {
     /* RMSNorm of nrows rows of n floats, rows n apart: y = x / den * w with
      * den = sqrtf((float)(ss / n) + eps), ss the sum of (double)x_i * x_i taken in order
      * i = 0, 1, ... in one double (each square is exact in double, so a fused
-     * multiply-add gives the same sums): the same floats on every table. */
+     * multiply-add gives the same sums): the same floats on every table. With den not
+     * NULL, den[t] = row t's den. */
     void  (*rms_norm_rows)(const float *x, const float *w, float *y, int64_t nrows,
-                           int64_t n, float eps);
+                           int64_t n, float eps, float *den);
     /* sum_i c_i * q_i over the n 2-bit codes c_i of an I2_S row (32-byte blocks of 128:
      * byte j holds weights j, 32+j, 64+j, 96+j in bits 7-6, 5-4, 3-2, 1-0) and n int8
      * activations; n a multiple of 128. Exact: every table returns the same integer. */
@@ -344,7 +345,7 @@ void bn_matrix_out_i32_avx2(const int32_t *sums, int ldo, int nr, int T,
                             const int32_t *qsum, const float *s, float k1, float k2,
                             float *out, size_t ld);
 void bn_rms_norm_rows_avx2(const float *x, const float *w, float *y, int64_t nrows,
-                           int64_t n, float eps);
+                           int64_t n, float eps, float *den);
 uint64_t bn_sum_u64_avx2(const uint64_t *x, int64_t n);
 void bn_dot_tq1_q8_avx2(const uint8_t *blocks, size_t stride, const int8_t *q, int64_t n,
                         int32_t *sums);

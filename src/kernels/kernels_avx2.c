@@ -389,9 +389,9 @@ bn_sumsq4_avx2(__m256d a, const float *x0, const float *x1, const float *x2, con
     return _mm256_fmadd_pd(v, v, a);
 }
 
-/* y = x / den * w for one row, den from its sum of squares ss */
-BN_AVX2 static inline void bn_rms_scale_avx2(const float *x, const float *w, float *y,
-                                             int64_t n, double ss, float eps)
+/* y = x / den * w for one row, den from its sum of squares ss; returns den */
+BN_AVX2 static inline float bn_rms_scale_avx2(const float *x, const float *w, float *y,
+                                              int64_t n, double ss, float eps)
 {
     const float den = sqrtf((float)(ss / (double)n) + eps);
     const __m256 d = _mm256_set1_ps(den);
@@ -401,13 +401,14 @@ BN_AVX2 static inline void bn_rms_scale_avx2(const float *x, const float *w, flo
                                               _mm256_loadu_ps(w + i)));
     for (; i < n; i++)
         y[i] = x[i] / den * w[i];
+    return den;
 }
 
 /* Each row's sum is one chain of double additions, as the scalar's; the chains of eight
  * (or four) rows run side by side in the lanes of two (or one) vectors, so that the
  * adds' latency is paid once for all of them. */
 BN_AVX2 void bn_rms_norm_rows_avx2(const float *x, const float *w, float *y, int64_t nrows,
-                                   int64_t n, float eps)
+                                   int64_t n, float eps, float *den)
 {
     const int64_t n4 = n / 4 * 4;
     int64_t t = 0;
@@ -432,7 +433,9 @@ BN_AVX2 void bn_rms_norm_rows_avx2(const float *x, const float *w, float *y, int
         for (int j = 0; j < rows; j++) {
             for (int64_t i = n4; i < n; i++)
                 ss[j] += (double)r[j][i] * r[j][i];
-            bn_rms_scale_avx2(r[j], w, y + (t + j) * n, n, ss[j], eps);
+            const float d = bn_rms_scale_avx2(r[j], w, y + (t + j) * n, n, ss[j], eps);
+            if (den)
+                den[t + j] = d;
         }
         t += rows;
     }
@@ -441,7 +444,9 @@ BN_AVX2 void bn_rms_norm_rows_avx2(const float *x, const float *w, float *y, int
         double s = 0.0;
         for (int64_t i = 0; i < n; i++)
             s += (double)xr[i] * xr[i];
-        bn_rms_scale_avx2(xr, w, y + t * n, n, s, eps);
+        const float d = bn_rms_scale_avx2(xr, w, y + t * n, n, s, eps);
+        if (den)
+            den[t] = d;
     }
 }
 

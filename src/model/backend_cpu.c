@@ -172,7 +172,7 @@ static void bn_norm_rows(const void *ctx, int64_t t0, int64_t t1)
     const bn_norm_job *job = ctx;
     const int64_t n = job->n;
     bn_kernels()->rms_norm_rows(job->x + t0 * n, job->w, job->y + t0 * n, t1 - t0, n,
-                                job->eps);
+                                job->eps, NULL);
 }
 
 static void bn_cpu_rmsnorm(const bn_model *m, int64_t T, int64_t n, const float *x,

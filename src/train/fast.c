@@ -708,6 +708,18 @@ static void bn_rmsnorm_fwd_rows(void *ctx, int64_t lo, int64_t hi)
                              hi - lo, j->n, j->eps);
 }
 
+/* The same rows on the kernel table's rms_norm_rows (the same floats: its contract is
+ * the reference's arithmetic), rstd from its denominators. */
+static void bn_rmsnorm_fwd_rows_fast(void *ctx, int64_t lo, int64_t hi)
+{
+    const bn_rows_job *j = ctx;
+    float *rstd = j->rstd + lo;
+    bn_kernels()->rms_norm_rows(j->x + lo * j->n, j->w, j->y + lo * j->n, hi - lo, j->n,
+                                j->eps, rstd);
+    for (int64_t t = 0; t < hi - lo; t++)
+        rstd[t] = 1.0f / rstd[t];
+}
+
 void bn_train_fast_rmsnorm_forward(bn_train_model *m, float *y, float *rstd, const float *x,
                                    const float *w, int64_t N, int64_t n, float eps)
 {
@@ -715,25 +727,31 @@ void bn_train_fast_rmsnorm_forward(bn_train_model *m, float *y, float *rstd, con
     if (m->reference)
         bn_rmsnorm_fwd_rows(&j, 0, N);
     else
-        bn_train_items(m, N, bn_rmsnorm_fwd_rows, &j);
+        bn_train_items(m, N, bn_rmsnorm_fwd_rows_fast, &j);
 }
 
-/* The reference's dx rows. */
-static void bn_rmsnorm_bwd_rows(void *ctx, int64_t lo, int64_t hi)
+/* The reference's dx row: the pointers restrict and the weights' pointer in a local, so
+ * that the update loop vectorizes (read through the job, every store to dx might have
+ * moved it). */
+static inline __attribute__((always_inline)) void
+bn_rmsnorm_bwd_row(float *restrict dxr, const float *restrict xr, const float *restrict dyr,
+                   const float *restrict w, int64_t n, double r)
+{
+    double dot = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        dot += (double)w[i] * dyr[i] * xr[i];
+    const double c = r * r * r * dot / (double)n;
+    for (int64_t i = 0; i < n; i++)
+        dxr[i] += (float)(r * w[i] * dyr[i] - c * xr[i]);
+}
+
+BN_TRAIN_CLONES static void bn_rmsnorm_bwd_rows(void *ctx, int64_t lo, int64_t hi)
 {
     const bn_rows_job *j = ctx;
     const int64_t n = j->n;
-    for (int64_t t = lo; t < hi; t++) {
-        const float *xr = j->x + t * n, *dyr = j->dy + t * n;
-        float *dxr = j->dx + t * n;
-        const double r = j->rstd_in[t];
-        double dot = 0.0;
-        for (int64_t i = 0; i < n; i++)
-            dot += (double)j->w[i] * dyr[i] * xr[i];
-        const double c = r * r * r * dot / (double)n;
-        for (int64_t i = 0; i < n; i++)
-            dxr[i] += (float)(r * j->w[i] * dyr[i] - c * xr[i]);
-    }
+    for (int64_t t = lo; t < hi; t++)
+        bn_rmsnorm_bwd_row(j->dx + t * n, j->x + t * n, j->dy + t * n, j->w, n,
+                           j->rstd_in[t]);
 }
 
 /* The reference's dw, columns [lo, hi): each column's sum over rows in row order, the

@@ -29,11 +29,13 @@ typedef struct bn_scale_job {
     float k;
 } bn_scale_job;
 
-static void bn_scale_range(void *ctx, int64_t lo, int64_t hi)
+BN_TRAIN_CLONES static void bn_scale_range(void *ctx, int64_t lo, int64_t hi)
 {
     const bn_scale_job *j = ctx;
+    float *restrict g = j->m->grads;
+    const float k = j->k;
     for (int64_t i = lo; i < hi; i++)
-        j->m->grads[i] = j->m->grads[i] * j->k;
+        g[i] = g[i] * k;
 }
 
 double bn_train_clip_grad(bn_train_model *m, double max_norm)
