@@ -113,7 +113,15 @@ typedef struct bn_thread_scratch {
     double  *vec;     /* [max(hd, E, F)] a row of sums */
     double  *exps;    /* [V] a row's exponentials */
     int32_t *isum;    /* [4 + 64] a tile's sums, then 64 rows' sums of codes */
+    uint8_t *mw;      /* the matrix kernel's work [BN_MATRIX_WORK(rup(B T, 32))] and */
+    int32_t *msums;   /* its sums [BN_MATRIX_ROWS, rup(B T, 32)]; where it exists */
 } bn_thread_scratch;
+
+/* Tokens a step, and the matrix kernels' stride of sums for them. */
+static int64_t bn_tern_ldo(const bn_train_model *m)
+{
+    return bn_rup(m->B * m->cfg.n_ctx, 32);
+}
 
 /* Carves thread scratch from base (NULL: counts only); returns the bytes. */
 static size_t bn_thread_carve(const bn_train_model *m, uint8_t *base, bn_thread_scratch *s)
@@ -137,6 +145,9 @@ static size_t bn_thread_carve(const bn_train_model *m, uint8_t *base, bn_thread_
     BN_CARVE(s->vec, (maxd > hd ? maxd : hd) > T ? (maxd > hd ? maxd : hd) : T, double);
     BN_CARVE(s->exps, V, double);
     BN_CARVE(s->isum, 4 + 64, int32_t);
+    const bool matrix = bn_kernels()->dot_i2s_q8_matrix != NULL;
+    BN_CARVE(s->mw, matrix ? BN_MATRIX_WORK(bn_tern_ldo(m)) : 0, uint8_t);
+    BN_CARVE(s->msums, matrix ? BN_MATRIX_ROWS * bn_tern_ldo(m) : 0, int32_t);
 #undef BN_CARVE
     return off;
 }
@@ -155,7 +166,13 @@ bn_status bn_train_set_threads(bn_train_model *m, int n_threads)
                             n_threads);
     bn_thread_scratch probe;
     const size_t per = bn_thread_carve(m, NULL, &probe);
-    void *mem = bn_malloc((size_t)n_threads * per, "train threads");
+    /* after the threads' scratch, the matrix kernels' activations, shared */
+    const int64_t N = m->B * m->cfg.n_ctx;
+    const int64_t maxn = m->cfg.n_embd > m->cfg.n_ff ? m->cfg.n_embd : m->cfg.n_ff;
+    const bool matrix = bn_kernels()->dot_i2s_q8_matrix != NULL;
+    const size_t qp_bytes = matrix ? ((size_t)bn_rup(N, 16) * (size_t)maxn + 63) & ~(size_t)63 : 0;
+    const size_t qsum_bytes = matrix ? (size_t)N * sizeof(int32_t) : 0;
+    void *mem = bn_malloc((size_t)n_threads * per + qp_bytes + qsum_bytes, "train threads");
     if (!mem)
         return bn_last_status();
     bn_threadpool *pool = NULL;
@@ -172,6 +189,10 @@ bn_status bn_train_set_threads(bn_train_model *m, int n_threads)
     m->pool = pool;
     m->thread_mem = mem;
     m->thread_bytes = per;
+    m->tern_qp = matrix ? (int8_t *)mem + (size_t)n_threads * per : NULL;
+    m->tern_qsum = matrix ? (int32_t *)(void *)((uint8_t *)mem + (size_t)n_threads * per +
+                                                qp_bytes)
+                          : NULL;
     m->n_threads = n_threads;
     return BN_OK;
 }
@@ -599,6 +620,7 @@ typedef struct bn_tern_job {
     const bn_train_linear *lin;
     const bn_train_input *in;
     int64_t N;
+    bool matrix;   /* the codes packed in m->tern_qp, their sums in m->tern_qsum */
 } bn_tern_job;
 
 /* Ternary projection, output rows [o0, o1): exact integer sums, 64 tokens at a time so
@@ -616,6 +638,20 @@ static void bn_tern_task(void *ctx, int ith, int nth)
     bn_share(n_out, ith, nth, &o0, &o1);
     if (o0 == o1)
         return;
+    if (j->matrix) {
+        /* the matrix kernel: 32 rows against every token at once (the codes packed by
+         * the caller), the same integer sums */
+        const bn_thread_scratch s = bn_scratch(j->m, ith);
+        const int ldo = (int)bn_tern_ldo(j->m);
+        for (int64_t g0 = o0; g0 < o1; g0 += BN_MATRIX_ROWS) {
+            const int nr = o1 - g0 < BN_MATRIX_ROWS ? (int)(o1 - g0) : BN_MATRIX_ROWS;
+            kern->dot_i2s_q8_matrix(lin->i2s + g0 * (n_in / 4), (size_t)(n_in / 4), nr,
+                                    j->m->tern_qp, n_in, (int)j->N, s.msums, ldo, s.mw);
+            kern->matrix_out_i32(s.msums, ldo, nr, (int)j->N, j->m->tern_qsum, j->in->s,
+                                 lin->scale, 1.0f, j->y + g0, (size_t)n_out);
+        }
+        return;
+    }
     for (int64_t t0 = 0; t0 < j->N; t0 += 64) {
         const int64_t t1 = t0 + 64 < j->N ? t0 + 64 : j->N;
         for (int64_t t = t0; t < t1; t++) {
@@ -654,6 +690,17 @@ void bn_train_fast_linear_forward(bn_train_model *m, float *y, const bn_train_li
     }
     if (lambda == 1.0f) {
         bn_tern_job j = {.m = m, .y = y, .lin = lin, .in = in, .N = N};
+        const int64_t n = lin->n_in;
+        if (m->tern_qp && N >= 16 && N <= m->B * m->cfg.n_ctx && n % 64 == 0) {
+            bn_pack_q8_matrix_chunks(in->q, n, N, 0, n / 64, m->tern_qp);
+            for (int64_t t = 0; t < N; t++) {
+                int32_t sq = 0;
+                for (int64_t i = 0; i < n; i++)
+                    sq += in->q[t * n + i];
+                m->tern_qsum[t] = sq;
+            }
+            j.matrix = true;
+        }
         bn_train_run(m, bn_tern_task, &j);
         return;
     }

@@ -180,8 +180,13 @@ typedef struct bn_train_model {
                                     no quantizer reads the result: fast.c) */
     int32_t n_threads;           /* bn_train_set_threads; 1 by default */
     bn_threadpool *pool;         /* NULL for one thread */
-    void   *thread_mem;          /* [n_threads] scratch of thread_bytes each */
+    void   *thread_mem;          /* [n_threads] scratch of thread_bytes each, then the
+                                    matrix kernels' shared activations (below) */
     size_t  thread_bytes;
+    int8_t  *tern_qp;            /* where the kernel table has dot_i2s_q8_matrix: a
+                                    ternary projection's input codes in its layout
+                                    [rup(B T, 16), max(E, F)], in thread_mem; else NULL */
+    int32_t *tern_qsum;          /* [B T] their sums */
     double *gemm_a;              /* [gemm_a_cap] a product's left operand, packed */
     size_t  gemm_a_cap;
     double *gemm_c;              /* [gemm_c_cap] the double sums of a product whose sum
