@@ -992,8 +992,6 @@ static void bn_transpose_head(double *xt, const float *x, int64_t ld, int64_t T,
             xt[d * T + s] = x[s * ld + d];
 }
 
-/* Queries (b, h) for the items [lo, hi) of B * H: the reference's arithmetic, with the
- * scores of one query computed for all its keys at once (keys in the inner loop). */
 /* Eight doubles and eight floats (GCC's and Clang's vector extension). */
 typedef double bn_att_v8d __attribute__((vector_size(64)));
 typedef float bn_att_v8f __attribute__((vector_size(32)));
@@ -1056,6 +1054,8 @@ bn_att_mix(double *restrict acc, const double *restrict p, const float *restrict
     }
 }
 
+/* Queries (b, h) for the items [lo, hi) of B * H: the reference's arithmetic, with the
+ * scores of one query computed for all its keys at once (keys in the inner loop). */
 BN_TRAIN_CLONES static void bn_att_fwd_task(void *ctx, int ith, int nth)
 {
     const bn_att_job *j = ctx;

@@ -359,7 +359,7 @@ void bn_train_attention_backward(float *dq, float *dk, float *dv, double *dp,
                                  const float *k, const float *v, int64_t B, int64_t T,
                                  int64_t H, int64_t KV, int64_t hd);
 
-/* out = relu(g)^2 * u. */
+/* out = relu(g)^2 * u; the backward adds to dg and du. The arrays must not overlap. */
 void bn_train_relu2_forward(float *out, const float *g, const float *u, int64_t n);
 void bn_train_relu2_backward(float *dg, float *du, const float *dout, const float *g,
                              const float *u, int64_t n);
