@@ -1185,6 +1185,7 @@ typedef struct bn_softmax_job {
     double *row_loss;
     int64_t N, V;
     double k;
+    bool dl;   /* the softmax: leave (p - [v = target]) k, the logits' gradient */
 } bn_softmax_job;
 
 /* Sixteen floats, and sixteen lanes of a comparison's result (GCC's and Clang's vector
@@ -1222,6 +1223,15 @@ static inline float bn_exp_neg(float x)
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
+}
+
+/* A row of probabilities to the logits' gradient: (p - [v = target]) k, in double,
+ * rounded to float. */
+static inline __attribute__((always_inline)) void bn_dlogits_row(float *pr, int64_t V,
+                                                                int32_t target, double k)
+{
+    for (int64_t v = 0; v < V; v++)
+        pr[v] = (float)(((double)pr[v] - (v == target)) * k);
 }
 
 /* pr[v] = (float)((double)e[v] / sum), the division's bits, by a multiplication with
@@ -1318,6 +1328,8 @@ BN_TRAIN_CLONES static void bn_softmax_task(void *ctx, int ith, int nth)
               ((lane[1] + lane[5]) + (lane[3] + lane[7]));
         j->row_loss[t] = log(sum) - ((double)pr[j->targets[t]] - mx);
         bn_softmax_normalize(pr, exf, V, sum);
+        if (j->dl)   /* while the row is in the cache: bn_dlogits_task's floats */
+            bn_dlogits_row(pr, V, j->targets[t], j->k);
     }
 }
 
@@ -1332,8 +1344,12 @@ double bn_train_fast_output_forward(bn_train_model *m, float *probs, const float
                  .b = embd, .b_rs = 1, .b_cs = E, .c = probs, .c_rs = V, .c_cs = 1,
                  .add = false, .f32 = !m->exact_sums};
     bn_gemm_run(&g);
+    /* with dl_scale (a step's forward, a backward to follow), the gradient at once */
+    const bool dl = m->dl_scale > 0.0f && !m->exact_sums;
     bn_softmax_job j = {.m = m, .probs = probs, .targets = targets, .row_loss = m->row_loss,
-                        .N = N, .V = V};
+                        .N = N, .V = V, .k = (double)m->dl_scale / (double)N, .dl = dl};
+    m->probs_dl = dl;
+    m->dl_last = m->dl_scale;
     bn_train_run(m, bn_softmax_task, &j);
     double loss = 0.0;
     for (int64_t t = 0; t < N; t++)
@@ -1346,11 +1362,8 @@ BN_TRAIN_CLONES static void bn_dlogits_task(void *ctx, int ith, int nth)
     const bn_softmax_job *j = ctx;
     int64_t lo, hi;
     bn_share(j->N, ith, nth, &lo, &hi);
-    for (int64_t t = lo; t < hi; t++) {
-        float *pr = j->probs + t * j->V;
-        for (int64_t v = 0; v < j->V; v++)
-            pr[v] = (float)(((double)pr[v] - (v == j->targets[t])) * j->k);
-    }
+    for (int64_t t = lo; t < hi; t++)
+        bn_dlogits_row(j->probs + t * j->V, j->V, j->targets[t], j->k);
 }
 
 void bn_train_fast_output_backward(bn_train_model *m, float *dx, float *dembd, float *probs,
@@ -1365,7 +1378,9 @@ void bn_train_fast_output_backward(bn_train_model *m, float *dx, float *dembd, f
     }
     bn_softmax_job j = {.m = m, .probs = probs, .targets = targets, .N = N, .V = V,
                         .k = (double)scale / (double)N};
-    bn_train_run(m, bn_dlogits_task, &j);
+    if (!(m->probs_dl && scale == m->dl_last))   /* else the forward's softmax did it */
+        bn_train_run(m, bn_dlogits_task, &j);
+    m->probs_dl = false;
     /* dx[t, e] += sum_v dl[t, v] embd[v, e], as dx^T = embd^T dl^T: the long sum over
      * the vocabulary is the product's K, taken in chunks */
     bn_gemm gx = {.m = m, .M = E, .N = N, .K = V, .a = embd, .a_rs = 1, .a_cs = E,

@@ -166,8 +166,11 @@ bn_status bn_train_step(bn_train_model *m, const bn_train_step_params *p,
     double loss = 0.0;
     for (int32_t i = 0; i < p->n_micro; i++) {
         float l;
+        /* the forward's softmax leaves the logits' gradient for this backward's scale */
+        m->dl_scale = 1.0f / (float)p->n_micro;
         bn_status st = bn_train_forward(m, tokens + i * per, targets + i * per, p->lambda,
                                         &l);
+        m->dl_scale = 0.0f;
         if (st != BN_OK) {
             m->have_forward = false;
             return bn_error_wrap(st, "train step %lld, micro-batch %d",

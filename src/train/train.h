@@ -175,6 +175,12 @@ typedef struct bn_train_model {
     size_t  bytes;
     /* the fast path (fast.c): threads and the matrix products' buffers */
     bool    reference;           /* run the scalar reference of layers.c instead (tests) */
+    float   dl_scale;            /* set by bn_train_step around a forward: the fast
+                                    softmax then leaves in probs the logits' gradient for
+                                    a backward of that loss scale (probs_dl), as the
+                                    backward would compute it; 0: the probabilities */
+    bool    probs_dl;            /* probs holds that gradient, for the scale dl_last */
+    float   dl_last;
     bool    exact_sums;          /* every product's sums in double, as the reference:
                                     its bits, at half the speed (else float sums where
                                     no quantizer reads the result: fast.c) */
