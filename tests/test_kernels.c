@@ -770,7 +770,8 @@ static void test_rms_norm(const bn_kernel_table *k)
     static const int64_t lens[] = {1, 3, 4, 5, 8, 13, 64, 101, 2560};
     enum { MAXR = 19, MAXN = 2560 };
     float *x = malloc(sizeof(float) * MAXR * MAXN), *w = malloc(sizeof(float) * MAXN);
-    float *y = malloc(sizeof(float) * MAXR * MAXN), *want = malloc(sizeof(float) * MAXR * MAXN);
+    float *y = malloc(sizeof(float) * (MAXR * MAXN + 1)), /* and a canary */
+          *want = malloc(sizeof(float) * MAXR * MAXN);
     if (!x || !w || !y || !want) {
         CHECK(false, "out of memory");
         return;
