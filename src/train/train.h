@@ -164,7 +164,8 @@ typedef struct bn_train_model {
     float  *out_rstd;            /* [N] */
     float  *x_out;               /* [N, E] rmsnorm(h_out) * output_norm */
     float  *probs;               /* [N, V] softmax of the logits; the backward turns
-                                    them into d logits */
+                                    them into d logits (or, in a step, the forward's
+                                    softmax already has: probs_dl) */
     float  *o;                   /* [N, E] a projection's output before the residual */
     float   lambda;              /* of the last forward */
     float   loss;                /* of the last forward */
