@@ -450,7 +450,8 @@ BN_AVX2 void bn_rms_norm_rows_avx2(const float *x, const float *w, float *y, int
     }
 }
 
-/* An 8 x 8 transpose of floats: v[i] lane j becomes v[j] lane i. */
+/* An 8 x 8 transpose of floats: v[i] lane j becomes v[j] lane i (two rounds of unpacks
+ * and a swap of halves). */
 BN_AVX2 static inline __attribute__((always_inline)) void bn_transpose8_avx2(__m256 v[8])
 {
     const __m256 a0 = _mm256_unpacklo_ps(v[0], v[1]), a1 = _mm256_unpackhi_ps(v[0], v[1]);
@@ -1498,8 +1499,7 @@ BN_AVX2 void bn_gemm_f32_tile_avx2(const float *a, const float *b, int64_t k, fl
     }
 }
 
-/* Blocks of 8 x 8 in registers (two rounds of unpacks and a swap of halves); the edges
- * one float at a time. */
+/* Blocks of 8 x 8 in registers (bn_transpose8_avx2); the edges one float at a time. */
 BN_AVX2 void bn_transpose_f32_avx2(const float *src, int64_t lds, int64_t rows, int64_t cols,
                                    float *dst, int64_t ldd)
 {
@@ -1507,27 +1507,13 @@ BN_AVX2 void bn_transpose_f32_avx2(const float *src, int64_t lds, int64_t rows, 
     for (int64_t i = 0; i < r8; i += 8) {
         for (int64_t j = 0; j < c8; j += 8) {
             const float *s = src + i * lds + j;
-            const __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + lds);
-            const __m256 r2 = _mm256_loadu_ps(s + 2 * lds), r3 = _mm256_loadu_ps(s + 3 * lds);
-            const __m256 r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds);
-            const __m256 r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
-            const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-            const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-            const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-            const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-            const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-            const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-            const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-            const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            __m256 v[8];
+            for (int k = 0; k < 8; k++)
+                v[k] = _mm256_loadu_ps(s + k * lds);
+            bn_transpose8_avx2(v);
             float *d = dst + j * ldd + i;
-            _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
-            _mm256_storeu_ps(d + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
-            _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
-            _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
-            _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
-            _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
-            _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
-            _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+            for (int k = 0; k < 8; k++)
+                _mm256_storeu_ps(d + k * ldd, v[k]);
         }
         for (int64_t ii = i; ii < i + 8; ii++)
             for (int64_t j = c8; j < cols; j++)
