@@ -1182,6 +1182,118 @@ BN_AVX512 static void bn_dot_f16_f32_rows_ahead_avx512(const uint16_t *x, size_t
     bn_f16_rows_body(x, stride, nrows, y, n, true, out);
 }
 
+/* Attention's scores over an f16 cache (rows shorter than BN_F16_LONG_ROW_AVX512, a
+ * head's width): every key row against NY <= 4 queries, the row converted 32 values
+ * at a time into two zmm, each multiplied into the two accumulators of every query,
+ * which hold the AVX2 one-row kernel's four side by side as in bn_f16_pass; the
+ * reduction is that kernel's (bn_f16_finish_avx512). Where the AVX2 kernel passes over
+ * a row four times, one accumulator at a time, this takes half the instructions for the
+ * multiply-adds and conversions. A later row's lines are asked for as there: the cache's
+ * rows are far apart and cold. */
+#define BN_F16_SHORT_AHEAD 8
+
+BN_AVX512 BN_INLINE void bn_f16_short_body(const uint16_t *x, size_t stride, int64_t nx,
+                                           const float *const *y, const int NY, int64_t n,
+                                           float *const *out)
+{
+    const int64_t n32 = n / 32 * 32;
+    for (int64_t i = 0; i < nx; i++) {
+        const uint16_t *xr = x + (size_t)i * stride;
+        for (int64_t e = 0; e < n; e += 32)   /* never faults */
+            _mm_prefetch((const char *)(xr + BN_F16_SHORT_AHEAD * stride + (size_t)e),
+                         _MM_HINT_T0);
+        __m512 lo[4], hi[4];
+        for (int j = 0; j < NY; j++)
+            lo[j] = hi[j] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < n32; k += 32) {
+            const __m512 a = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(xr + k)));
+            const __m512 b =
+                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(xr + k + 16)));
+            for (int j = 0; j < NY; j++) {
+                lo[j] = _mm512_fmadd_ps(a, _mm512_loadu_ps(y[j] + k), lo[j]);
+                hi[j] = _mm512_fmadd_ps(b, _mm512_loadu_ps(y[j] + k + 16), hi[j]);
+            }
+        }
+        for (int j = 0; j < NY; j++)
+            out[j][i] = bn_f16_finish_avx512(xr, y[j], n, lo[j], hi[j]);
+    }
+}
+
+BN_AVX512 BN_INLINE void bn_f16_short_rows(const uint16_t *x, size_t stride, int64_t nx,
+                                           const float *const *y, int ny, int64_t n,
+                                           float *const *out)
+{
+    for (int j0 = 0; j0 < ny; j0 += 4) {
+        switch (ny - j0 < 4 ? ny - j0 : 4) {
+        case 4: bn_f16_short_body(x, stride, nx, y + j0, 4, n, out + j0); break;
+        case 3: bn_f16_short_body(x, stride, nx, y + j0, 3, n, out + j0); break;
+        case 2: bn_f16_short_body(x, stride, nx, y + j0, 2, n, out + j0); break;
+        default: bn_f16_short_body(x, stride, nx, y + j0, 1, n, out + j0); break;
+        }
+    }
+}
+
+/* Attention's values over an f16 cache: y[j] += a[j][i] * x_i for rows i in order,
+ * NY <= 4 queries, a multiply then an add per element (never fused), so the floats are
+ * the scalar rule's as in the AVX2 kernel; here 32 values of each y[j] stay in two zmm
+ * over a run of rows, each row's 32 values converted once for all queries. */
+#define BN_AXPY_RUN_AVX512 64
+
+BN_AVX512 BN_INLINE void bn_axpy_f16_body_avx512(const float *const *a, const int NY,
+                                                 const uint16_t *x, size_t stride,
+                                                 int64_t nx, float *const *y, int64_t n)
+{
+    const int64_t n32 = n / 32 * 32;
+    for (int64_t i0 = 0; i0 < nx; i0 += BN_AXPY_RUN_AVX512) {
+        const int64_t i1 = i0 + BN_AXPY_RUN_AVX512 < nx ? i0 + BN_AXPY_RUN_AVX512 : nx;
+        for (int64_t d = 0; d < n32; d += 32) {
+            __m512 y0[4], y1[4];
+            for (int j = 0; j < NY; j++) {
+                y0[j] = _mm512_loadu_ps(y[j] + d);
+                y1[j] = _mm512_loadu_ps(y[j] + d + 16);
+            }
+            for (int64_t i = i0; i < i1; i++) {
+                const uint16_t *xr = x + (size_t)i * stride + d;
+                if (d == 0)   /* the next run's rows, far apart and cold */
+                    for (int64_t e = 0; e < n; e += 32)
+                        _mm_prefetch((const char *)(xr + BN_AXPY_RUN_AVX512 * stride +
+                                                    (size_t)e), _MM_HINT_T0);
+                const __m512 v0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)xr));
+                const __m512 v1 =
+                    _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(xr + 16)));
+                for (int j = 0; j < NY; j++) {
+                    const __m512 p = _mm512_set1_ps(a[j][i]);
+                    y0[j] = _mm512_add_ps(y0[j], _mm512_mul_ps(p, v0));
+                    y1[j] = _mm512_add_ps(y1[j], _mm512_mul_ps(p, v1));
+                }
+            }
+            for (int j = 0; j < NY; j++) {
+                _mm512_storeu_ps(y[j] + d, y0[j]);
+                _mm512_storeu_ps(y[j] + d + 16, y1[j]);
+            }
+        }
+    }
+    if (n32 < n) {   /* the rest of each y[j] by the AVX2 kernel: the same rule */
+        const uint16_t *xt = x + n32;
+        float *yt[4];
+        for (int j = 0; j < NY; j++)
+            yt[j] = y[j] + n32;
+        bn_axpy_f16_f32_multi_avx2(a, NY, xt, stride, nx, yt, n - n32);
+    }
+}
+
+BN_AVX512 static void bn_axpy_f16_f32_multi_avx512(const float *const *a, int ny,
+                                                   const uint16_t *x, size_t stride,
+                                                   int64_t nx, float *const *y, int64_t n)
+{
+    switch (ny) {
+    case 4: bn_axpy_f16_body_avx512(a, 4, x, stride, nx, y, n); break;
+    case 3: bn_axpy_f16_body_avx512(a, 3, x, stride, nx, y, n); break;
+    case 2: bn_axpy_f16_body_avx512(a, 2, x, stride, nx, y, n); break;
+    default: bn_axpy_f16_body_avx512(a, 1, x, stride, nx, y, n); break;
+    }
+}
+
 typedef void (*bn_f16_long_fn)(const uint16_t *x, size_t stride, int64_t nx,
                                const float *const *y, int ny, int64_t n, float *const *out);
 
@@ -1192,7 +1304,7 @@ BN_AVX512 BN_INLINE void bn_f16_multi_body(const uint16_t *x, size_t stride, int
                                            float *const *out, bn_f16_long_fn long_rows)
 {
     if (n < BN_F16_LONG_ROW_AVX512) {
-        bn_dot_f16_f32_multi_avx2(x, stride, nx, y, ny, n, out);
+        bn_f16_short_rows(x, stride, nx, y, ny, n, out);
         return;
     }
     for (int j0 = 0; j0 < ny; j0 += BN_F16_MULTI_MAX)
@@ -1216,7 +1328,9 @@ BN_AVX512 static void bn_dot_f16_f32_multi_ahead_avx512(const uint16_t *x, size_
 }
 #define BN_F16_MULTI_AVX512 bn_dot_f16_f32_multi_avx512
 #define BN_F16_ROWS_AVX512 bn_dot_f16_f32_rows_avx512
+#define BN_AXPY_F16_AVX512 bn_axpy_f16_f32_multi_avx512
 #else
+#define BN_AXPY_F16_AVX512 BN_FROM_AVX2(bn_axpy_f16_f32_multi_avx2)
 #define BN_F16_ROWS_AVX512 NULL
 #define BN_F16_MULTI_AVX512 NULL
 #endif
@@ -1539,7 +1653,7 @@ BN_AMX static void bn_dot_tq2_q8_matrix_amx(const uint8_t *rows, size_t row_byte
     .f16_to_f32 = BN_FROM_AVX2(bn_f16_to_f32_avx2), \
     .dot_f16_f32 = BN_FROM_AVX2(bn_dot_f16_f32_avx2), \
     .f32_to_f16 = BN_FROM_AVX2(bn_f32_to_f16_avx2), \
-    .axpy_f16_f32_multi = BN_FROM_AVX2(bn_axpy_f16_f32_multi_avx2), \
+    .axpy_f16_f32_multi = BN_AXPY_F16_AVX512, \
     .relu2_mul  = BN_FROM_AVX2(bn_relu2_mul_avx2), \
     .silu_mul   = BN_FROM_AVX2(bn_silu_mul_avx2), \
     .matrix_out_f64 = BN_FROM_AVX2(bn_matrix_out_f64_avx2), \
