@@ -318,9 +318,9 @@ void bn_quantize_act_i8_scalar(const float *x, int64_t n, int8_t *q, float *scal
 #if defined(__x86_64__) || defined(__i386__)
 extern const bn_kernel_table bn_kernels_avx2;
 /* AVX-512 F/BW/VL + VNNI (kernels_avx512.c): its own I2_S and TQ2_0 kernels and int8
- * probe, on vpdpbusd; its own f16 decode rows, and f16 rows against several queries
- * (for rows of 512 or more; shorter ones go to the AVX2 function); every other entry is
- * the AVX2 family's function, declared below.
+ * probe, on vpdpbusd; its own f16 decode rows, f16 rows against several queries (an
+ * output layer's, and attention's scores and values); every other entry is the AVX2
+ * family's function, declared below.
  * A family may reuse another's functions in this way (its table names them, so every
  * table stays complete); the functions shared are those declared here. */
 extern const bn_kernel_table bn_kernels_avx512;
