@@ -538,6 +538,8 @@ typedef struct bn_cpu_info {
     bool amx_int8;        /* AMX tiles with int8 dot products, their state enabled by the
                            * OS and granted to this process (asked for at detection) */
     bool neon, dotprod;   /* ARM */
+    bool gfni;            /* x86: the Galois-field byte instructions (the amx family's
+                           * unpacking needs them with AVX-512) */
 } bn_cpu_info;
 
 /* The features of the CPU this runs on, detected once (CPUID and the OS's enabled

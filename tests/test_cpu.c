@@ -96,7 +96,7 @@ static void test_x86_flags(const bn_cpu_info *ci, const char *flags)
         {"avx512f", ci->avx512f},    {"avx512bw", ci->avx512bw},
         {"avx512vl", ci->avx512vl},  {"avx512_vnni", ci->avx512vnni},
         {"avx512vbmi", ci->avx512vbmi}, {"avx512_bf16", ci->avx512bf16},
-        {"avx_vnni", ci->avx_vnni},
+        {"avx_vnni", ci->avx_vnni},  {"gfni", ci->gfni},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         bool kernel = has_word(flags, table[i].kernel_name);

@@ -151,6 +151,7 @@ static void cpu_x86_features(bn_cpu_info *info)
     info->avx512vl = info->avx512f && (ebx & (1u << 31));
     info->avx512vbmi = info->avx512f && (ecx & (1u << 1));
     info->avx512vnni = info->avx512f && (ecx & (1u << 11));
+    info->gfni = info->avx && (ecx & (1u << 8));
     const uint64_t tile_state = BN_XCR0_XTILECFG | BN_XCR0_XTILEDATA;
     info->amx_int8 = info->avx512f && (edx & (1u << 24)) && (edx & (1u << 25)) &&
                      (xcr0 & tile_state) == tile_state && cpu_x86_amx_granted();

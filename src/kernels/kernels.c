@@ -615,7 +615,8 @@ bool bn_kernel_family_runs(const bn_kernel_table *k)
         return bn_cpu_has_avx512_family();
 #ifdef BN_HAVE_AMX_FAMILY
     if (k == &bn_kernels_amx)
-        return bn_cpu_has_avx512_family() && bn_cpu_get_info()->amx_int8;
+        return bn_cpu_has_avx512_family() && bn_cpu_get_info()->amx_int8 &&
+               bn_cpu_get_info()->gfni;
 #endif
 #endif
 #if defined(__aarch64__) && !defined(BITNET_FORCE_SCALAR)

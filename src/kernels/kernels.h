@@ -326,8 +326,8 @@ extern const bn_kernel_table bn_kernels_avx2;
 extern const bn_kernel_table bn_kernels_avx512;
 /* The avx512 family with the AMX matrix kernels for the ternary prefill, and f16 and
  * TQ2_0 decode rows that ask for lines ahead (AMX cores are Intel's, which stream
- * faster so); built where the compiler knows AMX, runs where bn_cpu_info's amx_int8 is
- * true. */
+ * faster so); built where the compiler knows AMX, runs where bn_cpu_info's amx_int8 and
+ * gfni are true. */
 extern const bn_kernel_table bn_kernels_amx;
 float bn_dot_f32_avx2(const float *x, const float *y, int64_t n);
 void bn_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n);

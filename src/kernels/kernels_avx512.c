@@ -1344,7 +1344,7 @@ BN_AVX512 static void bn_dot_f16_f32_multi_ahead_avx512(const uint16_t *x, size_
      (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #define BN_AMX_BUILD 1
 #define BN_AMX \
-    __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+    __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,gfni,avx2,fma,f16c")))
 
 /* The tile configuration (palette 1): eight tiles of 16 lines of 64 bytes. Tiles 0-3
  * hold the sums (rows 0-15 and 16-31 against tokens 0-15 and 16-31 of a pair of token
@@ -1367,6 +1367,24 @@ BN_AMX BN_INLINE void bn_amx_begin(void)
     _tile_loadconfig(&c);
 }
 
+/* The affine bit matrices (GFNI) that bring bits 2s + 1 and 2s of every byte to bits 1
+ * and 0 and clear the others, one instruction where a shift and a mask were two: pair
+ * s0 in the low four 64-bit lanes, s1 in the high four (row 7 - i of a lane's matrix
+ * gives bit i of each of its bytes). */
+BN_AMX BN_INLINE __m512i bn_gf_pairs(int s0, int s1)
+{
+    const uint64_t a0 = ((uint64_t)(1u << 2 * s0) << 56) | ((uint64_t)(2u << 2 * s0) << 48);
+    const uint64_t a1 = ((uint64_t)(1u << 2 * s1) << 56) | ((uint64_t)(2u << 2 * s1) << 48);
+    return _mm512_set_epi64((long long)a1, (long long)a1, (long long)a1, (long long)a1,
+                            (long long)a0, (long long)a0, (long long)a0, (long long)a0);
+}
+
+/* 64 codes (0..3, one a byte) out of a broadcast group: bn_codes64's bytes. */
+BN_AMX BN_INLINE __m512i bn_gf_codes(__m512i group, __m512i m)
+{
+    return _mm512_gf2p8affine_epi64_epi8(group, m, 0);
+}
+
 /* The codes (0..3, a byte each) of units u0 .. u1 - 1 (128 weights each) of nr rows
  * into w, a row every ws bytes: an I2_S unit is a 32-byte block; a TQ2_0 one is half
  * of a block's codes (blocks of 256 weights with their scale after; u0 and u1 even,
@@ -1379,8 +1397,8 @@ BN_AMX BN_INLINE void bn_amx_unpack(const uint8_t *rows, size_t row_bytes, int n
                                     const bool TQ2, int64_t u0, int64_t u1, uint8_t *w,
                                     size_t ws, uintptr_t pf0, uintptr_t pf1)
 {
-    const __m512i lo = TQ2 ? bn_tq2_shift_lo() : bn_i2s_shift_lo();
-    const __m512i hi = TQ2 ? bn_tq2_shift_hi() : bn_i2s_shift_hi();
+    const __m512i lo = TQ2 ? bn_gf_pairs(0, 1) : bn_gf_pairs(3, 2);
+    const __m512i hi = TQ2 ? bn_gf_pairs(2, 3) : bn_gf_pairs(1, 0);
     uintptr_t a = pf0 & ~(uintptr_t)63;
     const uintptr_t share = ((pf1 - a + 63) / 64 + (uintptr_t)nr - 1) / (uintptr_t)nr * 64;
     for (int r = 0; r < nr; r++) {
@@ -1393,17 +1411,17 @@ BN_AMX BN_INLINE void bn_amx_unpack(const uint8_t *rows, size_t row_bytes, int n
             const uint8_t *p = row + (size_t)(u0 / 2) * sizeof(bn_block_tq2_0);
             for (int64_t u = u0; u < u1; u += 2, p += sizeof(bn_block_tq2_0), o += 256) {
                 const __m512i g = bn_bcast32(p), h = bn_bcast32(p + 32);
-                _mm512_storeu_si512(o, bn_codes64(g, lo));
-                _mm512_storeu_si512(o + 64, bn_codes64(g, hi));
-                _mm512_storeu_si512(o + 128, bn_codes64(h, lo));
-                _mm512_storeu_si512(o + 192, bn_codes64(h, hi));
+                _mm512_storeu_si512(o, bn_gf_codes(g, lo));
+                _mm512_storeu_si512(o + 64, bn_gf_codes(g, hi));
+                _mm512_storeu_si512(o + 128, bn_gf_codes(h, lo));
+                _mm512_storeu_si512(o + 192, bn_gf_codes(h, hi));
             }
         } else {
             const uint8_t *p = row + 32 * (size_t)u0;
             for (int64_t u = u0; u < u1; u++, p += 32, o += 128) {
                 const __m512i g = bn_bcast32(p);
-                _mm512_storeu_si512(o, bn_codes64(g, lo));
-                _mm512_storeu_si512(o + 64, bn_codes64(g, hi));
+                _mm512_storeu_si512(o, bn_gf_codes(g, lo));
+                _mm512_storeu_si512(o + 64, bn_gf_codes(g, hi));
             }
         }
     }

@@ -51,7 +51,7 @@ static size_t cpu_flags(const bn_cpu_info *cpu, cpu_flag *out)
         {"avx512vl", cpu->avx512vl}, {"avx512vnni", cpu->avx512vnni},
         {"avx512vbmi", cpu->avx512vbmi}, {"avx512bf16", cpu->avx512bf16},
         {"avxvnni", cpu->avx_vnni},  {"amx-int8", cpu->amx_int8},  {"neon", cpu->neon},
-        {"dotprod", cpu->dotprod},
+        {"dotprod", cpu->dotprod},   {"gfni", cpu->gfni},
     };
     memcpy(out, flags, sizeof flags);
     return sizeof flags / sizeof flags[0];
