@@ -1158,7 +1158,8 @@ static int i2s_code(const uint8_t *row, int64_t i)
  * activations across the int8 range, each sum against the format's definition. TQ2_0:
  * rows of arbitrary bytes under every scale variant of the tiles (rows of one scale and
  * of mixed ones side by side in a call), each double against the scalar family's
- * one-row tile, bit for bit. Row and token counts cross the 16-line tiles' edges. */
+ * one-row tile, bit for bit; and rows that each have one finite scale, told so
+ * (one_scale), the same. Row and token counts cross the 16-line tiles' edges. */
 static void test_matrix(const bn_kernel_table *k)
 {
     static const int64_t ns[] = {128, 384, 2560};
@@ -1171,6 +1172,7 @@ static void test_matrix(const bn_kernel_table *k)
         const int64_t n = ns[ni], nb = n / 256;
         const size_t i2s_bytes = (size_t)n / 4, tq2_bytes = (size_t)nb * 66;
         uint8_t *i2s = malloc(RMAX * i2s_bytes), *tq2 = malloc(RMAX * tq2_bytes + 1);
+        uint8_t *tq2u = malloc(RMAX * tq2_bytes + 1);
         int8_t *q = malloc((size_t)TMAX * (size_t)n);
         int8_t *qp = calloc((TMAX + 15) / 16 * 16, (size_t)n);
         int8_t *qp2 = malloc((TMAX + 15) / 16 * 16 * (size_t)n);
@@ -1188,6 +1190,14 @@ static void test_matrix(const bn_kernel_table *k)
             for (int64_t b = 0; b < nb; b++) {
                 uint16_t h = r % 3 != 2 ? scales[r % 7] : scales[(r + b) % 7];
                 memcpy(tq2 + (size_t)r * tq2_bytes + (size_t)b * 66 + 64, &h, 2);
+            }
+        /* the same codes, every row one finite scale (scales[r % 7], the infinite one
+         * replaced) */
+        memcpy(tq2u, tq2, RMAX * tq2_bytes);
+        for (int r = 0; r < RMAX; r++)
+            for (int64_t b = 0; b < nb; b++) {
+                uint16_t h = scales[r % 7] == 0x7c00 ? 0x3555 : scales[r % 7];
+                memcpy(tq2u + (size_t)r * tq2_bytes + (size_t)b * 66 + 64, &h, 2);
             }
         for (int t = 0; t < TMAX; t++) {
             for (int64_t i = 0; i < n; i++) {
@@ -1231,27 +1241,33 @@ static void test_matrix(const bn_kernel_table *k)
                     }
                 if (n % 256)   /* TQ2_0 rows are whole blocks of 256 */
                     continue;
-                k->dot_tq2_q8_matrix(tq2, tq2_bytes, nr, qp, q, qbsum, n, T, dsum, ldo, work);
-                for (int r = 0; r < nr; r++)
-                    for (int t0 = 0; t0 < T; t0 += 4) {
-                        const int nt = T - t0 < 4 ? T - t0 : 4;
-                        double want[4];
-                        ref->dot_tq2_q8_tile(tq2 + (size_t)r * tq2_bytes,
-                                             q + (size_t)t0 * (size_t)n, qbsum + t0 * nb, n, nt,
-                                             want);
-                        for (int j = 0; j < nt; j++) {
-                            const double got = dsum[r * ldo + t0 + j];
-                            bool same = isnan(want[j]) ? isnan(got)
-                                                       : memcmp(&got, &want[j], 8) == 0;
-                            CHECK(same, "%s tq2_0 matrix n=%lld, %d rows, %d tokens: row %d "
-                                  "token %d %.17g, want %.17g", k->name, (long long)n, nr, T,
-                                  r, t0 + j, got, want[j]);
+                for (int one = 0; one < 2; one++) {
+                    const uint8_t *rows = one ? tq2u : tq2;
+                    k->dot_tq2_q8_matrix(rows, tq2_bytes, nr, qp, q, qbsum, n, T, one, dsum,
+                                         ldo, work);
+                    for (int r = 0; r < nr; r++)
+                        for (int t0 = 0; t0 < T; t0 += 4) {
+                            const int nt = T - t0 < 4 ? T - t0 : 4;
+                            double want[4];
+                            ref->dot_tq2_q8_tile(rows + (size_t)r * tq2_bytes,
+                                                 q + (size_t)t0 * (size_t)n, qbsum + t0 * nb,
+                                                 n, nt, want);
+                            for (int j = 0; j < nt; j++) {
+                                const double got = dsum[r * ldo + t0 + j];
+                                bool same = isnan(want[j]) ? isnan(got)
+                                                           : memcmp(&got, &want[j], 8) == 0;
+                                CHECK(same, "%s tq2_0 matrix n=%lld, %d rows, %d tokens, "
+                                      "one_scale %d: row %d token %d %.17g, want %.17g",
+                                      k->name, (long long)n, nr, T, one, r, t0 + j, got,
+                                      want[j]);
+                            }
                         }
-                    }
+                }
             }
         }
         free(i2s);
         free(tq2);
+        free(tq2u);
         free(q);
         free(qp);
         free(qp2);
@@ -1445,9 +1461,41 @@ static void test_avx512_simde(void)
 }
 #endif
 
+/* bn_tq2_rows_one_scale on rows built with known scales: true only where every block of
+ * every row carries its row's first scale and that scale is finite (the bits compared,
+ * so +0 and -0 differ). */
+static void test_tq2_one_scale(void)
+{
+    enum { NB = 3, R = 4 };
+    uint8_t rows[R * NB * 66];
+    struct { uint16_t first, other; int row, block; bool want; const char *what; } cases[] = {
+        {0x3c00, 0x3c00, 0, 0, true, "one scale everywhere"},
+        {0x8000, 0x8000, 0, 0, true, "-0 everywhere"},
+        {0x3c00, 0x3c01, R - 1, NB - 1, false, "the last block of the last row differs"},
+        {0x3c00, 0x3800, 1, 1, false, "a middle block differs"},
+        {0x0000, 0x8000, 2, 2, false, "+0 and -0"},
+        {0x7c00, 0x7c00, 0, 0, false, "infinite everywhere"},
+        {0x7e01, 0x7e01, 0, 0, false, "NaN everywhere"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (size_t i = 0; i < sizeof rows; i++)
+            rows[i] = (uint8_t)rng();
+        for (int r = 0; r < R; r++)
+            for (int b = 0; b < NB; b++) {
+                uint16_t h = r == cases[c].row && b == cases[c].block ? cases[c].other
+                                                                        : cases[c].first;
+                memcpy(rows + (size_t)(r * NB + b) * 66 + 64, &h, 2);
+            }
+        CHECK(bn_tq2_rows_one_scale(rows, NB * 66, NB, R) == cases[c].want,
+              "bn_tq2_rows_one_scale: %s", cases[c].what);
+    }
+    CHECK(!bn_tq2_rows_one_scale(rows, 0, 0, 1), "bn_tq2_rows_one_scale: rows of no blocks");
+}
+
 int main(void)
 {
     test_expf();
+    test_tq2_one_scale();
     test_family(&bn_kernels_scalar);
     printf("scalar kernels checked\n");
 #if !defined(BITNET_FORCE_SCALAR) && (defined(__x86_64__) || defined(__i386__))

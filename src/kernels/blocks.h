@@ -10,8 +10,10 @@
 #ifndef BN_KERNELS_BLOCKS_H
 #define BN_KERNELS_BLOCKS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "bitnet.h"
 
@@ -62,6 +64,30 @@ typedef struct bn_block_tq2_0 {
     uint16_t d;                  /* fp16 scale */
 } bn_block_tq2_0;
 _Static_assert(sizeof(bn_block_tq2_0) == 66, "TQ2_0 block is 66 bytes");
+
+/* Whether each of nrows TQ2_0 rows (nb blocks, row_bytes apart) has one finite scale in
+ * all its blocks, as converted BitNet models' rows have: the test the TQ2_0 kernels
+ * make row by row before taking a row's sum in integers, made once for a tensor. */
+static inline bool bn_tq2_rows_one_scale(const uint8_t *rows, size_t row_bytes, int64_t nb,
+                                         int64_t nrows)
+{
+    if (nb < 1)
+        return false;
+    for (int64_t r = 0; r < nrows; r++) {
+        const bn_block_tq2_0 *b = (const bn_block_tq2_0 *)(const void *)(rows + (size_t)r *
+                                                                          row_bytes);
+        uint16_t h0, h;
+        memcpy(&h0, &b[0].d, 2);
+        if ((h0 & 0x7c00) == 0x7c00)
+            return false;
+        for (int64_t i = 1; i < nb; i++) {
+            memcpy(&h, &b[i].d, 2);
+            if (h != h0)
+                return false;
+        }
+    }
+    return true;
+}
 
 /* I2_S (bitnet.cpp, x86 layout): the whole tensor is one stream of 2-bit codes w + 1,
  * 128 weights per 32-byte block; byte j of a block holds weights j, 32+j, 64+j, 96+j

@@ -249,14 +249,17 @@ typedef struct bn_kernel_table {
      * row_bytes apart, meet every token. dot_i2s_q8_matrix: out[r * ldo + t] =
      * dot_i2s_q8(row r, token t), the same integers. dot_tq2_q8_matrix: out[r * ldo + t]
      * = dot_tq2_q8_tile's double for row r and token t (q the tokens' codes unpacked,
-     * qbsum their block sums), bit for bit. ldo >= T rounded up to 32; work holds
+     * qbsum their block sums), bit for bit; one_scale: the caller knows that every row
+     * has one finite scale in all its blocks (bn_tq2_rows_one_scale), which the kernel
+     * then does not test again. ldo >= T rounded up to 32; work holds
      * BN_MATRIX_WORK(ldo) bytes, 64-byte aligned. */
     void (*dot_i2s_q8_matrix)(const uint8_t *codes, size_t row_bytes, int nr,
                               const int8_t *qp, int64_t n, int T, int32_t *out, int ldo,
                               uint8_t *work);
     void (*dot_tq2_q8_matrix)(const uint8_t *rows, size_t row_bytes, int nr,
                               const int8_t *qp, const int8_t *q, const int32_t *qbsum,
-                              int64_t n, int T, double *out, int ldo, uint8_t *work);
+                              int64_t n, int T, bool one_scale, double *out, int ldo,
+                              uint8_t *work);
     /* The matrix kernels' sums (row r of nr, token t of T at sums[r * ldo + t]) to a
      * projection's outputs, token-major (out[t * ld + r]): matrix_out_f64 gives
      * (float)sums / s[t] * k, matrix_out_i32 (float)(sums - qsum[t]) / s[t] * k1 * k2,

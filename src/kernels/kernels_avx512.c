@@ -1627,7 +1627,8 @@ BN_AMX static void bn_dot_i2s_q8_matrix_amx(const uint8_t *codes, size_t row_byt
 BN_AMX static void bn_dot_tq2_q8_matrix_amx(const uint8_t *rows, size_t row_bytes, int nr,
                                             const int8_t *qp, const int8_t *q,
                                             const int32_t *qbsum, int64_t n, int T,
-                                            double *out, int ldo, uint8_t *work)
+                                            bool one_scale, double *out, int ldo,
+                                            uint8_t *work)
 {
     const int64_t nb = n / 256;
     int32_t *sums = (int32_t *)(void *)(work + BN_MATRIX_ROWS * BN_MATRIX_KC);
@@ -1644,7 +1645,8 @@ BN_AMX static void bn_dot_tq2_q8_matrix_amx(const uint8_t *rows, size_t row_byte
         const uint8_t *row = rows + (size_t)r * row_bytes;
         double *o = out + (size_t)r * (size_t)ldo;
         double d;
-        if (bn_tq2_uniform_scale(row, nb, &d)) {
+        if (one_scale ? (d = bn_f16_at(row + offsetof(bn_block_tq2_0, d)), true)
+                      : bn_tq2_uniform_scale(row, nb, &d)) {
             for (int t = 0; t < T; t++)
                 o[t] = 0.0 + (double)(sums[r * ldo + t] - qs[t]) * d;
             continue;

@@ -343,6 +343,8 @@ bn_status bn_bench_projection(bn_qtype type, int64_t rows, int64_t cols, int32_t
                    lin.row_bytes);
     }
     lin.data = w;
+    lin.one_scale = type == BN_QT_TQ2_0 &&
+                    bn_tq2_rows_one_scale(w, lin.row_bytes, cols / BN_QK_K, rows);
     for (int32_t t = 0; t < n_tokens; t++) {
         float *x = xf + (size_t)(t % distinct) * (size_t)cols;
         bn_quantize_act_i8(x, cols, q + (size_t)t * (size_t)cols, &s[t]);

@@ -371,7 +371,7 @@ static void bn_linear_tq2_matrix(const bn_linear *lin, float *out, int64_t r0, i
         const int nr = (int)(r1 - g0 < BN_MATRIX_ROWS ? r1 - g0 : BN_MATRIX_ROWS);
         bn_kernels()->dot_tq2_q8_matrix(lin->data + (size_t)g0 * lin->row_bytes,
                                         lin->row_bytes, nr, act->qp, act->q, act->qbsum, n,
-                                        act->T, acc, ldo, sc->mw);
+                                        act->T, lin->one_scale, acc, ldo, sc->mw);
         bn_kernels()->matrix_out_f64(acc, ldo, nr, act->T, act->s, lin->out_scale, out + g0,
                                      (size_t)lin->n_out);
     }

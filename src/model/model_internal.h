@@ -21,6 +21,8 @@ typedef struct bn_linear {
     float          scale;      /* I2_S: the tensor's scale; 1 otherwise */
     float          out_scale;  /* an optional "<name>.scale" tensor; 1 when absent */
     bn_row_to_f32_fn to_f32;   /* the row converter of non-ternary types */
+    bool           one_scale;  /* TQ2_0: every row has one finite scale in all its blocks
+                                * (bn_tq2_rows_one_scale, tested at load) */
 } bn_linear;
 
 typedef struct bn_layer {
