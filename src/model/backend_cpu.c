@@ -284,12 +284,17 @@ static void bn_cpu_rope(const bn_model *m, int64_t T, int64_t n_heads, const flo
     }
 }
 
-/* Byte offset of (sequence, layer, position) in the cache, plus `col` values. */
-static size_t bn_kv_offset(const bn_kv_cache *kv, int64_t seq, int64_t layer, int64_t pos,
-                           int64_t col)
+/* Byte offset of (sequence, layer, KV head, position) in the cache. With the heads side
+ * by side in each position's row instead, a head's keys were 256 bytes every 1,280 (the
+ * 2B-4T shapes), which the hardware's prefetchers do not follow: eight sequences holding
+ * 128 tokens spent about a tenth of a step in attention, reading the cache at a third of
+ * the kernels' rate with it in the caches. */
+static size_t bn_kv_offset(const bn_kv_cache *kv, int64_t seq, int64_t layer, int64_t kvh,
+                           int64_t pos)
 {
-    return (((size_t)seq * (size_t)kv->n_layer + (size_t)layer) * (size_t)kv->n_ctx *
-                (size_t)kv->dim + (size_t)pos * (size_t)kv->dim + (size_t)col) * kv->elt;
+    const size_t n_kv = (size_t)(kv->dim / kv->head_dim);
+    return ((((size_t)seq * (size_t)kv->n_layer + (size_t)layer) * n_kv + (size_t)kvh) *
+                (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->head_dim * kv->elt;
 }
 
 static void bn_cpu_kv_store(bn_context *c, int64_t layer, const bn_rows *r, const float *k,
@@ -297,17 +302,19 @@ static void bn_cpu_kv_store(bn_context *c, int64_t layer, const bn_rows *r, cons
 {
     const bn_kernel_table *kt = bn_kernels();
     const bn_kv_cache *kv = &c->kv;
-    for (int64_t t = 0; t < r->T; t++) {
-        const size_t off = bn_kv_offset(kv, r->seq[t], layer, r->pos[t], 0);
-        const float *kt_row = k + t * kv->dim, *vt_row = v + t * kv->dim;
-        if (kv->type == BN_F16) {
-            kt->f32_to_f16(kt_row, (uint16_t *)(kv->k + off), kv->dim);
-            kt->f32_to_f16(vt_row, (uint16_t *)(kv->v + off), kv->dim);
-        } else {
-            memcpy(kv->k + off, kt_row, (size_t)kv->dim * sizeof(float));
-            memcpy(kv->v + off, vt_row, (size_t)kv->dim * sizeof(float));
+    const int64_t hd = kv->head_dim;
+    for (int64_t t = 0; t < r->T; t++)
+        for (int64_t h = 0; h < kv->dim / hd; h++) {
+            const size_t off = bn_kv_offset(kv, r->seq[t], layer, h, r->pos[t]);
+            const float *kt_row = k + t * kv->dim + h * hd, *vt_row = v + t * kv->dim + h * hd;
+            if (kv->type == BN_F16) {
+                kt->f32_to_f16(kt_row, (uint16_t *)(kv->k + off), hd);
+                kt->f32_to_f16(vt_row, (uint16_t *)(kv->v + off), hd);
+            } else {
+                memcpy(kv->k + off, kt_row, (size_t)hd * sizeof(float));
+                memcpy(kv->v + off, vt_row, (size_t)hd * sizeof(float));
+            }
         }
-    }
 }
 
 typedef struct bn_add_job {
@@ -412,8 +419,8 @@ static void bn_att_queries(const bn_context *c, int64_t seq, int64_t layer, int6
     const bn_kv_cache *kv = &c->kv;
     const int64_t hd = c->m->info.head_dim;
     const float inv = 1.0f / sqrtf((float)hd);
-    const size_t stride = (size_t)kv->dim;
-    const size_t off = bn_kv_offset(kv, seq, layer, 0, kvh * hd);
+    const size_t stride = (size_t)hd;
+    const size_t off = bn_kv_offset(kv, seq, layer, kvh, 0);
     int64_t n_min = n_pos[0], n_max = n_pos[0];
     for (int j = 1; j < ny; j++) {
         n_min = n_pos[j] < n_min ? n_pos[j] : n_min;

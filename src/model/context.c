@@ -144,7 +144,8 @@ bn_status bn_context_create(const bn_model *m, const bn_context_params *params,
     if (c->n_logits < p.n_seq)
         c->n_logits = p.n_seq;
     c->kv = (bn_kv_cache){
-        .type = p.kv_type, .elt = kv_elt, .dim = kv_dim, .n_ctx = n_ctx,
+        .type = p.kv_type, .elt = kv_elt, .dim = kv_dim, .head_dim = in->head_dim,
+        .n_ctx = n_ctx,
         .n_layer = in->n_layer, .n_seq = p.n_seq,
         .bytes = (size_t)n_ctx * (size_t)p.n_seq * per_pos,
     };

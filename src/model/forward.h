@@ -36,9 +36,12 @@ typedef struct bn_rows {
 typedef struct bn_kv_cache {
     bn_dtype type;
     size_t   elt;                 /* bytes per value */
-    int64_t  dim;                 /* KVD */
+    int64_t  dim;                 /* KVD = n_head_kv * head_dim */
+    int64_t  head_dim;
     int32_t  n_ctx, n_layer, n_seq;
-    uint8_t *k, *v;               /* [n_seq][n_layer][n_ctx][KVD] */
+    uint8_t *k, *v;               /* [n_seq][n_layer][n_head_kv][n_ctx][head_dim]: a
+                                   * head's rows of a layer lie together, position after
+                                   * position, and attention reads them as one run */
     size_t   bytes;               /* of k and v together */
 } bn_kv_cache;
 
