@@ -1046,21 +1046,25 @@ static void check_tq_tile(const bn_kernel_table *k, int type, const uint8_t *p, 
                 uint16_t h = w == 1 ? mixed[(b + 2) % 7] : uniform[w - 2];
                 memcpy(pair + nb + b * stride + doff, &h, 2);
             }
-            for (int nt = 1; nt <= 4; nt++) {
-                double two[8], one[2][4];
-                k->dot_tq2_q8_tile2(pair, nb, qt4, qbs4, n, nt, two);
-                k->dot_tq2_q8_tile(pair, qt4, qbs4, n, nt, one[0]);
-                k->dot_tq2_q8_tile(pair + nb, qt4, qbs4, n, nt, one[1]);
-                for (int r = 0; r < 2; r++)
-                    for (int j = 0; j < nt; j++) {
-                        double got = two[4 * r + j], want = one[r][j];
-                        bool same = isnan(want) ? isnan(got)
-                                                : memcmp(&got, &want, sizeof want) == 0;
-                        CHECK(same, "%s tq2_0 two-row tile of %d, row %d token %d, n=%lld, "
-                              "scales %d/%d: %.17g, want %.17g", k->name, nt, r, j,
-                              (long long)n, v, w, got, want);
-                    }
-            }
+            /* told one_scale where both rows have it (the predicate's own test is
+             * test_tq2_one_scale): the same doubles */
+            const bool one = bn_tq2_rows_one_scale(pair, nb, nblk, 2);
+            for (int nt = 1; nt <= 4; nt++)
+                for (int told = 0; told <= (int)one; told++) {
+                    double two[8], want1[2][4];
+                    k->dot_tq2_q8_tile2(pair, nb, qt4, qbs4, n, nt, told, two);
+                    k->dot_tq2_q8_tile(pair, qt4, qbs4, n, nt, want1[0]);
+                    k->dot_tq2_q8_tile(pair + nb, qt4, qbs4, n, nt, want1[1]);
+                    for (int r = 0; r < 2; r++)
+                        for (int j = 0; j < nt; j++) {
+                            double got = two[4 * r + j], want = want1[r][j];
+                            bool same = isnan(want) ? isnan(got)
+                                                    : memcmp(&got, &want, sizeof want) == 0;
+                            CHECK(same, "%s tq2_0 two-row tile of %d (one_scale %d), row %d "
+                                  "token %d, n=%lld, scales %d/%d: %.17g, want %.17g",
+                                  k->name, nt, told, r, j, (long long)n, v, w, got, want);
+                        }
+                }
             free(pair);
         }
     }

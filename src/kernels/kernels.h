@@ -107,6 +107,11 @@ static inline float bn_f16_decode(uint16_t h)
  * improve (the avx512 family names AVX2 ones, declared below). */
 typedef struct bn_kernel_table {
     const char *name;
+    /* The prefill tiles' loop (model/linear.c): while the first tile of tokens meets a
+     * group of weight rows, the lines of the rows this many rows further on are asked
+     * into the second-level cache, so that the next group's rows are there when the
+     * tiles reach them. 0: no such requests (the hardware's prefetchers alone). */
+    int tile_ahead_rows;
     /* sum_i x[i] * y[i], f32; the order of accumulation is fixed per table */
     float (*dot_f32)(const float *x, const float *y, int64_t n);
     void  (*f16_to_f32)(const uint16_t *src, float *dst, int64_t n);
@@ -189,10 +194,13 @@ typedef struct bn_kernel_table {
                             int64_t n, int nt, double *out);
     /* dot_tq2_q8_tile for two rows, row and row + row_bytes, at once (the activations
      * read once for both): out[j] for the first, out[4 + j] for the second, each the
-     * one-row tile's double bit for bit. Optional: NULL where a family has none, and
-     * the rows then take dot_tq2_q8_tile one at a time. */
+     * one-row tile's double bit for bit. one_scale: the caller knows that both rows
+     * have one finite scale in all their blocks (bn_tq2_rows_one_scale), which the
+     * kernel then need not test. Optional: NULL where a family has none, and the rows
+     * then take dot_tq2_q8_tile one at a time. */
     void (*dot_tq2_q8_tile2)(const uint8_t *row, size_t row_bytes, const int8_t *q,
-                             const int32_t *qbsum, int64_t n, int nt, double *out);
+                             const int32_t *qbsum, int64_t n, int nt, bool one_scale,
+                             double *out);
     /* The same for TQ1_0 blocks (54 bytes: 48 bytes of five trits each, 4 of four, an
      * f16 scale; trit k of byte v is ((v * 3^k mod 256) * 3) >> 8): sums[b] is the
      * exact sum of trit * q over block b, at `stride` bytes per block. */

@@ -256,6 +256,20 @@ static void bn_linear_i2s_matrix(const bn_linear *lin, float *out, int64_t r0, i
     }
 }
 
+/* Asks the lines of rows r + ahead .. r + ahead + nr - 1 (those below r1) into the
+ * second-level cache: the tile loops call it for the rows they are about to take in
+ * their first tile of tokens, the family's tile_ahead_rows ahead (0: nothing). */
+static inline void bn_tile_ahead(const bn_linear *lin, int64_t r, int nr, int64_t r1,
+                                 int ahead)
+{
+    if (ahead <= 0 || r + ahead >= r1)
+        return;
+    const int64_t rows = r + ahead + nr <= r1 ? nr : r1 - r - ahead;
+    const char *p = (const char *)lin->data + (size_t)(r + ahead) * lin->row_bytes;
+    for (size_t o = 0; o < (size_t)rows * lin->row_bytes; o += 64)
+        __builtin_prefetch(p + o, 0, 2);
+}
+
 /* I2_S prefill: sum (c - 1) q = sum c q - sum q, in tiles of up to 4 tokens; a group of
  * rows meets one tile after the other, so that the tile's activations and the rows'
  * codes stay in the first-level cache. Where the family has a two-row tile, rows go two
@@ -281,6 +295,8 @@ static void bn_linear_i2s_prefill(const bn_linear *lin, float *out, int64_t r0, 
                 const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
                 int32_t s8[8];
                 const int nr = k->dot_i2s_q8_tile2 && r + 1 < g1 ? 2 : 1;
+                if (t0 == 0)
+                    bn_tile_ahead(lin, r, nr, r1, k->tile_ahead_rows);
                 if (nr == 2)
                     k->dot_i2s_q8_tile2(row, lin->row_bytes, qt, n, nt, s8);
                 else if (nt == 1)
@@ -324,7 +340,8 @@ static void bn_linear_tq2_decode(const bn_linear *lin, float *out, int64_t r0, i
 typedef void (*bn_tq_tile_fn)(const uint8_t *row, const int8_t *q, const int32_t *qbsum,
                               int64_t n, int nt, double *out);
 typedef void (*bn_tq_tile2_fn)(const uint8_t *row, size_t row_bytes, const int8_t *q,
-                               const int32_t *qbsum, int64_t n, int nt, double *out);
+                               const int32_t *qbsum, int64_t n, int nt, bool one_scale,
+                               double *out);
 
 /* TQ2_0 / TQ1_0 prefill: tiles of up to 4 tokens (the codes extracted once per tile),
  * each combined in double by the kernel; a group of rows meets one tile after the
@@ -346,8 +363,10 @@ static void bn_linear_tq_tiles(const bn_linear *lin, float *out, int64_t r0, int
             for (int64_t r = g0; r < g1;) {
                 const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
                 const int nr = tile2 && r + 1 < g1 ? 2 : 1;
+                if (t0 == 0)
+                    bn_tile_ahead(lin, r, nr, r1, bn_kernels()->tile_ahead_rows);
                 if (nr == 2)
-                    tile2(row, lin->row_bytes, q, qbsum, n, nt, acc);
+                    tile2(row, lin->row_bytes, q, qbsum, n, nt, lin->one_scale, acc);
                 else
                     tile(row, q, qbsum, n, nt, acc);
                 for (int i = 0; i < nr; i++, r++)

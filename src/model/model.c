@@ -622,9 +622,9 @@ static bool bn_model_wants_read(const char *path, bn_load_mode mode)
 }
 
 /* Whether every row of a TQ2_0 projection has one finite scale in all its blocks, tested
- * once here where the kernels have a matrix kernel for TQ2_0, which would otherwise test
- * every row it is given at every call (eight sequences decoded 6% faster without that
- * on the Intel Xeon measured). The rows are split over the pool's threads; any that
+ * once here where the kernels have a matrix kernel or a two-row tile for TQ2_0, which
+ * would otherwise test every row they are given at every call (eight sequences decoded
+ * 6% faster without that on the Intel Xeon measured). The rows are split over the pool's threads; any that
  * finds a row with scales that differ clears the flag. A mapped file's pages of these
  * tensors are read in here rather than at the first token. */
 typedef struct bn_scale_job {
@@ -644,7 +644,7 @@ static void bn_scale_task(void *ctx, int ith, int nth)
 
 static void bn_model_test_scales(bn_model *m)
 {
-    if (!bn_kernels()->dot_tq2_q8_matrix)
+    if (!bn_kernels()->dot_tq2_q8_matrix && !bn_kernels()->dot_tq2_q8_tile2)
         return;
     for (int32_t i = 0; i < m->info.n_layer; i++) {
         bn_linear *ls[7];
