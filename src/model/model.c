@@ -624,8 +624,8 @@ static bool bn_model_wants_read(const char *path, bn_load_mode mode)
 /* Whether every row of a TQ2_0 projection has one finite scale in all its blocks, tested
  * once here where the kernels have a matrix kernel or a two-row tile for TQ2_0, which
  * would otherwise test every row they are given at every call (eight sequences decoded
- * 6% faster without that on the Intel Xeon measured). The rows are split over the pool's threads; any that
- * finds a row with scales that differ clears the flag. A mapped file's pages of these
+ * 6% faster without that on the Intel Xeon measured). The rows are split over the
+ * pool's threads; any that finds a row with scales that differ clears the flag. A mapped file's pages of these
  * tensors are read in here rather than at the first token. */
 typedef struct bn_scale_job {
     const bn_linear *l;
