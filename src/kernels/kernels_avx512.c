@@ -578,20 +578,12 @@ BN_AVX512 BN_INLINE void bn_tq2_tile_uniform_body(const uint8_t *row, const int8
 }
 
 /* The scale shared by every block of the row, finite, in *d; false when the blocks'
- * scales differ (or are infinite or NaN). */
+ * scales differ (or are infinite or NaN), or the row has no blocks. */
 BN_AVX512 BN_INLINE bool bn_tq2_uniform_scale(const uint8_t *row, int64_t nb, double *d)
 {
-    const size_t stride = sizeof(bn_block_tq2_0), doff = offsetof(bn_block_tq2_0, d);
-    uint16_t h0, h;
-    memcpy(&h0, row + doff, 2);
-    if ((h0 & 0x7c00) == 0x7c00)
+    if (!bn_tq2_rows_one_scale(row, 0, nb, 1))
         return false;
-    for (int64_t b = 1; b < nb; b++) {
-        memcpy(&h, row + (size_t)b * stride + doff, 2);
-        if (h != h0)
-            return false;
-    }
-    *d = bn_f16_at(row + doff);
+    *d = bn_f16_at(row + offsetof(bn_block_tq2_0, d));
     return true;
 }
 
