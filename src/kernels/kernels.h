@@ -157,7 +157,8 @@ typedef struct bn_kernel_table {
                             int32_t *out);
     /* dot_i2s_q8_tile for two rows, codes and codes + row_bytes, at once (the
      * activations read once for both): out[j] for the first, out[4 + j] for the
-     * second. Optional: NULL where a family has none (one row at a time then). */
+     * second; out has 8 entries, and those past nt may be written too. Optional: NULL
+     * where a family has none (one row at a time then). */
     void (*dot_i2s_q8_tile2)(const uint8_t *codes, size_t row_bytes, const int8_t *q,
                              int64_t n, int nt, int32_t *out);
     /* dot_i2s_q8 of nrows consecutive rows (row_bytes apart) against one token: the
@@ -194,7 +195,8 @@ typedef struct bn_kernel_table {
                             int64_t n, int nt, double *out);
     /* dot_tq2_q8_tile for two rows, row and row + row_bytes, at once (the activations
      * read once for both): out[j] for the first, out[4 + j] for the second, each the
-     * one-row tile's double bit for bit. one_scale: the caller knows that both rows
+     * one-row tile's double bit for bit; out has 8 entries, and those past nt may be
+     * written too. one_scale: the caller knows that both rows
      * have one finite scale in all their blocks (bn_tq2_rows_one_scale), which the
      * kernel then need not test. Optional: NULL where a family has none, and the rows
      * then take dot_tq2_q8_tile one at a time. */

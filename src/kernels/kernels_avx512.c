@@ -334,15 +334,12 @@ BN_AVX512 BN_INLINE void bn_i2s_tile2_body(const uint8_t *codes0, const uint8_t 
             acc[1][t] = bn_dpbusd(bn_dpbusd(acc[1][t], c10, a0), c11, a1);
         }
     }
-    __m128i s0 = bn_hsum4_i32_avx512(acc[0][0], acc[0][1], acc[0][2], acc[0][3]);
-    __m128i s1 = bn_hsum4_i32_avx512(acc[1][0], acc[1][1], acc[1][2], acc[1][3]);
-    int32_t s[2][4];
-    _mm_storeu_si128((__m128i *)s[0], s0);
-    _mm_storeu_si128((__m128i *)s[1], s1);
-    for (int t = 0; t < NT; t++) {
-        out[t] = s[0][t];
-        out[4 + t] = s[1][t];
-    }
+    /* stored whole (the lanes past NT are 0), so that the caller's vector loads of out
+     * are forwarded from these stores */
+    _mm_storeu_si128((__m128i *)out,
+                     bn_hsum4_i32_avx512(acc[0][0], acc[0][1], acc[0][2], acc[0][3]));
+    _mm_storeu_si128((__m128i *)(out + 4),
+                     bn_hsum4_i32_avx512(acc[1][0], acc[1][1], acc[1][2], acc[1][3]));
 }
 
 BN_AVX512 static void bn_dot_i2s_q8_tile2_avx512(const uint8_t *codes, size_t row_bytes,
@@ -732,19 +729,22 @@ BN_AVX512 BN_INLINE void bn_tq2_tile2_uniform_body(const uint8_t *row0, const ui
             acc[1][t] = bn_dpbusd(bn_dpbusd(acc[1][t], c10, a0), c11, a1);
         }
     }
-    __m128i s0 = bn_hsum4_i32_avx512(acc[0][0], acc[0][1], acc[0][2], acc[0][3]);
-    __m128i s1 = bn_hsum4_i32_avx512(acc[1][0], acc[1][1], acc[1][2], acc[1][3]);
-    int32_t s[2][4];
-    _mm_storeu_si128((__m128i *)s[0], s0);
-    _mm_storeu_si128((__m128i *)s[1], s1);
-    for (int t = 0; t < NT; t++) {
-        int32_t qs = 0;
+    const __m128i s0 = bn_hsum4_i32_avx512(acc[0][0], acc[0][1], acc[0][2], acc[0][3]);
+    const __m128i s1 = bn_hsum4_i32_avx512(acc[1][0], acc[1][1], acc[1][2], acc[1][3]);
+    int32_t qs[4] = {0, 0, 0, 0};
+    for (int t = 0; t < NT; t++)
         for (int64_t b = 0; b < nb; b++)
-            qs += qbsum[t * nb + b];
-        /* 0.0 + : an all-zero sum gives +0.0, as the block-order sum does */
-        out[t] = 0.0 + (double)(s[0][t] - qs) * d0;
-        out[4 + t] = 0.0 + (double)(s[1][t] - qs) * d1;
-    }
+            qs[t] += qbsum[t * nb + b];
+    /* out[t] = 0.0 + (double)(s - qs) * d for the four lanes at once (0.0 + : an
+     * all-zero sum gives +0.0, as the block-order sum does); the lanes past NT are
+     * +0.0. Stored whole, so that the caller's vector loads of out are forwarded from
+     * these stores rather than waiting for four scalar ones to retire. */
+    const __m128i qv = _mm_loadu_si128((const __m128i *)qs);
+    const __m256d z = _mm256_setzero_pd();
+    _mm256_storeu_pd(out, _mm256_add_pd(z, _mm256_mul_pd(
+        _mm256_cvtepi32_pd(_mm_sub_epi32(s0, qv)), _mm256_set1_pd(d0))));
+    _mm256_storeu_pd(out + 4, _mm256_add_pd(z, _mm256_mul_pd(
+        _mm256_cvtepi32_pd(_mm_sub_epi32(s1, qv)), _mm256_set1_pd(d1))));
 }
 
 /* Two TQ2_0 rows (row and row + row_bytes) against nt <= 4 token rows: out[j] for the
