@@ -353,6 +353,7 @@ static void bn_linear_tq_tiles(const bn_linear *lin, float *out, int64_t r0, int
 {
     enum { group = 16 };
     const int64_t n = lin->n_in, nb = n / BN_QK_K;
+    const int ahead = bn_kernels()->tile_ahead_rows;
     for (int64_t g0 = r0; g0 < r1; g0 += group) {
         int64_t g1 = g0 + group < r1 ? g0 + group : r1;
         for (int32_t t0 = 0; t0 < act->T; t0 += 4) {
@@ -364,7 +365,7 @@ static void bn_linear_tq_tiles(const bn_linear *lin, float *out, int64_t r0, int
                 const uint8_t *row = lin->data + (size_t)r * lin->row_bytes;
                 const int nr = tile2 && r + 1 < g1 ? 2 : 1;
                 if (t0 == 0)
-                    bn_tile_ahead(lin, r, nr, r1, bn_kernels()->tile_ahead_rows);
+                    bn_tile_ahead(lin, r, nr, r1, ahead);
                 if (nr == 2)
                     tile2(row, lin->row_bytes, q, qbsum, n, nt, lin->one_scale, acc);
                 else
