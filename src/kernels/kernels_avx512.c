@@ -954,10 +954,8 @@ BN_AVX512 BN_INLINE float bn_f16_finish_avx512(const uint16_t *x, const float *y
  * 2,560 floats came from the second-level cache at every row). Each pair of rows is met
  * by up to eight queries at once, the lanes of the first zmm accumulator (elements
  * 32k .. 32k + 15) in one pass over the chunk and those of the second (32k + 16 ..
- * 32k + 31) in a second pass: a zmm lane holds one of the AVX2 one-row kernel's four
- * 8-lane accumulators (lanes 0-7 accumulator 0, 8-15 accumulator 1, the second zmm 2
- * and 3) and sees the same fused multiply-adds in the same order, so every float is
- * that kernel's. Each query's vector is held in a register for both rows (GCC would
+ * 32k + 31) in a second pass, each lane holding the AVX2 one-row kernel's accumulator
+ * as said above, so every float is that kernel's. Each query's vector is held in a register for both rows (GCC would
  * load it again for the second; these cores load fewer zmm vectors a cycle than they
  * multiply), and the next block's lines are asked for one in each step of 32 columns
  * rather than in a burst at the start of a chunk, which stalled the loads behind it.
