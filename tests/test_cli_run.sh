@@ -298,15 +298,28 @@ grep_in "$out" '"use_mmap": false' "bench --no-mmap: use_mmap false"
 expect 0 "bench --mmap --json" -- bench -m "$m" -p 0 -n 2 -r 1 -t 1 --mmap --json
 grep_in "$out" '"use_mmap": true' "bench --mmap: use_mmap true"
 
-# --- tq1_0 projections held as tq2_0 (the default) or kept: the same text
+# --- tq1_0 projections held as tq2_0 and then in i2_s's layout (the default), as tq2_0
+# (--keep-tq2) or kept: the same text
 "$BITNET" synth "$tmp/tq1.gguf" --layers 2 --seed 5 --type tq1_0 >/dev/null 2>&1
 expect 0 "generate a tq1_0 model" -- -v generate -m "$tmp/tq1.gguf" -p "hello" -n 12 --temp 0
 cp "$out" "$tmp/tq1a"
-grep_in "$err" "tq1_0 projections (held as tq2_0)" "tq1_0: held as tq2_0, reported"
+grep_in "$err" "tq1_0 projections (held as i2_s)" "tq1_0: held as i2_s, reported"
 grep_in "$err" "converted at load" "tq1_0: the converted memory reported"
+expect 0 "generate a tq1_0 model --keep-tq2" -- -v generate -m "$tmp/tq1.gguf" -p "hello" -n 12 --temp 0 --keep-tq2
+same_files "$tmp/tq1a" "$out" "--keep-tq2 gives the same text"
+grep_in "$err" "tq1_0 projections (held as tq2_0)" "tq1_0 --keep-tq2: held as tq2_0, reported"
 expect 0 "generate a tq1_0 model --keep-tq1" -- -v generate -m "$tmp/tq1.gguf" -p "hello" -n 12 --temp 0 --keep-tq1
 same_files "$tmp/tq1a" "$out" "--keep-tq1 gives the same text"
-if grep -q "held as" "$err"; then fail "--keep-tq1: still held as tq2_0"; else ok; fi
+if grep -q "held as" "$err"; then fail "--keep-tq1: still held as i2_s"; else ok; fi
+
+# --- tq2_0 projections with one scale a row held in i2_s's layout, or kept
+"$BITNET" synth "$tmp/tq2.gguf" --layers 2 --seed 6 --type tq2_0 >/dev/null 2>&1
+expect 0 "generate a tq2_0 model" -- -v generate -m "$tmp/tq2.gguf" -p "hello" -n 12 --temp 0
+cp "$out" "$tmp/tq2a"
+grep_in "$err" "tq2_0 projections (held as i2_s)" "tq2_0: held as i2_s, reported"
+expect 0 "generate a tq2_0 model --keep-tq2" -- -v generate -m "$tmp/tq2.gguf" -p "hello" -n 12 --temp 0 --keep-tq2
+same_files "$tmp/tq2a" "$out" "--keep-tq2 gives the same text"
+if grep -q "held as" "$err"; then fail "--keep-tq2: still held as i2_s"; else ok; fi
 
 echo "test_cli_run: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

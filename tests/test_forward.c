@@ -34,12 +34,14 @@ typedef struct tm_opts {
     const char *ffn_act;      /* "<arch>.ffn_activation" value, or NULL */
     const char *rope_scaling; /* "<arch>.rope.scaling.type" value, or NULL */
     uint32_t seed;
+    const char *mixed;        /* tensors whose name has this in it get a scale per block of
+                               * 256 (1, 1.25, 1.5 times theirs in turn), or NULL */
 } tm_opts;
 
 static tm_opts tm_default(int proj_type)
 {
     tm_opts o = {"bitnet-b1.58", proj_type, BN_QT_F16, 256, 512, 4, 2, 2, 300,
-                 NULL, NULL, NULL, NULL, NULL, 11};
+                 NULL, NULL, NULL, NULL, NULL, 11, NULL};
     return o;
 }
 
@@ -75,9 +77,11 @@ static bool add_tensor(bn_gguf_writer *w, const tm_opts *o, const char *name, in
         rows++;
     float *x = malloc((size_t)(n_in * rows) * sizeof *x);
     float scale = bn_f16_to_f32(bn_f32_to_f16(0.5f + rng_unit()));
+    const bool mixed = o->mixed && strstr(name, o->mixed);
     for (int64_t i = 0; i < n_in * rows; i++) {
         if (kind == 0)
-            x[i] = (float)((int)(rng() % 3) - 1) * scale;
+            x[i] = (float)((int)(rng() % 3) - 1) * scale *
+                   (mixed ? 1.0f + 0.25f * (float)(i / 256 % 3) : 1.0f);
         else if (kind == 1)
             x[i] = 0.9f + 0.2f * rng_unit();
         else
@@ -179,6 +183,7 @@ static char *model_path(const char *name)
 static int g_output_type = -1;
 static bn_load_mode g_load = BN_LOAD_AUTO;
 static bool g_keep_tq1 = false;
+static bool g_keep_tq2 = false;
 
 /* Logits of every position of `tokens`: in batches of `batch` (0: all at once) or one
  * token at a time (`batch` 1), with `threads` threads. A new array of n * V floats. */
@@ -191,6 +196,7 @@ static float *run_logits(const char *path, const bn_token *tokens, int n, int ba
     mp.output_type = g_output_type;
     mp.load = g_load;
     mp.keep_tq1_0 = g_keep_tq1;
+    mp.keep_tq2_0 = g_keep_tq2;
     bn_model *m = NULL;
     bn_context *c = NULL;
     CHECK_OK(bn_model_load(path, &mp, &m));
@@ -305,8 +311,9 @@ static void test_tq_same(void)
               "tq1_0 held as tq2_0 vs tq2_0: %d (prefill) and %d (decode) logits differ",
               count_diff(a, b, 10 * 300), count_diff(ad, b, 10 * 300));
     }
-    /* what the model says it holds */
+    /* what the model says it holds (TQ2_0 kept as TQ2_0: test_tq2_held has the rest) */
     bn_model_params mp = bn_model_default_params();
+    mp.keep_tq2_0 = true;
     bn_model *m = NULL;
     CHECK_OK(bn_model_load(p1, &mp, &m));
     if (m) {
@@ -341,6 +348,103 @@ static void test_tq_same(void)
 /* The output layer kept in Q8_0 (converted at load from F16): the logits stay close to
  * the F16 layer's (which test_model_ref checks against the reference), differ from
  * them (the conversion happened), and do not depend on batching or threads. */
+/* The bytes a model of o's shapes holds for its projections in I2_S's layout: per
+ * projection n_out * n_in / 4 bytes of codes, rounded up to 64, and a float a row;
+ * those whose name has `skip` in it (NULL: none) not counted. */
+static uint64_t held_bytes(const tm_opts *o, const char *skip)
+{
+    const int64_t kv = (int64_t)o->E / o->H * o->HKV;
+    struct { const char *name; int64_t n_in, n_out; } p[7] = {
+        {"attn_q", o->E, o->E}, {"attn_k", o->E, kv}, {"attn_v", o->E, kv},
+        {"attn_output", o->E, o->E}, {"ffn_gate", o->E, o->F}, {"ffn_up", o->E, o->F},
+        {"ffn_down", o->F, o->E}};
+    uint64_t total = 0;
+    for (int i = 0; i < 7; i++)
+        if (!skip || !strstr(p[i].name, skip))
+            total += ((uint64_t)(p[i].n_out * p[i].n_in / 4) + 63) / 64 * 64 +
+                     (uint64_t)p[i].n_out * 4;
+    return total * (uint64_t)o->L;
+}
+
+static void expect_held(const char *path, bool keep_tq1, bool keep_tq2, int held_type,
+                        uint64_t bytes, const char *what)
+{
+    bn_model_params mp = bn_model_default_params();
+    mp.keep_tq1_0 = keep_tq1;
+    mp.keep_tq2_0 = keep_tq2;
+    bn_model *m = NULL;
+    CHECK_OK(bn_model_load(path, &mp, &m));
+    if (!m)
+        return;
+    bn_model_info in;
+    bn_model_get_info(m, &in);
+    CHECK(in.proj_held_type == held_type && in.converted_bytes == bytes,
+          "%s: held as %d (%d expected), %llu bytes converted (%llu expected)", what,
+          in.proj_held_type, held_type, (unsigned long long)in.converted_bytes,
+          (unsigned long long)bytes);
+    bn_model_free(m);
+}
+
+/* TQ2_0 projections with one scale a row held in I2_S's layout (the default) give the
+ * logits of the TQ2_0 kernels bit for bit: prefill, decode, other thread counts and
+ * batch cuts, and without activation quantization (the rows as floats); rows whose
+ * scales differ from the next row's too; projections whose blocks' scales differ
+ * within a row stay TQ2_0, beside held ones in the same model; TQ1_0 projections go
+ * on to I2_S's layout too. */
+static void test_tq2_held(void)
+{
+    const int n = 12;
+    bn_token tokens[12] = {1, 2, 3, 4, 5, 250, 7, 8, 9, 10, 299, 0};
+    const size_t total = (size_t)n * 300;
+    /* ffn_down's rows are two blocks of 256, which differ; the attention projections'
+     * are one block each, so that each row has one scale, though not the next row's */
+    const char *mixes[] = {NULL, "ffn_down", "attn"};
+    for (int mi = 0; mi < 3; mi++) {
+        tm_opts o = tm_default(BN_QT_TQ2_0);
+        o.seed = 31 + (uint32_t)mi;
+        o.mixed = mixes[mi];
+        const char *path = model_path("held.gguf");
+        CHECK(write_model(path, &o), "writing %s", path);
+        struct { int batch, threads; bn_act_quant aq; } runs[] = {
+            {0, 2, BN_ACT_QUANT_AUTO}, {1, 1, BN_ACT_QUANT_AUTO}, {5, 3, BN_ACT_QUANT_AUTO},
+            {0, 2, BN_ACT_QUANT_OFF}, {1, 2, BN_ACT_QUANT_OFF}};
+        for (size_t ri = 0; ri < sizeof runs / sizeof runs[0]; ri++) {
+            g_keep_tq2 = true;
+            float *kept = run_logits(path, tokens, n, runs[ri].batch, runs[ri].threads,
+                                     BN_F16, runs[ri].aq);
+            g_keep_tq2 = false;
+            float *hl = run_logits(path, tokens, n, runs[ri].batch, runs[ri].threads,
+                                   BN_F16, runs[ri].aq);
+            if (kept && hl)
+                CHECK(count_diff(kept, hl, total) == 0,
+                      "tq2_0 (blocks' scales differ in %s) held vs kept, batch %d, %d "
+                      "threads, act quant %d: %d logits differ", mixes[mi] ? mixes[mi] : "none",
+                      runs[ri].batch, runs[ri].threads, (int)runs[ri].aq,
+                      count_diff(kept, hl, total));
+            free(kept);
+            free(hl);
+        }
+        expect_held(path, false, false, BN_QT_I2_S, held_bytes(&o, mi == 1 ? "ffn_down" : NULL),
+                    "tq2_0 by default");
+        expect_held(path, false, true, BN_QT_TQ2_0, 0, "tq2_0 kept");
+    }
+    /* TQ1_0: held as TQ2_0, then in I2_S's layout, that memory given back */
+    tm_opts o1 = tm_default(BN_QT_TQ1_0);
+    const char *p1 = model_path("held1.gguf");
+    CHECK(write_model(p1, &o1), "writing %s", p1);
+    expect_held(p1, false, false, BN_QT_I2_S, held_bytes(&o1, NULL), "tq1_0 by default");
+    expect_held(p1, true, false, BN_QT_TQ1_0, 0, "tq1_0 kept, tq2_0 not");
+    g_keep_tq1 = true;
+    float *k1 = run_logits(p1, tokens, n, 0, 2, BN_F16, BN_ACT_QUANT_AUTO);
+    g_keep_tq1 = false;
+    float *h1 = run_logits(p1, tokens, n, 1, 2, BN_F16, BN_ACT_QUANT_AUTO);
+    if (k1 && h1)
+        CHECK(count_diff(k1, h1, total) == 0, "tq1_0 kept vs held in i2_s's layout: %d "
+              "logits differ", count_diff(k1, h1, total));
+    free(k1);
+    free(h1);
+}
+
 static void test_output_q8_0(void)
 {
     const int n = 12;
@@ -872,6 +976,7 @@ int main(void)
     bn_log_set_level(BN_LOG_ERROR);
     test_consistency();
     test_tq_same();
+    test_tq2_held();
     test_output_q8_0();
     test_context();
     test_bad_models();

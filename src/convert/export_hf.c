@@ -371,6 +371,7 @@ bn_status bn_export_hf(const char *gguf_path, const char *out_dir,
     bn_model_params mp = bn_model_default_params();
     mp.load = BN_LOAD_MMAP;
     mp.keep_tq1_0 = true;
+    mp.keep_tq2_0 = true;
     bn_model *m = NULL;
     bn_status st = bn_model_load(gguf_path, &mp, &m);
     if (st != BN_OK)

@@ -95,7 +95,18 @@ static void bn_linear_ternary_rows(const bn_linear *lin, float *out, int64_t r0,
 static void bn_linear_i2s_rows(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
                                const bn_act *act, bool use_q, bn_linear_scratch *sc)
 {
-    bn_linear_ternary_rows(lin, out, r0, r1, act, use_q, sc, bn_decode_row_i2_s, false);
+    if (!lin->row_scale) {
+        bn_linear_ternary_rows(lin, out, r0, r1, act, use_q, sc, bn_decode_row_i2_s, false);
+        return;
+    }
+    /* TQ2_0 held in I2_S's layout: each row's one scale, as TQ2_0's blocks have it */
+    const int64_t n = lin->n_in;
+    for (int64_t r = r0; r < r1; r++) {
+        bn_decode_row_i2_s(lin->data + (size_t)r * lin->row_bytes, sc->w, NULL, n);
+        for (int64_t i = 0; i < n; i++)
+            sc->wf[i] = (float)sc->w[i] * lin->row_scale[r];
+        bn_linear_dot_tokens(lin, out, r, sc->wf, act, use_q);
+    }
 }
 
 static void bn_linear_tq1_rows(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
@@ -220,6 +231,15 @@ static void bn_linear_q6_k_prefill(const bn_linear *lin, float *out, int64_t r0,
 
 /* ------------------------------------------------------------- ternary fast paths */
 
+/* The value of a TQ2_0 row with one scale d for all its blocks (TQ2_0 held in I2_S's
+ * layout): its block-order sum of d * (block sum) in double is d * k exactly (every
+ * partial sum is d times an integer below 2^53 / 2^11), plus 0.0 so that k = 0 gives
+ * +0.0 as the block-order sum does; then scaled as bn_linear_tq2_decode scales it. */
+static inline float bn_tq2_value(int32_t k, float d, float s, float out_scale)
+{
+    return (float)(0.0 + (double)k * (double)d) / s * out_scale;
+}
+
 /* I2_S decode: the rows streamed in order by one kernel call per BN_LINEAR_ROWS, sums
  * scaled after. */
 static void bn_linear_i2s_decode(const bn_linear *lin, float *out, int64_t r0, int64_t r1,
@@ -232,9 +252,14 @@ static void bn_linear_i2s_decode(const bn_linear *lin, float *out, int64_t r0, i
         int32_t *sums = sc->bs;
         k->dot_i2s_q8_rows(lin->data + (size_t)g0 * lin->row_bytes, lin->row_bytes,
                            g1 - g0, act->q, lin->n_in, sums);
-        for (int64_t r = g0; r < g1; r++)
-            out[r] = (float)(sums[r - g0] - act->qsum[0]) / act->s[0] * lin->scale *
-                     lin->out_scale;
+        if (lin->row_scale)
+            for (int64_t r = g0; r < g1; r++)
+                out[r] = bn_tq2_value(sums[r - g0] - act->qsum[0], lin->row_scale[r],
+                                      act->s[0], lin->out_scale);
+        else
+            for (int64_t r = g0; r < g1; r++)
+                out[r] = (float)(sums[r - g0] - act->qsum[0]) / act->s[0] * lin->scale *
+                         lin->out_scale;
     }
 }
 
@@ -251,8 +276,18 @@ static void bn_linear_i2s_matrix(const bn_linear *lin, float *out, int64_t r0, i
         bn_kernels()->dot_i2s_q8_matrix(lin->data + (size_t)g0 * lin->row_bytes,
                                         lin->row_bytes, nr, act->qp, n, act->T, sums, ldo,
                                         sc->mw);
-        bn_kernels()->matrix_out_i32(sums, ldo, nr, act->T, act->qsum, act->s, lin->scale,
-                                     lin->out_scale, out + g0, (size_t)lin->n_out);
+        if (!lin->row_scale) {
+            bn_kernels()->matrix_out_i32(sums, ldo, nr, act->T, act->qsum, act->s,
+                                         lin->scale, lin->out_scale, out + g0,
+                                         (size_t)lin->n_out);
+            continue;
+        }
+        /* TQ2_0 held in I2_S's layout: bn_tq2_value, token-major as matrix_out writes */
+        for (int t = 0; t < act->T; t++)
+            for (int r = 0; r < nr; r++)
+                out[(size_t)t * (size_t)lin->n_out + (size_t)(g0 + r)] =
+                    bn_tq2_value(sums[(size_t)r * (size_t)ldo + (size_t)t] - act->qsum[t],
+                                 lin->row_scale[g0 + r], act->s[t], lin->out_scale);
     }
 }
 
@@ -312,8 +347,14 @@ static void bn_linear_i2s_prefill(const bn_linear *lin, float *out, int64_t r0, 
                 const int32_t t = t0 + j, qs = act->qsum[t];
                 const float st = act->s[t];
                 float *o = out + (size_t)t * lin->n_out;
-                for (int64_t r = g0; r < g1; r++)
-                    o[r] = (float)(sums[j][r - g0] - qs) / st * lin->scale * lin->out_scale;
+                if (lin->row_scale)
+                    for (int64_t r = g0; r < g1; r++)
+                        o[r] = bn_tq2_value(sums[j][r - g0] - qs, lin->row_scale[r], st,
+                                            lin->out_scale);
+                else
+                    for (int64_t r = g0; r < g1; r++)
+                        o[r] = (float)(sums[j][r - g0] - qs) / st * lin->scale *
+                               lin->out_scale;
             }
         }
     }

@@ -45,7 +45,7 @@ bn_model_params bn_model_default_params(void)
 {
     bn_model_params p = {
         .ffn_act = BN_FFN_ACT_AUTO, .act_quant = BN_ACT_QUANT_AUTO, .output_type = -1,
-        .load = BN_LOAD_AUTO, .keep_tq1_0 = false, .progress = NULL, .progress_user = NULL,
+        .load = BN_LOAD_AUTO, .keep_tq1_0 = false, .keep_tq2_0 = false, .progress = NULL, .progress_user = NULL,
     };
     return p;
 }
@@ -607,26 +607,98 @@ static bn_status bn_model_repack_tq1(bn_model *m)
     m->proj_mem = mem;
     m->info.proj_held_type = BN_QT_TQ2_0;
     m->info.converted_bytes += total;
+    m->tq1_bytes = total;
     return BN_OK;
 }
 
-/* BN_LOAD_AUTO's rule (bitnet.h). */
-static bool bn_model_wants_read(const char *path, bn_load_mode mode)
+/* Gives back the pages of the file that no weight in use points into any more (the
+ * projections held in another form, the norms and scales copied at load), a run of
+ * such tensors at a time: one tensor at a time, the small projections (a 2B-4T layer's
+ * q, k, v and o are 0.4 to 1.7 MB in TQ2_0) would give back no whole 2 MiB page of a
+ * read-in image. The bytes stay readable (bn_gguf_release_pages). */
+static int bn_tensor_by_offset(const void *a, const void *b)
 {
-    if (mode != BN_LOAD_AUTO)
-        return mode == BN_LOAD_READ;
-    struct stat sb;
-    if (bn_thp_size() == 0 || stat(path, &sb) != 0 || sb.st_size < ((off_t)64 << 20))
-        return false;
-    return (uint64_t)sb.st_size <= bn_mem_available() / 2;
+    const bn_gguf_tensor *x = *(const bn_gguf_tensor *const *)a;
+    const bn_gguf_tensor *y = *(const bn_gguf_tensor *const *)b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-/* Whether every row of a TQ2_0 projection has one finite scale in all its blocks, tested
- * once here where the kernels have a matrix kernel or a two-row tile for TQ2_0, which
- * would otherwise test every row they are given at every call (eight sequences decoded
- * 6% faster without that on the Intel Xeon measured). The rows are split over the
- * pool's threads; any that finds a row with scales that differ clears the flag. A mapped file's pages of these
- * tensors are read in here rather than at the first token. */
+static bool bn_tensor_in_use(const bn_model *m, const bn_gguf_tensor *t)
+{
+    if (t->data == m->embd->data || t->data == m->output.data)
+        return true;
+    for (int32_t i = 0; i < m->info.n_layer; i++) {
+        bn_linear *ls[7];
+        bn_layer_linears(&m->layers[i], ls);
+        for (int k = 0; k < 7; k++)
+            if (t->data == ls[k]->data)
+                return true;
+    }
+    return false;
+}
+
+static void bn_model_release_unused(bn_model *m)
+{
+    const int64_t n = bn_gguf_n_tensors(m->gguf);
+    const bn_gguf_tensor **ts = n > 0 ? bn_malloc((size_t)n * sizeof *ts, "model") : NULL;
+    if (!ts) {
+        bn_error_clear();   /* nothing is given back: the load goes on */
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        ts[i] = bn_gguf_get_tensor(m->gguf, i);
+    qsort(ts, (size_t)n, sizeof *ts, bn_tensor_by_offset);
+    const uint8_t *run = NULL;   /* the start of the run of unused tensors, or NULL */
+    for (int64_t i = 0; i <= n; i++) {
+        const bool used = i == n || bn_tensor_in_use(m, ts[i]);
+        if (!used && !run)
+            run = ts[i]->data;
+        if (used && run) {
+            const uint8_t *end = i < n ? (const uint8_t *)ts[i]->data
+                                       : (const uint8_t *)ts[n - 1]->data + ts[n - 1]->nbytes;
+            bn_gguf_release_pages(m->gguf, run, (size_t)(end - run));
+            run = NULL;
+        }
+    }
+    bn_free(ts);
+}
+
+/* TQ2_0 projections whose every row has one finite scale in all its blocks (converted
+ * BitNet models' have: one scale per tensor) held in I2_S's code layout, each row's
+ * scale beside (bn_model_params.keep_tq2_0). Both formats store a weight w as the
+ * 2-bit code w + 1, and code 3 weighs +2 in both; a TQ2_0 block's 64 bytes are two
+ * I2_S blocks of 32, byte j of each holding weights j, 32 + j, 64 + j, 96 + j in bits
+ * 1-0, 3-2, 5-4, 7-6 where I2_S has them in bits 7-6, 5-4, 3-2, 1-0. So a byte of codes
+ * is its four bit pairs in reverse order, and the scale moves out of the rows: the rows
+ * stream at I2_S's rate (no 2-byte scale between blocks of 64) on I2_S's kernels. The
+ * sums are the same integers, and linear.c scales them as TQ2_0's (row_scale). */
+typedef struct bn_hold_job {
+    const bn_linear *src;
+    uint8_t *dst;      /* [n_out][n_in / 4] */
+    float *scale;      /* [n_out] */
+    uint8_t lut[256];  /* a byte of TQ2_0 codes -> the byte of I2_S codes */
+} bn_hold_job;
+
+static void bn_hold_task(void *ctx, int ith, int nth)
+{
+    bn_hold_job *j = ctx;
+    const bn_linear *l = j->src;
+    const int64_t nb = l->n_in / BN_QK_K;
+    for (int64_t r = l->n_out * ith / nth; r < l->n_out * (ith + 1) / nth; r++) {
+        const bn_block_tq2_0 *in = (const bn_block_tq2_0 *)(const void *)(l->data +
+                                                                          (size_t)r * l->row_bytes);
+        uint8_t *out = j->dst + (size_t)r * (size_t)(l->n_in / 4);
+        for (int64_t b = 0; b < nb; b++)
+            for (int i = 0; i < BN_QK_K / 4; i++)
+                out[b * (BN_QK_K / 4) + i] = j->lut[in[b].qs[i]];
+        uint16_t h;
+        memcpy(&h, &in[0].d, sizeof h);
+        j->scale[r] = bn_f16_to_f32(h);
+    }
+}
+
+/* Whether every row of TQ2_0 projection l has one finite scale in all its blocks,
+ * tested on the pool's threads (a mapped file's pages of it are read in here). */
 typedef struct bn_scale_job {
     const bn_linear *l;
     atomic_int differ;
@@ -642,6 +714,99 @@ static void bn_scale_task(void *ctx, int ith, int nth)
         atomic_store(&j->differ, 1);
 }
 
+static bool bn_tq2_one_scale(const bn_linear *l)
+{
+    bn_scale_job job = {.l = l};
+    atomic_init(&job.differ, 0);
+    bn_run_on_default_pool(bn_scale_task, &job);
+    return !atomic_load(&job.differ);
+}
+
+/* The bytes projection l takes held in I2_S's layout: the codes, then the row scales
+ * from the next 64-byte boundary. */
+static size_t bn_held_codes_bytes(const bn_linear *l)
+{
+    return ((size_t)l->n_out * (size_t)(l->n_in / 4) + 63) & ~(size_t)63;
+}
+
+static bn_status bn_model_hold_tq2(bn_model *m)
+{
+    const bn_model_info *in = &m->info;
+    size_t total = 0;
+    for (int32_t i = 0; i < in->n_layer; i++) {
+        bn_linear *ls[7];
+        bn_layer_linears(&m->layers[i], ls);
+        for (int k = 0; k < 7; k++) {
+            bn_linear *l = ls[k];
+            l->one_scale = l->type == BN_QT_TQ2_0 && bn_tq2_one_scale(l);
+            if (l->one_scale)
+                total += bn_held_codes_bytes(l) + (size_t)l->n_out * sizeof(float);
+        }
+    }
+    if (total == 0)
+        return BN_OK;
+    uint8_t *mem = bn_malloc(total, "projections");
+    if (!mem)
+        return bn_error_wrap(BN_OK, "holding the tq2_0 projections in i2_s's layout");
+    bn_advise_huge(mem, total);
+    bn_hold_job job;
+    for (int v = 0; v < 256; v++)
+        job.lut[v] = (uint8_t)((v & 3) << 6 | (v >> 2 & 3) << 4 | (v >> 4 & 3) << 2 | v >> 6);
+    size_t at = 0;
+    for (int32_t i = 0; i < in->n_layer; i++) {
+        bn_linear *ls[7];
+        bn_layer_linears(&m->layers[i], ls);
+        for (int k = 0; k < 7; k++) {
+            bn_linear *l = ls[k];
+            if (l->type != BN_QT_TQ2_0 || !l->one_scale)
+                continue;
+            job.src = l;
+            job.dst = mem + at;
+            job.scale = (float *)(void *)(mem + at + bn_held_codes_bytes(l));
+            bn_run_on_default_pool(bn_hold_task, &job);
+            l->data = job.dst;
+            l->row_scale = job.scale;
+            l->type = BN_QT_I2_S;
+            l->row_bytes = (size_t)(l->n_in / 4);
+            l->one_scale = false;
+            at += bn_held_codes_bytes(l) + (size_t)l->n_out * sizeof(float);
+        }
+        bn_model_release_unused(m);   /* a layer at a time: the peak stays near the file */
+    }
+    /* TQ1_0 projections held as TQ2_0 before: every one of them is now held here */
+    bool all = true;
+    for (int32_t i = 0; i < in->n_layer; i++) {
+        bn_linear *ls[7];
+        bn_layer_linears(&m->layers[i], ls);
+        for (int k = 0; k < 7; k++)
+            all &= ls[k]->type != BN_QT_TQ2_0;
+    }
+    if (m->proj_mem && all) {
+        bn_free(m->proj_mem);
+        m->proj_mem = NULL;
+        m->info.converted_bytes -= m->tq1_bytes;
+    }
+    m->hold_mem = mem;
+    m->info.proj_held_type = m->layers[0].wq.type;
+    m->info.converted_bytes += total;
+    return BN_OK;
+}
+
+/* BN_LOAD_AUTO's rule (bitnet.h). */
+static bool bn_model_wants_read(const char *path, bn_load_mode mode)
+{
+    if (mode != BN_LOAD_AUTO)
+        return mode == BN_LOAD_READ;
+    struct stat sb;
+    if (bn_thp_size() == 0 || stat(path, &sb) != 0 || sb.st_size < ((off_t)64 << 20))
+        return false;
+    return (uint64_t)sb.st_size <= bn_mem_available() / 2;
+}
+
+/* Whether every row of a TQ2_0 projection still held as such has one finite scale in
+ * all its blocks, tested once here where the kernels have a matrix kernel or a two-row
+ * tile for TQ2_0, which would otherwise test every row they are given at every call
+ * (eight sequences decoded 6% faster without that on the Intel Xeon measured). */
 static void bn_model_test_scales(bn_model *m)
 {
     if (!bn_kernels()->dot_tq2_q8_matrix && !bn_kernels()->dot_tq2_q8_tile2)
@@ -652,10 +817,7 @@ static void bn_model_test_scales(bn_model *m)
         for (int k = 0; k < 7; k++) {
             if (ls[k]->type != BN_QT_TQ2_0)
                 continue;
-            bn_scale_job job = {.l = ls[k]};
-            atomic_init(&job.differ, 0);
-            bn_run_on_default_pool(bn_scale_task, &job);
-            ls[k]->one_scale = !atomic_load(&job.differ);
+            ls[k]->one_scale = bn_tq2_one_scale(ls[k]);
         }
     }
 }
@@ -705,7 +867,9 @@ bn_status bn_model_load(const char *path, const bn_model_params *params, bn_mode
         st = bn_model_convert_output(m, params->output_type);
     if (st == BN_OK && !params->keep_tq1_0)
         st = bn_model_repack_tq1(m);
-    if (st == BN_OK)
+    if (st == BN_OK && !params->keep_tq2_0)
+        st = bn_model_hold_tq2(m);   /* tests every TQ2_0 row's scales */
+    else if (st == BN_OK)
         bn_model_test_scales(m);
     if (st != BN_OK) {
         bn_model_free(m);
@@ -725,6 +889,7 @@ void bn_model_free(bn_model *m)
     bn_gguf_close(m->gguf);
     bn_free(m->output_mem);
     bn_free(m->proj_mem);
+    bn_free(m->hold_mem);
     bn_free(m->norms);
     bn_free(m->rope_freqs);
     bn_free(m->layers);

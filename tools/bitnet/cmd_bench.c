@@ -47,6 +47,7 @@ const char cmd_bench_help[] =
     "  --ffn-act relu2|silu as for generate\n"
     "  --lm-head q8_0       as for generate\n"
     "  --keep-tq1           as for generate\n"
+    "  --keep-tq2           as for generate\n"
     "  --mmap, --no-mmap    as for generate\n"
     "  -o, --output FORMAT  md (the table, default), json (an array of records with\n"
     "                       llama-bench's fields and ours) or csv (one header line, then\n"

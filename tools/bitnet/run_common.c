@@ -97,6 +97,10 @@ const char run_model_help[] =
     "  --keep-tq1           keep tq1_0 projections as stored; by default they are held\n"
     "                       as tq2_0, converted at load: the same codes and logits, 22%\n"
     "                       more memory for them, a decode about twice as fast\n"
+    "  --keep-tq2           keep tq2_0 projections as stored; by default those with one\n"
+    "                       scale a row (converted BitNet models') are held in i2_s's\n"
+    "                       code layout, repacked at load: the same codes and logits, 2%\n"
+    "                       less memory, rows read as fast as i2_s's\n"
     "  --mmap, --no-mmap    map the file (its pages shared with the page cache and other\n"
     "                       processes), or read it into memory, in 2 MiB pages where the\n"
     "                       kernel has transparent huge pages, which decodes faster\n"
@@ -199,6 +203,8 @@ int run_parse_opt(const char *cmd, int argc, char **argv, int *i, run_opts *o,
             BAD_VALUE("output layer type (q8_0, or keep for the file's)");
     } else if (!strcmp(a, "--keep-tq1")) {
         o->mp.keep_tq1_0 = true;
+    } else if (!strcmp(a, "--keep-tq2")) {
+        o->mp.keep_tq2_0 = true;
     } else if (!strcmp(a, "--mmap")) {
         o->mp.load = BN_LOAD_MMAP;
     } else if (!strcmp(a, "--no-mmap")) {
