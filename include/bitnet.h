@@ -1278,7 +1278,8 @@ typedef struct bn_model_params {
      * held in memory as TQ2_0 (2.06 bits, 2-bit codes), converted at load: the same
      * codes and block scales, so the same logits, about 22% more memory for them, and
      * a decode that reads 2-bit codes at memory speed instead of unpacking trits
-     * (docs/INFERENCE.md). true keeps them as TQ1_0. Default false. */
+     * (docs/INFERENCE.md); where each row has one scale they then go on to I2_S's
+     * layout (keep_tq2_0). true keeps them as TQ1_0. Default false. */
     bool         keep_tq1_0;
     /* TQ2_0 projections (and TQ1_0 ones held as TQ2_0) whose every row has one scale
      * in all its blocks, as converted BitNet models have, are held in memory in
