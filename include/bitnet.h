@@ -1278,15 +1278,16 @@ typedef struct bn_model_params {
      * held in memory as TQ2_0 (2.06 bits, 2-bit codes), converted at load: the same
      * codes and block scales, so the same logits, about 22% more memory for them, and
      * a decode that reads 2-bit codes at memory speed instead of unpacking trits
-     * (docs/INFERENCE.md); where each row has one scale they then go on to I2_S's
-     * layout (keep_tq2_0). true keeps them as TQ1_0. Default false. */
+     * (docs/INFERENCE.md); where each row has one scale they go to I2_S's layout
+     * instead (keep_tq2_0). true keeps them as TQ1_0. Default false. */
     bool         keep_tq1_0;
-    /* TQ2_0 projections (and TQ1_0 ones held as TQ2_0) whose every row has one scale
-     * in all its blocks, as converted BitNet models have, are held in memory in
+    /* TQ2_0 projections (and TQ1_0 ones, unless keep_tq1_0) whose every row has one
+     * scale in all its blocks, as converted BitNet models have, are held in memory in
      * I2_S's code layout with each row's scale beside it, repacked at load: the same
-     * codes and scales, so the same logits, 2% less memory for them, and the rows
+     * codes and scales, so the same logits, 2% less memory than TQ2_0, and the rows
      * stream as fast as I2_S's (docs/INFERENCE.md). Other TQ2_0 projections stay as
-     * they are. true keeps every TQ2_0 projection as TQ2_0. Default false. */
+     * they are. true keeps every TQ2_0 projection as TQ2_0 (and TQ1_0 ones go to TQ2_0
+     * only). Default false. */
     bool         keep_tq2_0;
     /* Told how far loading has got, on the loading thread: progress(done, total,
      * progress_user) with total the file's size and done the bytes of it read so far.

@@ -428,7 +428,7 @@ static void test_tq2_held(void)
                     "tq2_0 by default");
         expect_held(path, false, true, BN_QT_TQ2_0, 0, "tq2_0 kept");
     }
-    /* TQ1_0: held as TQ2_0, then in I2_S's layout, that memory given back */
+    /* TQ1_0: straight to I2_S's layout (no TQ2_0 copy on the way) */
     tm_opts o1 = tm_default(BN_QT_TQ1_0);
     const char *p1 = model_path("held1.gguf");
     CHECK(write_model(p1, &o1), "writing %s", p1);
@@ -440,6 +440,23 @@ static void test_tq2_held(void)
     float *h1 = run_logits(p1, tokens, n, 1, 2, BN_F16, BN_ACT_QUANT_AUTO);
     if (k1 && h1)
         CHECK(count_diff(k1, h1, total) == 0, "tq1_0 kept vs held in i2_s's layout: %d "
+              "logits differ", count_diff(k1, h1, total));
+    free(k1);
+    free(h1);
+    /* TQ1_0 with ffn_down's blocks' scales differing: it goes to TQ2_0, the rest to
+     * I2_S's layout */
+    o1.mixed = "ffn_down";
+    o1.seed = 41;
+    CHECK(write_model(p1, &o1), "writing %s", p1);
+    const uint64_t down_tq2 = (uint64_t)o1.L * (uint64_t)o1.E * (uint64_t)(o1.F / 256 * 66);
+    expect_held(p1, false, false, BN_QT_I2_S, held_bytes(&o1, "ffn_down") + down_tq2,
+                "tq1_0, ffn_down's scales differing");
+    g_keep_tq1 = true;
+    k1 = run_logits(p1, tokens, n, 0, 2, BN_F16, BN_ACT_QUANT_AUTO);
+    g_keep_tq1 = false;
+    h1 = run_logits(p1, tokens, n, 0, 2, BN_F16, BN_ACT_QUANT_AUTO);
+    if (k1 && h1)
+        CHECK(count_diff(k1, h1, total) == 0, "tq1_0 kept vs held, ffn_down as tq2_0: %d "
               "logits differ", count_diff(k1, h1, total));
     free(k1);
     free(h1);

@@ -605,9 +605,8 @@ static bn_status bn_model_repack_tq1(bn_model *m)
         }
     }
     m->proj_mem = mem;
-    m->info.proj_held_type = BN_QT_TQ2_0;
+    m->info.proj_held_type = m->layers[0].wq.type;
     m->info.converted_bytes += total;
-    m->tq1_bytes = total;
     return BN_OK;
 }
 
@@ -663,15 +662,16 @@ static void bn_model_release_unused(bn_model *m)
     bn_free(ts);
 }
 
-/* TQ2_0 projections whose every row has one finite scale in all its blocks (converted
- * BitNet models' have: one scale per tensor) held in I2_S's code layout, each row's
- * scale beside (bn_model_params.keep_tq2_0). Both formats store a weight w as the
- * 2-bit code w + 1, and code 3 weighs +2 in both; a TQ2_0 block's 64 bytes are two
- * I2_S blocks of 32, byte j of each holding weights j, 32 + j, 64 + j, 96 + j in bits
- * 1-0, 3-2, 5-4, 7-6 where I2_S has them in bits 7-6, 5-4, 3-2, 1-0. So a byte of codes
- * is its four bit pairs in reverse order, and the scale moves out of the rows: the rows
- * stream at I2_S's rate (no 2-byte scale between blocks of 64) on I2_S's kernels. The
- * sums are the same integers, and linear.c scales them as TQ2_0's (row_scale). */
+/* TQ2_0 and TQ1_0 projections whose every row has one finite scale in all its blocks
+ * (converted BitNet models have: one scale per tensor) held in I2_S's code layout, each
+ * row's scale beside (bn_model_params.keep_tq2_0). All three formats store a weight w
+ * as the code w + 1, and code 3 weighs +2 in both 2-bit ones; a TQ2_0 block's 64 bytes
+ * are two I2_S blocks of 32, byte j of each holding weights j, 32 + j, 64 + j, 96 + j
+ * in bits 1-0, 3-2, 5-4, 7-6 where I2_S has them in bits 7-6, 5-4, 3-2, 1-0. So a byte
+ * of TQ2_0 codes is its four bit pairs in reverse order (a TQ1_0 block goes through its
+ * decoder), and the scale moves out of the rows: the rows stream at I2_S's rate (no
+ * 2-byte scale between blocks of 64) on I2_S's kernels. The sums are the same
+ * integers, and linear.c scales them as TQ2_0's (row_scale). */
 typedef struct bn_hold_job {
     const bn_linear *src;
     uint8_t *dst;      /* [n_out][n_in / 4] */
@@ -685,36 +685,73 @@ static void bn_hold_task(void *ctx, int ith, int nth)
     const bn_linear *l = j->src;
     const int64_t nb = l->n_in / BN_QK_K;
     for (int64_t r = l->n_out * ith / nth; r < l->n_out * (ith + 1) / nth; r++) {
-        const bn_block_tq2_0 *in = (const bn_block_tq2_0 *)(const void *)(l->data +
-                                                                          (size_t)r * l->row_bytes);
+        const uint8_t *row = l->data + (size_t)r * l->row_bytes;
         uint8_t *out = j->dst + (size_t)r * (size_t)(l->n_in / 4);
-        for (int64_t b = 0; b < nb; b++)
-            for (int i = 0; i < BN_QK_K / 4; i++)
-                out[b * (BN_QK_K / 4) + i] = j->lut[in[b].qs[i]];
         uint16_t h;
-        memcpy(&h, &in[0].d, sizeof h);
+        if (l->type == BN_QT_TQ2_0) {
+            const bn_block_tq2_0 *in = (const bn_block_tq2_0 *)(const void *)row;
+            for (int64_t b = 0; b < nb; b++)
+                for (int i = 0; i < BN_QK_K / 4; i++)
+                    out[b * (BN_QK_K / 4) + i] = j->lut[in[b].qs[i]];
+            memcpy(&h, &in[0].d, sizeof h);
+        } else {
+            const bn_block_tq1_0 *in = (const bn_block_tq1_0 *)(const void *)row;
+            int8_t w[BN_QK_K];
+            float d;   /* unused: the f16 scale is read as it is */
+            for (int64_t b = 0; b < nb; b++) {
+                bn_decode_row_tq1_0(&in[b], w, &d, BN_QK_K);
+                for (int i = 0; i < BN_QK_K / 4; i++) {
+                    const int8_t *y = w + 128 * (i / 32) + i % 32;
+                    out[b * (BN_QK_K / 4) + i] = (uint8_t)((y[0] + 1) << 6 | (y[32] + 1) << 4 |
+                                                           (y[64] + 1) << 2 | (y[96] + 1));
+                }
+            }
+            memcpy(&h, &in[0].d, sizeof h);
+        }
         j->scale[r] = bn_f16_to_f32(h);
     }
 }
 
-/* Whether every row of TQ2_0 projection l has one finite scale in all its blocks,
- * tested on the pool's threads (a mapped file's pages of it are read in here). */
+/* Whether every row of TQ2_0 or TQ1_0 projection l has one finite scale in all its
+ * blocks, tested on the pool's threads (a mapped file's pages of it are read in here). */
 typedef struct bn_scale_job {
     const bn_linear *l;
     atomic_int differ;
 } bn_scale_job;
+
+static bool bn_tq1_rows_one_scale(const uint8_t *rows, size_t row_bytes, int64_t nb,
+                                  int64_t nrows)
+{
+    for (int64_t r = 0; r < nrows; r++) {
+        const bn_block_tq1_0 *b = (const bn_block_tq1_0 *)(const void *)(rows + (size_t)r *
+                                                                          row_bytes);
+        uint16_t h0, h;
+        memcpy(&h0, &b[0].d, 2);
+        if ((h0 & 0x7c00) == 0x7c00)
+            return false;
+        for (int64_t i = 1; i < nb; i++) {
+            memcpy(&h, &b[i].d, 2);
+            if (h != h0)
+                return false;
+        }
+    }
+    return nb >= 1;
+}
 
 static void bn_scale_task(void *ctx, int ith, int nth)
 {
     bn_scale_job *j = ctx;
     const bn_linear *l = j->l;
     const int64_t r0 = l->n_out * ith / nth, r1 = l->n_out * (ith + 1) / nth;
-    if (r1 > r0 && !bn_tq2_rows_one_scale(l->data + (size_t)r0 * l->row_bytes, l->row_bytes,
-                                          l->n_in / BN_QK_K, r1 - r0))
+    const uint8_t *rows = l->data + (size_t)r0 * l->row_bytes;
+    const int64_t nb = l->n_in / BN_QK_K;
+    if (r1 > r0 && !(l->type == BN_QT_TQ2_0
+                         ? bn_tq2_rows_one_scale(rows, l->row_bytes, nb, r1 - r0)
+                         : bn_tq1_rows_one_scale(rows, l->row_bytes, nb, r1 - r0)))
         atomic_store(&j->differ, 1);
 }
 
-static bool bn_tq2_one_scale(const bn_linear *l)
+static bool bn_tq_one_scale(const bn_linear *l)
 {
     bn_scale_job job = {.l = l};
     atomic_init(&job.differ, 0);
@@ -729,7 +766,8 @@ static size_t bn_held_codes_bytes(const bn_linear *l)
     return ((size_t)l->n_out * (size_t)(l->n_in / 4) + 63) & ~(size_t)63;
 }
 
-static bn_status bn_model_hold_tq2(bn_model *m)
+/* Holds the TQ2_0 projections (and the TQ1_0 ones with tq1) that qualify. */
+static bn_status bn_model_hold_i2s(bn_model *m, bool tq1)
 {
     const bn_model_info *in = &m->info;
     size_t total = 0;
@@ -738,7 +776,8 @@ static bn_status bn_model_hold_tq2(bn_model *m)
         bn_layer_linears(&m->layers[i], ls);
         for (int k = 0; k < 7; k++) {
             bn_linear *l = ls[k];
-            l->one_scale = l->type == BN_QT_TQ2_0 && bn_tq2_one_scale(l);
+            l->one_scale = (l->type == BN_QT_TQ2_0 || (tq1 && l->type == BN_QT_TQ1_0)) &&
+                           bn_tq_one_scale(l);
             if (l->one_scale)
                 total += bn_held_codes_bytes(l) + (size_t)l->n_out * sizeof(float);
         }
@@ -747,7 +786,7 @@ static bn_status bn_model_hold_tq2(bn_model *m)
         return BN_OK;
     uint8_t *mem = bn_malloc(total, "projections");
     if (!mem)
-        return bn_error_wrap(BN_OK, "holding the tq2_0 projections in i2_s's layout");
+        return bn_error_wrap(BN_OK, "holding the ternary projections in i2_s's layout");
     bn_advise_huge(mem, total);
     bn_hold_job job;
     for (int v = 0; v < 256; v++)
@@ -758,7 +797,7 @@ static bn_status bn_model_hold_tq2(bn_model *m)
         bn_layer_linears(&m->layers[i], ls);
         for (int k = 0; k < 7; k++) {
             bn_linear *l = ls[k];
-            if (l->type != BN_QT_TQ2_0 || !l->one_scale)
+            if (!l->one_scale)
                 continue;
             job.src = l;
             job.dst = mem + at;
@@ -772,19 +811,6 @@ static bn_status bn_model_hold_tq2(bn_model *m)
             at += bn_held_codes_bytes(l) + (size_t)l->n_out * sizeof(float);
         }
         bn_model_release_unused(m);   /* a layer at a time: the peak stays near the file */
-    }
-    /* TQ1_0 projections held as TQ2_0 before: every one of them is now held here */
-    bool all = true;
-    for (int32_t i = 0; i < in->n_layer; i++) {
-        bn_linear *ls[7];
-        bn_layer_linears(&m->layers[i], ls);
-        for (int k = 0; k < 7; k++)
-            all &= ls[k]->type != BN_QT_TQ2_0;
-    }
-    if (m->proj_mem && all) {
-        bn_free(m->proj_mem);
-        m->proj_mem = NULL;
-        m->info.converted_bytes -= m->tq1_bytes;
     }
     m->hold_mem = mem;
     m->info.proj_held_type = m->layers[0].wq.type;
@@ -817,7 +843,7 @@ static void bn_model_test_scales(bn_model *m)
         for (int k = 0; k < 7; k++) {
             if (ls[k]->type != BN_QT_TQ2_0)
                 continue;
-            ls[k]->one_scale = bn_tq2_one_scale(ls[k]);
+            ls[k]->one_scale = bn_tq_one_scale(ls[k]);
         }
     }
 }
@@ -865,11 +891,12 @@ bn_status bn_model_load(const char *path, const bn_model_params *params, bn_mode
     st = bn_model_read(m, params);
     if (st == BN_OK && params->output_type >= 0 && params->output_type != m->output.type)
         st = bn_model_convert_output(m, params->output_type);
+    /* I2_S's layout first, so that TQ1_0 projections that go there take no TQ2_0 copy */
+    if (st == BN_OK && !params->keep_tq2_0)
+        st = bn_model_hold_i2s(m, !params->keep_tq1_0);
     if (st == BN_OK && !params->keep_tq1_0)
         st = bn_model_repack_tq1(m);
-    if (st == BN_OK && !params->keep_tq2_0)
-        st = bn_model_hold_tq2(m);   /* tests every TQ2_0 row's scales */
-    else if (st == BN_OK)
+    if (st == BN_OK)
         bn_model_test_scales(m);
     if (st != BN_OK) {
         bn_model_free(m);

@@ -23,7 +23,7 @@ typedef struct bn_linear {
     bn_row_to_f32_fn to_f32;   /* the row converter of non-ternary types */
     bool           one_scale;  /* TQ2_0: every row has one finite scale in all its blocks
                                 * (bn_tq2_rows_one_scale, tested at load) */
-    const float   *row_scale;  /* a TQ2_0 projection held in I2_S's layout (type I2_S):
+    const float   *row_scale;  /* a TQ2_0 / TQ1_0 projection held in I2_S's layout (I2_S):
                                 * each row's scale, its sums scaled as TQ2_0's; NULL
                                 * otherwise */
 } bn_linear;
@@ -53,8 +53,7 @@ struct bn_model {
     bn_linear     output;       /* token_embd when tied */
     uint8_t      *output_mem;   /* the output layer converted at load, or NULL */
     uint8_t      *proj_mem;     /* TQ1_0 projections held as TQ2_0, or NULL */
-    size_t        tq1_bytes;    /* its size */
-    uint8_t      *hold_mem;     /* TQ2_0 projections held in I2_S's layout, or NULL */
+    uint8_t      *hold_mem;     /* TQ2_0 / TQ1_0 projections held in I2_S's layout, or NULL */
     bn_layer     *layers;
     float        *norms;        /* f32 copies of every norm vector */
 };
