@@ -65,28 +65,35 @@ typedef struct bn_block_tq2_0 {
 } bn_block_tq2_0;
 _Static_assert(sizeof(bn_block_tq2_0) == 66, "TQ2_0 block is 66 bytes");
 
-/* Whether each of nrows TQ2_0 rows (nb blocks, row_bytes apart) has one finite scale in
- * all its blocks, as converted BitNet models' rows have: the test the TQ2_0 kernels
- * make row by row before taking a row's sum in integers, made once for a tensor. */
-static inline bool bn_tq2_rows_one_scale(const uint8_t *rows, size_t row_bytes, int64_t nb,
-                                         int64_t nrows)
+/* Whether each of nrows rows (nb blocks of block_bytes, an f16 scale at d_off in each;
+ * rows row_bytes apart) has one finite scale in all its blocks, as converted BitNet
+ * models' rows have: for TQ2_0 the test its kernels make row by row before taking a
+ * row's sum in integers, made once for a tensor. */
+static inline bool bn_rows_one_scale(const uint8_t *rows, size_t row_bytes, int64_t nb,
+                                     size_t block_bytes, size_t d_off, int64_t nrows)
 {
     if (nb < 1)
         return false;
     for (int64_t r = 0; r < nrows; r++) {
-        const bn_block_tq2_0 *b = (const bn_block_tq2_0 *)(const void *)(rows + (size_t)r *
-                                                                          row_bytes);
+        const uint8_t *row = rows + (size_t)r * row_bytes;
         uint16_t h0, h;
-        memcpy(&h0, &b[0].d, 2);
+        memcpy(&h0, row + d_off, 2);
         if ((h0 & 0x7c00) == 0x7c00)
             return false;
         for (int64_t i = 1; i < nb; i++) {
-            memcpy(&h, &b[i].d, 2);
+            memcpy(&h, row + (size_t)i * block_bytes + d_off, 2);
             if (h != h0)
                 return false;
         }
     }
     return true;
+}
+
+static inline bool bn_tq2_rows_one_scale(const uint8_t *rows, size_t row_bytes, int64_t nb,
+                                         int64_t nrows)
+{
+    return bn_rows_one_scale(rows, row_bytes, nb, sizeof(bn_block_tq2_0),
+                             offsetof(bn_block_tq2_0, d), nrows);
 }
 
 /* I2_S (bitnet.cpp, x86 layout): the whole tensor is one stream of 2-bit codes w + 1,

@@ -719,25 +719,6 @@ typedef struct bn_scale_job {
     atomic_int differ;
 } bn_scale_job;
 
-static bool bn_tq1_rows_one_scale(const uint8_t *rows, size_t row_bytes, int64_t nb,
-                                  int64_t nrows)
-{
-    for (int64_t r = 0; r < nrows; r++) {
-        const bn_block_tq1_0 *b = (const bn_block_tq1_0 *)(const void *)(rows + (size_t)r *
-                                                                          row_bytes);
-        uint16_t h0, h;
-        memcpy(&h0, &b[0].d, 2);
-        if ((h0 & 0x7c00) == 0x7c00)
-            return false;
-        for (int64_t i = 1; i < nb; i++) {
-            memcpy(&h, &b[i].d, 2);
-            if (h != h0)
-                return false;
-        }
-    }
-    return nb >= 1;
-}
-
 static void bn_scale_task(void *ctx, int ith, int nth)
 {
     bn_scale_job *j = ctx;
@@ -745,9 +726,11 @@ static void bn_scale_task(void *ctx, int ith, int nth)
     const int64_t r0 = l->n_out * ith / nth, r1 = l->n_out * (ith + 1) / nth;
     const uint8_t *rows = l->data + (size_t)r0 * l->row_bytes;
     const int64_t nb = l->n_in / BN_QK_K;
-    if (r1 > r0 && !(l->type == BN_QT_TQ2_0
-                         ? bn_tq2_rows_one_scale(rows, l->row_bytes, nb, r1 - r0)
-                         : bn_tq1_rows_one_scale(rows, l->row_bytes, nb, r1 - r0)))
+    const bool tq2 = l->type == BN_QT_TQ2_0;
+    if (r1 > r0 && !bn_rows_one_scale(rows, l->row_bytes, nb,
+                                      tq2 ? sizeof(bn_block_tq2_0) : sizeof(bn_block_tq1_0),
+                                      tq2 ? offsetof(bn_block_tq2_0, d)
+                                          : offsetof(bn_block_tq1_0, d), r1 - r0))
         atomic_store(&j->differ, 1);
 }
 
