@@ -320,6 +320,8 @@ grep_in "$err" "tq2_0 projections (held as i2_s)" "tq2_0: held as i2_s, reported
 expect 0 "generate a tq2_0 model --keep-tq2" -- -v generate -m "$tmp/tq2.gguf" -p "hello" -n 12 --temp 0 --keep-tq2
 same_files "$tmp/tq2a" "$out" "--keep-tq2 gives the same text"
 if grep -q "held as" "$err"; then fail "--keep-tq2: still held as i2_s"; else ok; fi
+expect 0 "bench --kernels -m a tq2_0 model" -- bench --kernels -m "$tmp/tq2.gguf" --mib 16 -r 1 -t 1
+grep_in "$out" "$tmp/tq2.gguf (tq2_0 projections held as i2_s)" "kernels: the projections read as held"
 
 echo "test_cli_run: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -59,7 +59,9 @@ const char cmd_bench_help[] =
     "                       and prefill rate in GMAC/s (128 tokens) beside the int8\n"
     "                       multiply-add peak of the same run, and the decode and\n"
     "                       prefill limits in tokens/s for the model given with -m\n"
-    "                       (default: the 2B-4T shapes, i2_s projections, f16 output)\n"
+    "                       (its projections as they are held after loading: tq2_0\n"
+    "                       with one scale a row as i2_s; default: the 2B-4T shapes,\n"
+    "                       i2_s projections, f16 output)\n"
     "  --mib N              weights per decode kernel run and read-bandwidth buffer, in\n"
     "                       MiB (default 512; --kernels only)\n"
     "  -h, --help           show this help\n";
@@ -205,8 +207,32 @@ static bool kb_model_bytes(const char *path, kb_model *km)
         km->weights[t->type] += (double)t->ne[0] * (double)t->ne[1] * (double)t->ne[2] *
                                 (double)t->ne[3];
     }
-    snprintf(km->desc, sizeof km->desc, "%s", path);
     bn_gguf_close(g);
+    /* projections held in another type at load (TQ1_0 / TQ2_0 with one scale a row in
+     * I2_S's layout, other TQ1_0 as TQ2_0) are read as that type: the bytes of the
+     * file's projection type counted as the held type's */
+    bn_model_params mp = bn_model_default_params();
+    mp.load = BN_LOAD_MMAP;
+    bn_model *m = NULL;
+    if (bn_model_load(path, &mp, &m) != BN_OK)
+        return false;
+    bn_model_info in;
+    bn_model_get_info(m, &in);
+    bn_model_free(m);
+    const int from = in.proj_type, to = in.proj_held_type;
+    if (from != to && from >= 0 && from < KB_MAX_TYPES && to >= 0 && to < KB_MAX_TYPES) {
+        const double w = km->weights[from];
+        size_t row = 0;
+        km->weights[to] += w;
+        km->bytes[to] += to == BN_QT_I2_S ? w / 4
+                         : bn_qtype_tensor_size(to, 256, 1, &row) == BN_OK ? w / 256 * (double)row
+                                                                            : km->bytes[from];
+        km->weights[from] = km->bytes[from] = 0;
+        snprintf(km->desc, sizeof km->desc, "%s (%s projections held as %s)", path,
+                 bn_qtype_get(from)->name, bn_qtype_get(to)->name);
+    } else {
+        snprintf(km->desc, sizeof km->desc, "%s", path);
+    }
     return true;
 }
 
