@@ -45,7 +45,8 @@ bn_model_params bn_model_default_params(void)
 {
     bn_model_params p = {
         .ffn_act = BN_FFN_ACT_AUTO, .act_quant = BN_ACT_QUANT_AUTO, .output_type = -1,
-        .load = BN_LOAD_AUTO, .keep_tq1_0 = false, .keep_tq2_0 = false, .progress = NULL, .progress_user = NULL,
+        .load = BN_LOAD_AUTO, .keep_tq1_0 = false, .keep_tq2_0 = false, .progress = NULL,
+        .progress_user = NULL,
     };
     return p;
 }
