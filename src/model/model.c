@@ -880,7 +880,9 @@ bn_status bn_model_load(const char *path, const bn_model_params *params, bn_mode
         st = bn_model_hold_i2s(m, !params->keep_tq1_0);
     if (st == BN_OK && !params->keep_tq1_0)
         st = bn_model_repack_tq1(m);
-    if (st == BN_OK)
+    /* the hold tested every TQ2_0 projection of the file already (those left failed);
+     * the TQ1_0 ones just repacked, or all when kept, are tested here */
+    if (st == BN_OK && (params->keep_tq2_0 || m->proj_mem))
         bn_model_test_scales(m);
     if (st != BN_OK) {
         bn_model_free(m);
