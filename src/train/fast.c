@@ -109,6 +109,8 @@ typedef struct bn_thread_scratch {
     double  *tile;    /* [MR, NR] doubles, or [SMR, SNR] floats */
     float   *carry;   /* [rup(carry_rows, SMR)][SNR] a column panel's partial sums */
     double  *kt, *vt; /* [hd, T] a kv head's keys and values, transposed, in double */
+    double  *rows;    /* [T, hd] a kv head's values (forward) or keys (backward) in double */
+    double  *ds;      /* [T, T] a query head's score gradients, a row per query */
     double  *p, *dp;  /* [T] */
     double  *vec;     /* [max(hd, E, F)] a row of sums */
     double  *exps;    /* [V] a row's exponentials */
@@ -140,6 +142,8 @@ static size_t bn_thread_carve(const bn_train_model *m, uint8_t *base, bn_thread_
     BN_CARVE(s->carry, (size_t)bn_rup(m->gemm_carry_rows, SMR) * SNR, float);
     BN_CARVE(s->kt, hd * T, double);
     BN_CARVE(s->vt, hd * T, double);
+    BN_CARVE(s->rows, hd * T, double);
+    BN_CARVE(s->ds, T * T, double);
     BN_CARVE(s->p, T, double);
     BN_CARVE(s->dp, T, double);
     BN_CARVE(s->vec, (maxd > hd ? maxd : hd) > T ? (maxd > hd ? maxd : hd) : T, double);
@@ -992,31 +996,55 @@ static void bn_transpose_head(double *xt, const float *x, int64_t ld, int64_t T,
             xt[d * T + s] = x[s * ld + d];
 }
 
+/* x [T rows of stride ld] of one head into xd [T][hd] in double (exact). */
+static void bn_widen_head(double *xd, const float *x, int64_t ld, int64_t T, int64_t hd)
+{
+    for (int64_t s = 0; s < T; s++)
+        for (int64_t d = 0; d < hd; d++)
+            xd[s * hd + d] = x[s * ld + d];
+}
+
 /* Eight doubles and eight floats (GCC's and Clang's vector extension). */
 typedef double bn_att_v8d __attribute__((vector_size(64)));
 typedef float bn_att_v8f __attribute__((vector_size(32)));
 
 /* out[u] = the sum over d < hd, d ascending from 0.0, of (double)q[d] * kt[d T + u],
- * for u < nu: 32 values of u at a time in registers, so that each d adds to them
+ * for u < nu (and some past it, up to a multiple of 8 that is at most T: the caller
+ * does not read those): NB * 8 values of u at a time in registers, so that each d adds to them
  * without a load and a store of out (the same operations per element: a multiply and
- * an add, in the same order). */
-static inline __attribute__((always_inline)) void
-bn_att_scores(double *restrict out, const float *restrict q, const double *restrict kt,
-              int64_t T, int64_t hd, int64_t nu)
+ * an add, in the same order). Eight chains of additions hide an addition's latency
+ * where four did not. */
+static inline __attribute__((always_inline)) int64_t
+bn_att_scores_blocks(double *restrict out, const float *restrict q,
+                     const double *restrict kt, int64_t T, int64_t hd, int64_t u0,
+                     int64_t nu, const int NB)
 {
-    int64_t u0 = 0;
-    for (; u0 + 32 <= nu; u0 += 32) {
-        bn_att_v8d a[4] = {{0}};
+    for (; u0 + 8 * NB <= nu; u0 += 8 * NB) {
+        bn_att_v8d a[8] = {{0}};
         for (int64_t d = 0; d < hd; d++) {
             const double qd = q[d];
-            for (int k = 0; k < 4; k++) {
+#pragma GCC unroll 8
+            for (int k = 0; k < NB; k++) {
                 bn_att_v8d kv;
                 memcpy(&kv, kt + d * T + u0 + 8 * k, sizeof kv);
                 a[k] = a[k] + qd * kv;
             }
         }
-        memcpy(out + u0, a, sizeof a);
+        memcpy(out + u0, a, (size_t)NB * sizeof a[0]);
     }
+    return u0;
+}
+
+static inline __attribute__((always_inline)) void
+bn_att_scores(double *restrict out, const float *restrict q, const double *restrict kt,
+              int64_t T, int64_t hd, int64_t nu)
+{
+    int64_t u0 = bn_att_scores_blocks(out, q, kt, T, hd, 0, nu, 8);
+    u0 = bn_att_scores_blocks(out, q, kt, T, hd, u0, nu, 4);
+    /* the last few a block of eight, past nu where the row has the keys (the values
+     * past nu are not used) */
+    const int64_t nu8 = (nu + 7) / 8 * 8;
+    u0 = bn_att_scores_blocks(out, q, kt, T, hd, u0, nu8 < T ? nu8 : T, 1);
     for (int64_t u = u0; u < nu; u++)
         out[u] = 0.0;
     for (int64_t d = 0; d < hd; d++) {
@@ -1026,31 +1054,41 @@ bn_att_scores(double *restrict out, const float *restrict q, const double *restr
     }
 }
 
-/* acc[d] = the sum over u < nu, u ascending from 0.0, of p[u] * (double)v[u vs + d],
- * for d < hd: 32 values of d at a time in registers, as above. */
-static inline __attribute__((always_inline)) void
-bn_att_mix(double *restrict acc, const double *restrict p, const float *restrict v,
-           int64_t vs, int64_t hd, int64_t nu)
+/* acc[d] = the sum over u < nu, u ascending from 0.0, of p[u] * vd[u hd + d] (the
+ * head's rows already widened to double, so each product is the reference's p[u] *
+ * (double)v), for d < hd: NB * 8 values of d at a time in registers, as above. */
+static inline __attribute__((always_inline)) int64_t
+bn_att_mix_blocks(double *restrict acc, const double *restrict p, const double *restrict vd,
+                  int64_t hd, int64_t d0, int64_t nu, const int NB)
 {
-    int64_t d0 = 0;
-    for (; d0 + 32 <= hd; d0 += 32) {
-        bn_att_v8d a[4] = {{0}};
+    for (; d0 + 8 * NB <= hd; d0 += 8 * NB) {
+        bn_att_v8d a[8] = {{0}};
         for (int64_t u = 0; u < nu; u++) {
             const double pu = p[u];
-            for (int k = 0; k < 4; k++) {
-                bn_att_v8f vf;
-                memcpy(&vf, v + u * vs + d0 + 8 * k, sizeof vf);
-                a[k] = a[k] + pu * __builtin_convertvector(vf, bn_att_v8d);
+#pragma GCC unroll 8
+            for (int k = 0; k < NB; k++) {
+                bn_att_v8d vv;
+                memcpy(&vv, vd + u * hd + d0 + 8 * k, sizeof vv);
+                a[k] = a[k] + pu * vv;
             }
         }
-        memcpy(acc + d0, a, sizeof a);
+        memcpy(acc + d0, a, (size_t)NB * sizeof a[0]);
     }
+    return d0;
+}
+
+static inline __attribute__((always_inline)) void
+bn_att_mix(double *restrict acc, const double *restrict p, const double *restrict vd,
+           int64_t hd, int64_t nu)
+{
+    int64_t d0 = bn_att_mix_blocks(acc, p, vd, hd, 0, nu, 8);
+    d0 = bn_att_mix_blocks(acc, p, vd, hd, d0, nu, 4);
     for (int64_t d = d0; d < hd; d++)
         acc[d] = 0.0;
     for (int64_t u = 0; u < nu; u++) {
         const double pu = p[u];
         for (int64_t d = d0; d < hd; d++)
-            acc[d] += pu * v[u * vs + d];
+            acc[d] += pu * vd[u * hd + d];
     }
 }
 
@@ -1071,6 +1109,7 @@ BN_TRAIN_CLONES static void bn_att_fwd_task(void *ctx, int ith, int nth)
         const float *kb = j->k + b * T * KVD + kvh * hd;
         const float *vb = j->v + b * T * KVD + kvh * hd;
         bn_transpose_head(s.kt, kb, KVD, T, hd);
+        bn_widen_head(s.rows, vb, KVD, T, hd);
         for (int64_t t = 0; t < T; t++) {
             const float *qt = j->q + (b * T + t) * E + h * hd;
             bn_att_scores(p, qt, s.kt, T, hd, t + 1);
@@ -1089,7 +1128,7 @@ BN_TRAIN_CLONES static void bn_att_fwd_task(void *ctx, int ith, int nth)
                 p[u] = u <= t ? p[u] / sum : 0.0;
                 pr[u] = (float)p[u];
             }
-            bn_att_mix(acc, p, vb, KVD, hd, t + 1);
+            bn_att_mix(acc, p, s.rows, hd, t + 1);
             float *o = j->out + (b * T + t) * E + h * hd;
             for (int64_t d = 0; d < hd; d++)
                 o[d] = (float)acc[d];
@@ -1112,8 +1151,86 @@ void bn_train_fast_attention_forward(bn_train_model *m, float *out, float *probs
     bn_train_run(m, bn_att_fwd_task, &j);
 }
 
+/* The key and value gradients of one query head, rows u0 .. u0 + BN_ATT_NU of a kv head
+ * (dk, dv at stride ld), columns d0 .. d0 + BN_ATT_ND, over the queries t0 .. T - 1
+ * (t0 >= u0 + BN_ATT_NU - 1, so that every query sees every row; the queries before are
+ * the caller's): the
+ * rows' values in registers while the queries pass, where the reference adds to
+ * them in memory query by query. Per element the reference's operations in its order
+ * (queries ascending): dv += pr[t][u] * dout_t (a float product and a float sum), dk
+ * += (float)(ds[t][u] * (double)q_t) (a double product rounded to float). */
+#define BN_ATT_NU 4               /* rows a block */
+#define BN_ATT_NC 2               /* eight-float columns of each */
+#define BN_ATT_ND (8 * BN_ATT_NC)
+static inline __attribute__((always_inline)) void
+bn_att_kv_rows(float *restrict dk, float *restrict dv, int64_t ld, const float *restrict pr,
+               const double *restrict ds, const float *restrict dout, const float *restrict q,
+               int64_t E, int64_t T, int64_t u0, int64_t d0, int64_t t0)
+{
+    bn_att_v8f ak[BN_ATT_NU][BN_ATT_NC], av[BN_ATT_NU][BN_ATT_NC];
+    /* loaded and stored through a copy: an array whose address is taken stays in memory */
+#pragma GCC unroll 4
+    for (int i = 0; i < BN_ATT_NU; i++)
+#pragma GCC unroll 4
+        for (int c = 0; c < BN_ATT_NC; c++) {
+            bn_att_v8f x;
+            memcpy(&x, dk + (u0 + i) * ld + d0 + 8 * c, sizeof x);
+            ak[i][c] = x;
+            memcpy(&x, dv + (u0 + i) * ld + d0 + 8 * c, sizeof x);
+            av[i][c] = x;
+        }
+    for (int64_t t = t0; t < T; t++) {
+        bn_att_v8f o[BN_ATT_NC];
+        bn_att_v8d qd[BN_ATT_NC];
+#pragma GCC unroll 4
+        for (int c = 0; c < BN_ATT_NC; c++) {
+            bn_att_v8f x;
+            memcpy(&x, dout + t * E + d0 + 8 * c, sizeof x);
+            o[c] = x;
+            memcpy(&x, q + t * E + d0 + 8 * c, sizeof x);
+            qd[c] = __builtin_convertvector(x, bn_att_v8d);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < BN_ATT_NU; i++) {
+            const float pu = pr[t * T + u0 + i];
+            const double du = ds[t * T + u0 + i];
+#pragma GCC unroll 4
+            for (int c = 0; c < BN_ATT_NC; c++) {
+                av[i][c] = av[i][c] + pu * o[c];
+                ak[i][c] = ak[i][c] + __builtin_convertvector(du * qd[c], bn_att_v8f);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < BN_ATT_NU; i++)
+#pragma GCC unroll 4
+        for (int c = 0; c < BN_ATT_NC; c++) {
+            bn_att_v8f x = ak[i][c];
+            memcpy(dk + (u0 + i) * ld + d0 + 8 * c, &x, sizeof x);
+            x = av[i][c];
+            memcpy(dv + (u0 + i) * ld + d0 + 8 * c, &x, sizeof x);
+        }
+}
+
+/* The same for one element (row u, column d) over the queries t0 .. T - 1. */
+static inline __attribute__((always_inline)) void
+bn_att_kv_one(float *restrict dk, float *restrict dv, int64_t ld, const float *restrict pr,
+              const double *restrict ds, const float *restrict dout, const float *restrict q,
+              int64_t E, int64_t T, int64_t u, int64_t d, int64_t t0)
+{
+    float k = dk[u * ld + d], v = dv[u * ld + d];
+    for (int64_t t = t0; t < T; t++) {
+        v += pr[t * T + u] * dout[t * E + d];
+        k += (float)(ds[t * T + u] * q[t * E + d]);
+    }
+    dk[u * ld + d] = k;
+    dv[u * ld + d] = v;
+}
+
 /* Kv heads (b, kvh) for the items of B * KV: a kv head's dk and dv gather its query
- * heads in head order, then position order, as the reference does. */
+ * heads in head order, then position order, as the reference does. For each query head,
+ * first every query's score gradients (into s.ds, a row per query) and its dq; then dk
+ * and dv, a block of rows at a time held in registers over the queries. */
 BN_TRAIN_CLONES static void bn_att_bwd_task(void *ctx, int ith, int nth)
 {
     const bn_att_job *j = ctx;
@@ -1121,7 +1238,8 @@ BN_TRAIN_CLONES static void bn_att_bwd_task(void *ctx, int ith, int nth)
     const int64_t E = H * hd, KVD = KV * hd;
     const double inv = 1.0 / sqrt((double)hd);
     bn_thread_scratch s = bn_scratch(j->m, ith);
-    double *dp = s.dp, *acc = s.vec;
+    double *acc = s.vec;
+    const int64_t dnd = hd / BN_ATT_ND * BN_ATT_ND;
     int64_t lo, hi;
     bn_share(j->B * KV, ith, nth, &lo, &hi);
     for (int64_t bk = lo; bk < hi; bk++) {
@@ -1131,32 +1249,48 @@ BN_TRAIN_CLONES static void bn_att_bwd_task(void *ctx, int ith, int nth)
         float *dkb = j->dk + b * T * KVD + kvh * hd;
         float *dvb = j->dv + b * T * KVD + kvh * hd;
         bn_transpose_head(s.vt, vb, KVD, T, hd);
-        for (int64_t h = kvh * group; h < (kvh + 1) * group; h++)
+        bn_widen_head(s.rows, kb, KVD, T, hd);
+        for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
+            const float *prh = j->cprobs + (b * H + h) * T * T;
+            const float *douth = j->dout + b * T * E + h * hd;
+            const float *qh = j->q + b * T * E + h * hd;
             for (int64_t t = 0; t < T; t++) {
-                const float *pr = j->cprobs + ((b * H + h) * T + t) * T;
-                const float *dot = j->dout + (b * T + t) * E + h * hd;
-                const float *qt = j->q + (b * T + t) * E + h * hd;
+                const float *pr = prh + t * T;
+                const float *dot = douth + t * E;
+                double *dp = s.ds + t * T;
                 bn_att_scores(dp, dot, s.vt, T, hd, t + 1);
                 double pdp = 0.0;
-                for (int64_t u = 0; u <= t; u++) {
-                    float *dvu = dvb + u * KVD;
-                    const float pu = pr[u];
-                    for (int64_t d = 0; d < hd; d++)
-                        dvu[d] += pu * dot[d];
+                for (int64_t u = 0; u <= t; u++)
                     pdp += pr[u] * dp[u];
-                }
-                for (int64_t u = 0; u <= t; u++) {
-                    const double ds = pr[u] * (dp[u] - pdp) * inv;
-                    float *dku = dkb + u * KVD;
-                    for (int64_t d = 0; d < hd; d++)
-                        dku[d] += (float)(ds * qt[d]);
-                    dp[u] = ds;
-                }
-                bn_att_mix(acc, dp, kb, KVD, hd, t + 1);
+                for (int64_t u = 0; u <= t; u++)
+                    dp[u] = pr[u] * (dp[u] - pdp) * inv;
+                bn_att_mix(acc, dp, s.rows, hd, t + 1);
                 float *dqt = j->dq + (b * T + t) * E + h * hd;
                 for (int64_t d = 0; d < hd; d++)
                     dqt[d] += (float)acc[d];
             }
+            /* dk, dv: row u gathers the queries t >= u in order */
+            int64_t u0 = 0;
+            for (; u0 + BN_ATT_NU <= T; u0 += BN_ATT_NU) {
+                /* the first queries, which see only some of the block's rows */
+                for (int64_t t = u0; t < u0 + BN_ATT_NU - 1; t++)
+                    for (int64_t u = u0; u <= t; u++)
+                        for (int64_t d = 0; d < hd; d++) {
+                            dvb[u * KVD + d] += prh[t * T + u] * douth[t * E + d];
+                            dkb[u * KVD + d] += (float)(s.ds[t * T + u] * qh[t * E + d]);
+                        }
+                for (int64_t d0 = 0; d0 < dnd; d0 += BN_ATT_ND)
+                    bn_att_kv_rows(dkb, dvb, KVD, prh, s.ds, douth, qh, E, T, u0, d0,
+                                   u0 + BN_ATT_NU - 1);
+                for (int64_t u = u0; u < u0 + BN_ATT_NU; u++)
+                    for (int64_t d = dnd; d < hd; d++)
+                        bn_att_kv_one(dkb, dvb, KVD, prh, s.ds, douth, qh, E, T, u, d,
+                                      u0 + BN_ATT_NU - 1);
+            }
+            for (int64_t u = u0; u < T; u++)
+                for (int64_t d = 0; d < hd; d++)
+                    bn_att_kv_one(dkb, dvb, KVD, prh, s.ds, douth, qh, E, T, u, d, u);
+        }
     }
 }
 
