@@ -111,6 +111,7 @@ typedef struct bn_thread_scratch {
     double  *kt, *vt; /* [hd, T] a kv head's keys and values, transposed, in double */
     double  *rows;    /* [T, hd] a kv head's values (forward) or keys (backward) in double */
     double  *ds;      /* [T, T] a query head's score gradients, a row per query */
+    double  *coef;    /* [hd] a query, or its output's gradient, in double */
     double  *p, *dp;  /* [T] */
     double  *vec;     /* [max(hd, E, F)] a row of sums */
     double  *exps;    /* [V] a row's exponentials */
@@ -144,6 +145,7 @@ static size_t bn_thread_carve(const bn_train_model *m, uint8_t *base, bn_thread_
     BN_CARVE(s->vt, hd * T, double);
     BN_CARVE(s->rows, hd * T, double);
     BN_CARVE(s->ds, T * T, double);
+    BN_CARVE(s->coef, hd, double);
     BN_CARVE(s->p, T, double);
     BN_CARVE(s->dp, T, double);
     BN_CARVE(s->vec, (maxd > hd ? maxd : hd) > T ? (maxd > hd ? maxd : hd) : T, double);
@@ -1008,88 +1010,57 @@ static void bn_widen_head(double *xd, const float *x, int64_t ld, int64_t T, int
 typedef double bn_att_v8d __attribute__((vector_size(64)));
 typedef float bn_att_v8f __attribute__((vector_size(32)));
 
-/* out[u] = the sum over d < hd, d ascending from 0.0, of (double)q[d] * kt[d T + u],
- * for u < nu (and some past it, up to a multiple of 8 that is at most T: the caller
- * does not read those): NB * 8 values of u at a time in registers, so that each d adds to them
- * without a load and a store of out (the same operations per element: a multiply and
- * an add, in the same order). Eight chains of additions hide an addition's latency
- * where four did not. */
+/* out[j] = the sum over i < m, i ascending from 0.0, of c[i] * r[i ld + j], for j < n,
+ * and past n up to a multiple of 8 that is at most nmax (the caller does not read those
+ * values; r has them): NB * 8 values of j at a time in registers, so that each i adds
+ * to them without a load and a store of out. The same operations per element as the
+ * reference's loop (a multiply and an add, i ascending); eight chains of additions hide
+ * an addition's latency where four did not. A query's scores are this with c the query
+ * widened to double and r the keys transposed (j a key), a query's weighted sum with c
+ * its weights and r the values (j a dimension). */
 static inline __attribute__((always_inline)) int64_t
-bn_att_scores_blocks(double *restrict out, const float *restrict q,
-                     const double *restrict kt, int64_t T, int64_t hd, int64_t u0,
-                     int64_t nu, const int NB)
+bn_att_sums_blocks(double *restrict out, const double *restrict c, const double *restrict r,
+                   int64_t ld, int64_t m, int64_t j0, int64_t n, const int NB)
 {
-    for (; u0 + 8 * NB <= nu; u0 += 8 * NB) {
+    for (; j0 + 8 * NB <= n; j0 += 8 * NB) {
         bn_att_v8d a[8] = {{0}};
-        for (int64_t d = 0; d < hd; d++) {
-            const double qd = q[d];
+        for (int64_t i = 0; i < m; i++) {
+            const double ci = c[i];
 #pragma GCC unroll 8
             for (int k = 0; k < NB; k++) {
-                bn_att_v8d kv;
-                memcpy(&kv, kt + d * T + u0 + 8 * k, sizeof kv);
-                a[k] = a[k] + qd * kv;
+                bn_att_v8d rv;
+                memcpy(&rv, r + i * ld + j0 + 8 * k, sizeof rv);
+                a[k] = a[k] + ci * rv;
             }
         }
-        memcpy(out + u0, a, (size_t)NB * sizeof a[0]);
+        memcpy(out + j0, a, (size_t)NB * sizeof a[0]);
     }
-    return u0;
+    return j0;
 }
 
 static inline __attribute__((always_inline)) void
-bn_att_scores(double *restrict out, const float *restrict q, const double *restrict kt,
-              int64_t T, int64_t hd, int64_t nu)
+bn_att_sums(double *restrict out, const double *restrict c, const double *restrict r,
+            int64_t ld, int64_t m, int64_t n, int64_t nmax)
 {
-    int64_t u0 = bn_att_scores_blocks(out, q, kt, T, hd, 0, nu, 8);
-    u0 = bn_att_scores_blocks(out, q, kt, T, hd, u0, nu, 4);
-    /* the last few a block of eight, past nu where the row has the keys (the values
-     * past nu are not used) */
-    const int64_t nu8 = (nu + 7) / 8 * 8;
-    u0 = bn_att_scores_blocks(out, q, kt, T, hd, u0, nu8 < T ? nu8 : T, 1);
-    for (int64_t u = u0; u < nu; u++)
-        out[u] = 0.0;
-    for (int64_t d = 0; d < hd; d++) {
-        const double qd = q[d];
-        for (int64_t u = u0; u < nu; u++)
-            out[u] += qd * kt[d * T + u];
+    int64_t j0 = bn_att_sums_blocks(out, c, r, ld, m, 0, n, 8);
+    j0 = bn_att_sums_blocks(out, c, r, ld, m, j0, n, 4);
+    const int64_t n8 = (n + 7) / 8 * 8;
+    j0 = bn_att_sums_blocks(out, c, r, ld, m, j0, n8 < nmax ? n8 : nmax, 1);
+    for (int64_t j = j0; j < n; j++)
+        out[j] = 0.0;
+    for (int64_t i = 0; i < m; i++) {
+        const double ci = c[i];
+        for (int64_t j = j0; j < n; j++)
+            out[j] += ci * r[i * ld + j];
     }
 }
 
-/* acc[d] = the sum over u < nu, u ascending from 0.0, of p[u] * vd[u hd + d] (the
- * head's rows already widened to double, so each product is the reference's p[u] *
- * (double)v), for d < hd: NB * 8 values of d at a time in registers, as above. */
-static inline __attribute__((always_inline)) int64_t
-bn_att_mix_blocks(double *restrict acc, const double *restrict p, const double *restrict vd,
-                  int64_t hd, int64_t d0, int64_t nu, const int NB)
-{
-    for (; d0 + 8 * NB <= hd; d0 += 8 * NB) {
-        bn_att_v8d a[8] = {{0}};
-        for (int64_t u = 0; u < nu; u++) {
-            const double pu = p[u];
-#pragma GCC unroll 8
-            for (int k = 0; k < NB; k++) {
-                bn_att_v8d vv;
-                memcpy(&vv, vd + u * hd + d0 + 8 * k, sizeof vv);
-                a[k] = a[k] + pu * vv;
-            }
-        }
-        memcpy(acc + d0, a, (size_t)NB * sizeof a[0]);
-    }
-    return d0;
-}
-
+/* x[0 .. n) widened to double (exact). */
 static inline __attribute__((always_inline)) void
-bn_att_mix(double *restrict acc, const double *restrict p, const double *restrict vd,
-           int64_t hd, int64_t nu)
+bn_att_widen(double *restrict xd, const float *restrict x, int64_t n)
 {
-    int64_t d0 = bn_att_mix_blocks(acc, p, vd, hd, 0, nu, 8);
-    d0 = bn_att_mix_blocks(acc, p, vd, hd, d0, nu, 4);
-    for (int64_t d = d0; d < hd; d++)
-        acc[d] = 0.0;
-    for (int64_t u = 0; u < nu; u++) {
-        const double pu = p[u];
-        for (int64_t d = d0; d < hd; d++)
-            acc[d] += pu * vd[u * hd + d];
-    }
+    for (int64_t i = 0; i < n; i++)
+        xd[i] = x[i];
 }
 
 /* Queries (b, h) for the items [lo, hi) of B * H: the reference's arithmetic, with the
@@ -1111,8 +1082,8 @@ BN_TRAIN_CLONES static void bn_att_fwd_task(void *ctx, int ith, int nth)
         bn_transpose_head(s.kt, kb, KVD, T, hd);
         bn_widen_head(s.rows, vb, KVD, T, hd);
         for (int64_t t = 0; t < T; t++) {
-            const float *qt = j->q + (b * T + t) * E + h * hd;
-            bn_att_scores(p, qt, s.kt, T, hd, t + 1);
+            bn_att_widen(s.coef, j->q + (b * T + t) * E + h * hd, hd);
+            bn_att_sums(p, s.coef, s.kt, T, hd, t + 1, T);
             double mx = -INFINITY;
             for (int64_t u = 0; u <= t; u++) {
                 p[u] = p[u] * inv;
@@ -1128,7 +1099,7 @@ BN_TRAIN_CLONES static void bn_att_fwd_task(void *ctx, int ith, int nth)
                 p[u] = u <= t ? p[u] / sum : 0.0;
                 pr[u] = (float)p[u];
             }
-            bn_att_mix(acc, p, s.rows, hd, t + 1);
+            bn_att_sums(acc, p, s.rows, hd, t + 1, hd, hd);
             float *o = j->out + (b * T + t) * E + h * hd;
             for (int64_t d = 0; d < hd; d++)
                 o[d] = (float)acc[d];
@@ -1256,15 +1227,15 @@ BN_TRAIN_CLONES static void bn_att_bwd_task(void *ctx, int ith, int nth)
             const float *qh = j->q + b * T * E + h * hd;
             for (int64_t t = 0; t < T; t++) {
                 const float *pr = prh + t * T;
-                const float *dot = douth + t * E;
                 double *dp = s.ds + t * T;
-                bn_att_scores(dp, dot, s.vt, T, hd, t + 1);
+                bn_att_widen(s.coef, douth + t * E, hd);
+                bn_att_sums(dp, s.coef, s.vt, T, hd, t + 1, T);
                 double pdp = 0.0;
                 for (int64_t u = 0; u <= t; u++)
                     pdp += pr[u] * dp[u];
                 for (int64_t u = 0; u <= t; u++)
                     dp[u] = pr[u] * (dp[u] - pdp) * inv;
-                bn_att_mix(acc, dp, s.rows, hd, t + 1);
+                bn_att_sums(acc, dp, s.rows, hd, t + 1, hd, hd);
                 float *dqt = j->dq + (b * T + t) * E + h * hd;
                 for (int64_t d = 0; d < hd; d++)
                     dqt[d] += (float)acc[d];
