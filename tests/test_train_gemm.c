@@ -171,7 +171,9 @@ int main(void)
     bn_train_model_free(m);
 
     /* a larger model (768 rows a step, n_ff 600): A of 480 rows by k = 900, or 1700
-     * rows by 250, is more than one block of row panels (1.5 MiB of floats) */
+     * rows by 250, is more than one block of row panels of 1.5 MiB of floats (the
+     * block where the second-level cache is 2 MiB or more), and of 37 KiB, many blocks;
+     * the host's own block (6 MiB where that cache is smaller) takes them whole */
     const bn_train_config big = {.n_embd = 64, .n_layer = 1, .n_head = 4, .n_head_kv = 2,
                                  .n_ff = 600, .n_ctx = 64, .n_vocab = 100, .rms_eps = 1e-5f,
                                  .rope_theta = 10000.0f};
@@ -182,16 +184,23 @@ int main(void)
         {480, 33, 900, "row panels in two blocks, several chunks of B"},
         {1700, 33, 250, "row panels in two blocks, one chunk of B"},
     };
-    for (int threads = 1; threads <= 2; threads++) {
-        CHECK_OK(bn_train_set_threads(m, threads));
-        for (int s = 0; s < 2; s++) {
-            CHECK(bn_train_gemm_f32_fits(m, blocks[s].M, blocks[s].N, blocks[s].K) &&
-                      bn_rup12(blocks[s].M) * blocks[s].K > 384 * 1024,
-                  "%s: the shape no longer takes two blocks", blocks[s].what);
-            check_one(m, &blocks[s], 1, 1, 1, threads == 1, threads);
-            check_one(m, &blocks[s], 0, 0, 0, threads == 2, threads);
+    const int64_t planned = m->gemm_a_block;
+    const int64_t block_sizes[] = {384 * 1024, 37 * 1024, planned};
+    for (int bs = 0; bs < 3; bs++) {
+        m->gemm_a_block = block_sizes[bs];
+        for (int threads = 1; threads <= 2; threads++) {
+            CHECK_OK(bn_train_set_threads(m, threads));
+            for (int s = 0; s < 2; s++) {
+                CHECK(bn_train_gemm_f32_fits(m, blocks[s].M, blocks[s].N, blocks[s].K) &&
+                          (bs == 2 || bn_rup12(blocks[s].M) * blocks[s].K > m->gemm_a_block),
+                      "%s: the shape no longer takes two blocks", blocks[s].what);
+                check_one(m, &blocks[s], 1, 1, 1, threads == 1, threads);
+                check_one(m, &blocks[s], 0, 0, 0, threads == 2, threads);
+            }
         }
     }
+    CHECK(planned == 384 * 1024 || planned == 1536 * 1024, "the planned block is %lld floats",
+          (long long)planned);
     bn_train_model_free(m);
     CHECK(bn_mem_leak_report() == 0, "blocks left at the end");
     return check_summary("test_train_gemm");

@@ -24,6 +24,7 @@
 #include <assert.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/kernels.h"
 #include "train/train.h"
@@ -37,7 +38,6 @@
 #define SNR BN_GEMM_NR_F32
 #define SKC 256
 #define SJB 16              /* column panels of B packed together when k <= SKC */
-#define SMB (384 * 1024)   /* floats of A (1.5 MiB) that a block of row panels holds */
 _Static_assert(SNR <= 2 * NR, "a thread's B buffer (gemm_bpack_k >= SJB * SKC rows of NR "
                                "doubles) holds SJB float chunks");
 
@@ -365,10 +365,10 @@ static void bn_gemm_task(void *ctx, int ith, int nth)
  * - whole A: all threads pack A's row panels, then each thread takes its column panels
  *   of C one at a time: for each chunk of k it packs the chunk of its panel of B and
  *   runs the row panels over it, keeping the panel's partial sums in its own carry
- *   buffer; at the end it writes the panel to C. The row panels go in blocks of SMB
- *   floats (the second-level cache); a sum of one chunk (k <= SKC) packs SJB column
- *   panels at once and runs each row panel over all of them, so that C is written in
- *   rows of SJB * SNR floats.
+ *   buffer; at the end it writes the panel to C. The row panels go in blocks of
+ *   m->gemm_a_block floats (bn_train_fast_plan); a sum of one chunk (k <= SKC) packs
+ *   SJB column panels at once and runs each row panel over all of them, so that C is
+ *   written in rows of SJB * SNR floats.
  * - chunks of A (a sum too long for the buffer, the output's d x over the vocabulary):
  *   for each chunk of k, all threads pack the chunk of A, then each runs its column
  *   panels over it, the partial sums of all of C carried in m->gemm_c. */
@@ -489,9 +489,9 @@ static void bn_sgemm_task(void *ctx, int ith, int nth)
         for (int64_t ip = p0; ip < p1; ip++)
             bn_spack_a(g, ip * SMR, 0, K, apack + ip * SMR * K);
         bn_train_barrier(m);
-        /* the row panels in blocks of at most SMB floats of A, which stay in the
-         * second-level cache while the thread's column panels pass */
-        int64_t blk = K > 0 ? SMB / (SMR * K) : PM;
+        /* the row panels in blocks of at most m->gemm_a_block floats of A, which the
+         * thread's column panels pass over (each packing its chunks of B again) */
+        int64_t blk = K > 0 ? m->gemm_a_block / (SMR * K) : PM;
         blk = blk < 1 ? 1 : blk;
         for (int64_t ib = 0; ib < PM; ib += blk) {
             const int64_t ie = ib + blk < PM ? ib + blk : PM;
@@ -1529,4 +1529,16 @@ void bn_train_fast_plan(bn_train_model *m)
     const int64_t c32 = (bn_rup(E, SMR) * bn_rup(N, SNR) + 1) / 2;
     m->gemm_c_cap = (size_t)(c64 > c32 ? c64 : c32);
     m->gemm_carry_rows = N > maxd ? N : maxd;
+    /* A's block: where the second-level cache holds 1.5 MiB of it with room to spare
+     * (2 MiB or more, Intel's server cores), that much, which stays there while the
+     * column panels pass; where it does not (1 MiB on AMD Zen 4, 512 KiB on Zen 3), A
+     * streams from the third level whatever the block, and a larger one packs each
+     * chunk of B fewer times: 6 MiB (on Zen 4 the tile ran as fast over it, and a
+     * 2-thread ternary step of the default model's shape took 0.94 of the time). Where
+     * the size is not known, the first. The sums do not depend on it. */
+    long l2 = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    m->gemm_a_block = l2 > 0 && l2 < 2 * 1024 * 1024 ? 1536 * 1024 : 384 * 1024;
 }

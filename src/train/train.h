@@ -201,6 +201,7 @@ typedef struct bn_train_model {
     size_t  gemm_c_cap;
     int64_t gemm_bpack_k;        /* rows of a thread's packed right-hand panel */
     int64_t gemm_carry_rows;     /* rows of a thread's float partial sums of a panel */
+    int64_t gemm_a_block;        /* floats of packed A a block of row panels holds */
     double *row_loss;            /* [N] each row's cross-entropy, summed in row order */
 } bn_train_model;
 
