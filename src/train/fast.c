@@ -37,6 +37,7 @@
 #define SMR BN_GEMM_MR_F32
 #define SNR BN_GEMM_NR_F32
 #define SKC 256
+#define BN_ATT_NQ 4         /* attention's queries a block */
 #define SJB 16              /* column panels of B packed together when k <= SKC */
 _Static_assert(SNR <= 2 * NR, "a thread's B buffer (gemm_bpack_k >= SJB * SKC rows of NR "
                                "doubles) holds SJB float chunks");
@@ -111,8 +112,9 @@ typedef struct bn_thread_scratch {
     double  *kt, *vt; /* [hd, T] a kv head's keys and values, transposed, in double */
     double  *rows;    /* [T, hd] a kv head's values (forward) or keys (backward) in double */
     double  *ds;      /* [T, T] a query head's score gradients, a row per query */
-    double  *coef;    /* [hd] a query, or its output's gradient, in double */
-    double  *p, *dp;  /* [T] */
+    double  *coef;    /* [BN_ATT_NQ, hd] queries, or their outputs' gradients, in double */
+    double  *acc;     /* [BN_ATT_NQ, hd] their weighted sums */
+    double  *p;       /* [BN_ATT_NQ, T] a block of queries' weights */
     double  *vec;     /* [max(hd, E, F)] a row of sums */
     double  *exps;    /* [V] a row's exponentials */
     int32_t *isum;    /* [4 + 64] a tile's sums, then 64 rows' sums of codes */
@@ -145,9 +147,9 @@ static size_t bn_thread_carve(const bn_train_model *m, uint8_t *base, bn_thread_
     BN_CARVE(s->vt, hd * T, double);
     BN_CARVE(s->rows, hd * T, double);
     BN_CARVE(s->ds, T * T, double);
-    BN_CARVE(s->coef, hd, double);
-    BN_CARVE(s->p, T, double);
-    BN_CARVE(s->dp, T, double);
+    BN_CARVE(s->coef, BN_ATT_NQ * hd, double);
+    BN_CARVE(s->acc, BN_ATT_NQ * hd, double);
+    BN_CARVE(s->p, BN_ATT_NQ * T, double);
     BN_CARVE(s->vec, (maxd > hd ? maxd : hd) > T ? (maxd > hd ? maxd : hd) : T, double);
     BN_CARVE(s->exps, V, double);
     BN_CARVE(s->isum, 4 + 64, int32_t);
@@ -1063,6 +1065,121 @@ bn_att_widen(double *restrict xd, const float *restrict x, int64_t n)
         xd[i] = x[i];
 }
 
+/* The same sums for the BN_ATT_NQ queries of a block at once, over the same rows r:
+ * out[q][j] = the sum over i < m of c[q][i] * r[i ld + j], j < n (and past n as
+ * bn_att_sums). Each row of r is read once for all of them (one query at a time, each
+ * read every row from the second-level cache, and the loads, not the arithmetic, set the
+ * pace); NB * 8 values of j of each query in registers. */
+static inline __attribute__((always_inline)) int64_t
+bn_att_msums_blocks(double *const *out, const double *const *c, const double *restrict r,
+                    int64_t ld, int64_t m, int64_t j0, int64_t n, const int NB)
+{
+    for (; j0 + 8 * NB <= n; j0 += 8 * NB) {
+        bn_att_v8d a[BN_ATT_NQ][4] = {{{0}}};
+        for (int64_t i = 0; i < m; i++) {
+            bn_att_v8d rv[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < NB; k++) {
+                bn_att_v8d x;
+                memcpy(&x, r + i * ld + j0 + 8 * k, sizeof x);
+                rv[k] = x;
+            }
+#pragma GCC unroll 4
+            for (int q = 0; q < BN_ATT_NQ; q++) {
+                const double cq = c[q][i];
+#pragma GCC unroll 4
+                for (int k = 0; k < NB; k++)
+                    a[q][k] = a[q][k] + cq * rv[k];
+            }
+        }
+#pragma GCC unroll 4
+        for (int q = 0; q < BN_ATT_NQ; q++)
+#pragma GCC unroll 4
+            for (int k = 0; k < NB; k++) {
+                const bn_att_v8d x = a[q][k];
+                memcpy(out[q] + j0 + 8 * k, &x, sizeof x);
+            }
+    }
+    return j0;
+}
+
+static inline __attribute__((always_inline)) void
+bn_att_msums(double *const *out, const double *const *c, const double *restrict r,
+             int64_t ld, int64_t m, int64_t n, int64_t nmax)
+{
+    int64_t j0 = bn_att_msums_blocks(out, c, r, ld, m, 0, n, 4);
+    const int64_t n8 = (n + 7) / 8 * 8;
+    j0 = bn_att_msums_blocks(out, c, r, ld, m, j0, n8 < nmax ? n8 : nmax, 1);
+    for (int q = 0; q < BN_ATT_NQ; q++) {
+        for (int64_t j = j0; j < n; j++)
+            out[q][j] = 0.0;
+        for (int64_t i = 0; i < m; i++) {
+            const double ci = c[q][i];
+            for (int64_t j = j0; j < n; j++)
+                out[q][j] += ci * r[i * ld + j];
+        }
+    }
+}
+
+/* out[j] += c[i] * r[i ld + j] for i0 <= i < i1 ascending, j < n: a sum taken on from
+ * where bn_att_msums left it, for a query whose sum is longer than its block's. */
+static inline __attribute__((always_inline)) void
+bn_att_sums_more(double *restrict out, const double *restrict c, const double *restrict r,
+                 int64_t ld, int64_t i0, int64_t i1, int64_t n)
+{
+    for (int64_t i = i0; i < i1; i++) {
+        const double ci = c[i];
+        for (int64_t j = 0; j < n; j++)
+            out[j] += ci * r[i * ld + j];
+    }
+}
+
+/* The scores (into sc[q], stride ldo) of queries t0 .. t0 + nq (rows of x at stride ldx,
+ * widened into coef) against a head's transposed keys or values kt [hd][T]. */
+static inline __attribute__((always_inline)) void
+bn_att_block_scores(double *sc, int64_t ldo, double *coef, const float *x, int64_t ldx,
+                    const double *kt, int64_t T, int64_t hd, int64_t t0, int64_t nq)
+{
+    if (nq < BN_ATT_NQ) {
+        for (int64_t q = 0; q < nq; q++) {
+            bn_att_widen(coef, x + (t0 + q) * ldx, hd);
+            bn_att_sums(sc + q * ldo, coef, kt, T, hd, t0 + q + 1, T);
+        }
+        return;
+    }
+    double *out[BN_ATT_NQ];
+    const double *c[BN_ATT_NQ];
+    for (int q = 0; q < BN_ATT_NQ; q++) {
+        bn_att_widen(coef + q * hd, x + (t0 + q) * ldx, hd);
+        out[q] = sc + q * ldo;
+        c[q] = coef + q * hd;
+    }
+    bn_att_msums(out, c, kt, T, hd, t0 + BN_ATT_NQ, T);
+}
+
+/* acc[q][d] = the sum over u <= t0 + q of w[q][u] * rows[u][d] for the queries of a
+ * block (weights at stride ldw, rows [T][hd] in double): the keys all of them see in
+ * one pass, then each query's own last ones. */
+static inline __attribute__((always_inline)) void
+bn_att_block_mix(double *acc, const double *w, int64_t ldw, const double *rows, int64_t hd,
+                 int64_t t0, int64_t nq)
+{
+    if (nq < BN_ATT_NQ) {
+        for (int64_t q = 0; q < nq; q++)
+            bn_att_sums(acc + q * hd, w + q * ldw, rows, hd, t0 + q + 1, hd, hd);
+        return;
+    }
+    double *out[BN_ATT_NQ];
+    const double *c[BN_ATT_NQ];
+    for (int q = 0; q < BN_ATT_NQ; q++) {
+        out[q] = acc + q * hd;
+        c[q] = w + q * ldw;
+    }
+    bn_att_msums(out, c, rows, hd, t0 + 1, hd, hd);
+    for (int q = 1; q < BN_ATT_NQ; q++)
+        bn_att_sums_more(out[q], c[q], rows, hd, t0 + 1, t0 + q + 1, hd);
+}
+
 /* Queries (b, h) for the items [lo, hi) of B * H: the reference's arithmetic, with the
  * scores of one query computed for all its keys at once (keys in the inner loop). */
 BN_TRAIN_CLONES static void bn_att_fwd_task(void *ctx, int ith, int nth)
@@ -1072,7 +1189,7 @@ BN_TRAIN_CLONES static void bn_att_fwd_task(void *ctx, int ith, int nth)
     const int64_t E = H * hd, KVD = j->KV * hd;
     const double inv = 1.0 / sqrt((double)hd);
     bn_thread_scratch s = bn_scratch(j->m, ith);
-    double *p = s.p, *acc = s.vec;
+    double *p = s.p, *acc = s.acc;
     int64_t lo, hi;
     bn_share(j->B * H, ith, nth, &lo, &hi);
     for (int64_t bh = lo; bh < hi; bh++) {
@@ -1081,28 +1198,35 @@ BN_TRAIN_CLONES static void bn_att_fwd_task(void *ctx, int ith, int nth)
         const float *vb = j->v + b * T * KVD + kvh * hd;
         bn_transpose_head(s.kt, kb, KVD, T, hd);
         bn_widen_head(s.rows, vb, KVD, T, hd);
-        for (int64_t t = 0; t < T; t++) {
-            bn_att_widen(s.coef, j->q + (b * T + t) * E + h * hd, hd);
-            bn_att_sums(p, s.coef, s.kt, T, hd, t + 1, T);
-            double mx = -INFINITY;
-            for (int64_t u = 0; u <= t; u++) {
-                p[u] = p[u] * inv;
-                mx = p[u] > mx ? p[u] : mx;
+        for (int64_t t0 = 0; t0 < T; t0 += BN_ATT_NQ) {
+            const int64_t nq = T - t0 < BN_ATT_NQ ? T - t0 : BN_ATT_NQ;
+            bn_att_block_scores(p, T, s.coef, j->q + (b * T) * E + h * hd, E, s.kt, T, hd,
+                                t0, nq);
+            for (int64_t q = 0; q < nq; q++) {
+                const int64_t t = t0 + q;
+                double *pq = p + q * T;
+                double mx = -INFINITY;
+                for (int64_t u = 0; u <= t; u++) {
+                    pq[u] = pq[u] * inv;
+                    mx = pq[u] > mx ? pq[u] : mx;
+                }
+                double sum = 0.0;
+                for (int64_t u = 0; u <= t; u++) {
+                    pq[u] = exp(pq[u] - mx);
+                    sum += pq[u];
+                }
+                float *pr = j->probs + ((b * H + h) * T + t) * T;
+                for (int64_t u = 0; u < T; u++) {
+                    pq[u] = u <= t ? pq[u] / sum : 0.0;
+                    pr[u] = (float)pq[u];
+                }
             }
-            double sum = 0.0;
-            for (int64_t u = 0; u <= t; u++) {
-                p[u] = exp(p[u] - mx);
-                sum += p[u];
+            bn_att_block_mix(acc, p, T, s.rows, hd, t0, nq);
+            for (int64_t q = 0; q < nq; q++) {
+                float *o = j->out + (b * T + t0 + q) * E + h * hd;
+                for (int64_t d = 0; d < hd; d++)
+                    o[d] = (float)acc[q * hd + d];
             }
-            float *pr = j->probs + ((b * H + h) * T + t) * T;
-            for (int64_t u = 0; u < T; u++) {
-                p[u] = u <= t ? p[u] / sum : 0.0;
-                pr[u] = (float)p[u];
-            }
-            bn_att_sums(acc, p, s.rows, hd, t + 1, hd, hd);
-            float *o = j->out + (b * T + t) * E + h * hd;
-            for (int64_t d = 0; d < hd; d++)
-                o[d] = (float)acc[d];
         }
     }
 }
@@ -1209,7 +1333,7 @@ BN_TRAIN_CLONES static void bn_att_bwd_task(void *ctx, int ith, int nth)
     const int64_t E = H * hd, KVD = KV * hd;
     const double inv = 1.0 / sqrt((double)hd);
     bn_thread_scratch s = bn_scratch(j->m, ith);
-    double *acc = s.vec;
+    double *acc = s.acc;
     const int64_t dnd = hd / BN_ATT_ND * BN_ATT_ND;
     int64_t lo, hi;
     bn_share(j->B * KV, ith, nth, &lo, &hi);
@@ -1225,20 +1349,24 @@ BN_TRAIN_CLONES static void bn_att_bwd_task(void *ctx, int ith, int nth)
             const float *prh = j->cprobs + (b * H + h) * T * T;
             const float *douth = j->dout + b * T * E + h * hd;
             const float *qh = j->q + b * T * E + h * hd;
-            for (int64_t t = 0; t < T; t++) {
-                const float *pr = prh + t * T;
-                double *dp = s.ds + t * T;
-                bn_att_widen(s.coef, douth + t * E, hd);
-                bn_att_sums(dp, s.coef, s.vt, T, hd, t + 1, T);
-                double pdp = 0.0;
-                for (int64_t u = 0; u <= t; u++)
-                    pdp += pr[u] * dp[u];
-                for (int64_t u = 0; u <= t; u++)
-                    dp[u] = pr[u] * (dp[u] - pdp) * inv;
-                bn_att_sums(acc, dp, s.rows, hd, t + 1, hd, hd);
-                float *dqt = j->dq + (b * T + t) * E + h * hd;
-                for (int64_t d = 0; d < hd; d++)
-                    dqt[d] += (float)acc[d];
+            for (int64_t t0 = 0; t0 < T; t0 += BN_ATT_NQ) {
+                const int64_t nq = T - t0 < BN_ATT_NQ ? T - t0 : BN_ATT_NQ;
+                bn_att_block_scores(s.ds + t0 * T, T, s.coef, douth, E, s.vt, T, hd, t0, nq);
+                for (int64_t t = t0; t < t0 + nq; t++) {
+                    const float *pr = prh + t * T;
+                    double *dp = s.ds + t * T;
+                    double pdp = 0.0;
+                    for (int64_t u = 0; u <= t; u++)
+                        pdp += pr[u] * dp[u];
+                    for (int64_t u = 0; u <= t; u++)
+                        dp[u] = pr[u] * (dp[u] - pdp) * inv;
+                }
+                bn_att_block_mix(acc, s.ds + t0 * T, T, s.rows, hd, t0, nq);
+                for (int64_t q = 0; q < nq; q++) {
+                    float *dqt = j->dq + (b * T + t0 + q) * E + h * hd;
+                    for (int64_t d = 0; d < hd; d++)
+                        dqt[d] += (float)acc[q * hd + d];
+                }
             }
             /* dk, dv: row u gathers the queries t >= u in order */
             int64_t u0 = 0;
