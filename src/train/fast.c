@@ -1181,7 +1181,8 @@ bn_att_block_mix(double *acc, const double *w, int64_t ldw, const double *rows, 
 }
 
 /* Queries (b, h) for the items [lo, hi) of B * H: the reference's arithmetic, with the
- * scores of one query computed for all its keys at once (keys in the inner loop). */
+ * scores of a block of queries computed for all their keys at once (keys in the inner
+ * loop), then each one's softmax, then the block's weighted sums. */
 BN_TRAIN_CLONES static void bn_att_fwd_task(void *ctx, int ith, int nth)
 {
     const bn_att_job *j = ctx;
@@ -1324,8 +1325,9 @@ bn_att_kv_one(float *restrict dk, float *restrict dv, int64_t ld, const float *r
 
 /* Kv heads (b, kvh) for the items of B * KV: a kv head's dk and dv gather its query
  * heads in head order, then position order, as the reference does. For each query head,
- * first every query's score gradients (into s.ds, a row per query) and its dq; then dk
- * and dv, a block of rows at a time held in registers over the queries. */
+ * first every query's score gradients (into s.ds, a row per query; a block of queries at
+ * a time, as in the forward) and its dq; then dk and dv, a block of rows at a time held
+ * in registers over the queries. */
 BN_TRAIN_CLONES static void bn_att_bwd_task(void *ctx, int ith, int nth)
 {
     const bn_att_job *j = ctx;
