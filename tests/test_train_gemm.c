@@ -172,7 +172,7 @@ int main(void)
 
     /* a larger model (768 rows a step, n_ff 600): A of 480 rows by k = 900, or 1700
      * rows by 250, is more than one block of row panels of 1.5 MiB of floats (the
-     * block where the second-level cache is 2 MiB or more), and of 37 KiB, many blocks;
+     * block where the second-level cache is 2 MiB or more), and of 37 K floats, many blocks;
      * the host's own block (6 MiB where that cache is smaller) takes them whole */
     const bn_train_config big = {.n_embd = 64, .n_layer = 1, .n_head = 4, .n_head_kv = 2,
                                  .n_ff = 600, .n_ctx = 64, .n_vocab = 100, .rms_eps = 1e-5f,

@@ -1250,11 +1250,11 @@ void bn_train_fast_attention_forward(bn_train_model *m, float *out, float *probs
 /* The key and value gradients of one query head, rows u0 .. u0 + BN_ATT_NU of a kv head
  * (dk, dv at stride ld), columns d0 .. d0 + BN_ATT_ND, over the queries t0 .. T - 1
  * (t0 >= u0 + BN_ATT_NU - 1, so that every query sees every row; the queries before are
- * the caller's): the
- * rows' values in registers while the queries pass, where the reference adds to
- * them in memory query by query. Per element the reference's operations in its order
- * (queries ascending): dv += pr[t][u] * dout_t (a float product and a float sum), dk
- * += (float)(ds[t][u] * (double)q_t) (a double product rounded to float). */
+ * the caller's): the rows' values in registers while the queries pass, where the
+ * reference adds to them in memory query by query. Per element the reference's
+ * operations in its order (queries ascending): dv += pr[t][u] * dout_t (a float product
+ * and a float sum), dk += (float)(ds[t][u] * (double)q_t) (a double product rounded to
+ * float). */
 #define BN_ATT_NU 4               /* rows a block */
 #define BN_ATT_NC 2               /* eight-float columns of each */
 #define BN_ATT_ND (8 * BN_ATT_NC)
