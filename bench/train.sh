@@ -11,7 +11,9 @@
 #   BASELINE=old/train_speed bench/train.sh   # also another build, in the same turns
 #
 # Default shape: E 256, 4 layers, 4 heads, 2 kv heads, FFN 640, context 128, vocabulary
-# 32000 (the LLaMA 2 tokenizer's), batch 8 (1024 tokens a step).
+# 32000 (the LLaMA 2 tokenizer's), batch 8 (1024 tokens a step). The shipped model's
+# shape (models/tiny-en.gguf): SHAPE="--dim 384 --layers 6 --heads 6 --kv-heads 6
+# --ffn 1024 --ctx 256 --vocab 8192 --batch 16".
 set -eu
 TRAIN_SPEED=${TRAIN_SPEED:-build/train_speed}
 PYTHON=${PYTHON:-/usr/bin/python3}
