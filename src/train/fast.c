@@ -1000,62 +1000,9 @@ static void bn_transpose_head(double *xt, const float *x, int64_t ld, int64_t T,
             xt[d * T + s] = x[s * ld + d];
 }
 
-/* x [T rows of stride ld] of one head into xd [T][hd] in double (exact). */
-static void bn_widen_head(double *xd, const float *x, int64_t ld, int64_t T, int64_t hd)
-{
-    for (int64_t s = 0; s < T; s++)
-        for (int64_t d = 0; d < hd; d++)
-            xd[s * hd + d] = x[s * ld + d];
-}
-
 /* Eight doubles and eight floats (GCC's and Clang's vector extension). */
 typedef double bn_att_v8d __attribute__((vector_size(64)));
 typedef float bn_att_v8f __attribute__((vector_size(32)));
-
-/* out[j] = the sum over i < m, i ascending from 0.0, of c[i] * r[i ld + j], for j < n,
- * and past n up to a multiple of 8 that is at most nmax (the caller does not read those
- * values; r has them): NB * 8 values of j at a time in registers, so that each i adds
- * to them without a load and a store of out. The same operations per element as the
- * reference's loop (a multiply and an add, i ascending); eight chains of additions hide
- * an addition's latency where four did not. A query's scores are this with c the query
- * widened to double and r the keys transposed (j a key), a query's weighted sum with c
- * its weights and r the values (j a dimension). */
-static inline __attribute__((always_inline)) int64_t
-bn_att_sums_blocks(double *restrict out, const double *restrict c, const double *restrict r,
-                   int64_t ld, int64_t m, int64_t j0, int64_t n, const int NB)
-{
-    for (; j0 + 8 * NB <= n; j0 += 8 * NB) {
-        bn_att_v8d a[8] = {{0}};
-        for (int64_t i = 0; i < m; i++) {
-            const double ci = c[i];
-#pragma GCC unroll 8
-            for (int k = 0; k < NB; k++) {
-                bn_att_v8d rv;
-                memcpy(&rv, r + i * ld + j0 + 8 * k, sizeof rv);
-                a[k] = a[k] + ci * rv;
-            }
-        }
-        memcpy(out + j0, a, (size_t)NB * sizeof a[0]);
-    }
-    return j0;
-}
-
-static inline __attribute__((always_inline)) void
-bn_att_sums(double *restrict out, const double *restrict c, const double *restrict r,
-            int64_t ld, int64_t m, int64_t n, int64_t nmax)
-{
-    int64_t j0 = bn_att_sums_blocks(out, c, r, ld, m, 0, n, 8);
-    j0 = bn_att_sums_blocks(out, c, r, ld, m, j0, n, 4);
-    const int64_t n8 = (n + 7) / 8 * 8;
-    j0 = bn_att_sums_blocks(out, c, r, ld, m, j0, n8 < nmax ? n8 : nmax, 1);
-    for (int64_t j = j0; j < n; j++)
-        out[j] = 0.0;
-    for (int64_t i = 0; i < m; i++) {
-        const double ci = c[i];
-        for (int64_t j = j0; j < n; j++)
-            out[j] += ci * r[i * ld + j];
-    }
-}
 
 /* x[0 .. n) widened to double (exact). */
 static inline __attribute__((always_inline)) void
@@ -1065,36 +1012,42 @@ bn_att_widen(double *restrict xd, const float *restrict x, int64_t n)
         xd[i] = x[i];
 }
 
-/* The same sums for the BN_ATT_NQ queries of a block at once, over the same rows r:
- * out[q][j] = the sum over i < m of c[q][i] * r[i ld + j], j < n (and past n as
- * bn_att_sums). Each row of r is read once for all of them (one query at a time, each
- * read every row from the second-level cache, and the loads, not the arithmetic, set the
- * pace); NB * 8 values of j of each query in registers. */
+/* For the NQ queries q of a block (1 or BN_ATT_NQ), over the same rows r:
+ * out[q][j] = the sum over i < m, i ascending from 0.0, of c[q][i] * r[i ld + j], for
+ * j < n, and past n up to a multiple of 8 that is at most nmax (the caller does not read
+ * those values; r has them). NB * 8 values of j of each query in registers, so that each
+ * i adds to them without a load and a store of out: the same operations per element as
+ * the reference's loop (a multiply and an add, i ascending). One query keeps eight
+ * chains of additions, which hide an addition's latency; a block of queries reads each
+ * row of r once for all of them (one query at a time, each read every row from the
+ * second-level cache, and the loads, not the arithmetic, set the pace). A query's scores
+ * are this with c the query widened to double and r the keys transposed (j a key), its
+ * weighted sum with c its weights and r the values (j a dimension). */
 static inline __attribute__((always_inline)) int64_t
-bn_att_msums_blocks(double *const *out, const double *const *c, const double *restrict r,
-                    int64_t ld, int64_t m, int64_t j0, int64_t n, const int NB)
+bn_att_sums_blocks(double *const *out, const double *const *c, const double *restrict r,
+                   int64_t ld, int64_t m, int64_t j0, int64_t n, const int NQ, const int NB)
 {
     for (; j0 + 8 * NB <= n; j0 += 8 * NB) {
-        bn_att_v8d a[BN_ATT_NQ][4] = {{{0}}};
+        bn_att_v8d a[BN_ATT_NQ][8] = {{{0}}};
         for (int64_t i = 0; i < m; i++) {
-            bn_att_v8d rv[4];
-#pragma GCC unroll 4
+            bn_att_v8d rv[8];
+#pragma GCC unroll 8
             for (int k = 0; k < NB; k++) {
                 bn_att_v8d x;
                 memcpy(&x, r + i * ld + j0 + 8 * k, sizeof x);
                 rv[k] = x;
             }
 #pragma GCC unroll 4
-            for (int q = 0; q < BN_ATT_NQ; q++) {
+            for (int q = 0; q < NQ; q++) {
                 const double cq = c[q][i];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
                 for (int k = 0; k < NB; k++)
                     a[q][k] = a[q][k] + cq * rv[k];
             }
         }
 #pragma GCC unroll 4
-        for (int q = 0; q < BN_ATT_NQ; q++)
-#pragma GCC unroll 4
+        for (int q = 0; q < NQ; q++)
+#pragma GCC unroll 8
             for (int k = 0; k < NB; k++) {
                 const bn_att_v8d x = a[q][k];
                 memcpy(out[q] + j0 + 8 * k, &x, sizeof x);
@@ -1105,12 +1058,14 @@ bn_att_msums_blocks(double *const *out, const double *const *c, const double *re
 
 static inline __attribute__((always_inline)) void
 bn_att_msums(double *const *out, const double *const *c, const double *restrict r,
-             int64_t ld, int64_t m, int64_t n, int64_t nmax)
+             int64_t ld, int64_t m, int64_t n, int64_t nmax, const int NQ)
 {
-    int64_t j0 = bn_att_msums_blocks(out, c, r, ld, m, 0, n, 4);
+    int64_t j0 = bn_att_sums_blocks(out, c, r, ld, m, 0, n, NQ, NQ == 1 ? 8 : 4);
+    if (NQ == 1)
+        j0 = bn_att_sums_blocks(out, c, r, ld, m, j0, n, NQ, 4);
     const int64_t n8 = (n + 7) / 8 * 8;
-    j0 = bn_att_msums_blocks(out, c, r, ld, m, j0, n8 < nmax ? n8 : nmax, 1);
-    for (int q = 0; q < BN_ATT_NQ; q++) {
+    j0 = bn_att_sums_blocks(out, c, r, ld, m, j0, n8 < nmax ? n8 : nmax, NQ, 1);
+    for (int q = 0; q < NQ; q++) {
         for (int64_t j = j0; j < n; j++)
             out[q][j] = 0.0;
         for (int64_t i = 0; i < m; i++) {
@@ -1119,6 +1074,14 @@ bn_att_msums(double *const *out, const double *const *c, const double *restrict 
                 out[q][j] += ci * r[i * ld + j];
         }
     }
+}
+
+/* The sums of one query. */
+static inline __attribute__((always_inline)) void
+bn_att_sums(double *out, const double *c, const double *restrict r, int64_t ld, int64_t m,
+            int64_t n, int64_t nmax)
+{
+    bn_att_msums(&out, &c, r, ld, m, n, nmax, 1);
 }
 
 /* out[j] += c[i] * r[i ld + j] for i0 <= i < i1 ascending, j < n: a sum taken on from
@@ -1132,6 +1095,14 @@ bn_att_sums_more(double *restrict out, const double *restrict c, const double *r
         for (int64_t j = 0; j < n; j++)
             out[j] += ci * r[i * ld + j];
     }
+}
+
+/* x [T rows of stride ld] of one head into xd [T][hd] in double (exact). */
+static inline __attribute__((always_inline)) void
+bn_widen_head(double *xd, const float *x, int64_t ld, int64_t T, int64_t hd)
+{
+    for (int64_t t = 0; t < T; t++)
+        bn_att_widen(xd + t * hd, x + t * ld, hd);
 }
 
 /* The scores (into sc[q], stride ldo) of queries t0 .. t0 + nq (rows of x at stride ldx,
@@ -1154,7 +1125,7 @@ bn_att_block_scores(double *sc, int64_t ldo, double *coef, const float *x, int64
         out[q] = sc + q * ldo;
         c[q] = coef + q * hd;
     }
-    bn_att_msums(out, c, kt, T, hd, t0 + BN_ATT_NQ, T);
+    bn_att_msums(out, c, kt, T, hd, t0 + BN_ATT_NQ, T, BN_ATT_NQ);
 }
 
 /* acc[q][d] = the sum over u <= t0 + q of w[q][u] * rows[u][d] for the queries of a
@@ -1175,7 +1146,7 @@ bn_att_block_mix(double *acc, const double *w, int64_t ldw, const double *rows, 
         out[q] = acc + q * hd;
         c[q] = w + q * ldw;
     }
-    bn_att_msums(out, c, rows, hd, t0 + 1, hd, hd);
+    bn_att_msums(out, c, rows, hd, t0 + 1, hd, hd, BN_ATT_NQ);
     for (int q = 1; q < BN_ATT_NQ; q++)
         bn_att_sums_more(out[q], c[q], rows, hd, t0 + 1, t0 + q + 1, hd);
 }
